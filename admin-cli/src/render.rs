@@ -1,0 +1,216 @@
+//! Human output: readable tables and summaries of the node's JSON documents.
+
+use serde_json::Value;
+
+/// Which document a command printed.
+pub(crate) enum View {
+    Status,
+    Peer,
+    Peers,
+    Done,
+    Officer,
+    Officers,
+    Created(String),
+    Cases,
+    Case,
+    Template,
+    Preview,
+    Sent,
+    Inbox,
+    Message,
+}
+
+fn s(v: &Value, k: &str) -> String {
+    match v.get(k) {
+        Some(Value::String(x)) => x.clone(),
+        Some(Value::Null) | None => String::new(),
+        Some(other) => other.to_string(),
+    }
+}
+
+/// A plain text table with a header row.
+pub(crate) fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
+    for r in rows {
+        for (i, c) in r.iter().enumerate() {
+            if i < widths.len() {
+                widths[i] = widths[i].max(c.chars().count());
+            }
+        }
+    }
+    let line = |cells: Vec<String>| {
+        let mut out = String::new();
+        for (i, c) in cells.iter().enumerate() {
+            if i + 1 == cells.len() {
+                out.push_str(c);
+            } else {
+                out.push_str(&format!("{c:<w$}  ", w = widths[i]));
+            }
+        }
+        out.trim_end().to_string() + "\n"
+    };
+    let mut out = line(headers.iter().map(|h| h.to_uppercase()).collect());
+    for r in rows {
+        out.push_str(&line(r.clone()));
+    }
+    if rows.is_empty() {
+        out.push_str("(none)\n");
+    }
+    out
+}
+
+fn list<'a>(v: &'a Value, k: &str) -> &'a [Value] {
+    v.get(k)
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or(&[])
+}
+
+fn peer_block(p: &Value) -> String {
+    format!(
+        "country:          {}\nname:             {}\naddresses:        {}\nsigning key:      {}\nTLS certificate:  {}\naccepts:          {}\nvalid until:      {}\n",
+        s(p, "country"),
+        s(p, "name"),
+        list(p, "addresses").iter().map(|a| a.as_str().unwrap_or("")).collect::<Vec<_>>().join(", "),
+        s(p, "signing_key"),
+        s(p, "tls_certificate"),
+        list(p, "acceptance").iter().map(|a| a.as_str().unwrap_or("")).collect::<Vec<_>>().join(", "),
+        s(p, "valid_until"),
+    )
+}
+
+/// Renders `v` for people.
+pub(crate) fn render(view: &View, v: &Value) -> String {
+    match view {
+        View::Status => {
+            let mut out = format!(
+                "node {} ({})\npeer listener {}   admin listener {}\nsigning key     {}\nTLS certificate {}\nreceived {}   outbox {}   audit entries {}\n\n",
+                s(v, "country"), s(v, "name"), s(v, "peer_listen"), s(v, "admin_listen"),
+                s(v, "signing_key"), s(v, "tls_certificate"),
+                s(v, "received_total"), s(v, "outbox_total"), s(v, "audit_entries"),
+            );
+            let rows: Vec<Vec<String>> = list(v, "peers")
+                .iter()
+                .map(|p| {
+                    vec![
+                        s(p, "country"),
+                        s(p, "state"),
+                        s(p, "last_contact"),
+                        s(p, "outbox"),
+                        s(p, "oldest_pending"),
+                        s(p, "last_error"),
+                    ]
+                })
+                .collect();
+            out.push_str(&table(
+                &["peer", "state", "last contact", "outbox", "oldest pending", "last error"],
+                &rows,
+            ));
+            out
+        }
+        View::Peer => format!("pinned peer\n{}", peer_block(v)),
+        View::Peers => {
+            let rows: Vec<Vec<String>> = list(v, "peers")
+                .iter()
+                .map(|p| {
+                    vec![
+                        s(p, "country"),
+                        s(p, "name"),
+                        s(p, "signing_key").chars().take(19).collect(),
+                        if p.get("revoked") == Some(&Value::Bool(true)) { "revoked".into() } else { "active".into() },
+                    ]
+                })
+                .collect();
+            table(&["country", "name", "signing key", "state"], &rows)
+        }
+        View::Done => format!("done: {v}\n"),
+        View::Officer => format!(
+            "issued credential for {} (role {}) on node {}\n",
+            s(v, "name"),
+            s(v, "role"),
+            s(v, "country")
+        ),
+        View::Officers => {
+            let rows: Vec<Vec<String>> = list(v, "officers")
+                .iter()
+                .map(|o| vec![s(o, "name"), s(o, "role"), s(o, "added"), s(o, "certificate").chars().take(19).collect()])
+                .collect();
+            table(&["name", "role", "added", "certificate"], &rows)
+        }
+        View::Created(_) => format!("recorded case {} ({} fields)\n", s(v, "id"), s(v, "fields")),
+        View::Cases => {
+            let rows: Vec<Vec<String>> = list(v, "cases")
+                .iter()
+                .map(|c| {
+                    let refs: Vec<String> = list(c, "referrals")
+                        .iter()
+                        .map(|r| format!("{}:{}", s(r, "to"), s(r, "state")))
+                        .collect();
+                    vec![s(c, "id"), s(c, "created"), s(c, "created_by"), s(c, "fields"), refs.join(" ")]
+                })
+                .collect();
+            table(&["case", "created", "by", "fields", "referrals"], &rows)
+        }
+        View::Case => format!(
+            "case {} (recorded {} by {})\n{}\n",
+            s(v, "id"),
+            s(v, "created"),
+            s(v, "created_by"),
+            serde_json::to_string_pretty(v.get("case").unwrap_or(&Value::Null)).unwrap_or_default()
+        ),
+        View::Template => s(v, "template") + "\n",
+        View::Preview => {
+            let fields = list(v, "fields");
+            let released = fields.iter().filter(|f| f.get("released") == Some(&Value::Bool(true))).count();
+            let rows: Vec<Vec<String>> = fields
+                .iter()
+                .map(|f| {
+                    let why: Vec<String> = list(f, "withheld_by").iter().map(|w| w.as_str().unwrap_or("").replace('_', " ")).collect();
+                    vec![
+                        s(f, "path"),
+                        s(f, "category"),
+                        if why.is_empty() { "released".into() } else { "withheld".into() },
+                        why.join(", "),
+                    ]
+                })
+                .collect();
+            format!(
+                "referral of case {} to {}: {} of {} fields released\n{}",
+                s(v, "case"),
+                s(v, "to"),
+                released,
+                fields.len(),
+                table(&["field", "category", "decision", "withheld by"], &rows)
+            )
+        }
+        View::Sent => format!(
+            "referral {} of case {} to {} is in the outbox ({} fields released, {} withheld)\nfollow it with: trm-admin message show {}\n",
+            s(v, "message"), s(v, "case"), s(v, "to"), s(v, "released"), s(v, "withheld"), s(v, "message")
+        ),
+        View::Inbox => {
+            let rows: Vec<Vec<String>> = list(v, "messages")
+                .iter()
+                .map(|m| vec![s(m, "id"), s(m, "from"), s(m, "kind"), s(m, "case_ref"), s(m, "received"), s(m, "fields")])
+                .collect();
+            table(&["message", "from", "kind", "case", "received", "fields"], &rows)
+        }
+        View::Message => {
+            let ver = v.get("verification").cloned().unwrap_or(Value::Null);
+            let del = v.get("delivery").cloned().unwrap_or(Value::Null);
+            let mut out = format!(
+                "message {}\n  {} {} {} -> {}   case {}   created {}\n  signature:    {}\n  disclosures:  {}\n  envelope hash {}\n  delivery:     {}",
+                s(v, "id"), s(v, "direction"), s(v, "kind"), s(v, "sender"), s(v, "recipient"),
+                s(v, "case_ref"), s(v, "created"), s(&ver, "signature"), s(&ver, "disclosures"),
+                s(&ver, "envelope_hash"), s(&del, "state"),
+            );
+            if let Some(a) = del.get("answer").filter(|a| !a.is_null()) {
+                out.push_str(&format!(" ({} {}, signature {})", s(a, "kind"), s(a, "reason"), s(a, "signature")));
+            }
+            out.push('\n');
+            out.push_str("  fields:\n");
+            out.push_str(&serde_json::to_string_pretty(v.get("fields").unwrap_or(&Value::Null)).unwrap_or_default());
+            out.push('\n');
+            out
+        }
+    }
+}

@@ -1,0 +1,107 @@
+#!/usr/bin/env bash
+# Builds trm-node and trm-admin, then starts a local three-country federation on loopback:
+# Albania (AL, origin), Italy (IT) and France (FR, destinations), data under one folder.
+# Makes them peers, sends a synthetic referral from Italy to Albania, prints what Albania
+# received and its verification, and leaves the nodes running until Ctrl-C.
+#
+# Environment: TRM_FED_DIR (default ./federation-data), TRM_FED_BASE_PORT (default 47100).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+data=${TRM_FED_DIR:-$root/federation-data}
+base=${TRM_FED_BASE_PORT:-47100}
+
+echo "== building (first build takes a few minutes)"
+cargo build --release -p trm-node -p trm-admin
+bin=$root/target/release
+node=$bin/trm-node
+admin=$bin/trm-admin
+
+if [ -e "$data" ]; then
+  echo "== $data exists from an earlier run; remove it to start afresh"
+  echo "   rm -rf '$data'"
+  exit 64
+fi
+mkdir -p "$data"
+
+countries=(AL IT FR)
+names=("Albania national referral unit" "Italy national referral unit" "France national referral unit")
+pids=()
+cleanup() {
+  echo
+  echo "== stopping nodes"
+  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+  wait || true
+}
+trap cleanup EXIT INT TERM
+
+# France may hold no personal data: it publishes an acceptance profile without identity,
+# family, health and child.
+accept=("" "" "--accept=reference,exploitation,assistance,risk,return,proceedings")
+i=0
+for cc in "${countries[@]}"; do
+  port=$((base + 2 * i)); aport=$((base + 2 * i + 1))
+  "$node" init --dir "$data/$cc" --country "$cc" --name "${names[$i]}" \
+    --listen "127.0.0.1:$port" --admin-listen "127.0.0.1:$aport" ${accept[$i]} >/dev/null
+  i=$((i + 1))
+done
+
+for cc in "${countries[@]}"; do
+  "$node" run --dir "$data/$cc" 2>"$data/$cc.log" &
+  pids+=($!)
+done
+for cc in "${countries[@]}"; do
+  ok=""
+  for _ in $(seq 1 50); do
+    if "$admin" --cred "$data/$cc/operator.cred" status >/dev/null 2>&1; then ok=1; break; fi
+    sleep 0.2
+  done
+  if [ -z "$ok" ]; then
+    echo "node $cc did not start; its log ($data/$cc.log) says:"
+    tail -n 5 "$data/$cc.log"
+    exit 1
+  fi
+done
+
+for cc in "${countries[@]}"; do
+  for other in "${countries[@]}"; do
+    [ "$cc" = "$other" ] && continue
+    "$admin" --cred "$data/$cc/operator.cred" peer add "$data/$other/card.trm" >/dev/null
+  done
+done
+echo "== three nodes running and pinned to each other"
+
+"$admin" --cred "$data/IT/operator.cred" officer add "Officer Rossi-Example" --role officer --out "$data/it-officer.cred" >/dev/null
+"$admin" --cred "$data/AL/operator.cred" officer add "Officer Hoxha-Example" --role officer --out "$data/al-officer.cred" >/dev/null
+
+echo "== Italy records a synthetic case and previews the referral to Albania"
+"$admin" --cred "$data/it-officer.cred" case create --file examples/adult-labour.json
+case_id=$("$admin" --cred "$data/it-officer.cred" --json case list | sed -n 's/.*"id": "\([^"]*\)".*/\1/p' | head -n 1)
+"$admin" --cred "$data/it-officer.cred" referral preview "$case_id" --to AL
+"$admin" --cred "$data/it-officer.cred" referral send "$case_id" --to AL
+
+echo "== waiting for Albania's signed receipt"
+for _ in $(seq 1 50); do
+  if "$admin" --cred "$data/al-officer.cred" --json inbox | grep -q '"kind": "referral"'; then break; fi
+  sleep 0.2
+done
+echo "== Albania's inbox"
+"$admin" --cred "$data/al-officer.cred" inbox
+msg=$("$admin" --cred "$data/al-officer.cred" --json inbox | sed -n 's/.*"id": "\([0-9a-f]*\)".*/\1/p' | head -n 1)
+echo "== what Albania received, with its verification"
+"$admin" --cred "$data/al-officer.cred" message show "$msg"
+echo "== Italy's status"
+"$admin" --cred "$data/it-officer.cred" status
+
+cat <<TXT
+
+The federation keeps running (logs in $data/*.log). Try next:
+  export TRM_CRED=$data/it-officer.cred
+  $admin case template
+  $admin referral preview $case_id --to FR
+  $admin referral send $case_id --to FR
+  $admin status
+  TRM_CRED=$data/al-officer.cred $admin inbox
+Press Ctrl-C to stop the nodes (their outboxes are kept on disk).
+TXT
+wait

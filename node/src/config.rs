@@ -1,0 +1,511 @@
+//! `node.toml`: the node's configuration, parsed with serde and validated once at start.
+//!
+//! Paths are relative to the node folder. Every field has a documented default so that a
+//! minimal file (country, name, addresses) is a complete configuration.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use trm_proto::pb::Category;
+use trm_proto::template;
+
+/// File name of the configuration inside the node folder.
+pub const CONFIG_FILE: &str = "node.toml";
+
+/// Why a configuration was refused. Each variant names the offending key.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The folder has no `node.toml`.
+    #[error("{0} is not a node folder (no node.toml); create one with `trm-node init`")]
+    NotANode(PathBuf),
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// file
+        path: PathBuf,
+        /// cause
+        source: std::io::Error,
+    },
+    /// TOML syntax or type error; the message names the key.
+    #[error("{path}: {message}")]
+    Parse {
+        /// file
+        path: PathBuf,
+        /// toml's message, one line
+        message: String,
+    },
+    /// A value is out of range or inconsistent.
+    #[error("node.toml: `{key}`: {reason}")]
+    Invalid {
+        /// dotted key
+        key: String,
+        /// what is wrong
+        reason: String,
+    },
+}
+
+fn invalid(key: impl Into<String>, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.into(),
+        reason: reason.into(),
+    }
+}
+
+/// The whole `node.toml`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfig {
+    /// ISO 3166-1 alpha-2 code of this node's country, e.g. "IT".
+    pub country: String,
+    /// Human name of the node, e.g. "Italy national referral unit".
+    pub name: String,
+    /// UDP address of the peer listener (QUIC, ALPN `trm/1`). Env `TRM_LISTEN` overrides.
+    pub listen: SocketAddr,
+    /// Addresses announced in the identity card; default: `listen`.
+    #[serde(default)]
+    pub public_addresses: Vec<String>,
+    /// UDP address of the admin listener (QUIC, ALPN `trm-admin/1`), loopback by default.
+    /// Env `TRM_ADMIN_LISTEN` overrides.
+    pub admin_listen: SocketAddr,
+    /// Files of the node, relative to the node folder.
+    #[serde(default)]
+    pub paths: Paths,
+    /// Peer protocol limits.
+    #[serde(default)]
+    pub limits: Limits,
+    /// Delivery worker settings.
+    #[serde(default)]
+    pub delivery: Delivery,
+    /// Categories this node may receive, published in its identity card.
+    /// Default: every category. A country that may hold no personal data lists only
+    /// reference, exploitation, assistance, risk, return, proceedings.
+    #[serde(default = "all_categories")]
+    pub acceptance: Vec<String>,
+    /// Outgoing profile per peer country: the categories this country's law lets it send there.
+    /// A peer without an entry gets `default_outgoing`.
+    #[serde(default)]
+    pub outgoing: BTreeMap<String, Vec<String>>,
+    /// Outgoing profile for peers without an entry in `outgoing`. Default: the non-identifying
+    /// categories only (fail closed: personal data needs an explicit entry).
+    #[serde(default = "non_identifying_categories")]
+    pub default_outgoing: Vec<String>,
+    /// The referral template as adapted by this country's law.
+    #[serde(default)]
+    pub template: TemplateConfig,
+    /// Retention of case values per category, in days (0 or absent = keep).
+    #[serde(default)]
+    pub retention_days: BTreeMap<String, u32>,
+    /// Days after which a directory entry not re-confirmed is shown as stale.
+    #[serde(default = "default_stale_days")]
+    pub directory_stale_days: u32,
+    /// Audit log checkpoints.
+    #[serde(default)]
+    pub audit: AuditConfig,
+    /// Logging.
+    #[serde(default)]
+    pub log: LogConfig,
+    /// Prometheus metrics endpoint.
+    #[serde(default)]
+    pub metrics: MetricsConfig,
+}
+
+/// Files of the node.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Paths {
+    /// Ed25519 signing key (32 raw bytes, mode 0600). Default `keys/signing.key`.
+    pub signing_key: PathBuf,
+    /// TLS private key, PKCS#8 PEM, mode 0600. Default `keys/tls.key`.
+    pub tls_key: PathBuf,
+    /// TLS certificate, PEM. Default `tls.crt`.
+    pub tls_cert: PathBuf,
+    /// This node's identity card, as given to partners. Default `card.trm`.
+    pub card: PathBuf,
+    /// The sled store folder. Default `store`.
+    pub store: PathBuf,
+    /// Key that seals per-case keys at rest (32 raw bytes, 0600). Default `keys/store.key`.
+    pub store_key: PathBuf,
+}
+
+impl Default for Paths {
+    fn default() -> Self {
+        Self {
+            signing_key: "keys/signing.key".into(),
+            tls_key: "keys/tls.key".into(),
+            tls_cert: "tls.crt".into(),
+            card: "card.trm".into(),
+            store: "store".into(),
+            store_key: "keys/store.key".into(),
+        }
+    }
+}
+
+/// What a peer can make the node hold.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Largest frame accepted, in bytes (default 1 MiB).
+    pub max_frame_bytes: usize,
+    /// Concurrent bidirectional streams per connection (default 64).
+    pub max_concurrent_streams: u32,
+    /// Connections served at once (default 256).
+    pub max_connections: usize,
+    /// Idle timeout of a connection, in seconds (default 30).
+    pub idle_timeout_secs: u64,
+    /// Time allowed to receive one frame, in seconds (default 10); a stalled stream is reset.
+    pub stream_timeout_secs: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_frame_bytes: trm_proto::frame::DEFAULT_MAX_FRAME,
+            max_concurrent_streams: 64,
+            max_connections: 256,
+            idle_timeout_secs: 30,
+            stream_timeout_secs: 10,
+        }
+    }
+}
+
+/// Delivery worker settings.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Delivery {
+    /// First retry delay in milliseconds (default 200).
+    pub backoff_initial_ms: u64,
+    /// Longest retry delay in milliseconds (default 30000).
+    pub backoff_max_ms: u64,
+    /// Messages in flight per peer (default 64).
+    pub max_in_flight: usize,
+    /// A peer unreachable for longer than this many seconds is reported as down (default 60).
+    pub unreachable_after_secs: u64,
+}
+
+impl Default for Delivery {
+    fn default() -> Self {
+        Self {
+            backoff_initial_ms: 200,
+            backoff_max_ms: 30_000,
+            max_in_flight: 64,
+            unreachable_after_secs: 60,
+        }
+    }
+}
+
+/// The template as adapted by national law.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TemplateConfig {
+    /// Core fields this country's law forbids it to record, e.g. `["identity.aliases"]`.
+    pub disabled: Vec<String>,
+    /// National extension fields.
+    pub extensions: Vec<ExtensionConfig>,
+}
+
+/// One national extension field.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExtensionConfig {
+    /// `ext.<namespace>.<name>`.
+    pub path: String,
+    /// text, long_text, date, bool, integer or text_list.
+    pub kind: String,
+    /// The data category it belongs to.
+    pub category: String,
+    /// Help text shown in the case template.
+    #[serde(default)]
+    pub help: String,
+}
+
+/// Audit log checkpoints.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditConfig {
+    /// Sign a checkpoint at least every this many entries (default 64).
+    pub checkpoint_every_entries: u64,
+    /// ... or every this many seconds when entries were added (default 10).
+    pub checkpoint_every_secs: u64,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        Self {
+            checkpoint_every_entries: 64,
+            checkpoint_every_secs: 10,
+        }
+    }
+}
+
+/// Logging.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// "human" or "json" (default human). Env `TRM_LOG_FORMAT` and `--log-format` override.
+    pub format: String,
+    /// tracing filter (default "info"). Env `RUST_LOG` overrides.
+    pub filter: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            format: "human".into(),
+            filter: "info".into(),
+        }
+    }
+}
+
+/// Prometheus text endpoint.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// Serve metrics (default true).
+    pub enabled: bool,
+    /// TCP address (default 127.0.0.1:0 = a port chosen by the OS, written to `run/metrics.addr`).
+    pub listen: SocketAddr,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+        }
+    }
+}
+
+fn all_categories() -> Vec<String> {
+    template::ALL_CATEGORIES
+        .iter()
+        .map(|c| template::category_name(*c).to_string())
+        .collect()
+}
+
+fn non_identifying_categories() -> Vec<String> {
+    template::ALL_CATEGORIES
+        .iter()
+        .filter(|c| !template::is_personal(**c))
+        .map(|c| template::category_name(*c).to_string())
+        .collect()
+}
+
+fn default_stale_days() -> u32 {
+    180
+}
+
+/// Parses a list of category names, naming `key` on error.
+pub fn parse_categories(key: &str, names: &[String]) -> Result<Vec<Category>, ConfigError> {
+    let mut out = Vec::new();
+    for n in names {
+        let c = template::parse_category(n).ok_or_else(|| {
+            invalid(
+                key,
+                format!(
+                    "unknown category {n:?} (known: {})",
+                    all_categories().join(", ")
+                ),
+            )
+        })?;
+        if !out.contains(&c) {
+            out.push(c);
+        }
+    }
+    Ok(out)
+}
+
+impl NodeConfig {
+    /// A new configuration with defaults.
+    pub fn new(country: &str, name: &str, listen: SocketAddr, admin_listen: SocketAddr) -> Self {
+        Self {
+            country: country.to_string(),
+            name: name.to_string(),
+            listen,
+            public_addresses: Vec::new(),
+            admin_listen,
+            paths: Paths::default(),
+            limits: Limits::default(),
+            delivery: Delivery::default(),
+            acceptance: all_categories(),
+            outgoing: BTreeMap::new(),
+            default_outgoing: non_identifying_categories(),
+            template: TemplateConfig::default(),
+            retention_days: BTreeMap::new(),
+            directory_stale_days: default_stale_days(),
+            audit: AuditConfig::default(),
+            log: LogConfig::default(),
+            metrics: MetricsConfig::default(),
+        }
+    }
+
+    /// Reads and validates `DIR/node.toml`, then applies environment overrides.
+    pub fn load(dir: &Path) -> Result<Self, ConfigError> {
+        let path = dir.join(CONFIG_FILE);
+        if !path.is_file() {
+            return Err(ConfigError::NotANode(dir.to_path_buf()));
+        }
+        let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Read {
+            path: path.clone(),
+            source,
+        })?;
+        let mut cfg = Self::parse(&text).map_err(|e| match e {
+            ConfigError::Parse { message, .. } => ConfigError::Parse {
+                path: path.clone(),
+                message,
+            },
+            other => other,
+        })?;
+        cfg.apply_env()?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Parses TOML text (no validation).
+    pub fn parse(text: &str) -> Result<Self, ConfigError> {
+        toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: CONFIG_FILE.into(),
+            message: e.message().replace('\n', " ")
+                + &e.span()
+                    .map(|s| {
+                        let line = text[..s.start].lines().count().max(1);
+                        format!(" (line {line})")
+                    })
+                    .unwrap_or_default(),
+        })
+    }
+
+    /// Applies `TRM_LISTEN`, `TRM_ADMIN_LISTEN` and `TRM_LOG_FORMAT`.
+    pub fn apply_env(&mut self) -> Result<(), ConfigError> {
+        if let Ok(v) = std::env::var("TRM_LISTEN") {
+            self.listen = v
+                .parse()
+                .map_err(|_| invalid("TRM_LISTEN", "not a socket address"))?;
+        }
+        if let Ok(v) = std::env::var("TRM_ADMIN_LISTEN") {
+            self.admin_listen = v
+                .parse()
+                .map_err(|_| invalid("TRM_ADMIN_LISTEN", "not a socket address"))?;
+        }
+        if let Ok(v) = std::env::var("TRM_LOG_FORMAT") {
+            self.log.format = v;
+        }
+        Ok(())
+    }
+
+    /// Checks every value once; the error names the key.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if !trm_proto::card::valid_country(&self.country) {
+            return Err(invalid(
+                "country",
+                "must be two upper-case letters, e.g. IT",
+            ));
+        }
+        if self.name.trim().is_empty() {
+            return Err(invalid("name", "must not be empty"));
+        }
+        parse_categories("acceptance", &self.acceptance)?;
+        parse_categories("default_outgoing", &self.default_outgoing)?;
+        for (cc, cats) in &self.outgoing {
+            if !trm_proto::card::valid_country(cc) {
+                return Err(invalid(format!("outgoing.{cc}"), "not a country code"));
+            }
+            parse_categories(&format!("outgoing.{cc}"), cats)?;
+        }
+        for cat in self.retention_days.keys() {
+            parse_categories(&format!("retention_days.{cat}"), std::slice::from_ref(cat))?;
+        }
+        let l = &self.limits;
+        if !(1024..=64 << 20).contains(&l.max_frame_bytes) {
+            return Err(invalid(
+                "limits.max_frame_bytes",
+                "must be 1 KiB ..= 64 MiB",
+            ));
+        }
+        if !(1..=1024).contains(&l.max_concurrent_streams) {
+            return Err(invalid(
+                "limits.max_concurrent_streams",
+                "must be 1 ..= 1024",
+            ));
+        }
+        if l.max_connections == 0 {
+            return Err(invalid("limits.max_connections", "must be at least 1"));
+        }
+        if !(1..=3600).contains(&l.idle_timeout_secs) {
+            return Err(invalid("limits.idle_timeout_secs", "must be 1 ..= 3600"));
+        }
+        if !(1..=600).contains(&l.stream_timeout_secs) {
+            return Err(invalid("limits.stream_timeout_secs", "must be 1 ..= 600"));
+        }
+        let d = &self.delivery;
+        if d.backoff_initial_ms == 0 || d.backoff_max_ms < d.backoff_initial_ms {
+            return Err(invalid(
+                "delivery.backoff_max_ms",
+                "must be >= delivery.backoff_initial_ms > 0",
+            ));
+        }
+        if !(1..=1024).contains(&d.max_in_flight) {
+            return Err(invalid("delivery.max_in_flight", "must be 1 ..= 1024"));
+        }
+        if self.audit.checkpoint_every_entries == 0 {
+            return Err(invalid(
+                "audit.checkpoint_every_entries",
+                "must be at least 1",
+            ));
+        }
+        if !matches!(self.log.format.as_str(), "human" | "json") {
+            return Err(invalid("log.format", "must be \"human\" or \"json\""));
+        }
+        self.template()?;
+        Ok(())
+    }
+
+    /// The adapted template.
+    pub fn template(&self) -> Result<template::Template, ConfigError> {
+        let mut exts = Vec::new();
+        for (i, e) in self.template.extensions.iter().enumerate() {
+            let key = format!("template.extensions[{i}]");
+            let cat = parse_categories(
+                &format!("{key}.category"),
+                std::slice::from_ref(&e.category),
+            )?;
+            let kind = template::ExtKind::parse(&e.kind).ok_or_else(|| {
+                invalid(
+                    format!("{key}.kind"),
+                    "must be text, long_text, date, bool, integer or text_list",
+                )
+            })?;
+            let ext = template::Extension::new(e.path.clone(), kind, cat[0], e.help.clone())
+                .map_err(|err| invalid(key.clone(), err.to_string()))?;
+            exts.push(ext);
+        }
+        template::Template::new(exts, self.template.disabled.iter().cloned())
+            .map_err(|e| invalid("template", e.to_string()))
+    }
+
+    /// Categories this node accepts.
+    pub fn acceptance_categories(&self) -> Vec<Category> {
+        parse_categories("acceptance", &self.acceptance).unwrap_or_default()
+    }
+
+    /// Outgoing profile for `peer`.
+    pub fn outgoing_for(&self, peer: &str) -> Vec<Category> {
+        let names = self.outgoing.get(peer).unwrap_or(&self.default_outgoing);
+        parse_categories("outgoing", names).unwrap_or_default()
+    }
+
+    /// Serializes to TOML.
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).unwrap_or_default()
+    }
+
+    /// Addresses announced in the card.
+    pub fn announced_addresses(&self) -> Vec<String> {
+        if self.public_addresses.is_empty() {
+            vec![self.listen.to_string()]
+        } else {
+            self.public_addresses.clone()
+        }
+    }
+}

@@ -1,0 +1,335 @@
+//! Delivery workers: one per peer, draining that peer's durable outbox.
+//!
+//! A worker keeps up to `delivery.max_in_flight` messages in flight on one connection, one
+//! stream each. A message leaves the outbox only when a valid signed receipt (or a final
+//! signed rejection) is stored. Connection failures back off exponentially up to
+//! `delivery.backoff_max_ms` and are retried forever; the peer's health (failing since, last
+//! error) is visible in `status` so nothing gives up silently.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use prost::Message;
+use tokio::sync::Notify;
+use tokio::task::JoinSet;
+use trm_proto::pb::{self, peer_response, RejectReason};
+use trm_proto::signing::{self, Tag};
+
+use crate::node::Ctx;
+use crate::store::{AuditEntry, Op, SentRecord, SentState};
+use crate::transport;
+
+/// Handles to the per-peer workers.
+#[derive(Default)]
+pub struct Delivery {
+    workers: Mutex<HashMap<String, Arc<Notify>>>,
+    stopped: std::sync::atomic::AtomicBool,
+}
+
+impl Delivery {
+    /// Wakes (starting if needed) the worker for `peer`.
+    pub fn wake(&self, ctx: &Arc<Ctx>, peer: &str) {
+        if self.stopped.load(std::sync::atomic::Ordering::Relaxed) {
+            return;
+        }
+        let mut w = self.workers.lock().unwrap_or_else(|p| p.into_inner());
+        match w.get(peer) {
+            Some(n) => n.notify_one(),
+            None => {
+                let n = Arc::new(Notify::new());
+                w.insert(peer.to_string(), n.clone());
+                tokio::spawn(worker(ctx.clone(), peer.to_string(), n));
+            }
+        }
+    }
+
+    /// Stops starting workers (shutdown).
+    pub fn stop(&self) {
+        self.stopped
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// Starts a worker for every peer with a non-empty outbox.
+pub fn start_all(ctx: &Arc<Ctx>) -> Result<(), crate::store::StoreError> {
+    for peer in ctx.store.outbox_depths()?.keys() {
+        ctx.delivery.wake(ctx, peer);
+    }
+    Ok(())
+}
+
+enum Attempt {
+    /// Receipt or final rejection stored.
+    Done,
+    /// Try again later; the connection is suspect.
+    Retry(String),
+}
+
+async fn worker(ctx: Arc<Ctx>, peer: String, notify: Arc<Notify>) {
+    let span = tracing::info_span!("delivery", peer = %peer);
+    let _e = span.enter();
+    drop(_e);
+    let mut shutdown = ctx.shutdown.clone();
+    let initial = Duration::from_millis(ctx.cfg.delivery.backoff_initial_ms);
+    let max = Duration::from_millis(ctx.cfg.delivery.backoff_max_ms);
+    let mut backoff = initial;
+    let mut conn: Option<quinn::Connection> = None;
+    let mut inflight: HashSet<Vec<u8>> = HashSet::new();
+    let mut set: JoinSet<(Vec<u8>, Attempt)> = JoinSet::new();
+    loop {
+        if *shutdown.borrow() {
+            break;
+        }
+        // Fill the window.
+        let room = ctx
+            .cfg
+            .delivery
+            .max_in_flight
+            .saturating_sub(inflight.len());
+        let batch = if room > 0 {
+            match ctx.store.outbox_for(&peer, room, &inflight) {
+                Ok(b) => b,
+                Err(e) => {
+                    tracing::error!(peer = %peer, error = %e, "cannot read outbox");
+                    vec![]
+                }
+            }
+        } else {
+            vec![]
+        };
+        if !batch.is_empty() && conn.as_ref().is_none_or(|c| c.close_reason().is_some()) {
+            match connect(&ctx, &peer).await {
+                Ok(c) => conn = Some(c),
+                Err(e) => {
+                    let n = ctx.peers.contact_failed(&peer, ctx.clock.now_ms(), &e);
+                    if n == 1 || n % 20 == 0 {
+                        tracing::warn!(peer = %peer, error = %e, attempts = n, "peer unreachable; will retry");
+                    }
+                    conn = None;
+                    if sleep_or_stop(&mut shutdown, &notify, backoff, true).await {
+                        break;
+                    }
+                    backoff = (backoff * 2).min(max);
+                    continue;
+                }
+            }
+        }
+        if let Some(c) = &conn {
+            for rec in batch {
+                inflight.insert(rec.id.clone());
+                let ctx = ctx.clone();
+                let c = c.clone();
+                set.spawn(async move {
+                    let id = rec.id.clone();
+                    (id, attempt(&ctx, &c, rec).await)
+                });
+            }
+        }
+        if set.is_empty() {
+            tokio::select! {
+                _ = notify.notified() => continue,
+                _ = shutdown.changed() => break,
+            }
+        }
+        tokio::select! {
+            r = set.join_next() => {
+                let Some(Ok((id, result))) = r else { continue };
+                inflight.remove(&id);
+                match result {
+                    Attempt::Done => {
+                        backoff = initial;
+                        ctx.peers.contact_ok(&peer, ctx.clock.now_ms());
+                    }
+                    Attempt::Retry(e) => {
+                        let n = ctx.peers.contact_failed(&peer, ctx.clock.now_ms(), &e);
+                        if n == 1 || n % 20 == 0 {
+                            tracing::warn!(peer = %peer, error = %e, attempts = n, "delivery failed; will retry");
+                        }
+                        if let Some(c) = conn.take() {
+                            c.close(0u32.into(), b"retry");
+                        }
+                        // Let the rest of the window finish or fail before backing off.
+                        while let Some(Ok((id, _))) = set.join_next().await {
+                            inflight.remove(&id);
+                        }
+                        if sleep_or_stop(&mut shutdown, &notify, backoff, false).await {
+                            break;
+                        }
+                        backoff = (backoff * 2).min(max);
+                    }
+                }
+            }
+            _ = notify.notified() => {}
+            _ = shutdown.changed() => break,
+        }
+    }
+    set.abort_all();
+}
+
+/// Sleeps for `d`; returns true if the node is shutting down. A wake-up from new outbox
+/// entries does not cut a backoff short unless `wake_early`.
+async fn sleep_or_stop(
+    shutdown: &mut tokio::sync::watch::Receiver<bool>,
+    notify: &Notify,
+    d: Duration,
+    wake_early: bool,
+) -> bool {
+    tokio::select! {
+        _ = tokio::time::sleep(d) => false,
+        _ = shutdown.changed() => true,
+        _ = notify.notified(), if wake_early => false,
+    }
+}
+
+async fn connect(ctx: &Ctx, peer: &str) -> Result<quinn::Connection, String> {
+    let p = ctx.peers.get(peer).ok_or("peer is no longer pinned")?;
+    if p.revoked {
+        return Err("peer is revoked".into());
+    }
+    let fp = signing::sha256(&p.card.card.tls_cert_der);
+    let cfg = crate::tls::client_config(
+        ctx.keys.tls_cert.clone(),
+        ctx.keys.tls_key.clone_key(),
+        fp,
+        trm_proto::ALPN_PEER,
+        ctx.quic_limits(),
+    )
+    .map_err(|e| e.to_string())?;
+    let mut last = String::from("card has no address");
+    for addr in &p.card.card.addresses {
+        let Ok(sa) = addr.parse::<std::net::SocketAddr>() else {
+            last = format!("bad address {addr}");
+            continue;
+        };
+        let connecting = match ctx
+            .endpoint
+            .connect_with(cfg.clone(), sa, crate::tls::SERVER_NAME)
+        {
+            Ok(c) => c,
+            Err(e) => {
+                last = e.to_string();
+                continue;
+            }
+        };
+        match tokio::time::timeout(Duration::from_secs(5), connecting).await {
+            Ok(Ok(c)) => return Ok(c),
+            Ok(Err(e)) => last = e.to_string(),
+            Err(_) => last = "connect timed out".into(),
+        }
+    }
+    Err(last)
+}
+
+async fn attempt(ctx: &Ctx, conn: &quinn::Connection, rec: SentRecord) -> Attempt {
+    let started = Instant::now();
+    let transmission = match pb::Transmission::decode(rec.transmission.as_slice()) {
+        Ok(t) => t,
+        Err(e) => return Attempt::Retry(format!("stored message unreadable: {e}")),
+    };
+    let Some(env) = transmission.envelope.as_ref() else {
+        return Attempt::Retry("stored message has no envelope".into());
+    };
+    let hash = signing::envelope_hash(&env.body, &env.signature);
+    let req = pb::PeerRequest {
+        kind: Some(pb::peer_request::Kind::Transmission(transmission.clone())),
+    };
+    let timeout = Duration::from_secs(ctx.cfg.limits.stream_timeout_secs.max(10));
+    let resp: pb::PeerResponse =
+        match transport::request(conn, &req, ctx.cfg.limits.max_frame_bytes, timeout).await {
+            Ok(r) => r,
+            Err(e) => return Attempt::Retry(e.to_string()),
+        };
+    let peer = rec.peer.as_str();
+    let now = ctx.clock.now_ms();
+    let (state, signed, audit_kind, result) = match resp.kind {
+        Some(peer_response::Kind::Receipt(signed)) => {
+            match check_answer::<pb::Receipt>(ctx, peer, &signed, Tag::Receipt) {
+                Ok(r)
+                    if r.message_id == rec.id && r.envelope_hash == hash && r.receiver == peer =>
+                {
+                    (
+                        SentState::Delivered,
+                        signed,
+                        "receipt_received",
+                        "delivered".to_string(),
+                    )
+                }
+                Ok(_) => return Attempt::Retry("receipt does not match the message".into()),
+                Err(e) => return Attempt::Retry(format!("invalid receipt: {e}")),
+            }
+        }
+        Some(peer_response::Kind::Rejection(signed)) => {
+            match check_answer::<pb::Rejection>(ctx, peer, &signed, Tag::Rejection) {
+                Ok(r) if r.message_id == rec.id || r.message_id.is_empty() => {
+                    let reason =
+                        RejectReason::try_from(r.reason).unwrap_or(RejectReason::RejectUnspecified);
+                    if reason == RejectReason::Unavailable {
+                        return Attempt::Retry(format!("peer busy: {}", r.detail));
+                    }
+                    tracing::warn!(peer = %peer, reason = reason.as_str_name(), detail = %r.detail, "message rejected by peer");
+                    (
+                        SentState::Rejected,
+                        signed,
+                        "rejection_received",
+                        format!("rejected: {}", reason.as_str_name()),
+                    )
+                }
+                Ok(_) => return Attempt::Retry("rejection does not match the message".into()),
+                Err(e) => return Attempt::Retry(format!("invalid rejection: {e}")),
+            }
+        }
+        _ => return Attempt::Retry("peer answered with neither receipt nor rejection".into()),
+    };
+    let entry = AuditEntry {
+        time_ms: now,
+        kind: audit_kind.into(),
+        peer: peer.into(),
+        message_id: rec.id.clone(),
+        envelope_hash: hash.to_vec(),
+        signature: signed.signature.clone(),
+        signer: signed.signer.clone(),
+        signed_body: signed.body.clone(),
+        call: rec.kind.clone(),
+        result: result.clone(),
+        ..Default::default()
+    };
+    let ops = vec![
+        Op::Answered {
+            id: rec.id.clone(),
+            state,
+            answer: signed.encode_to_vec(),
+            at_ms: now,
+        },
+        Op::Audit(entry),
+    ];
+    match ctx.store.commit(ops).await {
+        Ok(_) => {
+            let metric = if state == SentState::Delivered {
+                "delivered"
+            } else {
+                "rejected_by_peer"
+            };
+            ctx.metrics.inc(metric, peer, &rec.kind);
+            ctx.metrics.observe_latency(started.elapsed().as_secs_f64());
+            Attempt::Done
+        }
+        Err(e) => Attempt::Retry(format!("cannot store the answer: {e}")),
+    }
+}
+
+/// Verifies a signed answer from `peer` and decodes it.
+fn check_answer<M: Message + Default>(
+    ctx: &Ctx,
+    peer: &str,
+    signed: &pb::Signed,
+    tag: Tag,
+) -> Result<M, String> {
+    let p = ctx.peers.get(peer).ok_or("peer is no longer pinned")?;
+    let key = p
+        .card
+        .key_valid_at(&signed.signer, ctx.clock.now_ms())
+        .ok_or("signed by a key that is not the peer's current one")?;
+    signing::verify(&key, tag, &signed.body, &signed.signature).map_err(|e| e.to_string())?;
+    M::decode(signed.body.as_slice()).map_err(|e| e.to_string())
+}

@@ -1,0 +1,150 @@
+//! `trm-node`: initialise and run a country's node. Parses arguments, sets up tracing,
+//! installs the crypto provider and calls into the library.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// A country's node in the TRM federation.
+#[derive(Parser)]
+#[command(name = "trm-node", version, about)]
+struct Cli {
+    /// Log format: human or json (overrides node.toml and TRM_LOG_FORMAT).
+    #[arg(long, global = true)]
+    log_format: Option<String>,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Create a new node folder: keys, certificate, node.toml, identity card, operator credential.
+    Init {
+        /// Node folder to create (must not exist or be empty).
+        #[arg(long)]
+        dir: PathBuf,
+        /// ISO 3166-1 alpha-2 country code, e.g. IT.
+        #[arg(long)]
+        country: String,
+        /// Human name of the node.
+        #[arg(long)]
+        name: String,
+        /// UDP address of the peer listener.
+        #[arg(long)]
+        listen: SocketAddr,
+        /// UDP address of the admin listener (keep it on loopback).
+        #[arg(long, default_value = "127.0.0.1:4434")]
+        admin_listen: SocketAddr,
+        /// Categories this node may receive (its law), comma separated; default: all. A
+        /// country that may hold no personal data: reference,exploitation,assistance,risk,return,proceedings
+        #[arg(long, value_delimiter = ',')]
+        accept: Option<Vec<String>>,
+    },
+    /// Run the node until SIGINT or SIGTERM.
+    Run {
+        /// Node folder.
+        #[arg(long)]
+        dir: PathBuf,
+    },
+    /// Validate node.toml and name the offending key.
+    CheckConfig {
+        /// Node folder.
+        #[arg(long)]
+        dir: PathBuf,
+    },
+}
+
+fn setup_tracing(format: &str, filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(filter));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+fn fail(code: u8, msg: impl std::fmt::Display) -> ExitCode {
+    eprintln!("trm-node: {msg}");
+    ExitCode::from(code)
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    match cli.cmd {
+        Cmd::Init {
+            dir,
+            country,
+            name,
+            listen,
+            admin_listen,
+            accept,
+        } => match trm_node::identity::init(&dir, &country, &name, listen, admin_listen, accept) {
+            Ok(r) => {
+                println!("created node {country} in {}", r.dir.display());
+                println!("  identity card:        {}", r.card.display());
+                println!(
+                    "  operator credential:  {}",
+                    r.operator_credential.display()
+                );
+                println!("  signing key:          {}", r.signing_fingerprint);
+                println!("  TLS certificate:      {}", r.tls_fingerprint);
+                println!(
+                    "give the identity card to partner countries; check fingerprints by phone"
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(64, e),
+        },
+        Cmd::CheckConfig { dir } => match trm_node::config::NodeConfig::load(&dir) {
+            Ok(_) => {
+                println!(
+                    "{}: configuration is valid",
+                    dir.join("node.toml").display()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(64, e),
+        },
+        Cmd::Run { dir } => {
+            let cfg = match trm_node::config::NodeConfig::load(&dir) {
+                Ok(c) => c,
+                Err(e) => return fail(64, e),
+            };
+            let format = cli.log_format.unwrap_or(cfg.log.format.clone());
+            setup_tracing(&format, &cfg.log.filter);
+            let rt = match tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => return fail(1, e),
+            };
+            match rt.block_on(trm_node::run(&dir, shutdown_signal())) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => fail(1, e),
+            }
+        }
+    }
+}

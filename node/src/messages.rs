@@ -1,0 +1,141 @@
+//! Building, signing and enqueueing outgoing messages. A message is acknowledged to the
+//! officer only once it is in the durable outbox together with its audit entry.
+
+use std::sync::Arc;
+
+use prost::Message;
+use rand::RngCore;
+use trm_proto::pb::{self, body::Payload};
+use trm_proto::signing::{self, Tag};
+
+use crate::node::Ctx;
+use crate::store::{AuditEntry, Op, SentRecord, SentState, StoreError};
+
+/// Why a message could not be sent.
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    /// The recipient is not a pinned peer.
+    #[error("unknown peer {0}: add its identity card first (`trm-admin peer add CARD`)")]
+    UnknownPeer(String),
+    /// The recipient is revoked.
+    #[error("peer {0} is revoked")]
+    Revoked(String),
+    /// Store failure.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// The name of a body's payload kind, for listings, metrics and the audit log.
+pub fn kind_name(body: &pb::Body) -> &'static str {
+    match &body.payload {
+        Some(Payload::Referral(_)) => "referral",
+        Some(Payload::Acceptance(_)) => "acceptance",
+        Some(Payload::Decline(_)) => "decline",
+        Some(Payload::FollowUp(_)) => "follow_up",
+        Some(Payload::InformationRequest(_)) => "information_request",
+        Some(Payload::Disclosure(_)) => "disclosure",
+        Some(Payload::ErasureRequest(_)) => "erasure_request",
+        Some(Payload::ErasureConfirmation(_)) => "erasure_confirmation",
+        Some(Payload::DirectoryUpdate(_)) => "directory_update",
+        Some(Payload::Closure(_)) => "closure",
+        Some(Payload::KeyAnnouncement(_)) => "key_announcement",
+        None => "empty",
+    }
+}
+
+/// A message to send.
+pub struct Outgoing {
+    /// Recipient country.
+    pub to: String,
+    /// Local case id ("" for messages about no case).
+    pub case_id: String,
+    /// Pseudonymous case reference.
+    pub case_ref: String,
+    /// Message this answers, if any.
+    pub in_reply_to: Vec<u8>,
+    /// Payload.
+    pub payload: Payload,
+    /// Field disclosures released with it.
+    pub released: Vec<pb::FieldDisclosure>,
+    /// Every committed field with its salt (kept locally for later releases).
+    pub committed: Vec<pb::FieldDisclosure>,
+    /// Officer sending it.
+    pub officer: String,
+}
+
+/// Signs `body` as an envelope with the node's current key.
+pub fn seal(ctx: &Ctx, body: &pb::Body) -> pb::Envelope {
+    let body = body.encode_to_vec();
+    let signature = signing::sign(&ctx.keys.signing, Tag::Envelope, &body).to_vec();
+    pb::Envelope {
+        body,
+        signature,
+        signer: ctx.keys.public_key().to_vec(),
+    }
+}
+
+/// Builds, signs and durably enqueues a message; returns its id once it is on disk.
+pub async fn enqueue(ctx: &Arc<Ctx>, out: Outgoing) -> Result<Vec<u8>, SendError> {
+    let peer = ctx
+        .peers
+        .get(&out.to)
+        .ok_or_else(|| SendError::UnknownPeer(out.to.clone()))?;
+    if peer.revoked {
+        return Err(SendError::Revoked(out.to));
+    }
+    let mut id = vec![0u8; 16];
+    rand::rngs::OsRng.fill_bytes(&mut id);
+    let now = ctx.clock.now_ms();
+    let body = pb::Body {
+        version: trm_proto::PROTOCOL_VERSION,
+        message_id: id.clone(),
+        sender: ctx.country().to_string(),
+        recipient: out.to.clone(),
+        created_ms: now,
+        in_reply_to: out.in_reply_to,
+        case_ref: out.case_ref.clone(),
+        payload: Some(out.payload),
+    };
+    let kind = kind_name(&body);
+    let envelope = seal(ctx, &body);
+    let hash = signing::envelope_hash(&envelope.body, &envelope.signature);
+    let audit = AuditEntry {
+        time_ms: now,
+        kind: "sent".into(),
+        peer: out.to.clone(),
+        message_id: id.clone(),
+        envelope_hash: hash.to_vec(),
+        signature: envelope.signature.clone(),
+        signer: envelope.signer.clone(),
+        officer: out.officer.clone(),
+        call: kind.into(),
+        target: out.case_ref.clone(),
+        result: "enqueued".into(),
+        signed_body: envelope.body.clone(),
+        ..Default::default()
+    };
+    let transmission = pb::Transmission {
+        envelope: Some(envelope),
+        disclosures: out.released,
+    };
+    let record = SentRecord {
+        id: id.clone(),
+        peer: out.to.clone(),
+        case_id: out.case_id,
+        kind: kind.into(),
+        transmission: transmission.encode_to_vec(),
+        state: SentState::Pending as u32,
+        answer: vec![],
+        answered_ms: 0,
+        created_ms: now,
+        outbox_seq: 0,
+        officer: out.officer,
+        committed: out.committed,
+    };
+    ctx.store
+        .commit(vec![Op::Enqueue(record), Op::Audit(audit)])
+        .await?;
+    ctx.metrics.inc("sent", &out.to, kind);
+    ctx.delivery.wake(ctx, &out.to);
+    Ok(id)
+}

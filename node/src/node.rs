@@ -1,0 +1,263 @@
+//! The running node: loads the folder, opens the store, binds both listeners, starts the
+//! delivery workers, and runs until the shutdown future completes.
+//!
+//! `main` only parses arguments, sets up tracing and calls [`run`]; tests call [`start`] with
+//! sockets bound to port 0 and stop the node through the returned handle.
+
+use std::future::Future;
+use std::net::{SocketAddr, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use trm_proto::template::Template;
+
+use crate::config::NodeConfig;
+use crate::delivery::Delivery;
+use crate::identity::NodeKeys;
+use crate::peers::PeerTable;
+use crate::store::Store;
+use crate::time::Clock;
+use crate::tls::{self, Pin, Pins, QuicLimits};
+
+/// Why the node could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// Configuration.
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    /// Keys and certificates.
+    #[error(transparent)]
+    Identity(#[from] crate::identity::IdentityError),
+    /// Store.
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    /// TLS.
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
+    /// Binding a listener.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// address
+        addr: SocketAddr,
+        /// cause
+        source: std::io::Error,
+    },
+}
+
+/// Everything the node's tasks share.
+pub struct Ctx {
+    /// Node folder.
+    pub dir: PathBuf,
+    /// Validated configuration.
+    pub cfg: NodeConfig,
+    /// Keys.
+    pub keys: NodeKeys,
+    /// This node's own card bytes.
+    pub own_card: Vec<u8>,
+    /// The store.
+    pub store: Store,
+    /// The template as adapted by this country.
+    pub template: Template,
+    /// Pinned peers.
+    pub peers: PeerTable,
+    /// Pinned officer certificates.
+    pub officer_pins: Arc<Pins>,
+    /// Delivery workers.
+    pub delivery: Delivery,
+    /// Clock (tests move it).
+    pub clock: Clock,
+    /// Client endpoint used to reach peers (shares the peer listener's socket).
+    pub endpoint: quinn::Endpoint,
+    /// Bound peer address.
+    pub peer_addr: SocketAddr,
+    /// Bound admin address.
+    pub admin_addr: SocketAddr,
+    /// Counters for metrics and status.
+    pub metrics: crate::metrics::Metrics,
+    /// Shutdown signal for every task.
+    pub shutdown: watch::Receiver<bool>,
+}
+
+impl Ctx {
+    /// Transport limits from the config.
+    pub fn quic_limits(&self) -> QuicLimits {
+        quic_limits(&self.cfg)
+    }
+
+    /// Own country code.
+    pub fn country(&self) -> &str {
+        &self.cfg.country
+    }
+}
+
+fn quic_limits(cfg: &NodeConfig) -> QuicLimits {
+    QuicLimits {
+        max_streams: cfg.limits.max_concurrent_streams,
+        window: (cfg.limits.max_frame_bytes as u32).saturating_add(64 << 10),
+        idle_timeout: Duration::from_secs(cfg.limits.idle_timeout_secs),
+    }
+}
+
+/// Options for [`start`].
+#[derive(Default)]
+pub struct StartOptions {
+    /// Pre-bound peer socket (tests bind port 0); default: bind `cfg.listen`.
+    pub peer_socket: Option<UdpSocket>,
+    /// Pre-bound admin socket; default: bind `cfg.admin_listen`.
+    pub admin_socket: Option<UdpSocket>,
+    /// Clock to use (tests move it).
+    pub clock: Option<Clock>,
+}
+
+/// A running node.
+pub struct NodeHandle {
+    /// Shared state, for tests.
+    pub ctx: Arc<Ctx>,
+    stop: watch::Sender<bool>,
+    tasks: tokio::task::JoinSet<()>,
+}
+
+impl NodeHandle {
+    /// Stops every task, waits for them, and flushes the store.
+    pub async fn shutdown(mut self) {
+        let _ = self.stop.send(true);
+        self.ctx.endpoint.close(0u32.into(), b"shutdown");
+        while tokio::time::timeout(Duration::from_secs(5), self.tasks.join_next())
+            .await
+            .ok()
+            .flatten()
+            .is_some()
+        {}
+        self.tasks.abort_all();
+        self.ctx.delivery.stop();
+        let _ = self.ctx.store.flush();
+        self.ctx.store.stop_committer();
+        tokio::time::timeout(Duration::from_secs(5), self.ctx.endpoint.wait_idle())
+            .await
+            .ok();
+    }
+}
+
+fn bind(addr: SocketAddr) -> Result<UdpSocket, StartError> {
+    UdpSocket::bind(addr).map_err(|source| StartError::Bind { addr, source })
+}
+
+/// Starts a node from its folder.
+pub async fn start(dir: &Path, opts: StartOptions) -> Result<NodeHandle, StartError> {
+    let cfg = NodeConfig::load(dir)?;
+    let keys = NodeKeys::load(dir, &cfg)?;
+    let template = cfg.template()?;
+    let store = Store::open(&dir.join(&cfg.paths.store), &keys.store_key)?;
+    store.start_committer();
+
+    let peer_pins = Pins::new();
+    let peers = PeerTable::load(&store, peer_pins.clone())?;
+    let officer_pins = Pins::new();
+    for (_, o) in store.officers()? {
+        officer_pins.insert(
+            &o.cert_der,
+            Pin {
+                who: o.name.clone(),
+                not_before_ms: i64::MIN,
+                not_after_ms: i64::MAX,
+            },
+        );
+    }
+
+    let limits = quic_limits(&cfg);
+    let peer_server = tls::server_config(
+        keys.tls_cert.clone(),
+        keys.tls_key.clone_key(),
+        peer_pins,
+        trm_proto::ALPN_PEER,
+        limits,
+    )?;
+    let admin_server = tls::server_config(
+        keys.tls_cert.clone(),
+        keys.tls_key.clone_key(),
+        officer_pins.clone(),
+        trm_proto::ALPN_ADMIN,
+        QuicLimits {
+            max_streams: 16,
+            ..limits
+        },
+    )?;
+    let peer_socket = match opts.peer_socket {
+        Some(s) => s,
+        None => bind(cfg.listen)?,
+    };
+    let admin_socket = match opts.admin_socket {
+        Some(s) => s,
+        None => bind(cfg.admin_listen)?,
+    };
+    let peer_addr = peer_socket
+        .local_addr()
+        .map_err(|source| StartError::Bind {
+            addr: cfg.listen,
+            source,
+        })?;
+    let admin_addr = admin_socket
+        .local_addr()
+        .map_err(|source| StartError::Bind {
+            addr: cfg.admin_listen,
+            source,
+        })?;
+    let endpoint =
+        crate::transport::endpoint(peer_socket, Some(peer_server)).map_err(|source| {
+            StartError::Bind {
+                addr: peer_addr,
+                source,
+            }
+        })?;
+    let admin_endpoint =
+        crate::transport::endpoint(admin_socket, Some(admin_server)).map_err(|source| {
+            StartError::Bind {
+                addr: admin_addr,
+                source,
+            }
+        })?;
+
+    let (stop, shutdown) = watch::channel(false);
+    let own_card = keys.card(&cfg);
+    crate::identity::write_public(&dir.join(&cfg.paths.card), &own_card)?;
+    let ctx = Arc::new(Ctx {
+        dir: dir.to_path_buf(),
+        metrics: crate::metrics::Metrics::default(),
+        delivery: Delivery::default(),
+        clock: opts.clock.unwrap_or_default(),
+        cfg,
+        keys,
+        own_card,
+        store,
+        template,
+        peers,
+        officer_pins,
+        endpoint: endpoint.clone(),
+        peer_addr,
+        admin_addr,
+        shutdown,
+    });
+
+    let mut tasks = tokio::task::JoinSet::new();
+    tasks.spawn(crate::receive::serve(ctx.clone(), endpoint));
+    tasks.spawn(crate::admin::serve(ctx.clone(), admin_endpoint));
+    crate::delivery::start_all(&ctx)?;
+    tracing::info!(
+        country = %ctx.cfg.country,
+        peer_listen = %peer_addr,
+        admin_listen = %admin_addr,
+        "node ready"
+    );
+    Ok(NodeHandle { ctx, stop, tasks })
+}
+
+/// Runs the node in `dir` until `shutdown` completes, then stops cleanly (the outbox is kept).
+pub async fn run(dir: &Path, shutdown: impl Future<Output = ()>) -> Result<(), StartError> {
+    let node = start(dir, StartOptions::default()).await?;
+    shutdown.await;
+    tracing::info!("shutting down");
+    node.shutdown().await;
+    Ok(())
+}

@@ -1,0 +1,159 @@
+//! The pinned peers: verified identity cards in memory, mirrored into the TLS pin set, plus
+//! each peer's reachability as seen by the delivery worker.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, RwLock};
+
+use trm_proto::card::VerifiedCard;
+
+use crate::store::{PeerRecord, Store, StoreError};
+use crate::tls::{Pin, Pins};
+
+/// One pinned peer.
+#[derive(Clone, Debug)]
+pub struct Peer {
+    /// Its verified card.
+    pub card: VerifiedCard,
+    /// Revoked by the operator.
+    pub revoked: bool,
+}
+
+/// Reachability of one peer, as the delivery worker last saw it.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct Health {
+    /// Last successful exchange (Unix ms), 0 if never.
+    pub last_contact_ms: i64,
+    /// Since when delivery has been failing (Unix ms), 0 if it is not.
+    pub failing_since_ms: i64,
+    /// Last delivery error, one line.
+    pub last_error: String,
+    /// Consecutive failed attempts.
+    pub attempts: u32,
+}
+
+/// Pinned peers and their health.
+#[derive(Debug)]
+pub struct PeerTable {
+    peers: RwLock<BTreeMap<String, Peer>>,
+    health: Mutex<BTreeMap<String, Health>>,
+    pins: Arc<Pins>,
+}
+
+impl PeerTable {
+    /// Loads every peer from the store and pins its certificate.
+    pub fn load(store: &Store, pins: Arc<Pins>) -> Result<Self, StoreError> {
+        let table = Self {
+            peers: RwLock::new(BTreeMap::new()),
+            health: Mutex::new(BTreeMap::new()),
+            pins,
+        };
+        for (cc, rec) in store.peers()? {
+            match trm_proto::card::verify_card(&rec.card) {
+                Ok(card) => table.put(card, rec.revoked),
+                Err(e) => {
+                    tracing::error!(peer = %cc, error = %e, "stored card no longer verifies; peer ignored")
+                }
+            }
+        }
+        Ok(table)
+    }
+
+    /// Adds or replaces a peer and updates the pins.
+    pub fn put(&self, card: VerifiedCard, revoked: bool) {
+        let cc = card.country().to_string();
+        self.pins.remove_who(&cc);
+        if !revoked {
+            self.pins.insert(
+                &card.card.tls_cert_der,
+                Pin {
+                    who: cc.clone(),
+                    not_before_ms: card.card.valid_from_ms,
+                    not_after_ms: card.card.valid_until_ms,
+                },
+            );
+        }
+        self.peers
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(cc, Peer { card, revoked });
+    }
+
+    /// Removes a peer and its pin.
+    pub fn remove(&self, cc: &str) -> bool {
+        self.pins.remove_who(cc);
+        self.peers
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(cc)
+            .is_some()
+    }
+
+    /// A peer by country.
+    pub fn get(&self, cc: &str) -> Option<Peer> {
+        self.peers
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(cc)
+            .cloned()
+    }
+
+    /// Every peer.
+    pub fn all(&self) -> Vec<Peer> {
+        self.peers
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    /// The pin set shared with the TLS verifiers.
+    pub fn pins(&self) -> &Arc<Pins> {
+        &self.pins
+    }
+
+    /// Records a successful exchange with `cc`.
+    pub fn contact_ok(&self, cc: &str, now_ms: i64) {
+        let mut h = self.health.lock().unwrap_or_else(|p| p.into_inner());
+        let e = h.entry(cc.to_string()).or_default();
+        if e.failing_since_ms != 0 {
+            tracing::info!(peer = %cc, "peer reachable again");
+        }
+        e.last_contact_ms = now_ms;
+        e.failing_since_ms = 0;
+        e.attempts = 0;
+        e.last_error.clear();
+    }
+
+    /// Records a failed attempt; returns the number of consecutive failures.
+    pub fn contact_failed(&self, cc: &str, now_ms: i64, error: &str) -> u32 {
+        let mut h = self.health.lock().unwrap_or_else(|p| p.into_inner());
+        let e = h.entry(cc.to_string()).or_default();
+        if e.failing_since_ms == 0 {
+            e.failing_since_ms = now_ms;
+        }
+        e.attempts = e.attempts.saturating_add(1);
+        e.last_error = error.to_string();
+        e.attempts
+    }
+
+    /// Health of `cc`.
+    pub fn health(&self, cc: &str) -> Health {
+        self.health
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(cc)
+            .cloned()
+            .unwrap_or_default()
+    }
+}
+
+/// Builds the stored record of a newly added peer.
+pub fn record(card: &VerifiedCard, now_ms: i64) -> PeerRecord {
+    PeerRecord {
+        card: card.raw.clone(),
+        added_ms: now_ms,
+        revoked: false,
+        revoked_ms: 0,
+    }
+}

@@ -1,0 +1,183 @@
+//! Minimal disclosure: which fields may leave for a given peer, and what an incoming message
+//! may carry.
+//!
+//! Released = the outgoing profile for the peer (this country's law) ∩ the peer's published
+//! acceptance profile (its law) ∩ the person's recorded consent (personal categories) ∩ a
+//! supervisor's approval (personal categories). Every withheld field says which rules withheld
+//! it. The receiver re-checks its own acceptance profile and every disclosure's digest.
+
+use std::collections::BTreeSet;
+
+use serde::Serialize;
+use trm_proto::pb::{self, body::Payload, Category, RejectReason};
+use trm_proto::template::{self, Template};
+
+use crate::node::Ctx;
+use crate::receive::Refusal;
+use crate::store::CaseRecord;
+
+/// Why a field is withheld.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Withheld {
+    /// This country's outgoing profile for the peer does not include the category.
+    OutgoingProfile,
+    /// The peer's acceptance profile does not include the category.
+    AcceptanceProfile,
+    /// The person has not given consent for the category.
+    Consent,
+    /// No supervisor has approved the category for this referral.
+    Approval,
+}
+
+/// The decision for one field.
+#[derive(Clone, Debug, Serialize)]
+pub struct FieldDecision {
+    /// Field path.
+    pub path: String,
+    /// Category name.
+    pub category: &'static str,
+    /// Released to the peer.
+    pub released: bool,
+    /// Rules that withheld it (empty when released).
+    pub withheld_by: Vec<Withheld>,
+}
+
+/// Consent status recorded in the case for `cat`: given and not withdrawn.
+pub fn consent_given(case: &CaseRecord, cat: Category) -> bool {
+    let path = format!("consent.{}", template::category_name(cat));
+    case.fields
+        .iter()
+        .find(|f| f.path == path)
+        .and_then(|f| serde_json::from_slice::<serde_json::Value>(&f.value).ok())
+        .map(|v| {
+            v.get("status").and_then(|s| s.as_str()) == Some("given")
+                && v.get("withdrawn").is_none_or(|w| w.is_null())
+        })
+        .unwrap_or(false)
+}
+
+/// Decides every field of `case` for `peer`.
+pub fn decide(
+    ctx: &Ctx,
+    template: &Template,
+    case: &CaseRecord,
+    peer_acceptance: &[Category],
+    peer: &str,
+    approved: &BTreeSet<Category>,
+) -> Vec<FieldDecision> {
+    let outgoing = ctx.cfg.outgoing_for(peer);
+    case.fields
+        .iter()
+        .map(|f| {
+            let cat = template.category_of(&f.path).unwrap_or(Category::Identity);
+            let mut why = Vec::new();
+            if !outgoing.contains(&cat) {
+                why.push(Withheld::OutgoingProfile);
+            }
+            if !peer_acceptance.contains(&cat) {
+                why.push(Withheld::AcceptanceProfile);
+            }
+            if template::is_personal(cat) {
+                if !consent_given(case, cat) {
+                    why.push(Withheld::Consent);
+                }
+                if !approved.contains(&cat) {
+                    why.push(Withheld::Approval);
+                }
+            }
+            FieldDecision {
+                path: f.path.clone(),
+                category: template::category_name(cat),
+                released: why.is_empty(),
+                withheld_by: why,
+            }
+        })
+        .collect()
+}
+
+/// The template a receiver uses for a message: its own, plus the sender's declared
+/// extensions (so unknown extension fields keep their declared category).
+pub fn receiving_template(ctx: &Ctx, exts: &[pb::ExtensionField]) -> Result<Template, Refusal> {
+    ctx.template
+        .for_received(exts)
+        .map_err(|e| Refusal::new(RejectReason::Malformed, format!("declared extensions: {e}")))
+}
+
+/// Checks disclosures against signed digests, the acceptance profile and the field kinds.
+pub fn check_disclosures(
+    ctx: &Ctx,
+    template: &Template,
+    digests: &[Vec<u8>],
+    disclosures: &[pb::FieldDisclosure],
+) -> Result<(), Refusal> {
+    trm_proto::commit::verify_disclosures(digests, disclosures).map_err(|e| Refusal {
+        reason: RejectReason::BadDisclosure,
+        detail: e.to_string(),
+        fields: vec![],
+    })?;
+    let acceptance = ctx.cfg.acceptance_categories();
+    let mut beyond = Vec::new();
+    for d in disclosures {
+        let Some(cat) = template.category_of(&d.path) else {
+            return Err(Refusal {
+                reason: RejectReason::BadDisclosure,
+                detail: format!("unknown field {}", d.path),
+                fields: vec![d.path.clone()],
+            });
+        };
+        if !acceptance.contains(&cat) {
+            beyond.push(d.path.clone());
+        }
+    }
+    if !beyond.is_empty() {
+        return Err(Refusal {
+            reason: RejectReason::CategoryNotAccepted,
+            detail: format!(
+                "{} field(s) of categories this node may not receive",
+                beyond.len()
+            ),
+            fields: beyond,
+        });
+    }
+    for d in disclosures {
+        template
+            .parse_field_value(&d.path, &d.value)
+            .map_err(|e| Refusal {
+                reason: RejectReason::BadDisclosure,
+                detail: format!("{}: {}", d.path, e.reason),
+                fields: vec![d.path.clone()],
+            })?;
+    }
+    Ok(())
+}
+
+/// The payload rules of an incoming message (after its signature was checked).
+pub fn check_incoming(
+    ctx: &Ctx,
+    peer: &str,
+    body: &pb::Body,
+    t: &pb::Transmission,
+) -> Result<(), Refusal> {
+    let _ = peer;
+    match &body.payload {
+        Some(Payload::Referral(r)) => {
+            if body.case_ref.is_empty() {
+                return Err(Refusal::new(
+                    RejectReason::Malformed,
+                    "referral without case reference",
+                ));
+            }
+            let template = receiving_template(ctx, &r.extensions)?;
+            check_disclosures(ctx, &template, &r.digests, &t.disclosures)
+        }
+        Some(_) => Err(Refusal::new(
+            RejectReason::Malformed,
+            "this message kind is not supported by this node yet",
+        )),
+        None => Err(Refusal::new(
+            RejectReason::Malformed,
+            "message has no payload",
+        )),
+    }
+}

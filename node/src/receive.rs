@@ -1,0 +1,513 @@
+//! The receive path: accepts connections from pinned peers, reads one request per stream,
+//! checks it, stores it durably, and answers with a signed receipt or a signed rejection.
+//!
+//! Checks, in order: frame size; decoding; protocol version; envelope sender = the node
+//! behind the TLS certificate; recipient = this node; the signing key belongs to the sender's
+//! key history and was valid when the message was created; `verify_strict`; the payload's
+//! own rules ([`crate::policy::check_incoming`]). Only then is anything stored, and the receipt
+//! leaves only after the store has flushed it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use prost::Message;
+use tokio::sync::Semaphore;
+use tracing::Instrument;
+use trm_proto::pb::{self, peer_request, peer_response, RejectReason};
+use trm_proto::signing::{self, Tag};
+
+use crate::node::Ctx;
+use crate::store::{AuditEntry, Op, Outcome, ReceivedRecord};
+use crate::transport::{self, FrameIoError};
+
+/// Accepts peer connections until shutdown.
+pub async fn serve(ctx: Arc<Ctx>, endpoint: quinn::Endpoint) {
+    let limit = Arc::new(Semaphore::new(ctx.cfg.limits.max_connections));
+    let mut shutdown = ctx.shutdown.clone();
+    let mut conns = tokio::task::JoinSet::new();
+    loop {
+        let incoming = tokio::select! {
+            i = endpoint.accept() => match i { Some(i) => i, None => break },
+            _ = shutdown.changed() => break,
+        };
+        let Ok(permit) = limit.clone().try_acquire_owned() else {
+            incoming.refuse();
+            continue;
+        };
+        let ctx = ctx.clone();
+        conns.spawn(async move {
+            let _permit = permit;
+            match incoming.await {
+                Ok(conn) => handle_connection(ctx, conn).await,
+                Err(e) => tracing::debug!(error = %e, "handshake refused"),
+            }
+        });
+        while conns.try_join_next().is_some() {}
+    }
+    conns.abort_all();
+}
+
+async fn handle_connection(ctx: Arc<Ctx>, conn: quinn::Connection) {
+    let Some(pin) = crate::tls::peer_fingerprint(&conn, ctx.peers.pins()) else {
+        conn.close(1u32.into(), b"not pinned");
+        return;
+    };
+    let peer = pin.who;
+    let span = tracing::info_span!("peer", peer = %peer, remote = %conn.remote_address());
+    async move {
+        tracing::debug!("connection accepted");
+        let mut shutdown = ctx.shutdown.clone();
+        let mut streams = tokio::task::JoinSet::new();
+        loop {
+            let (send, recv) = tokio::select! {
+                s = conn.accept_bi() => match s {
+                    Ok(s) => s,
+                    Err(e) => { tracing::debug!(error = %e, "connection ended"); break; }
+                },
+                _ = shutdown.changed() => break,
+            };
+            // A peer revoked while connected is cut off at its next stream.
+            if ctx.peers.get(&peer).is_none_or(|p| p.revoked) {
+                conn.close(2u32.into(), b"revoked");
+                break;
+            }
+            let ctx = ctx.clone();
+            let peer = peer.clone();
+            streams.spawn(async move { handle_stream(&ctx, &peer, send, recv).await });
+            while streams.try_join_next().is_some() {}
+        }
+        streams.abort_all();
+    }
+    .instrument(span)
+    .await;
+}
+
+async fn handle_stream(
+    ctx: &Ctx,
+    peer: &str,
+    mut send: quinn::SendStream,
+    mut recv: quinn::RecvStream,
+) {
+    let cap = ctx.cfg.limits.max_frame_bytes;
+    let timeout = Duration::from_secs(ctx.cfg.limits.stream_timeout_secs);
+    let response = match transport::read_frame(&mut recv, cap, timeout).await {
+        Ok(bytes) => handle_request(ctx, peer, &bytes).await,
+        Err(FrameIoError::Frame(e)) => {
+            let _ = recv.stop(1u32.into());
+            let (reason, detail) = match e {
+                trm_proto::frame::FrameError::TooLarge { .. } => {
+                    (RejectReason::TooLarge, e.to_string())
+                }
+                _ => (RejectReason::Malformed, e.to_string()),
+            };
+            Some(reject(ctx, peer, None, reason, &detail, vec![]).await)
+        }
+        Err(e) => {
+            tracing::debug!(error = %e, "stream dropped");
+            let _ = recv.stop(1u32.into());
+            None
+        }
+    };
+    if let Some(resp) = response {
+        if let Err(e) = transport::write_message(&mut send, &resp).await {
+            tracing::debug!(error = %e, "could not answer");
+        }
+    }
+}
+
+async fn handle_request(ctx: &Ctx, peer: &str, bytes: &[u8]) -> Option<pb::PeerResponse> {
+    let req = match pb::PeerRequest::decode(bytes) {
+        Ok(r) => r,
+        Err(_) => {
+            return Some(
+                reject(
+                    ctx,
+                    peer,
+                    None,
+                    RejectReason::Malformed,
+                    "not a PeerRequest",
+                    vec![],
+                )
+                .await,
+            )
+        }
+    };
+    match req.kind {
+        Some(peer_request::Kind::Transmission(t)) => Some(receive(ctx, peer, t).await),
+        Some(peer_request::Kind::Consistency(_)) => Some(
+            reject(
+                ctx,
+                peer,
+                None,
+                RejectReason::Malformed,
+                "consistency proofs are not served yet",
+                vec![],
+            )
+            .await,
+        ),
+        None => Some(
+            reject(
+                ctx,
+                peer,
+                None,
+                RejectReason::Malformed,
+                "empty request",
+                vec![],
+            )
+            .await,
+        ),
+    }
+}
+
+/// What the receive path refuses, with the reason code, a detail and the offending fields.
+#[derive(Debug)]
+pub struct Refusal {
+    /// Reason code.
+    pub reason: RejectReason,
+    /// One line; never a field value.
+    pub detail: String,
+    /// Field paths concerned.
+    pub fields: Vec<String>,
+}
+
+impl Refusal {
+    /// A refusal without fields.
+    pub fn new(reason: RejectReason, detail: impl Into<String>) -> Self {
+        Self {
+            reason,
+            detail: detail.into(),
+            fields: vec![],
+        }
+    }
+}
+
+/// Context of a message under check, for rejections.
+struct Seen<'a> {
+    id: &'a [u8],
+    hash: [u8; 32],
+}
+
+async fn receive(ctx: &Ctx, peer: &str, t: pb::Transmission) -> pb::PeerResponse {
+    let Some(env) = t.envelope.as_ref() else {
+        return reject(
+            ctx,
+            peer,
+            None,
+            RejectReason::Malformed,
+            "no envelope",
+            vec![],
+        )
+        .await;
+    };
+    let hash = signing::envelope_hash(&env.body, &env.signature);
+    let body = match pb::Body::decode(env.body.as_slice()) {
+        Ok(b) => b,
+        Err(_) => {
+            let seen = Seen { id: &[], hash };
+            return reject(
+                ctx,
+                peer,
+                Some(seen),
+                RejectReason::Malformed,
+                "body does not decode",
+                vec![],
+            )
+            .await;
+        }
+    };
+    let seen = Seen {
+        id: &body.message_id,
+        hash,
+    };
+    match check(ctx, peer, env, &body, &t) {
+        Ok(()) => {}
+        Err(r) => return reject(ctx, peer, Some(seen), r.reason, &r.detail, r.fields).await,
+    }
+    // A duplicate gets the first receipt again, unchanged.
+    match ctx.store.received(peer, &body.message_id) {
+        Ok(Some(old)) => return duplicate(ctx, peer, &body, &old.transmission, old.receipt, hash),
+        Ok(None) => {}
+        Err(e) => {
+            tracing::error!(error = %e, "store read failed");
+            return reject(
+                ctx,
+                peer,
+                Some(seen),
+                RejectReason::Unavailable,
+                "store unavailable",
+                vec![],
+            )
+            .await;
+        }
+    }
+    let now = ctx.clock.now_ms();
+    let kind = crate::messages::kind_name(&body);
+    let receipt = sign_receipt(
+        ctx,
+        peer,
+        &body.message_id,
+        hash,
+        now,
+        pb::ReceiptOutcome::Stored,
+    );
+    let receipt_bytes = receipt.encode_to_vec();
+    let transmission = t.encode_to_vec();
+    let record = ReceivedRecord {
+        id: body.message_id.clone(),
+        peer: peer.to_string(),
+        kind: kind.to_string(),
+        transmission: transmission.clone(),
+        receipt: receipt_bytes.clone(),
+        received_ms: now,
+        case_ref: body.case_ref.clone(),
+    };
+    let ops = vec![
+        Op::Receive(record),
+        Op::Audit(AuditEntry {
+            time_ms: now,
+            kind: "received".into(),
+            peer: peer.into(),
+            message_id: body.message_id.clone(),
+            envelope_hash: hash.to_vec(),
+            signature: env.signature.clone(),
+            signer: env.signer.clone(),
+            call: kind.into(),
+            target: body.case_ref.clone(),
+            result: "stored".into(),
+            signed_body: env.body.clone(),
+            ..Default::default()
+        }),
+        Op::Audit(AuditEntry {
+            time_ms: now,
+            kind: "receipt_sent".into(),
+            peer: peer.into(),
+            message_id: body.message_id.clone(),
+            envelope_hash: hash.to_vec(),
+            signature: receipt.signature.clone(),
+            signer: receipt.signer.clone(),
+            signed_body: receipt.body.clone(),
+            result: "stored".into(),
+            ..Default::default()
+        }),
+    ];
+    match ctx.store.commit(ops).await {
+        Ok(outcomes) => {
+            if let Some(Outcome::Duplicate(first)) = outcomes.first() {
+                return duplicate(ctx, peer, &body, &transmission, first.clone(), hash);
+            }
+            ctx.metrics.inc("received", peer, kind);
+            tracing::info!(kind, message = %hex::encode(&body.message_id), "stored and receipted");
+            pb::PeerResponse {
+                kind: Some(peer_response::Kind::Receipt(receipt)),
+            }
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "could not store a received message; refusing it for now");
+            reject_unlogged(
+                ctx,
+                peer,
+                Some(seen),
+                RejectReason::Unavailable,
+                "store unavailable",
+            )
+        }
+    }
+}
+
+fn duplicate(
+    ctx: &Ctx,
+    peer: &str,
+    body: &pb::Body,
+    first_transmission: &[u8],
+    first_receipt: Vec<u8>,
+    hash: [u8; 32],
+) -> pb::PeerResponse {
+    let same = pb::Transmission::decode(first_transmission)
+        .ok()
+        .and_then(|t| t.envelope)
+        .map(|e| signing::envelope_hash(&e.body, &e.signature) == hash)
+        .unwrap_or(false);
+    if !same {
+        return reject_unlogged(
+            ctx,
+            peer,
+            Some(Seen {
+                id: &body.message_id,
+                hash,
+            }),
+            RejectReason::Malformed,
+            "message id already used for another envelope",
+        );
+    }
+    ctx.metrics
+        .inc("duplicate", peer, crate::messages::kind_name(body));
+    match pb::Signed::decode(first_receipt.as_slice()) {
+        Ok(r) => pb::PeerResponse {
+            kind: Some(peer_response::Kind::Receipt(r)),
+        },
+        Err(_) => reject_unlogged(
+            ctx,
+            peer,
+            None,
+            RejectReason::Unavailable,
+            "stored receipt unreadable",
+        ),
+    }
+}
+
+/// Checks an envelope and its payload. Pure with respect to the store's write side.
+fn check(
+    ctx: &Ctx,
+    peer: &str,
+    env: &pb::Envelope,
+    body: &pb::Body,
+    t: &pb::Transmission,
+) -> Result<(), Refusal> {
+    if body.version != trm_proto::PROTOCOL_VERSION {
+        return Err(Refusal::new(
+            RejectReason::UnsupportedVersion,
+            format!("protocol version {} is not supported", body.version),
+        ));
+    }
+    if body.sender != peer {
+        return Err(Refusal::new(
+            RejectReason::SenderMismatch,
+            "envelope sender is not the node behind this connection",
+        ));
+    }
+    if body.recipient != ctx.country() {
+        return Err(Refusal::new(
+            RejectReason::WrongRecipient,
+            "recipient is not this node",
+        ));
+    }
+    if body.message_id.len() != 16 {
+        return Err(Refusal::new(
+            RejectReason::Malformed,
+            "message id must be 16 bytes",
+        ));
+    }
+    let p = ctx
+        .peers
+        .get(peer)
+        .ok_or_else(|| Refusal::new(RejectReason::Revoked, "peer is not pinned"))?;
+    if p.revoked {
+        return Err(Refusal::new(RejectReason::Revoked, "peer is revoked"));
+    }
+    let key = p
+        .card
+        .key_valid_at(&env.signer, body.created_ms)
+        .ok_or_else(|| {
+            Refusal::new(
+                RejectReason::KeyNotValid,
+                "signing key is not the sender's or was not valid at the message's time",
+            )
+        })?;
+    signing::verify(&key, Tag::Envelope, &env.body, &env.signature)
+        .map_err(|e| Refusal::new(RejectReason::BadSignature, e.to_string()))?;
+    crate::policy::check_incoming(ctx, peer, body, t)
+}
+
+fn sign_receipt(
+    ctx: &Ctx,
+    peer: &str,
+    id: &[u8],
+    hash: [u8; 32],
+    now: i64,
+    outcome: pb::ReceiptOutcome,
+) -> pb::Signed {
+    let receipt = pb::Receipt {
+        message_id: id.to_vec(),
+        envelope_hash: hash.to_vec(),
+        receiver: ctx.country().to_string(),
+        sender: peer.to_string(),
+        received_ms: now,
+        outcome: outcome as i32,
+        checkpoint: None,
+    };
+    sign(ctx, Tag::Receipt, receipt.encode_to_vec())
+}
+
+fn sign(ctx: &Ctx, tag: Tag, body: Vec<u8>) -> pb::Signed {
+    let signature = signing::sign(&ctx.keys.signing, tag, &body).to_vec();
+    pb::Signed {
+        body,
+        signature,
+        signer: ctx.keys.public_key().to_vec(),
+    }
+}
+
+fn rejection(
+    ctx: &Ctx,
+    peer: &str,
+    seen: Option<Seen<'_>>,
+    reason: RejectReason,
+    detail: &str,
+    fields: Vec<String>,
+) -> pb::Signed {
+    let r = pb::Rejection {
+        message_id: seen.as_ref().map(|s| s.id.to_vec()).unwrap_or_default(),
+        envelope_hash: seen.as_ref().map(|s| s.hash.to_vec()).unwrap_or_default(),
+        rejecter: ctx.country().to_string(),
+        sender: peer.to_string(),
+        rejected_ms: ctx.clock.now_ms(),
+        reason: reason as i32,
+        detail: detail.to_string(),
+        fields,
+    };
+    sign(ctx, Tag::Rejection, r.encode_to_vec())
+}
+
+fn reject_unlogged(
+    ctx: &Ctx,
+    peer: &str,
+    seen: Option<Seen<'_>>,
+    reason: RejectReason,
+    detail: &str,
+) -> pb::PeerResponse {
+    ctx.metrics.inc("rejected", peer, reason.as_str_name());
+    pb::PeerResponse {
+        kind: Some(peer_response::Kind::Rejection(rejection(
+            ctx,
+            peer,
+            seen,
+            reason,
+            detail,
+            vec![],
+        ))),
+    }
+}
+
+/// Signs a rejection, logs it in the audit log, and returns it. Nothing else is stored.
+async fn reject(
+    ctx: &Ctx,
+    peer: &str,
+    seen: Option<Seen<'_>>,
+    reason: RejectReason,
+    detail: &str,
+    fields: Vec<String>,
+) -> pb::PeerResponse {
+    let id = seen.as_ref().map(|s| s.id.to_vec()).unwrap_or_default();
+    let hash = seen.as_ref().map(|s| s.hash.to_vec()).unwrap_or_default();
+    let signed = rejection(ctx, peer, seen, reason, detail, fields);
+    tracing::warn!(reason = reason.as_str_name(), detail, "message rejected");
+    ctx.metrics.inc("rejected", peer, reason.as_str_name());
+    let entry = AuditEntry {
+        time_ms: ctx.clock.now_ms(),
+        kind: "rejection_sent".into(),
+        peer: peer.into(),
+        message_id: id,
+        envelope_hash: hash,
+        signature: signed.signature.clone(),
+        signer: signed.signer.clone(),
+        signed_body: signed.body.clone(),
+        result: reason.as_str_name().into(),
+        ..Default::default()
+    };
+    if let Err(e) = ctx.store.commit(vec![Op::Audit(entry)]).await {
+        tracing::error!(error = %e, "could not log a rejection");
+    }
+    pb::PeerResponse {
+        kind: Some(peer_response::Kind::Rejection(signed)),
+    }
+}

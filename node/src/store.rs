@@ -1,0 +1,915 @@
+//! The node's durable state, in one sled database. This is the only module that names sled.
+//!
+//! All writes go through one committer thread: it takes every pending [`Job`], applies them
+//! in a single sled transaction, flushes once, and only then answers each job. A job is
+//! therefore acknowledged only when it is on disk, writes of one job are atomic, and under
+//! load many jobs share one fsync (group commit). Audit entries get their log index from the
+//! committer, so the log has no gaps and its order is the commit order.
+//!
+//! Reads go straight to sled and see only committed state.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use prost::Message;
+use sled::transaction::{ConflictableTransactionError, TransactionError, Transactional};
+use tokio::sync::{mpsc, oneshot};
+
+/// Current schema version of the store.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// Why the store refused an operation.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// sled reported corruption, or a record failed to decode.
+    #[error(
+        "store at {path} is corrupted: {detail}; restore it from a backup (see docs/OPERATIONS.md)"
+    )]
+    Corrupt {
+        /// store folder
+        path: PathBuf,
+        /// what was found
+        detail: String,
+    },
+    /// The store was written by a newer version of trm-node.
+    #[error("store schema version {found} is newer than this trm-node supports ({supported}); upgrade trm-node")]
+    TooNew {
+        /// found
+        found: u32,
+        /// supported
+        supported: u32,
+    },
+    /// I/O or sled failure.
+    #[error("store I/O failure: {0}")]
+    Io(String),
+    /// The committer thread is gone (node shutting down).
+    #[error("store is closed")]
+    Closed,
+}
+
+impl From<sled::Error> for StoreError {
+    fn from(e: sled::Error) -> Self {
+        StoreError::Io(e.to_string())
+    }
+}
+
+/// A pinned peer.
+#[derive(Clone, PartialEq, Message)]
+pub struct PeerRecord {
+    /// The card file bytes (encoded `Signed`).
+    #[prost(bytes = "vec", tag = "1")]
+    pub card: Vec<u8>,
+    /// When the operator added it.
+    #[prost(int64, tag = "2")]
+    pub added_ms: i64,
+    /// Revoked by the operator: no connections, no messages.
+    #[prost(bool, tag = "3")]
+    pub revoked: bool,
+    /// When it was revoked.
+    #[prost(int64, tag = "4")]
+    pub revoked_ms: i64,
+}
+
+/// A registered officer credential.
+#[derive(Clone, PartialEq, Message)]
+pub struct OfficerRecord {
+    /// Officer name.
+    #[prost(string, tag = "1")]
+    pub name: String,
+    /// Role name.
+    #[prost(string, tag = "2")]
+    pub role: String,
+    /// Certificate DER.
+    #[prost(bytes = "vec", tag = "3")]
+    pub cert_der: Vec<u8>,
+    /// When issued.
+    #[prost(int64, tag = "4")]
+    pub added_ms: i64,
+}
+
+/// A case recorded on this node.
+#[derive(Clone, PartialEq, Message)]
+pub struct CaseRecord {
+    /// Local case id.
+    #[prost(string, tag = "1")]
+    pub id: String,
+    /// Pseudonymous case reference.
+    #[prost(string, tag = "2")]
+    pub case_ref: String,
+    /// When recorded.
+    #[prost(int64, tag = "3")]
+    pub created_ms: i64,
+    /// Officer who recorded it.
+    #[prost(string, tag = "4")]
+    pub created_by: String,
+    /// Field values: path → canonical JSON value bytes.
+    #[prost(message, repeated, tag = "5")]
+    pub fields: Vec<FieldValue>,
+    /// Country this case was received from, for cases opened by an incoming referral.
+    #[prost(string, tag = "6")]
+    pub origin_peer: String,
+}
+
+/// One field value.
+#[derive(Clone, PartialEq, Message)]
+pub struct FieldValue {
+    /// Field path.
+    #[prost(string, tag = "1")]
+    pub path: String,
+    /// Canonical JSON bytes.
+    #[prost(bytes = "vec", tag = "2")]
+    pub value: Vec<u8>,
+}
+
+/// Delivery state of a sent message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SentState {
+    /// In the outbox.
+    Pending = 0,
+    /// A valid receipt is stored.
+    Delivered = 1,
+    /// The peer answered with a signed rejection.
+    Rejected = 2,
+}
+
+impl SentState {
+    /// From the stored number.
+    pub fn from_u32(v: u32) -> Self {
+        match v {
+            1 => SentState::Delivered,
+            2 => SentState::Rejected,
+            _ => SentState::Pending,
+        }
+    }
+
+    /// Name for people and JSON.
+    pub fn name(self) -> &'static str {
+        match self {
+            SentState::Pending => "pending",
+            SentState::Delivered => "delivered",
+            SentState::Rejected => "rejected",
+        }
+    }
+}
+
+/// A message this node sent (or is sending).
+#[derive(Clone, PartialEq, Message)]
+pub struct SentRecord {
+    /// Message id.
+    #[prost(bytes = "vec", tag = "1")]
+    pub id: Vec<u8>,
+    /// Recipient country.
+    #[prost(string, tag = "2")]
+    pub peer: String,
+    /// Local case id.
+    #[prost(string, tag = "3")]
+    pub case_id: String,
+    /// Payload kind name.
+    #[prost(string, tag = "4")]
+    pub kind: String,
+    /// Encoded `Transmission` exactly as sent.
+    #[prost(bytes = "vec", tag = "5")]
+    pub transmission: Vec<u8>,
+    /// `SentState` as a number.
+    #[prost(uint32, tag = "6")]
+    pub state: u32,
+    /// Encoded `Signed` receipt or rejection.
+    #[prost(bytes = "vec", tag = "7")]
+    pub answer: Vec<u8>,
+    /// When answered.
+    #[prost(int64, tag = "8")]
+    pub answered_ms: i64,
+    /// When created.
+    #[prost(int64, tag = "9")]
+    pub created_ms: i64,
+    /// Outbox sequence number (set by the committer).
+    #[prost(uint64, tag = "10")]
+    pub outbox_seq: u64,
+    /// Officer who sent it.
+    #[prost(string, tag = "11")]
+    pub officer: String,
+    /// Every committed field with its salt, released or not, kept so that later releases
+    /// verify against the original digests.
+    #[prost(message, repeated, tag = "12")]
+    pub committed: Vec<trm_proto::pb::FieldDisclosure>,
+}
+
+/// A message this node received and accepted.
+#[derive(Clone, PartialEq, Message)]
+pub struct ReceivedRecord {
+    /// Message id.
+    #[prost(bytes = "vec", tag = "1")]
+    pub id: Vec<u8>,
+    /// Sender country (the TLS peer).
+    #[prost(string, tag = "2")]
+    pub peer: String,
+    /// Payload kind name.
+    #[prost(string, tag = "3")]
+    pub kind: String,
+    /// Encoded `Transmission` exactly as received.
+    #[prost(bytes = "vec", tag = "4")]
+    pub transmission: Vec<u8>,
+    /// Encoded `Signed` receipt we answered with (sent again to duplicates).
+    #[prost(bytes = "vec", tag = "5")]
+    pub receipt: Vec<u8>,
+    /// When received.
+    #[prost(int64, tag = "6")]
+    pub received_ms: i64,
+    /// Case reference.
+    #[prost(string, tag = "7")]
+    pub case_ref: String,
+}
+
+/// One audit log entry. Never holds a case field value.
+#[derive(Clone, PartialEq, Message)]
+pub struct AuditEntry {
+    /// Log index (set by the committer).
+    #[prost(uint64, tag = "1")]
+    pub index: u64,
+    /// When.
+    #[prost(int64, tag = "2")]
+    pub time_ms: i64,
+    /// sent, received, receipt, rejection_sent, rejection_received, admin, key, ...
+    #[prost(string, tag = "3")]
+    pub kind: String,
+    /// Peer country, if any.
+    #[prost(string, tag = "4")]
+    pub peer: String,
+    /// Message id, if any.
+    #[prost(bytes = "vec", tag = "5")]
+    pub message_id: Vec<u8>,
+    /// SHA-256(body || signature) of the envelope, if any.
+    #[prost(bytes = "vec", tag = "6")]
+    pub envelope_hash: Vec<u8>,
+    /// The envelope's or answer's signature.
+    #[prost(bytes = "vec", tag = "7")]
+    pub signature: Vec<u8>,
+    /// Officer name, for admin actions.
+    #[prost(string, tag = "8")]
+    pub officer: String,
+    /// Officer role.
+    #[prost(string, tag = "9")]
+    pub role: String,
+    /// Admin call or message kind.
+    #[prost(string, tag = "10")]
+    pub call: String,
+    /// Target (case id, country, message id), never a field value.
+    #[prost(string, tag = "11")]
+    pub target: String,
+    /// ok, refused: ..., rejected: REASON, ...
+    #[prost(string, tag = "12")]
+    pub result: String,
+    /// The signed bytes (envelope body, receipt or rejection body), kept for audit export.
+    #[prost(bytes = "vec", tag = "13")]
+    pub signed_body: Vec<u8>,
+    /// Public key that made `signature`.
+    #[prost(bytes = "vec", tag = "14")]
+    pub signer: Vec<u8>,
+}
+
+/// One write. A job's ops are applied atomically.
+#[derive(Clone, Debug)]
+pub enum Op {
+    /// Add or replace a peer.
+    PutPeer(String, PeerRecord),
+    /// Remove a peer.
+    RemovePeer(String),
+    /// Register an officer under their certificate's SHA-256.
+    PutOfficer([u8; 32], OfficerRecord),
+    /// Add or replace a case.
+    PutCase(CaseRecord),
+    /// Store a new outgoing message and put it in the outbox.
+    Enqueue(SentRecord),
+    /// Record the peer's answer and take the message out of the outbox.
+    Answered {
+        /// message id
+        id: Vec<u8>,
+        /// new state
+        state: SentState,
+        /// encoded Signed
+        answer: Vec<u8>,
+        /// when
+        at_ms: i64,
+    },
+    /// Store a received message unless one with the same sender and id exists.
+    Receive(ReceivedRecord),
+    /// Append an audit entry.
+    Audit(AuditEntry),
+    /// Set a metadata value.
+    PutMeta(String, Vec<u8>),
+}
+
+/// What one op did.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Outcome {
+    /// Done.
+    Done,
+    /// `Receive` found an earlier copy: its stored receipt.
+    Duplicate(Vec<u8>),
+    /// `Audit` was appended at this index.
+    Appended(u64),
+}
+
+struct Job {
+    ops: Vec<Op>,
+    reply: oneshot::Sender<Result<Vec<Outcome>, StoreError>>,
+}
+
+#[derive(Clone)]
+struct Trees {
+    meta: sled::Tree,
+    peers: sled::Tree,
+    officers: sled::Tree,
+    cases: sled::Tree,
+    sent: sled::Tree,
+    outbox: sled::Tree,
+    received: sled::Tree,
+    inbox: sled::Tree,
+    audit: sled::Tree,
+}
+
+struct Counters {
+    next_outbox: u64,
+    next_inbox: u64,
+    next_audit: u64,
+}
+
+/// The node's store. Cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    path: PathBuf,
+    db: sled::Db,
+    t: Trees,
+    counters: Mutex<Counters>,
+    tx: Mutex<Option<mpsc::UnboundedSender<Job>>>,
+}
+
+fn decode<M: Message + Default>(path: &Path, what: &str, bytes: &[u8]) -> Result<M, StoreError> {
+    M::decode(bytes).map_err(|e| StoreError::Corrupt {
+        path: path.to_path_buf(),
+        detail: format!("{what} record does not decode ({e})"),
+    })
+}
+
+fn last_u64_key(tree: &sled::Tree, skip: usize) -> Result<Option<u64>, StoreError> {
+    // Outbox keys are peer(2) || seq; find the largest seq over all peers.
+    if skip == 0 {
+        return Ok(tree
+            .last()?
+            .and_then(|(k, _)| k.as_ref().try_into().ok().map(u64::from_be_bytes)));
+    }
+    let mut max = None;
+    for kv in tree.iter() {
+        let (k, _) = kv?;
+        if let Some(seq) = k
+            .get(skip..)
+            .and_then(|s| s.try_into().ok())
+            .map(u64::from_be_bytes)
+        {
+            max = max.max(Some(seq));
+        }
+    }
+    Ok(max)
+}
+
+impl Store {
+    /// Opens (or creates) the store, checks its schema version and integrity.
+    pub fn open(path: &Path, _store_key: &[u8; 32]) -> Result<Self, StoreError> {
+        let db = sled::Config::new()
+            .path(path)
+            .mode(sled::Mode::HighThroughput)
+            .open()
+            .map_err(|e| match e {
+                sled::Error::Corruption { .. } => StoreError::Corrupt {
+                    path: path.to_path_buf(),
+                    detail: e.to_string(),
+                },
+                other => StoreError::Io(format!("cannot open {}: {other}", path.display())),
+            })?;
+        let t = Trees {
+            meta: db.open_tree("meta")?,
+            peers: db.open_tree("peers")?,
+            officers: db.open_tree("officers")?,
+            cases: db.open_tree("cases")?,
+            sent: db.open_tree("sent")?,
+            outbox: db.open_tree("outbox")?,
+            received: db.open_tree("received")?,
+            inbox: db.open_tree("inbox")?,
+            audit: db.open_tree("audit")?,
+        };
+        match t.meta.get("schema")? {
+            None => {
+                if db.tree_names().len() > 1 && !t.audit.is_empty() {
+                    return Err(StoreError::Corrupt {
+                        path: path.to_path_buf(),
+                        detail: "schema version is missing".into(),
+                    });
+                }
+                t.meta.insert("schema", &SCHEMA_VERSION.to_be_bytes())?;
+                db.flush()?;
+            }
+            Some(v) => {
+                let found = v.as_ref().try_into().map(u32::from_be_bytes).map_err(|_| {
+                    StoreError::Corrupt {
+                        path: path.to_path_buf(),
+                        detail: "schema version is malformed".into(),
+                    }
+                })?;
+                if found > SCHEMA_VERSION {
+                    return Err(StoreError::TooNew {
+                        found,
+                        supported: SCHEMA_VERSION,
+                    });
+                }
+            }
+        }
+        let next_audit = last_u64_key(&t.audit, 0)?.map_or(0, |i| i + 1);
+        if next_audit != t.audit.len() as u64 {
+            return Err(StoreError::Corrupt {
+                path: path.to_path_buf(),
+                detail: format!(
+                    "audit log has gaps: {} entries but last index {}",
+                    t.audit.len(),
+                    next_audit as i64 - 1
+                ),
+            });
+        }
+        let counters = Counters {
+            next_outbox: last_u64_key(&t.outbox, 2)?.map_or(0, |i| i + 1),
+            next_inbox: last_u64_key(&t.inbox, 0)?.map_or(0, |i| i + 1),
+            next_audit,
+        };
+        let store = Store {
+            inner: Arc::new(Inner {
+                path: path.to_path_buf(),
+                db,
+                t,
+                counters: Mutex::new(counters),
+                tx: Mutex::new(None),
+            }),
+        };
+        store.check_integrity()?;
+        Ok(store)
+    }
+
+    /// Checks that every record decodes and every outbox and inbox entry points at a message.
+    pub fn check_integrity(&self) -> Result<(), StoreError> {
+        let p = &self.inner.path;
+        let t = &self.inner.t;
+        for kv in t.outbox.iter() {
+            let (k, id) = kv?;
+            let rec = t.sent.get(&id)?.ok_or_else(|| StoreError::Corrupt {
+                path: p.clone(),
+                detail: format!("outbox entry {} has no message", hex::encode(&k)),
+            })?;
+            decode::<SentRecord>(p, "sent", &rec)?;
+        }
+        for kv in t.inbox.iter() {
+            let (_, key) = kv?;
+            if !t.received.contains_key(&key)? {
+                return Err(StoreError::Corrupt {
+                    path: p.clone(),
+                    detail: "inbox entry has no message".into(),
+                });
+            }
+        }
+        for kv in t.audit.iter() {
+            let (k, v) = kv?;
+            let e: AuditEntry = decode(p, "audit", &v)?;
+            if k.as_ref() != e.index.to_be_bytes() {
+                return Err(StoreError::Corrupt {
+                    path: p.clone(),
+                    detail: format!("audit entry {} is stored under another index", e.index),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Starts the committer thread. Until then, writes use [`Store::commit_blocking`].
+    pub fn start_committer(&self) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let store = self.clone();
+        std::thread::Builder::new()
+            .name("trm-committer".into())
+            .spawn(move || store.committer(rx))
+            .map(|_| ())
+            .unwrap_or_else(|e| tracing::error!(error = %e, "cannot start committer thread"));
+        *self.inner.tx.lock().unwrap_or_else(|p| p.into_inner()) = Some(tx);
+    }
+
+    /// Stops accepting jobs; the committer finishes what it has and exits.
+    pub fn stop_committer(&self) {
+        self.inner
+            .tx
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+    }
+
+    fn committer(&self, mut rx: mpsc::UnboundedReceiver<Job>) {
+        while let Some(first) = rx.blocking_recv() {
+            let mut jobs = vec![first];
+            while jobs.len() < 1024 {
+                match rx.try_recv() {
+                    Ok(j) => jobs.push(j),
+                    Err(_) => break,
+                }
+            }
+            let ops: Vec<&[Op]> = jobs.iter().map(|j| j.ops.as_slice()).collect();
+            match self.apply(&ops) {
+                Ok(outcomes) => {
+                    for (job, out) in jobs.into_iter().zip(outcomes) {
+                        let _ = job.reply.send(Ok(out));
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "store write failed");
+                    for job in jobs {
+                        let _ = job.reply.send(Err(StoreError::Io(e.to_string())));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Applies `ops` atomically and durably, sharing the flush with concurrent callers.
+    pub async fn commit(&self, ops: Vec<Op>) -> Result<Vec<Outcome>, StoreError> {
+        let (reply, rx) = oneshot::channel();
+        let tx = self
+            .inner
+            .tx
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        match tx {
+            Some(tx) => {
+                tx.send(Job { ops, reply })
+                    .map_err(|_| StoreError::Closed)?;
+                rx.await.map_err(|_| StoreError::Closed)?
+            }
+            None => {
+                let store = self.clone();
+                tokio::task::spawn_blocking(move || store.commit_blocking(ops))
+                    .await
+                    .map_err(|_| StoreError::Closed)?
+            }
+        }
+    }
+
+    /// Applies `ops` atomically and durably on the calling thread (for tools and `init`).
+    pub fn commit_blocking(&self, ops: Vec<Op>) -> Result<Vec<Outcome>, StoreError> {
+        Ok(self.apply(&[ops.as_slice()])?.pop().unwrap_or_default())
+    }
+
+    fn apply(&self, jobs: &[&[Op]]) -> Result<Vec<Vec<Outcome>>, StoreError> {
+        let t = &self.inner.t;
+        let trees = [
+            &t.meta,
+            &t.peers,
+            &t.officers,
+            &t.cases,
+            &t.sent,
+            &t.outbox,
+            &t.received,
+            &t.inbox,
+            &t.audit,
+        ];
+        let mut counters = self
+            .inner
+            .counters
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let start = (
+            counters.next_outbox,
+            counters.next_inbox,
+            counters.next_audit,
+        );
+        let result = trees.as_slice().transaction(|tx| {
+            let (mut outbox_seq, mut inbox_seq, mut audit_idx) = start;
+            let [meta, peers, officers, cases, sent, outbox, received, inbox, audit] = &tx[..]
+            else {
+                return Err(ConflictableTransactionError::Abort(
+                    "tree count".to_string(),
+                ));
+            };
+            let mut all = Vec::with_capacity(jobs.len());
+            for ops in jobs {
+                let mut outs = Vec::with_capacity(ops.len());
+                for op in ops.iter() {
+                    let out = match op {
+                        Op::PutPeer(cc, rec) => {
+                            peers.insert(cc.as_bytes(), rec.encode_to_vec())?;
+                            Outcome::Done
+                        }
+                        Op::RemovePeer(cc) => {
+                            peers.remove(cc.as_bytes())?;
+                            Outcome::Done
+                        }
+                        Op::PutOfficer(fp, rec) => {
+                            officers.insert(fp.as_slice(), rec.encode_to_vec())?;
+                            Outcome::Done
+                        }
+                        Op::PutCase(rec) => {
+                            cases.insert(rec.id.as_bytes(), rec.encode_to_vec())?;
+                            Outcome::Done
+                        }
+                        Op::PutMeta(k, v) => {
+                            meta.insert(k.as_bytes(), v.as_slice())?;
+                            Outcome::Done
+                        }
+                        Op::Enqueue(rec) => {
+                            let mut rec = rec.clone();
+                            rec.outbox_seq = outbox_seq;
+                            let mut key = rec.peer.as_bytes().to_vec();
+                            key.extend_from_slice(&outbox_seq.to_be_bytes());
+                            outbox_seq += 1;
+                            outbox.insert(key, rec.id.as_slice())?;
+                            sent.insert(rec.id.as_slice(), rec.encode_to_vec())?;
+                            Outcome::Done
+                        }
+                        Op::Answered {
+                            id,
+                            state,
+                            answer,
+                            at_ms,
+                        } => {
+                            if let Some(bytes) = sent.get(id)? {
+                                let mut rec = SentRecord::decode(bytes.as_ref()).map_err(|e| {
+                                    ConflictableTransactionError::Abort(e.to_string())
+                                })?;
+                                if rec.state == SentState::Pending as u32 {
+                                    let mut key = rec.peer.as_bytes().to_vec();
+                                    key.extend_from_slice(&rec.outbox_seq.to_be_bytes());
+                                    outbox.remove(key)?;
+                                    rec.state = *state as u32;
+                                    rec.answer = answer.clone();
+                                    rec.answered_ms = *at_ms;
+                                    sent.insert(id.as_slice(), rec.encode_to_vec())?;
+                                }
+                            }
+                            Outcome::Done
+                        }
+                        Op::Receive(rec) => {
+                            let key = received_key(&rec.peer, &rec.id);
+                            match received.get(&key)? {
+                                Some(existing) => {
+                                    let old =
+                                        ReceivedRecord::decode(existing.as_ref()).map_err(|e| {
+                                            ConflictableTransactionError::Abort(e.to_string())
+                                        })?;
+                                    Outcome::Duplicate(old.receipt)
+                                }
+                                None => {
+                                    received.insert(key.clone(), rec.encode_to_vec())?;
+                                    inbox.insert(&inbox_seq.to_be_bytes(), key)?;
+                                    inbox_seq += 1;
+                                    Outcome::Done
+                                }
+                            }
+                        }
+                        Op::Audit(entry) => {
+                            let mut e = entry.clone();
+                            e.index = audit_idx;
+                            audit.insert(&audit_idx.to_be_bytes(), e.encode_to_vec())?;
+                            audit_idx += 1;
+                            Outcome::Appended(e.index)
+                        }
+                    };
+                    outs.push(out);
+                }
+                all.push(outs);
+            }
+            Ok((all, outbox_seq, inbox_seq, audit_idx))
+        });
+        let (outs, o, i, a) = result.map_err(|e| match e {
+            TransactionError::Abort(s) => StoreError::Corrupt {
+                path: self.inner.path.clone(),
+                detail: s,
+            },
+            TransactionError::Storage(e) => StoreError::from(e),
+        })?;
+        self.inner.db.flush()?;
+        counters.next_outbox = o;
+        counters.next_inbox = i;
+        counters.next_audit = a;
+        Ok(outs)
+    }
+
+    // ----- reads -------------------------------------------------------------------------
+
+    fn get<M: Message + Default>(
+        &self,
+        tree: &sled::Tree,
+        what: &str,
+        key: &[u8],
+    ) -> Result<Option<M>, StoreError> {
+        tree.get(key)?
+            .map(|v| decode(&self.inner.path, what, &v))
+            .transpose()
+    }
+
+    fn all<M: Message + Default>(
+        &self,
+        tree: &sled::Tree,
+        what: &str,
+    ) -> Result<Vec<(Vec<u8>, M)>, StoreError> {
+        tree.iter()
+            .map(|kv| {
+                let (k, v) = kv?;
+                Ok((k.to_vec(), decode(&self.inner.path, what, &v)?))
+            })
+            .collect()
+    }
+
+    /// A pinned peer.
+    pub fn peer(&self, cc: &str) -> Result<Option<PeerRecord>, StoreError> {
+        self.get(&self.inner.t.peers, "peer", cc.as_bytes())
+    }
+
+    /// Every pinned peer, by country.
+    pub fn peers(&self) -> Result<BTreeMap<String, PeerRecord>, StoreError> {
+        Ok(self
+            .all(&self.inner.t.peers, "peer")?
+            .into_iter()
+            .map(|(k, v)| (String::from_utf8_lossy(&k).into_owned(), v))
+            .collect())
+    }
+
+    /// An officer by certificate hash.
+    pub fn officer(&self, fp: &[u8; 32]) -> Result<Option<OfficerRecord>, StoreError> {
+        self.get(&self.inner.t.officers, "officer", fp)
+    }
+
+    /// Every officer.
+    pub fn officers(&self) -> Result<Vec<([u8; 32], OfficerRecord)>, StoreError> {
+        Ok(self
+            .all(&self.inner.t.officers, "officer")?
+            .into_iter()
+            .filter_map(|(k, v)| Some((k.try_into().ok()?, v)))
+            .collect())
+    }
+
+    /// Registers an officer without the committer (for `init`).
+    pub fn register_officer_blocking(
+        &self,
+        cert_der: &[u8],
+        name: &str,
+        role: crate::admin::Role,
+    ) -> Result<(), StoreError> {
+        let fp = trm_proto::signing::sha256(cert_der);
+        self.commit_blocking(vec![Op::PutOfficer(
+            fp,
+            OfficerRecord {
+                name: name.into(),
+                role: role.name().into(),
+                cert_der: cert_der.to_vec(),
+                added_ms: crate::time::now_ms(),
+            },
+        )])?;
+        Ok(())
+    }
+
+    /// A case.
+    pub fn case(&self, id: &str) -> Result<Option<CaseRecord>, StoreError> {
+        self.get(&self.inner.t.cases, "case", id.as_bytes())
+    }
+
+    /// Every case.
+    pub fn cases(&self) -> Result<Vec<CaseRecord>, StoreError> {
+        Ok(self
+            .all(&self.inner.t.cases, "case")?
+            .into_iter()
+            .map(|(_, v)| v)
+            .collect())
+    }
+
+    /// A sent message.
+    pub fn sent(&self, id: &[u8]) -> Result<Option<SentRecord>, StoreError> {
+        self.get(&self.inner.t.sent, "sent", id)
+    }
+
+    /// Every sent message.
+    pub fn sent_all(&self) -> Result<Vec<SentRecord>, StoreError> {
+        Ok(self
+            .all(&self.inner.t.sent, "sent")?
+            .into_iter()
+            .map(|(_, v)| v)
+            .collect())
+    }
+
+    /// Up to `limit` outbox entries for `peer`, oldest first, skipping ids in `skip`.
+    pub fn outbox_for(
+        &self,
+        peer: &str,
+        limit: usize,
+        skip: &std::collections::HashSet<Vec<u8>>,
+    ) -> Result<Vec<SentRecord>, StoreError> {
+        let mut out = Vec::new();
+        for kv in self.inner.t.outbox.scan_prefix(peer.as_bytes()) {
+            let (_, id) = kv?;
+            if skip.contains(id.as_ref()) {
+                continue;
+            }
+            if let Some(rec) = self.sent(&id)? {
+                out.push(rec);
+            }
+            if out.len() >= limit {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Outbox depth and oldest creation time per peer.
+    pub fn outbox_depths(&self) -> Result<BTreeMap<String, (u64, i64)>, StoreError> {
+        let mut m: BTreeMap<String, (u64, i64)> = BTreeMap::new();
+        for kv in self.inner.t.outbox.iter() {
+            let (k, id) = kv?;
+            let peer = String::from_utf8_lossy(&k[..2.min(k.len())]).into_owned();
+            let created = self.sent(&id)?.map_or(0, |r| r.created_ms);
+            let e = m.entry(peer).or_insert((0, created));
+            e.0 += 1;
+            e.1 = e.1.min(created);
+        }
+        Ok(m)
+    }
+
+    /// A received message.
+    pub fn received(&self, peer: &str, id: &[u8]) -> Result<Option<ReceivedRecord>, StoreError> {
+        self.get(&self.inner.t.received, "received", &received_key(peer, id))
+    }
+
+    /// Received messages in arrival order.
+    pub fn inbox(&self) -> Result<Vec<ReceivedRecord>, StoreError> {
+        let mut out = Vec::new();
+        for kv in self.inner.t.inbox.iter() {
+            let (_, key) = kv?;
+            if let Some(r) = self.get(&self.inner.t.received, "received", &key)? {
+                out.push(r);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Number of received messages.
+    pub fn received_count(&self) -> usize {
+        self.inner.t.received.len()
+    }
+
+    /// Audit entries from `from` (inclusive), in order.
+    pub fn audit_entries(&self, from: u64) -> Result<Vec<AuditEntry>, StoreError> {
+        let mut out = Vec::new();
+        for kv in self.inner.t.audit.range(from.to_be_bytes()..) {
+            let (_, v) = kv?;
+            out.push(decode(&self.inner.path, "audit", &v)?);
+        }
+        Ok(out)
+    }
+
+    /// Raw audit entry bytes (the Merkle leaves) from `from`, in order.
+    pub fn audit_leaves(&self, from: u64) -> Result<Vec<Vec<u8>>, StoreError> {
+        self.inner
+            .t
+            .audit
+            .range(from.to_be_bytes()..)
+            .map(|kv| Ok(kv?.1.to_vec()))
+            .collect()
+    }
+
+    /// Number of audit entries.
+    pub fn audit_len(&self) -> u64 {
+        self.inner
+            .counters
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .next_audit
+    }
+
+    /// A metadata value.
+    pub fn meta(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.inner.t.meta.get(key)?.map(|v| v.to_vec()))
+    }
+
+    /// Size of the store on disk, in bytes.
+    pub fn size_on_disk(&self) -> u64 {
+        self.inner.db.size_on_disk().unwrap_or(0)
+    }
+
+    /// Flushes everything (used at shutdown).
+    pub fn flush(&self) -> Result<(), StoreError> {
+        self.inner.db.flush()?;
+        Ok(())
+    }
+}
+
+fn received_key(peer: &str, id: &[u8]) -> Vec<u8> {
+    let mut k = peer.as_bytes().to_vec();
+    k.extend_from_slice(id);
+    k
+}

@@ -1,0 +1,276 @@
+//! Identity cards: a node's public, self-signed description.
+//!
+//! A card file holds one encoded `Signed` whose body is a `Card`, signed with tag
+//! `trm/1 card` by the card's current signing key (`Card.signing_key`, also the last entry of
+//! `key_history`). Each key after the first is endorsed by the key before it.
+
+use ed25519_dalek::{SigningKey, VerifyingKey};
+use prost::Message;
+
+use crate::pb::{self, Category};
+use crate::signing::{self, SignatureError, Tag};
+
+/// Why a card was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum CardError {
+    /// Not a `Signed` holding a `Card`.
+    #[error("not an identity card: {0}")]
+    Decode(#[from] prost::DecodeError),
+    /// Unknown card version.
+    #[error("unsupported card version {0}")]
+    Version(u32),
+    /// Country is not two upper-case ASCII letters.
+    #[error("invalid country code {0:?}")]
+    Country(String),
+    /// The signing key is invalid or weak.
+    #[error("signing key: {0}")]
+    Key(SignatureError),
+    /// The card was not signed by its own current key.
+    #[error("card is not signed by its own signing key")]
+    Signer,
+    /// The self-signature does not verify.
+    #[error("card self-signature does not verify")]
+    Signature,
+    /// The key history is empty, does not end with the current key, or an endorsement fails.
+    #[error("key history: {0}")]
+    History(String),
+    /// The card carries no TLS certificate.
+    #[error("card carries no TLS certificate")]
+    NoCertificate,
+    /// Validity interval is empty.
+    #[error("card validity is empty")]
+    Validity,
+}
+
+/// A card whose self-signature and key history were checked.
+#[derive(Clone, Debug, PartialEq)]
+pub struct VerifiedCard {
+    /// The decoded card.
+    pub card: pb::Card,
+    /// The card file's exact bytes (an encoded `Signed`).
+    pub raw: Vec<u8>,
+}
+
+impl VerifiedCard {
+    /// Country code.
+    pub fn country(&self) -> &str {
+        &self.card.country
+    }
+
+    /// Current signing key.
+    pub fn signing_key(&self) -> VerifyingKey {
+        // Checked in `verify_card`.
+        signing::parse_public_key(&self.card.signing_key).expect("verified card key")
+    }
+
+    /// Fingerprint of the current signing key.
+    pub fn signing_fingerprint(&self) -> String {
+        signing::fingerprint(&self.card.signing_key)
+    }
+
+    /// Fingerprint of the pinned TLS certificate.
+    pub fn tls_fingerprint(&self) -> String {
+        signing::fingerprint(&self.card.tls_cert_der)
+    }
+
+    /// Categories this node accepts.
+    pub fn acceptance(&self) -> Vec<Category> {
+        self.card
+            .acceptance
+            .iter()
+            .filter_map(|c| Category::try_from(*c).ok())
+            .collect()
+    }
+
+    /// The key of the history that may have signed at `time_ms`, if `public_key` is one.
+    pub fn key_valid_at(&self, public_key: &[u8], time_ms: i64) -> Option<VerifyingKey> {
+        key_valid_at(&self.card.key_history, public_key, time_ms)
+    }
+}
+
+/// Looks `public_key` up in `history` and returns it if it was valid at `time_ms`.
+pub fn key_valid_at(
+    history: &[pb::KeyRecord],
+    public_key: &[u8],
+    time_ms: i64,
+) -> Option<VerifyingKey> {
+    history
+        .iter()
+        .find(|k| k.public_key == public_key)
+        .filter(|k| {
+            time_ms >= k.valid_from_ms && (k.valid_until_ms == 0 || time_ms < k.valid_until_ms)
+        })
+        .and_then(|k| signing::parse_public_key(&k.public_key).ok())
+}
+
+/// The bytes the previous key signs (tag `trm/1 key`) to endorse `record`.
+pub fn key_endorsement_bytes(record: &pb::KeyRecord) -> Vec<u8> {
+    let mut out = Vec::with_capacity(48);
+    out.extend_from_slice(&record.public_key);
+    out.extend_from_slice(&record.valid_from_ms.to_be_bytes());
+    out.extend_from_slice(&record.valid_until_ms.to_be_bytes());
+    out
+}
+
+/// Checks that every key after the first is endorsed by its predecessor.
+pub fn verify_key_history(history: &[pb::KeyRecord]) -> Result<(), CardError> {
+    if history.is_empty() {
+        return Err(CardError::History("empty".into()));
+    }
+    for (i, rec) in history.iter().enumerate() {
+        signing::parse_public_key(&rec.public_key)
+            .map_err(|e| CardError::History(format!("key {i}: {e}")))?;
+        if i == 0 {
+            continue;
+        }
+        let prev = &history[i - 1];
+        if rec.endorser != prev.public_key {
+            return Err(CardError::History(format!(
+                "key {i} is not endorsed by the key before it"
+            )));
+        }
+        signing::verify_with_bytes(
+            &prev.public_key,
+            Tag::Key,
+            &key_endorsement_bytes(rec),
+            &rec.endorsement,
+        )
+        .map_err(|_| CardError::History(format!("key {i}: endorsement does not verify")))?;
+    }
+    Ok(())
+}
+
+/// Verifies a card file's bytes: decoding, self-signature, key history and basic fields.
+pub fn verify_card(raw: &[u8]) -> Result<VerifiedCard, CardError> {
+    let signed = pb::Signed::decode(raw)?;
+    let card = pb::Card::decode(signed.body.as_slice())?;
+    if card.version != 1 {
+        return Err(CardError::Version(card.version));
+    }
+    if !valid_country(&card.country) {
+        return Err(CardError::Country(card.country));
+    }
+    let key = signing::parse_public_key(&card.signing_key).map_err(CardError::Key)?;
+    if signed.signer != card.signing_key {
+        return Err(CardError::Signer);
+    }
+    signing::verify(&key, Tag::Card, &signed.body, &signed.signature)
+        .map_err(|_| CardError::Signature)?;
+    verify_key_history(&card.key_history)?;
+    if card.key_history.last().map(|k| &k.public_key) != Some(&card.signing_key) {
+        return Err(CardError::History(
+            "does not end with the current signing key".into(),
+        ));
+    }
+    if card.tls_cert_der.is_empty() {
+        return Err(CardError::NoCertificate);
+    }
+    if card.valid_until_ms <= card.valid_from_ms {
+        return Err(CardError::Validity);
+    }
+    Ok(VerifiedCard {
+        card,
+        raw: raw.to_vec(),
+    })
+}
+
+/// Signs `card` with `key` (which must be `card.signing_key`) and returns the card file bytes.
+pub fn sign_card(card: &pb::Card, key: &SigningKey) -> Vec<u8> {
+    let body = card.encode_to_vec();
+    let signature = signing::sign(key, Tag::Card, &body);
+    pb::Signed {
+        body,
+        signature: signature.to_vec(),
+        signer: key.verifying_key().to_bytes().to_vec(),
+    }
+    .encode_to_vec()
+}
+
+/// True for two upper-case ASCII letters (ISO 3166-1 alpha-2 shape).
+pub fn valid_country(cc: &str) -> bool {
+    cc.len() == 2 && cc.bytes().all(|b| b.is_ascii_uppercase())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::rngs::OsRng;
+
+    fn card_for(key: &SigningKey) -> pb::Card {
+        let pk = key.verifying_key().to_bytes().to_vec();
+        pb::Card {
+            version: 1,
+            country: "AL".into(),
+            name: "Tirana NRU".into(),
+            addresses: vec!["127.0.0.1:4433".into()],
+            tls_cert_der: vec![1, 2, 3],
+            signing_key: pk.clone(),
+            acceptance: vec![Category::Reference as i32],
+            valid_from_ms: 0,
+            valid_until_ms: 10,
+            key_history: vec![pb::KeyRecord {
+                public_key: pk,
+                valid_from_ms: 0,
+                valid_until_ms: 0,
+                endorsement: vec![],
+                endorser: vec![],
+            }],
+            issued_ms: 0,
+        }
+    }
+
+    #[test]
+    fn signed_card_verifies_and_any_flip_fails() {
+        let k = SigningKey::generate(&mut OsRng);
+        let raw = sign_card(&card_for(&k), &k);
+        let v = verify_card(&raw).expect("verifies");
+        assert_eq!(v.country(), "AL");
+        for i in 0..raw.len() {
+            let mut bad = raw.clone();
+            bad[i] ^= 0x01;
+            assert!(verify_card(&bad).is_err(), "byte {i}");
+        }
+    }
+
+    #[test]
+    fn card_signed_by_other_key_fails() {
+        let k = SigningKey::generate(&mut OsRng);
+        let other = SigningKey::generate(&mut OsRng);
+        let raw = sign_card(&card_for(&k), &other);
+        assert!(matches!(verify_card(&raw), Err(CardError::Signer)));
+    }
+
+    #[test]
+    fn rotated_history_needs_endorsement() {
+        let k1 = SigningKey::generate(&mut OsRng);
+        let k2 = SigningKey::generate(&mut OsRng);
+        let mut card = card_for(&k2);
+        let mut rec2 = pb::KeyRecord {
+            public_key: k2.verifying_key().to_bytes().to_vec(),
+            valid_from_ms: 5,
+            valid_until_ms: 0,
+            endorsement: vec![],
+            endorser: k1.verifying_key().to_bytes().to_vec(),
+        };
+        rec2.endorsement = signing::sign(&k1, Tag::Key, &key_endorsement_bytes(&rec2)).to_vec();
+        let rec1 = pb::KeyRecord {
+            public_key: k1.verifying_key().to_bytes().to_vec(),
+            valid_from_ms: 0,
+            valid_until_ms: 8,
+            ..Default::default()
+        };
+        card.key_history = vec![rec1, rec2.clone()];
+        let v = verify_card(&sign_card(&card, &k2)).expect("endorsed history verifies");
+        assert!(v.key_valid_at(&k1.verifying_key().to_bytes(), 7).is_some());
+        assert!(v.key_valid_at(&k1.verifying_key().to_bytes(), 8).is_none());
+
+        // An endorsement by a key that is not the previous one fails.
+        let k3 = SigningKey::generate(&mut OsRng);
+        rec2.endorsement = signing::sign(&k3, Tag::Key, &key_endorsement_bytes(&rec2)).to_vec();
+        card.key_history[1] = rec2;
+        assert!(matches!(
+            verify_card(&sign_card(&card, &k2)),
+            Err(CardError::History(_))
+        ));
+    }
+}
