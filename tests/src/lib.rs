@@ -46,6 +46,7 @@ impl TestNode {
             &format!("{country} test unit"),
             peer_addr,
             admin_addr,
+            None,
         )
         .expect("init");
         let operator = Credential::load(&dir.join(identity::OPERATOR_CRED)).expect("cred");
