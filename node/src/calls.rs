@@ -1,7 +1,7 @@
 //! The admin calls. Each takes the caller and a typed request and returns a JSON document
 //! (what `trm-admin --json` prints). Role checks and auditing happen in [`crate::admin`].
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use prost::Message;
@@ -14,7 +14,7 @@ use trm_proto::{commit, template};
 use crate::admin::{CallError, Caller, Role};
 use crate::messages::{self, Outgoing};
 use crate::node::Ctx;
-use crate::store::{CaseRecord, FieldValue, Op, SentState};
+use crate::store::{CaseRecord, Op, ReceivedRecord, SentRecord, SentState, ThreadRecord};
 use crate::time::format_ms;
 use crate::tls::Pin;
 
@@ -44,15 +44,33 @@ pub async fn run(ctx: &Arc<Ctx>, caller: &Caller, call: Call) -> Result<Value, C
         Call::OfficerList(_) => officer_list(ctx),
         Call::CaseCreate(r) => case_create(ctx, caller, &r.json).await,
         Call::CaseList(_) => case_list(ctx),
-        Call::CaseShow(r) => case_show(ctx, &r.id),
+        Call::CaseShow(r) => case_show(ctx, &r.id).await,
         Call::CaseTemplate(_) => Ok(json!({ "template": ctx.template.template_json() })),
         Call::ReferralPreview(r) => {
-            let (_, decisions) = preview(ctx, &r.case_id, &r.to)?;
+            let (_, decisions) = preview(ctx, &r.case_id, &r.to, &caller.name).await?;
             Ok(json!({ "case": r.case_id, "to": r.to, "fields": decisions }))
         }
         Call::ReferralSend(r) => referral_send(ctx, caller, &r.case_id, &r.to).await,
+        Call::ReferralApprove(r) => {
+            crate::flows::approve(ctx, caller, &r.referral, &r.categories).await
+        }
+        Call::ReferralDisclose(r) => {
+            crate::flows::disclose(ctx, caller, &r.referral, &r.fields, &r.categories).await
+        }
+        Call::ReferralAnswer(r) => crate::flows::answer(ctx, caller, r).await,
+        Call::FollowUpSend(r) => crate::flows::follow_up(ctx, caller, r).await,
+        Call::InfoRequest(r) => crate::flows::info_request(ctx, caller, r).await,
+        Call::CaseClose(r) => crate::flows::close(ctx, caller, r).await,
+        Call::CaseTimeline(r) => crate::flows::timeline(ctx, &r.id).await,
+        Call::CaseConsent(r) => crate::flows::consent(ctx, caller, r).await,
+        Call::DirectoryList(r) => Ok(crate::directory::list(
+            ctx,
+            (!r.country.is_empty()).then_some(r.country.as_str()),
+        )),
+        Call::DirectoryEdit(r) => crate::flows::directory_edit(ctx, &r.json).await,
+        Call::DirectoryPublish(_) => crate::flows::directory_publish(ctx, caller).await,
         Call::Inbox(_) => inbox(ctx),
-        Call::MessageShow(r) => message_show(ctx, &r.id),
+        Call::MessageShow(r) => message_show(ctx, &r.id).await,
         other => Err(CallError::msg(format!(
             "`{}` is not available on this node version",
             crate::admin::call_rules(&other).0
@@ -233,41 +251,80 @@ async fn case_create(ctx: &Ctx, caller: &Caller, text: &str) -> Result<Value, Ca
             "a case with reference {id} already exists"
         )));
     }
-    let fields: Vec<FieldValue> = case
+    let fields: Vec<pb::FieldDisclosure> = case
         .committed_fields()
         .into_iter()
-        .map(|(path, value)| FieldValue { path, value })
+        .map(|(path, value)| pb::FieldDisclosure {
+            path,
+            salt: vec![],
+            value,
+        })
         .collect();
     let n = fields.len();
-    let rec = CaseRecord {
+    let mut ops = Vec::new();
+    let mut ku = ctx.vault.begin().await;
+    let sealed = crate::casedata::seal(
+        ctx,
+        &mut ku,
+        &crate::casedata::case_scope(&id),
+        &fields,
+        |p| ctx.template.category_of(p),
+        &mut ops,
+    )?;
+    ops.push(Op::PutCase(CaseRecord {
         id: id.clone(),
         case_ref: id.clone(),
         created_ms: ctx.clock.now_ms(),
         created_by: caller.name.clone(),
-        fields,
-        origin_peer: String::new(),
-    };
-    ctx.store.commit(vec![Op::PutCase(rec)]).await?;
+        sealed,
+        erased: vec![],
+    }));
+    ctx.store.commit(ops).await?;
+    drop(ku);
     Ok(json!({ "id": id, "fields": n }))
 }
 
+/// A thread as JSON, with its overdue flag.
+pub fn thread_json(ctx: &Ctx, t: &ThreadRecord) -> Value {
+    json!({
+        "peer": t.peer, "case_ref": t.case_ref, "role": t.role, "state": t.state,
+        "referral": hex::encode(&t.referral_id), "phase": t.phase,
+        "response_due": format_ms(t.response_due_ms),
+        "overdue": is_overdue(ctx, t),
+        "responsible_institution": t.responsible_institution, "focal_point": t.focal_point,
+        "note": t.note, "updated": format_ms(t.updated_ms),
+    })
+}
+
+/// A referral not accepted or declined by its response-due time.
+pub fn is_overdue(ctx: &Ctx, t: &ThreadRecord) -> bool {
+    t.state == "pending" && t.response_due_ms > 0 && ctx.clock.now_ms() > t.response_due_ms
+}
+
 fn case_list(ctx: &Ctx) -> Result<Value, CallError> {
-    let sent = ctx.store.sent_all()?;
+    let threads = ctx.store.threads()?;
     let cases: Vec<Value> = ctx
         .store
         .cases()?
         .into_iter()
         .map(|c| {
-            let referrals: Vec<Value> = sent
+            let referrals: Vec<Value> = threads
                 .iter()
-                .filter(|s| s.case_id == c.id && s.kind == "referral")
-                .map(|s| json!({ "to": s.peer, "state": SentState::from_u32(s.state).name() }))
+                .filter(|t| t.role == "sent" && t.case_ref == c.case_ref)
+                .map(|t| thread_json(ctx, t))
                 .collect();
             json!({ "id": c.id, "created": format_ms(c.created_ms), "created_by": c.created_by,
-                    "fields": c.fields.len(), "referrals": referrals })
+                    "referrals": referrals,
+                    "overdue": threads.iter().any(|t| t.role == "sent" && t.case_ref == c.case_ref && is_overdue(ctx, t)),
+                    "erased": c.erased.iter().filter_map(|e| Category::try_from(e.category).ok()).map(template::category_name).collect::<Vec<_>>() })
         })
         .collect();
-    Ok(json!({ "cases": cases }))
+    let received: Vec<Value> = threads
+        .iter()
+        .filter(|t| t.role == "received")
+        .map(|t| thread_json(ctx, t))
+        .collect();
+    Ok(json!({ "cases": cases, "received": received }))
 }
 
 /// Nests `path → value` pairs back into the case document shape.
@@ -296,49 +353,119 @@ pub fn fields_document(fields: impl IntoIterator<Item = (String, Value)>) -> Val
     Value::Object(doc)
 }
 
-fn case_show(ctx: &Ctx, id: &str) -> Result<Value, CallError> {
+/// Field disclosures as a case document.
+pub fn disclosures_document(fields: &[pb::FieldDisclosure]) -> Value {
+    fields_document(fields.iter().map(|d| {
+        (
+            d.path.clone(),
+            serde_json::from_slice(&d.value).unwrap_or(Value::Null),
+        )
+    }))
+}
+
+/// A local case and its (unsealed) field values.
+pub async fn load_case(
+    ctx: &Ctx,
+    id: &str,
+) -> Result<(CaseRecord, Vec<pb::FieldDisclosure>), CallError> {
     let c = ctx
         .store
         .case(id)?
         .ok_or_else(|| CallError::msg(format!("no case {id}")))?;
-    let doc = fields_document(c.fields.iter().map(|f| {
-        (
-            f.path.clone(),
-            serde_json::from_slice(&f.value).unwrap_or(Value::Null),
-        )
-    }));
-    Ok(
-        json!({ "id": c.id, "created": format_ms(c.created_ms), "created_by": c.created_by, "case": doc }),
-    )
+    let fields = crate::casedata::open(ctx, &crate::casedata::case_scope(id), &c.sealed).await?;
+    Ok((c, fields))
 }
 
-fn preview(
+/// The latest values received from `peer` about `case_ref` (later messages win).
+pub async fn received_fields(
+    ctx: &Ctx,
+    peer: &str,
+    case_ref: &str,
+) -> Result<Vec<pb::FieldDisclosure>, CallError> {
+    let scope = crate::casedata::received_scope(peer, case_ref);
+    let mut by_path: BTreeMap<String, pb::FieldDisclosure> = BTreeMap::new();
+    for r in ctx.store.received_for_case(peer, case_ref)? {
+        for d in crate::casedata::open(ctx, &scope, &r.disclosures).await? {
+            by_path.insert(d.path.clone(), d);
+        }
+    }
+    Ok(by_path.into_values().collect())
+}
+
+async fn case_show(ctx: &Ctx, id: &str) -> Result<Value, CallError> {
+    if ctx.store.case(id)?.is_some() {
+        let (c, fields) = load_case(ctx, id).await?;
+        return Ok(
+            json!({ "id": c.id, "created": format_ms(c.created_ms), "created_by": c.created_by,
+            "origin": "recorded here", "case": disclosures_document(&fields),
+            "erased": c.erased.iter().filter_map(|e| Category::try_from(e.category).ok()).map(template::category_name).collect::<Vec<_>>() }),
+        );
+    }
+    for t in ctx.store.threads()? {
+        if t.role == "received" && t.case_ref == id {
+            let fields = received_fields(ctx, &t.peer, id).await?;
+            return Ok(
+                json!({ "id": id, "origin": format!("received from {}", t.peer),
+                "thread": thread_json(ctx, &t), "case": disclosures_document(&fields) }),
+            );
+        }
+    }
+    Err(CallError::msg(format!("no case {id}")))
+}
+
+/// Categories a supervisor other than `officer` approved for (case, peer).
+pub fn approved_for(
+    ctx: &Ctx,
+    case_id: &str,
+    peer: &str,
+    officer: &str,
+) -> Result<BTreeSet<Category>, CallError> {
+    Ok(ctx
+        .store
+        .approval(case_id, peer)?
+        .filter(|a| a.supervisor != officer)
+        .map(|a| {
+            a.categories
+                .iter()
+                .filter_map(|c| Category::try_from(*c).ok())
+                .collect()
+        })
+        .unwrap_or_default())
+}
+
+/// The decisions for every field of a local case sent to `to` by `officer`.
+pub async fn preview(
     ctx: &Ctx,
     case_id: &str,
     to: &str,
-) -> Result<(CaseRecord, Vec<crate::policy::FieldDecision>), CallError> {
-    let case = ctx
-        .store
-        .case(case_id)?
-        .ok_or_else(|| CallError::msg(format!("no case {case_id}")))?;
+    officer: &str,
+) -> Result<
+    (
+        (CaseRecord, Vec<pb::FieldDisclosure>),
+        Vec<crate::policy::FieldDecision>,
+    ),
+    CallError,
+> {
+    let (case, fields) = load_case(ctx, case_id).await?;
     let peer = ctx
         .peers
         .get(to)
         .ok_or_else(|| CallError::msg(format!("unknown peer {to}: add its identity card first")))?;
-    let approved: BTreeSet<Category> = BTreeSet::new();
+    let approved = approved_for(ctx, case_id, to, officer)?;
     let decisions = crate::policy::decide(
         ctx,
         &ctx.template,
-        &case,
+        &fields,
+        &fields,
         &peer.card.acceptance(),
         to,
         &approved,
     );
-    Ok((case, decisions))
+    Ok(((case, fields), decisions))
 }
 
-fn field_str(case: &CaseRecord, path: &str) -> Option<String> {
-    case.fields
+fn field_str(fields: &[pb::FieldDisclosure], path: &str) -> Option<String> {
+    fields
         .iter()
         .find(|f| f.path == path)
         .and_then(|f| serde_json::from_slice::<Value>(&f.value).ok())
@@ -351,13 +478,12 @@ async fn referral_send(
     case_id: &str,
     to: &str,
 ) -> Result<Value, CallError> {
-    let (case, decisions) = preview(ctx, case_id, to)?;
-    let fields: Vec<(String, Vec<u8>)> = case
-        .fields
+    let ((case, fields), decisions) = preview(ctx, case_id, to, &caller.name).await?;
+    let pairs: Vec<(String, Vec<u8>)> = fields
         .iter()
         .map(|f| (f.path.clone(), f.value.clone()))
         .collect();
-    let c = commit::commit(&fields, &mut rand::rngs::OsRng)
+    let c = commit::commit(&pairs, &mut rand::rngs::OsRng)
         .map_err(|e| CallError::msg(format!("cannot commit the case: {e}")))?;
     let released_paths: BTreeSet<&str> = decisions
         .iter()
@@ -374,15 +500,15 @@ async fn referral_send(
         .template
         .extensions()
         .iter()
-        .filter(|e| case.fields.iter().any(|f| f.path == e.path()))
+        .filter(|e| fields.iter().any(|f| f.path == e.path()))
         .map(|e| e.to_pb())
         .collect();
-    let urgency = match field_str(&case, "reference.urgency").as_deref() {
+    let urgency = match field_str(&fields, "reference.urgency").as_deref() {
         Some("urgent") => pb::Urgency::Urgent,
         Some("emergency") => pb::Urgency::Emergency,
         _ => pb::Urgency::Routine,
     };
-    let response_due_ms = field_str(&case, "reference.response_due")
+    let response_due_ms = field_str(&fields, "reference.response_due")
         .and_then(|d| crate::time::parse_date_ms(&d))
         .unwrap_or(0);
     let payload = Payload::Referral(pb::Referral {
@@ -424,25 +550,26 @@ fn inbox(ctx: &Ctx) -> Result<Value, CallError> {
         .inbox()?
         .into_iter()
         .map(|r| {
-            let fields = pb::Transmission::decode(r.transmission.as_slice())
-                .map(|t| t.disclosures.len())
-                .unwrap_or(0);
+            let cats: Vec<&str> = crate::casedata::categories(&r.disclosures)
+                .into_iter()
+                .map(template::category_name)
+                .collect();
             json!({ "id": hex::encode(&r.id), "from": r.peer, "kind": r.kind, "case_ref": r.case_ref,
-                    "received": format_ms(r.received_ms), "fields": fields })
+                    "received": format_ms(r.received_ms), "categories": cats })
         })
         .collect();
     Ok(json!({ "messages": list }))
 }
 
-/// Re-verifies a stored transmission: signature by the named key, valid for the sender at
-/// the message's time, and every disclosure against the signed digests.
-fn verify_stored(
+/// Re-verifies a stored envelope and its disclosures: signature by the named key, valid for
+/// the sender at the message's time, and every disclosure against the signed digests (of the
+/// message itself, or of the referral for a later Disclosure).
+pub fn verify_stored(
     key_lookup: impl Fn(&[u8], i64) -> Option<ed25519_dalek::VerifyingKey>,
-    t: &pb::Transmission,
+    env: &pb::Envelope,
+    disclosures: &[pb::FieldDisclosure],
+    referral_digests: Option<&[Vec<u8>]>,
 ) -> (Option<pb::Body>, Value) {
-    let Some(env) = &t.envelope else {
-        return (None, json!({ "signature": "missing envelope" }));
-    };
     let body = pb::Body::decode(env.body.as_slice()).ok();
     let sig = match &body {
         None => "body does not decode".to_string(),
@@ -457,13 +584,13 @@ fn verify_stored(
     let digests: &[Vec<u8>] = match body.as_ref().and_then(|b| b.payload.as_ref()) {
         Some(Payload::Referral(r)) => &r.digests,
         Some(Payload::FollowUp(f)) => &f.digests,
-        _ => &[],
+        _ => referral_digests.unwrap_or(&[]),
     };
-    let disc = if t.disclosures.is_empty() {
+    let disc = if disclosures.is_empty() {
         "none".to_string()
     } else {
-        match commit::verify_disclosures(digests, &t.disclosures) {
-            Ok(()) => format!("all {} match signed digests", t.disclosures.len()),
+        match commit::verify_disclosures(digests, disclosures) {
+            Ok(()) => format!("all {} match signed digests", disclosures.len()),
             Err(e) => format!("INVALID: {e}"),
         }
     };
@@ -474,52 +601,102 @@ fn verify_stored(
     )
 }
 
-fn message_show(ctx: &Ctx, id_hex: &str) -> Result<Value, CallError> {
+/// The case reference in a stored envelope.
+pub fn referral_case_ref(envelope: &[u8]) -> Option<String> {
+    let env = pb::Envelope::decode(envelope).ok()?;
+    Some(pb::Body::decode(env.body.as_slice()).ok()?.case_ref)
+}
+
+/// The digests signed in a stored referral envelope.
+pub fn referral_digests(envelope: &[u8]) -> Option<Vec<Vec<u8>>> {
+    let env = pb::Envelope::decode(envelope).ok()?;
+    match pb::Body::decode(env.body.as_slice()).ok()?.payload {
+        Some(Payload::Referral(r)) => Some(r.digests),
+        _ => None,
+    }
+}
+
+/// A stored sent message, opened and re-verified.
+pub async fn sent_view(ctx: &Ctx, s: &SentRecord) -> Result<Value, CallError> {
+    let env = pb::Envelope::decode(s.envelope.as_slice())?;
+    let scope = crate::casedata::case_scope(&s.case_id);
+    let disclosures = crate::casedata::open(ctx, &scope, &s.released).await?;
+    let own = ctx.keys.history.clone();
+    let body0 = pb::Body::decode(env.body.as_slice()).unwrap_or_default();
+    let ref_digests = match &body0.payload {
+        Some(Payload::Disclosure(d)) => ctx
+            .store
+            .sent(&d.referral_id)?
+            .and_then(|r| referral_digests(&r.envelope)),
+        _ => None,
+    };
+    let (body, verification) = verify_stored(
+        |k, t| trm_proto::card::key_valid_at(&own, k, t),
+        &env,
+        &disclosures,
+        ref_digests.as_deref(),
+    );
+    let answer = pb::Signed::decode(s.answer.as_slice()).ok();
+    let answer_json = answer
+        .map(|a| describe_answer(ctx, &s.peer, &a))
+        .unwrap_or(Value::Null);
+    Ok(message_json(
+        "sent",
+        &s.peer,
+        body,
+        &disclosures,
+        verification,
+        json!({
+            "state": SentState::from_u32(s.state).name(),
+            "answered": format_ms(s.answered_ms),
+            "answer": answer_json,
+        }),
+        &s.erased,
+    ))
+}
+
+/// A stored received message, opened and re-verified.
+pub async fn received_view(ctx: &Ctx, r: &ReceivedRecord) -> Result<Value, CallError> {
+    let env = pb::Envelope::decode(r.envelope.as_slice())?;
+    let scope = crate::casedata::received_scope(&r.peer, &r.case_ref);
+    let disclosures = crate::casedata::open(ctx, &scope, &r.disclosures).await?;
+    let peer = ctx.peers.get(&r.peer);
+    let body0 = pb::Body::decode(env.body.as_slice()).unwrap_or_default();
+    let ref_digests = match &body0.payload {
+        Some(Payload::Disclosure(d)) => ctx
+            .store
+            .received(&r.peer, &d.referral_id)?
+            .and_then(|x| referral_digests(&x.envelope)),
+        _ => None,
+    };
+    let (body, verification) = verify_stored(
+        |k, time| peer.as_ref().and_then(|p| p.card.key_valid_at(k, time)),
+        &env,
+        &disclosures,
+        ref_digests.as_deref(),
+    );
+    Ok(message_json(
+        "received",
+        &r.peer,
+        body,
+        &disclosures,
+        verification,
+        json!({ "state": "stored", "received": format_ms(r.received_ms) }),
+        &r.erased,
+    ))
+}
+
+async fn message_show(ctx: &Ctx, id_hex: &str) -> Result<Value, CallError> {
     let id = hex::decode(id_hex)
         .ok()
         .filter(|v| v.len() == 16)
         .ok_or_else(|| CallError::msg("message id must be 32 hex digits"))?;
     if let Some(s) = ctx.store.sent(&id)? {
-        let t = pb::Transmission::decode(s.transmission.as_slice())?;
-        let own = ctx.keys.history.clone();
-        let (body, verification) =
-            verify_stored(|k, t| trm_proto::card::key_valid_at(&own, k, t), &t);
-        let answer = pb::Signed::decode(s.answer.as_slice()).ok();
-        let answer_json = answer
-            .map(|a| describe_answer(ctx, &s.peer, &a))
-            .unwrap_or(Value::Null);
-        return Ok(message_json(
-            "sent",
-            &s.peer,
-            body,
-            &t,
-            verification,
-            json!({
-                "state": SentState::from_u32(s.state).name(),
-                "answered": format_ms(s.answered_ms),
-                "answer": answer_json,
-            }),
-        ));
+        return sent_view(ctx, &s).await;
     }
     for r in ctx.store.inbox()? {
         if r.id == id {
-            let t = pb::Transmission::decode(r.transmission.as_slice())?;
-            let peer = ctx.peers.get(&r.peer);
-            let (body, verification) = verify_stored(
-                |k, time| peer.as_ref().and_then(|p| p.card.key_valid_at(k, time)),
-                &t,
-            );
-            return Ok(message_json(
-                "received",
-                &r.peer,
-                body,
-                &t,
-                verification,
-                json!({
-                    "state": "stored",
-                    "received": format_ms(r.received_ms),
-                }),
-            ));
+            return received_view(ctx, &r).await;
         }
     }
     Err(CallError::msg(format!("no message {id_hex}")))
@@ -548,20 +725,16 @@ fn describe_answer(ctx: &Ctx, peer: &str, a: &pb::Signed) -> Value {
     json!({ "kind": "unreadable" })
 }
 
-fn message_json(
+/// A message as JSON: header, verification, delivery, payload summary, fields.
+pub fn message_json(
     direction: &str,
     peer: &str,
     body: Option<pb::Body>,
-    t: &pb::Transmission,
+    disclosures: &[pb::FieldDisclosure],
     verification: Value,
     delivery: Value,
+    erased: &[crate::store::Erased],
 ) -> Value {
-    let fields = fields_document(t.disclosures.iter().map(|d| {
-        (
-            d.path.clone(),
-            serde_json::from_slice(&d.value).unwrap_or(Value::Null),
-        )
-    }));
     let b = body.unwrap_or_default();
     json!({
         "id": hex::encode(&b.message_id),
@@ -571,10 +744,13 @@ fn message_json(
         "sender": b.sender,
         "recipient": b.recipient,
         "created": format_ms(b.created_ms),
+        "created_ms": b.created_ms,
         "case_ref": b.case_ref,
         "in_reply_to": hex::encode(&b.in_reply_to),
+        "summary": crate::flows::summary(&b),
         "verification": verification,
         "delivery": delivery,
-        "fields": fields,
+        "fields": disclosures_document(disclosures),
+        "erased": erased.iter().filter_map(|e| Category::try_from(e.category).ok()).map(template::category_name).collect::<Vec<_>>(),
     })
 }

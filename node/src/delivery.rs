@@ -223,16 +223,25 @@ async fn connect(ctx: &Ctx, peer: &str) -> Result<quinn::Connection, String> {
 
 async fn attempt(ctx: &Ctx, conn: &quinn::Connection, rec: SentRecord) -> Attempt {
     let started = Instant::now();
-    let transmission = match pb::Transmission::decode(rec.transmission.as_slice()) {
-        Ok(t) => t,
+    let envelope = match pb::Envelope::decode(rec.envelope.as_slice()) {
+        Ok(e) => e,
         Err(e) => return Attempt::Retry(format!("stored message unreadable: {e}")),
+    };
+    let scope = crate::casedata::case_scope(&rec.case_id);
+    let disclosures = match crate::casedata::open(ctx, &scope, &rec.released).await {
+        Ok(d) => d,
+        Err(e) => return Attempt::Retry(format!("stored disclosures unreadable: {e}")),
+    };
+    let transmission = pb::Transmission {
+        envelope: Some(envelope),
+        disclosures,
     };
     let Some(env) = transmission.envelope.as_ref() else {
         return Attempt::Retry("stored message has no envelope".into());
     };
     let hash = signing::envelope_hash(&env.body, &env.signature);
     let req = pb::PeerRequest {
-        kind: Some(pb::peer_request::Kind::Transmission(transmission.clone())),
+        kind: Some(pb::peer_request::Kind::Transmission(transmission)),
     };
     let timeout = Duration::from_secs(ctx.cfg.limits.stream_timeout_secs.max(10));
     let resp: pb::PeerResponse =

@@ -9,9 +9,14 @@
 
 pub mod admin;
 pub mod calls;
+pub mod casedata;
 pub mod config;
 pub mod delivery;
+pub mod directory;
+pub mod erasure;
+pub mod flows;
 pub mod identity;
+pub mod lifecycle;
 pub mod messages;
 pub mod metrics;
 pub mod node;
@@ -22,5 +27,6 @@ pub mod store;
 pub mod time;
 pub mod tls;
 pub mod transport;
+pub mod vault;
 
 pub use node::{run, start, NodeHandle, StartOptions};

@@ -23,6 +23,12 @@ pub enum SendError {
     /// Store failure.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// Sealing failure.
+    #[error(transparent)]
+    Vault(#[from] crate::vault::VaultError),
+    /// The message is not in order for the referral it belongs to.
+    #[error("{0}")]
+    OutOfOrder(String),
 }
 
 /// The name of a body's payload kind, for listings, metrics and the audit log.
@@ -97,6 +103,16 @@ pub async fn enqueue(ctx: &Arc<Ctx>, out: Outgoing) -> Result<Vec<u8>, SendError
         payload: Some(out.payload),
     };
     let kind = kind_name(&body);
+    let thread = ctx.store.thread(&out.to, &body.case_ref)?;
+    let thread_op = crate::lifecycle::transition(
+        thread.as_ref(),
+        crate::lifecycle::Direction::Outgoing,
+        &out.to,
+        &body,
+        now,
+    )
+    .map_err(|r| SendError::OutOfOrder(r.detail))?
+    .map(Op::PutThread);
     let envelope = seal(ctx, &body);
     let hash = signing::envelope_hash(&envelope.body, &envelope.signature);
     let audit = AuditEntry {
@@ -114,27 +130,33 @@ pub async fn enqueue(ctx: &Arc<Ctx>, out: Outgoing) -> Result<Vec<u8>, SendError
         signed_body: envelope.body.clone(),
         ..Default::default()
     };
-    let transmission = pb::Transmission {
-        envelope: Some(envelope),
-        disclosures: out.released,
-    };
+    let mut ops = Vec::new();
+    let mut ku = ctx.vault.begin().await;
+    let scope = crate::casedata::case_scope(&out.case_id);
+    let cat = |p: &str| ctx.template.category_of(p);
+    let released = crate::casedata::seal(ctx, &mut ku, &scope, &out.released, cat, &mut ops)?;
+    let committed = crate::casedata::seal(ctx, &mut ku, &scope, &out.committed, cat, &mut ops)?;
     let record = SentRecord {
         id: id.clone(),
         peer: out.to.clone(),
         case_id: out.case_id,
         kind: kind.into(),
-        transmission: transmission.encode_to_vec(),
+        envelope: envelope.encode_to_vec(),
+        released,
         state: SentState::Pending as u32,
         answer: vec![],
         answered_ms: 0,
         created_ms: now,
         outbox_seq: 0,
         officer: out.officer,
-        committed: out.committed,
+        committed,
+        erased: vec![],
     };
-    ctx.store
-        .commit(vec![Op::Enqueue(record), Op::Audit(audit)])
-        .await?;
+    ops.push(Op::Enqueue(record));
+    ops.push(Op::Audit(audit));
+    ops.extend(thread_op);
+    ctx.store.commit(ops).await?;
+    drop(ku);
     ctx.metrics.inc("sent", &out.to, kind);
     ctx.delivery.wake(ctx, &out.to);
     Ok(id)

@@ -36,6 +36,9 @@ pub enum StartError {
     /// TLS.
     #[error(transparent)]
     Tls(#[from] tls::TlsError),
+    /// The key vault (store key does not match, or cannot be rotated).
+    #[error("store key: {0}")]
+    Vault(String),
     /// Binding a listener.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -58,6 +61,8 @@ pub struct Ctx {
     pub own_card: Vec<u8>,
     /// The store.
     pub store: Store,
+    /// Sealing of case values at rest.
+    pub vault: crate::vault::Vault,
     /// The template as adapted by this country.
     pub template: Template,
     /// Pinned peers.
@@ -150,6 +155,12 @@ pub async fn start(dir: &Path, opts: StartOptions) -> Result<NodeHandle, StartEr
     let keys = NodeKeys::load(dir, &cfg)?;
     let template = cfg.template()?;
     let store = Store::open(&dir.join(&cfg.paths.store), &keys.store_key)?;
+    let vault = crate::vault::Vault::open(
+        store.clone(),
+        &dir.join(&cfg.paths.store_key),
+        keys.store_key,
+    )
+    .map_err(|e| StartError::Vault(e.to_string()))?;
     store.start_committer();
 
     let peer_pins = Pins::new();
@@ -231,6 +242,7 @@ pub async fn start(dir: &Path, opts: StartOptions) -> Result<NodeHandle, StartEr
         keys,
         own_card,
         store,
+        vault,
         template,
         peers,
         officer_pins,
@@ -243,6 +255,7 @@ pub async fn start(dir: &Path, opts: StartOptions) -> Result<NodeHandle, StartEr
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn(crate::receive::serve(ctx.clone(), endpoint));
     tasks.spawn(crate::admin::serve(ctx.clone(), admin_endpoint));
+    tasks.spawn(crate::erasure::retention_task(ctx.clone()));
     crate::delivery::start_all(&ctx)?;
     tracing::info!(
         country = %ctx.cfg.country,

@@ -9,12 +9,11 @@
 use std::collections::BTreeSet;
 
 use serde::Serialize;
-use trm_proto::pb::{self, body::Payload, Category, RejectReason};
+use trm_proto::pb::{self, Category, RejectReason};
 use trm_proto::template::{self, Template};
 
 use crate::node::Ctx;
 use crate::receive::Refusal;
-use crate::store::CaseRecord;
 
 /// Why a field is withheld.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -43,10 +42,10 @@ pub struct FieldDecision {
     pub withheld_by: Vec<Withheld>,
 }
 
-/// Consent status recorded in the case for `cat`: given and not withdrawn.
-pub fn consent_given(case: &CaseRecord, cat: Category) -> bool {
+/// Consent status recorded in the case's fields for `cat`: given and not withdrawn.
+pub fn consent_given(fields: &[pb::FieldDisclosure], cat: Category) -> bool {
     let path = format!("consent.{}", template::category_name(cat));
-    case.fields
+    fields
         .iter()
         .find(|f| f.path == path)
         .and_then(|f| serde_json::from_slice::<serde_json::Value>(&f.value).ok())
@@ -57,17 +56,19 @@ pub fn consent_given(case: &CaseRecord, cat: Category) -> bool {
         .unwrap_or(false)
 }
 
-/// Decides every field of `case` for `peer`.
+/// Decides every field of a case for `peer`. `fields` are the values to decide on;
+/// `consent_from` holds the case's consent records.
 pub fn decide(
     ctx: &Ctx,
     template: &Template,
-    case: &CaseRecord,
+    fields: &[pb::FieldDisclosure],
+    consent_from: &[pb::FieldDisclosure],
     peer_acceptance: &[Category],
     peer: &str,
     approved: &BTreeSet<Category>,
 ) -> Vec<FieldDecision> {
     let outgoing = ctx.cfg.outgoing_for(peer);
-    case.fields
+    fields
         .iter()
         .map(|f| {
             let cat = template.category_of(&f.path).unwrap_or(Category::Identity);
@@ -79,7 +80,7 @@ pub fn decide(
                 why.push(Withheld::AcceptanceProfile);
             }
             if template::is_personal(cat) {
-                if !consent_given(case, cat) {
+                if !consent_given(consent_from, cat) {
                     why.push(Withheld::Consent);
                 }
                 if !approved.contains(&cat) {
@@ -150,34 +151,4 @@ pub fn check_disclosures(
             })?;
     }
     Ok(())
-}
-
-/// The payload rules of an incoming message (after its signature was checked).
-pub fn check_incoming(
-    ctx: &Ctx,
-    peer: &str,
-    body: &pb::Body,
-    t: &pb::Transmission,
-) -> Result<(), Refusal> {
-    let _ = peer;
-    match &body.payload {
-        Some(Payload::Referral(r)) => {
-            if body.case_ref.is_empty() {
-                return Err(Refusal::new(
-                    RejectReason::Malformed,
-                    "referral without case reference",
-                ));
-            }
-            let template = receiving_template(ctx, &r.extensions)?;
-            check_disclosures(ctx, &template, &r.digests, &t.disclosures)
-        }
-        Some(_) => Err(Refusal::new(
-            RejectReason::Malformed,
-            "this message kind is not supported by this node yet",
-        )),
-        None => Err(Refusal::new(
-            RejectReason::Malformed,
-            "message has no payload",
-        )),
-    }
 }

@@ -4,7 +4,7 @@
 //! Checks, in order: frame size; decoding; protocol version; envelope sender = the node
 //! behind the TLS certificate; recipient = this node; the signing key belongs to the sender's
 //! key history and was valid when the message was created; `verify_strict`; the payload's
-//! own rules ([`crate::policy::check_incoming`]). Only then is anything stored, and the receipt
+//! own rules ([`crate::lifecycle::check_incoming`]). Only then is anything stored, and the receipt
 //! leaves only after the store has flushed it.
 
 use std::sync::Arc;
@@ -83,7 +83,7 @@ async fn handle_connection(ctx: Arc<Ctx>, conn: quinn::Connection) {
 }
 
 async fn handle_stream(
-    ctx: &Ctx,
+    ctx: &Arc<Ctx>,
     peer: &str,
     mut send: quinn::SendStream,
     mut recv: quinn::RecvStream,
@@ -115,7 +115,7 @@ async fn handle_stream(
     }
 }
 
-async fn handle_request(ctx: &Ctx, peer: &str, bytes: &[u8]) -> Option<pb::PeerResponse> {
+async fn handle_request(ctx: &Arc<Ctx>, peer: &str, bytes: &[u8]) -> Option<pb::PeerResponse> {
     let req = match pb::PeerRequest::decode(bytes) {
         Ok(r) => r,
         Err(_) => {
@@ -187,7 +187,7 @@ struct Seen<'a> {
     hash: [u8; 32],
 }
 
-async fn receive(ctx: &Ctx, peer: &str, t: pb::Transmission) -> pb::PeerResponse {
+async fn receive(ctx: &Arc<Ctx>, peer: &str, t: pb::Transmission) -> pb::PeerResponse {
     let Some(env) = t.envelope.as_ref() else {
         return reject(
             ctx,
@@ -219,13 +219,9 @@ async fn receive(ctx: &Ctx, peer: &str, t: pb::Transmission) -> pb::PeerResponse
         id: &body.message_id,
         hash,
     };
-    match check(ctx, peer, env, &body, &t) {
-        Ok(()) => {}
-        Err(r) => return reject(ctx, peer, Some(seen), r.reason, &r.detail, r.fields).await,
-    }
     // A duplicate gets the first receipt again, unchanged.
     match ctx.store.received(peer, &body.message_id) {
-        Ok(Some(old)) => return duplicate(ctx, peer, &body, &old.transmission, old.receipt, hash),
+        Ok(Some(old)) => return duplicate(ctx, peer, &body, &old.envelope, old.receipt, hash),
         Ok(None) => {}
         Err(e) => {
             tracing::error!(error = %e, "store read failed");
@@ -240,8 +236,35 @@ async fn receive(ctx: &Ctx, peer: &str, t: pb::Transmission) -> pb::PeerResponse
             .await;
         }
     }
+    let template = match check(ctx, peer, env, &body, &t) {
+        Ok(t) => t,
+        Err(r) => return reject(ctx, peer, Some(seen), r.reason, &r.detail, r.fields).await,
+    };
     let now = ctx.clock.now_ms();
     let kind = crate::messages::kind_name(&body);
+    let mut ops = Vec::new();
+    let mut ku = ctx.vault.begin().await;
+    let scope = crate::casedata::received_scope(peer, &body.case_ref);
+    let sealed = match crate::casedata::seal(
+        ctx,
+        &mut ku,
+        &scope,
+        &t.disclosures,
+        |p| template.category_of(p),
+        &mut ops,
+    ) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot seal received values");
+            return reject_unlogged(
+                ctx,
+                peer,
+                Some(seen),
+                RejectReason::Unavailable,
+                "store unavailable",
+            );
+        }
+    };
     let receipt = sign_receipt(
         ctx,
         peer,
@@ -251,17 +274,19 @@ async fn receive(ctx: &Ctx, peer: &str, t: pb::Transmission) -> pb::PeerResponse
         pb::ReceiptOutcome::Stored,
     );
     let receipt_bytes = receipt.encode_to_vec();
-    let transmission = t.encode_to_vec();
+    let envelope_bytes = env.encode_to_vec();
     let record = ReceivedRecord {
         id: body.message_id.clone(),
         peer: peer.to_string(),
         kind: kind.to_string(),
-        transmission: transmission.clone(),
+        envelope: envelope_bytes.clone(),
+        disclosures: sealed,
         receipt: receipt_bytes.clone(),
         received_ms: now,
         case_ref: body.case_ref.clone(),
+        erased: vec![],
     };
-    let ops = vec![
+    ops.extend([
         Op::Receive(record),
         Op::Audit(AuditEntry {
             time_ms: now,
@@ -289,13 +314,23 @@ async fn receive(ctx: &Ctx, peer: &str, t: pb::Transmission) -> pb::PeerResponse
             result: "stored".into(),
             ..Default::default()
         }),
-    ];
-    match ctx.store.commit(ops).await {
+    ]);
+    ops.extend(crate::lifecycle::on_received(ctx, peer, &body));
+    let committed = ctx.store.commit(ops).await;
+    drop(ku);
+    match committed {
         Ok(outcomes) => {
-            if let Some(Outcome::Duplicate(first)) = outcomes.first() {
-                return duplicate(ctx, peer, &body, &transmission, first.clone(), hash);
+            if let Some(Outcome::Duplicate(first)) =
+                outcomes.iter().find(|o| matches!(o, Outcome::Duplicate(_)))
+            {
+                return duplicate(ctx, peer, &body, &envelope_bytes, first.clone(), hash);
             }
             ctx.metrics.inc("received", peer, kind);
+            tokio::spawn(crate::lifecycle::after_received(
+                ctx.clone(),
+                peer.to_string(),
+                body.clone(),
+            ));
             tracing::info!(kind, message = %hex::encode(&body.message_id), "stored and receipted");
             pb::PeerResponse {
                 kind: Some(peer_response::Kind::Receipt(receipt)),
@@ -318,13 +353,11 @@ fn duplicate(
     ctx: &Ctx,
     peer: &str,
     body: &pb::Body,
-    first_transmission: &[u8],
+    first_envelope: &[u8],
     first_receipt: Vec<u8>,
     hash: [u8; 32],
 ) -> pb::PeerResponse {
-    let same = pb::Transmission::decode(first_transmission)
-        .ok()
-        .and_then(|t| t.envelope)
+    let same = pb::Envelope::decode(first_envelope)
         .map(|e| signing::envelope_hash(&e.body, &e.signature) == hash)
         .unwrap_or(false);
     if !same {
@@ -355,14 +388,15 @@ fn duplicate(
     }
 }
 
-/// Checks an envelope and its payload. Pure with respect to the store's write side.
+/// Checks an envelope and its payload; returns the template that gives the disclosed fields
+/// their categories. Pure with respect to the store's write side.
 fn check(
     ctx: &Ctx,
     peer: &str,
     env: &pb::Envelope,
     body: &pb::Body,
     t: &pb::Transmission,
-) -> Result<(), Refusal> {
+) -> Result<trm_proto::template::Template, Refusal> {
     if body.version != trm_proto::PROTOCOL_VERSION {
         return Err(Refusal::new(
             RejectReason::UnsupportedVersion,
@@ -405,7 +439,7 @@ fn check(
         })?;
     signing::verify(&key, Tag::Envelope, &env.body, &env.signature)
         .map_err(|e| Refusal::new(RejectReason::BadSignature, e.to_string()))?;
-    crate::policy::check_incoming(ctx, peer, body, t)
+    crate::lifecycle::check_incoming(ctx, peer, body, t)
 }
 
 fn sign_receipt(

@@ -103,23 +103,106 @@ pub struct CaseRecord {
     /// Officer who recorded it.
     #[prost(string, tag = "4")]
     pub created_by: String,
-    /// Field values: path → canonical JSON value bytes.
-    #[prost(message, repeated, tag = "5")]
-    pub fields: Vec<FieldValue>,
-    /// Country this case was received from, for cases opened by an incoming referral.
-    #[prost(string, tag = "6")]
-    pub origin_peer: String,
+    /// Field values (a sealed [`FieldList`] per category; see `vault`).
+    #[prost(message, repeated, tag = "7")]
+    pub sealed: Vec<SealedGroup>,
+    /// Categories erased, and when.
+    #[prost(message, repeated, tag = "8")]
+    pub erased: Vec<Erased>,
 }
 
-/// One field value.
+/// Values of one category sealed under that category's data key (see `vault`).
 #[derive(Clone, PartialEq, Message)]
-pub struct FieldValue {
-    /// Field path.
-    #[prost(string, tag = "1")]
-    pub path: String,
-    /// Canonical JSON bytes.
+pub struct SealedGroup {
+    /// `pb::Category` number.
+    #[prost(int32, tag = "1")]
+    pub category: i32,
+    /// 24-byte XChaCha20 nonce.
     #[prost(bytes = "vec", tag = "2")]
-    pub value: Vec<u8>,
+    pub nonce: Vec<u8>,
+    /// Ciphertext of an encoded [`FieldList`].
+    #[prost(bytes = "vec", tag = "3")]
+    pub ciphertext: Vec<u8>,
+}
+
+/// The plaintext of a sealed group: fields with their values (and salts, for disclosures).
+#[derive(Clone, PartialEq, Message)]
+pub struct FieldList {
+    /// The fields.
+    #[prost(message, repeated, tag = "1")]
+    pub fields: Vec<trm_proto::pb::FieldDisclosure>,
+}
+
+/// A category erased from a record.
+#[derive(Clone, PartialEq, Message)]
+pub struct Erased {
+    /// `pb::Category` number.
+    #[prost(int32, tag = "1")]
+    pub category: i32,
+    /// When.
+    #[prost(int64, tag = "2")]
+    pub at_ms: i64,
+    /// consent_withdrawn, retention_expired, requested_by_XX
+    #[prost(string, tag = "3")]
+    pub reason: String,
+}
+
+/// The state of one referral between this node and a peer, on either side.
+#[derive(Clone, PartialEq, Message)]
+pub struct ThreadRecord {
+    /// The other country.
+    #[prost(string, tag = "1")]
+    pub peer: String,
+    /// Pseudonymous case reference.
+    #[prost(string, tag = "2")]
+    pub case_ref: String,
+    /// "sent" (this node referred the case) or "received".
+    #[prost(string, tag = "3")]
+    pub role: String,
+    /// Id of the referral message.
+    #[prost(bytes = "vec", tag = "4")]
+    pub referral_id: Vec<u8>,
+    /// pending, accepted, declined, closed.
+    #[prost(string, tag = "5")]
+    pub state: String,
+    /// Answer due (Unix ms), 0 = none.
+    #[prost(int64, tag = "6")]
+    pub response_due_ms: i64,
+    /// Responsible institution named in the acceptance.
+    #[prost(string, tag = "7")]
+    pub responsible_institution: String,
+    /// Focal point named in the acceptance.
+    #[prost(string, tag = "8")]
+    pub focal_point: String,
+    /// Decline reason, closure outcome.
+    #[prost(string, tag = "9")]
+    pub note: String,
+    /// Last change.
+    #[prost(int64, tag = "10")]
+    pub updated_ms: i64,
+    /// Local case id (sent side).
+    #[prost(string, tag = "11")]
+    pub case_id: String,
+    /// Latest TRM phase reported in a follow-up.
+    #[prost(string, tag = "12")]
+    pub phase: String,
+    /// Extension fields the sender declared in the referral (for categories of later values).
+    #[prost(message, repeated, tag = "13")]
+    pub extensions: Vec<trm_proto::pb::ExtensionField>,
+}
+
+/// A supervisor's approval of sensitive categories for one referral (case and peer).
+#[derive(Clone, PartialEq, Message)]
+pub struct ApprovalRecord {
+    /// Approved `pb::Category` numbers.
+    #[prost(int32, repeated, tag = "1")]
+    pub categories: Vec<i32>,
+    /// Supervisor name.
+    #[prost(string, tag = "2")]
+    pub supervisor: String,
+    /// When.
+    #[prost(int64, tag = "3")]
+    pub at_ms: i64,
 }
 
 /// Delivery state of a sent message.
@@ -168,9 +251,12 @@ pub struct SentRecord {
     /// Payload kind name.
     #[prost(string, tag = "4")]
     pub kind: String,
-    /// Encoded `Transmission` exactly as sent.
-    #[prost(bytes = "vec", tag = "5")]
-    pub transmission: Vec<u8>,
+    /// Encoded `Envelope` exactly as sent.
+    #[prost(bytes = "vec", tag = "13")]
+    pub envelope: Vec<u8>,
+    /// The released disclosures, sealed per category.
+    #[prost(message, repeated, tag = "14")]
+    pub released: Vec<SealedGroup>,
     /// `SentState` as a number.
     #[prost(uint32, tag = "6")]
     pub state: u32,
@@ -189,10 +275,13 @@ pub struct SentRecord {
     /// Officer who sent it.
     #[prost(string, tag = "11")]
     pub officer: String,
-    /// Every committed field with its salt, released or not, kept so that later releases
-    /// verify against the original digests.
-    #[prost(message, repeated, tag = "12")]
-    pub committed: Vec<trm_proto::pb::FieldDisclosure>,
+    /// Every committed field with its salt, released or not, sealed per category, kept so
+    /// that later releases verify against the original digests.
+    #[prost(message, repeated, tag = "15")]
+    pub committed: Vec<SealedGroup>,
+    /// Categories erased from this message.
+    #[prost(message, repeated, tag = "16")]
+    pub erased: Vec<Erased>,
 }
 
 /// A message this node received and accepted.
@@ -207,9 +296,15 @@ pub struct ReceivedRecord {
     /// Payload kind name.
     #[prost(string, tag = "3")]
     pub kind: String,
-    /// Encoded `Transmission` exactly as received.
-    #[prost(bytes = "vec", tag = "4")]
-    pub transmission: Vec<u8>,
+    /// Encoded `Envelope` exactly as received.
+    #[prost(bytes = "vec", tag = "8")]
+    pub envelope: Vec<u8>,
+    /// The disclosures received, sealed per category.
+    #[prost(message, repeated, tag = "9")]
+    pub disclosures: Vec<SealedGroup>,
+    /// Categories erased from this message.
+    #[prost(message, repeated, tag = "10")]
+    pub erased: Vec<Erased>,
     /// Encoded `Signed` receipt we answered with (sent again to duplicates).
     #[prost(bytes = "vec", tag = "5")]
     pub receipt: Vec<u8>,
@@ -298,6 +393,18 @@ pub enum Op {
     Audit(AuditEntry),
     /// Set a metadata value.
     PutMeta(String, Vec<u8>),
+    /// Store a wrapped data key for (scope, category).
+    PutDek(String, i32, Vec<u8>),
+    /// Delete a data key.
+    DeleteDek(String, i32),
+    /// Replace a sent message's record (its outbox entry is untouched).
+    PutSent(SentRecord),
+    /// Replace a received message's record.
+    PutReceived(ReceivedRecord),
+    /// Store a supervisor's approval for (case id, peer).
+    PutApproval(String, String, ApprovalRecord),
+    /// Store a referral thread.
+    PutThread(ThreadRecord),
 }
 
 /// What one op did.
@@ -327,6 +434,9 @@ struct Trees {
     received: sled::Tree,
     inbox: sled::Tree,
     audit: sled::Tree,
+    deks: sled::Tree,
+    approvals: sled::Tree,
+    threads: sled::Tree,
 }
 
 struct Counters {
@@ -401,6 +511,9 @@ impl Store {
             received: db.open_tree("received")?,
             inbox: db.open_tree("inbox")?,
             audit: db.open_tree("audit")?,
+            deks: db.open_tree("deks")?,
+            approvals: db.open_tree("approvals")?,
+            threads: db.open_tree("threads")?,
         };
         match t.meta.get("schema")? {
             None => {
@@ -579,6 +692,9 @@ impl Store {
             &t.received,
             &t.inbox,
             &t.audit,
+            &t.deks,
+            &t.approvals,
+            &t.threads,
         ];
         let mut counters = self
             .inner
@@ -592,7 +708,8 @@ impl Store {
         );
         let result = trees.as_slice().transaction(|tx| {
             let (mut outbox_seq, mut inbox_seq, mut audit_idx) = start;
-            let [meta, peers, officers, cases, sent, outbox, received, inbox, audit] = &tx[..]
+            let [meta, peers, officers, cases, sent, outbox, received, inbox, audit, deks, approvals, threads] =
+                &tx[..]
             else {
                 return Err(ConflictableTransactionError::Abort(
                     "tree count".to_string(),
@@ -672,6 +789,30 @@ impl Store {
                                     Outcome::Done
                                 }
                             }
+                        }
+                        Op::PutDek(scope, cat, wrapped) => {
+                            deks.insert(dek_key(scope, *cat), wrapped.as_slice())?;
+                            Outcome::Done
+                        }
+                        Op::DeleteDek(scope, cat) => {
+                            deks.remove(dek_key(scope, *cat))?;
+                            Outcome::Done
+                        }
+                        Op::PutSent(rec) => {
+                            sent.insert(rec.id.as_slice(), rec.encode_to_vec())?;
+                            Outcome::Done
+                        }
+                        Op::PutReceived(rec) => {
+                            received.insert(received_key(&rec.peer, &rec.id), rec.encode_to_vec())?;
+                            Outcome::Done
+                        }
+                        Op::PutApproval(case_id, peer, rec) => {
+                            approvals.insert(approval_key(case_id, peer), rec.encode_to_vec())?;
+                            Outcome::Done
+                        }
+                        Op::PutThread(rec) => {
+                            threads.insert(approval_key(&rec.peer, &rec.case_ref), rec.encode_to_vec())?;
+                            Outcome::Done
                         }
                         Op::Audit(entry) => {
                             let mut e = entry.clone();
@@ -896,6 +1037,75 @@ impl Store {
         Ok(self.inner.t.meta.get(key)?.map(|v| v.to_vec()))
     }
 
+    /// A wrapped data key.
+    pub fn dek(&self, scope: &str, category: i32) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self
+            .inner
+            .t
+            .deks
+            .get(dek_key(scope, category))?
+            .map(|v| v.to_vec()))
+    }
+
+    /// Every wrapped data key: (scope, category, wrapped).
+    pub fn all_deks(&self) -> Result<Vec<(String, i32, Vec<u8>)>, StoreError> {
+        let mut out = Vec::new();
+        for kv in self.inner.t.deks.iter() {
+            let (k, v) = kv?;
+            if k.len() < 5 {
+                continue;
+            }
+            let (scope, rest) = k.split_at(k.len() - 5);
+            let cat = i32::from_be_bytes([rest[1], rest[2], rest[3], rest[4]]);
+            out.push((String::from_utf8_lossy(scope).into_owned(), cat, v.to_vec()));
+        }
+        Ok(out)
+    }
+
+    /// The approval of sensitive categories for (case, peer), if any.
+    pub fn approval(
+        &self,
+        case_id: &str,
+        peer: &str,
+    ) -> Result<Option<ApprovalRecord>, StoreError> {
+        self.get(
+            &self.inner.t.approvals,
+            "approval",
+            &approval_key(case_id, peer),
+        )
+    }
+
+    /// The referral thread with `peer` about `case_ref`.
+    pub fn thread(&self, peer: &str, case_ref: &str) -> Result<Option<ThreadRecord>, StoreError> {
+        self.get(
+            &self.inner.t.threads,
+            "thread",
+            &approval_key(peer, case_ref),
+        )
+    }
+
+    /// Every referral thread.
+    pub fn threads(&self) -> Result<Vec<ThreadRecord>, StoreError> {
+        Ok(self
+            .all(&self.inner.t.threads, "thread")?
+            .into_iter()
+            .map(|(_, v)| v)
+            .collect())
+    }
+
+    /// Every received message of `peer` about `case_ref`, in arrival order.
+    pub fn received_for_case(
+        &self,
+        peer: &str,
+        case_ref: &str,
+    ) -> Result<Vec<ReceivedRecord>, StoreError> {
+        Ok(self
+            .inbox()?
+            .into_iter()
+            .filter(|r| r.peer == peer && r.case_ref == case_ref)
+            .collect())
+    }
+
     /// Size of the store on disk, in bytes.
     pub fn size_on_disk(&self) -> u64 {
         self.inner.db.size_on_disk().unwrap_or(0)
@@ -906,6 +1116,17 @@ impl Store {
         self.inner.db.flush()?;
         Ok(())
     }
+}
+
+fn dek_key(scope: &str, category: i32) -> Vec<u8> {
+    let mut k = scope.as_bytes().to_vec();
+    k.push(0);
+    k.extend_from_slice(&category.to_be_bytes());
+    k
+}
+
+fn approval_key(case_id: &str, peer: &str) -> Vec<u8> {
+    format!("{case_id}\0{peer}").into_bytes()
 }
 
 fn received_key(peer: &str, id: &[u8]) -> Vec<u8> {

@@ -76,8 +76,7 @@ async fn happy_path_referral_is_stored_and_receipted() {
     signing::verify(&al_key, Tag::Receipt, &receipt.body, &receipt.signature)
         .expect("receipt signature");
     let r = pb::Receipt::decode(receipt.body.as_slice()).unwrap();
-    let t = pb::Transmission::decode(rec.transmission.as_slice()).unwrap();
-    let env = t.envelope.unwrap();
+    let env = pb::Envelope::decode(rec.envelope.as_slice()).unwrap();
     assert_eq!(r.message_id, hex::decode(&id).unwrap());
     assert_eq!(
         r.envelope_hash,

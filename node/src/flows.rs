@@ -1,0 +1,732 @@
+//! Admin calls that move a referral along after it was sent: supervisor approval, later
+//! release of fields, acceptance and decline, follow-ups, information requests, closure,
+//! consent changes and erasure, the case timeline, and the contact directory.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use serde_json::{json, Value};
+use trm_proto::admin as api;
+use trm_proto::pb::{self, body::Payload, Category};
+use trm_proto::{commit, template};
+
+use crate::admin::{CallError, Caller};
+use crate::calls::{self, load_case};
+use crate::messages::{self, Outgoing};
+use crate::node::Ctx;
+use crate::store::{ApprovalRecord, CaseRecord, Op, SentRecord, ThreadRecord};
+use crate::time::format_ms;
+
+fn parse_categories(names: &[String]) -> Result<Vec<Category>, CallError> {
+    let mut out = Vec::new();
+    for n in names
+        .iter()
+        .flat_map(|n| n.split(','))
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+    {
+        let c = template::parse_category(n)
+            .ok_or_else(|| CallError::msg(format!("unknown category {n:?}")))?;
+        if !out.contains(&c) {
+            out.push(c);
+        }
+    }
+    Ok(out)
+}
+
+fn check_date(field: &str, d: &str) -> Result<(), CallError> {
+    if d.is_empty() || crate::time::parse_date_ms(d).is_some() {
+        Ok(())
+    } else {
+        Err(CallError::msg(format!(
+            "{field}: expected a date YYYY-MM-DD"
+        )))
+    }
+}
+
+/// Resolves a referral named as `CASE/CC` (a local case and a peer) or by the id of the sent
+/// referral message.
+fn resolve_sent(ctx: &Ctx, referral: &str) -> Result<(String, String), CallError> {
+    if let Some((case, cc)) = referral.split_once('/') {
+        if ctx.store.case(case)?.is_none() {
+            return Err(CallError::msg(format!("no case {case}")));
+        }
+        return Ok((case.to_string(), cc.to_string()));
+    }
+    let id = hex::decode(referral)
+        .ok()
+        .filter(|v| v.len() == 16)
+        .ok_or_else(|| CallError::msg("name the referral as CASE_ID/CC or by its message id"))?;
+    let s = ctx
+        .store
+        .sent(&id)?
+        .filter(|s| s.kind == "referral")
+        .ok_or_else(|| CallError::msg(format!("no referral {referral} sent from this node")))?;
+    Ok((s.case_id, s.peer))
+}
+
+/// The open thread with `peer` about `case_ref`.
+fn thread(ctx: &Ctx, peer: &str, case_ref: &str) -> Result<ThreadRecord, CallError> {
+    ctx.store
+        .thread(peer, case_ref)?
+        .ok_or_else(|| CallError::msg(format!("no referral of case {case_ref} with {peer}")))
+}
+
+/// Resolves a received referral named as `CASE_REF/CC` or by its message id.
+fn resolve_received(ctx: &Ctx, referral: &str) -> Result<ThreadRecord, CallError> {
+    if let Some((case_ref, cc)) = referral.split_once('/') {
+        return thread(ctx, cc, case_ref);
+    }
+    let id = hex::decode(referral)
+        .ok()
+        .filter(|v| v.len() == 16)
+        .ok_or_else(|| CallError::msg("name the referral as CASE_REF/CC or by its message id"))?;
+    ctx.store
+        .threads()?
+        .into_iter()
+        .find(|t| t.role == "received" && t.referral_id == id)
+        .ok_or_else(|| CallError::msg(format!("no referral {referral} received by this node")))
+}
+
+/// `referral approve`: a supervisor approves sensitive categories for one referral.
+pub async fn approve(
+    ctx: &Ctx,
+    caller: &Caller,
+    referral: &str,
+    categories: &[String],
+) -> Result<Value, CallError> {
+    let (case_id, peer) = resolve_sent(ctx, referral)?;
+    let cats = parse_categories(categories)?;
+    if cats.is_empty() {
+        return Err(CallError::msg(
+            "name at least one category (--categories identity,health)",
+        ));
+    }
+    if let Some(c) = cats.iter().find(|c| !template::is_personal(**c)) {
+        return Err(CallError::msg(format!(
+            "{} is not a sensitive category; only identity, family, health and child need approval",
+            template::category_name(*c)
+        )));
+    }
+    let mut rec = ctx.store.approval(&case_id, &peer)?.unwrap_or_default();
+    if !rec.supervisor.is_empty() && rec.supervisor != caller.name {
+        rec.categories.clear();
+    }
+    for c in &cats {
+        if !rec.categories.contains(&(*c as i32)) {
+            rec.categories.push(*c as i32);
+        }
+    }
+    let rec = ApprovalRecord {
+        categories: rec.categories,
+        supervisor: caller.name.clone(),
+        at_ms: ctx.clock.now_ms(),
+    };
+    let names: Vec<&str> = rec
+        .categories
+        .iter()
+        .filter_map(|c| Category::try_from(*c).ok())
+        .map(template::category_name)
+        .collect::<Vec<_>>();
+    let out = json!({ "case": case_id, "to": peer, "approved": names, "supervisor": caller.name });
+    ctx.store
+        .commit(vec![Op::PutApproval(case_id, peer, rec)])
+        .await?;
+    Ok(out)
+}
+
+fn latest_referral(ctx: &Ctx, case_id: &str, peer: &str) -> Result<SentRecord, CallError> {
+    ctx.store
+        .sent_all()?
+        .into_iter()
+        .filter(|s| s.case_id == case_id && s.peer == peer && s.kind == "referral")
+        .max_by_key(|s| s.created_ms)
+        .ok_or_else(|| CallError::msg(format!("case {case_id} was not referred to {peer}")))
+}
+
+/// `referral disclose`: releases more fields of a sent referral, verifiable against its
+/// original digests, if the rules now allow them.
+pub async fn disclose(
+    ctx: &Arc<Ctx>,
+    caller: &Caller,
+    referral: &str,
+    fields: &[String],
+    categories: &[String],
+) -> Result<Value, CallError> {
+    let (case_id, peer) = resolve_sent(ctx, referral)?;
+    let sent = latest_referral(ctx, &case_id, &peer)?;
+    let scope = crate::casedata::case_scope(&case_id);
+    let committed = crate::casedata::open(ctx, &scope, &sent.committed).await?;
+    let mut already: BTreeSet<String> = BTreeSet::new();
+    for s in ctx.store.sent_all()? {
+        if s.case_id == case_id && s.peer == peer && (s.id == sent.id || s.kind == "disclosure") {
+            for d in crate::casedata::open(ctx, &scope, &s.released).await? {
+                already.insert(d.path);
+            }
+        }
+    }
+    let cats = parse_categories(categories)?;
+    let wanted: Vec<&pb::FieldDisclosure> = committed
+        .iter()
+        .filter(|d| {
+            fields
+                .iter()
+                .flat_map(|f| f.split(','))
+                .any(|f| f.trim() == d.path)
+                || ctx
+                    .template
+                    .category_of(&d.path)
+                    .is_some_and(|c| cats.contains(&c))
+        })
+        .collect();
+    if wanted.is_empty() {
+        return Err(CallError::msg(
+            "none of the named fields is in the referral",
+        ));
+    }
+    let (_, decisions) = calls::preview(ctx, &case_id, &peer, &sent.officer).await?;
+    let allowed: BTreeSet<&str> = decisions
+        .iter()
+        .filter(|d| d.released)
+        .map(|d| d.path.as_str())
+        .collect();
+    let mut release = Vec::new();
+    let mut refused = Vec::new();
+    for d in wanted {
+        if already.contains(&d.path) {
+            continue;
+        }
+        if allowed.contains(d.path.as_str()) {
+            release.push(d.clone());
+        } else {
+            refused.push(d.path.clone());
+        }
+    }
+    if release.is_empty() {
+        return Err(CallError::msg(format!(
+            "nothing to release: {} field(s) still withheld (see `referral preview {case_id} --to {peer}`)",
+            refused.len()
+        )));
+    }
+    let n = release.len();
+    let case = ctx.store.case(&case_id)?.unwrap_or_default();
+    let id = messages::enqueue(
+        ctx,
+        Outgoing {
+            to: peer.clone(),
+            case_id: case_id.clone(),
+            case_ref: case.case_ref,
+            in_reply_to: sent.id.clone(),
+            payload: Payload::Disclosure(pb::Disclosure {
+                referral_id: sent.id.clone(),
+            }),
+            released: release,
+            committed: vec![],
+            officer: caller.name.clone(),
+        },
+    )
+    .await?;
+    Ok(
+        json!({ "message": hex::encode(id), "to": peer, "case": case_id, "released": n, "still_withheld": refused }),
+    )
+}
+
+/// `referral accept|decline`.
+pub async fn answer(
+    ctx: &Arc<Ctx>,
+    caller: &Caller,
+    r: api::ReferralAnswer,
+) -> Result<Value, CallError> {
+    let t = resolve_received(ctx, &r.referral)?;
+    let payload = if r.decline {
+        if r.reason.trim().is_empty() {
+            return Err(CallError::msg("a decline needs a reason (--reason)"));
+        }
+        Payload::Decline(pb::Decline { reason: r.reason })
+    } else {
+        if r.responsible_institution.trim().is_empty() {
+            return Err(CallError::msg(
+                "an acceptance names the responsible institution (--institution)",
+            ));
+        }
+        Payload::Acceptance(pb::Acceptance {
+            responsible_institution: r.responsible_institution,
+            focal_point: r.focal_point,
+        })
+    };
+    send_plain(
+        ctx,
+        caller,
+        &t.peer,
+        "",
+        &t.case_ref,
+        t.referral_id.clone(),
+        payload,
+    )
+    .await
+}
+
+async fn send_plain(
+    ctx: &Arc<Ctx>,
+    caller: &Caller,
+    to: &str,
+    case_id: &str,
+    case_ref: &str,
+    in_reply_to: Vec<u8>,
+    payload: Payload,
+) -> Result<Value, CallError> {
+    let kind = messages::kind_name(&pb::Body {
+        payload: Some(payload.clone()),
+        ..Default::default()
+    });
+    let id = messages::enqueue(
+        ctx,
+        Outgoing {
+            to: to.to_string(),
+            case_id: case_id.to_string(),
+            case_ref: case_ref.to_string(),
+            in_reply_to,
+            payload,
+            released: vec![],
+            committed: vec![],
+            officer: caller.name.clone(),
+        },
+    )
+    .await?;
+    Ok(
+        json!({ "message": hex::encode(id), "to": to, "case": case_ref, "kind": kind, "state": "pending" }),
+    )
+}
+
+/// The case id for local-case scoped data, and the consent records that govern release.
+async fn consent_source(
+    ctx: &Ctx,
+    peer: &str,
+    case_ref: &str,
+) -> Result<(String, Vec<pb::FieldDisclosure>), CallError> {
+    if ctx.store.case(case_ref)?.is_some() {
+        let (c, fields) = load_case(ctx, case_ref).await?;
+        return Ok((c.id, fields));
+    }
+    Ok((
+        String::new(),
+        calls::received_fields(ctx, peer, case_ref).await?,
+    ))
+}
+
+/// `followup send`: progress in one TRM phase, with updated template fields released under
+/// the same rules as a referral.
+pub async fn follow_up(
+    ctx: &Arc<Ctx>,
+    caller: &Caller,
+    r: api::FollowUpSend,
+) -> Result<Value, CallError> {
+    let phase = crate::lifecycle::parse_phase(&r.phase).ok_or_else(|| {
+        CallError::msg("phase must be identification, first_assistance, long_term_assistance, return or proceedings")
+    })?;
+    check_date("date", &r.date)?;
+    let t = thread(ctx, &r.to, &r.case_id)?;
+    let (case_id, consent) = consent_source(ctx, &r.to, &t.case_ref).await?;
+    let mut fields: Vec<pb::FieldDisclosure> = Vec::new();
+    if !r.fields_json.trim().is_empty() {
+        let doc: Value = serde_json::from_str(&r.fields_json)
+            .map_err(|e| CallError::msg(format!("fields: not JSON: {e}")))?;
+        let mut pairs = Vec::new();
+        flatten(&doc, "", &mut pairs);
+        let case = template::Case::from_fields(&ctx.template, pairs)
+            .map_err(|e| CallError::msg(format!("fields refused: {e}")))?;
+        fields = case
+            .committed_fields()
+            .into_iter()
+            .map(|(path, value)| pb::FieldDisclosure {
+                path,
+                salt: vec![],
+                value,
+            })
+            .collect();
+    }
+    let peer = ctx
+        .peers
+        .get(&r.to)
+        .ok_or_else(|| CallError::msg(format!("unknown peer {}", r.to)))?;
+    let approved = if case_id.is_empty() {
+        BTreeSet::new()
+    } else {
+        calls::approved_for(ctx, &case_id, &r.to, &caller.name)?
+    };
+    let decisions = crate::policy::decide(
+        ctx,
+        &ctx.template,
+        &fields,
+        &consent,
+        &peer.card.acceptance(),
+        &r.to,
+        &approved,
+    );
+    let pairs: Vec<(String, Vec<u8>)> = fields
+        .iter()
+        .map(|f| (f.path.clone(), f.value.clone()))
+        .collect();
+    let c = commit::commit(&pairs, &mut rand::rngs::OsRng)
+        .map_err(|e| CallError::msg(e.to_string()))?;
+    let ok: BTreeSet<&str> = decisions
+        .iter()
+        .filter(|d| d.released)
+        .map(|d| d.path.as_str())
+        .collect();
+    let released: Vec<pb::FieldDisclosure> = c
+        .disclosures
+        .iter()
+        .filter(|d| ok.contains(d.path.as_str()))
+        .cloned()
+        .collect();
+    let in_reply_to = if r.in_reply_to.is_empty() {
+        vec![]
+    } else {
+        hex::decode(&r.in_reply_to)
+            .map_err(|_| CallError::msg("--in-reply-to must be a message id"))?
+    };
+    let n = released.len();
+    let id = messages::enqueue(
+        ctx,
+        Outgoing {
+            to: r.to.clone(),
+            case_id,
+            case_ref: t.case_ref.clone(),
+            in_reply_to,
+            payload: Payload::FollowUp(pb::FollowUp {
+                phase: phase as i32,
+                status: r.status,
+                date: r.date,
+                digests: c.digest_bytes(),
+                extensions: ctx
+                    .template
+                    .extensions()
+                    .iter()
+                    .filter(|e| fields.iter().any(|f| f.path == e.path()))
+                    .map(|e| e.to_pb())
+                    .collect(),
+            }),
+            released,
+            committed: c.disclosures,
+            officer: caller.name.clone(),
+        },
+    )
+    .await?;
+    Ok(
+        json!({ "message": hex::encode(id), "to": r.to, "case": t.case_ref, "kind": "follow_up",
+               "released": n, "withheld": decisions.len() - n }),
+    )
+}
+
+fn flatten(v: &Value, prefix: &str, out: &mut Vec<(String, Value)>) {
+    match v {
+        Value::Object(m)
+            if prefix.matches('.').count() < 1
+                || prefix.starts_with("ext") && prefix.matches('.').count() < 2 =>
+        {
+            for (k, x) in m {
+                if k.starts_with("//") {
+                    continue;
+                }
+                let p = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                flatten(x, &p, out);
+            }
+        }
+        Value::Null => {}
+        other => out.push((prefix.to_string(), other.clone())),
+    }
+}
+
+/// `info request`: asks the other country for fields or categories, with a purpose.
+pub async fn info_request(
+    ctx: &Arc<Ctx>,
+    caller: &Caller,
+    r: api::InfoRequest,
+) -> Result<Value, CallError> {
+    if r.purpose.trim().is_empty() {
+        return Err(CallError::msg(
+            "an information request states its purpose (--purpose)",
+        ));
+    }
+    let cats = parse_categories(&r.categories)?;
+    for f in &r.fields {
+        if ctx.template.field(f).is_none() {
+            return Err(CallError::msg(format!("unknown field {f}")));
+        }
+    }
+    let t = thread(ctx, &r.to, &r.case_id)?;
+    let payload = Payload::InformationRequest(pb::InformationRequest {
+        fields: r.fields,
+        categories: cats.into_iter().map(|c| c as i32).collect(),
+        purpose: r.purpose,
+    });
+    let case_id = if ctx.store.case(&t.case_ref)?.is_some() {
+        t.case_ref.clone()
+    } else {
+        String::new()
+    };
+    send_plain(ctx, caller, &r.to, &case_id, &t.case_ref, vec![], payload).await
+}
+
+/// `case close`.
+pub async fn close(ctx: &Arc<Ctx>, caller: &Caller, r: api::CaseClose) -> Result<Value, CallError> {
+    let outcome = crate::lifecycle::parse_outcome(&r.outcome).ok_or_else(|| {
+        CallError::msg("outcome must be returned_reintegrating, staying_in_destination, transferred, contact_lost or other")
+    })?;
+    check_date("date", &r.date)?;
+    let t = thread(ctx, &r.to, &r.case_id)?;
+    let case_id = if ctx.store.case(&t.case_ref)?.is_some() {
+        t.case_ref.clone()
+    } else {
+        String::new()
+    };
+    let payload = Payload::Closure(pb::Closure {
+        outcome: outcome as i32,
+        date: r.date,
+    });
+    send_plain(ctx, caller, &r.to, &case_id, &t.case_ref, vec![], payload).await
+}
+
+/// A one-line summary of a message's payload: never a case field value.
+pub fn summary(b: &pb::Body) -> String {
+    let cats = |v: &[i32]| {
+        v.iter()
+            .filter_map(|c| Category::try_from(*c).ok())
+            .map(template::category_name)
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    match &b.payload {
+        Some(Payload::Referral(r)) => format!(
+            "referral, urgency {}, response due {}",
+            pb::Urgency::try_from(r.urgency)
+                .map(|u| u.as_str_name().to_ascii_lowercase())
+                .unwrap_or_default(),
+            format_ms(r.response_due_ms)
+        ),
+        Some(Payload::Acceptance(a)) => format!(
+            "accepted by {} (focal point: {})",
+            a.responsible_institution, a.focal_point
+        ),
+        Some(Payload::Decline(d)) => format!("declined: {}", d.reason),
+        Some(Payload::FollowUp(f)) => format!(
+            "{}: {} ({})",
+            crate::lifecycle::phase_name(f.phase),
+            f.status,
+            f.date
+        ),
+        Some(Payload::InformationRequest(i)) => format!(
+            "asks for {} {} — purpose: {}",
+            i.fields.join(","),
+            cats(&i.categories),
+            i.purpose
+        ),
+        Some(Payload::Disclosure(_)) => "later release of fields of the referral".into(),
+        Some(Payload::ErasureRequest(e)) => {
+            format!("asks to erase {} ({})", cats(&e.categories), e.reason)
+        }
+        Some(Payload::ErasureConfirmation(e)) => {
+            format!("confirms erasure of {}", cats(&e.categories))
+        }
+        Some(Payload::Closure(c)) => format!(
+            "closed: {} ({})",
+            pb::ClosureOutcome::try_from(c.outcome)
+                .map(|o| o.as_str_name().to_ascii_lowercase())
+                .unwrap_or_default(),
+            c.date
+        ),
+        Some(Payload::DirectoryUpdate(_)) => "directory update".into(),
+        Some(Payload::KeyAnnouncement(_)) => "key announcement".into(),
+        None => String::new(),
+    }
+}
+
+/// `case timeline`: the whole exchange about a case in both directions, in order.
+pub async fn timeline(ctx: &Ctx, id: &str) -> Result<Value, CallError> {
+    let mut items: Vec<Value> = Vec::new();
+    for s in ctx.store.sent_all()? {
+        let env_case = calls::referral_case_ref(&s.envelope);
+        if s.case_id == id || env_case.as_deref() == Some(id) {
+            items.push(calls::sent_view(ctx, &s).await?);
+        }
+    }
+    for r in ctx.store.inbox()? {
+        if r.case_ref == id {
+            items.push(calls::received_view(ctx, &r).await?);
+        }
+    }
+    if items.is_empty() && ctx.store.case(id)?.is_none() {
+        return Err(CallError::msg(format!("no case {id}")));
+    }
+    items.sort_by_key(|v| v["created_ms"].as_i64().unwrap_or(0));
+    let threads: Vec<Value> = ctx
+        .store
+        .threads()?
+        .iter()
+        .filter(|t| t.case_ref == id)
+        .map(|t| calls::thread_json(ctx, t))
+        .collect();
+    Ok(json!({ "case": id, "threads": threads, "messages": items }))
+}
+
+/// `case consent`: records consent given or withdrawn; a withdrawal erases the category here
+/// and asks every country that received it to erase it too.
+pub async fn consent(
+    ctx: &Arc<Ctx>,
+    caller: &Caller,
+    r: api::CaseConsent,
+) -> Result<Value, CallError> {
+    let (name, give) = match (r.withdraw.is_empty(), r.give.is_empty()) {
+        (false, true) => (r.withdraw.clone(), false),
+        (true, false) => (r.give.clone(), true),
+        _ => {
+            return Err(CallError::msg(
+                "use exactly one of --withdraw CATEGORY or --give CATEGORY",
+            ))
+        }
+    };
+    let cat = template::parse_category(&name)
+        .ok_or_else(|| CallError::msg(format!("unknown category {name:?}")))?;
+    let (case, mut fields) = load_case(ctx, &r.case_id).await?;
+    let today = format_ms(ctx.clock.now_ms())[..10].to_string();
+    let path = format!("consent.{}", template::category_name(cat));
+    let by = if r.by.is_empty() {
+        "person".to_string()
+    } else {
+        r.by.clone()
+    };
+    if by != "person" && by != "guardian" {
+        return Err(CallError::msg("--by must be person or guardian"));
+    }
+    let mut record = fields
+        .iter()
+        .find(|f| f.path == path)
+        .and_then(|f| serde_json::from_slice::<Value>(&f.value).ok())
+        .unwrap_or_else(|| json!({}));
+    if give {
+        record = json!({ "status": "given", "date": today, "by": by });
+    } else {
+        record["withdrawn"] = json!(today);
+        if record.get("status").is_none() {
+            record["status"] = json!("given");
+        }
+    }
+    let value = template::canonical_json(&record);
+    ctx.template
+        .parse_field_value(&path, &value)
+        .map_err(|e| CallError::msg(format!("{path}: {}", e.reason)))?;
+    fields.retain(|f| f.path != path);
+    fields.push(pb::FieldDisclosure {
+        path: path.clone(),
+        salt: vec![],
+        value,
+    });
+    reseal_case(ctx, &case, &fields).await?;
+    if give {
+        return Ok(
+            json!({ "case": case.id, "consent": template::category_name(cat), "status": "given" }),
+        );
+    }
+    let informed =
+        crate::erasure::erase_case(ctx, &case.id, &[cat as i32], "consent_withdrawn").await?;
+    let requests = crate::erasure::request_erasure(
+        ctx,
+        &case.case_ref,
+        &case.id,
+        &[cat as i32],
+        "consent_withdrawn",
+        informed,
+        &caller.name,
+    )
+    .await;
+    Ok(
+        json!({ "case": case.id, "consent": template::category_name(cat), "status": "withdrawn",
+               "erased": template::category_name(cat), "erasure_requests": requests }),
+    )
+}
+
+async fn reseal_case(
+    ctx: &Ctx,
+    case: &CaseRecord,
+    fields: &[pb::FieldDisclosure],
+) -> Result<(), CallError> {
+    let mut ops = Vec::new();
+    let mut ku = ctx.vault.begin().await;
+    let sealed = crate::casedata::seal(
+        ctx,
+        &mut ku,
+        &crate::casedata::case_scope(&case.id),
+        fields,
+        |p| ctx.template.category_of(p),
+        &mut ops,
+    )?;
+    let mut c = case.clone();
+    c.sealed = sealed;
+    ops.push(Op::PutCase(c));
+    ctx.store.commit(ops).await?;
+    drop(ku);
+    Ok(())
+}
+
+/// `directory edit`: replaces this node's own contact entries (not yet published).
+pub async fn directory_edit(ctx: &Ctx, text: &str) -> Result<Value, CallError> {
+    let contacts =
+        crate::directory::parse_edit(text, ctx.clock.now_ms()).map_err(CallError::msg)?;
+    let old = crate::directory::own(ctx);
+    let d = pb::Directory {
+        country: ctx.country().to_string(),
+        version: old.map_or(0, |o| o.version),
+        published_ms: 0,
+        contacts,
+    };
+    let n = d.contacts.len();
+    ctx.store
+        .commit(vec![Op::PutMeta(
+            crate::directory::OWN_KEY.into(),
+            prost::Message::encode_to_vec(&d),
+        )])
+        .await?;
+    Ok(json!({ "entries": n, "published": false }))
+}
+
+/// `directory publish`: signs a new version and sends it to every peer.
+pub async fn directory_publish(ctx: &Arc<Ctx>, caller: &Caller) -> Result<Value, CallError> {
+    let mut d = crate::directory::own(ctx)
+        .ok_or_else(|| CallError::msg("edit the directory first (`directory edit --file`)"))?;
+    d.version += 1;
+    d.published_ms = ctx.clock.now_ms();
+    let signed = crate::directory::sign_own(ctx, &d);
+    ctx.store
+        .commit(vec![Op::PutMeta(
+            crate::directory::OWN_KEY.into(),
+            prost::Message::encode_to_vec(&d),
+        )])
+        .await?;
+    let mut sent = Vec::new();
+    for p in ctx.peers.all().into_iter().filter(|p| !p.revoked) {
+        let cc = p.card.country().to_string();
+        let id = messages::enqueue(
+            ctx,
+            Outgoing {
+                to: cc.clone(),
+                case_id: String::new(),
+                case_ref: String::new(),
+                in_reply_to: vec![],
+                payload: Payload::DirectoryUpdate(pb::DirectoryUpdate {
+                    directory: Some(signed.clone()),
+                }),
+                released: vec![],
+                committed: vec![],
+                officer: caller.name.clone(),
+            },
+        )
+        .await?;
+        sent.push(json!({ "to": cc, "message": hex::encode(id) }));
+    }
+    Ok(json!({ "version": d.version, "sent": sent }))
+}

@@ -1,0 +1,423 @@
+//! The case lifecycle between two countries: one *thread* per (other country, case
+//! reference), moved by the messages either side sends.
+//!
+//! ```text
+//!   Referral ──▶ pending ──Acceptance──▶ accepted ──FollowUp*/InformationRequest*──▶ ...
+//!                   │                        │
+//!                   └──Decline──▶ declined   └──Closure──▶ closed
+//! ```
+//!
+//! The same [`transition`] validates a message and computes the new thread state whether the
+//! message is being sent by an officer or received from a peer, so both nodes agree on what is
+//! in order. A received message that is out of order, or about a case this node does not know,
+//! is rejected with a reason code and nothing is stored.
+
+use std::sync::Arc;
+
+use prost::Message;
+use trm_proto::pb::{self, body::Payload, RejectReason};
+use trm_proto::signing::{self, Tag};
+use trm_proto::template::Template;
+
+use crate::node::Ctx;
+use crate::receive::Refusal;
+use crate::store::{Op, ThreadRecord};
+
+/// Which way a message goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Direction {
+    /// This node sends it.
+    Outgoing,
+    /// This node receives it.
+    Incoming,
+}
+
+fn refuse(reason: RejectReason, detail: impl Into<String>) -> Refusal {
+    Refusal::new(reason, detail)
+}
+
+/// The TRM phase's name.
+pub fn phase_name(p: i32) -> &'static str {
+    match pb::Phase::try_from(p).unwrap_or(pb::Phase::Unspecified) {
+        pb::Phase::Identification => "identification",
+        pb::Phase::FirstAssistance => "first assistance and protection",
+        pb::Phase::LongTermAssistance => "long-term assistance and social inclusion",
+        pb::Phase::ReturnAndInclusion => "return and social inclusion",
+        pb::Phase::ProceedingsPhase => "criminal and civil proceedings",
+        pb::Phase::Unspecified => "unspecified",
+    }
+}
+
+/// Parses a phase as officers type it.
+pub fn parse_phase(s: &str) -> Option<pb::Phase> {
+    Some(match s {
+        "identification" => pb::Phase::Identification,
+        "first_assistance" | "first-assistance" => pb::Phase::FirstAssistance,
+        "long_term_assistance" | "long-term-assistance" => pb::Phase::LongTermAssistance,
+        "return" | "return_and_inclusion" => pb::Phase::ReturnAndInclusion,
+        "proceedings" => pb::Phase::ProceedingsPhase,
+        _ => return None,
+    })
+}
+
+/// Parses a closure outcome.
+pub fn parse_outcome(s: &str) -> Option<pb::ClosureOutcome> {
+    Some(match s {
+        "returned_reintegrating" => pb::ClosureOutcome::ReturnedReintegrating,
+        "staying_in_destination" => pb::ClosureOutcome::StayingInDestination,
+        "transferred" => pb::ClosureOutcome::Transferred,
+        "contact_lost" => pb::ClosureOutcome::ContactLost,
+        "other" => pb::ClosureOutcome::Other,
+        _ => return None,
+    })
+}
+
+/// Validates `body` against the thread it belongs to and returns the thread after it, or
+/// `None` when the message does not change a thread.
+pub fn transition(
+    thread: Option<&ThreadRecord>,
+    dir: Direction,
+    peer: &str,
+    body: &pb::Body,
+    now_ms: i64,
+) -> Result<Option<ThreadRecord>, Refusal> {
+    let payload = body
+        .payload
+        .as_ref()
+        .ok_or_else(|| refuse(RejectReason::Malformed, "message has no payload"))?;
+    if matches!(
+        payload,
+        Payload::DirectoryUpdate(_) | Payload::KeyAnnouncement(_)
+    ) {
+        return Ok(None);
+    }
+    if body.case_ref.is_empty() {
+        return Err(refuse(
+            RejectReason::Malformed,
+            "message without case reference",
+        ));
+    }
+    // The role the thread has on this node when this side sends the referral.
+    let (own_role, other_role) = match dir {
+        Direction::Outgoing => ("sent", "received"),
+        Direction::Incoming => ("received", "sent"),
+    };
+    if let Payload::Referral(r) = payload {
+        if let Some(t) = thread {
+            if t.state == "pending" || t.state == "accepted" {
+                return Err(refuse(
+                    RejectReason::OutOfOrder,
+                    "a referral of this case between these countries is already open",
+                ));
+            }
+        }
+        return Ok(Some(ThreadRecord {
+            peer: peer.to_string(),
+            case_ref: body.case_ref.clone(),
+            role: own_role.to_string(),
+            referral_id: body.message_id.clone(),
+            state: "pending".into(),
+            response_due_ms: r.response_due_ms,
+            updated_ms: now_ms,
+            phase: phase_name(r.phase).into(),
+            extensions: r.extensions.clone(),
+            ..Default::default()
+        }));
+    }
+    let t = thread.ok_or_else(|| {
+        refuse(
+            RejectReason::UnknownCase,
+            "no referral of this case between these countries",
+        )
+    })?;
+    let mut next = t.clone();
+    next.updated_ms = now_ms;
+    let answers_referral = |t: &ThreadRecord| -> Result<(), Refusal> {
+        if t.role != other_role {
+            return Err(refuse(
+                RejectReason::OutOfOrder,
+                "only the country that received the referral can answer it",
+            ));
+        }
+        if t.state != "pending" {
+            return Err(refuse(
+                RejectReason::OutOfOrder,
+                format!("the referral is already {}", t.state),
+            ));
+        }
+        if body.in_reply_to != t.referral_id {
+            return Err(refuse(
+                RejectReason::OutOfOrder,
+                "does not answer the open referral",
+            ));
+        }
+        Ok(())
+    };
+    match payload {
+        Payload::Acceptance(a) => {
+            answers_referral(t)?;
+            next.state = "accepted".into();
+            next.responsible_institution = a.responsible_institution.clone();
+            next.focal_point = a.focal_point.clone();
+        }
+        Payload::Decline(d) => {
+            answers_referral(t)?;
+            next.state = "declined".into();
+            next.note = d.reason.clone();
+        }
+        Payload::FollowUp(f) => {
+            if t.state != "accepted" {
+                return Err(refuse(
+                    RejectReason::OutOfOrder,
+                    format!("a follow-up needs an accepted referral (it is {})", t.state),
+                ));
+            }
+            if f.phase == pb::Phase::Unspecified as i32 || pb::Phase::try_from(f.phase).is_err() {
+                return Err(refuse(
+                    RejectReason::Malformed,
+                    "follow-up without a TRM phase",
+                ));
+            }
+            next.phase = phase_name(f.phase).into();
+            for e in &f.extensions {
+                if !next.extensions.iter().any(|x| x.path == e.path) {
+                    next.extensions.push(e.clone());
+                }
+            }
+        }
+        Payload::InformationRequest(_) => {
+            if t.state != "pending" && t.state != "accepted" {
+                return Err(refuse(
+                    RejectReason::OutOfOrder,
+                    format!("the referral is {}", t.state),
+                ));
+            }
+            return Ok(None);
+        }
+        Payload::Disclosure(d) => {
+            // Only the referring country releases more fields of its referral.
+            if t.role != own_role {
+                return Err(refuse(
+                    RejectReason::OutOfOrder,
+                    "only the referring country releases fields",
+                ));
+            }
+            if d.referral_id != t.referral_id {
+                return Err(refuse(RejectReason::OutOfOrder, "not the open referral"));
+            }
+            if t.state == "declined" || t.state == "closed" {
+                return Err(refuse(
+                    RejectReason::OutOfOrder,
+                    format!("the referral is {}", t.state),
+                ));
+            }
+            return Ok(None);
+        }
+        Payload::Closure(c) => {
+            if t.state == "closed" {
+                return Err(refuse(
+                    RejectReason::OutOfOrder,
+                    "the case is already closed",
+                ));
+            }
+            let outcome = pb::ClosureOutcome::try_from(c.outcome)
+                .unwrap_or(pb::ClosureOutcome::ClosureUnspecified);
+            if outcome == pb::ClosureOutcome::ClosureUnspecified {
+                return Err(refuse(
+                    RejectReason::Malformed,
+                    "closure without an outcome",
+                ));
+            }
+            next.state = "closed".into();
+            next.note = outcome.as_str_name().to_ascii_lowercase();
+        }
+        Payload::ErasureRequest(_) | Payload::ErasureConfirmation(_) => return Ok(None),
+        Payload::Referral(_) | Payload::DirectoryUpdate(_) | Payload::KeyAnnouncement(_) => {
+            return Ok(None)
+        }
+    }
+    Ok(Some(next))
+}
+
+/// The payload rules of an incoming message (after its signature was checked); returns the
+/// template that gives its disclosed fields their categories.
+pub fn check_incoming(
+    ctx: &Ctx,
+    peer: &str,
+    body: &pb::Body,
+    t: &pb::Transmission,
+) -> Result<Template, Refusal> {
+    let unavailable = |e: crate::store::StoreError| {
+        tracing::error!(error = %e, "store read failed");
+        refuse(RejectReason::Unavailable, "store unavailable")
+    };
+    let thread = ctx
+        .store
+        .thread(peer, &body.case_ref)
+        .map_err(unavailable)?;
+    transition(
+        thread.as_ref(),
+        Direction::Incoming,
+        peer,
+        body,
+        ctx.clock.now_ms(),
+    )?;
+    let no_disclosures = || {
+        if t.disclosures.is_empty() {
+            Ok(ctx.template.clone())
+        } else {
+            Err(refuse(
+                RejectReason::Malformed,
+                "this message kind carries no field values",
+            ))
+        }
+    };
+    let declared = thread
+        .as_ref()
+        .map(|t| t.extensions.clone())
+        .unwrap_or_default();
+    match body.payload.as_ref() {
+        Some(Payload::Referral(r)) => {
+            let template = crate::policy::receiving_template(ctx, &r.extensions)?;
+            crate::policy::check_disclosures(ctx, &template, &r.digests, &t.disclosures)?;
+            Ok(template)
+        }
+        Some(Payload::FollowUp(f)) => {
+            let mut exts = declared;
+            exts.extend(f.extensions.iter().cloned());
+            let template = crate::policy::receiving_template(ctx, &exts)?;
+            crate::policy::check_disclosures(ctx, &template, &f.digests, &t.disclosures)?;
+            Ok(template)
+        }
+        Some(Payload::Disclosure(d)) => {
+            let referral = ctx
+                .store
+                .received(peer, &d.referral_id)
+                .map_err(unavailable)?
+                .ok_or_else(|| refuse(RejectReason::UnknownCase, "unknown referral"))?;
+            let digests = pb::Envelope::decode(referral.envelope.as_slice())
+                .ok()
+                .and_then(|e| pb::Body::decode(e.body.as_slice()).ok())
+                .and_then(|b| match b.payload {
+                    Some(Payload::Referral(r)) => Some(r.digests),
+                    _ => None,
+                })
+                .ok_or_else(|| refuse(RejectReason::UnknownCase, "unknown referral"))?;
+            let template = crate::policy::receiving_template(ctx, &declared)?;
+            crate::policy::check_disclosures(ctx, &template, &digests, &t.disclosures)?;
+            Ok(template)
+        }
+        Some(Payload::DirectoryUpdate(u)) => {
+            crate::directory::check_update(ctx, peer, u)?;
+            no_disclosures()
+        }
+        Some(Payload::KeyAnnouncement(_)) => Err(refuse(
+            RejectReason::Malformed,
+            "key announcements are not supported by this node yet",
+        )),
+        Some(_) => no_disclosures(),
+        None => Err(refuse(RejectReason::Malformed, "message has no payload")),
+    }
+}
+
+/// Writes that go with storing an accepted incoming message (thread state, directory).
+pub fn on_received(ctx: &Ctx, peer: &str, body: &pb::Body) -> Vec<Op> {
+    let mut ops = Vec::new();
+    if let Some(Payload::DirectoryUpdate(u)) = &body.payload {
+        if let Some(d) = &u.directory {
+            ops.push(Op::PutMeta(
+                crate::directory::peer_key(peer),
+                d.encode_to_vec(),
+            ));
+        }
+        return ops;
+    }
+    let thread = ctx.store.thread(peer, &body.case_ref).ok().flatten();
+    if let Ok(Some(next)) = transition(
+        thread.as_ref(),
+        Direction::Incoming,
+        peer,
+        body,
+        ctx.clock.now_ms(),
+    ) {
+        ops.push(Op::PutThread(next));
+    }
+    ops
+}
+
+/// Work that follows a stored incoming message: erasure requests are carried out and
+/// confirmed.
+pub async fn after_received(ctx: Arc<Ctx>, peer: String, body: pb::Body) {
+    if let Some(Payload::ErasureRequest(req)) = &body.payload {
+        let cats: Vec<i32> = req.categories.clone();
+        match crate::erasure::erase_received(
+            &ctx,
+            &peer,
+            &body.case_ref,
+            &cats,
+            &format!("requested by {peer}"),
+        )
+        .await
+        {
+            Ok(()) => {
+                let payload = Payload::ErasureConfirmation(pb::ErasureConfirmation {
+                    request_id: body.message_id.clone(),
+                    categories: cats,
+                    erased_ms: ctx.clock.now_ms(),
+                });
+                let out = crate::messages::Outgoing {
+                    to: peer.clone(),
+                    case_id: String::new(),
+                    case_ref: body.case_ref.clone(),
+                    in_reply_to: body.message_id.clone(),
+                    payload,
+                    released: vec![],
+                    committed: vec![],
+                    officer: "node".into(),
+                };
+                if let Err(e) = crate::messages::enqueue(&ctx, out).await {
+                    tracing::error!(peer = %peer, error = %e, "cannot confirm an erasure");
+                }
+            }
+            Err(e) => {
+                tracing::error!(peer = %peer, error = %e, "cannot carry out an erasure request")
+            }
+        }
+    }
+}
+
+/// Verifies a signed directory of `peer` (tag `trm/1 directory`).
+pub fn verify_directory(
+    ctx: &Ctx,
+    peer: &str,
+    signed: &pb::Signed,
+) -> Result<pb::Directory, Refusal> {
+    let p = ctx
+        .peers
+        .get(peer)
+        .ok_or_else(|| refuse(RejectReason::Revoked, "peer is not pinned"))?;
+    let key = p
+        .card
+        .key_valid_at(&signed.signer, ctx.clock.now_ms())
+        .ok_or_else(|| {
+            refuse(
+                RejectReason::KeyNotValid,
+                "directory signed by a key that is not the peer's",
+            )
+        })?;
+    signing::verify(&key, Tag::Directory, &signed.body, &signed.signature).map_err(|_| {
+        refuse(
+            RejectReason::BadSignature,
+            "directory signature does not verify",
+        )
+    })?;
+    let d = pb::Directory::decode(signed.body.as_slice())
+        .map_err(|_| refuse(RejectReason::Malformed, "directory does not decode"))?;
+    if d.country != peer {
+        return Err(refuse(
+            RejectReason::SenderMismatch,
+            "directory of another country",
+        ));
+    }
+    Ok(d)
+}
