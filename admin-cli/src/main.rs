@@ -49,6 +49,15 @@ enum Cmd {
     /// Referrals to partner countries.
     #[command(subcommand)]
     Referral(ReferralCmd),
+    /// Follow-ups on an accepted referral.
+    #[command(subcommand)]
+    Followup(FollowupCmd),
+    /// Information requests.
+    #[command(subcommand)]
+    Info(InfoCmd),
+    /// The contact directory of TRM focal points.
+    #[command(subcommand)]
+    Directory(DirectoryCmd),
     /// Messages received from partner countries.
     Inbox,
     /// One message.
@@ -106,6 +115,106 @@ enum CaseCmd {
     },
     /// Print an empty, commented JSON case for this node's template.
     Template,
+    /// The whole exchange about a case, in both directions, with verification and delivery.
+    Timeline {
+        /// Case id or case reference.
+        id: String,
+    },
+    /// Record consent given, or withdraw it (erases the category here and asks every
+    /// country that received it to erase it).
+    Consent {
+        /// Case id.
+        case_id: String,
+        /// Category whose consent is withdrawn.
+        #[arg(long, conflicts_with = "give")]
+        withdraw: Option<String>,
+        /// Category whose consent is given.
+        #[arg(long)]
+        give: Option<String>,
+        /// Who gives consent: person or guardian.
+        #[arg(long, default_value = "person")]
+        by: String,
+    },
+    /// Close the case with a country, with its outcome.
+    Close {
+        /// Case reference.
+        case_id: String,
+        /// The other country.
+        #[arg(long)]
+        to: String,
+        /// returned_reintegrating, staying_in_destination, transferred, contact_lost, other.
+        #[arg(long)]
+        outcome: String,
+        /// Date of closure, YYYY-MM-DD.
+        #[arg(long, default_value = "")]
+        date: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum FollowupCmd {
+    /// Report progress in one TRM phase, optionally with updated template fields.
+    Send {
+        /// Case reference.
+        case_id: String,
+        /// The other country.
+        #[arg(long)]
+        to: String,
+        /// identification, first_assistance, long_term_assistance, return, proceedings.
+        #[arg(long)]
+        phase: String,
+        /// Status in that phase (free text; no personal data).
+        #[arg(long)]
+        status: String,
+        /// Date, YYYY-MM-DD.
+        #[arg(long, default_value = "")]
+        date: String,
+        /// JSON file with updated template fields (same shape as a case file).
+        #[arg(long)]
+        fields_file: Option<PathBuf>,
+        /// Message id of the information request this answers.
+        #[arg(long, default_value = "")]
+        in_reply_to: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum InfoCmd {
+    /// Ask the other country for fields or categories, with a purpose.
+    Request {
+        /// Case reference.
+        case_id: String,
+        /// The other country.
+        #[arg(long)]
+        to: String,
+        /// Field paths, comma separated.
+        #[arg(long, value_delimiter = ',')]
+        fields: Vec<String>,
+        /// Categories, comma separated.
+        #[arg(long, value_delimiter = ',')]
+        categories: Vec<String>,
+        /// Why the information is needed.
+        #[arg(long)]
+        purpose: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum DirectoryCmd {
+    /// All countries' focal points; entries not confirmed recently are marked stale.
+    List {
+        /// Only this country.
+        #[arg(long)]
+        country: Option<String>,
+    },
+    /// Replace this node's own entries from a JSON file ({"contacts": [...]}).
+    Edit {
+        /// The file.
+        #[arg(long)]
+        file: PathBuf,
+    },
+    /// Sign a new version of this node's entries and send it to every peer.
+    Publish,
 }
 
 #[derive(Subcommand)]
@@ -126,6 +235,63 @@ enum ReferralCmd {
         #[arg(long)]
         to: String,
     },
+    /// Supervisor: approve sensitive categories (identity, family, health, child) for a referral.
+    Approve {
+        /// Case id (with --to) or the referral's message id.
+        referral: String,
+        /// Recipient country, when REFERRAL is a case id.
+        #[arg(long)]
+        to: Option<String>,
+        /// Categories, comma separated.
+        #[arg(long, value_delimiter = ',', required = true)]
+        categories: Vec<String>,
+    },
+    /// Release more fields of a sent referral (after consent or approval was added).
+    Disclose {
+        /// Case id (with --to) or the referral's message id.
+        referral: String,
+        /// Recipient country, when REFERRAL is a case id.
+        #[arg(long)]
+        to: Option<String>,
+        /// Field paths, comma separated.
+        #[arg(long, value_delimiter = ',')]
+        fields: Vec<String>,
+        /// Categories, comma separated.
+        #[arg(long, value_delimiter = ',')]
+        categories: Vec<String>,
+    },
+    /// Accept a received referral.
+    Accept {
+        /// The referral's message id, or its case reference with --from.
+        referral: String,
+        /// Referring country, when REFERRAL is a case reference.
+        #[arg(long)]
+        from: Option<String>,
+        /// The responsible institution.
+        #[arg(long)]
+        institution: String,
+        /// Its focal point (a role or functional mailbox).
+        #[arg(long, default_value = "")]
+        focal_point: String,
+    },
+    /// Decline a received referral, with a reason.
+    Decline {
+        /// The referral's message id, or its case reference with --from.
+        referral: String,
+        /// Referring country, when REFERRAL is a case reference.
+        #[arg(long)]
+        from: Option<String>,
+        /// Why (no personal data).
+        #[arg(long)]
+        reason: String,
+    },
+}
+
+fn name_referral(referral: String, peer: Option<String>) -> String {
+    match peer {
+        Some(cc) => format!("{referral}/{cc}"),
+        None => referral,
+    }
 }
 
 #[derive(Subcommand)]
@@ -281,6 +447,169 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         Cmd::Referral(ReferralCmd::Send { case_id, to }) => (
             Call::ReferralSend(api::ReferralSend { case_id, to }),
             render::View::Sent,
+            None,
+        ),
+        Cmd::Referral(ReferralCmd::Approve {
+            referral,
+            to,
+            categories,
+        }) => (
+            Call::ReferralApprove(api::ReferralApprove {
+                referral: name_referral(referral, to),
+                categories,
+            }),
+            render::View::Json,
+            None,
+        ),
+        Cmd::Referral(ReferralCmd::Disclose {
+            referral,
+            to,
+            fields,
+            categories,
+        }) => (
+            Call::ReferralDisclose(api::ReferralDisclose {
+                referral: name_referral(referral, to),
+                fields,
+                categories,
+            }),
+            render::View::Json,
+            None,
+        ),
+        Cmd::Referral(ReferralCmd::Accept {
+            referral,
+            from,
+            institution,
+            focal_point,
+        }) => (
+            Call::ReferralAnswer(api::ReferralAnswer {
+                referral: name_referral(referral, from),
+                decline: false,
+                responsible_institution: institution,
+                focal_point,
+                reason: String::new(),
+            }),
+            render::View::Json,
+            None,
+        ),
+        Cmd::Referral(ReferralCmd::Decline {
+            referral,
+            from,
+            reason,
+        }) => (
+            Call::ReferralAnswer(api::ReferralAnswer {
+                referral: name_referral(referral, from),
+                decline: true,
+                reason,
+                ..Default::default()
+            }),
+            render::View::Json,
+            None,
+        ),
+        Cmd::Case(CaseCmd::Timeline { id }) => (
+            Call::CaseTimeline(api::CaseTimeline { id }),
+            render::View::Timeline,
+            None,
+        ),
+        Cmd::Case(CaseCmd::Consent {
+            case_id,
+            withdraw,
+            give,
+            by,
+        }) => (
+            Call::CaseConsent(api::CaseConsent {
+                case_id,
+                withdraw: withdraw.unwrap_or_default(),
+                give: give.unwrap_or_default(),
+                by,
+            }),
+            render::View::Json,
+            None,
+        ),
+        Cmd::Case(CaseCmd::Close {
+            case_id,
+            to,
+            outcome,
+            date,
+        }) => (
+            Call::CaseClose(api::CaseClose {
+                case_id,
+                to,
+                outcome,
+                date,
+            }),
+            render::View::Json,
+            None,
+        ),
+        Cmd::Followup(FollowupCmd::Send {
+            case_id,
+            to,
+            phase,
+            status,
+            date,
+            fields_file,
+            in_reply_to,
+        }) => {
+            let fields_json = match fields_file {
+                Some(f) => {
+                    let text = String::from_utf8(read_file(&f)?)
+                        .map_err(|_| Failure::usage(format!("{}: not UTF-8 text", f.display())))?;
+                    if let Err(e) = serde_json::from_str::<Value>(&text) {
+                        return Err(Failure::usage(format!("{}: not JSON: {e}", f.display())));
+                    }
+                    text
+                }
+                None => String::new(),
+            };
+            (
+                Call::FollowUpSend(api::FollowUpSend {
+                    case_id,
+                    to,
+                    phase,
+                    status,
+                    date,
+                    fields_json,
+                    in_reply_to,
+                }),
+                render::View::Json,
+                None,
+            )
+        }
+        Cmd::Info(InfoCmd::Request {
+            case_id,
+            to,
+            fields,
+            categories,
+            purpose,
+        }) => (
+            Call::InfoRequest(api::InfoRequest {
+                case_id,
+                to,
+                fields,
+                categories,
+                purpose,
+            }),
+            render::View::Json,
+            None,
+        ),
+        Cmd::Directory(DirectoryCmd::List { country }) => (
+            Call::DirectoryList(api::DirectoryList {
+                country: country.unwrap_or_default(),
+            }),
+            render::View::Directory,
+            None,
+        ),
+        Cmd::Directory(DirectoryCmd::Edit { file }) => {
+            let json = String::from_utf8(read_file(&file)?)
+                .map_err(|_| Failure::usage(format!("{}: not UTF-8 text", file.display())))?;
+            (
+                Call::DirectoryEdit(api::DirectoryEdit { json }),
+                render::View::Json,
+                None,
+            )
+        }
+        Cmd::Directory(DirectoryCmd::Publish) => (
+            Call::DirectoryPublish(api::DirectoryPublish {}),
+            render::View::Json,
             None,
         ),
         Cmd::Inbox => (Call::Inbox(api::Inbox {}), render::View::Inbox, None),

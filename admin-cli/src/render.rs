@@ -18,6 +18,9 @@ pub(crate) enum View {
     Sent,
     Inbox,
     Message,
+    Timeline,
+    Directory,
+    Json,
 }
 
 fn s(v: &Value, k: &str) -> String {
@@ -106,6 +109,15 @@ pub(crate) fn render(view: &View, v: &Value) -> String {
                 &["peer", "state", "last contact", "outbox", "oldest pending", "last error"],
                 &rows,
             ));
+            let overdue = list(v, "overdue");
+            if !overdue.is_empty() {
+                out.push_str("\nOVERDUE referrals (no acceptance or decline by the response date):\n");
+                let rows: Vec<Vec<String>> = overdue
+                    .iter()
+                    .map(|t| vec![s(t, "case_ref"), s(t, "peer"), s(t, "role"), s(t, "response_due")])
+                    .collect();
+                out.push_str(&table(&["case", "with", "role", "due"], &rows));
+            }
             out
         }
         View::Peer => format!("pinned peer\n{}", peer_block(v)),
@@ -190,9 +202,74 @@ pub(crate) fn render(view: &View, v: &Value) -> String {
         View::Inbox => {
             let rows: Vec<Vec<String>> = list(v, "messages")
                 .iter()
-                .map(|m| vec![s(m, "id"), s(m, "from"), s(m, "kind"), s(m, "case_ref"), s(m, "received"), s(m, "fields")])
+                .map(|m| {
+                    let cats: Vec<&str> = list(m, "categories").iter().filter_map(Value::as_str).collect();
+                    vec![s(m, "id"), s(m, "from"), s(m, "kind"), s(m, "case_ref"), s(m, "received"), cats.join(",")]
+                })
                 .collect();
-            table(&["message", "from", "kind", "case", "received", "fields"], &rows)
+            table(&["message", "from", "kind", "case", "received", "categories"], &rows)
+        }
+        View::Timeline => {
+            let mut out = format!("case {}\n", s(v, "case"));
+            for t in list(v, "threads") {
+                out.push_str(&format!(
+                    "  with {} ({}): {}{}  phase: {}  due: {}\n",
+                    s(t, "peer"),
+                    s(t, "role"),
+                    s(t, "state"),
+                    if t.get("overdue") == Some(&Value::Bool(true)) { " OVERDUE" } else { "" },
+                    s(t, "phase"),
+                    s(t, "response_due"),
+                ));
+            }
+            let rows: Vec<Vec<String>> = list(v, "messages")
+                .iter()
+                .map(|m| {
+                    let ver = m.get("verification").cloned().unwrap_or(Value::Null);
+                    let del = m.get("delivery").cloned().unwrap_or(Value::Null);
+                    vec![
+                        s(m, "created"),
+                        if s(m, "direction") == "sent" { format!("→ {}", s(m, "peer")) } else { format!("← {}", s(m, "peer")) },
+                        s(m, "kind"),
+                        s(m, "summary"),
+                        s(&ver, "signature"),
+                        s(&del, "state"),
+                    ]
+                })
+                .collect();
+            out.push_str(&table(&["time", "way", "kind", "summary", "signature", "delivery"], &rows));
+            out
+        }
+        View::Directory => {
+            let rows: Vec<Vec<String>> = list(v, "entries")
+                .iter()
+                .map(|e| {
+                    let ch: Vec<&str> = list(e, "channels").iter().filter_map(Value::as_str).collect();
+                    vec![
+                        s(e, "country"),
+                        s(e, "role"),
+                        format!("{} {}", s(e, "institution"), s(e, "unit")).trim().to_string(),
+                        ch.join(" "),
+                        s(e, "hours"),
+                        s(e, "last_confirmed"),
+                        if e.get("stale") == Some(&Value::Bool(true)) { "STALE".into() } else { String::new() },
+                    ]
+                })
+                .collect();
+            table(&["country", "role", "institution", "channels", "hours", "confirmed", ""], &rows)
+        }
+        View::Json => {
+            let mut out = String::new();
+            if let Some(m) = v.as_object() {
+                for (k, x) in m {
+                    let shown = match x {
+                        Value::String(t) => t.clone(),
+                        other => other.to_string(),
+                    };
+                    out.push_str(&format!("{k}: {shown}\n"));
+                }
+            }
+            out
         }
         View::Message => {
             let ver = v.get("verification").cloned().unwrap_or(Value::Null);

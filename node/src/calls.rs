@@ -125,6 +125,7 @@ fn status(ctx: &Ctx) -> Result<Value, CallError> {
         "signing_key": signing::fingerprint(&ctx.keys.public_key()),
         "tls_certificate": signing::fingerprint(&ctx.keys.tls_cert),
         "peers": peers,
+        "overdue": ctx.store.threads()?.iter().filter(|t| is_overdue(ctx, t)).map(|t| thread_json(ctx, t)).collect::<Vec<_>>(),
         "outbox_total": depths.values().map(|d| d.0).sum::<u64>(),
         "received_total": ctx.store.received_count(),
         "audit_entries": ctx.store.audit_len(),

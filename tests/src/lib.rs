@@ -67,6 +67,21 @@ impl TestNode {
         std::fs::write(&path, f(&text)).unwrap();
     }
 
+    /// Changes node.toml through the typed configuration before start.
+    pub fn configure(&self, f: impl FnOnce(&mut trm_node::config::NodeConfig)) {
+        let mut cfg = trm_node::config::NodeConfig::load(&self.dir).unwrap();
+        f(&mut cfg);
+        std::fs::write(self.dir.join("node.toml"), cfg.to_toml()).unwrap();
+    }
+
+    /// One admin call as `cred`; panics with the node's message on failure.
+    pub async fn ok(&self, cred: &Credential, call: Call) -> Value {
+        match self.call_as(cred, call).await {
+            Ok(v) => v,
+            Err(e) => panic!("{} call failed: {e}", self.country),
+        }
+    }
+
     /// Starts the node on its addresses.
     pub async fn start(&mut self) {
         let mut last = None;
@@ -206,4 +221,45 @@ pub fn small_case(case_ref: &str) -> String {
         "exploitation": { "forms": ["labour"], "victim_status": "presumed" }
     })
     .to_string()
+}
+
+/// The example adult case with a different case reference (and optionally a different
+/// family name).
+pub fn adult_case(case_ref: &str, family_name: Option<&str>) -> String {
+    let mut v: Value = serde_json::from_str(&example("adult-labour.json")).unwrap();
+    v["reference"]["case_ref"] = Value::String(case_ref.into());
+    if let Some(n) = family_name {
+        v["identity"]["family_name"] = Value::String(n.into());
+    }
+    v.to_string()
+}
+
+/// Every category name.
+pub fn all_categories() -> Vec<String> {
+    trm_proto::template::ALL_CATEGORIES
+        .iter()
+        .map(|c| trm_proto::template::category_name(*c).to_string())
+        .collect()
+}
+
+/// Searches every file under `dir` for `needle`; returns the files that contain it.
+pub fn files_containing(dir: &Path, needle: &[u8]) -> Vec<PathBuf> {
+    let mut hits = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if let Ok(bytes) = std::fs::read(&p) {
+                if bytes.windows(needle.len()).any(|w| w == needle) {
+                    hits.push(p);
+                }
+            }
+        }
+    }
+    hits
 }
