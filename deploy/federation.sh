@@ -46,6 +46,11 @@ for cc in "${countries[@]}"; do
   i=$((i + 1))
 done
 
+# Italy's law (in this demo) lets it send every category to Albania and France; what leaves
+# is still cut down by each receiver's acceptance profile, consent and a supervisor's approval.
+all='["reference", "exploitation", "assistance", "risk", "return", "proceedings", "identity", "family", "health", "child"]'
+sed -i "s/^\[outgoing\]\$/[outgoing]\nAL = $all\nFR = $all/" "$data/IT/node.toml"
+
 for cc in "${countries[@]}"; do
   "$node" run --dir "$data/$cc" 2>"$data/$cc.log" &
   pids+=($!)
@@ -72,13 +77,19 @@ done
 echo "== three nodes running and pinned to each other"
 
 "$admin" --cred "$data/IT/operator.cred" officer add "Officer Rossi-Example" --role officer --out "$data/it-officer.cred" >/dev/null
+"$admin" --cred "$data/IT/operator.cred" officer add "Supervisor Bianchi-Example" --role supervisor --out "$data/it-supervisor.cred" >/dev/null
+"$admin" --cred "$data/FR/operator.cred" officer add "Officer Martin-Example" --role officer --out "$data/fr-officer.cred" >/dev/null
 "$admin" --cred "$data/AL/operator.cred" officer add "Officer Hoxha-Example" --role officer --out "$data/al-officer.cred" >/dev/null
 
 echo "== Italy records a synthetic case and previews the referral to Albania"
 "$admin" --cred "$data/it-officer.cred" case create --file examples/adult-labour.json
 case_id=$("$admin" --cred "$data/it-officer.cred" --json case list | sed -n 's/.*"id": "\([^"]*\)".*/\1/p' | head -n 1)
+echo "== a supervisor approves identity and health for the referral to Albania (four eyes)"
+"$admin" --cred "$data/it-supervisor.cred" referral approve "$case_id" --to AL --categories identity,health
 "$admin" --cred "$data/it-officer.cred" referral preview "$case_id" --to AL
 "$admin" --cred "$data/it-officer.cred" referral send "$case_id" --to AL
+echo "== the same case to France, whose law lets it receive no personal data"
+"$admin" --cred "$data/it-officer.cred" referral send "$case_id" --to FR
 
 echo "== waiting for Albania's signed receipt"
 for _ in $(seq 1 50); do
@@ -90,6 +101,13 @@ echo "== Albania's inbox"
 msg=$("$admin" --cred "$data/al-officer.cred" --json inbox | sed -n 's/.*"id": "\([0-9a-f]*\)".*/\1/p' | head -n 1)
 echo "== what Albania received, with its verification"
 "$admin" --cred "$data/al-officer.cred" message show "$msg"
+echo "== Albania accepts; Italy's timeline of the case"
+"$admin" --cred "$data/al-officer.cred" referral accept "$msg" --institution "Albania national referral unit (synthetic)" --focal-point "TRM duty desk" >/dev/null
+sleep 1
+"$admin" --cred "$data/it-officer.cred" case timeline "$case_id"
+echo "== what France received: no identity, family, health or child section"
+fr_msg=$("$admin" --cred "$data/fr-officer.cred" --json inbox | sed -n 's/.*"id": "\([0-9a-f]*\)".*/\1/p' | head -n 1)
+"$admin" --cred "$data/fr-officer.cred" --json message show "$fr_msg" | grep -E '^    "[a-z]+": \{' || true
 echo "== Italy's status"
 "$admin" --cred "$data/it-officer.cred" status
 
@@ -98,10 +116,11 @@ cat <<TXT
 The federation keeps running (logs in $data/*.log). Try next:
   export TRM_CRED=$data/it-officer.cred
   $admin case template
+  $admin case timeline $case_id
   $admin referral preview $case_id --to FR
-  $admin referral send $case_id --to FR
+  TRM_CRED=$data/al-officer.cred $admin followup send $case_id --to IT --phase return --status "reception planned"
+  $admin case consent $case_id --withdraw health      # erases here, asks Albania to erase
   $admin status
-  TRM_CRED=$data/al-officer.cred $admin inbox
 Press Ctrl-C to stop the nodes (their outboxes are kept on disk).
 TXT
 wait
