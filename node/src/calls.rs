@@ -480,23 +480,8 @@ async fn referral_send(
     to: &str,
 ) -> Result<Value, CallError> {
     let ((case, fields), decisions) = preview(ctx, case_id, to, &caller.name).await?;
-    let pairs: Vec<(String, Vec<u8>)> = fields
-        .iter()
-        .map(|f| (f.path.clone(), f.value.clone()))
-        .collect();
-    let c = commit::commit(&pairs, &mut rand::rngs::OsRng)
+    let (c, released) = crate::policy::commit_and_release(&fields, &decisions)
         .map_err(|e| CallError::msg(format!("cannot commit the case: {e}")))?;
-    let released_paths: BTreeSet<&str> = decisions
-        .iter()
-        .filter(|d| d.released)
-        .map(|d| d.path.as_str())
-        .collect();
-    let released: Vec<pb::FieldDisclosure> = c
-        .disclosures
-        .iter()
-        .filter(|d| released_paths.contains(d.path.as_str()))
-        .cloned()
-        .collect();
     let extensions: Vec<pb::ExtensionField> = ctx
         .template
         .extensions()

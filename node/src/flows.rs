@@ -8,7 +8,7 @@ use std::sync::Arc;
 use serde_json::{json, Value};
 use trm_proto::admin as api;
 use trm_proto::pb::{self, body::Payload, Category};
-use trm_proto::{commit, template};
+use trm_proto::template;
 
 use crate::admin::{CallError, Caller};
 use crate::calls::{self, load_case};
@@ -363,23 +363,8 @@ pub async fn follow_up(
         &r.to,
         &approved,
     );
-    let pairs: Vec<(String, Vec<u8>)> = fields
-        .iter()
-        .map(|f| (f.path.clone(), f.value.clone()))
-        .collect();
-    let c = commit::commit(&pairs, &mut rand::rngs::OsRng)
-        .map_err(|e| CallError::msg(e.to_string()))?;
-    let ok: BTreeSet<&str> = decisions
-        .iter()
-        .filter(|d| d.released)
-        .map(|d| d.path.as_str())
-        .collect();
-    let released: Vec<pb::FieldDisclosure> = c
-        .disclosures
-        .iter()
-        .filter(|d| ok.contains(d.path.as_str()))
-        .cloned()
-        .collect();
+    let (c, released) = crate::policy::commit_and_release(&fields, &decisions)
+        .map_err(|e| CallError::msg(format!("cannot commit the fields: {e}")))?;
     let in_reply_to = if r.in_reply_to.is_empty() {
         vec![]
     } else {

@@ -152,3 +152,28 @@ pub fn check_disclosures(
     }
     Ok(())
 }
+
+/// Commits every field with fresh salts and picks the disclosures `decisions` release.
+pub fn commit_and_release(
+    fields: &[pb::FieldDisclosure],
+    decisions: &[FieldDecision],
+) -> Result<(trm_proto::commit::Commitment, Vec<pb::FieldDisclosure>), trm_proto::commit::CommitError>
+{
+    let pairs: Vec<(String, Vec<u8>)> = fields
+        .iter()
+        .map(|f| (f.path.clone(), f.value.clone()))
+        .collect();
+    let c = trm_proto::commit::commit(&pairs, &mut rand::rngs::OsRng)?;
+    let released: BTreeSet<&str> = decisions
+        .iter()
+        .filter(|d| d.released)
+        .map(|d| d.path.as_str())
+        .collect();
+    let out = c
+        .disclosures
+        .iter()
+        .filter(|d| released.contains(d.path.as_str()))
+        .cloned()
+        .collect();
+    Ok((c, out))
+}

@@ -5,12 +5,14 @@ use std::net::{SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use prost::Message;
 use serde_json::Value;
 use trm_node::admin::client::{AdminClient, ClientError};
 use trm_node::identity::{self, Credential, NodeKeys};
 use trm_node::{NodeHandle, StartOptions};
 use trm_proto::admin as api;
 use trm_proto::admin::admin_request::Call;
+use trm_proto::pb;
 
 /// Installs the crypto provider once per test process.
 pub fn setup() {
@@ -117,6 +119,19 @@ impl TestNode {
         if let Some(h) = self.handle.take() {
             h.shutdown().await;
         }
+    }
+
+    /// Stops the node and drops it.
+    pub async fn finish(mut self) {
+        self.stop().await;
+    }
+
+    /// True once the sent message `id_hex` has a stored receipt.
+    pub fn delivered(&self, id_hex: &str) -> bool {
+        let id = hex::decode(id_hex).expect("hex id");
+        self.ctx().store.sent(&id).expect("store").is_some_and(|s| {
+            trm_node::store::SentState::from_u32(s.state) == trm_node::store::SentState::Delivered
+        })
     }
 
     /// The card file bytes.
@@ -262,4 +277,91 @@ pub fn files_containing(dir: &Path, needle: &[u8]) -> Vec<PathBuf> {
         }
     }
     hits
+}
+
+/// A raw peer connection to `to` presenting `cert`/`key`, pinned to `to`'s certificate.
+pub async fn raw_conn_with(
+    to: &TestNode,
+    cert: rustls::pki_types::CertificateDer<'static>,
+    key: rustls::pki_types::PrivateKeyDer<'static>,
+) -> Result<quinn::Connection, String> {
+    let fp = trm_proto::signing::sha256(&to.keys().tls_cert);
+    let cfg = trm_node::tls::client_config(
+        cert,
+        key,
+        fp,
+        trm_proto::ALPN_PEER,
+        trm_node::tls::QuicLimits {
+            max_streams: 8,
+            window: 2 << 20,
+            idle_timeout: Duration::from_secs(5),
+        },
+    )
+    .map_err(|e| e.to_string())?;
+    let sock = UdpSocket::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+    let ep = trm_node::transport::endpoint(sock, None).map_err(|e| e.to_string())?;
+    ep.connect_with(cfg, to.peer_addr, trm_node::tls::SERVER_NAME)
+        .map_err(|e| e.to_string())?
+        .await
+        .map_err(|e| e.to_string())
+}
+
+/// A raw peer connection from `from` (its real certificate) to `to`.
+pub async fn raw_peer(from: &TestNode, to: &TestNode) -> quinn::Connection {
+    let k = from.keys();
+    raw_conn_with(to, k.tls_cert.clone(), k.tls_key.clone_key())
+        .await
+        .expect("raw peer connection")
+}
+
+/// An envelope from `from` to `to`, signed with `from`'s key, with a fresh id.
+pub fn signed_envelope(
+    from: &TestNode,
+    to: &str,
+    case_ref: &str,
+    payload: pb::body::Payload,
+    in_reply_to: Vec<u8>,
+) -> pb::Envelope {
+    let body = pb::Body {
+        version: 1,
+        message_id: rand::random::<[u8; 16]>().to_vec(),
+        sender: from.country.clone(),
+        recipient: to.into(),
+        created_ms: trm_node::time::now_ms(),
+        in_reply_to,
+        case_ref: case_ref.into(),
+        payload: Some(payload),
+    };
+    sign_body(&from.keys(), &body)
+}
+
+/// Signs `body` as an envelope with `keys`.
+pub fn sign_body(keys: &NodeKeys, body: &pb::Body) -> pb::Envelope {
+    let b = body.encode_to_vec();
+    pb::Envelope {
+        signature: trm_proto::signing::sign(&keys.signing, trm_proto::signing::Tag::Envelope, &b)
+            .to_vec(),
+        signer: keys.public_key().to_vec(),
+        body: b,
+    }
+}
+
+/// Sends one transmission on `conn` and reads the answer.
+pub async fn transmit(conn: &quinn::Connection, t: pb::Transmission) -> pb::PeerResponse {
+    let req = pb::PeerRequest {
+        kind: Some(pb::peer_request::Kind::Transmission(t)),
+    };
+    trm_node::transport::request(conn, &req, 1 << 20, Duration::from_secs(5))
+        .await
+        .expect("peer answer")
+}
+
+/// The rejection in `resp` (panics on a receipt).
+pub fn rejection_of(resp: &pb::PeerResponse) -> pb::Rejection {
+    match &resp.kind {
+        Some(pb::peer_response::Kind::Rejection(s)) => {
+            pb::Rejection::decode(s.body.as_slice()).expect("rejection body")
+        }
+        other => panic!("expected a rejection, got {other:?}"),
+    }
 }

@@ -1,13 +1,10 @@
 //! Minimal disclosure: each country sends only what its law, the receiver's law, the person's
 //! consent and a supervisor allow, verifiably; erasure; encryption at rest.
 
-use std::time::Duration;
-
 use prost::Message;
 use serde_json::Value;
-use trm_node::store::SentState;
 use trm_proto::admin::{self as api, admin_request::Call};
-use trm_proto::pb::{self, peer_response, RejectReason};
+use trm_proto::pb::{self, RejectReason};
 use trm_proto::signing::{self, Tag};
 use trm_tests::*;
 
@@ -19,10 +16,6 @@ const NON_PERSONAL: [&str; 6] = [
     "return",
     "proceedings",
 ];
-
-async fn stop(mut n: TestNode) {
-    n.stop().await;
-}
 
 /// IT (all categories allowed to AL and FR by its law), AL (accepts all), FR (no personal data).
 async fn federation(tmp: &std::path::Path) -> (TestNode, TestNode, TestNode) {
@@ -39,14 +32,6 @@ async fn federation(tmp: &std::path::Path) -> (TestNode, TestNode, TestNode) {
     fr.start().await;
     pin_all(&[&it, &al, &fr]).await;
     (it, al, fr)
-}
-
-fn delivered(node: &TestNode, id: &str) -> bool {
-    node.ctx()
-        .store
-        .sent(&hex::decode(id).unwrap())
-        .unwrap()
-        .is_some_and(|s| SentState::from_u32(s.state) == SentState::Delivered)
 }
 
 async fn send(
@@ -66,7 +51,7 @@ async fn send(
         .await;
     let id = v["message"].as_str().unwrap().to_string();
     assert!(
-        wait_until(15, || delivered(node, &id)).await,
+        wait_until(15, || node.delivered(&id)).await,
         "referral to {to} delivered"
     );
     id
@@ -212,7 +197,7 @@ async fn the_france_rule_and_consent_and_approval() {
         assert!(secs.contains(&ok.to_string()), "France can read {ok}");
     }
     for n in [it, al, fr] {
-        stop(n).await;
+        n.finish().await;
     }
 }
 
@@ -268,76 +253,7 @@ async fn four_eyes_an_officer_cannot_approve_their_own_referral() {
         "an approval by the sending officer's own name does not count"
     );
     for n in [it, al, fr] {
-        stop(n).await;
-    }
-}
-
-async fn raw_conn(from: &TestNode, to: &TestNode) -> quinn::Connection {
-    let k = from.keys();
-    let fp = signing::sha256(&to.keys().tls_cert);
-    let cfg = trm_node::tls::client_config(
-        k.tls_cert.clone(),
-        k.tls_key.clone_key(),
-        fp,
-        trm_proto::ALPN_PEER,
-        trm_node::tls::QuicLimits {
-            max_streams: 8,
-            window: 2 << 20,
-            idle_timeout: Duration::from_secs(5),
-        },
-    )
-    .unwrap();
-    let ep = trm_node::transport::endpoint(std::net::UdpSocket::bind("127.0.0.1:0").unwrap(), None)
-        .unwrap();
-    ep.connect_with(cfg, to.peer_addr, trm_node::tls::SERVER_NAME)
-        .unwrap()
-        .await
-        .unwrap()
-}
-
-async fn transmit(conn: &quinn::Connection, t: pb::Transmission) -> pb::PeerResponse {
-    let req = pb::PeerRequest {
-        kind: Some(pb::peer_request::Kind::Transmission(t)),
-    };
-    trm_node::transport::request(conn, &req, 1 << 20, Duration::from_secs(5))
-        .await
-        .unwrap()
-}
-
-fn signed_body(
-    from: &TestNode,
-    to: &str,
-    case_ref: &str,
-    payload: pb::body::Payload,
-    in_reply_to: Vec<u8>,
-) -> pb::Envelope {
-    let keys = from.keys();
-    let mut id = [0u8; 16];
-    rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut id);
-    let body = pb::Body {
-        version: 1,
-        message_id: id.to_vec(),
-        sender: from.country.clone(),
-        recipient: to.into(),
-        created_ms: trm_node::time::now_ms(),
-        in_reply_to,
-        case_ref: case_ref.into(),
-        payload: Some(payload),
-    }
-    .encode_to_vec();
-    pb::Envelope {
-        signature: signing::sign(&keys.signing, Tag::Envelope, &body).to_vec(),
-        signer: keys.public_key().to_vec(),
-        body,
-    }
-}
-
-fn rejection(resp: &pb::PeerResponse) -> pb::Rejection {
-    match &resp.kind {
-        Some(peer_response::Kind::Rejection(s)) => {
-            pb::Rejection::decode(s.body.as_slice()).unwrap()
-        }
-        other => panic!("expected a rejection, got {other:?}"),
+        n.finish().await;
     }
 }
 
@@ -345,7 +261,7 @@ fn rejection(resp: &pb::PeerResponse) -> pb::Rejection {
 async fn a_sender_disclosing_beyond_the_acceptance_profile_or_forging_is_rejected() {
     let tmp = tempfile::tempdir().unwrap();
     let (it, al, fr) = federation(tmp.path()).await;
-    let conn = raw_conn(&it, &fr).await;
+    let conn = raw_peer(&it, &fr).await;
     let fields = vec![
         (
             "reference.case_ref".to_string(),
@@ -362,14 +278,14 @@ async fn a_sender_disclosing_beyond_the_acceptance_profile_or_forging_is_rejecte
         })
     };
     // Beyond France's acceptance profile: refused, the field named, nothing stored.
-    let env = signed_body(
+    let env = signed_envelope(
         &it,
         "FR",
         "IT-EVIL-0001",
         referral(c.digest_bytes()),
         vec![],
     );
-    let r = rejection(
+    let r = rejection_of(
         &transmit(
             &conn,
             pb::Transmission {
@@ -391,15 +307,15 @@ async fn a_sender_disclosing_beyond_the_acceptance_profile_or_forging_is_rejecte
     let mut forged = c.disclosures.clone();
     forged.retain(|d| d.path == "reference.case_ref");
     forged[0].value = b"\"IT-EVIL-0002\"".to_vec();
-    let env = signed_body(
+    let env = signed_envelope(
         &it,
         "AL",
         "IT-EVIL-0001",
         referral(c.digest_bytes()),
         vec![],
     );
-    let conn_al = raw_conn(&it, &al).await;
-    let r = rejection(
+    let conn_al = raw_peer(&it, &al).await;
+    let r = rejection_of(
         &transmit(
             &conn_al,
             pb::Transmission {
@@ -412,7 +328,7 @@ async fn a_sender_disclosing_beyond_the_acceptance_profile_or_forging_is_rejecte
     assert_eq!(r.reason, RejectReason::BadDisclosure as i32);
     assert_eq!(al.ctx().store.received_count(), 0);
     for n in [it, al, fr] {
-        stop(n).await;
+        n.finish().await;
     }
 }
 
@@ -474,7 +390,7 @@ async fn a_later_disclosure_verifies_against_the_original_signature() {
         )
         .await;
     let disclosure = v["message"].as_str().unwrap().to_string();
-    assert!(wait_until(15, || delivered(&it, &disclosure)).await);
+    assert!(wait_until(15, || it.delivered(&disclosure)).await);
     let got = al
         .ok(
             &al_officer,
@@ -516,7 +432,7 @@ async fn a_later_disclosure_verifies_against_the_original_signature() {
     )
     .unwrap();
     for n in [it, al, fr] {
-        stop(n).await;
+        n.finish().await;
     }
 }
 
@@ -700,5 +616,5 @@ async fn retention_expiry_erases_with_a_controllable_clock() {
         "other categories kept"
     );
     assert_eq!(shown["erased"], serde_json::json!(["health"]));
-    stop(it).await;
+    it.finish().await;
 }

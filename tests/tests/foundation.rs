@@ -100,12 +100,8 @@ async fn happy_path_referral_is_stored_and_receipted() {
         .await
         .unwrap();
     assert_eq!(status["peers"][0]["state"], "reachable");
-    stop(it).await;
-    stop(al).await;
-}
-
-async fn stop(mut n: TestNode) {
-    n.stop().await;
+    it.finish().await;
+    al.finish().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -125,8 +121,8 @@ async fn receiver_down_when_sent_is_delivered_exactly_once_when_it_starts() {
     al.start().await;
     assert!(wait_until(30, || sent_state(&it, &id) == SentState::Delivered).await);
     assert_eq!(al.ctx().store.received_count(), 1);
-    stop(it).await;
-    stop(al).await;
+    it.finish().await;
+    al.finish().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -149,38 +145,8 @@ async fn sender_restarted_with_full_outbox_delivers_each_exactly_once() {
     );
     assert_eq!(al.ctx().store.received_count(), 5);
     assert!(it.ctx().store.outbox_depths().unwrap().is_empty());
-    stop(it).await;
-    stop(al).await;
-}
-
-/// A raw peer connection presenting `cert`/`key`, pinned to `to`'s certificate.
-async fn raw_conn(
-    to: &TestNode,
-    cert: rustls::pki_types::CertificateDer<'static>,
-    key: rustls::pki_types::PrivateKeyDer<'static>,
-) -> Result<quinn::Connection, String> {
-    let fp = signing::sha256(&to.keys().tls_cert);
-    let cfg = trm_node::tls::client_config(
-        cert,
-        key,
-        fp,
-        trm_proto::ALPN_PEER,
-        trm_node::tls::QuicLimits {
-            max_streams: 8,
-            window: 2 << 20,
-            idle_timeout: Duration::from_secs(5),
-        },
-    )
-    .unwrap();
-    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-    let ep = trm_node::transport::endpoint(sock, None).unwrap();
-    let conn = ep
-        .connect_with(cfg, to.peer_addr, trm_node::tls::SERVER_NAME)
-        .map_err(|e| e.to_string())?
-        .await
-        .map_err(|e| e.to_string())?;
-    // The server may still close right after the handshake: probe with one stream.
-    Ok(conn)
+    it.finish().await;
+    al.finish().await;
 }
 
 async fn exchange(conn: &quinn::Connection, bytes: &[u8]) -> Result<pb::PeerResponse, String> {
@@ -191,15 +157,6 @@ async fn exchange(conn: &quinn::Connection, bytes: &[u8]) -> Result<pb::PeerResp
         .await
         .map_err(|e| e.to_string())?;
     pb::PeerResponse::decode(frame.as_slice()).map_err(|e| e.to_string())
-}
-
-fn envelope(keys: &trm_node::identity::NodeKeys, body: &pb::Body) -> pb::Envelope {
-    let b = body.encode_to_vec();
-    pb::Envelope {
-        signature: signing::sign(&keys.signing, Tag::Envelope, &b).to_vec(),
-        signer: keys.public_key().to_vec(),
-        body: b,
-    }
 }
 
 fn referral_body(from: &str, to: &str, id: [u8; 16]) -> pb::Body {
@@ -251,7 +208,7 @@ async fn unpinned_and_certificateless_clients_are_refused() {
         use rustls::pki_types::pem::PemObject;
         rustls::pki_types::PrivateKeyDer::from_pem_slice(stranger.key_pem.as_bytes()).unwrap()
     };
-    let r = match raw_conn(&al, cert, key).await {
+    let r = match raw_conn_with(&al, cert, key).await {
         Err(e) => Err(e),
         Ok(c) => exchange(&c, &frame(pb::Transmission::default()))
             .await
@@ -286,8 +243,8 @@ async fn unpinned_and_certificateless_clients_are_refused() {
     };
     assert!(r.is_err(), "client without certificate must be refused");
     assert_eq!(al.ctx().store.received_count(), 0);
-    stop(it).await;
-    stop(al).await;
+    it.finish().await;
+    al.finish().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -301,14 +258,14 @@ async fn forged_sender_tampered_signature_and_oversized_frames_are_rejected() {
     fr.start().await;
     pin_all(&[&it, &al, &fr]).await;
     let itk = it.keys();
-    let conn = raw_conn(&al, itk.tls_cert.clone(), itk.tls_key.clone_key())
+    let conn = raw_conn_with(&al, itk.tls_cert.clone(), itk.tls_key.clone_key())
         .await
         .unwrap();
 
     // Italy's connection claiming France as the sender, signed with France's real key.
     let frk = fr.keys();
     let t = pb::Transmission {
-        envelope: Some(envelope(&frk, &referral_body("FR", "AL", [1; 16]))),
+        envelope: Some(sign_body(&frk, &referral_body("FR", "AL", [1; 16]))),
         disclosures: vec![],
     };
     let r = rejection(&exchange(&conn, &frame(t)).await.unwrap(), &al);
@@ -316,14 +273,14 @@ async fn forged_sender_tampered_signature_and_oversized_frames_are_rejected() {
 
     // Recipient is not this node.
     let t = pb::Transmission {
-        envelope: Some(envelope(&itk, &referral_body("IT", "FR", [2; 16]))),
+        envelope: Some(sign_body(&itk, &referral_body("IT", "FR", [2; 16]))),
         disclosures: vec![],
     };
     let r = rejection(&exchange(&conn, &frame(t)).await.unwrap(), &al);
     assert_eq!(r.reason, RejectReason::WrongRecipient as i32);
 
     // A tampered signature.
-    let mut env = envelope(&itk, &referral_body("IT", "AL", [3; 16]));
+    let mut env = sign_body(&itk, &referral_body("IT", "AL", [3; 16]));
     env.signature[10] ^= 0x40;
     let r = rejection(
         &exchange(
@@ -355,7 +312,7 @@ async fn forged_sender_tampered_signature_and_oversized_frames_are_rejected() {
 
     assert_eq!(al.ctx().store.received_count(), 0, "nothing stored");
     for n in [it, al, fr] {
-        stop(n).await;
+        n.finish().await;
     }
 }
 
@@ -363,7 +320,7 @@ async fn forged_sender_tampered_signature_and_oversized_frames_are_rejected() {
 async fn same_message_id_twice_is_stored_once_with_the_same_receipt() {
     let (_tmp, it, al) = pair().await;
     let itk = it.keys();
-    let conn = raw_conn(&al, itk.tls_cert.clone(), itk.tls_key.clone_key())
+    let conn = raw_conn_with(&al, itk.tls_cert.clone(), itk.tls_key.clone_key())
         .await
         .unwrap();
     let c = trm_proto::commit::commit(
@@ -379,7 +336,7 @@ async fn same_message_id_twice_is_stored_once_with_the_same_receipt() {
         r.digests = c.digest_bytes();
     }
     let t = pb::Transmission {
-        envelope: Some(envelope(&itk, &body)),
+        envelope: Some(sign_body(&itk, &body)),
         disclosures: c.disclosures.clone(),
     };
     let first = exchange(&conn, &frame(t.clone())).await.unwrap();
@@ -390,8 +347,8 @@ async fn same_message_id_twice_is_stored_once_with_the_same_receipt() {
     );
     assert_eq!(first, second, "the same receipt, byte for byte");
     assert_eq!(al.ctx().store.received_count(), 1);
-    stop(it).await;
-    stop(al).await;
+    it.finish().await;
+    al.finish().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -421,6 +378,6 @@ async fn officer_without_the_right_role_is_refused() {
         .unwrap_err();
     assert!(err.to_string().contains("needs role operator"), "{err}");
     assert!(it.ctx().peers.get("AL").is_some(), "nothing changed");
-    stop(it).await;
-    stop(al).await;
+    it.finish().await;
+    al.finish().await;
 }

@@ -5,15 +5,10 @@ use std::time::Duration;
 
 use prost::Message;
 use serde_json::json;
-use trm_node::store::SentState;
 use trm_proto::admin::{self as api, admin_request::Call};
 use trm_proto::pb::{self, peer_response, RejectReason};
 use trm_proto::signing::{self, Tag};
 use trm_tests::*;
-
-async fn stop(mut n: TestNode) {
-    n.stop().await;
-}
 
 async fn pair(tmp: &std::path::Path) -> (TestNode, TestNode) {
     let mut it = TestNode::init(tmp, "IT");
@@ -24,19 +19,11 @@ async fn pair(tmp: &std::path::Path) -> (TestNode, TestNode) {
     (it, al)
 }
 
-fn delivered(node: &TestNode, id: &str) -> bool {
-    node.ctx()
-        .store
-        .sent(&hex::decode(id).unwrap())
-        .unwrap()
-        .is_some_and(|s| SentState::from_u32(s.state) == SentState::Delivered)
-}
-
 async fn sent_ok(node: &TestNode, cred: &trm_node::identity::Credential, call: Call) -> String {
     let v = node.ok(cred, call).await;
     let id = v["message"].as_str().unwrap().to_string();
     assert!(
-        wait_until(15, || delivered(node, &id)).await,
+        wait_until(15, || node.delivered(&id)).await,
         "delivered: {v}"
     );
     id
@@ -244,8 +231,8 @@ async fn a_full_case_across_two_nodes() {
         .await
         .unwrap_err();
     assert!(err.to_string().contains("closed"), "{err}");
-    stop(it).await;
-    stop(al).await;
+    it.finish().await;
+    al.finish().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -306,8 +293,8 @@ async fn an_overdue_referral_shows_on_both_sides_and_a_decline_ends_it() {
     assert!(wait_until(10, || thread_state(&it, "AL", "IT-LIFE-0002") == "declined").await);
     let st = it.ok(&it_off, Call::Status(api::Status {})).await;
     assert_eq!(st["overdue"].as_array().unwrap().len(), 0);
-    stop(it).await;
-    stop(al).await;
+    it.finish().await;
+    al.finish().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -340,8 +327,8 @@ async fn a_child_case_requires_the_child_section() {
         msg.contains("child.unaccompanied") && msg.contains("child.guardian_appointed"),
         "{msg}"
     );
-    stop(it).await;
-    stop(al).await;
+    it.finish().await;
+    al.finish().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -402,50 +389,12 @@ async fn extension_fields_reach_a_node_that_does_not_know_them() {
         pb::Category::Assistance as i32,
         "declared category kept"
     );
-    stop(it).await;
-    stop(al).await;
-}
-
-async fn raw_conn(from: &TestNode, to: &TestNode) -> quinn::Connection {
-    let k = from.keys();
-    let cfg = trm_node::tls::client_config(
-        k.tls_cert.clone(),
-        k.tls_key.clone_key(),
-        signing::sha256(&to.keys().tls_cert),
-        trm_proto::ALPN_PEER,
-        trm_node::tls::QuicLimits {
-            max_streams: 8,
-            window: 2 << 20,
-            idle_timeout: Duration::from_secs(5),
-        },
-    )
-    .unwrap();
-    let ep = trm_node::transport::endpoint(std::net::UdpSocket::bind("127.0.0.1:0").unwrap(), None)
-        .unwrap();
-    ep.connect_with(cfg, to.peer_addr, trm_node::tls::SERVER_NAME)
-        .unwrap()
-        .await
-        .unwrap()
+    it.finish().await;
+    al.finish().await;
 }
 
 fn envelope(from: &TestNode, to: &str, case_ref: &str, payload: pb::body::Payload) -> pb::Envelope {
-    let keys = from.keys();
-    let body = pb::Body {
-        version: 1,
-        message_id: rand::random::<[u8; 16]>().to_vec(),
-        sender: from.country.clone(),
-        recipient: to.into(),
-        created_ms: trm_node::time::now_ms(),
-        in_reply_to: vec![],
-        case_ref: case_ref.into(),
-        payload: Some(payload),
-    }
-    .encode_to_vec();
-    pb::Envelope {
-        signature: signing::sign(&keys.signing, Tag::Envelope, &body).to_vec(),
-        signer: keys.public_key().to_vec(),
-        body,
-    }
+    signed_envelope(from, to, case_ref, payload, vec![])
 }
 
 async fn reject_reason(conn: &quinn::Connection, env: pb::Envelope) -> i32 {
@@ -471,7 +420,7 @@ async fn reject_reason(conn: &quinn::Connection, env: pb::Envelope) -> i32 {
 async fn malformed_and_out_of_order_messages_are_rejected_and_change_nothing() {
     let tmp = tempfile::tempdir().unwrap();
     let (it, al) = pair(tmp.path()).await;
-    let conn = raw_conn(&it, &al).await;
+    let conn = raw_peer(&it, &al).await;
     let before = al.ctx().store.received_count();
     let follow_up = pb::body::Payload::FollowUp(pb::FollowUp {
         phase: pb::Phase::Identification as i32,
@@ -554,8 +503,8 @@ async fn malformed_and_out_of_order_messages_are_rejected_and_change_nothing() {
         "pending",
         "thread unchanged"
     );
-    stop(it).await;
-    stop(al).await;
+    it.finish().await;
+    al.finish().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -602,7 +551,7 @@ async fn a_directory_change_reaches_every_peer_and_a_tampered_one_is_refused() {
         assert_eq!(entries[1]["stale"], true, "not confirmed for years");
     }
     // A directory signed by another key, under Italy's name: refused.
-    let conn = raw_conn(&it, &al).await;
+    let conn = raw_peer(&it, &al).await;
     let d = pb::Directory {
         country: "IT".into(),
         version: 99,
@@ -633,6 +582,6 @@ async fn a_directory_change_reaches_every_peer_and_a_tampered_one_is_refused() {
         "the valid version is kept"
     );
     for n in [it, al, fr] {
-        stop(n).await;
+        n.finish().await;
     }
 }
