@@ -284,6 +284,19 @@ pub(crate) fn render(view: &View, v: &Value) -> String {
                 out.push_str(&format!(" ({} {}, signature {})", s(a, "kind"), s(a, "reason"), s(a, "signature")));
             }
             out.push('\n');
+            for e in list(v, "extensions") {
+                let declared = if e.get("known_here") == Some(&Value::Bool(false)) {
+                    ", declared by the sender"
+                } else {
+                    ""
+                };
+                out.push_str(&format!(
+                    "  extension {} (category {}{declared}): {}\n",
+                    s(e, "path"),
+                    s(e, "category"),
+                    s(e, "help")
+                ));
+            }
             out.push_str("  fields:\n");
             out.push_str(&serde_json::to_string_pretty(v.get("fields").unwrap_or(&Value::Null)).unwrap_or_default());
             out.push('\n');

@@ -661,7 +661,7 @@ pub async fn received_view(ctx: &Ctx, r: &ReceivedRecord) -> Result<Value, CallE
         &disclosures,
         ref_digests.as_deref(),
     );
-    Ok(message_json(
+    let mut v = message_json(
         "received",
         &r.peer,
         body,
@@ -669,7 +669,26 @@ pub async fn received_view(ctx: &Ctx, r: &ReceivedRecord) -> Result<Value, CallE
         verification,
         json!({ "state": "stored", "received": format_ms(r.received_ms) }),
         &r.erased,
-    ))
+    );
+    // Extension fields this node does not know are shown with the category the sender declared.
+    let declared = ctx
+        .store
+        .thread(&r.peer, &r.case_ref)?
+        .map(|t| t.extensions)
+        .unwrap_or_default();
+    v["extensions"] = declared
+        .iter()
+        .filter(|e| disclosures.iter().any(|d| d.path == e.path))
+        .map(|e| {
+            json!({
+                "path": e.path,
+                "category": Category::try_from(e.category).map(template::category_name).unwrap_or("unknown"),
+                "help": e.help,
+                "known_here": ctx.template.field(&e.path).is_some(),
+            })
+        })
+        .collect();
+    Ok(v)
 }
 
 async fn message_show(ctx: &Ctx, id_hex: &str) -> Result<Value, CallError> {
