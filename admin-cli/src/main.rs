@@ -274,7 +274,7 @@ enum ReferralCmd {
         #[arg(long, default_value = "")]
         focal_point: String,
     },
-    /// Decline a received referral, with a reason.
+    /// Decline a received referral (or, given its message id, an information request), with a reason.
     Decline {
         /// The referral's message id, or its case reference with --from.
         referral: String,

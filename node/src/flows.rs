@@ -237,6 +237,23 @@ pub async fn answer(
     caller: &Caller,
     r: api::ReferralAnswer,
 ) -> Result<Value, CallError> {
+    // Declining an information request (named by its message id).
+    if let Some(req) = hex::decode(&r.referral)
+        .ok()
+        .and_then(|id| ctx.store.inbox().ok()?.into_iter().find(|m| m.id == id))
+        .filter(|m| m.kind == "information_request")
+    {
+        if !r.decline {
+            return Err(CallError::msg(
+                "answer an information request with `followup send --in-reply-to`, or decline it",
+            ));
+        }
+        if r.reason.trim().is_empty() {
+            return Err(CallError::msg("a decline needs a reason (--reason)"));
+        }
+        let payload = Payload::Decline(pb::Decline { reason: r.reason });
+        return send_plain(ctx, caller, &req.peer, "", &req.case_ref, req.id, payload).await;
+    }
     let t = resolve_received(ctx, &r.referral)?;
     let payload = if r.decline {
         if r.reason.trim().is_empty() {

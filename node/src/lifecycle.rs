@@ -160,6 +160,17 @@ pub fn transition(
             next.responsible_institution = a.responsible_institution.clone();
             next.focal_point = a.focal_point.clone();
         }
+        Payload::Decline(_) if body.in_reply_to != t.referral_id => {
+            // Declining an information request: the caller checks that `in_reply_to` names
+            // one; the referral itself is unchanged.
+            if t.state != "pending" && t.state != "accepted" {
+                return Err(refuse(
+                    RejectReason::OutOfOrder,
+                    format!("the referral is {}", t.state),
+                ));
+            }
+            return Ok(None);
+        }
         Payload::Decline(d) => {
             answers_referral(t)?;
             next.state = "declined".into();
@@ -306,6 +317,24 @@ pub fn check_incoming(
             let template = crate::policy::receiving_template(ctx, &declared)?;
             crate::policy::check_disclosures(ctx, &template, &digests, &t.disclosures)?;
             Ok(template)
+        }
+        Some(Payload::Decline(_))
+            if thread
+                .as_ref()
+                .is_some_and(|t| t.referral_id != body.in_reply_to) =>
+        {
+            let asked = ctx
+                .store
+                .sent(&body.in_reply_to)
+                .map_err(unavailable)?
+                .is_some_and(|s| s.peer == peer && s.kind == "information_request");
+            if !asked {
+                return Err(refuse(
+                    RejectReason::OutOfOrder,
+                    "declines neither the referral nor an information request",
+                ));
+            }
+            no_disclosures()
         }
         Some(Payload::DirectoryUpdate(u)) => {
             crate::directory::check_update(ctx, peer, u)?;

@@ -143,6 +143,45 @@ async fn a_full_case_across_two_nodes() {
         in_reply_to: req,
     }))
     .await;
+    // A second request, declined by the origin country.
+    let req2 = sent_ok(
+        &it,
+        &it_off,
+        Call::InfoRequest(api::InfoRequest {
+            case_id: "IT-LIFE-0001".into(),
+            to: "AL".into(),
+            fields: vec![],
+            categories: vec!["health".into()],
+            purpose: "continuity of treatment".into(),
+        }),
+    )
+    .await;
+    assert!(
+        wait_until(10, || al
+            .ctx()
+            .store
+            .inbox()
+            .unwrap()
+            .iter()
+            .any(|m| hex::encode(&m.id) == req2))
+        .await
+    );
+    sent_ok(
+        &al,
+        &al_off,
+        Call::ReferralAnswer(api::ReferralAnswer {
+            referral: req2,
+            decline: true,
+            reason: "no legal basis to share health data (synthetic)".into(),
+            ..Default::default()
+        }),
+    )
+    .await;
+    assert_eq!(
+        thread_state(&it, "AL", "IT-LIFE-0001"),
+        "accepted",
+        "declining a request leaves the referral open"
+    );
     sent_ok(
         &it,
         &it_off,
@@ -181,6 +220,8 @@ async fn a_full_case_across_two_nodes() {
                 "follow_up",
                 "information_request",
                 "follow_up",
+                "information_request",
+                "decline",
                 "closure"
             ],
             "{}",
@@ -208,7 +249,7 @@ async fn a_full_case_across_two_nodes() {
         .unwrap()
         .iter()
         .rev()
-        .nth(1)
+        .nth(3)
         .unwrap()
         .clone();
     assert_eq!(
