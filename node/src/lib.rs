@@ -8,15 +8,18 @@
 #![forbid(unsafe_code)]
 
 pub mod admin;
+pub mod backup;
 pub mod calls;
 pub mod config;
 pub mod delivery;
+pub mod health;
 pub mod identity;
 pub mod messages;
 pub mod metrics;
 pub mod node;
 pub mod peers;
 pub mod policy;
+pub mod prometheus;
 pub mod receive;
 pub mod store;
 pub mod time;
