@@ -448,6 +448,61 @@ pub fn verify(path: &Path) -> Result<Header, BackupError> {
     Ok(h)
 }
 
+/// Reads every item of a backup after verifying it (for tools and tests that rewrite one;
+/// holds the whole content in memory).
+pub fn read_items(path: &Path) -> Result<(Header, Vec<Item>), BackupError> {
+    let header = verify(path)?;
+    let (_, r) = open_backup(path)?;
+    let mut c = ContentReader {
+        r,
+        path: path.to_path_buf(),
+        done: false,
+    };
+    let mut items = Vec::new();
+    while let Some(i) = c.next_item()? {
+        items.push(i);
+    }
+    Ok((header, items))
+}
+
+/// Writes a backup made of `items` to `out` (which must not exist), mode 0600; the
+/// header's length, hash, record count and file list are computed here.
+pub fn write_items(out: &Path, mut header: Header, items: &[Item]) -> Result<Header, BackupError> {
+    let mut w = ContentWriter {
+        w: Vec::new(),
+        hash: Sha256::new(),
+        bytes: 0,
+    };
+    let oio = || io_err(out);
+    header.files.clear();
+    header.records = 0;
+    for i in items {
+        match i {
+            Item::File { path, mode, data } => {
+                w.file(path, *mode, data).map_err(oio())?;
+                header.files.push(path.clone());
+            }
+            Item::Record { tree, key, value } => {
+                w.record(tree, key, value).map_err(oio())?;
+                header.records += 1;
+            }
+        }
+    }
+    w.put(b"E").map_err(oio())?;
+    header.content_bytes = w.bytes;
+    header.content_sha256 = hex::encode(w.hash.finalize());
+    let json = serde_json::to_string(&header).map_err(|e| BackupError::Io {
+        path: out.to_path_buf(),
+        source: e.into(),
+    })?;
+    let mut f = create_private(out)?;
+    f.write_all(format!("{MAGIC}\n{json}\n").as_bytes())
+        .and_then(|_| f.write_all(&w.w))
+        .and_then(|_| f.sync_all())
+        .map_err(oio())?;
+    Ok(header)
+}
+
 /// Creates `path` with mode 0600, failing if it exists.
 fn create_private(path: &Path) -> Result<std::fs::File, BackupError> {
     use std::os::unix::fs::OpenOptionsExt;
