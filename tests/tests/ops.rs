@@ -566,7 +566,15 @@ async fn json_logs_carry_no_case_values() {
             );
         }
     }
-    assert!(al.log_text().contains("stored and receipted"));
+    // The receive path logs inside the peer connection's span, which names the sender.
+    let stored: Value = al
+        .log_text()
+        .lines()
+        .find(|l| l.contains("stored and receipted"))
+        .map(|l| serde_json::from_str(l).unwrap())
+        .expect("a receive event");
+    assert_eq!(stored["span"]["name"], "peer", "{stored}");
+    assert_eq!(stored["span"]["peer"], "IT", "{stored}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
