@@ -92,6 +92,12 @@ pub(crate) fn render(view: &View, v: &Value) -> String {
                 s(v, "signing_key"), s(v, "tls_certificate"),
                 s(v, "received_total"), s(v, "outbox_total"), s(v, "audit_entries"),
             );
+            if let Some(r) = v.get("last_restore").filter(|r| !r.is_null()) {
+                out.push_str(&format!(
+                    "RESTORED from a backup taken at {}: anything recorded after that is not on this node\n\n",
+                    s(r, "taken")
+                ));
+            }
             let rows: Vec<Vec<String>> = list(v, "peers")
                 .iter()
                 .map(|p| {

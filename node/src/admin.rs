@@ -117,6 +117,7 @@ pub fn call_rules(call: &Call) -> (&'static str, &'static [Role]) {
         Call::DirectoryEdit(_) => ("directory edit", &[Operator]),
         Call::DirectoryPublish(_) => ("directory publish", &[Operator]),
         Call::AuditExport(_) => ("audit export", &[Auditor]),
+        Call::Backup(_) => ("backup", &[Operator]),
     }
 }
 

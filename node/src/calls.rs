@@ -29,6 +29,7 @@ pub fn target(call: &Call) -> String {
         Call::ReferralSend(r) => format!("{} -> {}", r.case_id, r.to),
         Call::ReferralPreview(r) => format!("{} -> {}", r.case_id, r.to),
         Call::MessageShow(r) => r.id.clone(),
+        Call::Backup(r) if r.include_keys => "with private keys".into(),
         _ => String::new(),
     }
 }
@@ -71,6 +72,7 @@ pub async fn run(ctx: &Arc<Ctx>, caller: &Caller, call: Call) -> Result<Value, C
         Call::DirectoryPublish(_) => crate::flows::directory_publish(ctx, caller).await,
         Call::Inbox(_) => inbox(ctx),
         Call::MessageShow(r) => message_show(ctx, &r.id).await,
+        Call::Backup(r) => Ok(crate::backup::online(ctx, r.include_keys).await?),
         other => Err(CallError::msg(format!(
             "`{}` is not available on this node version",
             crate::admin::call_rules(&other).0
@@ -129,6 +131,7 @@ fn status(ctx: &Ctx) -> Result<Value, CallError> {
         "outbox_total": depths.values().map(|d| d.0).sum::<u64>(),
         "received_total": ctx.store.received_count(),
         "audit_entries": ctx.store.audit_len(),
+        "last_restore": crate::backup::last_restore(&ctx.store),
     }))
 }
 

@@ -57,16 +57,19 @@ fn invalid(key: impl Into<String>, reason: impl Into<String>) -> ConfigError {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NodeConfig {
-    /// ISO 3166-1 alpha-2 code of this node's country, e.g. "IT".
+    /// ISO 3166-1 alpha-2 code of this node's country, e.g. "IT". Required (no default).
     pub country: String,
-    /// Human name of the node, e.g. "Italy national referral unit".
+    /// Human name of the node, e.g. "Italy national referral unit". Required (no default).
     pub name: String,
-    /// UDP address of the peer listener (QUIC, ALPN `trm/1`). Env `TRM_LISTEN` overrides.
+    /// UDP address of the peer listener (QUIC, ALPN `trm/1`). Required (`trm-node init`
+    /// writes it from `--listen`). Env `TRM_LISTEN` overrides.
     pub listen: SocketAddr,
-    /// Addresses announced in the identity card; default: `listen`.
+    /// Addresses (`host:port`, as IP socket addresses) announced in the identity card, for a
+    /// node behind NAT or on several interfaces. Default: empty, meaning `listen`.
     #[serde(default)]
     pub public_addresses: Vec<String>,
-    /// UDP address of the admin listener (QUIC, ALPN `trm-admin/1`), loopback by default.
+    /// UDP address of the admin listener (QUIC, ALPN `trm-admin/1`). Required; `trm-node
+    /// init` writes 127.0.0.1:4434 unless `--admin-listen`. Keep it on loopback.
     /// Env `TRM_ADMIN_LISTEN` overrides.
     pub admin_listen: SocketAddr,
     /// Files of the node, relative to the node folder.
@@ -84,20 +87,22 @@ pub struct NodeConfig {
     #[serde(default = "all_categories")]
     pub acceptance: Vec<String>,
     /// Outgoing profile per peer country: the categories this country's law lets it send there.
-    /// A peer without an entry gets `default_outgoing`.
+    /// A peer without an entry gets `default_outgoing`. Default: no entries.
     #[serde(default)]
     pub outgoing: BTreeMap<String, Vec<String>>,
     /// Outgoing profile for peers without an entry in `outgoing`. Default: the non-identifying
     /// categories only (fail closed: personal data needs an explicit entry).
     #[serde(default = "non_identifying_categories")]
     pub default_outgoing: Vec<String>,
-    /// The referral template as adapted by this country's law.
+    /// The referral template as adapted by this country's law. Default: the core template
+    /// unchanged (nothing disabled, no extensions).
     #[serde(default)]
     pub template: TemplateConfig,
-    /// Retention of case values per category, in days (0 or absent = keep).
+    /// Retention of case values per category, in days (0 or absent = keep). Default: no
+    /// entries (keep everything).
     #[serde(default)]
     pub retention_days: BTreeMap<String, u32>,
-    /// Days after which a directory entry not re-confirmed is shown as stale.
+    /// Days after which a directory entry not re-confirmed is shown as stale (default 180).
     #[serde(default = "default_stale_days")]
     pub directory_stale_days: u32,
     /// Audit log checkpoints.
@@ -200,8 +205,9 @@ impl Default for Delivery {
 #[serde(deny_unknown_fields, default)]
 pub struct TemplateConfig {
     /// Core fields this country's law forbids it to record, e.g. `["identity.aliases"]`.
+    /// Default: none.
     pub disabled: Vec<String>,
-    /// National extension fields.
+    /// National extension fields. Default: none.
     pub extensions: Vec<ExtensionConfig>,
 }
 
@@ -209,13 +215,13 @@ pub struct TemplateConfig {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ExtensionConfig {
-    /// `ext.<namespace>.<name>`.
+    /// `ext.<namespace>.<name>`. Required in an extension.
     pub path: String,
-    /// text, long_text, date, bool, integer or text_list.
+    /// text, long_text, date, bool, integer or text_list. Required in an extension.
     pub kind: String,
-    /// The data category it belongs to.
+    /// The data category it belongs to. Required in an extension.
     pub category: String,
-    /// Help text shown in the case template.
+    /// Help text shown in the case template (default empty).
     #[serde(default)]
     pub help: String,
 }
@@ -262,9 +268,12 @@ impl Default for LogConfig {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MetricsConfig {
-    /// Serve metrics (default true).
+    /// Serve metrics (default true). `false` is the off switch.
     pub enabled: bool,
-    /// TCP address (default 127.0.0.1:0 = a port chosen by the OS, written to `run/metrics.addr`).
+    /// TCP address of the plain-HTTP endpoint `GET /metrics` (default 127.0.0.1:0 = loopback,
+    /// a port chosen by the OS, written to `run/metrics.addr`). Give a fixed port for
+    /// Prometheus, e.g. 127.0.0.1:9464. It has no authentication: keep it on loopback or a
+    /// monitoring network.
     pub listen: SocketAddr,
 }
 
@@ -294,6 +303,43 @@ fn non_identifying_categories() -> Vec<String> {
 
 fn default_stale_days() -> u32 {
     180
+}
+
+/// The dotted key whose value (or name) is at byte `offset` of a TOML text, found from the
+/// line's `key =` (or the nearest one above it, inside a multi-line value) and the last
+/// `[table]` header before it. Good enough to name the key in an error; `None` if unsure.
+fn key_at(text: &str, offset: usize) -> Option<String> {
+    let before = &text[..offset];
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let line_end = text[offset..].find('\n').map_or(text.len(), |i| offset + i);
+    let mut lines: Vec<&str> = text[..line_end].lines().collect();
+    if text[line_start..line_end].trim().is_empty() {
+        return None;
+    }
+    let mut key = None;
+    let mut table = String::new();
+    while let Some(l) = lines.pop() {
+        let t = l.trim();
+        if t.starts_with('[') {
+            let name = t.trim_start_matches('[').trim_end_matches(']').trim();
+            if key.is_none() {
+                return Some(name.to_string());
+            }
+            table = name.to_string();
+            break;
+        }
+        if key.is_none() && !t.starts_with('#') {
+            if let Some((k, _)) = t.split_once('=') {
+                key = Some(k.trim().trim_matches('"').to_string());
+            }
+        }
+    }
+    let key = key?;
+    Some(if table.is_empty() {
+        key
+    } else {
+        format!("{table}.{key}")
+    })
 }
 
 /// Parses a list of category names, naming `key` on error.
@@ -364,15 +410,23 @@ impl NodeConfig {
 
     /// Parses TOML text (no validation).
     pub fn parse(text: &str) -> Result<Self, ConfigError> {
-        toml::from_str(text).map_err(|e| ConfigError::Parse {
-            path: CONFIG_FILE.into(),
-            message: e.message().replace('\n', " ")
-                + &e.span()
-                    .map(|s| {
-                        let line = text[..s.start].lines().count().max(1);
-                        format!(" (line {line})")
-                    })
-                    .unwrap_or_default(),
+        toml::from_str(text).map_err(|e| {
+            let msg = e.message().replace('\n', " ");
+            let message = match e.span() {
+                Some(s) => {
+                    let start = s.start.min(text.len());
+                    let line = text[..start].matches('\n').count() + 1;
+                    match key_at(text, start) {
+                        Some(key) => format!("`{key}`: {msg} (line {line})"),
+                        None => format!("{msg} (line {line})"),
+                    }
+                }
+                None => msg,
+            };
+            ConfigError::Parse {
+                path: CONFIG_FILE.into(),
+                message,
+            }
         })
     }
 
@@ -404,6 +458,34 @@ impl NodeConfig {
         }
         if self.name.trim().is_empty() {
             return Err(invalid("name", "must not be empty"));
+        }
+        for (i, a) in self.public_addresses.iter().enumerate() {
+            if a.parse::<SocketAddr>().is_err() {
+                return Err(invalid(
+                    format!("public_addresses[{i}]"),
+                    "must be an IP socket address such as 203.0.113.10:4433",
+                ));
+            }
+        }
+        let p = &self.paths;
+        for (key, path) in [
+            ("paths.signing_key", &p.signing_key),
+            ("paths.tls_key", &p.tls_key),
+            ("paths.tls_cert", &p.tls_cert),
+            ("paths.card", &p.card),
+            ("paths.store", &p.store),
+            ("paths.store_key", &p.store_key),
+        ] {
+            let plain = !path.as_os_str().is_empty()
+                && path
+                    .components()
+                    .all(|c| matches!(c, std::path::Component::Normal(_)));
+            if !plain {
+                return Err(invalid(
+                    key,
+                    "must be a relative path inside the node folder (no `..`, not absolute)",
+                ));
+            }
         }
         parse_categories("acceptance", &self.acceptance)?;
         parse_categories("default_outgoing", &self.default_outgoing)?;
@@ -448,6 +530,18 @@ impl NodeConfig {
         if !(1..=1024).contains(&d.max_in_flight) {
             return Err(invalid("delivery.max_in_flight", "must be 1 ..= 1024"));
         }
+        if d.unreachable_after_secs == 0 {
+            return Err(invalid(
+                "delivery.unreachable_after_secs",
+                "must be at least 1",
+            ));
+        }
+        if self.audit.checkpoint_every_secs == 0 {
+            return Err(invalid("audit.checkpoint_every_secs", "must be at least 1"));
+        }
+        if self.directory_stale_days == 0 {
+            return Err(invalid("directory_stale_days", "must be at least 1"));
+        }
         if self.audit.checkpoint_every_entries == 0 {
             return Err(invalid(
                 "audit.checkpoint_every_entries",
@@ -456,6 +550,9 @@ impl NodeConfig {
         }
         if !matches!(self.log.format.as_str(), "human" | "json") {
             return Err(invalid("log.format", "must be \"human\" or \"json\""));
+        }
+        if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.filter) {
+            return Err(invalid("log.filter", format!("not a tracing filter: {e}")));
         }
         self.template()?;
         Ok(())
@@ -506,6 +603,84 @@ impl NodeConfig {
             vec![self.listen.to_string()]
         } else {
             self.public_addresses.clone()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn base() -> String {
+        NodeConfig::new(
+            "IT",
+            "Test unit",
+            "127.0.0.1:4433".parse().unwrap(),
+            "127.0.0.1:4434".parse().unwrap(),
+        )
+        .to_toml()
+    }
+
+    fn parse_error(text: &str) -> String {
+        match NodeConfig::parse(text).and_then(|c| c.validate()) {
+            Err(e) => e.to_string(),
+            Ok(()) => panic!("accepted: {text}"),
+        }
+    }
+
+    #[test]
+    fn type_errors_name_the_key() {
+        let t = base().replace("max_frame_bytes = 1048576", "max_frame_bytes = \"big\"");
+        assert!(
+            parse_error(&t).contains("`limits.max_frame_bytes`"),
+            "{}",
+            parse_error(&t)
+        );
+        let t = base().replace("listen = \"127.0.0.1:4433\"", "listen = 5");
+        assert!(parse_error(&t).contains("`listen`"), "{}", parse_error(&t));
+        let t = base().replace("[log]\n", "[log]\nverbose = true\n");
+        assert!(
+            parse_error(&t).contains("`log.verbose`"),
+            "{}",
+            parse_error(&t)
+        );
+        let t = base().replace("\"child\",\n]", "\"child\",\n    7,\n]");
+        assert!(
+            parse_error(&t).contains("`acceptance`"),
+            "{}",
+            parse_error(&t)
+        );
+    }
+
+    #[test]
+    fn invalid_values_name_the_key() {
+        for (from, to, key) in [
+            (
+                "public_addresses = []",
+                "public_addresses = [\"nowhere\"]",
+                "public_addresses[0]",
+            ),
+            (
+                "store = \"store\"",
+                "store = \"../elsewhere\"",
+                "paths.store",
+            ),
+            (
+                "store_key = \"keys/store.key\"",
+                "store_key = \"/etc/k\"",
+                "paths.store_key",
+            ),
+            (
+                "unreachable_after_secs = 60",
+                "unreachable_after_secs = 0",
+                "delivery.unreachable_after_secs",
+            ),
+            ("filter = \"info\"", "filter = \"info,[[[\"", "log.filter"),
+        ] {
+            let t = base().replace(from, to);
+            assert_ne!(t, base(), "{from}");
+            let e = parse_error(&t);
+            assert!(e.contains(&format!("`{key}`")), "{e}");
         }
     }
 }

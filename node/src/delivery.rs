@@ -39,7 +39,11 @@ impl Delivery {
             None => {
                 let n = Arc::new(Notify::new());
                 w.insert(peer.to_string(), n.clone());
-                tokio::spawn(worker(ctx.clone(), peer.to_string(), n));
+                let span = tracing::info_span!("delivery", peer = %peer);
+                tokio::spawn(tracing::Instrument::instrument(
+                    worker(ctx.clone(), peer.to_string(), n),
+                    span,
+                ));
             }
         }
     }
@@ -67,9 +71,6 @@ enum Attempt {
 }
 
 async fn worker(ctx: Arc<Ctx>, peer: String, notify: Arc<Notify>) {
-    let span = tracing::info_span!("delivery", peer = %peer);
-    let _e = span.enter();
-    drop(_e);
     let mut shutdown = ctx.shutdown.clone();
     let initial = Duration::from_millis(ctx.cfg.delivery.backoff_initial_ms);
     let max = Duration::from_millis(ctx.cfg.delivery.backoff_max_ms);

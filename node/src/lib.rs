@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 
 pub mod admin;
+pub mod backup;
 pub mod calls;
 pub mod casedata;
 pub mod config;
@@ -15,6 +16,7 @@ pub mod delivery;
 pub mod directory;
 pub mod erasure;
 pub mod flows;
+pub mod health;
 pub mod identity;
 pub mod lifecycle;
 pub mod messages;
@@ -22,6 +24,7 @@ pub mod metrics;
 pub mod node;
 pub mod peers;
 pub mod policy;
+pub mod prometheus;
 pub mod receive;
 pub mod store;
 pub mod time;

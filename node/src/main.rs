@@ -54,6 +54,48 @@ enum Cmd {
         #[arg(long)]
         dir: PathBuf,
     },
+    /// Offline integrity check of a stopped node: config, key files and modes, identity
+    /// card, store (migrates an older schema). Exit 0 healthy, 64 config, 75 node running,
+    /// 1 any other problem (named on one line).
+    Check {
+        /// Node folder.
+        #[arg(long)]
+        dir: PathBuf,
+    },
+    /// Live probe of a running node through its metrics endpoint (for container health
+    /// checks and monitoring scripts). Exit 0 up, 1 not.
+    Health {
+        /// Node folder.
+        #[arg(long)]
+        dir: PathBuf,
+    },
+    /// Write a consistent backup of the node: through the admin API while the node runs,
+    /// directly from the store while it is stopped. Private keys are left out unless
+    /// --include-keys.
+    Backup {
+        /// Node folder.
+        #[arg(long)]
+        dir: PathBuf,
+        /// Backup file to write (must not exist); mode 0600.
+        #[arg(long)]
+        out: PathBuf,
+        /// Also include the private key files (signing, TLS, store key, operator credential).
+        #[arg(long)]
+        include_keys: bool,
+        /// Operator credential for a running node (default: DIR/operator.cred).
+        #[arg(long, env = "TRM_CRED")]
+        cred: Option<PathBuf>,
+    },
+    /// Restore a backup into a stopped node's folder (or a new, empty one). Refuses while
+    /// the node runs, a damaged file and a newer schema. Keeps the replaced store beside.
+    Restore {
+        /// Backup file.
+        #[arg(long)]
+        from: PathBuf,
+        /// Node folder.
+        #[arg(long)]
+        dir: PathBuf,
+    },
 }
 
 fn setup_tracing(format: &str, filter: &str) {
@@ -90,9 +132,158 @@ fn fail(code: u8, msg: impl std::fmt::Display) -> ExitCode {
     ExitCode::from(code)
 }
 
+fn backup_exit(e: &trm_node::backup::BackupError) -> u8 {
+    use trm_node::backup::BackupError as B;
+    match e {
+        B::Config(_) | B::Exists(_) | B::NotEmpty(_) | B::Country { .. } => 64,
+        B::NotABackup(_) | B::Damaged { .. } | B::Format(_) | B::TooNew { .. } => 65,
+        B::Store(trm_node::store::StoreError::Locked(_)) => 75,
+        _ => 1,
+    }
+}
+
+fn print_header(h: &trm_node::backup::Header, out: &std::path::Path) {
+    println!(
+        "backup of node {} taken at {} ({}): {}",
+        h.country,
+        h.taken,
+        if h.online { "online" } else { "node stopped" },
+        out.display()
+    );
+    println!(
+        "  {} store records, {} files, {} bytes, content sha256 {}",
+        h.records,
+        h.files.len(),
+        h.content_bytes,
+        h.content_sha256
+    );
+    if h.includes_private_keys {
+        println!("  INCLUDES PRIVATE KEYS: keep this file as secret as keys/ itself");
+    } else {
+        println!("  private keys not included: keep a separate, offline backup of keys/");
+    }
+}
+
+/// `trm-node backup`: offline if the store can be opened, else through the admin API.
+fn backup(
+    dir: &std::path::Path,
+    out: &std::path::Path,
+    include_keys: bool,
+    cred: Option<PathBuf>,
+) -> ExitCode {
+    use trm_node::backup::{self, BackupError};
+    use trm_node::store::StoreError;
+    if out.exists() {
+        return fail(
+            64,
+            format!("{} already exists; refusing to overwrite it", out.display()),
+        );
+    }
+    match backup::offline(dir, out, include_keys) {
+        Ok(h) => {
+            print_header(&h, out);
+            return ExitCode::SUCCESS;
+        }
+        Err(BackupError::Store(StoreError::Locked(_))) => {}
+        Err(e) => return fail(backup_exit(&e), e),
+    }
+    // The node is running: ask it for a snapshot.
+    let cred_path = cred.unwrap_or_else(|| dir.join(trm_node::identity::OPERATOR_CRED));
+    let cred = match trm_node::identity::Credential::load(&cred_path) {
+        Ok(c) => c,
+        Err(e) => {
+            return fail(
+                64,
+                format!("the node is running; a backup needs an operator credential: {e}"),
+            )
+        }
+    };
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => return fail(1, e),
+    };
+    let answer = rt.block_on(async {
+        let client = trm_node::admin::client::AdminClient::connect(&cred).await?;
+        let r = client
+            .call(trm_proto::admin::admin_request::Call::Backup(
+                trm_proto::admin::Backup { include_keys },
+            ))
+            .await;
+        client.close().await;
+        r
+    });
+    let v = match answer {
+        Ok(v) => v,
+        Err(e) => return fail(1, format!("backup through the admin API failed: {e}")),
+    };
+    let Some(file) = v.get("file").and_then(|f| f.as_str()) else {
+        return fail(1, "the node's answer names no file");
+    };
+    let written = dir.join(file);
+    if let Err(e) = backup::move_no_clobber(&written, out) {
+        return fail(
+            1,
+            format!("{e} (the backup is still at {})", written.display()),
+        );
+    }
+    match backup::verify(out) {
+        Ok(h) => {
+            print_header(&h, out);
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(backup_exit(&e), e),
+    }
+}
+
+fn restore(from: &std::path::Path, dir: &std::path::Path) -> ExitCode {
+    match trm_node::backup::restore(from, dir, trm_node::time::now_ms()) {
+        Ok(r) => {
+            println!(
+                "restored node {} from the backup taken at {} into {}",
+                r.header.country,
+                r.header.taken,
+                r.store.display()
+            );
+            if let Some(old) = &r.replaced {
+                println!(
+                    "  the replaced store is kept at {} (delete it when satisfied)",
+                    old.display()
+                );
+            }
+            if !r.files_written.is_empty() {
+                println!("  files written: {}", r.files_written.join(", "));
+            }
+            if !r.files_kept.is_empty() {
+                println!(
+                    "  files kept as they are in the folder: {}",
+                    r.files_kept.join(", ")
+                );
+            }
+            if !r.missing_keys.is_empty() {
+                println!(
+                    "  MISSING private keys: {}; copy them from your key backup before starting",
+                    r.missing_keys.join(", ")
+                );
+            }
+            println!("  anything recorded after {} is gone from this node; the next start writes the restore to the audit log", r.header.taken);
+            println!("  messages still in the restored outbox are sent again; partners answer duplicates with their first receipt");
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(backup_exit(&e), e),
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let _ = rustls::crypto::ring::default_provider().install_default();
+    if let Some(f) = &cli.log_format {
+        if !matches!(f.as_str(), "human" | "json") {
+            return fail(64, "--log-format must be human or json");
+        }
+    }
     match cli.cmd {
         Cmd::Init {
             dir,
@@ -128,6 +319,35 @@ fn main() -> ExitCode {
             }
             Err(e) => fail(64, e),
         },
+        Cmd::Check { dir } => match trm_node::health::check(&dir, trm_node::time::now_ms()) {
+            Ok(r) => {
+                for l in &r.lines {
+                    println!("ok  {l}");
+                }
+                for w in &r.warnings {
+                    println!("warning  {w}");
+                }
+                println!("{}: healthy", dir.display());
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(e.exit_code(), format!("check failed: {e}")),
+        },
+        Cmd::Health { dir } => {
+            match trm_node::health::probe(&dir, std::time::Duration::from_secs(3)) {
+                Ok(msg) => {
+                    println!("{msg}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(1, e),
+            }
+        }
+        Cmd::Backup {
+            dir,
+            out,
+            include_keys,
+            cred,
+        } => backup(&dir, &out, include_keys, cred),
+        Cmd::Restore { from, dir } => restore(&from, &dir),
         Cmd::Run { dir } => {
             let cfg = match trm_node::config::NodeConfig::load(&dir) {
                 Ok(c) => c,

@@ -120,6 +120,8 @@ pub struct StartOptions {
 pub struct NodeHandle {
     /// Shared state, for tests.
     pub ctx: Arc<Ctx>,
+    /// Bound address of the metrics endpoint, if enabled.
+    pub metrics_addr: Option<SocketAddr>,
     stop: watch::Sender<bool>,
     tasks: tokio::task::JoinSet<()>,
 }
@@ -139,6 +141,9 @@ impl NodeHandle {
         self.ctx.delivery.stop();
         let _ = self.ctx.store.flush();
         self.ctx.store.stop_committer();
+        if self.metrics_addr.is_some() {
+            let _ = std::fs::remove_file(self.ctx.dir.join(crate::prometheus::ADDR_FILE));
+        }
         tokio::time::timeout(Duration::from_secs(5), self.ctx.endpoint.wait_idle())
             .await
             .ok();
@@ -162,6 +167,8 @@ pub async fn start(dir: &Path, opts: StartOptions) -> Result<NodeHandle, StartEr
     )
     .map_err(|e| StartError::Vault(e.to_string()))?;
     store.start_committer();
+    let clock = opts.clock.unwrap_or_default();
+    crate::backup::record_restore(&store, clock.now_ms()).await?;
 
     let peer_pins = Pins::new();
     let peers = PeerTable::load(&store, peer_pins.clone())?;
@@ -230,6 +237,13 @@ pub async fn start(dir: &Path, opts: StartOptions) -> Result<NodeHandle, StartEr
             }
         })?;
 
+    let metrics_listener = crate::prometheus::bind(dir, cfg.metrics.enabled, cfg.metrics.listen)
+        .map_err(|source| StartError::Bind {
+            addr: cfg.metrics.listen,
+            source,
+        })?;
+    let metrics_addr = metrics_listener.as_ref().and_then(|l| l.local_addr().ok());
+
     let (stop, shutdown) = watch::channel(false);
     let own_card = keys.card(&cfg);
     crate::identity::write_public(&dir.join(&cfg.paths.card), &own_card)?;
@@ -237,7 +251,7 @@ pub async fn start(dir: &Path, opts: StartOptions) -> Result<NodeHandle, StartEr
         dir: dir.to_path_buf(),
         metrics: crate::metrics::Metrics::default(),
         delivery: Delivery::default(),
-        clock: opts.clock.unwrap_or_default(),
+        clock,
         cfg,
         keys,
         own_card,
@@ -256,14 +270,27 @@ pub async fn start(dir: &Path, opts: StartOptions) -> Result<NodeHandle, StartEr
     tasks.spawn(crate::receive::serve(ctx.clone(), endpoint));
     tasks.spawn(crate::admin::serve(ctx.clone(), admin_endpoint));
     tasks.spawn(crate::erasure::retention_task(ctx.clone()));
+    if let Some(l) = metrics_listener {
+        let l = tokio::net::TcpListener::from_std(l).map_err(|source| StartError::Bind {
+            addr: ctx.cfg.metrics.listen,
+            source,
+        })?;
+        tasks.spawn(crate::prometheus::serve(ctx.clone(), l));
+    }
     crate::delivery::start_all(&ctx)?;
     tracing::info!(
         country = %ctx.cfg.country,
         peer_listen = %peer_addr,
         admin_listen = %admin_addr,
+        metrics = %metrics_addr.map_or("off".to_string(), |a| a.to_string()),
         "node ready"
     );
-    Ok(NodeHandle { ctx, stop, tasks })
+    Ok(NodeHandle {
+        ctx,
+        metrics_addr,
+        stop,
+        tasks,
+    })
 }
 
 /// Runs the node in `dir` until `shutdown` completes, then stops cleanly (the outbox is kept).

@@ -73,7 +73,9 @@ async fn handle_connection(ctx: Arc<Ctx>, conn: quinn::Connection) {
             }
             let ctx = ctx.clone();
             let peer = peer.clone();
-            streams.spawn(async move { handle_stream(&ctx, &peer, send, recv).await });
+            streams.spawn(
+                async move { handle_stream(&ctx, &peer, send, recv).await }.in_current_span(),
+            );
             while streams.try_join_next().is_some() {}
         }
         streams.abort_all();

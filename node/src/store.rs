@@ -40,6 +40,9 @@ pub enum StoreError {
         /// supported
         supported: u32,
     },
+    /// Another process (a running node) holds the store's lock.
+    #[error("store at {0} is in use: the node is running (stop it first, e.g. `systemctl stop trm-node`)")]
+    Locked(PathBuf),
     /// I/O or sled failure.
     #[error("store I/O failure: {0}")]
     Io(String),
@@ -457,6 +460,7 @@ struct Inner {
     t: Trees,
     counters: Mutex<Counters>,
     tx: Mutex<Option<mpsc::UnboundedSender<Job>>>,
+    migrated_from: Option<u32>,
 }
 
 fn decode<M: Message + Default>(path: &Path, what: &str, bytes: &[u8]) -> Result<M, StoreError> {
@@ -499,6 +503,7 @@ impl Store {
                     path: path.to_path_buf(),
                     detail: e.to_string(),
                 },
+                other if is_lock_error(&other) => StoreError::Locked(path.to_path_buf()),
                 other => StoreError::Io(format!("cannot open {}: {other}", path.display())),
             })?;
         let t = Trees {
@@ -515,32 +520,7 @@ impl Store {
             approvals: db.open_tree("approvals")?,
             threads: db.open_tree("threads")?,
         };
-        match t.meta.get("schema")? {
-            None => {
-                if db.tree_names().len() > 1 && !t.audit.is_empty() {
-                    return Err(StoreError::Corrupt {
-                        path: path.to_path_buf(),
-                        detail: "schema version is missing".into(),
-                    });
-                }
-                t.meta.insert("schema", &SCHEMA_VERSION.to_be_bytes())?;
-                db.flush()?;
-            }
-            Some(v) => {
-                let found = v.as_ref().try_into().map(u32::from_be_bytes).map_err(|_| {
-                    StoreError::Corrupt {
-                        path: path.to_path_buf(),
-                        detail: "schema version is malformed".into(),
-                    }
-                })?;
-                if found > SCHEMA_VERSION {
-                    return Err(StoreError::TooNew {
-                        found,
-                        supported: SCHEMA_VERSION,
-                    });
-                }
-            }
-        }
+        let migrated_from = migrate(path, &db, &t)?;
         let next_audit = last_u64_key(&t.audit, 0)?.map_or(0, |i| i + 1);
         if next_audit != t.audit.len() as u64 {
             return Err(StoreError::Corrupt {
@@ -564,6 +544,7 @@ impl Store {
                 t,
                 counters: Mutex::new(counters),
                 tx: Mutex::new(None),
+                migrated_from,
             }),
         };
         store.check_integrity()?;
@@ -1116,6 +1097,191 @@ impl Store {
         self.inner.db.flush()?;
         Ok(())
     }
+
+    // ----- operations: schema, snapshot, import -------------------------------------------
+
+    /// The schema version this store had before [`Store::open`] migrated it, if it did.
+    pub fn migrated_from(&self) -> Option<u32> {
+        self.inner.migrated_from
+    }
+
+    /// Calls `visit(tree, key, value)` for every record of every tree, as of one instant.
+    ///
+    /// Every write goes through [`Store::apply`], which holds the counters lock from the start
+    /// of its transaction to the end of its flush; holding the same lock here means no job is
+    /// applied while the snapshot is read, so it is consistent across trees. Writes wait
+    /// until it returns (the committer simply queues them).
+    pub fn snapshot(
+        &self,
+        mut visit: impl FnMut(&str, &[u8], &[u8]) -> std::io::Result<()>,
+    ) -> Result<u64, StoreError> {
+        let _writes_paused = self
+            .inner
+            .counters
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let io = |e: std::io::Error| StoreError::Io(format!("snapshot: {e}"));
+        let mut n = 0;
+        let mut names = self.inner.db.tree_names();
+        names.sort();
+        for name in names {
+            let tree_name = String::from_utf8_lossy(&name).into_owned();
+            let tree = self.inner.db.open_tree(&name)?;
+            for kv in tree.iter() {
+                let (k, v) = kv?;
+                visit(&tree_name, &k, &v).map_err(io)?;
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
+    /// Creates a new store at `path` (which must not exist) from snapshot records, flushes it
+    /// and closes it. The next [`Store::open`] checks it, and migrates it if it is older.
+    pub fn import(
+        path: &Path,
+        records: impl IntoIterator<Item = Result<(String, Vec<u8>, Vec<u8>), StoreError>>,
+    ) -> Result<u64, StoreError> {
+        if path.exists() {
+            return Err(StoreError::Io(format!(
+                "{} already exists; refusing to import over it",
+                path.display()
+            )));
+        }
+        let db = sled::Config::new()
+            .path(path)
+            .mode(sled::Mode::HighThroughput)
+            .open()?;
+        let mut trees: BTreeMap<String, sled::Tree> = BTreeMap::new();
+        let mut n = 0;
+        for r in records {
+            let (name, k, v) = r?;
+            let tree = match trees.get(&name) {
+                Some(t) => t,
+                None => {
+                    let t = db.open_tree(name.as_bytes())?;
+                    trees.entry(name).or_insert(t)
+                }
+            };
+            tree.insert(k, v)?;
+            n += 1;
+        }
+        db.flush()?;
+        Ok(n)
+    }
+
+    /// Fails with [`StoreError::Locked`] while a running node holds the store at `path`. A
+    /// missing store, or one that does not open for another reason, is not locked.
+    pub fn ensure_unlocked(path: &Path) -> Result<(), StoreError> {
+        if !path.exists() {
+            return Ok(());
+        }
+        match sled::Config::new().path(path).open() {
+            Err(e) if is_lock_error(&e) => Err(StoreError::Locked(path.to_path_buf())),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// sled reports a held lock as an I/O error with this text (sled 0.34 `Config::try_lock`).
+fn is_lock_error(e: &sled::Error) -> bool {
+    matches!(e, sled::Error::Io(_)) && e.to_string().contains("could not acquire lock")
+}
+
+/// Brings the store to [`SCHEMA_VERSION`], one step per version, each step in one
+/// transaction that also writes its new version (so an interrupted migration resumes).
+/// Returns the version found if it was older. Refuses a newer store.
+///
+/// Schema history (documented in docs/OPERATIONS.md, "Upgrade"):
+/// - **0**: development builds before the schema key existed. `meta` has no `schema` key and
+///   there is no inbox order: received messages live only in `received` (key = sender ‖ id)
+///   and their arrival order was derived from `received_ms`. Recognised as a store without
+///   `schema` that holds any data (an empty one is simply new).
+/// - **1**: `meta.schema` = 1 (u32 big-endian); `inbox` maps an arrival sequence number
+///   (u64 big-endian) to the `received` key.
+fn migrate(path: &Path, db: &sled::Db, t: &Trees) -> Result<Option<u32>, StoreError> {
+    let found = match t.meta.get("schema")? {
+        Some(v) => {
+            v.as_ref()
+                .try_into()
+                .map(u32::from_be_bytes)
+                .map_err(|_| StoreError::Corrupt {
+                    path: path.to_path_buf(),
+                    detail: "schema version is malformed".into(),
+                })?
+        }
+        None => {
+            let data = [
+                &t.peers,
+                &t.officers,
+                &t.cases,
+                &t.sent,
+                &t.outbox,
+                &t.received,
+                &t.audit,
+            ]
+            .iter()
+            .any(|tree| !tree.is_empty());
+            if !data {
+                t.meta.insert("schema", &SCHEMA_VERSION.to_be_bytes())?;
+                db.flush()?;
+                return Ok(None);
+            }
+            0
+        }
+    };
+    if found > SCHEMA_VERSION {
+        return Err(StoreError::TooNew {
+            found,
+            supported: SCHEMA_VERSION,
+        });
+    }
+    if found == SCHEMA_VERSION {
+        return Ok(None);
+    }
+    let mut v = found;
+    while v < SCHEMA_VERSION {
+        match v {
+            0 => migrate_0_to_1(path, t)?,
+            other => {
+                return Err(StoreError::Corrupt {
+                    path: path.to_path_buf(),
+                    detail: format!("no migration from schema version {other}"),
+                })
+            }
+        }
+        v += 1;
+    }
+    db.flush()?;
+    tracing::info!(from = found, to = SCHEMA_VERSION, "store schema migrated");
+    Ok(Some(found))
+}
+
+/// 0 → 1: builds the inbox order from `received_ms` (then key), and writes `schema` = 1.
+fn migrate_0_to_1(path: &Path, t: &Trees) -> Result<(), StoreError> {
+    let mut rows = Vec::new();
+    for kv in t.received.iter() {
+        let (k, v) = kv?;
+        let r: ReceivedRecord = decode(path, "received", &v)?;
+        rows.push((r.received_ms, k.to_vec()));
+    }
+    rows.sort();
+    let stale: Vec<sled::IVec> = t.inbox.iter().keys().collect::<Result<_, _>>()?;
+    (&t.inbox, &t.meta)
+        .transaction(|(inbox, meta)| {
+            for k in &stale {
+                inbox.remove(k)?;
+            }
+            for (i, (_, key)) in rows.iter().enumerate() {
+                inbox.insert(&(i as u64).to_be_bytes(), key.as_slice())?;
+            }
+            meta.insert("schema", &1u32.to_be_bytes())?;
+            Ok::<(), ConflictableTransactionError<()>>(())
+        })
+        .map_err(|e| match e {
+            TransactionError::Abort(()) => StoreError::Io("migration 0 -> 1 aborted".into()),
+            TransactionError::Storage(e) => StoreError::from(e),
+        })
 }
 
 fn dek_key(scope: &str, category: i32) -> Vec<u8> {
@@ -1134,3 +1300,7 @@ fn received_key(peer: &str, id: &[u8]) -> Vec<u8> {
     k.extend_from_slice(id);
     k
 }
+
+#[cfg(test)]
+#[path = "store_ops_tests.rs"]
+mod ops_tests;

@@ -1,0 +1,251 @@
+//! Health checks: `trm-node check` (offline integrity of a stopped node's folder) and
+//! `trm-node health` (a live probe of a running node through its metrics endpoint).
+//!
+//! The offline check refuses while the node runs: the store is opened read-write (so that
+//! its integrity check and any pending migration run exactly as at start), and sled's lock
+//! lets only one process do that.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::config::{ConfigError, NodeConfig};
+use crate::identity::{IdentityError, NodeKeys};
+use crate::store::{Store, StoreError};
+use crate::time::format_ms;
+
+/// The first problem found. Each message is one line naming the file or key.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckError {
+    /// node.toml.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// Key files, certificate, key history.
+    #[error(transparent)]
+    Keys(#[from] IdentityError),
+    /// A folder that must be private is not.
+    #[error("{0}: folder must be mode 0700 (run `chmod 700` on it)")]
+    FolderMode(PathBuf),
+    /// The identity card.
+    #[error("{path}: {reason}")]
+    Card {
+        /// card file
+        path: PathBuf,
+        /// what is wrong
+        reason: String,
+    },
+    /// The node is running: its store is locked.
+    #[error("the node is running (its store {0} is locked): stop it for an offline check, or use `trm-node health` for a live probe")]
+    Running(PathBuf),
+    /// The store is missing.
+    #[error("{0}: store is missing (restore it from a backup, see docs/OPERATIONS.md)")]
+    NoStore(PathBuf),
+    /// The store (corrupt, too new, or locked by the running node).
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A stored peer card no longer verifies.
+    #[error("stored identity card of peer {peer} does not verify: {reason}")]
+    PeerCard {
+        /// country
+        peer: String,
+        /// why
+        reason: String,
+    },
+}
+
+impl CheckError {
+    /// Exit code: 64 configuration, 75 the node is running (try again when stopped), 1 else.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            CheckError::Config(_) => 64,
+            CheckError::Running(_) | CheckError::Store(StoreError::Locked(_)) => 75,
+            _ => 1,
+        }
+    }
+}
+
+/// What the check looked at, one line each, for the operator.
+#[derive(Debug, Default)]
+pub struct CheckReport {
+    /// Lines such as "config: node.toml is valid".
+    pub lines: Vec<String>,
+    /// Warnings that do not fail the check.
+    pub warnings: Vec<String>,
+}
+
+/// Checks a stopped node's folder: configuration, key files and their modes, the identity
+/// card against the keys, the store (integrity, schema; migrates an older one) and the
+/// stored peer cards.
+pub fn check(dir: &Path, now_ms: i64) -> Result<CheckReport, CheckError> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut r = CheckReport::default();
+    let cfg = NodeConfig::load(dir)?;
+    r.lines.push(format!(
+        "config: {} is valid (node {}, {})",
+        dir.join(crate::config::CONFIG_FILE).display(),
+        cfg.country,
+        cfg.name
+    ));
+
+    // Refuse up front while the node runs rather than half-way.
+    let store_path = dir.join(&cfg.paths.store);
+    if let Err(StoreError::Locked(p)) = Store::ensure_unlocked(&store_path) {
+        return Err(CheckError::Running(p));
+    }
+
+    let keys = NodeKeys::load(dir, &cfg)?;
+    let keys_dir = dir.join(&cfg.paths.signing_key);
+    if let Some(folder) = keys_dir.parent() {
+        let mode = std::fs::metadata(folder)
+            .map_err(|source| IdentityError::Io {
+                path: folder.to_path_buf(),
+                source,
+            })?
+            .permissions()
+            .mode();
+        if mode & 0o077 != 0 {
+            return Err(CheckError::FolderMode(folder.to_path_buf()));
+        }
+    }
+    let cred = dir.join(crate::identity::OPERATOR_CRED);
+    if cred.exists() {
+        crate::identity::read_private(&cred)?;
+        r.warnings.push(format!(
+            "{} holds the first operator's private key: move it to the operator's machine",
+            cred.display()
+        ));
+    }
+    r.lines.push(format!(
+        "keys: private key files are mode 0600; key history ends with the current key ({} keys); signing key {}",
+        keys.history.len(),
+        trm_proto::signing::fingerprint(&keys.public_key())
+    ));
+
+    let card_path = dir.join(&cfg.paths.card);
+    let card_err = |reason: String| CheckError::Card {
+        path: card_path.clone(),
+        reason,
+    };
+    let raw = std::fs::read(&card_path).map_err(|e| card_err(e.to_string()))?;
+    let card = trm_proto::card::verify_card(&raw)
+        .map_err(|e| card_err(format!("does not verify: {e}")))?;
+    if card.country() != cfg.country {
+        return Err(card_err(format!(
+            "card is for {}, node.toml says {}",
+            card.country(),
+            cfg.country
+        )));
+    }
+    if card.card.signing_key != keys.public_key() {
+        return Err(card_err(
+            "card's signing key is not the node's current signing key".into(),
+        ));
+    }
+    if card.card.tls_cert_der != keys.tls_cert.as_ref() {
+        return Err(card_err(
+            "card's TLS certificate is not the node's certificate".into(),
+        ));
+    }
+    if card.card.valid_until_ms < now_ms + 30 * 24 * 3600 * 1000 {
+        r.warnings.push(format!(
+            "{}: card valid until {}; give partners a renewed card",
+            card_path.display(),
+            format_ms(card.card.valid_until_ms)
+        ));
+    }
+    r.lines.push(format!(
+        "card: {} verifies and matches the keys (valid until {})",
+        card_path.display(),
+        format_ms(card.card.valid_until_ms)
+    ));
+
+    if !store_path.is_dir() {
+        return Err(CheckError::NoStore(store_path));
+    }
+    let store = Store::open(&store_path, &keys.store_key)?;
+    if let Some(from) = store.migrated_from() {
+        r.lines.push(format!(
+            "store: migrated from schema {from} to {}",
+            crate::store::SCHEMA_VERSION
+        ));
+    }
+    let peers = store.peers()?;
+    for (cc, rec) in &peers {
+        trm_proto::card::verify_card(&rec.card).map_err(|e| CheckError::PeerCard {
+            peer: cc.clone(),
+            reason: e.to_string(),
+        })?;
+    }
+    let outbox: u64 = store.outbox_depths()?.values().map(|d| d.0).sum();
+    r.lines.push(format!(
+        "store: integrity ok, schema {}, {} audit entries, {} peers, {} received, {} in the outbox, {} bytes",
+        crate::store::SCHEMA_VERSION,
+        store.audit_len(),
+        peers.len(),
+        store.received_count(),
+        outbox,
+        store.size_on_disk()
+    ));
+    if let Some(info) = crate::backup::pending_restore(&store) {
+        r.lines.push(format!(
+            "store: restored from a backup taken at {}; the next start records it in the audit log",
+            info.taken
+        ));
+    } else if let Some(info) = crate::backup::last_restore(&store) {
+        r.lines.push(format!(
+            "store: restored from a backup taken at {}",
+            info.taken
+        ));
+    }
+    Ok(r)
+}
+
+/// Why the live probe failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ProbeError {
+    /// node.toml.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// Metrics are off, so there is nothing to probe.
+    #[error(
+        "metrics are disabled in node.toml ([metrics] enabled = false); the live probe needs them"
+    )]
+    Disabled,
+    /// No address file: the node is not running (or not yet ready).
+    #[error("{0} is missing: the node is not running")]
+    NotRunning(PathBuf),
+    /// The endpoint did not answer as expected.
+    #[error("metrics endpoint {addr}: {reason}")]
+    Endpoint {
+        /// address
+        addr: String,
+        /// what happened
+        reason: String,
+    },
+}
+
+/// `trm-node health`: the running node answers on its metrics endpoint with `trm_up 1`.
+pub fn probe(dir: &Path, timeout: Duration) -> Result<String, ProbeError> {
+    let cfg = NodeConfig::load(dir)?;
+    if !cfg.metrics.enabled {
+        return Err(ProbeError::Disabled);
+    }
+    let file = dir.join(crate::prometheus::ADDR_FILE);
+    let text = std::fs::read_to_string(&file).map_err(|_| ProbeError::NotRunning(file.clone()))?;
+    let endpoint = |reason: String| ProbeError::Endpoint {
+        addr: text.trim().to_string(),
+        reason,
+    };
+    let addr = text
+        .trim()
+        .parse()
+        .map_err(|_| endpoint("not a socket address".into()))?;
+    let (code, body) =
+        crate::prometheus::scrape(addr, timeout).map_err(|e| endpoint(e.to_string()))?;
+    if code != 200 {
+        return Err(endpoint(format!("answered HTTP {code}")));
+    }
+    if !body.lines().any(|l| l == "trm_up 1") {
+        return Err(endpoint("no `trm_up 1` in the answer".into()));
+    }
+    Ok(format!("node {} is up (metrics at {addr})", cfg.country))
+}

@@ -1,0 +1,198 @@
+//! Store operations: schema versions and migration, the lock, consistent snapshots.
+
+use super::*;
+
+const KEY: [u8; 32] = [7; 32];
+
+fn received(peer: &str, id: u8, at: i64) -> ReceivedRecord {
+    ReceivedRecord {
+        id: vec![id; 16],
+        peer: peer.into(),
+        kind: "referral".into(),
+        received_ms: at,
+        case_ref: format!("TEST-{id}"),
+        ..Default::default()
+    }
+}
+
+fn audit(n: u64) -> AuditEntry {
+    AuditEntry {
+        time_ms: n as i64,
+        kind: "admin".into(),
+        call: "status".into(),
+        ..Default::default()
+    }
+}
+
+#[test]
+fn a_new_store_gets_the_current_schema() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = Store::open(&tmp.path().join("s"), &KEY).unwrap();
+    assert_eq!(s.migrated_from(), None);
+    assert_eq!(
+        s.meta("schema").unwrap(),
+        Some(SCHEMA_VERSION.to_be_bytes().to_vec())
+    );
+}
+
+#[test]
+fn a_newer_store_is_refused_and_left_unchanged() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("s");
+    let s = Store::open(&path, &KEY).unwrap();
+    s.commit_blocking(vec![Op::PutMeta(
+        "schema".into(),
+        (SCHEMA_VERSION + 1).to_be_bytes().to_vec(),
+    )])
+    .unwrap();
+    drop(s);
+    match Store::open(&path, &KEY) {
+        Err(StoreError::TooNew { found, supported }) => {
+            assert_eq!((found, supported), (SCHEMA_VERSION + 1, SCHEMA_VERSION));
+        }
+        Err(e) => panic!("wrong error: {e}"),
+        Ok(_) => panic!("a newer store was opened"),
+    }
+    // Still refused the second time: nothing was rewritten.
+    assert!(matches!(
+        Store::open(&path, &KEY),
+        Err(StoreError::TooNew { .. })
+    ));
+}
+
+/// Writes a schema-0 store: no `schema` key, no inbox tree.
+fn write_v0(path: &Path, rows: &[ReceivedRecord]) {
+    let db = sled::open(path).unwrap();
+    let received_tree = db.open_tree("received").unwrap();
+    for r in rows {
+        received_tree
+            .insert(received_key(&r.peer, &r.id), r.encode_to_vec())
+            .unwrap();
+    }
+    db.open_tree("audit")
+        .unwrap()
+        .insert(0u64.to_be_bytes(), audit(0).encode_to_vec())
+        .unwrap();
+    db.flush().unwrap();
+}
+
+#[test]
+fn a_schema_0_store_is_migrated_to_the_current_schema() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("s");
+    // Arrival order differs from key order: AL/2 came first.
+    write_v0(
+        &path,
+        &[
+            received("AL", 1, 3_000),
+            received("AL", 2, 1_000),
+            received("FR", 3, 2_000),
+        ],
+    );
+    let s = Store::open(&path, &KEY).unwrap();
+    assert_eq!(s.migrated_from(), Some(0));
+    assert_eq!(
+        s.meta("schema").unwrap(),
+        Some(SCHEMA_VERSION.to_be_bytes().to_vec())
+    );
+    let order: Vec<u8> = s.inbox().unwrap().iter().map(|r| r.id[0]).collect();
+    assert_eq!(order, vec![2, 3, 1]);
+    // New messages go after the migrated ones.
+    s.commit_blocking(vec![Op::Receive(received("AL", 4, 500))])
+        .unwrap();
+    let order: Vec<u8> = s.inbox().unwrap().iter().map(|r| r.id[0]).collect();
+    assert_eq!(order, vec![2, 3, 1, 4]);
+    drop(s);
+    let again = Store::open(&path, &KEY).unwrap();
+    assert_eq!(again.migrated_from(), None, "migration runs once");
+    assert_eq!(again.inbox().unwrap().len(), 4);
+}
+
+#[test]
+fn a_second_open_is_refused_as_locked() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("s");
+    let s = Store::open(&path, &KEY).unwrap();
+    assert!(matches!(
+        Store::open(&path, &KEY),
+        Err(StoreError::Locked(_))
+    ));
+    assert!(matches!(
+        Store::ensure_unlocked(&path),
+        Err(StoreError::Locked(_))
+    ));
+    drop(s);
+    Store::ensure_unlocked(&path).unwrap();
+    Store::ensure_unlocked(&tmp.path().join("missing")).unwrap();
+}
+
+fn snapshot_vec(s: &Store) -> Vec<(String, Vec<u8>, Vec<u8>)> {
+    let mut out = Vec::new();
+    s.snapshot(|t, k, v| {
+        out.push((t.to_string(), k.to_vec(), v.to_vec()));
+        Ok(())
+    })
+    .unwrap();
+    out
+}
+
+#[test]
+fn snapshot_and_import_round_trip() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = Store::open(&tmp.path().join("a"), &KEY).unwrap();
+    s.commit_blocking(vec![
+        Op::Receive(received("AL", 1, 10)),
+        Op::Audit(audit(1)),
+        Op::Audit(audit(2)),
+        Op::Enqueue(SentRecord {
+            id: vec![9; 16],
+            peer: "AL".into(),
+            kind: "referral".into(),
+            created_ms: 5,
+            ..Default::default()
+        }),
+    ])
+    .unwrap();
+    let snap = snapshot_vec(&s);
+    let b = tmp.path().join("b");
+    let n = Store::import(&b, snap.clone().into_iter().map(Ok)).unwrap();
+    assert_eq!(n as usize, snap.len());
+    let copy = Store::open(&b, &KEY).unwrap();
+    assert_eq!(copy.audit_len(), 2);
+    assert_eq!(copy.inbox().unwrap().len(), 1);
+    assert_eq!(copy.outbox_depths().unwrap()["AL"].0, 1);
+    assert_eq!(snapshot_vec(&copy), snap);
+    // Import never writes over an existing store.
+    assert!(Store::import(&b, std::iter::empty()).is_err());
+}
+
+#[test]
+fn snapshot_is_consistent_while_jobs_commit() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = Store::open(&tmp.path().join("a"), &KEY).unwrap();
+    let writer = {
+        let s = s.clone();
+        std::thread::spawn(move || {
+            for i in 0..200u64 {
+                // Each job writes one case and one audit entry, atomically.
+                s.commit_blocking(vec![
+                    Op::PutCase(CaseRecord {
+                        id: format!("TEST-{i:04}"),
+                        ..Default::default()
+                    }),
+                    Op::Audit(audit(i)),
+                ])
+                .unwrap();
+            }
+        })
+    };
+    let mut seen = 0;
+    while !writer.is_finished() || seen == 0 {
+        let snap = snapshot_vec(&s);
+        let cases = snap.iter().filter(|r| r.0 == "cases").count();
+        let entries = snap.iter().filter(|r| r.0 == "audit").count();
+        assert_eq!(cases, entries, "a snapshot saw half a job");
+        seen += 1;
+    }
+    writer.join().unwrap();
+}
