@@ -107,7 +107,20 @@ async fn handle(ctx: &Arc<Ctx>, mut stream: tokio::net::TcpStream) -> std::io::R
         _ => return Ok(()),
     };
     stream.write_all(&answer).await?;
-    stream.shutdown().await
+    stream.shutdown().await?;
+    // Lingering close: read (and drop) what the client may still send, so that closing
+    // with unread data does not reset the connection before the answer is read.
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        let mut left = 64usize << 10;
+        while left > 0 {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => left = left.saturating_sub(n),
+            }
+        }
+    })
+    .await;
+    Ok(())
 }
 
 /// Checks the request line: `GET /metrics` (a query string is ignored).

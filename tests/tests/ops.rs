@@ -587,6 +587,13 @@ async fn metrics_move_with_a_referral() {
     // Only GET /metrics is served.
     assert_eq!(http_get(&it.metrics_addr(), "/").0, 404);
     assert_eq!(http_get(&it.metrics_addr(), "/metrics/x").0, 404);
+    // A request head over the cap is refused, not buffered.
+    let mut big = TcpStream::connect(it.metrics_addr()).unwrap();
+    big.set_read_timeout(Some(Duration::from_secs(10))).ok();
+    big.write_all(&[b'a'; 12 << 10]).unwrap();
+    let mut answer = String::new();
+    big.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 431 "), "{answer}");
     let before = it.scrape();
     assert_eq!(metric(&before, "trm_up"), Some(1.0));
     let audit_before = metric(&before, "trm_audit_entries").unwrap();
