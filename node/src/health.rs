@@ -42,6 +42,9 @@ pub enum CheckError {
     /// The store (corrupt, too new, or locked by the running node).
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The store key does not open this store (e.g. a backup restored after an erasure).
+    #[error("{0} is not the key this store was sealed with: restore the store.key kept with the backup (see docs/OPERATIONS.md)")]
+    StoreKey(PathBuf),
     /// A stored peer card no longer verifies.
     #[error("stored identity card of peer {peer} does not verify: {reason}")]
     PeerCard {
@@ -167,6 +170,11 @@ pub fn check(dir: &Path, now_ms: i64) -> Result<CheckReport, CheckError> {
             "store: migrated from schema {from} to {}",
             crate::store::SCHEMA_VERSION
         ));
+    }
+    if let Some(expected) = store.meta("master_key_sha256")? {
+        if expected != trm_proto::signing::sha256(&keys.store_key) {
+            return Err(CheckError::StoreKey(dir.join(&cfg.paths.store_key)));
+        }
     }
     let peers = store.peers()?;
     for (cc, rec) in &peers {
