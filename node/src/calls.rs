@@ -23,6 +23,7 @@ pub fn target(call: &Call) -> String {
     match call {
         Call::PeerRemove(r) => r.country.clone(),
         Call::PeerRevoke(r) => r.country.clone(),
+        Call::PeerTrust(r) => r.country.clone(),
         Call::OfficerAdd(r) => format!("{} ({})", r.name, r.role),
         Call::CaseShow(r) => r.id.clone(),
         Call::CaseTimeline(r) => r.id.clone(),
@@ -40,6 +41,8 @@ pub async fn run(ctx: &Arc<Ctx>, caller: &Caller, call: Call) -> Result<Value, C
         Call::PeerAdd(r) => peer_add(ctx, &r.card).await,
         Call::PeerList(_) => Ok(json!({ "peers": peer_list(ctx) })),
         Call::PeerRemove(r) => peer_remove(ctx, &r.country).await,
+        Call::PeerRevoke(r) => crate::trust::revoke(ctx, &r.country).await,
+        Call::PeerTrust(r) => crate::trust::trust(ctx, &r.country).await,
         Call::OfficerAdd(r) => officer_add(ctx, &r.name, &r.role, &r.cert_der).await,
         Call::OfficerList(_) => officer_list(ctx),
         Call::CaseCreate(r) => case_create(ctx, caller, &r.json).await,
@@ -72,7 +75,10 @@ fn status(ctx: &Ctx) -> Result<Value, CallError> {
             let cc = p.card.country().to_string();
             let h = ctx.peers.health(&cc);
             let (depth, oldest) = depths.get(&cc).copied().unwrap_or((0, 0));
-            let state = if p.revoked {
+            let (held, audit_log) = crate::trust::peer_json(ctx, &cc);
+            let state = if let Some(held) = held {
+                held
+            } else if p.revoked {
                 "revoked"
             } else if h.failing_since_ms != 0 {
                 if now - h.failing_since_ms >= down_after || h.last_contact_ms == 0 {
@@ -96,6 +102,7 @@ fn status(ctx: &Ctx) -> Result<Value, CallError> {
                 "attempts": h.attempts,
                 "outbox": depth,
                 "oldest_pending": format_ms(if depth > 0 { oldest } else { 0 }),
+                "audit_log": audit_log,
             })
         })
         .collect();
@@ -110,6 +117,8 @@ fn status(ctx: &Ctx) -> Result<Value, CallError> {
         "outbox_total": depths.values().map(|d| d.0).sum::<u64>(),
         "received_total": ctx.store.received_count(),
         "audit_entries": ctx.store.audit_len(),
+        "audit": crate::audit::status_json(ctx),
+        "peer_log_inconsistent": ctx.metrics.total("peer_log_inconsistent"),
     }))
 }
 
@@ -134,7 +143,10 @@ async fn peer_add(ctx: &Ctx, raw: &[u8]) -> Result<Value, CallError> {
     }
     let rec = crate::peers::record(&card, ctx.clock.now_ms());
     ctx.store
-        .commit(vec![Op::PutPeer(card.country().to_string(), rec)])
+        .commit(vec![
+            Op::PutPeer(card.country().to_string(), rec),
+            crate::trust::archive_card(&card),
+        ])
         .await?;
     let out = card_json(&card, false);
     tracing::info!(peer = %card.country(), "peer pinned");

@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 
 pub mod admin;
+pub mod audit;
 pub mod calls;
 pub mod config;
 pub mod delivery;
@@ -18,9 +19,11 @@ pub mod node;
 pub mod peers;
 pub mod policy;
 pub mod receive;
+pub mod rotation;
 pub mod store;
 pub mod time;
 pub mod tls;
 pub mod transport;
+pub mod trust;
 
 pub use node::{run, start, NodeHandle, StartOptions};

@@ -76,6 +76,10 @@ pub struct Ctx {
     pub admin_addr: SocketAddr,
     /// Counters for metrics and status.
     pub metrics: crate::metrics::Metrics,
+    /// The node's own audit log checkpoints.
+    pub audit: crate::audit::Audit,
+    /// Witnessed logs of peers, held peers.
+    pub trust: crate::trust::Trust,
     /// Shutdown signal for every task.
     pub shutdown: watch::Receiver<bool>,
 }
@@ -150,6 +154,8 @@ pub async fn start(dir: &Path, opts: StartOptions) -> Result<NodeHandle, StartEr
     let keys = NodeKeys::load(dir, &cfg)?;
     let template = cfg.template()?;
     let store = Store::open(&dir.join(&cfg.paths.store), &keys.store_key)?;
+    let audit = crate::audit::Audit::load(&store, &keys, &cfg.country)?;
+    let trust = crate::trust::Trust::load(&store)?;
     store.start_committer();
 
     let peer_pins = Pins::new();
@@ -225,6 +231,8 @@ pub async fn start(dir: &Path, opts: StartOptions) -> Result<NodeHandle, StartEr
     let ctx = Arc::new(Ctx {
         dir: dir.to_path_buf(),
         metrics: crate::metrics::Metrics::default(),
+        audit,
+        trust,
         delivery: Delivery::default(),
         clock: opts.clock.unwrap_or_default(),
         cfg,
@@ -243,6 +251,7 @@ pub async fn start(dir: &Path, opts: StartOptions) -> Result<NodeHandle, StartEr
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn(crate::receive::serve(ctx.clone(), endpoint));
     tasks.spawn(crate::admin::serve(ctx.clone(), admin_endpoint));
+    tasks.spawn(crate::audit::run(ctx.clone()));
     crate::delivery::start_all(&ctx)?;
     tracing::info!(
         country = %ctx.cfg.country,
