@@ -538,10 +538,14 @@ fn message_show(ctx: &Ctx, id_hex: &str) -> Result<Value, CallError> {
 }
 
 fn describe_answer(ctx: &Ctx, peer: &str, a: &pb::Signed) -> Value {
-    let key_ok = ctx.peers.get(peer).and_then(|p| {
-        trm_proto::card::key_valid_at(&p.card.card.key_history, &a.signer, ctx.clock.now_ms())
-    });
+    // The key must have been valid when the answer was signed (not now: keys rotate).
+    let key_at = |time_ms: i64| {
+        ctx.peers.get(peer).and_then(|p| {
+            trm_proto::card::key_valid_at(&p.card.card.key_history, &a.signer, time_ms)
+        })
+    };
     if let Ok(r) = pb::Receipt::decode(a.body.as_slice()) {
+        let key_ok = key_at(r.received_ms);
         if r.receiver == peer {
             let valid = key_ok
                 .is_some_and(|k| signing::verify(&k, Tag::Receipt, &a.body, &a.signature).is_ok());
@@ -550,7 +554,7 @@ fn describe_answer(ctx: &Ctx, peer: &str, a: &pb::Signed) -> Value {
         }
     }
     if let Ok(r) = pb::Rejection::decode(a.body.as_slice()) {
-        let valid = key_ok
+        let valid = key_at(r.rejected_ms)
             .is_some_and(|k| signing::verify(&k, Tag::Rejection, &a.body, &a.signature).is_ok());
         return json!({ "kind": "rejection",
             "reason": pb::RejectReason::try_from(r.reason).map(|x| x.as_str_name()).unwrap_or("?"),

@@ -426,6 +426,41 @@ async fn key_rotation_mid_conversation_keeps_every_message_verifiable() {
         }
     }
 
+    // The announcement again (as after a lost receipt): the first receipt, nothing changes.
+    let announcement = it
+        .ctx()
+        .store
+        .sent_all()
+        .unwrap()
+        .into_iter()
+        .find(|r| r.kind == "key_announcement")
+        .expect("announcement in the sent log");
+    assert_eq!(
+        SentState::from_u32(announcement.state),
+        SentState::Delivered
+    );
+    let conn = raw_conn(&it.keys(), &al).await.expect("connect");
+    let again = request(
+        &conn,
+        &pb::PeerRequest {
+            kind: Some(pb::peer_request::Kind::Transmission(
+                pb::Transmission::decode(announcement.transmission.as_slice()).unwrap(),
+            )),
+        },
+    )
+    .await
+    .unwrap();
+    match again.kind {
+        Some(peer_response::Kind::Receipt(r)) => {
+            assert_eq!(
+                r.encode_to_vec(),
+                announcement.answer,
+                "not the first receipt"
+            )
+        }
+        other => panic!("retried announcement refused: {other:?}"),
+    }
+
     // A new key not endorsed by the current one is refused.
     let rogue = ed25519_dalek::SigningKey::generate(&mut rand::rngs::OsRng);
     let keys = it.keys();
