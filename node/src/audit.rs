@@ -38,8 +38,8 @@ impl Audit {
         let mut latest = None;
         for (key, raw) in store.meta_prefix(CHECKPOINT_PREFIX)? {
             let bad = |detail: &str| StoreError::AuditLog {
-                path: key.clone().into(),
-                detail: format!("stored checkpoint {key}: {detail}"),
+                path: store.path().to_path_buf(),
+                detail: format!("stored checkpoint {key} {detail}"),
             };
             let signed = pb::Signed::decode(raw.as_slice()).map_err(|_| bad("does not decode"))?;
             let cp = pb::Checkpoint::decode(signed.body.as_slice())

@@ -240,52 +240,9 @@ pub struct ReceivedRecord {
     pub case_ref: String,
 }
 
-/// One audit log entry. Never holds a case field value.
-#[derive(Clone, PartialEq, Message)]
-pub struct AuditEntry {
-    /// Log index (set by the committer).
-    #[prost(uint64, tag = "1")]
-    pub index: u64,
-    /// When.
-    #[prost(int64, tag = "2")]
-    pub time_ms: i64,
-    /// sent, received, receipt, rejection_sent, rejection_received, admin, key, ...
-    #[prost(string, tag = "3")]
-    pub kind: String,
-    /// Peer country, if any.
-    #[prost(string, tag = "4")]
-    pub peer: String,
-    /// Message id, if any.
-    #[prost(bytes = "vec", tag = "5")]
-    pub message_id: Vec<u8>,
-    /// SHA-256(body || signature) of the envelope, if any.
-    #[prost(bytes = "vec", tag = "6")]
-    pub envelope_hash: Vec<u8>,
-    /// The envelope's or answer's signature.
-    #[prost(bytes = "vec", tag = "7")]
-    pub signature: Vec<u8>,
-    /// Officer name, for admin actions.
-    #[prost(string, tag = "8")]
-    pub officer: String,
-    /// Officer role.
-    #[prost(string, tag = "9")]
-    pub role: String,
-    /// Admin call or message kind.
-    #[prost(string, tag = "10")]
-    pub call: String,
-    /// Target (case id, country, message id), never a field value.
-    #[prost(string, tag = "11")]
-    pub target: String,
-    /// ok, refused: ..., rejected: REASON, ...
-    #[prost(string, tag = "12")]
-    pub result: String,
-    /// The signed bytes (envelope body, receipt or rejection body), kept for audit export.
-    #[prost(bytes = "vec", tag = "13")]
-    pub signed_body: Vec<u8>,
-    /// Public key that made `signature`.
-    #[prost(bytes = "vec", tag = "14")]
-    pub signer: Vec<u8>,
-}
+/// One audit log entry (`proto/audit.proto`, the schema auditors verify). Never holds a case
+/// field value. Its encoding, exactly as stored, is the log's Merkle leaf.
+pub use trm_proto::auditpb::AuditEntry;
 
 /// One write. A job's ops are applied atomically.
 #[derive(Clone, Debug)]
@@ -1082,6 +1039,11 @@ impl Store {
     /// Watches the audit log size (changes after every commit that appended entries).
     pub fn watch_audit_size(&self) -> watch::Receiver<u64> {
         self.inner.audit_size.subscribe()
+    }
+
+    /// The store folder.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
     }
 
     /// Size of the store on disk, in bytes.

@@ -77,8 +77,8 @@ impl Trust {
         let mut logs = BTreeMap::new();
         for (key, raw) in store.meta_prefix(WITNESS_PREFIX)? {
             let rec = WitnessRecord::decode(raw.as_slice()).map_err(|_| StoreError::Corrupt {
-                path: key.clone().into(),
-                detail: "witness record does not decode".into(),
+                path: store.path().to_path_buf(),
+                detail: format!("witness record {key} does not decode"),
             })?;
             logs.insert(key[WITNESS_PREFIX.len()..].to_string(), rec);
         }
