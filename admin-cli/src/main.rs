@@ -542,3 +542,28 @@ fn main() -> ExitCode {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::parse_time;
+
+    #[test]
+    fn times_parse_as_dates_date_times_or_milliseconds() {
+        let day = 1_795_824_000_000; // 2026-11-28T00:00:00Z
+        assert_eq!(parse_time("2026-11-28", false).ok(), Some(day));
+        assert_eq!(parse_time("2026-11-28", true).ok(), Some(day + 86_399_999));
+        assert_eq!(
+            parse_time("2026-11-28T01:02:03Z", true).ok(),
+            Some(day + 3_723_000)
+        );
+        assert_eq!(parse_time("1234", false).ok(), Some(1234));
+        for bad in [
+            "2026-02-30",
+            "2026-11-28T25:00:00Z",
+            "yesterday",
+            "2026-11-28T01:02",
+        ] {
+            assert!(parse_time(bad, false).is_err(), "{bad}");
+        }
+    }
+}
