@@ -111,6 +111,11 @@ fr_msg=$("$admin" --cred "$data/fr-officer.cred" --json inbox | sed -n 's/.*"id"
 echo "== Italy's status"
 "$admin" --cred "$data/it-officer.cred" status
 
+echo "== an auditor exports Albania's audit log; anyone verifies it offline (no node, no credential)"
+"$admin" --cred "$data/AL/operator.cred" officer add "Auditor Example" --role auditor --out "$data/al-auditor.cred" >/dev/null
+"$admin" --cred "$data/al-auditor.cred" audit export --out "$data/al-audit.trm"
+"$admin" audit verify "$data/al-audit.trm"
+
 cat <<TXT
 
 The federation keeps running (logs in $data/*.log). Try next:

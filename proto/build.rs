@@ -1,7 +1,7 @@
 //! Compiles `proto/*.proto` with protox (pure Rust), so no system `protoc` is needed.
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let files = ["proto/trm.proto", "proto/admin.proto"];
+    let files = ["proto/trm.proto", "proto/admin.proto", "proto/audit.proto"];
     for f in &files {
         println!("cargo:rerun-if-changed={f}");
     }

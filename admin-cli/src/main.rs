@@ -1,6 +1,7 @@
 //! `trm-admin`: the command line for officers, supervisors, auditors and operators.
 //!
-//! Every command except `audit verify` talks to a node's admin API with the credential from
+//! Every command except `audit verify` and `audit extract` (offline) talks to a node's admin
+//! API with the credential from
 //! `--cred FILE` or `TRM_CRED`. Listing and show commands print a table, or with `--json` the
 //! node's JSON document for scripts. Errors are one line on stderr with a non-zero exit:
 //! 64 bad usage or input, 69 node unreachable, 77 refused for the caller's role, 1 otherwise.
@@ -16,8 +17,9 @@ use trm_proto::admin::{self as api, admin_request::Call};
 
 mod render;
 
-/// What to do with the node's answer after a successful call (e.g. write a credential).
-type After = Option<Box<dyn FnOnce(&Value) -> Result<(), Failure>>>;
+/// What to do with the node's answer (JSON and binary data) after a successful call (e.g.
+/// write a credential or an audit bundle).
+type After = Option<Box<dyn FnOnce(&Value, &[u8]) -> Result<(), Failure>>>;
 
 /// Command line for TRM officers, supervisors, auditors and operators.
 #[derive(Parser)]
@@ -63,6 +65,43 @@ enum Cmd {
     /// One message.
     #[command(subcommand)]
     Message(MessageCmd),
+    /// The audit log: export a bundle (auditor), verify one offline (no node, no credential).
+    #[command(subcommand)]
+    Audit(AuditCmd),
+}
+
+#[derive(Subcommand)]
+enum AuditCmd {
+    /// Write a self-contained, offline-verifiable bundle of the node's audit log.
+    Export {
+        /// Bundle file to write (refuses to overwrite).
+        #[arg(long)]
+        out: PathBuf,
+        /// Only entries at or after this time: YYYY-MM-DD, YYYY-MM-DDTHH:MM:SSZ or Unix ms.
+        #[arg(long)]
+        from: Option<String>,
+        /// Only entries at or before this time (a date means the end of that day, UTC).
+        #[arg(long)]
+        to: Option<String>,
+    },
+    /// Check every signature, hash, inclusion and consistency proof of a bundle; exits
+    /// non-zero naming the entry and what failed. Needs no node and no credential.
+    Verify {
+        /// The bundle file.
+        file: PathBuf,
+    },
+    /// Write one entry's signed bytes for checking with another tool (docs/PROTOCOL.md §8):
+    /// body.bin, sig.bin (64 bytes) and pub.raw (32-byte Ed25519 key). Offline.
+    Extract {
+        /// The bundle file.
+        file: PathBuf,
+        /// Log index of the entry.
+        #[arg(long)]
+        entry: u64,
+        /// Folder to write the three files into (created if missing).
+        #[arg(long)]
+        dir: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -76,6 +115,18 @@ enum PeerCmd {
     List,
     /// Unpin a partner.
     Remove {
+        /// Country code.
+        country: String,
+    },
+    /// Revoke a partner: its connections close, new handshakes and messages are refused;
+    /// its earlier signatures still verify in audits. Undo by adding its card again.
+    Revoke {
+        /// Country code.
+        country: String,
+    },
+    /// Re-accept a partner held because its audit log contradicted its earlier checkpoints
+    /// (rolled back or rewritten); its current checkpoint becomes the new baseline.
+    Trust {
         /// Country code.
         country: String,
     },
@@ -346,7 +397,105 @@ fn load_cred(path: Option<&Path>) -> Result<Credential, Failure> {
     Credential::load(path).map_err(|e| Failure::usage(e.to_string()))
 }
 
+/// Parses `YYYY-MM-DD`, `YYYY-MM-DDTHH:MM:SSZ` or Unix milliseconds; a bare date is the
+/// start of the day, or its last millisecond when `end_of_day`.
+fn parse_time(s: &str, end_of_day: bool) -> Result<i64, Failure> {
+    let bad = || {
+        Failure::usage(format!(
+            "{s:?} is not a time: use YYYY-MM-DD, YYYY-MM-DDTHH:MM:SSZ or Unix milliseconds"
+        ))
+    };
+    if let Ok(ms) = s.parse::<i64>() {
+        return Ok(ms);
+    }
+    let day = trm_node::time::parse_date_ms(s.get(..10).ok_or_else(bad)?).ok_or_else(bad)?;
+    match s.get(10..) {
+        Some("") => Ok(if end_of_day { day + 86_399_999 } else { day }),
+        Some(rest) => {
+            let b = rest.as_bytes();
+            if b.len() != 10 || b[0] != b'T' || b[3] != b':' || b[6] != b':' || b[9] != b'Z' {
+                return Err(bad());
+            }
+            let num = |r: std::ops::Range<usize>| rest[r].parse::<i64>().map_err(|_| bad());
+            let (h, m, sec) = (num(1..3)?, num(4..6)?, num(7..9)?);
+            if h > 23 || m > 59 || sec > 59 {
+                return Err(bad());
+            }
+            Ok(day + ((h * 60 + m) * 60 + sec) * 1000)
+        }
+        None => Err(bad()),
+    }
+}
+
+/// `audit verify`: offline, no credential.
+fn verify_bundle(file: &Path, json: bool) -> Result<(), Failure> {
+    let bytes = read_file(file)?;
+    match trm_proto::audit::verify_bundle(&bytes) {
+        Ok(s) => {
+            print!("{}", render::audit_summary(&s, json));
+            Ok(())
+        }
+        Err(f) => Err(Failure {
+            code: 1,
+            message: format!("{}: verification FAILED at {f}", file.display()),
+        }),
+    }
+}
+
+/// `audit extract`: one entry's signed body, signature and signer as raw files.
+fn extract_entry(file: &Path, index: u64, dir: &Path) -> Result<(), Failure> {
+    use prost::Message;
+    let bytes = read_file(file)?;
+    let bundle = trm_proto::auditpb::AuditBundle::decode(bytes.as_slice())
+        .map_err(|e| Failure::usage(format!("{}: not an audit bundle ({e})", file.display())))?;
+    let entry = bundle
+        .entries
+        .iter()
+        .filter_map(|e| trm_proto::auditpb::AuditEntry::decode(e.entry.as_slice()).ok())
+        .find(|e| e.index == index)
+        .ok_or_else(|| Failure::usage(format!("the bundle has no entry {index}")))?;
+    let tag = match entry.kind.as_str() {
+        "sent" | "received" => "trm/1 envelope",
+        "receipt_sent" | "receipt_received" => "trm/1 receipt",
+        "rejection_sent" | "rejection_received" => "trm/1 rejection",
+        "key" => "trm/1 key",
+        "witness" => "trm/1 checkpoint",
+        other => {
+            return Err(Failure::usage(format!(
+                "entry {index} ({other}) carries no signature"
+            )))
+        }
+    };
+    let io = |e: std::io::Error| Failure {
+        code: 1,
+        message: format!("{}: {e}", dir.display()),
+    };
+    std::fs::create_dir_all(dir).map_err(io)?;
+    for (name, data) in [
+        ("body.bin", &entry.signed_body),
+        ("sig.bin", &entry.signature),
+        ("pub.raw", &entry.signer),
+    ] {
+        std::fs::write(dir.join(name), data).map_err(io)?;
+    }
+    println!(
+        "entry {index} ({} {} {}): wrote body.bin, sig.bin, pub.raw to {}\nsigned bytes = \"{tag}\" 0x00 || body.bin; see docs/PROTOCOL.md section 8",
+        entry.kind,
+        entry.peer,
+        entry.call,
+        dir.display()
+    );
+    Ok(())
+}
+
 async fn run(cli: Cli) -> Result<(), Failure> {
+    match &cli.cmd {
+        Cmd::Audit(AuditCmd::Verify { file }) => return verify_bundle(file, cli.json),
+        Cmd::Audit(AuditCmd::Extract { file, entry, dir }) => {
+            return extract_entry(file, *entry, dir)
+        }
+        _ => {}
+    }
     let cred = load_cred(cli.cred.as_deref())?;
     // Everything that can fail locally is checked before the node is contacted.
     let (call, view, after): (Call, render::View, After) = match cli.cmd {
@@ -364,6 +513,51 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             render::View::Done,
             None,
         ),
+        Cmd::Peer(PeerCmd::Revoke { country }) => (
+            Call::PeerRevoke(api::PeerRevoke { country }),
+            render::View::Done,
+            None,
+        ),
+        Cmd::Peer(PeerCmd::Trust { country }) => (
+            Call::PeerTrust(api::PeerTrust { country }),
+            render::View::Done,
+            None,
+        ),
+        Cmd::Audit(AuditCmd::Verify { file }) => return verify_bundle(&file, cli.json),
+        Cmd::Audit(AuditCmd::Extract { file, entry, dir }) => {
+            return extract_entry(&file, entry, &dir)
+        }
+        Cmd::Audit(AuditCmd::Export { out, from, to }) => {
+            if out.exists() {
+                return Err(Failure::usage(format!(
+                    "{} already exists; refusing to overwrite",
+                    out.display()
+                )));
+            }
+            let from_ms = from.as_deref().map(|s| parse_time(s, false)).transpose()?;
+            let to_ms = to.as_deref().map(|s| parse_time(s, true)).transpose()?;
+            let path = out.clone();
+            let write = move |_: &Value, data: &[u8]| -> Result<(), Failure> {
+                if data.is_empty() {
+                    return Err(Failure {
+                        code: 1,
+                        message: "the node sent no bundle".into(),
+                    });
+                }
+                trm_node::identity::write_public(&path, data).map_err(|e| Failure {
+                    code: 1,
+                    message: e.to_string(),
+                })
+            };
+            (
+                Call::AuditExport(api::AuditExport {
+                    from_ms: from_ms.unwrap_or(0),
+                    to_ms: to_ms.unwrap_or(0),
+                }),
+                render::View::Exported(out.display().to_string()),
+                Some(Box::new(write)),
+            )
+        }
         Cmd::Officer(OfficerCmd::Add { name, role, out }) => {
             if out.exists() {
                 return Err(Failure::usage(format!(
@@ -375,7 +569,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 .map_err(|e| Failure::usage(e.to_string()))?;
             let (n, r) = (name.clone(), role.clone());
             let (cert_pem, key_pem) = (cert.cert_pem.clone(), cert.key_pem.clone());
-            let write = move |v: &Value| -> Result<(), Failure> {
+            let write = move |v: &Value, _: &[u8]| -> Result<(), Failure> {
                 let field = |k: &str| {
                     v.get(k)
                         .and_then(Value::as_str)
@@ -620,9 +814,9 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         ),
     };
     let client = AdminClient::connect(&cred).await?;
-    let result = client.call(call).await;
+    let result = client.call_with_data(call).await;
     client.close().await;
-    let value = result.map_err(|e| match e {
+    let (value, data) = result.map_err(|e| match e {
         ClientError::Refused {
             message,
             required_role,
@@ -643,7 +837,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         other => other.into(),
     })?;
     if let Some(after) = after {
-        after(&value)?;
+        after(&value, &data)?;
     }
     if cli.json {
         println!(
@@ -674,6 +868,31 @@ fn main() -> ExitCode {
         Err(f) => {
             eprintln!("trm-admin: {}", f.message);
             ExitCode::from(f.code)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_time;
+
+    #[test]
+    fn times_parse_as_dates_date_times_or_milliseconds() {
+        let day = 1_795_824_000_000; // 2026-11-28T00:00:00Z
+        assert_eq!(parse_time("2026-11-28", false).ok(), Some(day));
+        assert_eq!(parse_time("2026-11-28", true).ok(), Some(day + 86_399_999));
+        assert_eq!(
+            parse_time("2026-11-28T01:02:03Z", true).ok(),
+            Some(day + 3_723_000)
+        );
+        assert_eq!(parse_time("1234", false).ok(), Some(1234));
+        for bad in [
+            "2026-02-30",
+            "2026-11-28T25:00:00Z",
+            "yesterday",
+            "2026-11-28T01:02",
+        ] {
+            assert!(parse_time(bad, false).is_err(), "{bad}");
         }
     }
 }

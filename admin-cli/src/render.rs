@@ -21,6 +21,7 @@ pub(crate) enum View {
     Timeline,
     Directory,
     Json,
+    Exported(String),
 }
 
 fn s(v: &Value, k: &str) -> String {
@@ -86,11 +87,13 @@ fn peer_block(p: &Value) -> String {
 pub(crate) fn render(view: &View, v: &Value) -> String {
     match view {
         View::Status => {
+            let audit = v.get("audit").cloned().unwrap_or(Value::Null);
             let mut out = format!(
-                "node {} ({})\npeer listener {}   admin listener {}\nsigning key     {}\nTLS certificate {}\nreceived {}   outbox {}   audit entries {}\n\n",
+                "node {} ({})\npeer listener {}   admin listener {}\nsigning key     {}\nTLS certificate {}\nreceived {}   outbox {}   audit entries {}   last checkpoint {} at {}\nprocessing      {}\n",
                 s(v, "country"), s(v, "name"), s(v, "peer_listen"), s(v, "admin_listen"),
                 s(v, "signing_key"), s(v, "tls_certificate"),
                 s(v, "received_total"), s(v, "outbox_total"), s(v, "audit_entries"),
+                s(&audit, "checkpoint_size"), s(&audit, "checkpoint_time"), s(&audit, "processing"),
             );
             if let Some(r) = v.get("last_restore").filter(|r| !r.is_null()) {
                 out.push_str(&format!(
@@ -98,6 +101,19 @@ pub(crate) fn render(view: &View, v: &Value) -> String {
                     s(r, "taken")
                 ));
             }
+            if !s(&audit, "write_failure").is_empty() {
+                out.push_str(&format!("audit log failure: {}\n", s(&audit, "write_failure")));
+            }
+            for p in list(v, "peers") {
+                let log = p.get("audit_log").cloned().unwrap_or(Value::Null);
+                if log.get("held") == Some(&Value::Bool(true)) {
+                    out.push_str(&format!(
+                        "peer {} HELD since {}: {}\n  re-accept with: trm-admin peer trust {}\n",
+                        s(p, "country"), s(&log, "held_since"), s(&log, "reason"), s(p, "country")
+                    ));
+                }
+            }
+            out.push('\n');
             let rows: Vec<Vec<String>> = list(v, "peers")
                 .iter()
                 .map(|p| {
@@ -142,6 +158,10 @@ pub(crate) fn render(view: &View, v: &Value) -> String {
             table(&["country", "name", "signing key", "state"], &rows)
         }
         View::Done => format!("done: {v}\n"),
+        View::Exported(file) => format!(
+            "wrote {file}: {} entries of a log of {}, {} checkpoints, {} peer cards\ncheck it offline with: trm-admin audit verify {file}\n",
+            s(v, "entries"), s(v, "tree_size"), s(v, "checkpoints"), s(v, "peer_cards")
+        ),
         View::Officer => format!(
             "issued credential for {} (role {}) on node {}\n",
             s(v, "name"),
@@ -309,4 +329,61 @@ pub(crate) fn render(view: &View, v: &Value) -> String {
             out
         }
     }
+}
+
+/// The result of `audit verify`, for people or as JSON.
+pub(crate) fn audit_summary(sum: &trm_proto::audit::Summary, json: bool) -> String {
+    use trm_node::time::format_ms;
+    let messages: Vec<Value> = sum
+        .messages
+        .iter()
+        .map(|((peer, dir, kind), n)| {
+            serde_json::json!({ "peer": peer, "direction": dir, "kind": kind, "count": n })
+        })
+        .collect();
+    if json {
+        let v = serde_json::json!({
+            "verified": true,
+            "country": sum.country,
+            "name": sum.name,
+            "keys": sum.keys,
+            "peers": sum.peers,
+            "entries": sum.entries,
+            "tree_size": sum.tree_size,
+            "root": sum.root,
+            "checkpoints": sum.checkpoints,
+            "signatures": sum.signatures,
+            "first": format_ms(sum.first_ms.unwrap_or(0)),
+            "last": format_ms(sum.last_ms.unwrap_or(0)),
+            "first_index": sum.first_index,
+            "last_index": sum.last_index,
+            "kinds": sum.kinds,
+            "messages": messages,
+        });
+        return serde_json::to_string_pretty(&v).unwrap_or_default() + "\n";
+    }
+    let kinds: Vec<String> = sum.kinds.iter().map(|(k, n)| format!("{k} {n}")).collect();
+    let rows: Vec<Vec<String>> = sum
+        .messages
+        .iter()
+        .map(|((peer, dir, kind), n)| vec![peer.clone(), dir.clone(), kind.clone(), n.to_string()])
+        .collect();
+    format!(
+        "audit bundle of {} ({}): VERIFIED\n  entries      {} (indices {}..={} of a log of {}, root {})\n  checkpoints  {}, each consistent with the one before\n  signatures   {} checked ({} keys in the node's history; peers: {})\n  first        {}\n  last         {}\n  by kind      {}\n\n{}",
+        sum.country,
+        sum.name,
+        sum.entries,
+        sum.first_index.map_or("-".into(), |i| i.to_string()),
+        sum.last_index.map_or("-".into(), |i| i.to_string()),
+        sum.tree_size,
+        sum.root.get(..16).unwrap_or("-"),
+        sum.checkpoints,
+        sum.signatures,
+        sum.keys,
+        if sum.peers.is_empty() { "none".to_string() } else { sum.peers.join(", ") },
+        format_ms(sum.first_ms.unwrap_or(0)),
+        format_ms(sum.last_ms.unwrap_or(0)),
+        kinds.join(", "),
+        table(&["peer", "direction", "kind", "messages"], &rows),
+    )
 }

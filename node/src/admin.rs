@@ -95,6 +95,7 @@ pub fn call_rules(call: &Call) -> (&'static str, &'static [Role]) {
         Call::PeerList(_) => ("peer list", &[Operator, Officer, Supervisor, Auditor]),
         Call::PeerRemove(_) => ("peer remove", &[Operator]),
         Call::PeerRevoke(_) => ("peer revoke", &[Operator]),
+        Call::PeerTrust(_) => ("peer trust", &[Operator]),
         Call::OfficerAdd(_) => ("officer add", &[Operator]),
         Call::OfficerList(_) => ("officer list", &[Operator, Auditor]),
         Call::CaseCreate(_) => ("case create", &[Officer]),
@@ -197,8 +198,37 @@ pub async fn dispatch(ctx: &Arc<Ctx>, caller: &Caller, req: AdminRequest) -> Adm
     };
     let (name, roles) = call_rules(&call);
     let target = crate::calls::target(&call);
+    // Fail closed: while the audit log cannot be written only `status` answers (unlogged, it
+    // changes nothing), so that it can say why.
+    if let Some(why) = ctx.store.write_failure() {
+        if matches!(call, Call::Status(_)) {
+            if let Ok(v) = crate::calls::run(ctx, caller, call).await {
+                return AdminResponse {
+                    ok: true,
+                    json: v.to_string(),
+                    ..Default::default()
+                };
+            }
+        }
+        return AdminResponse {
+            ok: false,
+            error: format!("the audit log cannot be written ({why}); the node refuses calls until it is restarted"),
+            ..Default::default()
+        };
+    }
+    let mut data = Vec::new();
     let result = if roles.contains(&caller.role) {
-        crate::calls::run(ctx, caller, call).await
+        match call {
+            Call::AuditExport(r) => {
+                crate::audit::export(ctx, r.from_ms, r.to_ms)
+                    .await
+                    .map(|(v, bundle)| {
+                        data = bundle;
+                        v
+                    })
+            }
+            call => crate::calls::run(ctx, caller, call).await,
+        }
     } else {
         let names: Vec<&str> = roles.iter().map(|r| r.name()).collect();
         Err(CallError {
@@ -237,6 +267,7 @@ pub async fn dispatch(ctx: &Arc<Ctx>, caller: &Caller, req: AdminRequest) -> Adm
         Ok(v) => AdminResponse {
             ok: true,
             json: v.to_string(),
+            data,
             ..Default::default()
         },
         Err(e) => AdminResponse {
@@ -244,6 +275,7 @@ pub async fn dispatch(ctx: &Arc<Ctx>, caller: &Caller, req: AdminRequest) -> Adm
             error: e.message,
             required_role: e.required_role.unwrap_or_default(),
             json: String::new(),
+            data: Vec::new(),
         },
     }
 }
@@ -340,6 +372,15 @@ pub mod client {
 
         /// Makes one call and returns its JSON result.
         pub async fn call(&self, call: Call) -> Result<serde_json::Value, ClientError> {
+            Ok(self.call_with_data(call).await?.0)
+        }
+
+        /// Makes one call and returns its JSON result and its binary result (the audit
+        /// bundle of `AuditExport`; empty for other calls).
+        pub async fn call_with_data(
+            &self,
+            call: Call,
+        ) -> Result<(serde_json::Value, Vec<u8>), ClientError> {
             let req = AdminRequest { call: Some(call) };
             let resp: AdminResponse =
                 transport::request(&self.conn, &req, 64 << 20, Duration::from_secs(120))
@@ -368,7 +409,9 @@ pub mod client {
                     required_role: (!resp.required_role.is_empty()).then_some(resp.required_role),
                 });
             }
-            serde_json::from_str(&resp.json).map_err(|e| ClientError::BadAnswer(e.to_string()))
+            let v = serde_json::from_str(&resp.json)
+                .map_err(|e| ClientError::BadAnswer(e.to_string()))?;
+            Ok((v, resp.data))
         }
 
         /// Closes the connection politely.

@@ -23,6 +23,7 @@ pub fn target(call: &Call) -> String {
     match call {
         Call::PeerRemove(r) => r.country.clone(),
         Call::PeerRevoke(r) => r.country.clone(),
+        Call::PeerTrust(r) => r.country.clone(),
         Call::OfficerAdd(r) => format!("{} ({})", r.name, r.role),
         Call::CaseShow(r) => r.id.clone(),
         Call::CaseTimeline(r) => r.id.clone(),
@@ -41,6 +42,8 @@ pub async fn run(ctx: &Arc<Ctx>, caller: &Caller, call: Call) -> Result<Value, C
         Call::PeerAdd(r) => peer_add(ctx, &r.card).await,
         Call::PeerList(_) => Ok(json!({ "peers": peer_list(ctx) })),
         Call::PeerRemove(r) => peer_remove(ctx, &r.country).await,
+        Call::PeerRevoke(r) => crate::trust::revoke(ctx, &r.country).await,
+        Call::PeerTrust(r) => crate::trust::trust(ctx, &r.country).await,
         Call::OfficerAdd(r) => officer_add(ctx, &r.name, &r.role, &r.cert_der).await,
         Call::OfficerList(_) => officer_list(ctx),
         Call::CaseCreate(r) => case_create(ctx, caller, &r.json).await,
@@ -92,7 +95,10 @@ fn status(ctx: &Ctx) -> Result<Value, CallError> {
             let cc = p.card.country().to_string();
             let h = ctx.peers.health(&cc);
             let (depth, oldest) = depths.get(&cc).copied().unwrap_or((0, 0));
-            let state = if p.revoked {
+            let (held, audit_log) = crate::trust::peer_json(ctx, &cc);
+            let state = if let Some(held) = held {
+                held
+            } else if p.revoked {
                 "revoked"
             } else if h.failing_since_ms != 0 {
                 if now - h.failing_since_ms >= down_after || h.last_contact_ms == 0 {
@@ -116,6 +122,7 @@ fn status(ctx: &Ctx) -> Result<Value, CallError> {
                 "attempts": h.attempts,
                 "outbox": depth,
                 "oldest_pending": format_ms(if depth > 0 { oldest } else { 0 }),
+                "audit_log": audit_log,
             })
         })
         .collect();
@@ -132,6 +139,8 @@ fn status(ctx: &Ctx) -> Result<Value, CallError> {
         "received_total": ctx.store.received_count(),
         "audit_entries": ctx.store.audit_len(),
         "last_restore": crate::backup::last_restore(&ctx.store),
+        "audit": crate::audit::status_json(ctx),
+        "peer_log_inconsistent": ctx.metrics.total("peer_log_inconsistent"),
     }))
 }
 
@@ -156,7 +165,10 @@ async fn peer_add(ctx: &Ctx, raw: &[u8]) -> Result<Value, CallError> {
     }
     let rec = crate::peers::record(&card, ctx.clock.now_ms());
     ctx.store
-        .commit(vec![Op::PutPeer(card.country().to_string(), rec)])
+        .commit(vec![
+            Op::PutPeer(card.country().to_string(), rec),
+            crate::trust::archive_card(&card),
+        ])
         .await?;
     let out = card_json(&card, false);
     tracing::info!(peer = %card.country(), "peer pinned");
@@ -711,10 +723,14 @@ async fn message_show(ctx: &Ctx, id_hex: &str) -> Result<Value, CallError> {
 }
 
 fn describe_answer(ctx: &Ctx, peer: &str, a: &pb::Signed) -> Value {
-    let key_ok = ctx.peers.get(peer).and_then(|p| {
-        trm_proto::card::key_valid_at(&p.card.card.key_history, &a.signer, ctx.clock.now_ms())
-    });
+    // The key must have been valid when the answer was signed (not now: keys rotate).
+    let key_at = |time_ms: i64| {
+        ctx.peers.get(peer).and_then(|p| {
+            trm_proto::card::key_valid_at(&p.card.card.key_history, &a.signer, time_ms)
+        })
+    };
     if let Ok(r) = pb::Receipt::decode(a.body.as_slice()) {
+        let key_ok = key_at(r.received_ms);
         if r.receiver == peer {
             let valid = key_ok
                 .is_some_and(|k| signing::verify(&k, Tag::Receipt, &a.body, &a.signature).is_ok());
@@ -723,7 +739,7 @@ fn describe_answer(ctx: &Ctx, peer: &str, a: &pb::Signed) -> Value {
         }
     }
     if let Ok(r) = pb::Rejection::decode(a.body.as_slice()) {
-        let valid = key_ok
+        let valid = key_at(r.rejected_ms)
             .is_some_and(|k| signing::verify(&k, Tag::Rejection, &a.body, &a.signature).is_ok());
         return json!({ "kind": "rejection",
             "reason": pb::RejectReason::try_from(r.reason).map(|x| x.as_str_name()).unwrap_or("?"),

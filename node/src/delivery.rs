@@ -78,9 +78,26 @@ async fn worker(ctx: Arc<Ctx>, peer: String, notify: Arc<Notify>) {
     let mut conn: Option<quinn::Connection> = None;
     let mut inflight: HashSet<Vec<u8>> = HashSet::new();
     let mut set: JoinSet<(Vec<u8>, Attempt)> = JoinSet::new();
+    let mut barrier: Option<Vec<u8>> = None;
     loop {
         if *shutdown.borrow() {
             break;
+        }
+        // Fail closed: nothing leaves while the audit log cannot be written, nor to a peer
+        // that is revoked or whose log is held.
+        if let Some(why) = crate::trust::hold_outgoing(&ctx, &peer) {
+            if let Some(c) = conn.take() {
+                c.close(3u32.into(), b"paused");
+            }
+            if set.is_empty() {
+                tracing::debug!(peer = %peer, reason = %why, "delivery paused");
+                tokio::select! {
+                    _ = notify.notified() => {}
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    _ = shutdown.changed() => break,
+                }
+                continue;
+            }
         }
         // Fill the window.
         let room = ctx
@@ -88,9 +105,9 @@ async fn worker(ctx: Arc<Ctx>, peer: String, notify: Arc<Notify>) {
             .delivery
             .max_in_flight
             .saturating_sub(inflight.len());
-        let batch = if room > 0 {
+        let batch = if room > 0 && crate::trust::hold_outgoing(&ctx, &peer).is_none() {
             match ctx.store.outbox_for(&peer, room, &inflight) {
-                Ok(b) => b,
+                Ok(b) => crate::rotation::order_batch(b, &mut barrier, &inflight),
                 Err(e) => {
                     tracing::error!(peer = %peer, error = %e, "cannot read outbox");
                     vec![]
@@ -258,6 +275,10 @@ async fn attempt(ctx: &Ctx, conn: &quinn::Connection, rec: SentRecord) -> Attemp
                 Ok(r)
                     if r.message_id == rec.id && r.envelope_hash == hash && r.receiver == peer =>
                 {
+                    // Witness the receiver's audit log with the checkpoint its receipt carries.
+                    if let Some(cp) = r.checkpoint {
+                        crate::trust::witness(ctx, peer, conn, cp).await;
+                    }
                     (
                         SentState::Delivered,
                         signed,

@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 
 pub mod admin;
+pub mod audit;
 pub mod backup;
 pub mod calls;
 pub mod casedata;
@@ -26,10 +27,12 @@ pub mod peers;
 pub mod policy;
 pub mod prometheus;
 pub mod receive;
+pub mod rotation;
 pub mod store;
 pub mod time;
 pub mod tls;
 pub mod transport;
+pub mod trust;
 pub mod vault;
 
 pub use node::{run, start, NodeHandle, StartOptions};

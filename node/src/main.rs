@@ -96,6 +96,24 @@ enum Cmd {
         #[arg(long)]
         dir: PathBuf,
     },
+    /// Signing keys.
+    #[command(subcommand)]
+    Key(KeyCmd),
+}
+
+#[derive(Subcommand)]
+enum KeyCmd {
+    /// Make a new signing key endorsed by the current one (stop the node first). The old key
+    /// stays valid for the overlap; every peer gets a KeyAnnouncement signed by the old key
+    /// when the node runs again.
+    Rotate {
+        /// Node folder.
+        #[arg(long)]
+        dir: PathBuf,
+        /// Days the old key stays valid after the rotation.
+        #[arg(long, default_value_t = 7)]
+        overlap_days: u32,
+    },
 }
 
 fn setup_tracing(format: &str, filter: &str) {
@@ -336,6 +354,29 @@ fn main() -> ExitCode {
             match trm_node::health::probe(&dir, std::time::Duration::from_secs(3)) {
                 Ok(msg) => {
                     println!("{msg}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(1, e),
+            }
+        }
+        Cmd::Key(KeyCmd::Rotate { dir, overlap_days }) => {
+            match trm_node::rotation::rotate(&dir, overlap_days, trm_node::time::now_ms()) {
+                Ok(r) => {
+                    println!("rotated the signing key of {}", dir.display());
+                    println!(
+                        "  old key:   {} (valid until {})",
+                        r.old_key,
+                        trm_node::time::format_ms(r.old_valid_until_ms)
+                    );
+                    println!("  new key:   {}", r.new_key);
+                    if r.announced_to.is_empty() {
+                        println!("  no peer to announce it to");
+                    } else {
+                        println!(
+                            "  announced to {} when the node runs again",
+                            r.announced_to.join(", ")
+                        );
+                    }
                     ExitCode::SUCCESS
                 }
                 Err(e) => fail(1, e),

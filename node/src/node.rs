@@ -81,6 +81,10 @@ pub struct Ctx {
     pub admin_addr: SocketAddr,
     /// Counters for metrics and status.
     pub metrics: crate::metrics::Metrics,
+    /// The node's own audit log checkpoints.
+    pub audit: crate::audit::Audit,
+    /// Witnessed logs of peers, held peers.
+    pub trust: crate::trust::Trust,
     /// Shutdown signal for every task.
     pub shutdown: watch::Receiver<bool>,
 }
@@ -166,6 +170,8 @@ pub async fn start(dir: &Path, opts: StartOptions) -> Result<NodeHandle, StartEr
         keys.store_key,
     )
     .map_err(|e| StartError::Vault(e.to_string()))?;
+    let audit = crate::audit::Audit::load(&store, &keys, &cfg.country)?;
+    let trust = crate::trust::Trust::load(&store)?;
     store.start_committer();
     let clock = opts.clock.unwrap_or_default();
     crate::backup::record_restore(&store, clock.now_ms()).await?;
@@ -250,6 +256,8 @@ pub async fn start(dir: &Path, opts: StartOptions) -> Result<NodeHandle, StartEr
     let ctx = Arc::new(Ctx {
         dir: dir.to_path_buf(),
         metrics: crate::metrics::Metrics::default(),
+        audit,
+        trust,
         delivery: Delivery::default(),
         clock,
         cfg,
@@ -277,6 +285,7 @@ pub async fn start(dir: &Path, opts: StartOptions) -> Result<NodeHandle, StartEr
         })?;
         tasks.spawn(crate::prometheus::serve(ctx.clone(), l));
     }
+    tasks.spawn(crate::audit::run(ctx.clone()));
     crate::delivery::start_all(&ctx)?;
     tracing::info!(
         country = %ctx.cfg.country,

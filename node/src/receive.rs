@@ -57,6 +57,7 @@ async fn handle_connection(ctx: Arc<Ctx>, conn: quinn::Connection) {
     async move {
         tracing::debug!("connection accepted");
         let mut shutdown = ctx.shutdown.clone();
+        let mut trust = ctx.trust.watch();
         let mut streams = tokio::task::JoinSet::new();
         loop {
             let (send, recv) = tokio::select! {
@@ -65,6 +66,14 @@ async fn handle_connection(ctx: Arc<Ctx>, conn: quinn::Connection) {
                     Err(e) => { tracing::debug!(error = %e, "connection ended"); break; }
                 },
                 _ = shutdown.changed() => break,
+                // Revoked while connected: cut off within moments, not at its next stream.
+                _ = trust.changed() => {
+                    if ctx.peers.get(&peer).is_none_or(|p| p.revoked) {
+                        conn.close(2u32.into(), b"revoked");
+                        break;
+                    }
+                    continue;
+                }
             };
             // A peer revoked while connected is cut off at its next stream.
             if ctx.peers.get(&peer).is_none_or(|p| p.revoked) {
@@ -136,17 +145,14 @@ async fn handle_request(ctx: &Arc<Ctx>, peer: &str, bytes: &[u8]) -> Option<pb::
     };
     match req.kind {
         Some(peer_request::Kind::Transmission(t)) => Some(receive(ctx, peer, t).await),
-        Some(peer_request::Kind::Consistency(_)) => Some(
-            reject(
-                ctx,
-                peer,
-                None,
-                RejectReason::Malformed,
-                "consistency proofs are not served yet",
-                vec![],
-            )
-            .await,
-        ),
+        Some(peer_request::Kind::Consistency(r)) => {
+            Some(match crate::audit::consistency(ctx, &r) {
+                Ok(proof) => pb::PeerResponse {
+                    kind: Some(peer_response::Kind::Consistency(proof)),
+                },
+                Err(why) => reject(ctx, peer, None, RejectReason::Malformed, &why, vec![]).await,
+            })
+        }
         None => Some(
             reject(
                 ctx,
@@ -221,6 +227,10 @@ async fn receive(ctx: &Arc<Ctx>, peer: &str, t: pb::Transmission) -> pb::PeerRes
         id: &body.message_id,
         hash,
     };
+    // Fail closed: nothing is accepted unlogged, nor from a peer whose log is held.
+    if let Some(why) = crate::trust::refuse_incoming(ctx, peer) {
+        return reject_unlogged(ctx, peer, Some(seen), RejectReason::Unavailable, &why);
+    }
     // A duplicate gets the first receipt again, unchanged.
     match ctx.store.received(peer, &body.message_id) {
         Ok(Some(old)) => return duplicate(ctx, peer, &body, &old.envelope, old.receipt, hash),
@@ -288,6 +298,11 @@ async fn receive(ctx: &Arc<Ctx>, peer: &str, t: pb::Transmission) -> pb::PeerRes
         case_ref: body.case_ref.clone(),
         erased: vec![],
     };
+    let rotated = ctx.peers.get(peer).and_then(|p| {
+        crate::rotation::announced_card(&p, env, &body)
+            .ok()
+            .flatten()
+    });
     ops.extend([
         Op::Receive(record),
         Op::Audit(AuditEntry {
@@ -317,6 +332,9 @@ async fn receive(ctx: &Arc<Ctx>, peer: &str, t: pb::Transmission) -> pb::PeerRes
             ..Default::default()
         }),
     ]);
+    if let Some(card) = &rotated {
+        ops.extend(crate::rotation::pin_ops(ctx, card));
+    }
     ops.extend(crate::lifecycle::on_received(ctx, peer, &body));
     let committed = ctx.store.commit(ops).await;
     drop(ku);
@@ -326,6 +344,9 @@ async fn receive(ctx: &Arc<Ctx>, peer: &str, t: pb::Transmission) -> pb::PeerRes
                 outcomes.iter().find(|o| matches!(o, Outcome::Duplicate(_)))
             {
                 return duplicate(ctx, peer, &body, &envelope_bytes, first.clone(), hash);
+            }
+            if let Some(card) = rotated {
+                crate::rotation::pin(ctx, card);
             }
             ctx.metrics.inc("received", peer, kind);
             tokio::spawn(crate::lifecycle::after_received(
@@ -441,6 +462,9 @@ fn check(
         })?;
     signing::verify(&key, Tag::Envelope, &env.body, &env.signature)
         .map_err(|e| Refusal::new(RejectReason::BadSignature, e.to_string()))?;
+    if crate::rotation::announced_card(&p, env, body)?.is_some() {
+        return Ok(ctx.template.clone());
+    }
     crate::lifecycle::check_incoming(ctx, peer, body, t)
 }
 
@@ -459,7 +483,7 @@ fn sign_receipt(
         sender: peer.to_string(),
         received_ms: now,
         outcome: outcome as i32,
-        checkpoint: None,
+        checkpoint: ctx.audit.latest(),
     };
     sign(ctx, Tag::Receipt, receipt.encode_to_vec())
 }

@@ -7,14 +7,22 @@
 //! committer, so the log has no gaps and its order is the commit order.
 //!
 //! Reads go straight to sled and see only committed state.
+//!
+//! The audit entries are the leaves of an RFC 9162 Merkle tree (leaf = the encoded entry,
+//! exactly as stored). The committer extends an in-memory [`MerkleLog`] after each flush; it
+//! is rebuilt from the leaves at open and checked against every signed checkpoint kept in the
+//! store, so a shortened or altered log refuses to open. A failed write is sticky: the store
+//! refuses every later write until the node restarts, so nothing is processed unlogged.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 
 use prost::Message;
 use sled::transaction::{ConflictableTransactionError, TransactionError, Transactional};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
+use trm_proto::merkle::{self, Hash, MerkleLog};
 
 /// Current schema version of the store.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -49,6 +57,17 @@ pub enum StoreError {
     /// The committer thread is gone (node shutting down).
     #[error("store is closed")]
     Closed,
+    /// The audit log does not match a signed checkpoint: entries were removed or altered.
+    #[error("audit log in {path} does not match its signed checkpoints: {detail}; the node refuses to run on a shortened or altered history (restore the store from a backup that is not older than the latest checkpoint)")]
+    AuditLog {
+        /// store folder
+        path: PathBuf,
+        /// what was found
+        detail: String,
+    },
+    /// An earlier write failed; the store refuses writes until the node restarts.
+    #[error("the store cannot be written since an earlier failure ({0}); restart the node once the disk is fixed")]
+    Failed(String),
 }
 
 impl From<sled::Error> for StoreError {
@@ -319,52 +338,9 @@ pub struct ReceivedRecord {
     pub case_ref: String,
 }
 
-/// One audit log entry. Never holds a case field value.
-#[derive(Clone, PartialEq, Message)]
-pub struct AuditEntry {
-    /// Log index (set by the committer).
-    #[prost(uint64, tag = "1")]
-    pub index: u64,
-    /// When.
-    #[prost(int64, tag = "2")]
-    pub time_ms: i64,
-    /// sent, received, receipt, rejection_sent, rejection_received, admin, key, ...
-    #[prost(string, tag = "3")]
-    pub kind: String,
-    /// Peer country, if any.
-    #[prost(string, tag = "4")]
-    pub peer: String,
-    /// Message id, if any.
-    #[prost(bytes = "vec", tag = "5")]
-    pub message_id: Vec<u8>,
-    /// SHA-256(body || signature) of the envelope, if any.
-    #[prost(bytes = "vec", tag = "6")]
-    pub envelope_hash: Vec<u8>,
-    /// The envelope's or answer's signature.
-    #[prost(bytes = "vec", tag = "7")]
-    pub signature: Vec<u8>,
-    /// Officer name, for admin actions.
-    #[prost(string, tag = "8")]
-    pub officer: String,
-    /// Officer role.
-    #[prost(string, tag = "9")]
-    pub role: String,
-    /// Admin call or message kind.
-    #[prost(string, tag = "10")]
-    pub call: String,
-    /// Target (case id, country, message id), never a field value.
-    #[prost(string, tag = "11")]
-    pub target: String,
-    /// ok, refused: ..., rejected: REASON, ...
-    #[prost(string, tag = "12")]
-    pub result: String,
-    /// The signed bytes (envelope body, receipt or rejection body), kept for audit export.
-    #[prost(bytes = "vec", tag = "13")]
-    pub signed_body: Vec<u8>,
-    /// Public key that made `signature`.
-    #[prost(bytes = "vec", tag = "14")]
-    pub signer: Vec<u8>,
-}
+/// One audit log entry (`proto/audit.proto`, the schema auditors verify). Never holds a case
+/// field value. Its encoding, exactly as stored, is the log's Merkle leaf.
+pub use trm_proto::auditpb::AuditEntry;
 
 /// One write. A job's ops are applied atomically.
 #[derive(Clone, Debug)]
@@ -461,6 +437,22 @@ struct Inner {
     counters: Mutex<Counters>,
     tx: Mutex<Option<mpsc::UnboundedSender<Job>>>,
     migrated_from: Option<u32>,
+    /// The audit log's Merkle tree, extended after each flush.
+    tree: RwLock<MerkleLog>,
+    /// Set by the first failed write; every later write is refused.
+    failure: Mutex<Option<String>>,
+    /// The audit log size after each commit, for the checkpoint task.
+    audit_size: watch::Sender<u64>,
+    /// Test switch: the next write fails as if the disk had.
+    inject_failure: AtomicBool,
+}
+
+/// Meta key prefix of the node's own signed checkpoints.
+pub const CHECKPOINT_PREFIX: &str = "checkpoint/";
+
+/// Meta key of the node's signed checkpoint at `size` (keys sort by size).
+pub fn checkpoint_key(size: u64) -> String {
+    format!("{CHECKPOINT_PREFIX}{size:020}")
 }
 
 fn decode<M: Message + Default>(path: &Path, what: &str, bytes: &[u8]) -> Result<M, StoreError> {
@@ -537,6 +529,10 @@ impl Store {
             next_inbox: last_u64_key(&t.inbox, 0)?.map_or(0, |i| i + 1),
             next_audit,
         };
+        let mut tree = MerkleLog::new();
+        for kv in t.audit.iter() {
+            tree.push(merkle::leaf_hash(&kv?.1));
+        }
         let store = Store {
             inner: Arc::new(Inner {
                 path: path.to_path_buf(),
@@ -545,10 +541,48 @@ impl Store {
                 counters: Mutex::new(counters),
                 tx: Mutex::new(None),
                 migrated_from,
+                audit_size: watch::channel(tree.size()).0,
+                tree: RwLock::new(tree),
+                failure: Mutex::new(None),
+                inject_failure: AtomicBool::new(false),
             }),
         };
         store.check_integrity()?;
+        store.check_checkpoints()?;
         Ok(store)
+    }
+
+    /// Recomputes the root of the log at every stored checkpoint's size and compares it with
+    /// the checkpoint. (Its signature is checked by the node, which knows the keys.)
+    fn check_checkpoints(&self) -> Result<(), StoreError> {
+        let tree = self.inner.tree.read().unwrap_or_else(|p| p.into_inner());
+        let err = |detail: String| StoreError::AuditLog {
+            path: self.inner.path.clone(),
+            detail,
+        };
+        for (_, raw) in self.meta_prefix(CHECKPOINT_PREFIX)? {
+            let cp = trm_proto::pb::Signed::decode(raw.as_slice())
+                .ok()
+                .and_then(|s| trm_proto::pb::Checkpoint::decode(s.body.as_slice()).ok())
+                .ok_or_else(|| err("a stored checkpoint does not decode".into()))?;
+            if cp.tree_size > tree.size() {
+                return Err(err(format!(
+                    "the log has {} entries but a checkpoint signed at {} covers {}: entries were removed",
+                    tree.size(),
+                    crate::time::format_ms(cp.time_ms),
+                    cp.tree_size
+                )));
+            }
+            let root = tree.root_at(cp.tree_size).map_err(|e| err(e.to_string()))?;
+            if root.as_slice() != cp.root_hash {
+                return Err(err(format!(
+                    "the first {} entries do not hash to the root signed at {}: entries were altered",
+                    cp.tree_size,
+                    crate::time::format_ms(cp.time_ms)
+                )));
+            }
+        }
+        Ok(())
     }
 
     /// Checks that every record decodes and every outbox and inbox entry points at a message.
@@ -625,7 +659,7 @@ impl Store {
                 Err(e) => {
                     tracing::error!(error = %e, "store write failed");
                     for job in jobs {
-                        let _ = job.reply.send(Err(StoreError::Io(e.to_string())));
+                        let _ = job.reply.send(Err(e.sticky_copy()));
                     }
                 }
             }
@@ -634,6 +668,9 @@ impl Store {
 
     /// Applies `ops` atomically and durably, sharing the flush with concurrent callers.
     pub async fn commit(&self, ops: Vec<Op>) -> Result<Vec<Outcome>, StoreError> {
+        if let Some(why) = self.write_failure() {
+            return Err(StoreError::Failed(why));
+        }
         let (reply, rx) = oneshot::channel();
         let tx = self
             .inner
@@ -658,10 +695,45 @@ impl Store {
 
     /// Applies `ops` atomically and durably on the calling thread (for tools and `init`).
     pub fn commit_blocking(&self, ops: Vec<Op>) -> Result<Vec<Outcome>, StoreError> {
+        if let Some(why) = self.write_failure() {
+            return Err(StoreError::Failed(why));
+        }
         Ok(self.apply(&[ops.as_slice()])?.pop().unwrap_or_default())
     }
 
+    /// Why writes are refused, if an earlier write failed.
+    pub fn write_failure(&self) -> Option<String> {
+        self.inner
+            .failure
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Test switch (feature `fault-injection`): the next write fails as if the disk had.
+    #[cfg(feature = "fault-injection")]
+    pub fn inject_write_failure(&self) {
+        self.inner.inject_failure.store(true, Ordering::SeqCst);
+    }
+
+    /// Applies the jobs; a storage or flush failure makes the store refuse later writes.
     fn apply(&self, jobs: &[&[Op]]) -> Result<Vec<Vec<Outcome>>, StoreError> {
+        let result = if self.inner.inject_failure.swap(false, Ordering::SeqCst) {
+            Err(StoreError::Io("injected write failure (test)".into()))
+        } else {
+            self.apply_durably(jobs)
+        };
+        if let Err(e @ (StoreError::Io(_) | StoreError::Failed(_))) = &result {
+            let mut f = self.inner.failure.lock().unwrap_or_else(|p| p.into_inner());
+            if f.is_none() {
+                tracing::error!(error = %e, "store write failed: refusing every write until restart");
+                *f = Some(e.to_string());
+            }
+        }
+        result
+    }
+
+    fn apply_durably(&self, jobs: &[&[Op]]) -> Result<Vec<Vec<Outcome>>, StoreError> {
         let t = &self.inner.t;
         let trees = [
             &t.meta,
@@ -689,6 +761,7 @@ impl Store {
         );
         let result = trees.as_slice().transaction(|tx| {
             let (mut outbox_seq, mut inbox_seq, mut audit_idx) = start;
+            let mut leaves: Vec<Hash> = Vec::new();
             let [meta, peers, officers, cases, sent, outbox, received, inbox, audit, deks, approvals, threads] =
                 &tx[..]
             else {
@@ -798,7 +871,9 @@ impl Store {
                         Op::Audit(entry) => {
                             let mut e = entry.clone();
                             e.index = audit_idx;
-                            audit.insert(&audit_idx.to_be_bytes(), e.encode_to_vec())?;
+                            let leaf = e.encode_to_vec();
+                            leaves.push(merkle::leaf_hash(&leaf));
+                            audit.insert(&audit_idx.to_be_bytes(), leaf)?;
                             audit_idx += 1;
                             Outcome::Appended(e.index)
                         }
@@ -807,9 +882,9 @@ impl Store {
                 }
                 all.push(outs);
             }
-            Ok((all, outbox_seq, inbox_seq, audit_idx))
+            Ok((all, outbox_seq, inbox_seq, audit_idx, leaves))
         });
-        let (outs, o, i, a) = result.map_err(|e| match e {
+        let (outs, o, i, a, leaves) = result.map_err(|e| match e {
             TransactionError::Abort(s) => StoreError::Corrupt {
                 path: self.inner.path.clone(),
                 detail: s,
@@ -820,6 +895,11 @@ impl Store {
         counters.next_outbox = o;
         counters.next_inbox = i;
         counters.next_audit = a;
+        if !leaves.is_empty() {
+            let mut tree = self.inner.tree.write().unwrap_or_else(|p| p.into_inner());
+            leaves.into_iter().for_each(|l| tree.push(l));
+            self.inner.audit_size.send_replace(tree.size());
+        }
         Ok(outs)
     }
 
@@ -1087,6 +1167,76 @@ impl Store {
             .collect())
     }
 
+    /// Every metadata value whose key starts with `prefix`, in key order.
+    pub fn meta_prefix(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        self.inner
+            .t
+            .meta
+            .scan_prefix(prefix)
+            .map(|kv| {
+                let (k, v) = kv?;
+                Ok((String::from_utf8_lossy(&k).into_owned(), v.to_vec()))
+            })
+            .collect()
+    }
+
+    // ----- the audit log's Merkle tree ----------------------------------------------------
+
+    /// Size and root of the audit log as committed.
+    pub fn audit_head(&self) -> (u64, Hash) {
+        let tree = self.inner.tree.read().unwrap_or_else(|p| p.into_inner());
+        let size = tree.size();
+        (
+            size,
+            tree.root_at(size).unwrap_or_else(|_| merkle::empty_root()),
+        )
+    }
+
+    /// Root of the first `size` entries.
+    pub fn audit_root_at(&self, size: u64) -> Result<Hash, merkle::ProofError> {
+        self.inner
+            .tree
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .root_at(size)
+    }
+
+    /// Inclusion proof of entry `index` in the log of its first `size` entries.
+    pub fn audit_inclusion_proof(
+        &self,
+        index: u64,
+        size: u64,
+    ) -> Result<Vec<Hash>, merkle::ProofError> {
+        self.inner
+            .tree
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .inclusion_proof(index, size)
+    }
+
+    /// Consistency proof between the log's first `first` and first `second` entries.
+    pub fn audit_consistency_proof(
+        &self,
+        first: u64,
+        second: u64,
+    ) -> Result<Vec<Hash>, merkle::ProofError> {
+        self.inner
+            .tree
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .consistency_proof(first, second)
+    }
+
+    /// Watches the audit log size (changes after every commit that appended entries).
+    pub fn watch_audit_size(&self) -> watch::Receiver<u64> {
+        self.inner.audit_size.subscribe()
+    }
+
+    /// The store folder.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
     /// Size of the store on disk, in bytes.
     pub fn size_on_disk(&self) -> u64 {
         self.inner.db.size_on_disk().unwrap_or(0)
@@ -1295,6 +1445,20 @@ fn approval_key(case_id: &str, peer: &str) -> Vec<u8> {
     format!("{case_id}\0{peer}").into_bytes()
 }
 
+impl StoreError {
+    /// The same error for every job of a failed group commit.
+    fn sticky_copy(&self) -> StoreError {
+        match self {
+            StoreError::Failed(s) => StoreError::Failed(s.clone()),
+            StoreError::Corrupt { path, detail } => StoreError::Corrupt {
+                path: path.clone(),
+                detail: detail.clone(),
+            },
+            other => StoreError::Io(other.to_string()),
+        }
+    }
+}
+
 fn received_key(peer: &str, id: &[u8]) -> Vec<u8> {
     let mut k = peer.as_bytes().to_vec();
     k.extend_from_slice(id);
@@ -1304,3 +1468,116 @@ fn received_key(peer: &str, id: &[u8]) -> Vec<u8> {
 #[cfg(test)]
 #[path = "store_ops_tests.rs"]
 mod ops_tests;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use trm_proto::pb;
+
+    fn entry(n: u64) -> Op {
+        Op::Audit(AuditEntry {
+            time_ms: 1000 + n as i64,
+            kind: "admin".into(),
+            officer: "Officer Example".into(),
+            call: format!("call {n}"),
+            ..Default::default()
+        })
+    }
+
+    /// A store with 5 entries and an (unsigned: the store does not check signatures) checkpoint
+    /// at size 4.
+    fn store_with_checkpoint(dir: &Path) -> Store {
+        let s = Store::open(dir, &[0; 32]).unwrap();
+        s.commit_blocking((0..5).map(entry).collect()).unwrap();
+        let root = s.audit_root_at(4).unwrap();
+        let cp = pb::Checkpoint {
+            country: "IT".into(),
+            tree_size: 4,
+            root_hash: root.to_vec(),
+            time_ms: 2000,
+        };
+        let signed = pb::Signed {
+            body: cp.encode_to_vec(),
+            ..Default::default()
+        };
+        s.commit_blocking(vec![Op::PutMeta(checkpoint_key(4), signed.encode_to_vec())])
+            .unwrap();
+        s
+    }
+
+    #[test]
+    fn the_merkle_tree_follows_the_leaves_and_survives_reopening() {
+        let tmp = tempfile::tempdir().unwrap();
+        let s = store_with_checkpoint(tmp.path());
+        let leaves: Vec<Hash> = s
+            .audit_leaves(0)
+            .unwrap()
+            .iter()
+            .map(|l| merkle::leaf_hash(l))
+            .collect();
+        assert_eq!(s.audit_head(), (5, merkle::root(&leaves)));
+        let head = s.audit_head();
+        drop(s);
+        let s = Store::open(tmp.path(), &[0; 32]).expect("reopens");
+        assert_eq!(s.audit_head(), head);
+    }
+
+    #[test]
+    fn a_shortened_log_refuses_to_open() {
+        let tmp = tempfile::tempdir().unwrap();
+        let s = store_with_checkpoint(tmp.path());
+        for i in [4u64, 3] {
+            s.inner.t.audit.remove(i.to_be_bytes()).unwrap();
+        }
+        s.flush().unwrap();
+        drop(s);
+        match Store::open(tmp.path(), &[0; 32]) {
+            Err(StoreError::AuditLog { detail, .. }) => {
+                assert!(detail.contains("entries were removed"), "{detail}")
+            }
+            other => panic!("opened a shortened log: {:?}", other.err()),
+        }
+    }
+
+    #[test]
+    fn an_altered_log_refuses_to_open() {
+        let tmp = tempfile::tempdir().unwrap();
+        let s = store_with_checkpoint(tmp.path());
+        let forged = AuditEntry {
+            index: 1,
+            time_ms: 1001,
+            kind: "admin".into(),
+            officer: "Someone Else".into(),
+            call: "call 1".into(),
+            ..Default::default()
+        };
+        s.inner
+            .t
+            .audit
+            .insert(1u64.to_be_bytes(), forged.encode_to_vec())
+            .unwrap();
+        s.flush().unwrap();
+        drop(s);
+        let err = Store::open(tmp.path(), &[0; 32]).err().expect("refused");
+        assert!(err.to_string().contains("entries were altered"), "{err}");
+    }
+
+    #[test]
+    fn a_failed_write_is_sticky() {
+        let tmp = tempfile::tempdir().unwrap();
+        let s = Store::open(tmp.path(), &[0; 32]).unwrap();
+        s.commit_blocking(vec![entry(0)]).unwrap();
+        s.inner.inject_failure.store(true, Ordering::SeqCst);
+        assert!(matches!(
+            s.commit_blocking(vec![entry(1)]),
+            Err(StoreError::Io(_))
+        ));
+        assert!(s.write_failure().is_some());
+        assert!(matches!(
+            s.commit_blocking(vec![entry(2)]),
+            Err(StoreError::Failed(_))
+        ));
+        assert_eq!(s.audit_len(), 1);
+        assert_eq!(s.audit_head().0, 1);
+    }
+}

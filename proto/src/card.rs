@@ -129,13 +129,70 @@ pub fn verify_key_history(history: &[pb::KeyRecord]) -> Result<(), CardError> {
                 "key {i} is not endorsed by the key before it"
             )));
         }
-        signing::verify_with_bytes(
-            &prev.public_key,
-            Tag::Key,
-            &key_endorsement_bytes(rec),
-            &rec.endorsement,
-        )
-        .map_err(|_| CardError::History(format!("key {i}: endorsement does not verify")))?;
+        let endorsed = |record: &pb::KeyRecord| {
+            signing::verify_with_bytes(
+                &prev.public_key,
+                Tag::Key,
+                &key_endorsement_bytes(record),
+                &rec.endorsement,
+            )
+            .is_ok()
+        };
+        // A key is endorsed while still open (`valid_until_ms == 0`); closing its validity at
+        // the next rotation only shortens it, and is covered by the card's self-signature.
+        let open = pb::KeyRecord {
+            valid_until_ms: 0,
+            ..rec.clone()
+        };
+        if !(endorsed(rec) || rec.valid_until_ms != 0 && endorsed(&open)) {
+            return Err(CardError::History(format!(
+                "key {i}: endorsement does not verify"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Checks that `next` may replace the pinned card `pinned` after a key rotation announced at
+/// `announced_ms`: same country, the pinned key history kept as it was (a key's validity may
+/// only be closed, and not before the announcement), and exactly one new key, endorsed by the
+/// pinned card's current signing key. Both cards must already be verified.
+pub fn check_successor(
+    pinned: &VerifiedCard,
+    next: &VerifiedCard,
+    announced_ms: i64,
+) -> Result<(), CardError> {
+    if next.country() != pinned.country() {
+        return Err(CardError::History(
+            "the new card is for another country".into(),
+        ));
+    }
+    let old = &pinned.card.key_history;
+    let new = &next.card.key_history;
+    if new.len() != old.len() + 1 {
+        return Err(CardError::History(format!(
+            "the new card must add exactly one key to the {} pinned ones, it has {}",
+            old.len(),
+            new.len()
+        )));
+    }
+    for (i, (a, b)) in old.iter().zip(new).enumerate() {
+        let closed_later = a.valid_until_ms == 0 && b.valid_until_ms >= announced_ms;
+        if a.public_key != b.public_key
+            || a.valid_from_ms != b.valid_from_ms
+            || a.endorsement != b.endorsement
+            || a.endorser != b.endorser
+            || (a.valid_until_ms != b.valid_until_ms && !closed_later)
+        {
+            return Err(CardError::History(format!(
+                "key {i} of the pinned history was changed"
+            )));
+        }
+    }
+    if new.last().map(|k| &k.endorser) != Some(&pinned.card.signing_key) {
+        return Err(CardError::History(
+            "the new key is not endorsed by the pinned current key".into(),
+        ));
     }
     Ok(())
 }
@@ -272,5 +329,55 @@ mod tests {
             verify_card(&sign_card(&card, &k2)),
             Err(CardError::History(_))
         ));
+    }
+
+    fn endorse(prev: &SigningKey, next: &SigningKey, from: i64) -> pb::KeyRecord {
+        let mut rec = pb::KeyRecord {
+            public_key: next.verifying_key().to_bytes().to_vec(),
+            valid_from_ms: from,
+            valid_until_ms: 0,
+            endorsement: vec![],
+            endorser: prev.verifying_key().to_bytes().to_vec(),
+        };
+        rec.endorsement = signing::sign(prev, Tag::Key, &key_endorsement_bytes(&rec)).to_vec();
+        rec
+    }
+
+    #[test]
+    fn closing_an_endorsed_key_keeps_the_chain_and_successors_are_checked() {
+        let (k1, k2, k3) = (
+            SigningKey::generate(&mut OsRng),
+            SigningKey::generate(&mut OsRng),
+            SigningKey::generate(&mut OsRng),
+        );
+        let mut card = card_for(&k2);
+        let mut first = card_for(&k1).key_history[0].clone();
+        first.valid_until_ms = 9;
+        card.key_history = vec![first, endorse(&k1, &k2, 5)];
+        let pinned = verify_card(&sign_card(&card, &k2)).expect("two keys");
+
+        // Rotation to k3 closes k2 (endorsed while open) at 20.
+        let mut next = card_for(&k3);
+        let mut hist = card.key_history.clone();
+        hist[1].valid_until_ms = 20;
+        hist.push(endorse(&k2, &k3, 12));
+        next.key_history = hist.clone();
+        let next_v = verify_card(&sign_card(&next, &k3)).expect("closed key still endorsed");
+        assert!(check_successor(&pinned, &next_v, 12).is_ok());
+        // Closed before the announcement: refused.
+        assert!(check_successor(&pinned, &next_v, 21).is_err());
+        // A key endorsed by a key that is not the current one: refused.
+        let mut bad = hist.clone();
+        bad[2] = endorse(&k1, &k3, 12);
+        next.key_history = bad;
+        assert!(verify_card(&sign_card(&next, &k3)).is_err());
+        // Changing an earlier key's start is refused.
+        let mut moved = hist.clone();
+        moved[0].valid_from_ms = 1;
+        next.key_history = moved;
+        let moved_v = verify_card(&sign_card(&next, &k3)).expect("k1 has no endorsement");
+        assert!(check_successor(&pinned, &moved_v, 12).is_err());
+        // Not adding a key is refused.
+        assert!(check_successor(&pinned, &pinned, 12).is_err());
     }
 }

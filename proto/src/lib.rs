@@ -2,8 +2,9 @@
 //! interoperate with a node or audit one.
 //!
 //! Nothing here does I/O or needs a runtime: the generated protobuf types ([`pb`], [`admin`]),
-//! the signing bytes and verification ([`signing`]), length-prefixed framing ([`frame`]) and
-//! identity cards ([`card`]).
+//! the signing bytes and verification ([`signing`]), length-prefixed framing ([`frame`]),
+//! identity cards ([`card`]), Merkle proofs ([`merkle`]) and offline audit bundle verification
+//! ([`audit`]).
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -19,6 +20,13 @@ pub mod admin {
     include!(concat!(env!("OUT_DIR"), "/trm.admin.v1.rs"));
 }
 
+/// Generated types of `proto/audit.proto` (audit log entries and the audit bundle).
+#[allow(missing_docs, unreachable_pub, clippy::all)] // generated code
+pub mod auditpb {
+    include!(concat!(env!("OUT_DIR"), "/trm.audit.v1.rs"));
+}
+
+pub mod audit;
 pub mod card;
 pub mod commit;
 pub mod frame;

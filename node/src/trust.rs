@@ -1,0 +1,510 @@
+//! Trust in peers beyond their pinned card: witnessing their audit logs, holding a peer whose
+//! log was rolled back or rewritten, revocation, and the archive of every card ever pinned
+//! (so that old signatures keep verifying in audits after a peer is removed or rotates).
+//!
+//! **Witnessing.** Every receipt carries the receiver's latest signed checkpoint. The sender
+//! keeps, per peer, the last checkpoint it has seen proven consistent. A new checkpoint:
+//! * with a larger tree size is accepted only with a consistency proof from the one seen,
+//!   fetched over the peer protocol (`PeerRequest::Consistency`);
+//! * with the same size must have the same root;
+//! * with a smaller size (a receipt that overtook an older one, or a rolled-back log) is
+//!   accepted only if the peer proves, with its checkpoint at the seen size, that its log still
+//!   extends it; a log restored from an older copy cannot, so it is caught at the next exchange.
+//!
+//! A failure *holds* the peer: status says so, a warning names it, the metric
+//! `peer_log_inconsistent{peer, kind}` counts it, an audit entry (kind `witness`) keeps the
+//! offending signed checkpoint as evidence, delivery to it pauses and the receive path answers
+//! its messages with `UNAVAILABLE` (they stay in its outbox) until an operator runs
+//! `trm-admin peer trust CC`. A network failure while fetching a proof holds nothing; the
+//! check runs again at the next receipt.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use prost::Message;
+use serde_json::{json, Value};
+use tokio::sync::watch;
+use trm_proto::card::VerifiedCard;
+use trm_proto::merkle;
+use trm_proto::pb::{self, peer_response};
+use trm_proto::signing::{self, Tag};
+
+use crate::admin::CallError;
+use crate::node::Ctx;
+use crate::store::{AuditEntry, Op, Store, StoreError};
+use crate::time::format_ms;
+
+/// Meta key prefix of the witness records, one per peer.
+const WITNESS_PREFIX: &str = "witness/";
+/// Meta key prefix of archived peer cards: `card/CC/<sha256 hex>`.
+const CARD_PREFIX: &str = "card/";
+
+/// What this node knows of one peer's audit log.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct WitnessRecord {
+    /// The peer's latest checkpoint seen consistent (encoded `Signed`), empty if none yet.
+    #[prost(bytes = "vec", tag = "1")]
+    pub seen: Vec<u8>,
+    /// When it was seen.
+    #[prost(int64, tag = "2")]
+    pub seen_ms: i64,
+    /// Held: the peer's log contradicted what it had shown.
+    #[prost(bool, tag = "3")]
+    pub held: bool,
+    /// Why, one line.
+    #[prost(string, tag = "4")]
+    pub reason: String,
+    /// When it was held.
+    #[prost(int64, tag = "5")]
+    pub held_ms: i64,
+    /// The checkpoint that contradicted `seen` (encoded `Signed`).
+    #[prost(bytes = "vec", tag = "6")]
+    pub offending: Vec<u8>,
+}
+
+/// Witness records of every peer, and a signal for connections to re-check their peer.
+#[derive(Debug)]
+pub struct Trust {
+    logs: Mutex<BTreeMap<String, WitnessRecord>>,
+    locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    changed: watch::Sender<u64>,
+}
+
+impl Trust {
+    /// Loads the witness records.
+    pub fn load(store: &Store) -> Result<Self, StoreError> {
+        let mut logs = BTreeMap::new();
+        for (key, raw) in store.meta_prefix(WITNESS_PREFIX)? {
+            let rec = WitnessRecord::decode(raw.as_slice()).map_err(|_| StoreError::Corrupt {
+                path: store.path().to_path_buf(),
+                detail: format!("witness record {key} does not decode"),
+            })?;
+            logs.insert(key[WITNESS_PREFIX.len()..].to_string(), rec);
+        }
+        Ok(Self {
+            logs: Mutex::new(logs),
+            locks: Mutex::new(HashMap::new()),
+            changed: watch::channel(0).0,
+        })
+    }
+
+    /// The witness record of `cc`.
+    pub fn record(&self, cc: &str) -> Option<WitnessRecord> {
+        self.logs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(cc)
+            .cloned()
+    }
+
+    /// True while `cc` is held.
+    pub fn is_held(&self, cc: &str) -> bool {
+        self.record(cc).is_some_and(|r| r.held)
+    }
+
+    /// Changes whenever a peer is held, re-accepted or revoked: connection tasks re-check.
+    pub fn watch(&self) -> watch::Receiver<u64> {
+        self.changed.subscribe()
+    }
+
+    fn set(&self, cc: &str, rec: WitnessRecord) {
+        self.logs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(cc.to_string(), rec);
+        self.changed.send_modify(|n| *n += 1);
+    }
+
+    fn lock_for(&self, cc: &str) -> Arc<tokio::sync::Mutex<()>> {
+        self.locks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(cc.to_string())
+            .or_default()
+            .clone()
+    }
+}
+
+/// Why this node must not accept a message from `peer` now, if it must not.
+pub fn refuse_incoming(ctx: &Ctx, peer: &str) -> Option<String> {
+    if let Some(why) = ctx.store.write_failure() {
+        return Some(format!(
+            "the receiver's audit log cannot be written ({why}); try again later"
+        ));
+    }
+    if ctx.trust.is_held(peer) {
+        return Some(
+            "held: your audit log contradicts checkpoints you showed before (rolled back or \
+             rewritten); messages are refused until the receiver's operator re-accepts you"
+                .into(),
+        );
+    }
+    None
+}
+
+/// Why delivery to `peer` is paused, if it is.
+pub fn hold_outgoing(ctx: &Ctx, peer: &str) -> Option<String> {
+    if let Some(why) = ctx.store.write_failure() {
+        return Some(format!("paused: the audit log cannot be written ({why})"));
+    }
+    if ctx.peers.get(peer).is_some_and(|p| p.revoked) {
+        return Some("paused: the peer is revoked".into());
+    }
+    if ctx.trust.is_held(peer) {
+        return Some("paused: the peer's audit log is inconsistent (held)".into());
+    }
+    None
+}
+
+/// A checked checkpoint of a peer.
+struct Seen {
+    size: u64,
+    root: merkle::Hash,
+}
+
+fn check_checkpoint(ctx: &Ctx, peer: &str, signed: &pb::Signed) -> Result<Seen, String> {
+    let cp = pb::Checkpoint::decode(signed.body.as_slice())
+        .map_err(|_| "checkpoint does not decode".to_string())?;
+    if cp.country != peer {
+        return Err(format!("checkpoint is for {:?}", cp.country));
+    }
+    let root: merkle::Hash = cp
+        .root_hash
+        .as_slice()
+        .try_into()
+        .map_err(|_| "root hash is not 32 bytes".to_string())?;
+    let p = ctx.peers.get(peer).ok_or("peer is not pinned")?;
+    let key = p
+        .card
+        .key_valid_at(&signed.signer, cp.time_ms)
+        .ok_or("checkpoint signed by a key not valid at its time")?;
+    signing::verify(&key, Tag::Checkpoint, &signed.body, &signed.signature)
+        .map_err(|e| format!("checkpoint signature: {e}"))?;
+    Ok(Seen {
+        size: cp.tree_size,
+        root,
+    })
+}
+
+/// What fetching a consistency proof gave.
+enum Fetched {
+    /// The proof verified: the log at `second` extends the log at `first`.
+    Consistent,
+    /// The peer could not or did not prove it (signed rejection, wrong proof or checkpoint).
+    Inconsistent(String),
+    /// The network failed; try again at the next receipt.
+    Unknown(String),
+}
+
+/// Asks `peer` to prove that its log at `older.size` is a prefix of its log at
+/// `newer.size`, whose root must be `newer.root`.
+async fn fetch_consistency(
+    ctx: &Ctx,
+    peer: &str,
+    conn: &quinn::Connection,
+    older: &Seen,
+    newer: &Seen,
+) -> Fetched {
+    let req = pb::PeerRequest {
+        kind: Some(pb::peer_request::Kind::Consistency(
+            pb::ConsistencyRequest {
+                first: older.size,
+                second: newer.size,
+            },
+        )),
+    };
+    let timeout = Duration::from_secs(ctx.cfg.limits.stream_timeout_secs.max(10));
+    let resp: pb::PeerResponse = match crate::transport::request(
+        conn,
+        &req,
+        ctx.cfg.limits.max_frame_bytes,
+        timeout,
+    )
+    .await
+    {
+        Ok(r) => r,
+        Err(e) => return Fetched::Unknown(e.to_string()),
+    };
+    match resp.kind {
+        Some(peer_response::Kind::Consistency(p)) => {
+            let Some(cp) = p.checkpoint.as_ref() else {
+                return Fetched::Inconsistent("consistency proof without its checkpoint".into());
+            };
+            let at = match check_checkpoint(ctx, peer, cp) {
+                Ok(s) => s,
+                Err(e) => return Fetched::Inconsistent(format!("proof's checkpoint: {e}")),
+            };
+            if p.first != older.size || p.second != newer.size || at.size != newer.size {
+                return Fetched::Inconsistent("proof is for other tree sizes".into());
+            }
+            if at.root != newer.root {
+                return Fetched::Inconsistent(format!(
+                    "two checkpoints of tree size {} with different roots",
+                    newer.size
+                ));
+            }
+            let hashes: Option<Vec<merkle::Hash>> = p
+                .hashes
+                .iter()
+                .map(|h| h.as_slice().try_into().ok())
+                .collect();
+            let Some(hashes) = hashes else {
+                return Fetched::Inconsistent("proof hash is not 32 bytes".into());
+            };
+            match merkle::verify_consistency(
+                older.size,
+                newer.size,
+                &older.root,
+                &newer.root,
+                &hashes,
+            ) {
+                Ok(()) => Fetched::Consistent,
+                Err(e) => Fetched::Inconsistent(format!(
+                    "consistency proof {} -> {} fails: {e}",
+                    older.size, newer.size
+                )),
+            }
+        }
+        Some(peer_response::Kind::Rejection(signed)) => {
+            let verified = ctx.peers.get(peer).and_then(|p| {
+                p.card
+                    .key_valid_at(&signed.signer, ctx.clock.now_ms())
+                    .filter(|k| {
+                        signing::verify(k, Tag::Rejection, &signed.body, &signed.signature).is_ok()
+                    })
+            });
+            match (verified, pb::Rejection::decode(signed.body.as_slice())) {
+                (Some(_), Ok(r)) if r.reason != pb::RejectReason::Unavailable as i32 => {
+                    Fetched::Inconsistent(format!(
+                        "it cannot prove that its log of {} entries extends the {} it showed: {}",
+                        newer.size, older.size, r.detail
+                    ))
+                }
+                _ => Fetched::Unknown("consistency request not answered".into()),
+            }
+        }
+        _ => Fetched::Unknown("unexpected answer to a consistency request".into()),
+    }
+}
+
+/// Witnesses `peer`'s checkpoint from a receipt; holds the peer if its log contradicts what
+/// it showed before. `conn` is the connection the receipt came on.
+pub async fn witness(ctx: &Ctx, peer: &str, conn: &quinn::Connection, signed: pb::Signed) {
+    let lock = ctx.trust.lock_for(peer);
+    let _serial = lock.lock().await;
+    let rec = ctx.trust.record(peer).unwrap_or_default();
+    if rec.held {
+        return;
+    }
+    let new = match check_checkpoint(ctx, peer, &signed) {
+        Ok(s) => s,
+        Err(e) => {
+            return hold(
+                ctx,
+                peer,
+                rec,
+                None,
+                "invalid",
+                format!("invalid checkpoint: {e}"),
+            )
+            .await
+        }
+    };
+    let seen = pb::Signed::decode(rec.seen.as_slice())
+        .ok()
+        .filter(|_| !rec.seen.is_empty())
+        .and_then(|s| check_checkpoint(ctx, peer, &s).ok());
+    let Some(old) = seen else {
+        return accept(ctx, peer, rec, &signed).await;
+    };
+    let outcome = match new.size.cmp(&old.size) {
+        std::cmp::Ordering::Equal if new.root == old.root => return,
+        std::cmp::Ordering::Equal => Fetched::Inconsistent(format!(
+            "two checkpoints of tree size {} with different roots",
+            new.size
+        )),
+        std::cmp::Ordering::Greater => fetch_consistency(ctx, peer, conn, &old, &new).await,
+        std::cmp::Ordering::Less => {
+            match fetch_consistency(ctx, peer, conn, &new, &old).await {
+                // An older checkpoint that arrived late: keep the newer one.
+                Fetched::Consistent => return,
+                Fetched::Inconsistent(why) => Fetched::Inconsistent(format!(
+                    "rolled back: it now shows a log of {} entries after showing {}; {why}",
+                    new.size, old.size
+                )),
+                unknown => unknown,
+            }
+        }
+    };
+    match outcome {
+        Fetched::Consistent => accept(ctx, peer, rec, &signed).await,
+        Fetched::Unknown(e) => {
+            tracing::debug!(peer = %peer, error = %e, "could not check the peer's audit log now");
+        }
+        Fetched::Inconsistent(why) => {
+            let kind = if new.size < old.size {
+                "rolled_back"
+            } else {
+                "rewritten"
+            };
+            hold(ctx, peer, rec, Some(&signed), kind, why).await;
+        }
+    }
+}
+
+async fn accept(ctx: &Ctx, peer: &str, mut rec: WitnessRecord, signed: &pb::Signed) {
+    rec.seen = signed.encode_to_vec();
+    rec.seen_ms = ctx.clock.now_ms();
+    let op = Op::PutMeta(format!("{WITNESS_PREFIX}{peer}"), rec.encode_to_vec());
+    match ctx.store.commit(vec![op]).await {
+        Ok(_) => ctx.trust.set(peer, rec),
+        Err(e) => tracing::warn!(peer = %peer, error = %e, "cannot store the peer's checkpoint"),
+    }
+}
+
+async fn hold(
+    ctx: &Ctx,
+    peer: &str,
+    mut rec: WitnessRecord,
+    evidence: Option<&pb::Signed>,
+    kind: &'static str,
+    reason: String,
+) {
+    let now = ctx.clock.now_ms();
+    rec.held = true;
+    rec.reason = reason.clone();
+    rec.held_ms = now;
+    rec.offending = evidence.map(|s| s.encode_to_vec()).unwrap_or_default();
+    tracing::warn!(
+        peer = %peer,
+        reason = %reason,
+        "peer {peer}'s audit log contradicts the checkpoints it showed before (rolled back or \
+         rewritten); its messages are held until an operator runs `trm-admin peer trust {peer}`"
+    );
+    ctx.metrics.inc("peer_log_inconsistent", peer, kind);
+    let entry = AuditEntry {
+        time_ms: now,
+        kind: "witness".into(),
+        peer: peer.into(),
+        signed_body: evidence.map(|s| s.body.clone()).unwrap_or_default(),
+        signature: evidence.map(|s| s.signature.clone()).unwrap_or_default(),
+        signer: evidence.map(|s| s.signer.clone()).unwrap_or_default(),
+        call: kind.into(),
+        result: format!("held: {reason}"),
+        ..Default::default()
+    };
+    let ops = vec![
+        Op::PutMeta(format!("{WITNESS_PREFIX}{peer}"), rec.encode_to_vec()),
+        Op::Audit(entry),
+    ];
+    if let Err(e) = ctx.store.commit(ops).await {
+        tracing::error!(peer = %peer, error = %e, "cannot store that the peer is held; holding it in memory");
+    }
+    ctx.trust.set(peer, rec);
+}
+
+/// `peer trust CC`: re-accepts a held peer. Its latest checkpoint (the one that contradicted
+/// the earlier ones) becomes the new baseline for witnessing.
+pub async fn trust(ctx: &Arc<Ctx>, cc: &str) -> Result<Value, CallError> {
+    let mut rec = ctx
+        .trust
+        .record(cc)
+        .filter(|r| r.held)
+        .ok_or_else(|| CallError::msg(format!("peer {cc} is not held")))?;
+    let was = std::mem::take(&mut rec.reason);
+    rec.held = false;
+    rec.seen = std::mem::take(&mut rec.offending);
+    rec.seen_ms = ctx.clock.now_ms();
+    ctx.store
+        .commit(vec![Op::PutMeta(
+            format!("{WITNESS_PREFIX}{cc}"),
+            rec.encode_to_vec(),
+        )])
+        .await?;
+    ctx.trust.set(cc, rec);
+    tracing::warn!(peer = %cc, was = %was, "peer re-accepted by an operator; its audit log is witnessed from its current checkpoint on");
+    ctx.delivery.wake(ctx, cc);
+    Ok(json!({ "trusted": cc, "was_held_for": was }))
+}
+
+/// `peer revoke CC`: unpins the peer's certificate (new handshakes fail), closes its open
+/// connections, rejects its later messages and pauses delivery to it. Its card stays in the
+/// store and the archive, so its earlier signatures still verify in audits.
+pub async fn revoke(ctx: &Arc<Ctx>, cc: &str) -> Result<Value, CallError> {
+    let peer = ctx
+        .peers
+        .get(cc)
+        .ok_or_else(|| CallError::msg(format!("unknown peer {cc}")))?;
+    let now = ctx.clock.now_ms();
+    let mut rec = ctx
+        .store
+        .peer(cc)?
+        .unwrap_or_else(|| crate::peers::record(&peer.card, now));
+    if rec.revoked {
+        return Err(CallError::msg(format!(
+            "peer {cc} was already revoked at {}",
+            format_ms(rec.revoked_ms)
+        )));
+    }
+    rec.revoked = true;
+    rec.revoked_ms = now;
+    ctx.store
+        .commit(vec![Op::PutPeer(cc.to_string(), rec)])
+        .await?;
+    ctx.peers.put(peer.card, true);
+    ctx.trust.changed.send_modify(|n| *n += 1);
+    ctx.delivery.wake(ctx, cc);
+    tracing::warn!(peer = %cc, "peer revoked: connections closed, handshakes and messages refused");
+    Ok(json!({ "revoked": cc, "at": format_ms(now) }))
+}
+
+/// The op that archives a peer card, so audits can verify its signatures for ever.
+pub fn archive_card(card: &VerifiedCard) -> Op {
+    Op::PutMeta(
+        format!(
+            "{CARD_PREFIX}{}/{}",
+            card.country(),
+            hex::encode(signing::sha256(&card.raw))
+        ),
+        card.raw.clone(),
+    )
+}
+
+/// Every peer card this node pinned (archived or pinned now), deduplicated.
+pub fn archived_cards(ctx: &Ctx) -> Result<Vec<Vec<u8>>, StoreError> {
+    let mut out: BTreeSet<Vec<u8>> = ctx
+        .store
+        .meta_prefix(CARD_PREFIX)?
+        .into_iter()
+        .map(|(_, v)| v)
+        .collect();
+    out.extend(ctx.store.peers()?.into_values().map(|p| p.card));
+    Ok(out.into_iter().collect())
+}
+
+/// The witness part of a peer's `status`, and the state that overrides reachability.
+pub fn peer_json(ctx: &Ctx, cc: &str) -> (Option<&'static str>, Value) {
+    let rec = ctx.trust.record(cc).unwrap_or_default();
+    let seen = pb::Signed::decode(rec.seen.as_slice())
+        .ok()
+        .and_then(|s| pb::Checkpoint::decode(s.body.as_slice()).ok())
+        .filter(|_| !rec.seen.is_empty());
+    let state = if rec.held {
+        Some("held: audit log inconsistent")
+    } else if hold_outgoing(ctx, cc).is_some() && !ctx.peers.get(cc).is_some_and(|p| p.revoked) {
+        Some("paused")
+    } else {
+        None
+    };
+    (
+        state,
+        json!({
+            "held": rec.held,
+            "reason": rec.reason,
+            "held_since": format_ms(rec.held_ms),
+            "seen_tree_size": seen.as_ref().map_or(0, |c| c.tree_size),
+            "seen_checkpoint_time": format_ms(seen.as_ref().map_or(0, |c| c.time_ms)),
+        }),
+    )
+}
