@@ -123,7 +123,10 @@ pub(crate) fn render(view: &View, v: &Value) -> String {
                 .collect();
             table(&["country", "name", "signing key", "state"], &rows)
         }
-        View::Done => format!("done: {v}\n"),
+        View::Done => match v.get("removed").and_then(Value::as_str) {
+            Some(cc) => format!("removed peer {cc}\n"),
+            None => format!("done: {v}\n"),
+        },
         View::Officer => format!(
             "issued credential for {} (role {}) on node {}\n",
             s(v, "name"),
