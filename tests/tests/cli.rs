@@ -26,9 +26,12 @@ const COMMAND_LIMIT: Duration = Duration::from_secs(30);
 ///
 /// The test executable is `target/<profile>/deps/cli-<hash>`; the binaries sit two levels up.
 /// `cargo test` builds a package's binaries only for that package's own integration tests,
-/// so they are built here once per test run (a no-op when they are current). The variables
-/// cargo sets for this test process are removed first: build scripts watch some of them
-/// (ring watches CARGO_MANIFEST_DIR), and leaving them would rebuild the dependencies.
+/// so they are built here once per test run. The build selects the whole workspace with all
+/// targets so that features resolve exactly as in `cargo test --workspace`: after that command
+/// only the two binaries are compiled (seconds), where `-p trm-node -p trm-admin` would resolve
+/// features differently and recompile some twenty dependencies. The variables cargo sets for
+/// this test process are removed first: build scripts watch some of them (ring watches
+/// CARGO_MANIFEST_DIR), and leaving them would rebuild the dependencies too.
 fn bin_dir() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
@@ -44,7 +47,7 @@ fn bin_dir() -> &'static Path {
         };
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
         let mut cmd = Command::new(cargo);
-        cmd.args(["build", "--quiet", "-p", "trm-node", "-p", "trm-admin"])
+        cmd.args(["build", "--quiet", "--workspace", "--all-targets"])
             .args(["--profile", &profile])
             .arg("--target-dir")
             .arg(dir.parent().expect("target folder"))
@@ -69,7 +72,7 @@ fn bin_dir() -> &'static Path {
         let status = cmd.status().expect("run cargo build");
         assert!(
             status.success(),
-            "cargo build of trm-node and trm-admin failed"
+            "cargo build of the workspace (for trm-node and trm-admin) failed"
         );
         dir
     })
