@@ -354,17 +354,46 @@ enum MessageCmd {
     },
 }
 
-/// A user-facing failure: one line and an exit code.
+/// A user-facing failure: one line (a refused case file: one line per field error) and an
+/// exit code.
 struct Failure {
     code: u8,
-    message: String,
+    lines: Vec<String>,
+}
+
+/// `text` on one line: its non-empty lines joined with "; ".
+fn one_line(text: &str) -> String {
+    let parts: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    parts.join("; ")
 }
 
 impl Failure {
-    fn usage(message: impl Into<String>) -> Self {
+    fn new(code: u8, message: impl AsRef<str>) -> Self {
+        Self {
+            code,
+            lines: vec![one_line(message.as_ref())],
+        }
+    }
+
+    fn usage(message: impl AsRef<str>) -> Self {
+        Self::new(64, message)
+    }
+
+    /// The node refused a case file: every field error on its own line, each naming the file.
+    fn case_refused(file: &str, message: &str) -> Self {
+        let errors = message.strip_prefix("case refused: ").unwrap_or(message);
         Self {
             code: 64,
-            message: message.into(),
+            lines: errors
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .map(|l| format!("{file}: {l}"))
+                .collect(),
         }
     }
 }
@@ -380,10 +409,7 @@ impl From<ClientError> for Failure {
             } => 77,
             _ => 1,
         };
-        Failure {
-            code,
-            message: e.to_string(),
-        }
+        Failure::new(code, e.to_string())
     }
 }
 
@@ -435,10 +461,10 @@ fn verify_bundle(file: &Path, json: bool) -> Result<(), Failure> {
             print!("{}", render::audit_summary(&s, json));
             Ok(())
         }
-        Err(f) => Err(Failure {
-            code: 1,
-            message: format!("{}: verification FAILED at {f}", file.display()),
-        }),
+        Err(f) => Err(Failure::new(
+            1,
+            format!("{}: verification FAILED at {f}", file.display()),
+        )),
     }
 }
 
@@ -466,10 +492,7 @@ fn extract_entry(file: &Path, index: u64, dir: &Path) -> Result<(), Failure> {
             )))
         }
     };
-    let io = |e: std::io::Error| Failure {
-        code: 1,
-        message: format!("{}: {e}", dir.display()),
-    };
+    let io = |e: std::io::Error| Failure::new(1, format!("{}: {e}", dir.display()));
     std::fs::create_dir_all(dir).map_err(io)?;
     for (name, data) in [
         ("body.bin", &entry.signed_body),
@@ -500,13 +523,21 @@ async fn run(cli: Cli) -> Result<(), Failure> {
     // Everything that can fail locally is checked before the node is contacted.
     let (call, view, after): (Call, render::View, After) = match cli.cmd {
         Cmd::Status => (Call::Status(api::Status {}), render::View::Status, None),
-        Cmd::Peer(PeerCmd::Add { card }) => (
-            Call::PeerAdd(api::PeerAdd {
-                card: read_file(&card)?,
-            }),
-            render::View::Peer,
-            None,
-        ),
+        Cmd::Peer(PeerCmd::Add { card }) => {
+            let bytes = read_file(&card)?;
+            // The node verifies the card too; checking here names the file and pins nothing.
+            if let Err(e) = trm_proto::card::verify_card(&bytes) {
+                return Err(Failure::usage(format!(
+                    "{}: identity card refused: {e}",
+                    card.display()
+                )));
+            }
+            (
+                Call::PeerAdd(api::PeerAdd { card: bytes }),
+                render::View::Peer,
+                None,
+            )
+        }
         Cmd::Peer(PeerCmd::List) => (Call::PeerList(api::PeerList {}), render::View::Peers, None),
         Cmd::Peer(PeerCmd::Remove { country }) => (
             Call::PeerRemove(api::PeerRemove { country }),
@@ -539,15 +570,10 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             let path = out.clone();
             let write = move |_: &Value, data: &[u8]| -> Result<(), Failure> {
                 if data.is_empty() {
-                    return Err(Failure {
-                        code: 1,
-                        message: "the node sent no bundle".into(),
-                    });
+                    return Err(Failure::new(1, "the node sent no bundle"));
                 }
-                trm_node::identity::write_public(&path, data).map_err(|e| Failure {
-                    code: 1,
-                    message: e.to_string(),
-                })
+                trm_node::identity::write_public(&path, data)
+                    .map_err(|e| Failure::new(1, e.to_string()))
             };
             (
                 Call::AuditExport(api::AuditExport {
@@ -559,6 +585,11 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             )
         }
         Cmd::Officer(OfficerCmd::Add { name, role, out }) => {
+            if trm_node::admin::Role::parse(&role).is_none() {
+                return Err(Failure::usage(format!(
+                    "unknown role {role:?}: use operator, officer, supervisor or auditor"
+                )));
+            }
             if out.exists() {
                 return Err(Failure::usage(format!(
                     "{} already exists; refusing to overwrite a credential",
@@ -580,18 +611,14 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                     name: n,
                     role: r,
                     country: field("country"),
-                    node: field("node").parse().map_err(|_| Failure {
-                        code: 1,
-                        message: "node returned a bad address".into(),
-                    })?,
+                    node: field("node")
+                        .parse()
+                        .map_err(|_| Failure::new(1, "node returned a bad address"))?,
                     node_cert_sha256: field("node_cert_sha256"),
                     cert_pem,
                     key_pem,
                 };
-                c.save(&out).map_err(|e| Failure {
-                    code: 1,
-                    message: e.to_string(),
-                })
+                c.save(&out).map_err(|e| Failure::new(1, e.to_string()))
             };
             (
                 Call::OfficerAdd(api::OfficerAdd {
@@ -816,25 +843,16 @@ async fn run(cli: Cli) -> Result<(), Failure> {
     let client = AdminClient::connect(&cred).await?;
     let result = client.call_with_data(call).await;
     client.close().await;
-    let (value, data) = result.map_err(|e| match e {
-        ClientError::Refused {
-            message,
-            required_role,
-        } => {
-            let f: Failure = ClientError::Refused {
-                message: message.clone(),
-                required_role,
-            }
-            .into();
-            match &view {
-                render::View::Created(file) => Failure {
-                    code: 64,
-                    message: format!("{file}: {message}"),
-                },
-                _ => f,
-            }
-        }
-        other => other.into(),
+    let (value, data) = result.map_err(|e| match (&view, e) {
+        // A refused case file is bad input (64) and names the file; a refused role stays 77.
+        (
+            render::View::Created(file),
+            ClientError::Refused {
+                message,
+                required_role: None,
+            },
+        ) => Failure::case_refused(file, &message),
+        (_, other) => other.into(),
     })?;
     if let Some(after) = after {
         after(&value, &data)?;
@@ -850,8 +868,40 @@ async fn run(cli: Cli) -> Result<(), Failure> {
     Ok(())
 }
 
+/// Parses the command line; a usage error is one line and exit 64 (clap's own is several
+/// lines and exit 2), help and version go to stdout with exit 0.
+fn parse_cli() -> Result<Cli, ExitCode> {
+    use clap::error::ErrorKind;
+    Cli::try_parse().map_err(|e| match e.kind() {
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
+            let _ = e.print();
+            ExitCode::SUCCESS
+        }
+        ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            let _ = e.print();
+            ExitCode::from(64)
+        }
+        _ => {
+            // The first paragraph of clap's message, without "error: " and the usage.
+            let text = e.render().to_string();
+            let first: Vec<&str> = text
+                .lines()
+                .take_while(|l| !l.trim().is_empty())
+                .map(str::trim)
+                .collect();
+            let first = first.join(" ");
+            let first = first.strip_prefix("error: ").unwrap_or(&first);
+            eprintln!("trm-admin: {first} (see --help)");
+            ExitCode::from(64)
+        }
+    })
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match parse_cli() {
+        Ok(cli) => cli,
+        Err(code) => return code,
+    };
     let _ = rustls::crypto::ring::default_provider().install_default();
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -866,7 +916,9 @@ fn main() -> ExitCode {
     match rt.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(f) => {
-            eprintln!("trm-admin: {}", f.message);
+            for line in &f.lines {
+                eprintln!("trm-admin: {line}");
+            }
             ExitCode::from(f.code)
         }
     }

@@ -157,7 +157,10 @@ pub(crate) fn render(view: &View, v: &Value) -> String {
                 .collect();
             table(&["country", "name", "signing key", "state"], &rows)
         }
-        View::Done => format!("done: {v}\n"),
+        View::Done => match v.get("removed").and_then(Value::as_str) {
+            Some(cc) => format!("removed peer {cc}\n"),
+            None => format!("done: {v}\n"),
+        },
         View::Exported(file) => format!(
             "wrote {file}: {} entries of a log of {}, {} checkpoints, {} peer cards\ncheck it offline with: trm-admin audit verify {file}\n",
             s(v, "entries"), s(v, "tree_size"), s(v, "checkpoints"), s(v, "peer_cards")

@@ -145,8 +145,15 @@ async fn shutdown_signal() {
     }
 }
 
+/// Prints `msg` as one line on stderr and returns `code`.
 fn fail(code: u8, msg: impl std::fmt::Display) -> ExitCode {
-    eprintln!("trm-node: {msg}");
+    let msg = msg.to_string();
+    let line: Vec<&str> = msg
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    eprintln!("trm-node: {}", line.join("; "));
     ExitCode::from(code)
 }
 
@@ -294,8 +301,50 @@ fn restore(from: &std::path::Path, dir: &std::path::Path) -> ExitCode {
     }
 }
 
+/// Parses the command line; a usage error is one line and exit 64 (clap's own is several
+/// lines and exit 2), help and version go to stdout with exit 0.
+fn parse_cli() -> Result<Cli, ExitCode> {
+    use clap::error::ErrorKind;
+    Cli::try_parse().map_err(|e| match e.kind() {
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
+            let _ = e.print();
+            ExitCode::SUCCESS
+        }
+        ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            let _ = e.print();
+            ExitCode::from(64)
+        }
+        _ => fail(64, format!("{} (see --help)", usage_line(&e))),
+    })
+}
+
+/// The first paragraph of a clap error (without colours, "error: " and the usage), one line.
+fn usage_line(e: &clap::Error) -> String {
+    let text = e.render().to_string();
+    let first: Vec<&str> = text
+        .lines()
+        .take_while(|l| !l.trim().is_empty())
+        .map(str::trim)
+        .collect();
+    let line = first.join(" ");
+    line.strip_prefix("error: ").unwrap_or(&line).to_string()
+}
+
+/// The command-line option behind a `node.toml` key that `init` fills in.
+fn init_option(key: &str) -> &str {
+    match key {
+        "country" => "--country",
+        "name" => "--name",
+        "acceptance" => "--accept",
+        other => other,
+    }
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match parse_cli() {
+        Ok(cli) => cli,
+        Err(code) => return code,
+    };
     let _ = rustls::crypto::ring::default_provider().install_default();
     if let Some(f) = &cli.log_format {
         if !matches!(f.as_str(), "human" | "json") {
@@ -325,6 +374,10 @@ fn main() -> ExitCode {
                 );
                 ExitCode::SUCCESS
             }
+            // init writes node.toml from the options, so a refused value names the option.
+            Err(trm_node::identity::IdentityError::Config(
+                trm_node::config::ConfigError::Invalid { key, reason },
+            )) => fail(64, format!("{}: {reason}", init_option(&key))),
             Err(e) => fail(64, e),
         },
         Cmd::CheckConfig { dir } => match trm_node::config::NodeConfig::load(&dir) {
@@ -405,6 +458,11 @@ fn main() -> ExitCode {
             };
             match rt.block_on(trm_node::run(&dir, shutdown_signal())) {
                 Ok(()) => ExitCode::SUCCESS,
+                // A bad node.toml or key file is the operator's input: 64, like check-config.
+                Err(
+                    e @ (trm_node::node::StartError::Config(_)
+                    | trm_node::node::StartError::Identity(_)),
+                ) => fail(64, e),
                 Err(e) => fail(1, e),
             }
         }
