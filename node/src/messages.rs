@@ -31,22 +31,10 @@ pub enum SendError {
     OutOfOrder(String),
 }
 
-/// The name of a body's payload kind, for listings, metrics and the audit log.
+/// The name of a body's payload kind, for listings, metrics and the audit log (the same
+/// names the offline verifier uses).
 pub fn kind_name(body: &pb::Body) -> &'static str {
-    match &body.payload {
-        Some(Payload::Referral(_)) => "referral",
-        Some(Payload::Acceptance(_)) => "acceptance",
-        Some(Payload::Decline(_)) => "decline",
-        Some(Payload::FollowUp(_)) => "follow_up",
-        Some(Payload::InformationRequest(_)) => "information_request",
-        Some(Payload::Disclosure(_)) => "disclosure",
-        Some(Payload::ErasureRequest(_)) => "erasure_request",
-        Some(Payload::ErasureConfirmation(_)) => "erasure_confirmation",
-        Some(Payload::DirectoryUpdate(_)) => "directory_update",
-        Some(Payload::Closure(_)) => "closure",
-        Some(Payload::KeyAnnouncement(_)) => "key_announcement",
-        None => "empty",
-    }
+    trm_proto::audit::payload_kind(body)
 }
 
 /// A message to send.
