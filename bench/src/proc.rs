@@ -76,6 +76,34 @@ impl NodeProc {
         })
     }
 
+    /// A handle on an existing node folder `dir` (made by [`NodeProc::init`]).
+    pub fn init_existing(dir: &Path, country: &str, bin: &Path) -> Self {
+        setup();
+        let cfg = trm_node::config::NodeConfig::load(dir).ok();
+        let operator = Credential::load(&dir.join(identity::OPERATOR_CRED)).ok();
+        let fallback = free_addr();
+        Self {
+            country: country.into(),
+            dir: dir.to_path_buf(),
+            peer_addr: cfg.as_ref().map_or(fallback, |c| c.listen),
+            admin_addr: cfg.as_ref().map_or(fallback, |c| c.admin_listen),
+            operator: operator.unwrap_or_else(|| Credential {
+                name: String::new(),
+                role: String::new(),
+                country: country.into(),
+                node: fallback,
+                node_cert_sha256: String::new(),
+                cert_pem: String::new(),
+                key_pem: String::new(),
+            }),
+            log_filter: "warn".into(),
+            bin: bin.to_path_buf(),
+            child: None,
+            spawned_at: None,
+            admin: None,
+        }
+    }
+
     /// Rewrites node.toml through `f`.
     pub fn edit_config(&self, f: impl FnOnce(&str) -> String) -> Result<()> {
         let path = self.dir.join("node.toml");

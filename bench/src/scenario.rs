@@ -92,6 +92,12 @@ pub async fn throughput(bin: &Path, n: usize) -> Result<Throughput> {
     let tmp = tempfile::tempdir()?;
     let mut it = NodeProc::init(tmp.path(), "IT", bin)?;
     let mut al = NodeProc::init(tmp.path(), "AL", bin)?;
+    // TRM_BENCH_WINDOW=N: N messages in flight (sender) and N streams (receiver), to
+    // measure the effect of the window; default: the node's defaults.
+    if let Ok(w) = std::env::var("TRM_BENCH_WINDOW") {
+        it.set_in_table("delivery", "max_in_flight", &w)?;
+        al.set_in_table("limits", "max_concurrent_streams", &w)?;
+    }
     it.start().await?;
     al.start().await?;
     it.pin_card(al.card()).await?;
