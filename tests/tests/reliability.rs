@@ -352,8 +352,11 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
+/// Encoded received messages and audit entries.
+type History = (Vec<Vec<u8>>, Vec<Vec<u8>>);
+
 /// What a store serves: every received message and every audit entry, as bytes.
-fn history(store: &trm_node::store::Store) -> Result<(Vec<Vec<u8>>, Vec<Vec<u8>>), String> {
+fn history(store: &trm_node::store::Store) -> Result<History, String> {
     let inbox = store
         .inbox()
         .map_err(|e| e.to_string())?
