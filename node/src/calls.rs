@@ -280,7 +280,7 @@ async fn case_create(ctx: &Ctx, caller: &Caller, text: &str) -> Result<Value, Ca
     let mut ops = Vec::new();
     let mut ku = ctx.vault.begin().await;
     let sealed = crate::casedata::seal(
-        ctx,
+        &ctx.vault,
         &mut ku,
         &crate::casedata::case_scope(&id),
         &fields,
@@ -388,7 +388,8 @@ pub async fn load_case(
         .store
         .case(id)?
         .ok_or_else(|| CallError::msg(format!("no case {id}")))?;
-    let fields = crate::casedata::open(ctx, &crate::casedata::case_scope(id), &c.sealed).await?;
+    let fields =
+        crate::casedata::open(&ctx.vault, &crate::casedata::case_scope(id), &c.sealed).await?;
     Ok((c, fields))
 }
 
@@ -401,7 +402,7 @@ pub async fn received_fields(
     let scope = crate::casedata::received_scope(peer, case_ref);
     let mut by_path: BTreeMap<String, pb::FieldDisclosure> = BTreeMap::new();
     for r in ctx.store.received_for_case(peer, case_ref)? {
-        for d in crate::casedata::open(ctx, &scope, &r.disclosures).await? {
+        for d in crate::casedata::open(&ctx.vault, &scope, &r.disclosures).await? {
             by_path.insert(d.path.clone(), d);
         }
     }
@@ -621,7 +622,7 @@ pub fn referral_digests(envelope: &[u8]) -> Option<Vec<Vec<u8>>> {
 pub async fn sent_view(ctx: &Ctx, s: &SentRecord) -> Result<Value, CallError> {
     let env = pb::Envelope::decode(s.envelope.as_slice())?;
     let scope = crate::casedata::case_scope(&s.case_id);
-    let disclosures = crate::casedata::open(ctx, &scope, &s.released).await?;
+    let disclosures = crate::casedata::open(&ctx.vault, &scope, &s.released).await?;
     let own = ctx.keys.history.clone();
     let body0 = pb::Body::decode(env.body.as_slice()).unwrap_or_default();
     let ref_digests = match &body0.payload {
@@ -660,7 +661,7 @@ pub async fn sent_view(ctx: &Ctx, s: &SentRecord) -> Result<Value, CallError> {
 pub async fn received_view(ctx: &Ctx, r: &ReceivedRecord) -> Result<Value, CallError> {
     let env = pb::Envelope::decode(r.envelope.as_slice())?;
     let scope = crate::casedata::received_scope(&r.peer, &r.case_ref);
-    let disclosures = crate::casedata::open(ctx, &scope, &r.disclosures).await?;
+    let disclosures = crate::casedata::open(&ctx.vault, &scope, &r.disclosures).await?;
     let peer = ctx.peers.get(&r.peer);
     let body0 = pb::Body::decode(env.body.as_slice()).unwrap_or_default();
     let ref_digests = match &body0.payload {

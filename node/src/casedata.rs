@@ -5,9 +5,8 @@
 use prost::Message;
 use trm_proto::pb::{self, Category};
 
-use crate::node::Ctx;
 use crate::store::{FieldList, Op, SealedGroup};
-use crate::vault::{KeyUse, VaultError};
+use crate::vault::{KeyUse, Vault, VaultError};
 
 /// The vault scope of a case recorded on this node.
 pub fn case_scope(case_id: &str) -> String {
@@ -22,7 +21,7 @@ pub fn received_scope(peer: &str, case_ref: &str) -> String {
 /// Seals `fields` grouped by the category `category_of` gives each path (unknown paths are
 /// treated as identity: personal, the strictest).
 pub fn seal(
-    ctx: &Ctx,
+    vault: &Vault,
     ku: &mut KeyUse<'_>,
     scope: &str,
     fields: &[pb::FieldDisclosure],
@@ -38,20 +37,20 @@ pub fn seal(
         .into_iter()
         .map(|(cat, fields)| {
             let plain = zeroize::Zeroizing::new(FieldList { fields }.encode_to_vec());
-            ctx.vault.seal(ku, scope, cat, &plain, ops)
+            vault.seal(ku, scope, cat, &plain, ops)
         })
         .collect()
 }
 
 /// Opens every group whose key still exists; erased groups are skipped.
 pub async fn open(
-    ctx: &Ctx,
+    vault: &Vault,
     scope: &str,
     groups: &[SealedGroup],
 ) -> Result<Vec<pb::FieldDisclosure>, VaultError> {
     let mut out = Vec::new();
     for g in groups {
-        if let Some(plain) = ctx.vault.open_group(scope, g).await? {
+        if let Some(plain) = vault.open_group(scope, g).await? {
             let list = FieldList::decode(plain.as_slice())
                 .map_err(|e| VaultError::Decrypt(format!("sealed group does not decode: {e}")))?;
             out.extend(list.fields);

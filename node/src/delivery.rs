@@ -246,7 +246,7 @@ async fn attempt(ctx: &Ctx, conn: &quinn::Connection, rec: SentRecord) -> Attemp
         Err(e) => return Attempt::Retry(format!("stored message unreadable: {e}")),
     };
     let scope = crate::casedata::case_scope(&rec.case_id);
-    let disclosures = match crate::casedata::open(ctx, &scope, &rec.released).await {
+    let disclosures = match crate::casedata::open(&ctx.vault, &scope, &rec.released).await {
         Ok(d) => d,
         Err(e) => return Attempt::Retry(format!("stored disclosures unreadable: {e}")),
     };

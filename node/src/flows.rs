@@ -156,11 +156,11 @@ pub async fn disclose(
     let (case_id, peer) = resolve_sent(ctx, referral)?;
     let sent = latest_referral(ctx, &case_id, &peer)?;
     let scope = crate::casedata::case_scope(&case_id);
-    let committed = crate::casedata::open(ctx, &scope, &sent.committed).await?;
+    let committed = crate::casedata::open(&ctx.vault, &scope, &sent.committed).await?;
     let mut already: BTreeSet<String> = BTreeSet::new();
     for s in ctx.store.sent_all()? {
         if s.case_id == case_id && s.peer == peer && (s.id == sent.id || s.kind == "disclosure") {
-            for d in crate::casedata::open(ctx, &scope, &s.released).await? {
+            for d in crate::casedata::open(&ctx.vault, &scope, &s.released).await? {
                 already.insert(d.path);
             }
         }
@@ -660,7 +660,7 @@ async fn reseal_case(
     let mut ops = Vec::new();
     let mut ku = ctx.vault.begin().await;
     let sealed = crate::casedata::seal(
-        ctx,
+        &ctx.vault,
         &mut ku,
         &crate::casedata::case_scope(&case.id),
         fields,

@@ -122,8 +122,10 @@ pub async fn enqueue(ctx: &Arc<Ctx>, out: Outgoing) -> Result<Vec<u8>, SendError
     let mut ku = ctx.vault.begin().await;
     let scope = crate::casedata::case_scope(&out.case_id);
     let cat = |p: &str| ctx.template.category_of(p);
-    let released = crate::casedata::seal(ctx, &mut ku, &scope, &out.released, cat, &mut ops)?;
-    let committed = crate::casedata::seal(ctx, &mut ku, &scope, &out.committed, cat, &mut ops)?;
+    let released =
+        crate::casedata::seal(&ctx.vault, &mut ku, &scope, &out.released, cat, &mut ops)?;
+    let committed =
+        crate::casedata::seal(&ctx.vault, &mut ku, &scope, &out.committed, cat, &mut ops)?;
     let record = SentRecord {
         id: id.clone(),
         peer: out.to.clone(),

@@ -158,12 +158,62 @@ fn bind(addr: SocketAddr) -> Result<UdpSocket, StartError> {
     UdpSocket::bind(addr).map_err(|source| StartError::Bind { addr, source })
 }
 
+/// How long opening and checking the store may take before the node gives up: 30 s plus
+/// one second per 50 MiB on disk (a healthy store of a million messages opens well within
+/// it; see docs/PERFORMANCE.md).
+pub fn store_open_limit(path: &Path) -> Duration {
+    fn size(dir: &Path) -> u64 {
+        std::fs::read_dir(dir)
+            .map(|rd| {
+                rd.flatten()
+                    .map(|e| match e.metadata() {
+                        Ok(m) if m.is_dir() => size(&e.path()),
+                        Ok(m) => m.len(),
+                        Err(_) => 0,
+                    })
+                    .sum()
+            })
+            .unwrap_or(0)
+    }
+    Duration::from_secs(30 + size(path) / (50 << 20))
+}
+
+/// Opens and checks the store on a helper thread, giving up after `limit`. Some corrupted
+/// sled files make sled retry a page read forever instead of reporting an error; a node
+/// must then refuse to start with a message naming the store rather than hang (the stuck
+/// thread goes away with the process, which exits).
+pub fn open_store_bounded(
+    path: &Path,
+    key: &[u8; 32],
+    limit: Duration,
+) -> Result<Store, crate::store::StoreError> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (p, k) = (path.to_path_buf(), *key);
+    std::thread::Builder::new()
+        .name("trm-store-open".into())
+        .spawn(move || {
+            let _ = tx.send(Store::open(&p, &k));
+        })
+        .map_err(|e| crate::store::StoreError::Io(e.to_string()))?;
+    rx.recv_timeout(limit)
+        .unwrap_or_else(|_| {
+            Err(crate::store::StoreError::Corrupt {
+                path: path.to_path_buf(),
+                detail: format!(
+                    "opening and checking it did not finish within {} s (sled is stuck on a damaged file)",
+                    limit.as_secs()
+                ),
+            })
+        })
+}
+
 /// Starts a node from its folder.
 pub async fn start(dir: &Path, opts: StartOptions) -> Result<NodeHandle, StartError> {
     let cfg = NodeConfig::load(dir)?;
     let keys = NodeKeys::load(dir, &cfg)?;
     let template = cfg.template()?;
-    let store = Store::open(&dir.join(&cfg.paths.store), &keys.store_key)?;
+    let store_path = dir.join(&cfg.paths.store);
+    let store = open_store_bounded(&store_path, &keys.store_key, store_open_limit(&store_path))?;
     let vault = crate::vault::Vault::open(
         store.clone(),
         &dir.join(&cfg.paths.store_key),

@@ -258,7 +258,7 @@ async fn receive(ctx: &Arc<Ctx>, peer: &str, t: pb::Transmission) -> pb::PeerRes
     let mut ku = ctx.vault.begin().await;
     let scope = crate::casedata::received_scope(peer, &body.case_ref);
     let sealed = match crate::casedata::seal(
-        ctx,
+        &ctx.vault,
         &mut ku,
         &scope,
         &t.disclosures,

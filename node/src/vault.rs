@@ -191,6 +191,16 @@ impl Vault {
         }
     }
 
+    /// Like [`Vault::begin`] for tools that run without a runtime (no rotation can be in
+    /// progress then); `None` while a rotation holds the master key.
+    pub fn try_begin(&self) -> Option<KeyUse<'_>> {
+        Some(KeyUse {
+            vault: self,
+            used: Vec::new(),
+            _rotation: self.master.clone().try_read_owned().ok()?,
+        })
+    }
+
     fn dek(
         &self,
         ku: &mut KeyUse<'_>,

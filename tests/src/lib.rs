@@ -1,6 +1,9 @@
 //! Test support: real nodes on loopback, in temporary folders, with ports chosen by the OS.
 #![allow(missing_docs, unreachable_pub)] // test support crate
 
+pub mod proxy;
+pub mod raw;
+
 use std::net::{SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::time::Duration;

@@ -1,0 +1,434 @@
+//! Nodes as separate processes: the `trm-node` binary run on a folder made by the library's
+//! `init`, on loopback ports chosen by the OS, driven through the admin API. Shared by the
+//! benchmarks and the reliability and security tests.
+
+use std::net::{SocketAddr, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+use serde_json::Value;
+use trm_node::admin::client::AdminClient;
+use trm_node::identity::{self, Credential, NodeKeys};
+use trm_proto::admin as api;
+use trm_proto::admin::admin_request::Call;
+
+/// Installs the process-wide crypto provider (idempotent).
+pub fn setup() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+/// A free loopback UDP port (bound, read, released: the OS will not hand it out again soon).
+pub fn free_addr() -> SocketAddr {
+    UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)))
+}
+
+/// One node folder and, while it runs, its `trm-node run` process.
+pub struct NodeProc {
+    /// Country code.
+    pub country: String,
+    /// Node folder.
+    pub dir: PathBuf,
+    /// Peer listener.
+    pub peer_addr: SocketAddr,
+    /// Admin listener.
+    pub admin_addr: SocketAddr,
+    /// The operator credential made by `init`.
+    pub operator: Credential,
+    /// `RUST_LOG` for the process (default `warn`: per-message info lines cost throughput).
+    pub log_filter: String,
+    bin: PathBuf,
+    child: Option<Child>,
+    spawned_at: Option<Instant>,
+    admin: Option<AdminClient>,
+}
+
+impl NodeProc {
+    /// Makes a node folder `root/<country>` with the library's `init` (not started).
+    pub fn init(root: &Path, country: &str, bin: &Path) -> Result<Self> {
+        setup();
+        let dir = root.join(country);
+        let (peer_addr, admin_addr) = (free_addr(), free_addr());
+        identity::init(
+            &dir,
+            country,
+            &format!("{country} synthetic unit"),
+            peer_addr,
+            admin_addr,
+            None,
+        )
+        .with_context(|| format!("init {country}"))?;
+        let operator = Credential::load(&dir.join(identity::OPERATOR_CRED))?;
+        Ok(Self {
+            country: country.into(),
+            dir,
+            peer_addr,
+            admin_addr,
+            operator,
+            log_filter: "warn".into(),
+            bin: bin.to_path_buf(),
+            child: None,
+            spawned_at: None,
+            admin: None,
+        })
+    }
+
+    /// A handle on an existing node folder `dir` (made by [`NodeProc::init`]).
+    pub fn init_existing(dir: &Path, country: &str, bin: &Path) -> Self {
+        setup();
+        let cfg = trm_node::config::NodeConfig::load(dir).ok();
+        let operator = Credential::load(&dir.join(identity::OPERATOR_CRED)).ok();
+        let fallback = free_addr();
+        Self {
+            country: country.into(),
+            dir: dir.to_path_buf(),
+            peer_addr: cfg.as_ref().map_or(fallback, |c| c.listen),
+            admin_addr: cfg.as_ref().map_or(fallback, |c| c.admin_listen),
+            operator: operator.unwrap_or_else(|| Credential {
+                name: String::new(),
+                role: String::new(),
+                country: country.into(),
+                node: fallback,
+                node_cert_sha256: String::new(),
+                cert_pem: String::new(),
+                key_pem: String::new(),
+            }),
+            log_filter: "warn".into(),
+            bin: bin.to_path_buf(),
+            child: None,
+            spawned_at: None,
+            admin: None,
+        }
+    }
+
+    /// Rewrites node.toml through `f`.
+    pub fn edit_config(&self, f: impl FnOnce(&str) -> String) -> Result<()> {
+        let path = self.dir.join("node.toml");
+        let text = std::fs::read_to_string(&path)?;
+        std::fs::write(&path, f(&text))?;
+        Ok(())
+    }
+
+    /// Appends TOML text to node.toml (for keys of tables not written by `init`, put whole
+    /// tables; for existing tables use [`NodeProc::set_in_table`]).
+    pub fn set_in_table(&self, table: &str, key: &str, value: &str) -> Result<()> {
+        self.edit_config(|t| {
+            let header = format!("[{table}]\n");
+            let line = format!("{key} = {value}\n");
+            let mut out = String::new();
+            let mut in_table = false;
+            let mut done = false;
+            for l in t.lines() {
+                let trimmed = l.trim();
+                if trimmed.starts_with('[') {
+                    if in_table && !done {
+                        out.push_str(&line);
+                        done = true;
+                    }
+                    in_table = trimmed == header.trim();
+                }
+                if in_table && trimmed.split('=').next().map(str::trim) == Some(key) {
+                    out.push_str(&line);
+                    done = true;
+                    continue;
+                }
+                out.push_str(l);
+                out.push('\n');
+            }
+            if in_table && !done {
+                out.push_str(&line);
+                done = true;
+            }
+            if !done {
+                out.push('\n');
+                out.push_str(&header);
+                out.push_str(&line);
+            }
+            out
+        })
+    }
+
+    /// Starts `trm-node run` (does not wait for it to be ready).
+    pub fn spawn(&mut self) -> Result<()> {
+        if self.child.is_some() {
+            bail!("{} is already running", self.country);
+        }
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("node.log"))?;
+        let child = Command::new(&self.bin)
+            .arg("run")
+            .arg("--dir")
+            .arg(&self.dir)
+            .env("RUST_LOG", &self.log_filter)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(log))
+            .spawn()
+            .with_context(|| format!("spawn {}", self.bin.display()))?;
+        self.spawned_at = Some(Instant::now());
+        self.child = Some(child);
+        Ok(())
+    }
+
+    /// Waits until the admin listener completes a mutually authenticated handshake (the peer
+    /// listener is bound in the same step); returns the time since [`NodeProc::spawn`].
+    pub async fn wait_ready(&mut self, timeout: Duration) -> Result<Duration> {
+        let started = self.spawned_at.unwrap_or_else(Instant::now);
+        let deadline = started + timeout;
+        loop {
+            if let Some(c) = self.child.as_mut() {
+                if let Some(status) = c.try_wait()? {
+                    self.child = None;
+                    bail!(
+                        "{} exited with {status} before it was ready: {}",
+                        self.country,
+                        self.log_tail()
+                    );
+                }
+            }
+            let attempt = tokio::time::timeout(
+                Duration::from_millis(250),
+                AdminClient::connect(&self.operator),
+            )
+            .await;
+            if let Ok(Ok(c)) = attempt {
+                let ready = started.elapsed();
+                self.admin = Some(c);
+                return Ok(ready);
+            }
+            if Instant::now() > deadline {
+                bail!("{} not ready within {timeout:?}", self.country);
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+
+    /// Spawns and waits until ready.
+    pub async fn start(&mut self) -> Result<Duration> {
+        self.spawn()?;
+        self.wait_ready(Duration::from_secs(60)).await
+    }
+
+    /// True while the process runs.
+    pub fn is_running(&mut self) -> bool {
+        match self.child.as_mut() {
+            Some(c) => matches!(c.try_wait(), Ok(None)),
+            None => false,
+        }
+    }
+
+    /// SIGKILL, then reap.
+    pub fn kill(&mut self) {
+        self.admin = None;
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM (clean shutdown, the store is flushed), then reap; SIGKILL after 10 s.
+    pub fn terminate(&mut self) {
+        self.admin = None;
+        if let Some(mut c) = self.child.take() {
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(c.id().to_string())
+                .status();
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = c.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Process id while running.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Resident memory of the process (VmRSS), in KiB.
+    pub fn rss_kib(&self) -> Option<u64> {
+        rss_kib(self.pid()?)
+    }
+
+    /// One admin call as the operator, on a kept connection (reconnects once if it broke).
+    pub async fn call(&mut self, call: Call) -> Result<Value> {
+        for _ in 0..2 {
+            if self.admin.is_none() {
+                let c = tokio::time::timeout(
+                    Duration::from_secs(5),
+                    AdminClient::connect(&self.operator),
+                )
+                .await
+                .map_err(|_| anyhow!("{}: admin connect timed out", self.country))??;
+                self.admin = Some(c);
+            }
+            let Some(c) = self.admin.as_ref() else {
+                continue;
+            };
+            match tokio::time::timeout(Duration::from_secs(30), c.call(call.clone())).await {
+                Ok(Ok(v)) => return Ok(v),
+                Ok(Err(trm_node::admin::client::ClientError::Refused { message, .. })) => {
+                    bail!("{}: {message}", self.country)
+                }
+                _ => self.admin = None,
+            }
+        }
+        bail!("{}: admin call failed", self.country)
+    }
+
+    /// Issues an officer credential with `role` through the admin API.
+    pub async fn officer(&mut self, name: &str, role: &str) -> Result<Credential> {
+        let cert = identity::self_signed(name, role)?;
+        let v = self
+            .call(Call::OfficerAdd(api::OfficerAdd {
+                name: name.into(),
+                role: role.into(),
+                cert_der: cert.cert_der,
+            }))
+            .await?;
+        Ok(Credential {
+            name: name.into(),
+            role: role.into(),
+            country: self.country.clone(),
+            node: self.admin_addr,
+            node_cert_sha256: v["node_cert_sha256"]
+                .as_str()
+                .ok_or_else(|| anyhow!("no node_cert_sha256"))?
+                .into(),
+            cert_pem: cert.cert_pem,
+            key_pem: cert.key_pem,
+        })
+    }
+
+    /// Pins `card` (another node's identity card) here.
+    pub async fn pin_card(&mut self, card: Vec<u8>) -> Result<()> {
+        self.call(Call::PeerAdd(api::PeerAdd { card })).await?;
+        Ok(())
+    }
+
+    /// The node's identity card file.
+    pub fn card(&self) -> Vec<u8> {
+        std::fs::read(self.dir.join("card.trm")).unwrap_or_default()
+    }
+
+    /// The node's keys, read from its folder.
+    pub fn keys(&self) -> Result<NodeKeys> {
+        let cfg = trm_node::config::NodeConfig::load(&self.dir)?;
+        Ok(NodeKeys::load(&self.dir, &cfg)?)
+    }
+
+    /// The store folder.
+    pub fn store_dir(&self) -> PathBuf {
+        self.dir.join("store")
+    }
+
+    /// Opens the node's store with the library (the process must be stopped).
+    pub fn open_store(&self) -> Result<trm_node::store::Store> {
+        let keys = self.keys()?;
+        Ok(trm_node::store::Store::open(
+            &self.store_dir(),
+            &keys.store_key,
+        )?)
+    }
+
+    /// The last lines of the node's log, for error messages.
+    pub fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(self.dir.join("node.log")).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(5)..].join(" | ")
+    }
+}
+
+impl Drop for NodeProc {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// VmRSS of `pid`, in KiB.
+pub fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+/// Pins every node to every other through the admin API.
+pub async fn pin_all(nodes: &mut [NodeProc]) -> Result<()> {
+    let cards: Vec<(String, Vec<u8>)> = nodes
+        .iter()
+        .map(|n| (n.country.clone(), n.card()))
+        .collect();
+    for n in nodes.iter_mut() {
+        for (cc, card) in &cards {
+            if *cc != n.country {
+                n.pin_card(card.clone()).await?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Finds the `trm-node` binary: `TRM_NODE_BIN`, else beside the running executable (cargo
+/// puts every binary of a profile in one folder). When run by cargo (`CARGO` is set), builds
+/// it first with the same profile so the figures are never those of a stale binary.
+pub fn node_binary() -> Result<PathBuf> {
+    if let Ok(p) = std::env::var("TRM_NODE_BIN") {
+        return Ok(PathBuf::from(p));
+    }
+    let exe = std::env::current_exe()?;
+    let dir = exe
+        .parent()
+        .ok_or_else(|| anyhow!("executable has no folder"))?;
+    // Test executables live in <profile>/deps.
+    let dir = if dir.ends_with("deps") {
+        dir.parent().unwrap_or(dir)
+    } else {
+        dir
+    };
+    let bin = dir.join("trm-node");
+    if let Ok(cargo) = std::env::var("CARGO") {
+        let release = dir.file_name().is_some_and(|n| n == "release");
+        let mut cmd = Command::new(cargo);
+        // Built together with trm-bench so that the shared dependencies get the same
+        // features as in `cargo run -p trm-bench` and nothing is rebuilt back and forth.
+        cmd.args([
+            "build",
+            "--quiet",
+            "--locked",
+            "-p",
+            "trm-node",
+            "-p",
+            "trm-bench",
+        ]);
+        if release {
+            cmd.arg("--release");
+        }
+        let status = cmd.status().context("cargo build -p trm-node")?;
+        if !status.success() {
+            bail!("cargo build -p trm-node failed");
+        }
+    }
+    if !bin.is_file() {
+        bail!(
+            "{} not found: build it with `cargo build --release -p trm-node` or set TRM_NODE_BIN",
+            bin.display()
+        );
+    }
+    Ok(bin)
+}

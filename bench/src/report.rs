@@ -1,0 +1,433 @@
+//! Runs the selected measurements (interleaving repeated runs so that machine noise hits
+//! product and baselines alike), takes medians, and prints figures, ratios and targets.
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Result;
+
+use crate::scenario::{self, median, Latency, Scale, Throughput};
+use crate::{baseline, workload};
+
+/// What to run and how big.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// The `trm-node` binary.
+    pub node_bin: PathBuf,
+    /// Repetitions of baselines and throughput (medians are reported).
+    pub runs: usize,
+    /// Referrals per throughput run.
+    pub throughput_n: usize,
+    /// Round trips per quinn baseline run.
+    pub quinn_n: usize,
+    /// Sign + verify pairs per Ed25519 baseline run.
+    pub ed25519_n: usize,
+    /// Inserts per sled baseline run.
+    pub sled_n: usize,
+    /// Referrals timed in the latency run (at `latency_rate` per second).
+    pub latency_n: usize,
+    /// Steady rate of the latency run, per second.
+    pub latency_rate: u32,
+    /// Nodes in the scale run.
+    pub scale_nodes: usize,
+    /// Messages already stored in the growth run.
+    pub growth_stored: usize,
+}
+
+impl Options {
+    /// The full sizes of docs/PERFORMANCE.md.
+    pub fn full(node_bin: PathBuf) -> Self {
+        Self {
+            node_bin,
+            runs: 3,
+            throughput_n: 20_000,
+            quinn_n: 20_000,
+            ed25519_n: 20_000,
+            sled_n: 50_000,
+            latency_n: 1_000,
+            latency_rate: 100,
+            scale_nodes: 50,
+            growth_stored: 1_000_000,
+        }
+    }
+
+    /// A smoke run of a few seconds (CI).
+    pub fn quick(node_bin: PathBuf) -> Self {
+        Self {
+            node_bin,
+            runs: 1,
+            throughput_n: 300,
+            quinn_n: 500,
+            ed25519_n: 500,
+            sled_n: 1_000,
+            latency_n: 30,
+            latency_rate: 100,
+            scale_nodes: 4,
+            growth_stored: 2_000,
+        }
+    }
+}
+
+/// Which parts to run.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Selection {
+    /// Raw baselines.
+    pub baselines: bool,
+    /// Two-process throughput.
+    pub throughput: bool,
+    /// Latency at a steady rate.
+    pub latency: bool,
+    /// N-node federation.
+    pub scale: bool,
+    /// Latency with a large store.
+    pub growth: bool,
+}
+
+impl Selection {
+    /// Everything.
+    pub fn all() -> Self {
+        Self {
+            baselines: true,
+            throughput: true,
+            latency: true,
+            scale: true,
+            growth: true,
+        }
+    }
+}
+
+/// Medians of the baselines.
+#[derive(Clone, Debug, Default)]
+pub struct Baselines {
+    /// quinn round trips per second, one stream at a time.
+    pub quinn_1: f64,
+    /// quinn round trips per second, 64 concurrent streams.
+    pub quinn_64: f64,
+    /// Ed25519 sign + verify_strict pairs per second.
+    pub ed25519: f64,
+    /// sled inserts per second, one flush per 64 inserts.
+    pub sled_64: f64,
+    /// sled inserts per second, one flush per insert.
+    pub sled_1: f64,
+}
+
+/// Everything measured.
+#[derive(Clone, Debug, Default)]
+pub struct Report {
+    /// Options used.
+    pub runs: usize,
+    /// Baseline medians (None if not run).
+    pub baselines: Option<Baselines>,
+    /// Every throughput run.
+    pub throughput: Vec<Throughput>,
+    /// Latency with an empty store.
+    pub latency: Option<Latency>,
+    /// Scale run.
+    pub scale: Option<Scale>,
+    /// Latency with a large store.
+    pub growth: Option<Latency>,
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+/// Runs `sel` with `opts`, printing progress to stderr.
+pub async fn run(opts: &Options, sel: Selection) -> Result<Report> {
+    let mut report = Report {
+        runs: opts.runs,
+        ..Default::default()
+    };
+    let body_len = {
+        let tmp = tempfile::tempdir()?;
+        let n = crate::proc::NodeProc::init(tmp.path(), "IT", &opts.node_bin)?;
+        let f = workload::case_fields("BENCH-0001", "AL")?;
+        let (_, t, _) = workload::referral(&n.keys()?, "IT", "AL", "BENCH-0001", &f, 0)?;
+        t.envelope.map(|e| e.body.len()).unwrap_or(1024)
+    };
+    let (mut q1, mut q64, mut ed, mut s64, mut s1) = (vec![], vec![], vec![], vec![], vec![]);
+    for r in 0..opts.runs {
+        if sel.baselines {
+            eprintln!("run {}/{}: baselines", r + 1, opts.runs);
+            let n = opts.quinn_n;
+            q1.push(
+                tokio::task::spawn_blocking(move || baseline::quinn_round_trips(n / 4, 1, 1024))
+                    .await??,
+            );
+            q64.push(
+                tokio::task::spawn_blocking(move || baseline::quinn_round_trips(n, 64, 1024))
+                    .await??,
+            );
+            ed.push(baseline::ed25519_pairs(opts.ed25519_n, body_len));
+            let tmp = tempfile::tempdir()?;
+            s64.push(baseline::sled_inserts(
+                &tmp.path().join("g64"),
+                opts.sled_n,
+                64,
+                3 * 1024,
+            )?);
+            s1.push(baseline::sled_inserts(
+                &tmp.path().join("g1"),
+                (opts.sled_n / 20).max(50),
+                1,
+                3 * 1024,
+            )?);
+        }
+        if sel.throughput {
+            eprintln!(
+                "run {}/{}: throughput, {} referrals",
+                r + 1,
+                opts.runs,
+                opts.throughput_n
+            );
+            report
+                .throughput
+                .push(scenario::throughput(&opts.node_bin, opts.throughput_n).await?);
+        }
+    }
+    if sel.baselines {
+        report.baselines = Some(Baselines {
+            quinn_1: median(&q1),
+            quinn_64: median(&q64),
+            ed25519: median(&ed),
+            sled_64: median(&s64),
+            sled_1: median(&s1),
+        });
+    }
+    if sel.latency || sel.growth {
+        eprintln!(
+            "latency: {} referrals at {}/s, empty store",
+            opts.latency_n, opts.latency_rate
+        );
+        report.latency =
+            Some(scenario::latency(&opts.node_bin, opts.latency_rate, opts.latency_n, 0).await?);
+    }
+    if sel.growth {
+        eprintln!(
+            "growth: {} referrals at {}/s, {} messages stored",
+            opts.latency_n, opts.latency_rate, opts.growth_stored
+        );
+        report.growth = Some(
+            scenario::latency(
+                &opts.node_bin,
+                opts.latency_rate,
+                opts.latency_n,
+                opts.growth_stored,
+            )
+            .await?,
+        );
+    }
+    if sel.scale {
+        eprintln!("scale: {} nodes", opts.scale_nodes);
+        report.scale = Some(scenario::scale(&opts.node_bin, opts.scale_nodes).await?);
+    }
+    Ok(report)
+}
+
+fn target(ok: bool) -> &'static str {
+    if ok {
+        "met"
+    } else {
+        "NOT met"
+    }
+}
+
+impl Report {
+    /// Median throughput, referrals per second.
+    pub fn throughput_rate(&self) -> f64 {
+        median(&self.throughput.iter().map(|t| t.rate).collect::<Vec<_>>())
+    }
+
+    /// The report as Markdown (what docs/PERFORMANCE.md quotes).
+    pub fn render(&self) -> String {
+        let mut s = String::new();
+        let runs = self.runs;
+        if let Some(b) = &self.baselines {
+            let _ = writeln!(s, "### Baselines (median of {runs} runs)\n");
+            let _ = writeln!(s, "| baseline | per second |\n|---|---:|");
+            let _ = writeln!(
+                s,
+                "| quinn 1 KiB round trips, mTLS, 1 stream at a time | {:.0} |",
+                b.quinn_1
+            );
+            let _ = writeln!(
+                s,
+                "| quinn 1 KiB round trips, mTLS, 64 concurrent streams | {:.0} |",
+                b.quinn_64
+            );
+            let _ = writeln!(
+                s,
+                "| Ed25519 sign + verify_strict pairs (envelope-sized body), 1 thread | {:.0} |",
+                b.ed25519
+            );
+            let _ = writeln!(
+                s,
+                "| sled inserts (3 KiB), one flush per 64 | {:.0} |",
+                b.sled_64
+            );
+            let _ = writeln!(
+                s,
+                "| sled inserts (3 KiB), one flush per insert | {:.0} |\n",
+                b.sled_1
+            );
+        }
+        if !self.throughput.is_empty() {
+            let rate = self.throughput_rate();
+            let t = &self.throughput[0];
+            let rates: Vec<String> = self
+                .throughput
+                .iter()
+                .map(|t| format!("{:.0}", t.rate))
+                .collect();
+            let _ = writeln!(s, "### Throughput (two processes, median of {runs} runs)\n");
+            let _ = writeln!(
+                s,
+                "{} referrals of {} bytes of released fields ({} bytes encoded) per run; runs: {} /s.\n",
+                t.n,
+                t.field_bytes,
+                t.transmission_bytes,
+                rates.join(", ")
+            );
+            let _ = writeln!(s, "| figure | value |\n|---|---:|");
+            let _ = writeln!(
+                s,
+                "| referrals/s, outbox to stored receipt | **{rate:.0}** (target ≥ 5000: {}) |",
+                target(rate >= 5000.0)
+            );
+            let enq = median(
+                &self
+                    .throughput
+                    .iter()
+                    .map(|t| t.enqueue_rate)
+                    .collect::<Vec<_>>(),
+            );
+            let _ = writeln!(
+                s,
+                "| referrals/s signed and durably enqueued by the library | {enq:.0} |"
+            );
+            if let Some(b) = &self.baselines {
+                let _ = writeln!(
+                    s,
+                    "| ratio to quinn round trips, 64 streams | {:.3} |",
+                    rate / b.quinn_64
+                );
+                let _ = writeln!(
+                    s,
+                    "| ratio to quinn round trips, 1 stream | {:.3} |",
+                    rate / b.quinn_1
+                );
+                let _ = writeln!(
+                    s,
+                    "| ratio to Ed25519 sign + verify pairs | {:.3} |",
+                    rate / b.ed25519
+                );
+                let _ = writeln!(
+                    s,
+                    "| ratio to sled inserts, flush per 64 | {:.3} |",
+                    rate / b.sled_64
+                );
+            }
+            let _ = writeln!(s);
+        }
+        if let Some(l) = &self.latency {
+            let _ = writeln!(
+                s,
+                "### Latency, enqueue to stored receipt, steady rate ({} referrals)\n",
+                l.stats.n
+            );
+            let _ = writeln!(
+                s,
+                "| store | p50 ms | p99 ms | max ms |\n|---|---:|---:|---:|"
+            );
+            let _ = writeln!(
+                s,
+                "| empty | {:.2} | {:.2} | {:.2} |",
+                ms(l.stats.p50),
+                ms(l.stats.p99),
+                ms(l.stats.max)
+            );
+            if let Some(g) = &self.growth {
+                let _ = writeln!(
+                    s,
+                    "| {} messages stored | {:.2} | {:.2} | {:.2} |",
+                    g.stored_before,
+                    ms(g.stats.p50),
+                    ms(g.stats.p99),
+                    ms(g.stats.max)
+                );
+            }
+            let _ = writeln!(
+                s,
+                "\np99 target < 10 ms: {}.",
+                target(l.stats.p99 < Duration::from_millis(10))
+            );
+            if let Some(g) = &self.growth {
+                let r50 = ms(g.stats.p50) / ms(l.stats.p50).max(1e-9);
+                let r99 = ms(g.stats.p99) / ms(l.stats.p99).max(1e-9);
+                let _ = writeln!(
+                    s,
+                    "Growth: p50 ratio {r50:.2}, p99 ratio {r99:.2} (target ≤ 1.5: {}); \
+                     store {:.1} GiB on disk, filled in {:.0} s; receiver ready in {:.0} ms \
+                     with it (empty store: {:.0} ms).",
+                    target(r50 <= 1.5 && r99 <= 1.5),
+                    g.store_bytes as f64 / f64::from(1u32 << 30),
+                    g.fill_secs,
+                    ms(g.receiver_ready),
+                    ms(l.receiver_ready)
+                );
+            }
+            let _ = writeln!(s);
+        }
+        if let Some(sc) = &self.scale {
+            let rss: Vec<f64> = sc.rss_kib.iter().map(|k| *k as f64 / 1024.0).collect();
+            let max_rss = rss.iter().copied().fold(0.0, f64::max);
+            let rf: Vec<f64> = sc.ready_first.iter().map(|d| ms(*d)).collect();
+            let rr: Vec<f64> = sc.ready_restart.iter().map(|d| ms(*d)).collect();
+            let max_r = rf.iter().chain(rr.iter()).copied().fold(0.0, f64::max);
+            let _ = writeln!(s, "### Scale: {} nodes on one machine\n", sc.nodes);
+            let _ = writeln!(s, "| figure | value |\n|---|---:|");
+            let _ = writeln!(
+                s,
+                "| referrals sent / receipts stored / messages stored | {} / {} / {} |",
+                sc.messages, sc.delivered, sc.received
+            );
+            let _ = writeln!(
+                s,
+                "| all-to-all exchange, seconds | {:.1} |",
+                sc.exchange_secs
+            );
+            let _ = writeln!(
+                s,
+                "| VmRSS per idle node, median / max MiB | {:.1} / {:.1} (target ≤ 64: {}) |",
+                median(&rss),
+                max_rss,
+                target(max_rss <= 64.0)
+            );
+            let _ = writeln!(
+                s,
+                "| start to accepting, first start, median / max ms | {:.0} / {:.0} |",
+                median(&rf),
+                rf.iter().copied().fold(0.0, f64::max)
+            );
+            let _ = writeln!(
+                s,
+                "| start to accepting, restart with {} peers, median / max ms | {:.0} / {:.0} (target < 1000: {}) |",
+                sc.nodes - 1,
+                median(&rr),
+                rr.iter().copied().fold(0.0, f64::max),
+                target(max_r < 1000.0)
+            );
+            let _ = writeln!(
+                s,
+                "| everything delivered | {} |\n",
+                if sc.delivered == sc.messages && sc.received == sc.messages {
+                    "yes"
+                } else {
+                    "NO"
+                }
+            );
+        }
+        s
+    }
+}

@@ -1,0 +1,290 @@
+//! Synthetic referrals of about 1 KiB of released fields, signed exactly as the node signs
+//! them, and fast pre-filling of a stopped node's store through the library.
+
+use std::path::Path;
+
+use anyhow::{anyhow, Result};
+use prost::Message;
+use rand::RngCore;
+use trm_node::casedata;
+use trm_node::identity::NodeKeys;
+use trm_node::store::{AuditEntry, Op, ReceivedRecord, SentRecord, SentState, Store};
+use trm_node::vault::Vault;
+use trm_proto::pb::{self, body::Payload};
+use trm_proto::signing::{self, Tag};
+use trm_proto::{commit, template};
+
+/// A synthetic, obviously fictional case whose non-identifying fields (all released under the
+/// default outgoing profile) hold about 1 KiB of values.
+pub fn case_json(case_ref: &str, to: &str) -> String {
+    let filler = |what: &str| {
+        let mut s = format!("Synthetic benchmark text about {what}. ");
+        while s.len() < 300 {
+            s.push_str("Fictional details for load testing only. ");
+        }
+        s.trim_end().to_string()
+    };
+    serde_json::json!({
+        "reference": {
+            "case_ref": case_ref,
+            "sending_institution": "Synthetic Benchmark Unit",
+            "receiving_country": to,
+            "date": "2026-11-01",
+            "urgency": "routine",
+            "reason": filler("the reason for referral"),
+        },
+        "exploitation": {
+            "forms": ["labour"],
+            "victim_status": "presumed",
+            "recruitment_method": filler("recruitment"),
+            "route": filler("the route"),
+        }
+    })
+    .to_string()
+}
+
+/// The committed fields of [`case_json`], as the node stores them.
+pub fn case_fields(case_ref: &str, to: &str) -> Result<Vec<(String, Vec<u8>)>> {
+    let case = template::Template::core()
+        .parse_case(&case_json(case_ref, to))
+        .map_err(|e| anyhow!("synthetic case refused: {e:?}"))?;
+    Ok(case.committed_fields())
+}
+
+/// Builds a referral from `from` to `to` as the node does (commitments with decoys, every
+/// field released), signed with `keys`. Returns `(message id, Transmission, envelope hash)`.
+pub fn referral(
+    keys: &NodeKeys,
+    from: &str,
+    to: &str,
+    case_ref: &str,
+    fields: &[(String, Vec<u8>)],
+    created_ms: i64,
+) -> Result<(Vec<u8>, pb::Transmission, [u8; 32])> {
+    let mut rng = rand::rngs::OsRng;
+    let c = commit::commit(fields, &mut rng)?;
+    let mut id = vec![0u8; 16];
+    rng.fill_bytes(&mut id);
+    let body = pb::Body {
+        version: trm_proto::PROTOCOL_VERSION,
+        message_id: id.clone(),
+        sender: from.into(),
+        recipient: to.into(),
+        created_ms,
+        in_reply_to: vec![],
+        case_ref: case_ref.into(),
+        payload: Some(Payload::Referral(pb::Referral {
+            template_version: template::TEMPLATE_VERSION.into(),
+            digests: c.digest_bytes(),
+            extensions: vec![],
+            urgency: pb::Urgency::Routine as i32,
+            response_due_ms: 0,
+            phase: pb::Phase::Identification as i32,
+        })),
+    };
+    let body = body.encode_to_vec();
+    let signature = signing::sign(&keys.signing, Tag::Envelope, &body).to_vec();
+    let hash = signing::envelope_hash(&body, &signature);
+    let t = pb::Transmission {
+        envelope: Some(pb::Envelope {
+            body,
+            signature,
+            signer: keys.public_key().to_vec(),
+        }),
+        disclosures: c.disclosures,
+    };
+    Ok((id, t, hash))
+}
+
+/// Released field bytes (paths + values) of one transmission, and its encoded size.
+pub fn sizes(t: &pb::Transmission) -> (usize, usize) {
+    let fields = t
+        .disclosures
+        .iter()
+        .map(|d| d.path.len() + d.value.len())
+        .sum();
+    (fields, t.encoded_len())
+}
+
+/// Writes `n` signed referrals to `to` into the outbox of the stopped node in `dir`, exactly
+/// as `messages::enqueue` would (sent record, outbox entry and audit entry per message), in
+/// transactions of `batch` messages. Returns the message ids in outbox order.
+pub fn prefill_outbox(
+    dir: &Path,
+    from: &str,
+    to: &str,
+    n: usize,
+    batch: usize,
+) -> Result<Vec<Vec<u8>>> {
+    let cfg = trm_node::config::NodeConfig::load(dir)?;
+    let keys = NodeKeys::load(dir, &cfg)?;
+    let store = Store::open(&dir.join(&cfg.paths.store), &keys.store_key)?;
+    let vault = Vault::open(
+        store.clone(),
+        &dir.join(&cfg.paths.store_key),
+        keys.store_key,
+    )?;
+    let template = template::Template::core();
+    let mut ids = Vec::with_capacity(n);
+    let mut ops = Vec::with_capacity(batch * 16);
+    let mut uses = Vec::with_capacity(batch);
+    for i in 0..n {
+        let now = trm_node::time::now_ms();
+        // Every referral is its own case: the lifecycle allows one open referral per case.
+        let case_ref = format!("BENCH-{i:08}");
+        let fields = case_fields(&case_ref, to)?;
+        let (id, t, hash) = referral(&keys, from, to, &case_ref, &fields, now)?;
+        let env = t.envelope.clone().unwrap_or_default();
+        let mut ku = vault
+            .try_begin()
+            .ok_or_else(|| anyhow!("the store key is being rotated"))?;
+        let scope = casedata::case_scope(&case_ref);
+        let sealed = casedata::seal(
+            &vault,
+            &mut ku,
+            &scope,
+            &t.disclosures,
+            |p| template.category_of(p),
+            &mut ops,
+        )?;
+        uses.push(ku);
+        ops.push(Op::Enqueue(SentRecord {
+            id: id.clone(),
+            peer: to.into(),
+            case_id: case_ref.clone(),
+            kind: "referral".into(),
+            envelope: env.encode_to_vec(),
+            released: sealed.clone(),
+            state: SentState::Pending as u32,
+            answer: vec![],
+            answered_ms: 0,
+            created_ms: now,
+            outbox_seq: 0,
+            officer: "Benchmark Officer".into(),
+            committed: sealed,
+            erased: vec![],
+        }));
+        ops.push(Op::Audit(AuditEntry {
+            time_ms: now,
+            kind: "sent".into(),
+            peer: to.into(),
+            message_id: id.clone(),
+            envelope_hash: hash.to_vec(),
+            signature: env.signature,
+            signer: env.signer,
+            officer: "Benchmark Officer".into(),
+            call: "referral".into(),
+            target: case_ref,
+            result: "enqueued".into(),
+            signed_body: env.body,
+            ..Default::default()
+        }));
+        ids.push(id);
+        if uses.len() >= batch || i + 1 == n {
+            store.commit_blocking(std::mem::take(&mut ops))?;
+            uses.clear();
+        }
+    }
+    store.flush()?;
+    Ok(ids)
+}
+
+/// Stores `n` received referrals from `from` in the stopped node in `dir`, as the receive
+/// path does (received record, inbox entry, "received" and "receipt_sent" audit entries),
+/// signed by `from_keys`, in transactions of `batch` messages. Signing every message would
+/// dominate the fill time, so one signed transmission is stored under `n` fresh ids: the
+/// stored bytes have the real size and shape, which is what the store's growth depends on.
+pub fn prefill_received(
+    dir: &Path,
+    from: &str,
+    from_keys: &NodeKeys,
+    n: usize,
+    batch: usize,
+    mut progress: impl FnMut(usize),
+) -> Result<()> {
+    let cfg = trm_node::config::NodeConfig::load(dir)?;
+    let keys = NodeKeys::load(dir, &cfg)?;
+    let store = Store::open(&dir.join(&cfg.paths.store), &keys.store_key)?;
+    let vault = Vault::open(
+        store.clone(),
+        &dir.join(&cfg.paths.store_key),
+        keys.store_key,
+    )?;
+    let fields = case_fields("BENCH-0001", &cfg.country)?;
+    let (_, t, hash) = referral(
+        from_keys,
+        from,
+        &cfg.country,
+        "BENCH-0001",
+        &fields,
+        trm_node::time::now_ms(),
+    )?;
+    // The received values, sealed as the receive path seals them (one scope for the fill).
+    let template = template::Template::core();
+    let mut key_ops = Vec::new();
+    let mut ku = vault
+        .try_begin()
+        .ok_or_else(|| anyhow!("the store key is being rotated"))?;
+    let sealed = casedata::seal(
+        &vault,
+        &mut ku,
+        &casedata::received_scope(from, "BENCH-0001"),
+        &t.disclosures,
+        |p| template.category_of(p),
+        &mut key_ops,
+    )?;
+    store.commit_blocking(key_ops)?;
+    drop(ku);
+    let env = t.envelope.unwrap_or_default();
+    let envelope = env.encode_to_vec();
+    let receipt = pb::Signed {
+        body: vec![0u8; 120],
+        signature: vec![0u8; 64],
+        signer: keys.public_key().to_vec(),
+    }
+    .encode_to_vec();
+    let mut ops = Vec::with_capacity(batch * 3);
+    let mut rng = rand::rngs::OsRng;
+    for i in 0..n {
+        let mut id = vec![0u8; 16];
+        rng.fill_bytes(&mut id);
+        let now = trm_node::time::now_ms();
+        ops.push(Op::Receive(ReceivedRecord {
+            id: id.clone(),
+            peer: from.into(),
+            kind: "referral".into(),
+            envelope: envelope.clone(),
+            disclosures: sealed.clone(),
+            receipt: receipt.clone(),
+            received_ms: now,
+            case_ref: "BENCH-0001".into(),
+            erased: vec![],
+        }));
+        for kind in ["received", "receipt_sent"] {
+            ops.push(Op::Audit(AuditEntry {
+                time_ms: now,
+                kind: kind.into(),
+                peer: from.into(),
+                message_id: id.clone(),
+                envelope_hash: hash.to_vec(),
+                signature: env.signature.clone(),
+                signer: env.signer.clone(),
+                call: "referral".into(),
+                target: "BENCH-0001".into(),
+                result: "stored".into(),
+                signed_body: if kind == "received" {
+                    env.body.clone()
+                } else {
+                    vec![0u8; 120]
+                },
+                ..Default::default()
+            }));
+        }
+        if ops.len() >= batch * 3 || i + 1 == n {
+            store.commit_blocking(std::mem::take(&mut ops))?;
+            progress(i + 1);
+        }
+    }
+    store.flush()?;
+    Ok(())
+}

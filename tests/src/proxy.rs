@@ -1,0 +1,113 @@
+//! A UDP proxy on loopback that stands between two nodes and can drop, delay, reorder and
+//! duplicate datagrams, for partition tests. One client (the sending node) at a time.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rand::Rng;
+use tokio::net::UdpSocket;
+
+/// What the proxy does with each datagram, in both directions.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Mode {
+    /// Forward at once.
+    Pass,
+    /// Drop everything (a partition).
+    Drop,
+    /// Lose `loss` of the datagrams, duplicate `dup` of them, and delay each by a random
+    /// 0..=`max_delay_ms` (so they arrive out of order).
+    Chaos {
+        loss: f64,
+        dup: f64,
+        max_delay_ms: u64,
+    },
+}
+
+/// A running proxy.
+pub struct Proxy {
+    /// The address the client must use.
+    pub addr: SocketAddr,
+    mode: Arc<Mutex<Mode>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Proxy {
+    /// Binds a front socket on 127.0.0.1 and forwards to `target`.
+    pub async fn start(target: SocketAddr) -> Self {
+        let front = Arc::new(UdpSocket::bind("127.0.0.1:0").await.expect("bind front"));
+        let back = Arc::new(UdpSocket::bind("127.0.0.1:0").await.expect("bind back"));
+        back.connect(target).await.expect("connect back");
+        let addr = front.local_addr().expect("front addr");
+        let mode = Arc::new(Mutex::new(Mode::Pass));
+        let m = mode.clone();
+        let task = tokio::spawn(async move {
+            let client: Arc<Mutex<Option<SocketAddr>>> = Arc::new(Mutex::new(None));
+            let mut a = vec![0u8; 65536];
+            let mut b = vec![0u8; 65536];
+            loop {
+                tokio::select! {
+                    r = front.recv_from(&mut a) => {
+                        let Ok((n, from)) = r else { continue };
+                        *client.lock().unwrap() = Some(from);
+                        let mode = *m.lock().unwrap();
+                        forward(mode, a[..n].to_vec(), back.clone(), None);
+                    }
+                    r = back.recv(&mut b) => {
+                        let Ok(n) = r else { continue };
+                        let to = *client.lock().unwrap();
+                        if let Some(to) = to {
+                            let mode = *m.lock().unwrap();
+                            forward(mode, b[..n].to_vec(), front.clone(), Some(to));
+                        }
+                    }
+                }
+            }
+        });
+        Self { addr, mode, task }
+    }
+
+    /// Changes what happens to the next datagrams.
+    pub fn set(&self, mode: Mode) {
+        *self.mode.lock().unwrap() = mode;
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+fn forward(mode: Mode, data: Vec<u8>, sock: Arc<UdpSocket>, to: Option<SocketAddr>) {
+    let send = |data: Vec<u8>, sock: Arc<UdpSocket>, delay: Duration| {
+        tokio::spawn(async move {
+            if !delay.is_zero() {
+                tokio::time::sleep(delay).await;
+            }
+            let _ = match to {
+                Some(to) => sock.send_to(&data, to).await,
+                None => sock.send(&data).await,
+            };
+        });
+    };
+    match mode {
+        Mode::Pass => send(data, sock, Duration::ZERO),
+        Mode::Drop => {}
+        Mode::Chaos {
+            loss,
+            dup,
+            max_delay_ms,
+        } => {
+            let mut rng = rand::thread_rng();
+            if rng.gen_bool(loss) {
+                return;
+            }
+            let copies = if rng.gen_bool(dup) { 2 } else { 1 };
+            for _ in 0..copies {
+                let d = Duration::from_millis(rng.gen_range(0..=max_delay_ms));
+                send(data.clone(), sock.clone(), d);
+            }
+        }
+    }
+}

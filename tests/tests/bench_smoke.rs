@@ -1,0 +1,41 @@
+//! CI smoke run of the benchmark tool: every measurement of `trm-bench all --quick`, with
+//! tiny sizes, completes and produces numbers. It asserts no timing: figures come from
+//! `cargo run --release -p trm-bench -- all` (docs/PERFORMANCE.md).
+
+use std::path::PathBuf;
+
+use trm_bench::report::{self, Options, Selection};
+
+const BIN: &str = env!("CARGO_BIN_EXE_trm-node-under-test");
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bench_quick_path_completes_and_produces_numbers() {
+    let mut opts = Options::quick(PathBuf::from(BIN));
+    opts.throughput_n = 40;
+    opts.quinn_n = 128;
+    opts.ed25519_n = 50;
+    opts.sled_n = 200;
+    opts.latency_n = 10;
+    opts.scale_nodes = 3;
+    opts.growth_stored = 300;
+    let r = report::run(&opts, Selection::all())
+        .await
+        .expect("bench runs");
+    let b = r.baselines.as_ref().expect("baselines");
+    for v in [b.quinn_1, b.quinn_64, b.ed25519, b.sled_64, b.sled_1] {
+        assert!(v.is_finite() && v > 0.0, "baseline {v}");
+    }
+    assert_eq!(r.throughput.len(), 1);
+    assert!(r.throughput[0].rate > 0.0);
+    let l = r.latency.as_ref().expect("latency");
+    assert_eq!(l.stats.n, 10);
+    let g = r.growth.as_ref().expect("growth");
+    assert_eq!(g.stored_before, 300);
+    let s = r.scale.as_ref().expect("scale");
+    assert_eq!((s.messages, s.delivered, s.received), (6, 6, 6));
+    assert_eq!(s.rss_kib.len(), 3);
+    let text = r.render();
+    for section in ["Baselines", "Throughput", "Latency", "Scale"] {
+        assert!(text.contains(section), "{section} in the report");
+    }
+}

@@ -1,0 +1,599 @@
+//! The security suite: who may connect, what binds an envelope to its sender, replays, and
+//! resource exhaustion. Complements foundation.rs (which covers one unpinned client, one
+//! client without certificate, a forged sender, a wrong recipient, a tampered signature and
+//! oversized frames). CI runs short versions; `TRM_LONG_TESTS=1` runs the long ones.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use prost::Message;
+use trm_bench::proc::NodeProc;
+use trm_node::store::SentState;
+use trm_proto::admin::{self as api, admin_request::Call};
+use trm_proto::pb::{self, RejectReason};
+use trm_tests::raw::{self, TlsId};
+use trm_tests::*;
+
+const BIN: &str = env!("CARGO_BIN_EXE_trm-node-under-test");
+const DAY: i64 = 86_400_000;
+
+fn long() -> bool {
+    std::env::var("TRM_LONG_TESTS").is_ok_and(|v| v == "1")
+}
+
+async fn pair() -> (tempfile::TempDir, TestNode, TestNode) {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut it = TestNode::init(tmp.path(), "IT");
+    let mut al = TestNode::init(tmp.path(), "AL");
+    it.start().await;
+    al.start().await;
+    pin_all(&[&it, &al]).await;
+    (tmp, it, al)
+}
+
+/// One attempt to deliver a properly signed referral over a connection made with `id`;
+/// Ok(answer) if any application data was processed.
+async fn attempt(
+    al: &TestNode,
+    id: &TlsId,
+    signer: &ed25519_dalek::SigningKey,
+    from: &str,
+) -> Result<pb::PeerResponse, String> {
+    let conn = raw::connect(al.peer_addr, &al.keys().tls_cert, id).await?;
+    let (body, disclosures) = raw::referral(from, "AL", trm_node::time::now_ms());
+    let r = raw::exchange(
+        &conn,
+        &raw::frame(raw::envelope(signer, &body), disclosures),
+    )
+    .await;
+    conn.close(0u32.into(), b"");
+    r
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn certificates_of_no_valid_peer_are_refused_before_any_application_data() {
+    let n = if long() { 100 } else { 10 };
+    let (_tmp, it, al) = pair().await;
+    let now = trm_node::time::now_ms();
+    // An expired card: pinned, but its validity has passed.
+    let expired = raw::fake_peer("FR", now - 10 * DAY, now - DAY, &[(now - 10 * DAY, 0)]);
+    al.op(Call::PeerAdd(api::PeerAdd {
+        card: expired.card.clone(),
+    }))
+    .await;
+    // A peer that was pinned and then removed.
+    let removed = raw::fake_peer("DE", now - DAY, now + DAY, &[(now - DAY, 0)]);
+    al.op(Call::PeerAdd(api::PeerAdd {
+        card: removed.card.clone(),
+    }))
+    .await;
+    al.op(Call::PeerRemove(api::PeerRemove {
+        country: "DE".into(),
+    }))
+    .await;
+    // A peer pinned and then revoked by the operator.
+    let revoked = raw::fake_peer("PL", now - DAY, now + DAY, &[(now - DAY, 0)]);
+    al.op(Call::PeerAdd(api::PeerAdd {
+        card: revoked.card.clone(),
+    }))
+    .await;
+    al.op(Call::PeerRevoke(api::PeerRevoke {
+        country: "PL".into(),
+    }))
+    .await;
+    let audit_before = al.ctx().store.audit_len();
+    let it_keys = it.keys();
+    // The same name and country as Italy's certificate, another key.
+    let impostor = TlsId::new("trm-node-IT");
+    let stranger = TlsId::new("trm-node-XX");
+    let expired_id = TlsId {
+        cert: expired.tls.cert.clone(),
+        key_pem: expired.tls.key_pem.clone(),
+    };
+    let removed_id = TlsId {
+        cert: removed.tls.cert.clone(),
+        key_pem: removed.tls.key_pem.clone(),
+    };
+    let revoked_id = TlsId {
+        cert: revoked.tls.cert.clone(),
+        key_pem: revoked.tls.key_pem.clone(),
+    };
+    let cases: [(&str, &TlsId, &ed25519_dalek::SigningKey, &str); 5] = [
+        (
+            "self-signed certificate of no peer",
+            &stranger,
+            &it_keys.signing,
+            "IT",
+        ),
+        (
+            "Italy's name with another key",
+            &impostor,
+            &it_keys.signing,
+            "IT",
+        ),
+        ("expired pinned card", &expired_id, &expired.keys[0], "FR"),
+        ("removed peer", &removed_id, &removed.keys[0], "DE"),
+        ("revoked peer", &revoked_id, &revoked.keys[0], "PL"),
+    ];
+    for (what, id, signer, from) in cases {
+        for i in 0..n {
+            let r = attempt(&al, id, signer, from).await;
+            assert!(r.is_err(), "{what}, attempt {i}: got an answer {r:?}");
+        }
+    }
+    // No client certificate at all.
+    for i in 0..n {
+        let fp = trm_proto::signing::sha256(&al.keys().tls_cert);
+        let provider = trm_node::tls::provider();
+        let mut cfg = rustls::ClientConfig::builder_with_provider(provider.clone())
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .unwrap()
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(trm_node::tls::PinnedServerVerifier::new(
+                fp, provider,
+            )))
+            .with_no_client_auth();
+        cfg.alpn_protocols = vec![trm_proto::ALPN_PEER.to_vec()];
+        let qc = quinn::crypto::rustls::QuicClientConfig::try_from(cfg).unwrap();
+        let ep =
+            trm_node::transport::endpoint(std::net::UdpSocket::bind("127.0.0.1:0").unwrap(), None)
+                .unwrap();
+        let r = match ep
+            .connect_with(quinn::ClientConfig::new(Arc::new(qc)), al.peer_addr, "x")
+            .unwrap()
+            .await
+        {
+            Err(e) => Err(e.to_string()),
+            Ok(c) => {
+                let (body, d) = raw::referral("IT", "AL", trm_node::time::now_ms());
+                raw::exchange(&c, &raw::frame(raw::envelope(&it_keys.signing, &body), d)).await
+            }
+        };
+        assert!(r.is_err(), "no certificate, attempt {i}: got an answer");
+    }
+    assert_eq!(al.ctx().store.received_count(), 0, "nothing stored");
+    assert_eq!(
+        al.ctx().store.audit_len(),
+        audit_before,
+        "the audit log grew by nothing: no application data was processed"
+    );
+    // Italy itself still gets in.
+    let ok = attempt(
+        &al,
+        &TlsId {
+            cert: it_keys.tls_cert.clone(),
+            key_pem: std::fs::read_to_string(it.dir.join("keys/tls.key")).unwrap(),
+        },
+        &it_keys.signing,
+        "IT",
+    )
+    .await
+    .unwrap();
+    assert!(raw::is_receipt(&ok), "{ok:?}");
+    it.finish().await;
+    al.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn envelopes_not_bound_to_a_valid_sender_key_are_rejected_and_not_stored() {
+    let (_tmp, it, al) = pair().await;
+    let now = trm_node::time::now_ms();
+    // France rotated its key yesterday: k0 was valid until then, k1 since.
+    let fr = raw::fake_peer(
+        "FR",
+        now - 10 * DAY,
+        now + 10 * DAY,
+        &[(now - 10 * DAY, now - DAY), (now - DAY, 0)],
+    );
+    al.op(Call::PeerAdd(api::PeerAdd {
+        card: fr.card.clone(),
+    }))
+    .await;
+    let al_key = al.keys().signing.verifying_key();
+    let conn = raw::connect(al.peer_addr, &al.keys().tls_cert, &fr.tls)
+        .await
+        .unwrap();
+    let send = |env: pb::Envelope, d: Vec<pb::FieldDisclosure>| {
+        let conn = conn.clone();
+        async move { raw::exchange(&conn, &raw::frame(env, d)).await.unwrap() }
+    };
+    let (k0, k1) = (&fr.keys[0], &fr.keys[1]);
+    let stranger = ed25519_dalek::SigningKey::generate(&mut rand::rngs::OsRng);
+
+    // Signed by a key that is not France's, naming itself as signer.
+    let (b, d) = raw::referral("FR", "AL", now);
+    let r = send(raw::envelope(&stranger, &b), d).await;
+    assert_eq!(raw::rejected(&r, &al_key), RejectReason::KeyNotValid as i32);
+    // Signed by a stranger's key, naming France's key as signer.
+    let (b, d) = raw::referral("FR", "AL", now);
+    let r = send(
+        raw::envelope_with(&stranger, &k1.verifying_key().to_bytes(), &b),
+        d,
+    )
+    .await;
+    assert_eq!(
+        raw::rejected(&r, &al_key),
+        RejectReason::BadSignature as i32
+    );
+    // A small-order public key as signer with the signature (R = identity, S = 0) that
+    // verifies for any message under lax verification.
+    let mut weak = [0u8; 32];
+    weak[0] = 1;
+    let mut weak_sig = vec![0u8; 64];
+    weak_sig[0] = 1;
+    let (b, d) = raw::referral("FR", "AL", now);
+    let env = pb::Envelope {
+        body: b.encode_to_vec(),
+        signature: weak_sig.clone(),
+        signer: weak.to_vec(),
+    };
+    let r = send(env, d).await;
+    assert_eq!(raw::rejected(&r, &al_key), RejectReason::KeyNotValid as i32);
+    // The retired key used after its validity ended.
+    let (b, d) = raw::referral("FR", "AL", now);
+    let r = send(raw::envelope(k0, &b), d).await;
+    assert_eq!(raw::rejected(&r, &al_key), RejectReason::KeyNotValid as i32);
+    // The current key used for a time before its validity began.
+    let (b, d) = raw::referral("FR", "AL", now - 2 * DAY);
+    let r = send(raw::envelope(k1, &b), d).await;
+    assert_eq!(raw::rejected(&r, &al_key), RejectReason::KeyNotValid as i32);
+    // Envelope sender is another pinned peer (Italy) than the TLS peer (France).
+    let (b, d) = raw::referral("IT", "AL", now);
+    let r = send(raw::envelope(&it.keys().signing, &b), d).await;
+    assert_eq!(
+        raw::rejected(&r, &al_key),
+        RejectReason::SenderMismatch as i32
+    );
+    assert_eq!(al.ctx().store.received_count(), 0, "nothing stored");
+
+    // A card whose signing key is of small order is refused outright.
+    let weak_card = pb::Signed {
+        body: pb::Card {
+            version: 1,
+            country: "ES".into(),
+            name: "ES made-up unit".into(),
+            addresses: vec![],
+            tls_cert_der: vec![1],
+            signing_key: weak.to_vec(),
+            acceptance: vec![],
+            valid_from_ms: now - DAY,
+            valid_until_ms: now + DAY,
+            key_history: vec![pb::KeyRecord {
+                public_key: weak.to_vec(),
+                valid_from_ms: now - DAY,
+                ..Default::default()
+            }],
+            issued_ms: now,
+        }
+        .encode_to_vec(),
+        signature: weak_sig,
+        signer: weak.to_vec(),
+    }
+    .encode_to_vec();
+    let err = al
+        .call_as(
+            &al.operator,
+            Call::PeerAdd(api::PeerAdd { card: weak_card }),
+        )
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("weak"), "{err}");
+
+    // Controls: the current key now, and the retired key for a message made while it was
+    // valid, are accepted.
+    let (b, d) = raw::referral("FR", "AL", now);
+    assert!(raw::is_receipt(&send(raw::envelope(k1, &b), d).await));
+    let (b, d) = raw::referral("FR", "AL", now - 2 * DAY);
+    assert!(raw::is_receipt(&send(raw::envelope(k0, &b), d).await));
+    assert_eq!(al.ctx().store.received_count(), 2);
+    it.finish().await;
+    al.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replayed_envelopes_are_stored_once_on_any_connection_and_after_restart() {
+    let n = if long() { 1000 } else { 100 };
+    let tmp = tempfile::tempdir().unwrap();
+    let mut it = TestNode::init(tmp.path(), "IT");
+    let mut al = TestNode::init(tmp.path(), "AL");
+    let mut fr = TestNode::init(tmp.path(), "FR");
+    it.start().await;
+    al.start().await;
+    fr.start().await;
+    pin_all(&[&it, &al, &fr]).await;
+    let itk = it.keys();
+    let it_id = TlsId {
+        cert: itk.tls_cert.clone(),
+        key_pem: std::fs::read_to_string(it.dir.join("keys/tls.key")).unwrap(),
+    };
+    let frames: Vec<Vec<u8>> = (0..n)
+        .map(|_| {
+            let (b, d) = raw::referral("IT", "AL", trm_node::time::now_ms());
+            raw::frame(raw::envelope(&itk.signing, &b), d)
+        })
+        .collect();
+    let conn = raw::connect(al.peer_addr, &al.keys().tls_cert, &it_id)
+        .await
+        .unwrap();
+    let mut first = Vec::with_capacity(n);
+    for f in &frames {
+        let r = raw::exchange(&conn, f).await.unwrap();
+        assert!(raw::is_receipt(&r), "{r:?}");
+        first.push(r);
+    }
+    // Replay on the same connection.
+    for (f, r0) in frames.iter().zip(&first) {
+        assert_eq!(&raw::exchange(&conn, f).await.unwrap(), r0, "same receipt");
+    }
+    // On a new connection.
+    let conn2 = raw::connect(al.peer_addr, &al.keys().tls_cert, &it_id)
+        .await
+        .unwrap();
+    for (f, r0) in frames.iter().zip(&first) {
+        assert_eq!(&raw::exchange(&conn2, f).await.unwrap(), r0, "same receipt");
+    }
+    // After a restart.
+    al.stop().await;
+    al.start().await;
+    let conn3 = raw::connect(al.peer_addr, &al.keys().tls_cert, &it_id)
+        .await
+        .unwrap();
+    for (f, r0) in frames.iter().zip(&first) {
+        assert_eq!(&raw::exchange(&conn3, f).await.unwrap(), r0, "same receipt");
+    }
+    assert_eq!(al.ctx().store.received_count(), n, "0 stored twice");
+    // Replayed to another node, the envelopes name their real recipient and are refused.
+    let conn_fr = raw::connect(fr.peer_addr, &fr.keys().tls_cert, &it_id)
+        .await
+        .unwrap();
+    let fr_key = fr.keys().signing.verifying_key();
+    for f in frames.iter().take(10) {
+        let r = raw::exchange(&conn_fr, f).await.unwrap();
+        assert_eq!(
+            raw::rejected(&r, &fr_key),
+            RejectReason::WrongRecipient as i32
+        );
+    }
+    assert_eq!(fr.ctx().store.received_count(), 0);
+    // A different envelope under a stored id is refused, not stored.
+    let mut req = pb::PeerRequest::decode(&frames[0][4..]).unwrap();
+    if let Some(pb::peer_request::Kind::Transmission(t)) = &mut req.kind {
+        let env = t.envelope.as_mut().unwrap();
+        let mut body = pb::Body::decode(env.body.as_slice()).unwrap();
+        body.created_ms += 1;
+        *env = raw::envelope(&itk.signing, &body);
+    }
+    let r = raw::exchange(&conn3, &trm_proto::frame::encode(&req))
+        .await
+        .unwrap();
+    assert_eq!(
+        raw::rejected(&r, &al.keys().signing.verifying_key()),
+        RejectReason::Malformed as i32
+    );
+    assert_eq!(al.ctx().store.received_count(), n);
+    for node in [it, al, fr] {
+        node.finish().await;
+    }
+}
+
+async fn delivered_count(
+    node: &mut NodeProc,
+    ids: &[String],
+    officer: &trm_node::identity::Credential,
+) -> usize {
+    let c = trm_node::admin::client::AdminClient::connect(officer)
+        .await
+        .unwrap();
+    let mut n = 0;
+    for id in ids {
+        let v = c
+            .call(Call::MessageShow(api::MessageShow { id: id.clone() }))
+            .await
+            .unwrap();
+        if v["delivery"]["state"] == "delivered" {
+            n += 1;
+        }
+    }
+    c.close().await;
+    let _ = node;
+    n
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn floods_and_stalled_streams_leave_a_legitimate_peer_delivering_in_bounded_memory() {
+    let (handshakes, streams, referrals): (usize, usize, usize) = if long() {
+        (10_000, 20_000, 1_000)
+    } else {
+        (200, 500, 40)
+    };
+    let bin = PathBuf::from(BIN);
+    let tmp = tempfile::tempdir().unwrap();
+    let mut it = NodeProc::init(tmp.path(), "IT", &bin).unwrap();
+    let mut al = NodeProc::init(tmp.path(), "AL", &bin).unwrap();
+    al.set_in_table("limits", "stream_timeout_secs", "2")
+        .unwrap();
+    it.set_in_table("delivery", "backoff_max_ms", "500")
+        .unwrap();
+    it.start().await.unwrap();
+    al.start().await.unwrap();
+    it.pin_card(al.card()).await.unwrap();
+    al.pin_card(it.card()).await.unwrap();
+    let now = trm_node::time::now_ms();
+    let fr = raw::fake_peer("FR", now - DAY, now + DAY, &[(now - DAY, 0)]);
+    al.pin_card(fr.card.clone()).await.unwrap();
+    let officer = it.officer("Officer Example", "officer").await.unwrap();
+    let c = trm_node::admin::client::AdminClient::connect(&officer)
+        .await
+        .unwrap();
+    c.call(Call::CaseCreate(api::CaseCreate {
+        json: trm_bench::workload::case_json("BENCH-0001", "AL"),
+    }))
+    .await
+    .unwrap();
+    let al_cert = al.keys().unwrap().tls_cert.to_vec();
+    let al_addr = al.peer_addr;
+    let pid = al.pid().unwrap();
+    let peak = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sampler = {
+        let (peak, stop) = (peak.clone(), stop.clone());
+        tokio::spawn(async move {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                if let Some(k) = trm_bench::proc::rss_kib(pid) {
+                    peak.fetch_max(k, std::sync::atomic::Ordering::Relaxed);
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+    };
+
+    // A stalled stream: one byte a second from a pinned peer.
+    let slow = {
+        let (cert, id) = (
+            al_cert.clone(),
+            TlsId {
+                cert: fr.tls.cert.clone(),
+                key_pem: fr.tls.key_pem.clone(),
+            },
+        );
+        tokio::spawn(async move {
+            let conn = raw::connect(al_addr, &cert, &id).await.unwrap();
+            let (mut send, _recv) = conn.open_bi().await.unwrap();
+            send.write_all(&[0, 0, 4]).await.unwrap();
+            for sec in 0..30 {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                if send.write_all(&[0]).await.is_err() {
+                    return Some(sec);
+                }
+            }
+            None
+        })
+    };
+    // Unauthenticated handshakes, 32 at a time.
+    let flood_hs = {
+        let cert = al_cert.clone();
+        tokio::spawn(async move {
+            let stranger = Arc::new(TlsId::new("trm-node-XX"));
+            let mut refused = 0;
+            for chunk in 0..handshakes.div_ceil(32) {
+                let mut set = tokio::task::JoinSet::new();
+                for _ in 0..32.min(handshakes - chunk * 32) {
+                    let (cert, id) = (cert.clone(), stranger.clone());
+                    set.spawn(async move {
+                        match raw::connect(al_addr, &cert, &id).await {
+                            Err(_) => true,
+                            Ok(c) => {
+                                let r = raw::exchange(&c, &[0, 0, 0, 1, 0]).await;
+                                r.is_err()
+                            }
+                        }
+                    });
+                }
+                while let Some(r) = set.join_next().await {
+                    refused += usize::from(r.unwrap());
+                }
+            }
+            refused
+        })
+    };
+    // A flood of streams carrying junk from a pinned peer.
+    let flood_streams = {
+        let (cert, id) = (
+            al_cert.clone(),
+            TlsId {
+                cert: fr.tls.cert.clone(),
+                key_pem: fr.tls.key_pem.clone(),
+            },
+        );
+        tokio::spawn(async move {
+            let conn = raw::connect(al_addr, &cert, &id).await.unwrap();
+            let mut set = tokio::task::JoinSet::new();
+            let mut answered = 0;
+            for i in 0..streams {
+                let conn = conn.clone();
+                set.spawn(async move {
+                    raw::exchange(&conn, &[0, 0, 0, 3, 0xff, 0xff, i as u8])
+                        .await
+                        .is_ok()
+                });
+                if set.len() >= 128 {
+                    answered += usize::from(set.join_next().await.unwrap().unwrap());
+                }
+            }
+            while let Some(r) = set.join_next().await {
+                answered += usize::from(r.unwrap());
+            }
+            answered
+        })
+    };
+    // Meanwhile the legitimate peer sends referrals.
+    let mut ids = Vec::new();
+    for i in 0..referrals {
+        // One case per referral: the lifecycle allows one open referral per case.
+        let case_ref = format!("SEC-{i:06}");
+        c.call(Call::CaseCreate(api::CaseCreate {
+            json: trm_bench::workload::case_json(&case_ref, "AL"),
+        }))
+        .await
+        .unwrap();
+        let v = c
+            .call(Call::ReferralSend(api::ReferralSend {
+                case_id: case_ref,
+                to: "AL".into(),
+            }))
+            .await
+            .unwrap();
+        ids.push(v["message"].as_str().unwrap().to_string());
+    }
+    let refused = flood_hs.await.unwrap();
+    assert_eq!(
+        refused, handshakes,
+        "every unauthenticated handshake refused"
+    );
+    let answered = flood_streams.await.unwrap();
+    assert!(answered > 0, "junk streams are answered with rejections");
+    let closed_after = slow.await.unwrap();
+    assert!(
+        closed_after.is_some(),
+        "the stalled stream was closed by the stream timeout"
+    );
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    while delivered_count(&mut it, &ids, &officer).await < ids.len() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the legitimate peer kept delivering"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    sampler.await.unwrap();
+    let peak_mib = peak.load(std::sync::atomic::Ordering::Relaxed) / 1024;
+    eprintln!(
+        "exhaustion: {handshakes} handshakes refused, {answered} junk streams answered, \
+         stalled stream closed after {closed_after:?} s, peak VmRSS {peak_mib} MiB"
+    );
+    assert!(peak_mib < 256, "memory bounded: {peak_mib} MiB");
+    assert!(al.is_running(), "the node survived");
+    c.close().await;
+    it.terminate();
+    al.terminate();
+    let received: BTreeSet<Vec<u8>> = al
+        .open_store()
+        .unwrap()
+        .inbox()
+        .unwrap()
+        .into_iter()
+        .map(|r| r.id)
+        .collect();
+    assert_eq!(
+        received.len(),
+        ids.len(),
+        "exactly the legitimate referrals stored"
+    );
+    let sent = it.open_store().unwrap().sent_all().unwrap();
+    assert!(sent
+        .iter()
+        .all(|s| SentState::from_u32(s.state) == SentState::Delivered));
+}
