@@ -18,7 +18,9 @@ async fn bench_quick_path_completes_and_produces_numbers() {
     opts.latency_n = 10;
     opts.scale_nodes = 3;
     opts.growth_stored = 300;
-    let r = report::run(&opts, Selection::all()).await.expect("bench runs");
+    let r = report::run(&opts, Selection::all())
+        .await
+        .expect("bench runs");
     let b = r.baselines.as_ref().expect("baselines");
     for v in [b.quinn_1, b.quinn_64, b.ed25519, b.sled_64, b.sled_1] {
         assert!(v.is_finite() && v > 0.0, "baseline {v}");
