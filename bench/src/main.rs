@@ -54,6 +54,8 @@ enum What {
     Scale,
     /// Latency with a large store, against an empty one.
     Growth,
+    /// Throughput with and without a flood of unauthenticated handshakes.
+    Exhaustion,
 }
 
 fn main() -> ExitCode {
@@ -107,6 +109,11 @@ fn main() -> ExitCode {
         },
         What::Growth => Selection {
             growth: true,
+            ..Default::default()
+        },
+        What::Exhaustion => Selection {
+            throughput: true,
+            exhaustion: true,
             ..Default::default()
         },
     };

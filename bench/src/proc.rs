@@ -19,8 +19,25 @@ pub fn setup() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
-/// A free loopback UDP port (bound, read, released: the OS will not hand it out again soon).
+/// A free loopback UDP port for a node to bind later. Ports come from below Linux's
+/// ephemeral range (32768 and up), so that the OS does not hand them to the clients' own
+/// sockets meanwhile, and are never handed out twice by this process.
 pub fn free_addr() -> SocketAddr {
+    use rand::Rng;
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut given = GIVEN.lock().unwrap_or_else(|p| p.into_inner());
+    let mut rng = rand::thread_rng();
+    for _ in 0..1000 {
+        let port = rng.gen_range(20_000..32_000u16);
+        if given.contains(&port) {
+            continue;
+        }
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        if UdpSocket::bind(addr).is_ok() {
+            given.push(port);
+            return addr;
+        }
+    }
     UdpSocket::bind("127.0.0.1:0")
         .and_then(|s| s.local_addr())
         .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)))

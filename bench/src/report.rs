@@ -82,6 +82,8 @@ pub struct Selection {
     pub scale: bool,
     /// Latency with a large store.
     pub growth: bool,
+    /// Throughput while the receiver is flooded with unauthenticated handshakes.
+    pub exhaustion: bool,
 }
 
 impl Selection {
@@ -93,6 +95,7 @@ impl Selection {
             latency: true,
             scale: true,
             growth: true,
+            exhaustion: true,
         }
     }
 }
@@ -121,6 +124,8 @@ pub struct Report {
     pub baselines: Option<Baselines>,
     /// Every throughput run.
     pub throughput: Vec<Throughput>,
+    /// Every throughput run under a handshake flood (interleaved with the plain runs).
+    pub under_attack: Vec<Throughput>,
     /// Latency with an empty store.
     pub latency: Option<Latency>,
     /// Scale run.
@@ -184,6 +189,16 @@ pub async fn run(opts: &Options, sel: Selection) -> Result<Report> {
             report
                 .throughput
                 .push(scenario::throughput(&opts.node_bin, opts.throughput_n).await?);
+        }
+        if sel.exhaustion {
+            eprintln!(
+                "run {}/{}: throughput under a handshake flood",
+                r + 1,
+                opts.runs
+            );
+            report
+                .under_attack
+                .push(scenario::throughput_with(&opts.node_bin, opts.throughput_n, true).await?);
         }
     }
     if sel.baselines {
@@ -326,6 +341,26 @@ impl Report {
                     s,
                     "| ratio to sled inserts, flush per 64 | {:.3} |",
                     rate / b.sled_64
+                );
+            }
+            if !self.under_attack.is_empty() {
+                let a = median(&self.under_attack.iter().map(|t| t.rate).collect::<Vec<_>>());
+                let hs = median(
+                    &self
+                        .under_attack
+                        .iter()
+                        .map(|t| t.handshakes as f64 / t.secs.max(1e-9))
+                        .collect::<Vec<_>>(),
+                );
+                let _ = writeln!(
+                    s,
+                    "| referrals/s while the receiver refuses ~{hs:.0} unauthenticated handshakes/s | {a:.0} |"
+                );
+                let _ = writeln!(
+                    s,
+                    "| ratio under flood to without (target ≥ 0.8) | {:.2} ({}) |",
+                    a / rate.max(1e-9),
+                    target(a / rate.max(1e-9) >= 0.8)
                 );
             }
             let _ = writeln!(s);

@@ -82,12 +82,64 @@ pub struct Throughput {
     pub field_bytes: usize,
     /// Encoded transmission bytes per referral.
     pub transmission_bytes: usize,
+    /// Unauthenticated handshakes attempted against the receiver meanwhile.
+    pub handshakes: u64,
 }
 
 /// Two nodes as separate processes; `n` signed referrals put in the sender's outbox (by the
 /// library, while the sender is stopped), then the sender starts and drains it. The rate is
 /// measured from the first stored receipt to the last, as the sender's admin API reports them.
 pub async fn throughput(bin: &Path, n: usize) -> Result<Throughput> {
+    throughput_with(bin, n, false).await
+}
+
+/// Unauthenticated handshakes per second against `addr` from this process, with 16 attempts
+/// in flight, until `stop`; returns the number of attempts.
+async fn handshake_flood(
+    addr: std::net::SocketAddr,
+    server_cert: Vec<u8>,
+    stop: Arc<AtomicBool>,
+) -> Result<u64> {
+    let s = trm_node::identity::self_signed("trm-node-XX", "node")?;
+    let key = {
+        use rustls::pki_types::pem::PemObject;
+        rustls::pki_types::PrivateKeyDer::from_pem_slice(s.key_pem.as_bytes())
+            .map_err(|e| anyhow::anyhow!("{e}"))?
+    };
+    let cfg = trm_node::tls::client_config(
+        rustls::pki_types::CertificateDer::from(s.cert_der),
+        key,
+        trm_proto::signing::sha256(&server_cert),
+        trm_proto::ALPN_PEER,
+        trm_node::tls::QuicLimits {
+            max_streams: 4,
+            window: 1 << 16,
+            idle_timeout: Duration::from_secs(5),
+        },
+    )?;
+    let ep = trm_node::transport::endpoint(UdpSocket::bind("127.0.0.1:0")?, None)?;
+    let mut attempts = 0u64;
+    let mut set = tokio::task::JoinSet::new();
+    while !stop.load(Ordering::Relaxed) {
+        while set.len() < 16 {
+            let connecting = ep.connect_with(cfg.clone(), addr, trm_node::tls::SERVER_NAME)?;
+            set.spawn(async move {
+                if let Ok(Ok(c)) = tokio::time::timeout(Duration::from_secs(2), connecting).await {
+                    // The server refuses the certificate after the client's Finished.
+                    let _ = tokio::time::timeout(Duration::from_secs(2), c.closed()).await;
+                }
+            });
+            attempts += 1;
+        }
+        let _ = set.join_next().await;
+    }
+    set.abort_all();
+    Ok(attempts)
+}
+
+/// [`throughput`], optionally while this process floods the receiver with unauthenticated
+/// handshakes (a certificate of no peer), 16 at a time, for the whole drain.
+pub async fn throughput_with(bin: &Path, n: usize, attack: bool) -> Result<Throughput> {
     anyhow::ensure!(n >= 2, "throughput needs at least 2 referrals");
     let tmp = tempfile::tempdir()?;
     let mut it = NodeProc::init(tmp.path(), "IT", bin)?;
@@ -112,6 +164,14 @@ pub async fn throughput(bin: &Path, n: usize) -> Result<Throughput> {
     let ids = workload::prefill_outbox(&it.dir, "IT", "AL", n, 256)?;
     let enqueue_rate = n as f64 / t.elapsed().as_secs_f64();
 
+    let stop_attack = Arc::new(AtomicBool::new(false));
+    let attacker = attack.then(|| {
+        tokio::spawn(handshake_flood(
+            al.peer_addr,
+            al.keys().map(|k| k.tls_cert.to_vec()).unwrap_or_default(),
+            stop_attack.clone(),
+        ))
+    });
     it.start().await?;
     let perf = profile(&[&it, &al])?;
     let client = AdminClient::connect(&officer).await?;
@@ -150,6 +210,11 @@ pub async fn throughput(bin: &Path, n: usize) -> Result<Throughput> {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     client.close().await;
+    stop_attack.store(true, Ordering::Relaxed);
+    let handshakes = match attacker {
+        Some(a) => a.await??,
+        None => 0,
+    };
     if let Some(mut p) = perf {
         let _ = std::process::Command::new("kill")
             .arg("-INT")
@@ -170,6 +235,7 @@ pub async fn throughput(bin: &Path, n: usize) -> Result<Throughput> {
     anyhow::ensure!(ok == n, "sender has {ok} of {n} receipts");
     let secs = (t_last - t_first).as_secs_f64();
     Ok(Throughput {
+        handshakes,
         n,
         secs,
         rate: (n - 1) as f64 / secs,
@@ -287,7 +353,11 @@ pub async fn latency(bin: &Path, rate: u32, count: usize, prefill: usize) -> Res
         fill_secs = t.elapsed().as_secs_f64();
     }
     let store_bytes = dir_size(&al.store_dir());
-    let receiver_ready = al.start().await?;
+    al.spawn()?;
+    // A large store is checked in full at start: allow what the node itself allows.
+    let receiver_ready = al
+        .wait_ready(trm_node::node::store_open_limit(&al.store_dir()) + Duration::from_secs(30))
+        .await?;
     let handle = trm_node::start(
         &it.dir,
         trm_node::StartOptions {
