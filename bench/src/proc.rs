@@ -352,11 +352,7 @@ impl NodeProc {
 
     /// Opens the node's store with the library (the process must be stopped).
     pub fn open_store(&self) -> Result<trm_node::store::Store> {
-        let keys = self.keys()?;
-        Ok(trm_node::store::Store::open(
-            &self.store_dir(),
-            &keys.store_key,
-        )?)
+        Ok(trm_node::store::Store::open(&self.store_dir())?)
     }
 
     /// The last lines of the node's log, for error messages.

@@ -118,7 +118,7 @@ pub fn prefill_outbox(
 ) -> Result<Vec<Vec<u8>>> {
     let cfg = trm_node::config::NodeConfig::load(dir)?;
     let keys = NodeKeys::load(dir, &cfg)?;
-    let store = Store::open(&dir.join(&cfg.paths.store), &keys.store_key)?;
+    let store = Store::open(&dir.join(&cfg.paths.store))?;
     let vault = Vault::open(
         store.clone(),
         &dir.join(&cfg.paths.store_key),
@@ -204,7 +204,7 @@ pub fn prefill_received(
 ) -> Result<()> {
     let cfg = trm_node::config::NodeConfig::load(dir)?;
     let keys = NodeKeys::load(dir, &cfg)?;
-    let store = Store::open(&dir.join(&cfg.paths.store), &keys.store_key)?;
+    let store = Store::open(&dir.join(&cfg.paths.store))?;
     let vault = Vault::open(
         store.clone(),
         &dir.join(&cfg.paths.store_key),

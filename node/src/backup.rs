@@ -692,8 +692,9 @@ fn write_backup_inner(
 /// [`StoreError::Locked`] if the node runs; then use the admin call, see [`online`]).
 pub fn offline(dir: &Path, out: &Path, include_keys: bool) -> Result<Header, BackupError> {
     let cfg = NodeConfig::load(dir)?;
-    let keys = NodeKeys::load(dir, &cfg)?;
-    let store = Store::open(&dir.join(&cfg.paths.store), &keys.store_key)?;
+    // A folder whose keys do not load is not a node to back up.
+    NodeKeys::load(dir, &cfg)?;
+    let store = Store::open(&dir.join(&cfg.paths.store))?;
     write_backup(
         dir,
         &cfg,

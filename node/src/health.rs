@@ -164,7 +164,7 @@ pub fn check(dir: &Path, now_ms: i64) -> Result<CheckReport, CheckError> {
     if !store_path.is_dir() {
         return Err(CheckError::NoStore(store_path));
     }
-    let store = Store::open(&store_path, &keys.store_key)?;
+    let store = Store::open(&store_path)?;
     if let Some(from) = store.migrated_from() {
         r.lines.push(format!(
             "store: migrated from schema {from} to {}",

@@ -442,12 +442,11 @@ fn build_node_folder(dir: &Path, cfg: &NodeConfig) -> Result<(), IdentityError> 
     };
     cred.save(&dir.join(OPERATOR_CRED))?;
     // The store is created with the operator registered, so the credential works at once.
-    let store = crate::store::Store::open(&dir.join(&p.store), &keys.store_key).map_err(|e| {
-        IdentityError::Malformed {
+    let store =
+        crate::store::Store::open(&dir.join(&p.store)).map_err(|e| IdentityError::Malformed {
             path: dir.join(&p.store),
             reason: e.to_string(),
-        }
-    })?;
+        })?;
     store
         .register_officer_blocking(&op.cert_der, "operator", crate::admin::Role::Operator)
         .map_err(|e| IdentityError::Malformed {

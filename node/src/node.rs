@@ -182,17 +182,13 @@ pub fn store_open_limit(path: &Path) -> Duration {
 /// sled files make sled retry a page read forever instead of reporting an error; a node
 /// must then refuse to start with a message naming the store rather than hang (the stuck
 /// thread goes away with the process, which exits).
-pub fn open_store_bounded(
-    path: &Path,
-    key: &[u8; 32],
-    limit: Duration,
-) -> Result<Store, crate::store::StoreError> {
+pub fn open_store_bounded(path: &Path, limit: Duration) -> Result<Store, crate::store::StoreError> {
     let (tx, rx) = std::sync::mpsc::channel();
-    let (p, k) = (path.to_path_buf(), *key);
+    let p = path.to_path_buf();
     std::thread::Builder::new()
         .name("trm-store-open".into())
         .spawn(move || {
-            let _ = tx.send(Store::open(&p, &k));
+            let _ = tx.send(Store::open(&p));
         })
         .map_err(|e| crate::store::StoreError::Io(e.to_string()))?;
     rx.recv_timeout(limit)
@@ -213,7 +209,7 @@ pub async fn start(dir: &Path, opts: StartOptions) -> Result<NodeHandle, StartEr
     let keys = NodeKeys::load(dir, &cfg)?;
     let template = cfg.template()?;
     let store_path = dir.join(&cfg.paths.store);
-    let store = open_store_bounded(&store_path, &keys.store_key, store_open_limit(&store_path))?;
+    let store = open_store_bounded(&store_path, store_open_limit(&store_path))?;
     let vault = crate::vault::Vault::open(
         store.clone(),
         &dir.join(&cfg.paths.store_key),

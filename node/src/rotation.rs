@@ -73,7 +73,7 @@ pub fn rotate(dir: &Path, overlap_days: u32, now_ms: i64) -> Result<RotateReport
     if next_path.exists() {
         return Err(RotateError::Interrupted(next_path));
     }
-    let store = Store::open(&dir.join(&cfg.paths.store), &old.store_key)?;
+    let store = Store::open(&dir.join(&cfg.paths.store))?;
 
     let mut secret = [0u8; 32];
     OsRng.fill_bytes(&mut secret);

@@ -485,7 +485,7 @@ fn last_u64_key(tree: &sled::Tree, skip: usize) -> Result<Option<u64>, StoreErro
 
 impl Store {
     /// Opens (or creates) the store, checks its schema version and integrity.
-    pub fn open(path: &Path, _store_key: &[u8; 32]) -> Result<Self, StoreError> {
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
         let db = sled::Config::new()
             .path(path)
             .mode(sled::Mode::HighThroughput)
@@ -1487,7 +1487,7 @@ mod tests {
     /// A store with 5 entries and an (unsigned: the store does not check signatures) checkpoint
     /// at size 4.
     fn store_with_checkpoint(dir: &Path) -> Store {
-        let s = Store::open(dir, &[0; 32]).unwrap();
+        let s = Store::open(dir).unwrap();
         s.commit_blocking((0..5).map(entry).collect()).unwrap();
         let root = s.audit_root_at(4).unwrap();
         let cp = pb::Checkpoint {
@@ -1518,7 +1518,7 @@ mod tests {
         assert_eq!(s.audit_head(), (5, merkle::root(&leaves)));
         let head = s.audit_head();
         drop(s);
-        let s = Store::open(tmp.path(), &[0; 32]).expect("reopens");
+        let s = Store::open(tmp.path()).expect("reopens");
         assert_eq!(s.audit_head(), head);
     }
 
@@ -1531,7 +1531,7 @@ mod tests {
         }
         s.flush().unwrap();
         drop(s);
-        match Store::open(tmp.path(), &[0; 32]) {
+        match Store::open(tmp.path()) {
             Err(StoreError::AuditLog { detail, .. }) => {
                 assert!(detail.contains("entries were removed"), "{detail}")
             }
@@ -1558,14 +1558,14 @@ mod tests {
             .unwrap();
         s.flush().unwrap();
         drop(s);
-        let err = Store::open(tmp.path(), &[0; 32]).err().expect("refused");
+        let err = Store::open(tmp.path()).err().expect("refused");
         assert!(err.to_string().contains("entries were altered"), "{err}");
     }
 
     #[test]
     fn a_failed_write_is_sticky() {
         let tmp = tempfile::tempdir().unwrap();
-        let s = Store::open(tmp.path(), &[0; 32]).unwrap();
+        let s = Store::open(tmp.path()).unwrap();
         s.commit_blocking(vec![entry(0)]).unwrap();
         s.inner.inject_failure.store(true, Ordering::SeqCst);
         assert!(matches!(

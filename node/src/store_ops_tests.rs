@@ -2,8 +2,6 @@
 
 use super::*;
 
-const KEY: [u8; 32] = [7; 32];
-
 fn received(peer: &str, id: u8, at: i64) -> ReceivedRecord {
     ReceivedRecord {
         id: vec![id; 16],
@@ -27,7 +25,7 @@ fn audit(n: u64) -> AuditEntry {
 #[test]
 fn a_new_store_gets_the_current_schema() {
     let tmp = tempfile::tempdir().unwrap();
-    let s = Store::open(&tmp.path().join("s"), &KEY).unwrap();
+    let s = Store::open(&tmp.path().join("s")).unwrap();
     assert_eq!(s.migrated_from(), None);
     assert_eq!(
         s.meta("schema").unwrap(),
@@ -39,14 +37,14 @@ fn a_new_store_gets_the_current_schema() {
 fn a_newer_store_is_refused_and_left_unchanged() {
     let tmp = tempfile::tempdir().unwrap();
     let path = tmp.path().join("s");
-    let s = Store::open(&path, &KEY).unwrap();
+    let s = Store::open(&path).unwrap();
     s.commit_blocking(vec![Op::PutMeta(
         "schema".into(),
         (SCHEMA_VERSION + 1).to_be_bytes().to_vec(),
     )])
     .unwrap();
     drop(s);
-    match Store::open(&path, &KEY) {
+    match Store::open(&path) {
         Err(StoreError::TooNew { found, supported }) => {
             assert_eq!((found, supported), (SCHEMA_VERSION + 1, SCHEMA_VERSION));
         }
@@ -54,10 +52,7 @@ fn a_newer_store_is_refused_and_left_unchanged() {
         Ok(_) => panic!("a newer store was opened"),
     }
     // Still refused the second time: nothing was rewritten.
-    assert!(matches!(
-        Store::open(&path, &KEY),
-        Err(StoreError::TooNew { .. })
-    ));
+    assert!(matches!(Store::open(&path), Err(StoreError::TooNew { .. })));
 }
 
 /// Writes a schema-0 store: no `schema` key, no inbox tree.
@@ -89,7 +84,7 @@ fn a_schema_0_store_is_migrated_to_the_current_schema() {
             received("FR", 3, 2_000),
         ],
     );
-    let s = Store::open(&path, &KEY).unwrap();
+    let s = Store::open(&path).unwrap();
     assert_eq!(s.migrated_from(), Some(0));
     assert_eq!(
         s.meta("schema").unwrap(),
@@ -103,7 +98,7 @@ fn a_schema_0_store_is_migrated_to_the_current_schema() {
     let order: Vec<u8> = s.inbox().unwrap().iter().map(|r| r.id[0]).collect();
     assert_eq!(order, vec![2, 3, 1, 4]);
     drop(s);
-    let again = Store::open(&path, &KEY).unwrap();
+    let again = Store::open(&path).unwrap();
     assert_eq!(again.migrated_from(), None, "migration runs once");
     assert_eq!(again.inbox().unwrap().len(), 4);
 }
@@ -112,11 +107,8 @@ fn a_schema_0_store_is_migrated_to_the_current_schema() {
 fn a_second_open_is_refused_as_locked() {
     let tmp = tempfile::tempdir().unwrap();
     let path = tmp.path().join("s");
-    let s = Store::open(&path, &KEY).unwrap();
-    assert!(matches!(
-        Store::open(&path, &KEY),
-        Err(StoreError::Locked(_))
-    ));
+    let s = Store::open(&path).unwrap();
+    assert!(matches!(Store::open(&path), Err(StoreError::Locked(_))));
     assert!(matches!(
         Store::ensure_unlocked(&path),
         Err(StoreError::Locked(_))
@@ -139,7 +131,7 @@ fn snapshot_vec(s: &Store) -> Vec<(String, Vec<u8>, Vec<u8>)> {
 #[test]
 fn snapshot_and_import_round_trip() {
     let tmp = tempfile::tempdir().unwrap();
-    let s = Store::open(&tmp.path().join("a"), &KEY).unwrap();
+    let s = Store::open(&tmp.path().join("a")).unwrap();
     s.commit_blocking(vec![
         Op::Receive(received("AL", 1, 10)),
         Op::Audit(audit(1)),
@@ -157,7 +149,7 @@ fn snapshot_and_import_round_trip() {
     let b = tmp.path().join("b");
     let n = Store::import(&b, snap.clone().into_iter().map(Ok)).unwrap();
     assert_eq!(n as usize, snap.len());
-    let copy = Store::open(&b, &KEY).unwrap();
+    let copy = Store::open(&b).unwrap();
     assert_eq!(copy.audit_len(), 2);
     assert_eq!(copy.inbox().unwrap().len(), 1);
     assert_eq!(copy.outbox_depths().unwrap()["AL"].0, 1);
@@ -169,7 +161,7 @@ fn snapshot_and_import_round_trip() {
 #[test]
 fn snapshot_is_consistent_while_jobs_commit() {
     let tmp = tempfile::tempdir().unwrap();
-    let s = Store::open(&tmp.path().join("a"), &KEY).unwrap();
+    let s = Store::open(&tmp.path().join("a")).unwrap();
     let writer = {
         let s = s.clone();
         std::thread::spawn(move || {

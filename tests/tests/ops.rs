@@ -18,7 +18,7 @@ use serde_json::Value;
 use trm_node::admin::client::AdminClient;
 use trm_node::backup::{self, Item};
 use trm_node::config::NodeConfig;
-use trm_node::identity::{self, Credential, NodeKeys};
+use trm_node::identity::{self, Credential};
 use trm_node::store::{Op, SentState, Store, SCHEMA_VERSION};
 use trm_proto::admin::{self as api, admin_request::Call};
 
@@ -260,8 +260,7 @@ impl Node {
     /// Opens the stopped node's store.
     fn store(&self) -> Store {
         let cfg = NodeConfig::load(&self.dir).expect("config");
-        let keys = NodeKeys::load(&self.dir, &cfg).expect("keys");
-        Store::open(&self.dir.join(&cfg.paths.store), &keys.store_key).expect("store")
+        Store::open(&self.dir.join(&cfg.paths.store)).expect("store")
     }
 }
 

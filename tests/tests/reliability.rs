@@ -384,7 +384,6 @@ async fn corrupted_store_is_refused_or_detected_never_served_short_or_altered() 
     assert_eq!(reference.0.len(), 200);
     let pristine = tmp.path().join("pristine-store");
     copy_dir(&al.store_dir(), &pristine);
-    let key = al.keys().unwrap().store_key;
     let mut rng = rand::thread_rng();
     let (mut refused, mut detected, mut intact) = (0, 0, 0);
     for round in 0..rounds {
@@ -429,7 +428,7 @@ async fn corrupted_store_is_refused_or_detected_never_served_short_or_altered() 
         }
         node.terminate();
         // It started: what it serves must be exactly what was stored, or an error on read.
-        match trm_node::node::open_store_bounded(&al.store_dir(), &key, limit) {
+        match trm_node::node::open_store_bounded(&al.store_dir(), limit) {
             Err(e) => {
                 assert!(
                     e.to_string().contains("corrupt"),
