@@ -257,22 +257,50 @@ pub fn check_incoming(
     peer: &str,
     body: &pb::Body,
     t: &pb::Transmission,
-) -> Result<Template, Refusal> {
-    let unavailable = |e: crate::store::StoreError| {
+) -> Result<Checked, Refusal> {
+    let thread = ctx.store.thread(peer, &body.case_ref).map_err(|e| {
         tracing::error!(error = %e, "store read failed");
         refuse(RejectReason::Unavailable, "store unavailable")
-    };
-    let thread = ctx
-        .store
-        .thread(peer, &body.case_ref)
-        .map_err(unavailable)?;
-    transition(
+    })?;
+    let next = transition(
         thread.as_ref(),
         Direction::Incoming,
         peer,
         body,
         ctx.clock.now_ms(),
     )?;
+    let template = check_payload(ctx, peer, body, t, thread.as_ref())?;
+    let mut writes: Vec<Op> = next.into_iter().map(Op::PutThread).collect();
+    if let Some(Payload::DirectoryUpdate(u)) = &body.payload {
+        if let Some(d) = &u.directory {
+            writes.push(Op::PutMeta(
+                crate::directory::peer_key(peer),
+                d.encode_to_vec(),
+            ));
+        }
+    }
+    Ok(Checked { template, writes })
+}
+
+/// An incoming message that passed the payload rules.
+pub struct Checked {
+    /// The template that gives its disclosed fields their categories.
+    pub template: Template,
+    /// Writes that go with storing it (the thread's new state, a peer's directory).
+    pub writes: Vec<Op>,
+}
+
+fn check_payload(
+    ctx: &Ctx,
+    peer: &str,
+    body: &pb::Body,
+    t: &pb::Transmission,
+    thread: Option<&ThreadRecord>,
+) -> Result<Template, Refusal> {
+    let unavailable = |e: crate::store::StoreError| {
+        tracing::error!(error = %e, "store read failed");
+        refuse(RejectReason::Unavailable, "store unavailable")
+    };
     let no_disclosures = || {
         if t.disclosures.is_empty() {
             Ok(ctx.template.clone())
@@ -347,31 +375,6 @@ pub fn check_incoming(
         Some(_) => no_disclosures(),
         None => Err(refuse(RejectReason::Malformed, "message has no payload")),
     }
-}
-
-/// Writes that go with storing an accepted incoming message (thread state, directory).
-pub fn on_received(ctx: &Ctx, peer: &str, body: &pb::Body) -> Vec<Op> {
-    let mut ops = Vec::new();
-    if let Some(Payload::DirectoryUpdate(u)) = &body.payload {
-        if let Some(d) = &u.directory {
-            ops.push(Op::PutMeta(
-                crate::directory::peer_key(peer),
-                d.encode_to_vec(),
-            ));
-        }
-        return ops;
-    }
-    let thread = ctx.store.thread(peer, &body.case_ref).ok().flatten();
-    if let Ok(Some(next)) = transition(
-        thread.as_ref(),
-        Direction::Incoming,
-        peer,
-        body,
-        ctx.clock.now_ms(),
-    ) {
-        ops.push(Op::PutThread(next));
-    }
-    ops
 }
 
 /// Work that follows a stored incoming message: erasure requests are carried out and

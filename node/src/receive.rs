@@ -248,8 +248,8 @@ async fn receive(ctx: &Arc<Ctx>, peer: &str, t: pb::Transmission) -> pb::PeerRes
             .await;
         }
     }
-    let template = match check(ctx, peer, env, &body, &t) {
-        Ok(t) => t,
+    let checked = match check(ctx, peer, env, &body, &t) {
+        Ok(c) => c,
         Err(r) => return reject(ctx, peer, Some(seen), r.reason, &r.detail, r.fields).await,
     };
     let now = ctx.clock.now_ms();
@@ -262,7 +262,7 @@ async fn receive(ctx: &Arc<Ctx>, peer: &str, t: pb::Transmission) -> pb::PeerRes
         &mut ku,
         &scope,
         &t.disclosures,
-        |p| template.category_of(p),
+        |p| checked.template.category_of(p),
         &mut ops,
     ) {
         Ok(s) => s,
@@ -335,7 +335,7 @@ async fn receive(ctx: &Arc<Ctx>, peer: &str, t: pb::Transmission) -> pb::PeerRes
     if let Some(card) = &rotated {
         ops.extend(crate::rotation::pin_ops(ctx, card));
     }
-    ops.extend(crate::lifecycle::on_received(ctx, peer, &body));
+    ops.extend(checked.writes);
     let committed = ctx.store.commit(ops).await;
     drop(ku);
     match committed {
@@ -419,7 +419,7 @@ fn check(
     env: &pb::Envelope,
     body: &pb::Body,
     t: &pb::Transmission,
-) -> Result<trm_proto::template::Template, Refusal> {
+) -> Result<crate::lifecycle::Checked, Refusal> {
     if body.version != trm_proto::PROTOCOL_VERSION {
         return Err(Refusal::new(
             RejectReason::UnsupportedVersion,
@@ -463,7 +463,10 @@ fn check(
     signing::verify(&key, Tag::Envelope, &env.body, &env.signature)
         .map_err(|e| Refusal::new(RejectReason::BadSignature, e.to_string()))?;
     if crate::rotation::announced_card(&p, env, body)?.is_some() {
-        return Ok(ctx.template.clone());
+        return Ok(crate::lifecycle::Checked {
+            template: ctx.template.clone(),
+            writes: vec![],
+        });
     }
     crate::lifecycle::check_incoming(ctx, peer, body, t)
 }
