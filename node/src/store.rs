@@ -916,6 +916,14 @@ impl Store {
             .transpose()
     }
 
+    fn values<M: Message + Default>(
+        &self,
+        tree: &sled::Tree,
+        what: &str,
+    ) -> Result<Vec<M>, StoreError> {
+        Ok(self.all(tree, what)?.into_iter().map(|(_, v)| v).collect())
+    }
+
     fn all<M: Message + Default>(
         &self,
         tree: &sled::Tree,
@@ -984,11 +992,7 @@ impl Store {
 
     /// Every case.
     pub fn cases(&self) -> Result<Vec<CaseRecord>, StoreError> {
-        Ok(self
-            .all(&self.inner.t.cases, "case")?
-            .into_iter()
-            .map(|(_, v)| v)
-            .collect())
+        self.values(&self.inner.t.cases, "case")
     }
 
     /// A sent message.
@@ -998,11 +1002,7 @@ impl Store {
 
     /// Every sent message.
     pub fn sent_all(&self) -> Result<Vec<SentRecord>, StoreError> {
-        Ok(self
-            .all(&self.inner.t.sent, "sent")?
-            .into_iter()
-            .map(|(_, v)| v)
-            .collect())
+        self.values(&self.inner.t.sent, "sent")
     }
 
     /// Up to `limit` outbox entries for `peer`, oldest first, skipping ids in `skip`.
@@ -1147,11 +1147,7 @@ impl Store {
 
     /// Every referral thread.
     pub fn threads(&self) -> Result<Vec<ThreadRecord>, StoreError> {
-        Ok(self
-            .all(&self.inner.t.threads, "thread")?
-            .into_iter()
-            .map(|(_, v)| v)
-            .collect())
+        self.values(&self.inner.t.threads, "thread")
     }
 
     /// Every received message of `peer` about `case_ref`, in arrival order.

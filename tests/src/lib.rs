@@ -368,3 +368,41 @@ pub fn rejection_of(resp: &pb::PeerResponse) -> pb::Rejection {
         other => panic!("expected a rejection, got {other:?}"),
     }
 }
+
+/// Two started nodes, pinned to each other, in a fresh temporary folder.
+pub async fn started_pair(a: &str, b: &str) -> (tempfile::TempDir, TestNode, TestNode) {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let mut x = TestNode::init(tmp.path(), a);
+    let mut y = TestNode::init(tmp.path(), b);
+    x.start().await;
+    y.start().await;
+    pin_all(&[&x, &y]).await;
+    (tmp, x, y)
+}
+
+/// Records [`small_case`] `case_ref` as `officer` and refers it to `to`; returns the message
+/// id (hex) once it is durably in the outbox.
+pub async fn create_and_send(
+    node: &TestNode,
+    officer: &Credential,
+    case_ref: &str,
+    to: &str,
+) -> String {
+    node.ok(
+        officer,
+        Call::CaseCreate(api::CaseCreate {
+            json: small_case(case_ref),
+        }),
+    )
+    .await;
+    let v = node
+        .ok(
+            officer,
+            Call::ReferralSend(api::ReferralSend {
+                case_id: case_ref.into(),
+                to: to.into(),
+            }),
+        )
+        .await;
+    v["message"].as_str().expect("message id").to_string()
+}

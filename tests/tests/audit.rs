@@ -40,25 +40,7 @@ async fn pair() -> (tempfile::TempDir, TestNode, TestNode) {
 }
 
 async fn send(node: &TestNode, officer: &Credential, case_ref: &str, to: &str) -> Vec<u8> {
-    node.call_as(
-        officer,
-        Call::CaseCreate(api::CaseCreate {
-            json: small_case(case_ref),
-        }),
-    )
-    .await
-    .expect("case create");
-    let v = node
-        .call_as(
-            officer,
-            Call::ReferralSend(api::ReferralSend {
-                case_id: case_ref.into(),
-                to: to.into(),
-            }),
-        )
-        .await
-        .expect("referral send");
-    hex::decode(v["message"].as_str().unwrap()).unwrap()
+    hex::decode(create_and_send(node, officer, case_ref, to).await).unwrap()
 }
 
 fn state(node: &TestNode, id: &[u8]) -> SentState {

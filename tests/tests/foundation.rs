@@ -12,40 +12,7 @@ use trm_proto::signing::{self, Tag};
 use trm_tests::*;
 
 async fn pair() -> (tempfile::TempDir, TestNode, TestNode) {
-    let tmp = tempfile::tempdir().unwrap();
-    let mut it = TestNode::init(tmp.path(), "IT");
-    let mut al = TestNode::init(tmp.path(), "AL");
-    it.start().await;
-    al.start().await;
-    pin_all(&[&it, &al]).await;
-    (tmp, it, al)
-}
-
-async fn create_and_send(
-    node: &TestNode,
-    officer: &trm_node::identity::Credential,
-    case_ref: &str,
-    to: &str,
-) -> String {
-    node.call_as(
-        officer,
-        Call::CaseCreate(api::CaseCreate {
-            json: small_case(case_ref),
-        }),
-    )
-    .await
-    .expect("case create");
-    let v = node
-        .call_as(
-            officer,
-            Call::ReferralSend(api::ReferralSend {
-                case_id: case_ref.into(),
-                to: to.into(),
-            }),
-        )
-        .await
-        .expect("referral send");
-    v["message"].as_str().unwrap().to_string()
+    started_pair("IT", "AL").await
 }
 
 fn sent_state(node: &TestNode, id_hex: &str) -> SentState {

@@ -24,13 +24,7 @@ fn long() -> bool {
 }
 
 async fn pair() -> (tempfile::TempDir, TestNode, TestNode) {
-    let tmp = tempfile::tempdir().unwrap();
-    let mut it = TestNode::init(tmp.path(), "IT");
-    let mut al = TestNode::init(tmp.path(), "AL");
-    it.start().await;
-    al.start().await;
-    pin_all(&[&it, &al]).await;
-    (tmp, it, al)
+    started_pair("IT", "AL").await
 }
 
 /// One attempt to deliver a properly signed referral over a connection made with `id`;
