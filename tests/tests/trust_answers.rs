@@ -324,6 +324,16 @@ async fn a_stored_baseline_that_no_longer_verifies_holds_the_peer() {
         .await
         .unwrap();
     it.stop().await;
+    // Tasks of the stopped node may hold its store for a moment: wait (bounded) for the lock.
+    let store = it.dir.join("store");
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while trm_node::store::Store::open(&store).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the stopped node's store stays locked"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     it.start().await;
 
     let id = create_and_send(&it, &officer, "BASE-1", "AL").await;
