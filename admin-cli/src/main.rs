@@ -413,13 +413,93 @@ impl From<ClientError> for Failure {
     }
 }
 
-fn read_file(path: &Path) -> Result<Vec<u8>, Failure> {
-    std::fs::read(path).map_err(|e| Failure::usage(format!("{}: {e}", path.display())))
+/// The kinds of file `trm-admin` reads, each with the most it reads of it (docs/CLI.md).
+#[derive(Clone, Copy, Debug)]
+enum FileKind {
+    /// A JSON case file: the node refuses more than [`trm_proto::template::MAX_CASE_BYTES`].
+    Case,
+    /// A follow-up's JSON fields file: a partial case, same limit.
+    Fields,
+    /// A directory JSON file.
+    Directory,
+    /// A partner's identity card.
+    Card,
+    /// An audit bundle: at most what an export can carry over the admin API.
+    Bundle,
+    /// A credential file.
+    Credential,
+}
+
+impl FileKind {
+    fn limit(self) -> u64 {
+        match self {
+            FileKind::Case | FileKind::Fields => trm_proto::template::MAX_CASE_BYTES as u64,
+            FileKind::Directory => 1 << 20,
+            FileKind::Card | FileKind::Credential => 64 << 10,
+            FileKind::Bundle => 64 << 20,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            FileKind::Case => "a case file",
+            FileKind::Fields => "a fields file",
+            FileKind::Directory => "a directory file",
+            FileKind::Card => "an identity card",
+            FileKind::Bundle => "an audit bundle",
+            FileKind::Credential => "a credential file",
+        }
+    }
+
+    /// The one-line refusal of a file of `size` bytes (or more) at `path`.
+    fn too_large(self, path: &Path, size: u64) -> Failure {
+        Failure::usage(format!(
+            "{}: {} is over the limit of {} for {}",
+            path.display(),
+            human_bytes(size),
+            human_bytes(self.limit()),
+            self.name()
+        ))
+    }
+}
+
+/// `n` bytes for a message: exact below 1 KiB, else in KiB or MiB.
+fn human_bytes(n: u64) -> String {
+    match n {
+        n if n >= 1 << 20 => format!("{:.1} MiB", n as f64 / f64::from(1u32 << 20)),
+        n if n >= 1 << 10 => format!("{:.1} KiB", n as f64 / 1024.0),
+        n => format!("{n} bytes"),
+    }
+    .replace(".0 ", " ")
+}
+
+/// Reads a whole file of `kind`, refusing (exit 64, naming the limit) one over its limit
+/// before reading it, and never reading more than the limit (a file that grows, a device).
+fn read_file(path: &Path, kind: FileKind) -> Result<Vec<u8>, Failure> {
+    use std::io::Read;
+    let io = |e: std::io::Error| Failure::usage(format!("{}: {e}", path.display()));
+    let file = std::fs::File::open(path).map_err(io)?;
+    let size = file.metadata().map_err(io)?.len();
+    let limit = kind.limit();
+    if size > limit {
+        return Err(kind.too_large(path, size));
+    }
+    let mut bytes = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
+    file.take(limit + 1).read_to_end(&mut bytes).map_err(io)?;
+    if bytes.len() as u64 > limit {
+        return Err(kind.too_large(path, bytes.len() as u64));
+    }
+    Ok(bytes)
 }
 
 fn load_cred(path: Option<&Path>) -> Result<Credential, Failure> {
     let path =
         path.ok_or_else(|| Failure::usage("no credential: pass --cred FILE or set TRM_CRED"))?;
+    if let Ok(m) = std::fs::metadata(path) {
+        if m.len() > FileKind::Credential.limit() {
+            return Err(FileKind::Credential.too_large(path, m.len()));
+        }
+    }
     Credential::load(path).map_err(|e| Failure::usage(e.to_string()))
 }
 
@@ -455,7 +535,7 @@ fn parse_time(s: &str, end_of_day: bool) -> Result<i64, Failure> {
 
 /// `audit verify`: offline, no credential.
 fn verify_bundle(file: &Path, json: bool) -> Result<(), Failure> {
-    let bytes = read_file(file)?;
+    let bytes = read_file(file, FileKind::Bundle)?;
     match trm_proto::audit::verify_bundle(&bytes) {
         Ok(s) => {
             print!("{}", render::audit_summary(&s, json));
@@ -471,7 +551,7 @@ fn verify_bundle(file: &Path, json: bool) -> Result<(), Failure> {
 /// `audit extract`: one entry's signed body, signature and signer as raw files.
 fn extract_entry(file: &Path, index: u64, dir: &Path) -> Result<(), Failure> {
     use prost::Message;
-    let bytes = read_file(file)?;
+    let bytes = read_file(file, FileKind::Bundle)?;
     let bundle = trm_proto::auditpb::AuditBundle::decode(bytes.as_slice())
         .map_err(|e| Failure::usage(format!("{}: not an audit bundle ({e})", file.display())))?;
     let entry = bundle
@@ -524,7 +604,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
     let (call, view, after): (Call, render::View, After) = match cli.cmd {
         Cmd::Status => (Call::Status(api::Status {}), render::View::Status, None),
         Cmd::Peer(PeerCmd::Add { card }) => {
-            let bytes = read_file(&card)?;
+            let bytes = read_file(&card, FileKind::Card)?;
             // The node verifies the card too; checking here names the file and pins nothing.
             if let Err(e) = trm_proto::card::verify_card(&bytes) {
                 return Err(Failure::usage(format!(
@@ -636,7 +716,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             None,
         ),
         Cmd::Case(CaseCmd::Create { file }) => {
-            let bytes = read_file(&file)?;
+            let bytes = read_file(&file, FileKind::Case)?;
             let json = String::from_utf8(bytes)
                 .map_err(|_| Failure::usage(format!("{}: not UTF-8 text", file.display())))?;
             // Syntax is checked here so the error names the file; the node checks fields.
@@ -772,7 +852,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         }) => {
             let fields_json = match fields_file {
                 Some(f) => {
-                    let text = String::from_utf8(read_file(&f)?)
+                    let text = String::from_utf8(read_file(&f, FileKind::Fields)?)
                         .map_err(|_| Failure::usage(format!("{}: not UTF-8 text", f.display())))?;
                     if let Err(e) = serde_json::from_str::<Value>(&text) {
                         return Err(Failure::usage(format!("{}: not JSON: {e}", f.display())));
@@ -820,7 +900,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             None,
         ),
         Cmd::Directory(DirectoryCmd::Edit { file }) => {
-            let json = String::from_utf8(read_file(&file)?)
+            let json = String::from_utf8(read_file(&file, FileKind::Directory)?)
                 .map_err(|_| Failure::usage(format!("{}: not UTF-8 text", file.display())))?;
             (
                 Call::DirectoryEdit(api::DirectoryEdit { json }),

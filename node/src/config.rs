@@ -53,6 +53,29 @@ fn invalid(key: impl Into<String>, reason: impl Into<String>) -> ConfigError {
     }
 }
 
+/// The longest retention a category may be given, in days (100 years).
+pub const MAX_RETENTION_DAYS: u32 = 36_500;
+
+/// Refuses `value` of `key` outside `range`, naming both.
+fn in_range<T: PartialOrd + std::fmt::Display>(
+    key: &str,
+    value: T,
+    range: std::ops::RangeInclusive<T>,
+) -> Result<(), ConfigError> {
+    if range.contains(&value) {
+        Ok(())
+    } else {
+        Err(invalid(
+            key,
+            format!(
+                "{value} is out of range: must be {} ..= {}",
+                range.start(),
+                range.end()
+            ),
+        ))
+    }
+}
+
 /// The whole `node.toml`.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -98,11 +121,12 @@ pub struct NodeConfig {
     /// unchanged (nothing disabled, no extensions).
     #[serde(default)]
     pub template: TemplateConfig,
-    /// Retention of case values per category, in days (0 or absent = keep). Default: no
-    /// entries (keep everything).
+    /// Retention of case values per category, in days (0 or absent = keep; at most 36500).
+    /// Default: no entries (keep everything).
     #[serde(default)]
     pub retention_days: BTreeMap<String, u32>,
-    /// Days after which a directory entry not re-confirmed is shown as stale (default 180).
+    /// Days after which a directory entry not re-confirmed is shown as stale (default 180;
+    /// 1 ..= 3650).
     #[serde(default = "default_stale_days")]
     pub directory_stale_days: u32,
     /// Audit log checkpoints.
@@ -151,15 +175,16 @@ impl Default for Paths {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Limits {
-    /// Largest frame accepted, in bytes (default 1 MiB).
+    /// Largest frame accepted, in bytes (default 1 MiB; 1 KiB ..= 64 MiB).
     pub max_frame_bytes: usize,
-    /// Concurrent bidirectional streams per connection (default 64).
+    /// Concurrent bidirectional streams per connection (default 64; 1 ..= 1024).
     pub max_concurrent_streams: u32,
-    /// Connections served at once (default 256).
+    /// Connections served at once (default 256; 1 ..= 65536).
     pub max_connections: usize,
-    /// Idle timeout of a connection, in seconds (default 30).
+    /// Idle timeout of a connection, in seconds (default 30; 1 ..= 3600).
     pub idle_timeout_secs: u64,
-    /// Time allowed to receive one frame, in seconds (default 10); a stalled stream is reset.
+    /// Time allowed to receive one frame, in seconds (default 10; 1 ..= 600); a stalled
+    /// stream is reset.
     pub stream_timeout_secs: u64,
 }
 
@@ -179,13 +204,14 @@ impl Default for Limits {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Delivery {
-    /// First retry delay in milliseconds (default 200).
+    /// First retry delay in milliseconds (default 200; 1 ..= 60000).
     pub backoff_initial_ms: u64,
-    /// Longest retry delay in milliseconds (default 30000).
+    /// Longest retry delay in milliseconds (default 30000; `backoff_initial_ms` ..= 3600000).
     pub backoff_max_ms: u64,
-    /// Messages in flight per peer (default 64).
+    /// Messages in flight per peer (default 64; 1 ..= 1024).
     pub max_in_flight: usize,
-    /// A peer unreachable for longer than this many seconds is reported as down (default 60).
+    /// A peer unreachable for longer than this many seconds is reported as down (default 60;
+    /// 1 ..= 604800).
     pub unreachable_after_secs: u64,
 }
 
@@ -230,9 +256,9 @@ pub struct ExtensionConfig {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AuditConfig {
-    /// Sign a checkpoint at least every this many entries (default 64).
+    /// Sign a checkpoint at least every this many entries (default 64; 1 ..= 1000000).
     pub checkpoint_every_entries: u64,
-    /// ... or every this many seconds when entries were added (default 10).
+    /// ... or every this many seconds when entries were added (default 10; 1 ..= 86400).
     pub checkpoint_every_secs: u64,
 }
 
@@ -495,59 +521,52 @@ impl NodeConfig {
             }
             parse_categories(&format!("outgoing.{cc}"), cats)?;
         }
-        for cat in self.retention_days.keys() {
+        for (cat, days) in &self.retention_days {
             parse_categories(&format!("retention_days.{cat}"), std::slice::from_ref(cat))?;
+            in_range(
+                &format!("retention_days.{cat}"),
+                *days,
+                0..=MAX_RETENTION_DAYS,
+            )?;
         }
         let l = &self.limits;
-        if !(1024..=64 << 20).contains(&l.max_frame_bytes) {
-            return Err(invalid(
-                "limits.max_frame_bytes",
-                "must be 1 KiB ..= 64 MiB",
-            ));
-        }
-        if !(1..=1024).contains(&l.max_concurrent_streams) {
-            return Err(invalid(
-                "limits.max_concurrent_streams",
-                "must be 1 ..= 1024",
-            ));
-        }
-        if l.max_connections == 0 {
-            return Err(invalid("limits.max_connections", "must be at least 1"));
-        }
-        if !(1..=3600).contains(&l.idle_timeout_secs) {
-            return Err(invalid("limits.idle_timeout_secs", "must be 1 ..= 3600"));
-        }
-        if !(1..=600).contains(&l.stream_timeout_secs) {
-            return Err(invalid("limits.stream_timeout_secs", "must be 1 ..= 600"));
-        }
+        in_range("limits.max_frame_bytes", l.max_frame_bytes, 1024..=64 << 20)?;
+        in_range(
+            "limits.max_concurrent_streams",
+            l.max_concurrent_streams,
+            1..=1024,
+        )?;
+        in_range("limits.max_connections", l.max_connections, 1..=65_536)?;
+        in_range("limits.idle_timeout_secs", l.idle_timeout_secs, 1..=3600)?;
+        in_range("limits.stream_timeout_secs", l.stream_timeout_secs, 1..=600)?;
         let d = &self.delivery;
-        if d.backoff_initial_ms == 0 || d.backoff_max_ms < d.backoff_initial_ms {
-            return Err(invalid(
-                "delivery.backoff_max_ms",
-                "must be >= delivery.backoff_initial_ms > 0",
-            ));
-        }
-        if !(1..=1024).contains(&d.max_in_flight) {
-            return Err(invalid("delivery.max_in_flight", "must be 1 ..= 1024"));
-        }
-        if d.unreachable_after_secs == 0 {
-            return Err(invalid(
-                "delivery.unreachable_after_secs",
-                "must be at least 1",
-            ));
-        }
-        if self.audit.checkpoint_every_secs == 0 {
-            return Err(invalid("audit.checkpoint_every_secs", "must be at least 1"));
-        }
-        if self.directory_stale_days == 0 {
-            return Err(invalid("directory_stale_days", "must be at least 1"));
-        }
-        if self.audit.checkpoint_every_entries == 0 {
-            return Err(invalid(
-                "audit.checkpoint_every_entries",
-                "must be at least 1",
-            ));
-        }
+        in_range(
+            "delivery.backoff_initial_ms",
+            d.backoff_initial_ms,
+            1..=60_000,
+        )?;
+        in_range(
+            "delivery.backoff_max_ms",
+            d.backoff_max_ms,
+            d.backoff_initial_ms..=3_600_000,
+        )?;
+        in_range("delivery.max_in_flight", d.max_in_flight, 1..=1024)?;
+        in_range(
+            "delivery.unreachable_after_secs",
+            d.unreachable_after_secs,
+            1..=7 * 86_400,
+        )?;
+        in_range(
+            "audit.checkpoint_every_entries",
+            self.audit.checkpoint_every_entries,
+            1..=1_000_000,
+        )?;
+        in_range(
+            "audit.checkpoint_every_secs",
+            self.audit.checkpoint_every_secs,
+            1..=86_400,
+        )?;
+        in_range("directory_stale_days", self.directory_stale_days, 1..=3650)?;
         if !matches!(self.log.format.as_str(), "human" | "json") {
             return Err(invalid("log.format", "must be \"human\" or \"json\""));
         }

@@ -292,7 +292,9 @@ async fn attempt(ctx: &Ctx, conn: &quinn::Connection, rec: SentRecord) -> Attemp
         }
         Some(peer_response::Kind::Rejection(signed)) => {
             match check_answer::<pb::Rejection>(ctx, peer, &signed, Tag::Rejection) {
-                Ok(r) if r.message_id == rec.id || r.message_id.is_empty() => {
+                // A rejection must name the message: one without its id proves nothing about
+                // it, and the audit verifier refuses it.
+                Ok(r) if r.message_id == rec.id => {
                     let reason =
                         RejectReason::try_from(r.reason).unwrap_or(RejectReason::RejectUnspecified);
                     if reason == RejectReason::Unavailable {
@@ -325,6 +327,12 @@ async fn attempt(ctx: &Ctx, conn: &quinn::Connection, rec: SentRecord) -> Attemp
         result: result.clone(),
         ..Default::default()
     };
+    // Nothing is accepted or logged that the offline verifier would refuse (a key not valid at
+    // the answer's own time, another envelope hash, wrong parties, a bad checkpoint): the
+    // message stays in the outbox and is tried again.
+    if let Err(e) = crate::trust::check_loggable(ctx, &entry) {
+        return Attempt::Retry(format!("{audit_kind} refused by the audit check: {e}"));
+    }
     let ops = vec![
         Op::Answered {
             id: rec.id.clone(),

@@ -15,8 +15,12 @@
 //! `peer_log_inconsistent{peer, kind}` counts it, an audit entry (kind `witness`) keeps the
 //! offending signed checkpoint as evidence, delivery to it pauses and the receive path answers
 //! its messages with `UNAVAILABLE` (they stay in its outbox) until an operator runs
-//! `trm-admin peer trust CC`. A network failure while fetching a proof holds nothing; the
-//! check runs again at the next receipt.
+//! `trm-admin peer trust CC`. Only a transport failure while fetching a proof (no complete
+//! answer frame) or a signed `UNAVAILABLE` holds nothing; the check runs again at the next
+//! receipt. Any other answer but a valid proof (malformed, unsigned, of the wrong kind) holds
+//! the peer, and so does a stored baseline that no longer verifies. Evidence is logged only in
+//! a form the offline verifier accepts ([`check_loggable`]): a hold without verifiable
+//! evidence is logged as an unsigned `peer_held` entry.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
@@ -163,28 +167,49 @@ struct Seen {
     root: merkle::Hash,
 }
 
+/// Checks a checkpoint of `peer` exactly as the offline verifier checks a `witness` entry
+/// holding it (canonical body, `peer`'s key valid at the checkpoint's time, signature), so
+/// that a checkpoint this node keeps as a baseline or as evidence verifies in every audit.
 fn check_checkpoint(ctx: &Ctx, peer: &str, signed: &pb::Signed) -> Result<Seen, String> {
+    let probe = AuditEntry {
+        kind: WITNESS_KIND.into(),
+        peer: peer.into(),
+        signed_body: signed.body.clone(),
+        signature: signed.signature.clone(),
+        signer: signed.signer.clone(),
+        ..Default::default()
+    };
+    check_loggable(ctx, &probe)?;
     let cp = pb::Checkpoint::decode(signed.body.as_slice())
         .map_err(|_| "checkpoint does not decode".to_string())?;
-    if cp.country != peer {
-        return Err(format!("checkpoint is for {:?}", cp.country));
-    }
     let root: merkle::Hash = cp
         .root_hash
         .as_slice()
         .try_into()
         .map_err(|_| "root hash is not 32 bytes".to_string())?;
-    let p = ctx.peers.get(peer).ok_or("peer is not pinned")?;
-    let key = p
-        .card
-        .key_valid_at(&signed.signer, cp.time_ms)
-        .ok_or("checkpoint signed by a key not valid at its time")?;
-    signing::verify(&key, Tag::Checkpoint, &signed.body, &signed.signature)
-        .map_err(|e| format!("checkpoint signature: {e}"))?;
     Ok(Seen {
         size: cp.tree_size,
         root,
     })
+}
+
+/// Audit kind of a held peer's signed evidence (a checkpoint of the peer).
+const WITNESS_KIND: &str = "witness";
+/// Audit kind of a peer held without verifiable evidence (an invalid checkpoint or a
+/// malformed answer): no signed fields, the reason in `result`.
+const HELD_KIND: &str = "peer_held";
+
+/// Checks an entry this node is about to log about a peer's answer with the offline
+/// verifier's own per-entry check ([`trm_proto::audit::check_log_entry`]), against this
+/// node's key history and the peer's pinned card (a card every export includes).
+pub fn check_loggable(ctx: &Ctx, entry: &AuditEntry) -> Result<(), String> {
+    let cards: Vec<VerifiedCard> = ctx
+        .peers
+        .get(&entry.peer)
+        .map(|p| p.card)
+        .into_iter()
+        .collect();
+    trm_proto::audit::check_log_entry(ctx.country(), &ctx.keys.history, &cards, entry).map(|_| ())
 }
 
 /// What fetching a consistency proof gave.
@@ -224,6 +249,12 @@ async fn fetch_consistency(
     .await
     {
         Ok(r) => r,
+        // An answer arrived but is not a readable `PeerResponse`: the peer's answer, not the
+        // network's failure.
+        Err(crate::transport::RequestError::Frame(crate::transport::FrameIoError::Frame(e))) => {
+            return Fetched::Inconsistent(format!("malformed answer to a consistency request: {e}"))
+        }
+        // No answer (connection lost, stream ended or reset, timeout): try again later.
         Err(e) => return Fetched::Unknown(e.to_string()),
     };
     match resp.kind {
@@ -267,25 +298,56 @@ async fn fetch_consistency(
             }
         }
         Some(peer_response::Kind::Rejection(signed)) => {
-            let verified = ctx.peers.get(peer).and_then(|p| {
-                p.card
-                    .key_valid_at(&signed.signer, ctx.clock.now_ms())
-                    .filter(|k| {
-                        signing::verify(k, Tag::Rejection, &signed.body, &signed.signature).is_ok()
-                    })
-            });
-            match (verified, pb::Rejection::decode(signed.body.as_slice())) {
-                (Some(_), Ok(r)) if r.reason != pb::RejectReason::Unavailable as i32 => {
-                    Fetched::Inconsistent(format!(
-                        "it cannot prove that its log of {} entries extends the {} it showed: {}",
-                        newer.size, older.size, r.detail
-                    ))
+            let Some(p) = ctx.peers.get(peer) else {
+                return Fetched::Unknown("the peer is no longer pinned".into());
+            };
+            let r = match pb::Rejection::decode(signed.body.as_slice()) {
+                Ok(r) => r,
+                Err(_) => {
+                    return Fetched::Inconsistent(
+                        "answered a consistency request with a rejection that does not decode"
+                            .into(),
+                    )
                 }
-                _ => Fetched::Unknown("consistency request not answered".into()),
+            };
+            let signed_ok = p
+                .card
+                .key_valid_at(&signed.signer, ctx.clock.now_ms())
+                .is_some_and(|k| {
+                    signing::verify(&k, Tag::Rejection, &signed.body, &signed.signature).is_ok()
+                });
+            if !signed_ok {
+                return Fetched::Inconsistent(
+                    "answered a consistency request with a rejection not signed by its current key"
+                        .into(),
+                );
             }
+            if r.reason == pb::RejectReason::Unavailable as i32 {
+                // A signed "busy, try later" states nothing about the log: asked again at the
+                // next receipt.
+                return Fetched::Unknown("the peer is busy (signed UNAVAILABLE)".into());
+            }
+            Fetched::Inconsistent(format!(
+                "it cannot prove that its log of {} entries extends the {} it showed: {}",
+                newer.size,
+                older.size,
+                bounded(&r.detail)
+            ))
         }
-        _ => Fetched::Unknown("unexpected answer to a consistency request".into()),
+        Some(peer_response::Kind::Receipt(_)) => {
+            Fetched::Inconsistent("answered a consistency request with a receipt".into())
+        }
+        None => Fetched::Inconsistent("answered a consistency request with an empty answer".into()),
     }
+}
+
+/// At most 200 characters of peer-supplied text, for logs and audit entries.
+fn bounded(text: &str) -> String {
+    let mut t: String = text.chars().take(200).collect();
+    if t.len() < text.len() {
+        t.push('…');
+    }
+    t
 }
 
 /// Witnesses `peer`'s checkpoint from a receipt; holds the peer if its log contradicts what
@@ -311,12 +373,27 @@ pub async fn witness(ctx: &Ctx, peer: &str, conn: &quinn::Connection, signed: pb
             .await
         }
     };
-    let seen = pb::Signed::decode(rec.seen.as_slice())
-        .ok()
-        .filter(|_| !rec.seen.is_empty())
-        .and_then(|s| check_checkpoint(ctx, peer, &s).ok());
-    let Some(old) = seen else {
+    if rec.seen.is_empty() {
         return accept(ctx, peer, rec, &signed).await;
+    }
+    // A baseline that no longer verifies (a store edited, or a card that no longer vouches
+    // for it) is not silently replaced: nothing can then show the peer's log still extends it.
+    let old = match pb::Signed::decode(rec.seen.as_slice())
+        .map_err(|_| "does not decode".to_string())
+        .and_then(|s| check_checkpoint(ctx, peer, &s))
+    {
+        Ok(old) => old,
+        Err(e) => {
+            return hold(
+                ctx,
+                peer,
+                rec,
+                Some(&signed),
+                "baseline",
+                format!("the checkpoint it showed before no longer verifies: {e}"),
+            )
+            .await
+        }
     };
     let outcome = match new.size.cmp(&old.size) {
         std::cmp::Ordering::Equal if new.root == old.root => return,
@@ -383,9 +460,9 @@ async fn hold(
          rewritten); its messages are held until an operator runs `trm-admin peer trust {peer}`"
     );
     ctx.metrics.inc("peer_log_inconsistent", peer, kind);
-    let entry = AuditEntry {
+    let mut entry = AuditEntry {
         time_ms: now,
-        kind: "witness".into(),
+        kind: WITNESS_KIND.into(),
         peer: peer.into(),
         signed_body: evidence.map(|s| s.body.clone()).unwrap_or_default(),
         signature: evidence.map(|s| s.signature.clone()).unwrap_or_default(),
@@ -394,6 +471,15 @@ async fn hold(
         result: format!("held: {reason}"),
         ..Default::default()
     };
+    // Only evidence the offline verifier accepts is logged as `witness`; without it the hold
+    // is logged unsigned, so that no export fails to verify because of it.
+    if evidence.is_none() || check_loggable(ctx, &entry).is_err() {
+        entry.kind = HELD_KIND.into();
+        entry.signed_body.clear();
+        entry.signature.clear();
+        entry.signer.clear();
+        rec.offending.clear();
+    }
     let ops = vec![
         Op::PutMeta(format!("{WITNESS_PREFIX}{peer}"), rec.encode_to_vec()),
         Op::Audit(entry),

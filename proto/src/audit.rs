@@ -406,6 +406,38 @@ pub fn verify_bundle(bytes: &[u8]) -> Result<Summary, AuditFailure> {
     Ok(sum)
 }
 
+/// Checks one would-be log entry exactly as [`verify_bundle`] checks each entry of a bundle
+/// (the same per-kind check: signatures by the right party's key valid at the signed object's
+/// time, canonical checkpoints, envelope hashes, message ids and parties), against the
+/// exporting node's `country` and key history `own` and the cards of its peers.
+///
+/// A node runs it on every answer before logging it, so that nothing it logs can later make
+/// `audit verify` fail; a peer card given here is one a bundle of that node includes. Returns
+/// the number of signatures checked.
+pub fn check_log_entry(
+    country: &str,
+    own: &[pb::KeyRecord],
+    peer_cards: &[VerifiedCard],
+    entry: &AuditEntry,
+) -> Result<u64, String> {
+    let mut peers: BTreeMap<String, Vec<VerifiedCard>> = BTreeMap::new();
+    for c in peer_cards {
+        if c.country() == country {
+            return Err("a peer card of the node itself".into());
+        }
+        peers
+            .entry(c.country().to_string())
+            .or_default()
+            .push(c.clone());
+    }
+    let keys = Keys {
+        country,
+        own,
+        peers,
+    };
+    check_entry(&keys, entry, &mut Summary::default())
+}
+
 fn verify_card_exact(raw: &[u8]) -> Result<VerifiedCard, String> {
     decode_exact::<pb::Signed>(raw, "card")?;
     card::verify_card(raw).map_err(|e| e.to_string())
@@ -839,6 +871,50 @@ mod tests {
         // not only its inclusion: checked by verify_bundle's order (inclusion first).
         let f = edit(|b| b.version = 2);
         assert_eq!(f.location, Location::Bundle);
+    }
+
+    #[test]
+    fn a_single_entry_is_checked_as_in_a_bundle() {
+        let b = AuditBundle::decode(small_bundle().as_slice()).unwrap();
+        let own = card::verify_card(&b.card).unwrap().card.key_history;
+        let al = card::verify_card(&b.peer_cards[0]).unwrap();
+        let receipt = AuditEntry::decode(b.entries[1].entry.as_slice()).unwrap();
+        let check = |e: &AuditEntry| check_log_entry("IT", &own, std::slice::from_ref(&al), e);
+        assert_eq!(check(&receipt), Ok(2), "receipt and its checkpoint");
+        // Without the peer's card, or with another message id, it fails.
+        assert!(check_log_entry("IT", &own, &[], &receipt).is_err());
+        let mut e = receipt.clone();
+        e.message_id.clear();
+        assert!(check(&e).unwrap_err().contains("another message"));
+        // A witness entry must carry a valid checkpoint of the peer.
+        let witness = AuditEntry {
+            kind: "witness".into(),
+            peer: "AL".into(),
+            ..Default::default()
+        };
+        assert!(check(&witness).is_err());
+        let r = pb::Receipt::decode(receipt.signed_body.as_slice()).unwrap();
+        let cp = r.checkpoint.unwrap();
+        let witness = AuditEntry {
+            signed_body: cp.body.clone(),
+            signature: cp.signature.clone(),
+            signer: cp.signer.clone(),
+            ..witness
+        };
+        assert_eq!(check(&witness), Ok(1));
+        // ... in canonical encoding.
+        let mut long = witness.clone();
+        long.signed_body.extend_from_slice(&[0x7a, 0x00]);
+        assert!(check(&long).unwrap_err().contains("canonical"));
+        // An unsigned entry of another kind passes; a card of the node itself is refused.
+        let held = AuditEntry {
+            kind: "peer_held".into(),
+            peer: "AL".into(),
+            ..Default::default()
+        };
+        assert_eq!(check(&held), Ok(0));
+        let me = card::verify_card(&b.card).unwrap();
+        assert!(check_log_entry("IT", &own, &[me], &held).is_err());
     }
 
     #[test]

@@ -132,6 +132,8 @@ pub enum Kind {
     Bool,
     /// A JSON integer (64-bit signed).
     Integer,
+    /// A year: a JSON integer from [`MIN_YEAR`] to [`MAX_YEAR`], the years of [`Kind::Date`].
+    Year,
     /// One of the listed lower-case values.
     Enum(&'static [&'static str]),
     /// A non-empty list of distinct listed values.
@@ -174,6 +176,7 @@ impl Kind {
             Kind::Date => "date",
             Kind::Bool => "bool",
             Kind::Integer => "integer",
+            Kind::Year => "year",
             Kind::Enum(_) => "enum",
             Kind::EnumList(_) => "enum_list",
             Kind::TextList => "text_list",
@@ -329,7 +332,7 @@ static CORE: &[FieldDef] = &[
     field!("identity.aliases", Kind::TextList, Identity, "Other names the person uses or is known by"),
     field!("identity.sex", Kind::Enum(SEX), Identity, "Sex as recorded"),
     field!("identity.date_of_birth", Kind::Date, Identity, "Date of birth, if known"),
-    field!("identity.estimated_birth_year", Kind::Integer, Identity, "Estimated year of birth when the date of birth is unknown"),
+    field!("identity.estimated_birth_year", Kind::Year, Identity, "Estimated year of birth when the date of birth is unknown"),
     field!("identity.place_of_birth", Kind::Text, Identity, "Place and country of birth"),
     field!("identity.nationalities", Kind::CountryList, Identity, "Nationalities (ISO 3166-1 alpha-2 codes)"),
     field!("identity.identity_documents", Kind::Records(IDENTITY_DOCUMENT), Identity, "Identity and travel documents held or known"),
@@ -436,6 +439,7 @@ fn is_mandatory(path: &str) -> bool {
 
 const CASE_REF: &str = "reference.case_ref";
 const CHILD_MINOR: &str = "child.minor";
+const ESTIMATED_BIRTH_YEAR: &str = "identity.estimated_birth_year";
 const CHILD_REQUIRED: [&str; 5] = [
     CHILD_MINOR,
     "child.unaccompanied",
@@ -1229,6 +1233,11 @@ fn section_object<'a>(
 // ---------------------------------------------------------------------------------------------
 
 const DATE_REASON: &str = "expected a date YYYY-MM-DD (a real calendar date, years 1900 to 2199)";
+const YEAR_REASON: &str = "expected a year: an integer from 1900 to 2199";
+/// The first year of a [`Kind::Date`] or [`Kind::Year`].
+pub const MIN_YEAR: i64 = 1900;
+/// The last year of a [`Kind::Date`] or [`Kind::Year`].
+pub const MAX_YEAR: i64 = 2199;
 const COUNTRY_REASON: &str = "expected a country code: two upper-case letters (ISO 3166-1 alpha-2)";
 
 /// `(year, month, day)` of a real calendar date `YYYY-MM-DD`, years 1900 to 2199.
@@ -1243,7 +1252,7 @@ fn parse_date(s: &str) -> Option<(u32, u32, u32)> {
         })
     };
     let (y, m, d) = (num(&b[0..4])?, num(&b[5..7])?, num(&b[8..10])?);
-    if !(1900..=2199).contains(&y) || !(1..=12).contains(&m) {
+    if !(MIN_YEAR..=MAX_YEAR).contains(&i64::from(y)) || !(1..=12).contains(&m) {
         return None;
     }
     let leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
@@ -1326,6 +1335,10 @@ fn check_kind(kind: Kind, v: &Value, path: &str, errs: &mut Vec<FieldError>) -> 
         Kind::Integer => match v.as_i64() {
             Some(_) => Some(v.clone()),
             None => push(errs, path, "expected an integer"),
+        },
+        Kind::Year => match v.as_i64() {
+            Some(y) if (MIN_YEAR..=MAX_YEAR).contains(&y) => Some(v.clone()),
+            _ => push(errs, path, YEAR_REASON),
         },
         Kind::Enum(allowed) => match v.as_str() {
             Some(s) if allowed.contains(&s) => Some(v.clone()),
@@ -1487,6 +1500,18 @@ fn check_rules(f: &BTreeMap<String, Value>, errs: &mut Vec<FieldError>, complete
         }
         _ => false,
     };
+    // An estimated birth year after the referral's year is no plausible estimate.
+    if let (Some(year), Some(at)) = (
+        f.get(ESTIMATED_BIRTH_YEAR).and_then(Value::as_i64),
+        date("reference.date"),
+    ) {
+        if year > i64::from(at.0) {
+            errs.push(FieldError::new(
+                ESTIMATED_BIRTH_YEAR,
+                "must not be after the year of reference.date",
+            ));
+        }
+    }
     let minor = f.get(CHILD_MINOR).and_then(Value::as_bool);
     if dob_child && minor == Some(false) {
         errs.push(FieldError::new(
@@ -2241,7 +2266,21 @@ mod tests {
         assert_eq!(e.reason, "expected true or false");
         let mut doc = minimal();
         set(&mut doc, "identity.estimated_birth_year", json!(1990.5));
-        assert_eq!(only_error(&core(), &doc).reason, "expected an integer");
+        assert_eq!(only_error(&core(), &doc).reason, YEAR_REASON);
+        for year in [
+            json!(-5),
+            json!(99_999_999_999i64),
+            json!(1899),
+            json!(2200),
+        ] {
+            let mut doc = minimal();
+            set(&mut doc, "identity.estimated_birth_year", year);
+            let e = only_error(&core(), &doc);
+            assert_eq!(
+                (e.path.as_str(), e.reason.as_str()),
+                ("identity.estimated_birth_year", YEAR_REASON)
+            );
+        }
         let mut doc = minimal();
         set(&mut doc, "identity.family_name", json!(["Testova"]));
         assert_eq!(only_error(&core(), &doc).path, "identity.family_name");

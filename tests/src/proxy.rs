@@ -2,6 +2,7 @@
 //! duplicate datagrams, for partition tests. One client (the sending node) at a time.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -29,6 +30,8 @@ pub struct Proxy {
     /// The address the client must use.
     pub addr: SocketAddr,
     mode: Arc<Mutex<Mode>>,
+    /// Datagrams forwarded: [client to target, target to client].
+    forwarded: Arc<[AtomicU64; 2]>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -41,6 +44,8 @@ impl Proxy {
         let addr = front.local_addr().expect("front addr");
         let mode = Arc::new(Mutex::new(Mode::Pass));
         let m = mode.clone();
+        let forwarded: Arc<[AtomicU64; 2]> = Arc::new([AtomicU64::new(0), AtomicU64::new(0)]);
+        let fw = forwarded.clone();
         let task = tokio::spawn(async move {
             let client: Arc<Mutex<Option<SocketAddr>>> = Arc::new(Mutex::new(None));
             let mut a = vec![0u8; 65536];
@@ -51,20 +56,33 @@ impl Proxy {
                         let Ok((n, from)) = r else { continue };
                         *client.lock().unwrap() = Some(from);
                         let mode = *m.lock().unwrap();
-                        forward(mode, a[..n].to_vec(), back.clone(), None);
+                        forward(mode, a[..n].to_vec(), back.clone(), None, fw.clone());
                     }
                     r = back.recv(&mut b) => {
                         let Ok(n) = r else { continue };
                         let to = *client.lock().unwrap();
                         if let Some(to) = to {
                             let mode = *m.lock().unwrap();
-                            forward(mode, b[..n].to_vec(), front.clone(), Some(to));
+                            forward(mode, b[..n].to_vec(), front.clone(), Some(to), fw.clone());
                         }
                     }
                 }
             }
         });
-        Self { addr, mode, task }
+        Self {
+            addr,
+            mode,
+            forwarded,
+            task,
+        }
+    }
+
+    /// Datagrams forwarded so far: (client to target, target to client).
+    pub fn forwarded(&self) -> (u64, u64) {
+        (
+            self.forwarded[0].load(Ordering::Relaxed),
+            self.forwarded[1].load(Ordering::Relaxed),
+        )
     }
 
     /// Changes what happens to the next datagrams.
@@ -79,16 +97,26 @@ impl Drop for Proxy {
     }
 }
 
-fn forward(mode: Mode, data: Vec<u8>, sock: Arc<UdpSocket>, to: Option<SocketAddr>) {
+fn forward(
+    mode: Mode,
+    data: Vec<u8>,
+    sock: Arc<UdpSocket>,
+    to: Option<SocketAddr>,
+    counts: Arc<[AtomicU64; 2]>,
+) {
     let send = |data: Vec<u8>, sock: Arc<UdpSocket>, delay: Duration| {
+        let counts = counts.clone();
         tokio::spawn(async move {
             if !delay.is_zero() {
                 tokio::time::sleep(delay).await;
             }
-            let _ = match to {
+            let sent = match to {
                 Some(to) => sock.send_to(&data, to).await,
                 None => sock.send(&data).await,
             };
+            if sent.is_ok() {
+                counts[usize::from(to.is_some())].fetch_add(1, Ordering::Relaxed);
+            }
         });
     };
     match mode {

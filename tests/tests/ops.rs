@@ -220,17 +220,22 @@ impl Node {
     }
 
     async fn officer(&self, name: &str) -> Credential {
-        let cert = identity::self_signed(name, "officer").expect("cert");
+        self.member(name, "officer").await
+    }
+
+    /// A credential with `role`.
+    async fn member(&self, name: &str, role: &str) -> Credential {
+        let cert = identity::self_signed(name, role).expect("cert");
         let v = self
             .op(Call::OfficerAdd(api::OfficerAdd {
                 name: name.into(),
-                role: "officer".into(),
+                role: role.into(),
                 cert_der: cert.cert_der,
             }))
             .await;
         Credential {
             name: name.into(),
-            role: "officer".into(),
+            role: role.into(),
             country: self.cc.clone(),
             node: v["node"].as_str().expect("node").parse().expect("addr"),
             node_cert_sha256: v["node_cert_sha256"].as_str().expect("fp").into(),
@@ -519,6 +524,19 @@ async fn json_logs_carry_no_case_values() {
     let tmp = tempfile::tempdir().unwrap();
     let mut it = Node::init(tmp.path(), "IT");
     let mut al = Node::init(tmp.path(), "AL");
+    // Italy's law lets it send every category to Albania, so that personal data travels.
+    it.edit_config(|t| {
+        let mut v: toml::Value = toml::from_str(t).expect("node.toml");
+        let all = trm_tests::all_categories()
+            .into_iter()
+            .map(toml::Value::String)
+            .collect();
+        v["outgoing"]
+            .as_table_mut()
+            .expect("[outgoing]")
+            .insert("AL".into(), toml::Value::Array(all));
+        toml::to_string(&v).unwrap()
+    });
     // One by flag, one by environment; debug level to log as much as possible.
     it.start(&["--log-format", "json"], &[("RUST_LOG", "debug")])
         .await;
@@ -528,6 +546,35 @@ async fn json_logs_carry_no_case_values() {
     al.pin(&it).await;
     let officer = it.officer("Officer Example-Logs").await;
     let id = send_referral(&it, &officer, CASE_VALUES[2], "2030-01-01").await;
+    // A case with a canary identity, its identity released by a supervisor and sent.
+    let canary = format!("Canarylogova{}", rand::random::<u32>());
+    call_as(
+        &officer,
+        Call::CaseCreate(api::CaseCreate {
+            json: trm_tests::adult_case("IT-OPS-LOGS-0002", Some(&canary)),
+        }),
+    )
+    .await
+    .expect("case create");
+    let supervisor = it.member("Supervisor Example-Logs", "supervisor").await;
+    call_as(
+        &supervisor,
+        Call::ReferralApprove(api::ReferralApprove {
+            referral: "IT-OPS-LOGS-0002/AL".into(),
+            categories: vec!["identity".into()],
+        }),
+    )
+    .await
+    .expect("approve identity");
+    call_as(
+        &officer,
+        Call::ReferralSend(api::ReferralSend {
+            case_id: "IT-OPS-LOGS-0002".into(),
+            to: "AL".into(),
+        }),
+    )
+    .await
+    .expect("referral send");
     wait_outbox_empty(&it).await;
 
     // The values did travel: Albania's officer sees them.
@@ -538,6 +585,19 @@ async fn json_logs_carry_no_case_values() {
     assert_eq!(
         shown["fields"]["reference"]["sending_institution"],
         CASE_VALUES[0]
+    );
+    let case = call_as(
+        &al_officer,
+        Call::CaseShow(api::CaseShow {
+            id: "IT-OPS-LOGS-0002".into(),
+        }),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        case["case"]["identity"]["family_name"],
+        canary.as_str(),
+        "the canary identity was received"
     );
     it.stop();
     al.stop();
@@ -557,7 +617,7 @@ async fn json_logs_carry_no_case_values() {
             node.cc
         );
         assert!(events > 5, "{} logged only {events} events", node.cc);
-        for value in CASE_VALUES {
+        for value in CASE_VALUES.iter().copied().chain([canary.as_str()]) {
             assert!(
                 !log.contains(value),
                 "{}'s log contains the case value {value:?}",
