@@ -161,6 +161,17 @@ pub struct Limits {
     pub idle_timeout_secs: u64,
     /// Time allowed to receive one frame, in seconds (default 10); a stalled stream is reset.
     pub stream_timeout_secs: u64,
+    /// Clock difference tolerated with a peer, in seconds (default 300, at most 3600): a
+    /// message created later than now + this is refused, and so is one signed by a key whose
+    /// validity ended before now − this.
+    pub max_clock_skew_secs: u64,
+}
+
+impl Limits {
+    /// [`Self::max_clock_skew_secs`] in milliseconds.
+    pub fn max_clock_skew_ms(&self) -> i64 {
+        i64::try_from(self.max_clock_skew_secs.min(3600) * 1000).unwrap_or(300_000)
+    }
 }
 
 impl Default for Limits {
@@ -171,6 +182,7 @@ impl Default for Limits {
             max_connections: 256,
             idle_timeout_secs: 30,
             stream_timeout_secs: 10,
+            max_clock_skew_secs: 300,
         }
     }
 }
@@ -519,6 +531,9 @@ impl NodeConfig {
         }
         if !(1..=600).contains(&l.stream_timeout_secs) {
             return Err(invalid("limits.stream_timeout_secs", "must be 1 ..= 600"));
+        }
+        if !(1..=3600).contains(&l.max_clock_skew_secs) {
+            return Err(invalid("limits.max_clock_skew_secs", "must be 1 ..= 3600"));
         }
         let d = &self.delivery;
         if d.backoff_initial_ms == 0 || d.backoff_max_ms < d.backoff_initial_ms {

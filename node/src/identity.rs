@@ -121,6 +121,13 @@ pub struct NodeKeys {
     pub store_key: [u8; 32],
 }
 
+/// The store key is wiped from memory on drop (the signing key wipes itself).
+impl Drop for NodeKeys {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.store_key);
+    }
+}
+
 impl NodeKeys {
     /// Loads the keys named in `cfg` from `dir`.
     pub fn load(dir: &Path, cfg: &NodeConfig) -> Result<Self, IdentityError> {
@@ -186,8 +193,33 @@ impl NodeKeys {
         self.signing.verifying_key().to_bytes()
     }
 
-    /// Builds and signs this node's identity card.
+    /// Builds and signs this node's identity card, valid from now for about two years.
     pub fn card(&self, cfg: &NodeConfig) -> Vec<u8> {
+        let now = now_ms();
+        self.card_valid(cfg, now - 60_000, now + CARD_VALIDITY_MS)
+    }
+
+    /// Builds and signs this node's identity card keeping the validity of the card already in
+    /// `dir` when it is this node's (same country and TLS certificate) and not expired: peers
+    /// refuse a rotation successor that extends the card they pinned, so neither a restart
+    /// nor a rotation moves it. A new validity comes only with a card the operators re-pin.
+    pub fn card_in(&self, dir: &Path, cfg: &NodeConfig) -> Vec<u8> {
+        let now = now_ms();
+        let existing = std::fs::read(dir.join(&cfg.paths.card))
+            .ok()
+            .and_then(|raw| card::verify_card(&raw).ok())
+            .filter(|c| {
+                c.country() == cfg.country
+                    && c.card.tls_cert_der == self.tls_cert.as_ref()
+                    && c.card.valid_until_ms > now
+            });
+        match existing {
+            Some(c) => self.card_valid(cfg, c.card.valid_from_ms, c.card.valid_until_ms),
+            None => self.card(cfg),
+        }
+    }
+
+    fn card_valid(&self, cfg: &NodeConfig, valid_from_ms: i64, valid_until_ms: i64) -> Vec<u8> {
         let now = now_ms();
         let c = pb::Card {
             version: 1,
@@ -201,8 +233,8 @@ impl NodeKeys {
                 .into_iter()
                 .map(|c| c as i32)
                 .collect(),
-            valid_from_ms: now - 60_000,
-            valid_until_ms: now + CARD_VALIDITY_MS,
+            valid_from_ms,
+            valid_until_ms,
             key_history: self.history.clone(),
             issued_ms: now,
         };
@@ -271,7 +303,7 @@ fn dns_safe(s: &str) -> String {
 }
 
 /// An officer's credential file for `trm-admin`: who they are, which node, and the key.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Credential {
     /// Officer name.
@@ -288,6 +320,28 @@ pub struct Credential {
     pub cert_pem: String,
     /// The officer's private key, PKCS#8 PEM.
     pub key_pem: String,
+}
+
+/// Never prints the private key.
+impl std::fmt::Debug for Credential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credential")
+            .field("name", &self.name)
+            .field("role", &self.role)
+            .field("country", &self.country)
+            .field("node", &self.node)
+            .field("node_cert_sha256", &self.node_cert_sha256)
+            .field("cert_pem", &self.cert_pem)
+            .field("key_pem", &"<redacted>")
+            .finish()
+    }
+}
+
+/// The private key is wiped from memory when the credential is dropped.
+impl Drop for Credential {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.key_pem);
+    }
 }
 
 impl Credential {
