@@ -347,15 +347,21 @@ impl Drop for Credential {
 impl Credential {
     /// Reads a credential file (mode 0600 enforced).
     pub fn load(path: &Path) -> Result<Self, IdentityError> {
-        let bytes = read_private(path)?;
-        let text = String::from_utf8(bytes).map_err(|_| IdentityError::Malformed {
-            path: path.to_path_buf(),
-            reason: "not UTF-8".into(),
-        })?;
-        toml::from_str(&text).map_err(|e| IdentityError::Malformed {
+        let mut bytes = read_private(path)?;
+        let Ok(text) = std::str::from_utf8(&bytes) else {
+            zeroize::Zeroize::zeroize(&mut bytes);
+            return Err(IdentityError::Malformed {
+                path: path.to_path_buf(),
+                reason: "not UTF-8".into(),
+            });
+        };
+        let parsed = toml::from_str(text).map_err(|e| IdentityError::Malformed {
             path: path.to_path_buf(),
             reason: format!("not a credential file: {}", e.message()),
-        })
+        });
+        // The file's text holds the private key too.
+        zeroize::Zeroize::zeroize(&mut bytes);
+        parsed
     }
 
     /// Writes the credential file with mode 0600, refusing to overwrite.
@@ -363,11 +369,13 @@ impl Credential {
         if path.exists() {
             return Err(IdentityError::Exists(path.to_path_buf()));
         }
-        let text = toml::to_string_pretty(self).map_err(|e| IdentityError::Malformed {
+        let mut text = toml::to_string_pretty(self).map_err(|e| IdentityError::Malformed {
             path: path.to_path_buf(),
             reason: e.to_string(),
         })?;
-        write_private(path, text.as_bytes())
+        let written = write_private(path, text.as_bytes());
+        zeroize::Zeroize::zeroize(&mut text);
+        written
     }
 }
 

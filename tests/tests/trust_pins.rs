@@ -823,3 +823,129 @@ async fn four_eyes_are_checked_against_the_caller_and_the_case_creator() {
     it.finish().await;
     al.finish().await;
 }
+
+/// Runs `trm-admin` off the runtime's worker threads.
+async fn cli(args: Vec<String>) -> pins::Ran {
+    tokio::task::spawn_blocking(move || {
+        let a: Vec<&str> = args.iter().map(String::as_str).collect();
+        pins::trm_admin(&a)
+    })
+    .await
+    .unwrap()
+}
+
+fn strs(args: &[&str]) -> Vec<String> {
+    args.iter().map(|s| s.to_string()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_officer_makes_the_key_the_operator_registers_the_certificate_and_refusals_exit_64() {
+    use std::os::unix::fs::PermissionsExt;
+    // Build the binaries before any node runs.
+    tokio::task::spawn_blocking(pins::bin_dir).await.unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let mut it = TestNode::init(tmp.path(), "IT");
+    it.start().await;
+    let op = it.dir.join(trm_node::identity::OPERATOR_CRED);
+    let op = op.to_str().unwrap().to_string();
+    let p = |name: &str| tmp.path().join(name).to_str().unwrap().to_string();
+    let node_cert = trm_proto::signing::fingerprint(&it.keys().tls_cert);
+
+    // The officer, on their own machine.
+    let r = cli(strs(&[
+        "officer",
+        "keygen",
+        "Officer Own-Key",
+        "--role",
+        "officer",
+        "--node",
+        &it.admin_addr.to_string(),
+        "--node-cert",
+        &node_cert,
+        "--out",
+        &p("own.cred"),
+    ]))
+    .await;
+    assert_eq!(r.code, Some(0), "{r:?}");
+    let cred_mode = std::fs::metadata(p("own.cred"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(cred_mode & 0o777, 0o600);
+    let crt = std::fs::read_to_string(p("own.crt")).unwrap();
+    assert!(crt.contains("BEGIN CERTIFICATE") && !crt.contains("PRIVATE KEY"));
+    // Not registered yet: refused.
+    let r = cli(strs(&["--cred", &p("own.cred"), "status"])).await;
+    assert_ne!(r.code, Some(0), "{r:?}");
+    // The operator registers the certificate only.
+    let r = cli(strs(&[
+        "--cred",
+        &op,
+        "officer",
+        "add",
+        "Officer Own-Key",
+        "--role",
+        "officer",
+        "--cert",
+        &p("own.crt"),
+    ]))
+    .await;
+    assert_eq!(r.code, Some(0), "{r:?}");
+    let r = cli(strs(&["--cred", &p("own.cred"), "--json", "case", "list"])).await;
+    assert_eq!(r.code, Some(0), "the officer's own credential works: {r:?}");
+
+    // peer add of another card for a pinned country: exit 64, one line, both fingerprints.
+    let t = now();
+    let (tls1, tls2) = (TlsId::new("trm-node-FR"), TlsId::new("trm-node-FR"));
+    let (k1, k2) = (new_key(), new_key());
+    for (file, tls, k) in [("fr1.trm", &tls1, &k1), ("fr2.trm", &tls2, &k2)] {
+        let card = pins::card(&CardSpec {
+            country: "FR",
+            tls_cert_der: &tls.cert,
+            from: t - DAY,
+            until: t + DAY,
+            keys: vec![KeySpec {
+                key: k,
+                from: t - DAY,
+                until: 0,
+            }],
+        });
+        std::fs::write(p(file), card).unwrap();
+    }
+    let r = cli(strs(&["--cred", &op, "peer", "add", &p("fr1.trm")])).await;
+    assert_eq!(r.code, Some(0), "{r:?}");
+    let r = cli(strs(&["--cred", &op, "peer", "add", &p("fr2.trm")])).await;
+    assert_eq!(r.code, Some(64), "{r:?}");
+    assert_eq!(r.stderr.lines().count(), 1, "{r:?}");
+    for fp in [fingerprint_of_key(&k1), fingerprint_of_key(&k2)] {
+        assert!(r.stderr.contains(&fp), "{r:?}");
+    }
+    let r = cli(strs(&[
+        "--cred",
+        &op,
+        "peer",
+        "add",
+        "--replace",
+        &p("fr2.trm"),
+    ]))
+    .await;
+    assert_eq!(r.code, Some(0), "{r:?}");
+    assert_eq!(
+        pins::pinned_card(&it, "FR"),
+        Some(std::fs::read(p("fr2.trm")).unwrap())
+    );
+
+    // The operator revokes the officer: the credential stops working.
+    let r = cli(strs(&[
+        "--cred",
+        &op,
+        "officer",
+        "revoke",
+        "Officer Own-Key",
+    ]))
+    .await;
+    assert_eq!(r.code, Some(0), "{r:?}");
+    let r = cli(strs(&["--cred", &p("own.cred"), "status"])).await;
+    assert_ne!(r.code, Some(0), "{r:?}");
+    it.finish().await;
+}
