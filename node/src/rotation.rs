@@ -341,9 +341,10 @@ pub fn pin(ctx: &Ctx, next: VerifiedCard) {
     ctx.peers.put(next, revoked);
 }
 
-/// Delivery order: an announcement goes alone (after what precedes it) and the messages after
-/// it wait for its receipt. Returns the batch to send now and updates `barrier`, the id of the
-/// announcement in flight.
+/// Delivery order: an announcement goes first and alone (messages already in flight aside),
+/// and every other message waits for its receipt, so that a message re-signed with the new
+/// key never reaches the peer before the new key does. Returns the batch to send now and
+/// updates `barrier`, the id of the announcement in flight.
 pub fn order_batch(
     mut batch: Vec<SentRecord>,
     barrier: &mut Option<Vec<u8>>,
@@ -354,8 +355,47 @@ pub fn order_batch(
     }
     *barrier = None;
     if let Some(pos) = batch.iter().position(|r| r.kind == "key_announcement") {
-        batch.truncate(pos + 1);
-        *barrier = Some(batch[pos].id.clone());
+        let announcement = batch.swap_remove(pos);
+        *barrier = Some(announcement.id.clone());
+        return vec![announcement];
     }
     batch
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+
+    fn rec(id: u8, kind: &str) -> SentRecord {
+        SentRecord {
+            id: vec![id],
+            kind: kind.into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn an_announcement_goes_first_and_alone_and_the_rest_waits_for_its_receipt() {
+        let mut barrier = None;
+        let batch = vec![
+            rec(1, "referral"),
+            rec(2, "key_announcement"),
+            rec(3, "follow_up"),
+        ];
+        let out = order_batch(batch, &mut barrier, &HashSet::new());
+        assert_eq!(out.iter().map(|r| r.id[0]).collect::<Vec<_>>(), vec![2]);
+        assert_eq!(barrier, Some(vec![2]));
+        // While it is in flight nothing else leaves, not even what was queued before it.
+        let inflight: HashSet<Vec<u8>> = [vec![2]].into();
+        assert!(order_batch(vec![rec(1, "referral")], &mut barrier, &inflight).is_empty());
+        // Once answered, the rest goes.
+        let out = order_batch(
+            vec![rec(1, "referral"), rec(3, "follow_up")],
+            &mut barrier,
+            &HashSet::new(),
+        );
+        assert_eq!(out.len(), 2);
+        assert_eq!(barrier, None);
+    }
 }
