@@ -5,9 +5,8 @@
 //! behind the TLS certificate; recipient = this node; the message is not created later than
 //! now + `limits.max_clock_skew_secs`; the signing key belongs to the sender's key history,
 //! was valid when the message was created and had not ended before now − the skew;
-//! `verify_strict`; the payload's
-//! own rules ([`crate::lifecycle::check_incoming`]). Only then is anything stored, and the receipt
-//! leaves only after the store has flushed it.
+//! `verify_strict`; the payload's own rules ([`crate::lifecycle::check_incoming`]). Only then
+//! is anything stored, and the receipt leaves only after the store has flushed it.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -463,7 +462,7 @@ fn check(
             RejectReason::Malformed,
             format!(
                 "message created {} s in the future (allowed clock skew {} s)",
-                (body.created_ms - now) / 1000,
+                body.created_ms.saturating_sub(now) / 1000,
                 skew / 1000
             ),
         ));
