@@ -76,10 +76,21 @@ for cc in "${countries[@]}"; do
 done
 echo "== three nodes running and pinned to each other"
 
-"$admin" --cred "$data/IT/operator.cred" officer add "Officer Rossi-Example" --role officer --out "$data/it-officer.cred" >/dev/null
-"$admin" --cred "$data/IT/operator.cred" officer add "Supervisor Bianchi-Example" --role supervisor --out "$data/it-supervisor.cred" >/dev/null
-"$admin" --cred "$data/FR/operator.cred" officer add "Officer Martin-Example" --role officer --out "$data/fr-officer.cred" >/dev/null
-"$admin" --cred "$data/AL/operator.cred" officer add "Officer Hoxha-Example" --role officer --out "$data/al-officer.cred" >/dev/null
+# An officer makes their key pair on their own machine (`officer keygen`, with the node's
+# address and certificate fingerprint from the operator); the operator registers only the
+# certificate (`officer add --cert`). Here both sides run on this machine.
+enrol() { # country, name, role, credential file
+  local st addr fp
+  st=$("$admin" --cred "$data/$1/operator.cred" --json status)
+  addr=$(printf '%s\n' "$st" | sed -n 's/.*"admin_listen": "\([^"]*\)".*/\1/p' | head -n 1)
+  fp=$(printf '%s\n' "$st" | sed -n 's/.*"tls_certificate": "\([^"]*\)".*/\1/p' | head -n 1)
+  "$admin" officer keygen "$2" --role "$3" --node "$addr" --node-cert "$fp" --out "$4" >/dev/null
+  "$admin" --cred "$data/$1/operator.cred" officer add "$2" --role "$3" --cert "${4%.cred}.crt" >/dev/null
+}
+enrol IT "Officer Rossi-Example" officer "$data/it-officer.cred"
+enrol IT "Supervisor Bianchi-Example" supervisor "$data/it-supervisor.cred"
+enrol FR "Officer Martin-Example" officer "$data/fr-officer.cred"
+enrol AL "Officer Hoxha-Example" officer "$data/al-officer.cred"
 
 echo "== Italy records a synthetic case and previews the referral to Albania"
 "$admin" --cred "$data/it-officer.cred" case create --file examples/adult-labour.json
@@ -112,7 +123,7 @@ echo "== Italy's status"
 "$admin" --cred "$data/it-officer.cred" status
 
 echo "== an auditor exports Albania's audit log; anyone verifies it offline (no node, no credential)"
-"$admin" --cred "$data/AL/operator.cred" officer add "Auditor Example" --role auditor --out "$data/al-auditor.cred" >/dev/null
+enrol AL "Auditor Example" auditor "$data/al-auditor.cred"
 "$admin" --cred "$data/al-auditor.cred" audit export --out "$data/al-audit.trm"
 "$admin" audit verify "$data/al-audit.trm"
 

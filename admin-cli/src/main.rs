@@ -110,6 +110,10 @@ enum PeerCmd {
     Add {
         /// The partner's card file (card.trm).
         card: PathBuf,
+        /// Re-pin a country already pinned with another card, or revoked (this also lifts the
+        /// revocation). Without it such a card is refused (exit 64) naming both fingerprints.
+        #[arg(long)]
+        replace: bool,
     },
     /// List pinned partners.
     List,
@@ -119,7 +123,7 @@ enum PeerCmd {
         country: String,
     },
     /// Revoke a partner: its connections close, new handshakes and messages are refused;
-    /// its earlier signatures still verify in audits. Undo by adding its card again.
+    /// its earlier signatures still verify in audits. Undo with `peer add --replace CARD`.
     Revoke {
         /// Country code.
         country: String,
@@ -134,16 +138,47 @@ enum PeerCmd {
 
 #[derive(Subcommand)]
 enum OfficerCmd {
-    /// Issue a credential with one role; the private key is made here and never sent.
+    /// Officer, on their own machine: make a key pair and a credential file (mode 0600, the
+    /// key never leaves this machine) plus a certificate FILE.crt to give the operator. Needs
+    /// no credential and no node.
+    Keygen {
+        /// Officer name (as the operator will register it).
+        name: String,
+        /// The role asked for: operator, officer, supervisor or auditor (the node decides).
+        #[arg(long)]
+        role: String,
+        /// The node's admin address, from the operator.
+        #[arg(long)]
+        node: std::net::SocketAddr,
+        /// SHA-256 of the node's TLS certificate (hex, spaces or colons allowed), from the
+        /// operator (`trm-admin status`, "TLS certificate").
+        #[arg(long)]
+        node_cert: String,
+        /// Credential file to write; the certificate goes beside it with extension .crt.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Operator: register an officer's certificate with one role (`--cert`, made by the
+    /// officer with `officer keygen`). `--out` instead makes the key pair on THIS machine:
+    /// for local testing only, never for real officers.
     Add {
         /// Officer name.
         name: String,
         /// operator, officer, supervisor or auditor.
         #[arg(long)]
         role: String,
-        /// Credential file to write (mode 0600).
+        /// The officer's certificate file (PEM, from `officer keygen`).
+        #[arg(long, conflicts_with = "out", required_unless_present = "out")]
+        cert: Option<PathBuf>,
+        /// LOCAL TESTING ONLY: make the officer's key here and write a credential file.
         #[arg(long)]
-        out: PathBuf,
+        out: Option<PathBuf>,
+    },
+    /// Operator: revoke every credential of an officer; their live sessions close and later
+    /// calls are refused. Audited.
+    Revoke {
+        /// Officer name.
+        name: String,
     },
     /// List issued credentials.
     List,
@@ -533,6 +568,85 @@ fn parse_time(s: &str, end_of_day: bool) -> Result<i64, Failure> {
     }
 }
 
+/// Reads a certificate file: PEM, or raw DER.
+fn read_cert(path: &Path) -> Result<Vec<u8>, Failure> {
+    use rustls::pki_types::pem::PemObject;
+    let bytes = read_file(path)?;
+    let der = match rustls::pki_types::CertificateDer::from_pem_slice(&bytes) {
+        Ok(c) => c.to_vec(),
+        Err(_) if bytes.first() == Some(&0x30) => bytes,
+        Err(e) => {
+            return Err(Failure::usage(format!(
+                "{}: not a certificate ({e})",
+                path.display()
+            )))
+        }
+    };
+    Ok(der)
+}
+
+/// `officer keygen`: the officer's key pair, made on their own machine. Writes the
+/// credential (mode 0600) and the certificate for the operator; contacts no node.
+fn keygen(
+    name: &str,
+    role: &str,
+    node: std::net::SocketAddr,
+    node_cert: &str,
+    out: &Path,
+) -> Result<(), Failure> {
+    if trm_node::admin::Role::parse(role).is_none() {
+        return Err(Failure::usage(format!(
+            "unknown role {role:?}: use operator, officer, supervisor or auditor"
+        )));
+    }
+    if name.trim().is_empty() || name.len() > 64 {
+        return Err(Failure::usage("officer name must be 1 to 64 characters"));
+    }
+    let fp: String = node_cert
+        .chars()
+        .filter(|c| !matches!(c, ' ' | ':'))
+        .collect::<String>()
+        .to_ascii_lowercase();
+    if fp.len() != 64 || !fp.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(Failure::usage(
+            "--node-cert must be the 64 hex digits of the node's TLS certificate SHA-256",
+        ));
+    }
+    let cert_path = out.with_extension("crt");
+    for p in [out, cert_path.as_path()] {
+        if p.exists() {
+            return Err(Failure::usage(format!(
+                "{} already exists; refusing to overwrite",
+                p.display()
+            )));
+        }
+    }
+    let made =
+        trm_node::identity::self_signed(name, role).map_err(|e| Failure::new(1, e.to_string()))?;
+    let cred = Credential {
+        name: name.to_string(),
+        role: role.to_string(),
+        country: String::new(),
+        node,
+        node_cert_sha256: fp,
+        cert_pem: made.cert_pem.clone(),
+        key_pem: made.key_pem.clone(),
+    };
+    cred.save(out).map_err(|e| Failure::new(1, e.to_string()))?;
+    trm_node::identity::write_public(&cert_path, made.cert_pem.as_bytes())
+        .map_err(|e| Failure::new(1, e.to_string()))?;
+    println!(
+        "wrote {} (private, mode 0600: keep it on this machine)
+wrote {} (certificate {}): give it to your operator, who runs
+  trm-admin officer add {name:?} --role {role} --cert {}",
+        out.display(),
+        cert_path.display(),
+        trm_proto::signing::fingerprint(&made.cert_der),
+        cert_path.display()
+    );
+    Ok(())
+}
+
 /// `audit verify`: offline, no credential.
 fn verify_bundle(file: &Path, json: bool) -> Result<(), Failure> {
     let bytes = read_file(file, FileKind::Bundle)?;
@@ -599,11 +713,21 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         }
         _ => {}
     }
+    if let Cmd::Officer(OfficerCmd::Keygen {
+        name,
+        role,
+        node,
+        node_cert,
+        out,
+    }) = &cli.cmd
+    {
+        return keygen(name, role, *node, node_cert, out);
+    }
     let cred = load_cred(cli.cred.as_deref())?;
     // Everything that can fail locally is checked before the node is contacted.
     let (call, view, after): (Call, render::View, After) = match cli.cmd {
         Cmd::Status => (Call::Status(api::Status {}), render::View::Status, None),
-        Cmd::Peer(PeerCmd::Add { card }) => {
+        Cmd::Peer(PeerCmd::Add { card, replace }) => {
             let bytes = read_file(&card, FileKind::Card)?;
             // The node verifies the card too; checking here names the file and pins nothing.
             if let Err(e) = trm_proto::card::verify_card(&bytes) {
@@ -612,11 +736,12 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                     card.display()
                 )));
             }
-            (
-                Call::PeerAdd(api::PeerAdd { card: bytes }),
-                render::View::Peer,
-                None,
-            )
+            let call = if replace {
+                Call::PeerReplace(api::PeerReplace { card: bytes })
+            } else {
+                Call::PeerAdd(api::PeerAdd { card: bytes })
+            };
+            (call, render::View::Peer, None)
         }
         Cmd::Peer(PeerCmd::List) => (Call::PeerList(api::PeerList {}), render::View::Peers, None),
         Cmd::Peer(PeerCmd::Remove { country }) => (
@@ -664,7 +789,42 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 Some(Box::new(write)),
             )
         }
-        Cmd::Officer(OfficerCmd::Add { name, role, out }) => {
+        Cmd::Officer(OfficerCmd::Keygen { .. }) => {
+            return Err(Failure::usage("officer keygen contacts no node"))
+        }
+        Cmd::Officer(OfficerCmd::Revoke { name }) => (
+            Call::OfficerRevoke(api::OfficerRevoke { name }),
+            render::View::Json,
+            None,
+        ),
+        Cmd::Officer(OfficerCmd::Add {
+            name,
+            role,
+            cert: Some(cert),
+            ..
+        }) => {
+            if trm_node::admin::Role::parse(&role).is_none() {
+                return Err(Failure::usage(format!(
+                    "unknown role {role:?}: use operator, officer, supervisor or auditor"
+                )));
+            }
+            let cert_der = read_cert(&cert)?;
+            (
+                Call::OfficerAdd(api::OfficerAdd {
+                    name,
+                    role,
+                    cert_der,
+                }),
+                render::View::Officer,
+                None,
+            )
+        }
+        Cmd::Officer(OfficerCmd::Add {
+            name,
+            role,
+            out: Some(out),
+            ..
+        }) => {
             if trm_node::admin::Role::parse(&role).is_none() {
                 return Err(Failure::usage(format!(
                     "unknown role {role:?}: use operator, officer, supervisor or auditor"
@@ -698,7 +858,9 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                     cert_pem,
                     key_pem,
                 };
-                c.save(&out).map_err(|e| Failure::new(1, e.to_string()))
+                c.save(&out).map_err(|e| Failure::new(1, e.to_string()))?;
+                eprintln!("trm-admin: warning: --out made the officer's private key on this machine: for local testing only (real officers use `officer keygen`, the operator `officer add --cert`)");
+                Ok(())
             };
             (
                 Call::OfficerAdd(api::OfficerAdd {
@@ -709,6 +871,11 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 render::View::Officer,
                 Some(Box::new(write)),
             )
+        }
+        Cmd::Officer(OfficerCmd::Add { .. }) => {
+            return Err(Failure::usage(
+                "officer add needs --cert FILE (or --out for local testing)",
+            ))
         }
         Cmd::Officer(OfficerCmd::List) => (
             Call::OfficerList(api::OfficerList {}),
@@ -924,6 +1091,15 @@ async fn run(cli: Cli) -> Result<(), Failure> {
     let result = client.call_with_data(call).await;
     client.close().await;
     let (value, data) = result.map_err(|e| match (&view, e) {
+        // A refused card (invalid, expired, another country's certificate or key, or a
+        // country already pinned without --replace) is bad input.
+        (
+            render::View::Peer,
+            ClientError::Refused {
+                message,
+                required_role: None,
+            },
+        ) => Failure::usage(message),
         // A refused case file is bad input (64) and names the file; a refused role stays 77.
         (
             render::View::Created(file),

@@ -142,7 +142,13 @@ pub(crate) fn render(view: &View, v: &Value) -> String {
             }
             out
         }
-        View::Peer => format!("pinned peer\n{}", peer_block(v)),
+        View::Peer => {
+            let mut out = format!("pinned peer\n{}", peer_block(v));
+            if let Some(w) = v.get("warning").and_then(Value::as_str) {
+                out.push_str(&format!("warning:          {w}\n"));
+            }
+            out
+        }
         View::Peers => {
             let rows: Vec<Vec<String>> = list(v, "peers")
                 .iter()
@@ -166,17 +172,26 @@ pub(crate) fn render(view: &View, v: &Value) -> String {
             s(v, "entries"), s(v, "tree_size"), s(v, "checkpoints"), s(v, "peer_cards")
         ),
         View::Officer => format!(
-            "issued credential for {} (role {}) on node {}\n",
+            "registered {} (role {}, certificate {}) on node {}\nthe officer's credential names node {} and node certificate {}\n",
             s(v, "name"),
             s(v, "role"),
-            s(v, "country")
+            s(v, "certificate"),
+            s(v, "country"),
+            s(v, "node"),
+            s(v, "node_cert_sha256")
         ),
         View::Officers => {
             let rows: Vec<Vec<String>> = list(v, "officers")
                 .iter()
-                .map(|o| vec![s(o, "name"), s(o, "role"), s(o, "added"), s(o, "certificate").chars().take(19).collect()])
+                .map(|o| {
+                    let state = match o.get("revoked").and_then(Value::as_str) {
+                        Some(at) => format!("revoked {at}"),
+                        None => "active".into(),
+                    };
+                    vec![s(o, "name"), s(o, "role"), s(o, "added"), s(o, "certificate").chars().take(19).collect(), state]
+                })
                 .collect();
-            table(&["name", "role", "added", "certificate"], &rows)
+            table(&["name", "role", "added", "certificate", "state"], &rows)
         }
         View::Created(_) => format!("recorded case {} ({} fields)\n", s(v, "id"), s(v, "fields")),
         View::Cases => {

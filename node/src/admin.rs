@@ -92,12 +92,14 @@ pub fn call_rules(call: &Call) -> (&'static str, &'static [Role]) {
     match call {
         Call::Status(_) => ("status", &[Operator, Officer, Supervisor, Auditor]),
         Call::PeerAdd(_) => ("peer add", &[Operator]),
+        Call::PeerReplace(_) => ("peer add --replace", &[Operator]),
         Call::PeerList(_) => ("peer list", &[Operator, Officer, Supervisor, Auditor]),
         Call::PeerRemove(_) => ("peer remove", &[Operator]),
         Call::PeerRevoke(_) => ("peer revoke", &[Operator]),
         Call::PeerTrust(_) => ("peer trust", &[Operator]),
         Call::OfficerAdd(_) => ("officer add", &[Operator]),
         Call::OfficerList(_) => ("officer list", &[Operator, Auditor]),
+        Call::OfficerRevoke(_) => ("officer revoke", &[Operator]),
         Call::CaseCreate(_) => ("case create", &[Officer]),
         Call::CaseList(_) => ("case list", READ_CASES),
         Call::CaseShow(_) => ("case show", READ_CASES),
@@ -148,22 +150,42 @@ async fn connection(ctx: Arc<Ctx>, conn: quinn::Connection) {
         return;
     };
     let fp = trm_proto::signing::sha256(&cert);
-    let caller = match ctx.store.officer(&fp) {
-        Ok(Some(o)) => match Role::parse(&o.role) {
+    let active = |ctx: &Ctx| {
+        ctx.store
+            .officer(&fp)
+            .ok()
+            .flatten()
+            .filter(|o| o.revoked_ms == 0)
+    };
+    let caller = match active(&ctx) {
+        Some(o) => match Role::parse(&o.role) {
             Some(role) => Caller { name: o.name, role },
             None => return,
         },
-        _ => {
+        None => {
             conn.close(1u32.into(), b"unknown officer");
             return;
         }
     };
     let mut shutdown = ctx.shutdown.clone();
+    // Wakes on revocations: a revoked officer's live session closes at once.
+    let mut changed = ctx.trust.watch();
     loop {
         let (mut send, mut recv) = tokio::select! {
             s = conn.accept_bi() => match s { Ok(s) => s, Err(_) => break },
             _ = shutdown.changed() => break,
+            _ = changed.changed() => {
+                if active(&ctx).is_none() {
+                    conn.close(4u32.into(), b"officer revoked");
+                    break;
+                }
+                continue;
+            }
         };
+        if active(&ctx).is_none() {
+            conn.close(4u32.into(), b"officer revoked");
+            break;
+        }
         let ctx = ctx.clone();
         let caller = caller.clone();
         tokio::spawn(async move {

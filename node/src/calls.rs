@@ -21,6 +21,9 @@ use crate::tls::Pin;
 /// What an admin call is about, for the audit log (ids and countries, never values).
 pub fn target(call: &Call) -> String {
     match call {
+        Call::PeerAdd(r) => card_country(&r.card),
+        Call::PeerReplace(r) => format!("{} (replace)", card_country(&r.card)),
+        Call::OfficerRevoke(r) => r.name.clone(),
         Call::PeerRemove(r) => r.country.clone(),
         Call::PeerRevoke(r) => r.country.clone(),
         Call::PeerTrust(r) => r.country.clone(),
@@ -35,17 +38,25 @@ pub fn target(call: &Call) -> String {
     }
 }
 
+fn card_country(raw: &[u8]) -> String {
+    trm_proto::card::verify_card(raw)
+        .map(|c| c.country().to_string())
+        .unwrap_or_default()
+}
+
 /// Runs one call.
 pub async fn run(ctx: &Arc<Ctx>, caller: &Caller, call: Call) -> Result<Value, CallError> {
     match call {
         Call::Status(_) => status(ctx),
-        Call::PeerAdd(r) => peer_add(ctx, &r.card).await,
+        Call::PeerAdd(r) => peer_add(ctx, &r.card, false).await,
+        Call::PeerReplace(r) => peer_add(ctx, &r.card, true).await,
         Call::PeerList(_) => Ok(json!({ "peers": peer_list(ctx) })),
         Call::PeerRemove(r) => peer_remove(ctx, &r.country).await,
         Call::PeerRevoke(r) => crate::trust::revoke(ctx, &r.country).await,
         Call::PeerTrust(r) => crate::trust::trust(ctx, &r.country).await,
         Call::OfficerAdd(r) => officer_add(ctx, &r.name, &r.role, &r.cert_der).await,
         Call::OfficerList(_) => officer_list(ctx),
+        Call::OfficerRevoke(r) => officer_revoke(ctx, caller, &r.name).await,
         Call::CaseCreate(r) => case_create(ctx, caller, &r.json).await,
         Call::CaseList(_) => case_list(ctx),
         Call::CaseShow(r) => case_show(ctx, &r.id).await,
@@ -157,21 +168,67 @@ fn card_json(card: &trm_proto::card::VerifiedCard, revoked: bool) -> Value {
     })
 }
 
-async fn peer_add(ctx: &Ctx, raw: &[u8]) -> Result<Value, CallError> {
+/// `peer add [--replace]`: pins a verified, unexpired card whose certificate and keys are no
+/// other country's. A country already pinned with another card, or revoked, is re-pinned only
+/// with `replace` (the operator's explicit re-approval; it also lifts a revocation).
+async fn peer_add(ctx: &Ctx, raw: &[u8], replace: bool) -> Result<Value, CallError> {
     let card = trm_proto::card::verify_card(raw)
         .map_err(|e| CallError::msg(format!("identity card refused: {e}")))?;
-    if card.country() == ctx.country() {
+    let cc = card.country().to_string();
+    if cc == ctx.country() {
         return Err(CallError::msg("that is this node's own card"));
     }
-    let rec = crate::peers::record(&card, ctx.clock.now_ms());
+    let now = ctx.clock.now_ms();
+    if card.card.valid_until_ms <= now {
+        return Err(CallError::msg(format!(
+            "identity card refused: it expired at {}",
+            format_ms(card.card.valid_until_ms)
+        )));
+    }
+    if let Some(why) = ctx
+        .peers
+        .conflict(&card, &ctx.keys.tls_cert, &ctx.keys.history)
+    {
+        return Err(CallError::msg(format!(
+            "identity card of {cc} refused: {why}"
+        )));
+    }
+    if let Some(old) = ctx.peers.get(&cc) {
+        let same = old.card.raw == card.raw;
+        if same && !old.revoked {
+            return Ok(card_json(&card, false));
+        }
+        if !replace {
+            let why = if old.revoked {
+                "is revoked".to_string()
+            } else {
+                "is already pinned with another card".to_string()
+            };
+            return Err(CallError::msg(format!(
+                "{cc} {why} (pinned: signing key {}, TLS certificate {}; new: signing key {}, TLS certificate {}); to re-pin it, run peer add --replace",
+                old.card.signing_fingerprint(),
+                old.card.tls_fingerprint(),
+                card.signing_fingerprint(),
+                card.tls_fingerprint()
+            )));
+        }
+    }
+    let rec = crate::peers::record(&card, now);
     ctx.store
         .commit(vec![
-            Op::PutPeer(card.country().to_string(), rec),
+            Op::PutPeer(cc.clone(), rec),
             crate::trust::archive_card(&card),
         ])
         .await?;
-    let out = card_json(&card, false);
-    tracing::info!(peer = %card.country(), "peer pinned");
+    let mut out = card_json(&card, false);
+    if card.card.valid_from_ms > now {
+        out["warning"] = json!(format!(
+            "the card is not valid before {}: connections with {cc} are refused until then",
+            format_ms(card.card.valid_from_ms)
+        ));
+        tracing::warn!(peer = %cc, "pinned a card that is not valid yet");
+    }
+    tracing::info!(peer = %cc, replace, "peer pinned");
     ctx.peers.put(card, false);
     Ok(out)
 }
@@ -221,6 +278,7 @@ async fn officer_add(
         role: role.name().to_string(),
         cert_der: cert_der.to_vec(),
         added_ms: ctx.clock.now_ms(),
+        revoked_ms: 0,
     };
     ctx.store.commit(vec![Op::PutOfficer(fp, rec)]).await?;
     ctx.officer_pins.insert(
@@ -234,6 +292,7 @@ async fn officer_add(
     Ok(json!({
         "name": name,
         "role": role.name(),
+        "certificate": signing::fingerprint(cert_der),
         "country": ctx.cfg.country,
         "node": ctx.admin_addr.to_string(),
         "node_cert_sha256": hex::encode(signing::sha256(&ctx.keys.tls_cert)),
@@ -247,10 +306,45 @@ fn officer_list(ctx: &Ctx) -> Result<Value, CallError> {
         .into_iter()
         .map(|(fp, o)| {
             json!({ "name": o.name, "role": o.role, "certificate": signing::fingerprint(&o.cert_der),
-                    "added": format_ms(o.added_ms), "id": hex::encode(&fp[..8]) })
+                    "added": format_ms(o.added_ms), "id": hex::encode(&fp[..8]),
+                    "revoked": (o.revoked_ms != 0).then(|| format_ms(o.revoked_ms)) })
         })
         .collect();
     Ok(json!({ "officers": list }))
+}
+
+/// `officer revoke NAME`: marks every active credential of `name` revoked (kept for the
+/// audit), unpins them so new handshakes fail, and wakes live admin sessions, which close
+/// when their credential is revoked. The last active operator cannot be revoked.
+async fn officer_revoke(ctx: &Ctx, caller: &Caller, name: &str) -> Result<Value, CallError> {
+    let officers = ctx.store.officers()?;
+    let now = ctx.clock.now_ms();
+    let mut ops = Vec::new();
+    for (fp, o) in &officers {
+        if o.name == name && o.revoked_ms == 0 {
+            let mut rec = o.clone();
+            rec.revoked_ms = now;
+            ops.push(Op::PutOfficer(*fp, rec));
+        }
+    }
+    if ops.is_empty() {
+        return Err(CallError::msg(format!("no active officer named {name:?}")));
+    }
+    let operators_left = officers
+        .iter()
+        .filter(|(_, o)| o.revoked_ms == 0 && o.role == Role::Operator.name() && o.name != name)
+        .count();
+    if operators_left == 0 {
+        return Err(CallError::msg(format!(
+            "{name:?} holds the last active operator credential; add another operator first"
+        )));
+    }
+    let n = ops.len();
+    ctx.store.commit(ops).await?;
+    ctx.officer_pins.remove_who(name);
+    ctx.trust.notify();
+    tracing::warn!(officer = %name, by = %caller.name, credentials = n, "officer revoked: sessions closed, calls refused");
+    Ok(json!({ "revoked": name, "credentials": n, "at": format_ms(now) }))
 }
 
 async fn case_create(ctx: &Ctx, caller: &Caller, text: &str) -> Result<Value, CallError> {
@@ -430,17 +524,23 @@ async fn case_show(ctx: &Ctx, id: &str) -> Result<Value, CallError> {
     Err(CallError::msg(format!("no case {id}")))
 }
 
-/// Categories a supervisor other than `officer` approved for (case, peer).
+/// Categories approved for (case, peer) by a supervisor who is neither `officer` (the caller
+/// who sends or releases) nor the case's creator: four eyes.
 pub fn approved_for(
     ctx: &Ctx,
     case_id: &str,
     peer: &str,
     officer: &str,
 ) -> Result<BTreeSet<Category>, CallError> {
+    let creator = ctx
+        .store
+        .case(case_id)?
+        .map(|c| c.created_by)
+        .unwrap_or_default();
     Ok(ctx
         .store
         .approval(case_id, peer)?
-        .filter(|a| a.supervisor != officer)
+        .filter(|a| a.supervisor != officer && a.supervisor != creator)
         .map(|a| {
             a.categories
                 .iter()

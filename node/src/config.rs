@@ -186,6 +186,17 @@ pub struct Limits {
     /// Time allowed to receive one frame, in seconds (default 10; 1 ..= 600); a stalled
     /// stream is reset.
     pub stream_timeout_secs: u64,
+    /// Clock difference tolerated with a peer, in seconds (default 300, at most 3600): a
+    /// message created later than now + this is refused, and so is one signed by a key whose
+    /// validity ended before now − this.
+    pub max_clock_skew_secs: u64,
+}
+
+impl Limits {
+    /// [`Self::max_clock_skew_secs`] in milliseconds.
+    pub fn max_clock_skew_ms(&self) -> i64 {
+        i64::try_from(self.max_clock_skew_secs.min(3600) * 1000).unwrap_or(300_000)
+    }
 }
 
 impl Default for Limits {
@@ -196,6 +207,7 @@ impl Default for Limits {
             max_connections: 256,
             idle_timeout_secs: 30,
             stream_timeout_secs: 10,
+            max_clock_skew_secs: 300,
         }
     }
 }
@@ -539,6 +551,7 @@ impl NodeConfig {
         in_range("limits.max_connections", l.max_connections, 1..=65_536)?;
         in_range("limits.idle_timeout_secs", l.idle_timeout_secs, 1..=3600)?;
         in_range("limits.stream_timeout_secs", l.stream_timeout_secs, 1..=600)?;
+        in_range("limits.max_clock_skew_secs", l.max_clock_skew_secs, 1..=3600)?;
         let d = &self.delivery;
         in_range(
             "delivery.backoff_initial_ms",

@@ -241,6 +241,10 @@ async fn connect(ctx: &Ctx, peer: &str) -> Result<quinn::Connection, String> {
 
 async fn attempt(ctx: &Ctx, conn: &quinn::Connection, rec: SentRecord) -> Attempt {
     let started = Instant::now();
+    let rec = match crate::rotation::resign_if_retired(ctx, rec).await {
+        Ok(r) => r,
+        Err(e) => return Attempt::Retry(e),
+    };
     let envelope = match pb::Envelope::decode(rec.envelope.as_slice()) {
         Ok(e) => e,
         Err(e) => return Attempt::Retry(format!("stored message unreadable: {e}")),

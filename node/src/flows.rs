@@ -184,7 +184,9 @@ pub async fn disclose(
             "none of the named fields is in the referral",
         ));
     }
-    let (_, decisions) = calls::preview(ctx, &case_id, &peer, &sent.officer).await?;
+    // Four eyes against the caller who releases now (and the case's creator), not the
+    // original sender.
+    let (_, decisions) = calls::preview(ctx, &case_id, &peer, &caller.name).await?;
     let allowed: BTreeSet<&str> = decisions
         .iter()
         .filter(|d| d.released)

@@ -121,6 +121,13 @@ pub struct NodeKeys {
     pub store_key: [u8; 32],
 }
 
+/// The store key is wiped from memory on drop (the signing key wipes itself).
+impl Drop for NodeKeys {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.store_key);
+    }
+}
+
 impl NodeKeys {
     /// Loads the keys named in `cfg` from `dir`.
     pub fn load(dir: &Path, cfg: &NodeConfig) -> Result<Self, IdentityError> {
@@ -186,8 +193,33 @@ impl NodeKeys {
         self.signing.verifying_key().to_bytes()
     }
 
-    /// Builds and signs this node's identity card.
+    /// Builds and signs this node's identity card, valid from now for about two years.
     pub fn card(&self, cfg: &NodeConfig) -> Vec<u8> {
+        let now = now_ms();
+        self.card_valid(cfg, now - 60_000, now + CARD_VALIDITY_MS)
+    }
+
+    /// Builds and signs this node's identity card keeping the validity of the card already in
+    /// `dir` when it is this node's (same country and TLS certificate) and not expired: peers
+    /// refuse a rotation successor that extends the card they pinned, so neither a restart
+    /// nor a rotation moves it. A new validity comes only with a card the operators re-pin.
+    pub fn card_in(&self, dir: &Path, cfg: &NodeConfig) -> Vec<u8> {
+        let now = now_ms();
+        let existing = std::fs::read(dir.join(&cfg.paths.card))
+            .ok()
+            .and_then(|raw| card::verify_card(&raw).ok())
+            .filter(|c| {
+                c.country() == cfg.country
+                    && c.card.tls_cert_der == self.tls_cert.as_ref()
+                    && c.card.valid_until_ms > now
+            });
+        match existing {
+            Some(c) => self.card_valid(cfg, c.card.valid_from_ms, c.card.valid_until_ms),
+            None => self.card(cfg),
+        }
+    }
+
+    fn card_valid(&self, cfg: &NodeConfig, valid_from_ms: i64, valid_until_ms: i64) -> Vec<u8> {
         let now = now_ms();
         let c = pb::Card {
             version: 1,
@@ -201,8 +233,8 @@ impl NodeKeys {
                 .into_iter()
                 .map(|c| c as i32)
                 .collect(),
-            valid_from_ms: now - 60_000,
-            valid_until_ms: now + CARD_VALIDITY_MS,
+            valid_from_ms,
+            valid_until_ms,
             key_history: self.history.clone(),
             issued_ms: now,
         };
@@ -271,7 +303,7 @@ fn dns_safe(s: &str) -> String {
 }
 
 /// An officer's credential file for `trm-admin`: who they are, which node, and the key.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Credential {
     /// Officer name.
@@ -290,18 +322,46 @@ pub struct Credential {
     pub key_pem: String,
 }
 
+/// Never prints the private key.
+impl std::fmt::Debug for Credential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credential")
+            .field("name", &self.name)
+            .field("role", &self.role)
+            .field("country", &self.country)
+            .field("node", &self.node)
+            .field("node_cert_sha256", &self.node_cert_sha256)
+            .field("cert_pem", &self.cert_pem)
+            .field("key_pem", &"<redacted>")
+            .finish()
+    }
+}
+
+/// The private key is wiped from memory when the credential is dropped.
+impl Drop for Credential {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.key_pem);
+    }
+}
+
 impl Credential {
     /// Reads a credential file (mode 0600 enforced).
     pub fn load(path: &Path) -> Result<Self, IdentityError> {
-        let bytes = read_private(path)?;
-        let text = String::from_utf8(bytes).map_err(|_| IdentityError::Malformed {
-            path: path.to_path_buf(),
-            reason: "not UTF-8".into(),
-        })?;
-        toml::from_str(&text).map_err(|e| IdentityError::Malformed {
+        let mut bytes = read_private(path)?;
+        let Ok(text) = std::str::from_utf8(&bytes) else {
+            zeroize::Zeroize::zeroize(&mut bytes);
+            return Err(IdentityError::Malformed {
+                path: path.to_path_buf(),
+                reason: "not UTF-8".into(),
+            });
+        };
+        let parsed = toml::from_str(text).map_err(|e| IdentityError::Malformed {
             path: path.to_path_buf(),
             reason: format!("not a credential file: {}", e.message()),
-        })
+        });
+        // The file's text holds the private key too.
+        zeroize::Zeroize::zeroize(&mut bytes);
+        parsed
     }
 
     /// Writes the credential file with mode 0600, refusing to overwrite.
@@ -309,11 +369,13 @@ impl Credential {
         if path.exists() {
             return Err(IdentityError::Exists(path.to_path_buf()));
         }
-        let text = toml::to_string_pretty(self).map_err(|e| IdentityError::Malformed {
+        let mut text = toml::to_string_pretty(self).map_err(|e| IdentityError::Malformed {
             path: path.to_path_buf(),
             reason: e.to_string(),
         })?;
-        write_private(path, text.as_bytes())
+        let written = write_private(path, text.as_bytes());
+        zeroize::Zeroize::zeroize(&mut text);
+        written
     }
 }
 

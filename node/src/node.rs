@@ -225,7 +225,11 @@ pub async fn start(dir: &Path, opts: StartOptions) -> Result<NodeHandle, StartEr
     let peer_pins = Pins::new();
     let peers = PeerTable::load(&store, peer_pins.clone())?;
     let officer_pins = Pins::new();
-    for (_, o) in store.officers()? {
+    for (_, o) in store
+        .officers()?
+        .into_iter()
+        .filter(|(_, o)| o.revoked_ms == 0)
+    {
         officer_pins.insert(
             &o.cert_der,
             Pin {
@@ -297,7 +301,7 @@ pub async fn start(dir: &Path, opts: StartOptions) -> Result<NodeHandle, StartEr
     let metrics_addr = metrics_listener.as_ref().and_then(|l| l.local_addr().ok());
 
     let (stop, shutdown) = watch::channel(false);
-    let own_card = keys.card(&cfg);
+    let own_card = keys.card_in(dir, &cfg);
     crate::identity::write_public(&dir.join(&cfg.paths.card), &own_card)?;
     let ctx = Arc::new(Ctx {
         dir: dir.to_path_buf(),

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, RwLock};
 
 use trm_proto::card::VerifiedCard;
+use trm_proto::pb;
 
 use crate::store::{PeerRecord, Store, StoreError};
 use crate::tls::{Pin, Pins};
@@ -105,6 +106,41 @@ impl PeerTable {
             .values()
             .cloned()
             .collect()
+    }
+
+    /// Why `card` may not be pinned for its country, if it may not: its TLS certificate or
+    /// one of its signing keys is already pinned for another country (revoked ones included)
+    /// or is this node's own (`own_cert`, `own_history`).
+    pub fn conflict(
+        &self,
+        card: &VerifiedCard,
+        own_cert: &[u8],
+        own_history: &[pb::KeyRecord],
+    ) -> Option<String> {
+        let keys = |h: &[pb::KeyRecord]| -> Vec<Vec<u8>> {
+            h.iter().map(|k| k.public_key.clone()).collect()
+        };
+        let theirs = keys(&card.card.key_history);
+        let shares_key = |h: &[pb::KeyRecord]| keys(h).iter().any(|k| theirs.contains(k));
+        if card.card.tls_cert_der == own_cert {
+            return Some("its TLS certificate is this node's own".into());
+        }
+        if shares_key(own_history) {
+            return Some("one of its signing keys is this node's own".into());
+        }
+        let peers = self.peers.read().unwrap_or_else(|p| p.into_inner());
+        for (cc, p) in peers.iter().filter(|(cc, _)| *cc != card.country()) {
+            if p.card.card.tls_cert_der == card.card.tls_cert_der {
+                return Some(format!(
+                    "its TLS certificate {} is pinned for {cc}",
+                    card.tls_fingerprint()
+                ));
+            }
+            if shares_key(&p.card.card.key_history) {
+                return Some(format!("one of its signing keys is pinned for {cc}"));
+            }
+        }
+        None
     }
 
     /// The pin set shared with the TLS verifiers.

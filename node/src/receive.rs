@@ -2,10 +2,11 @@
 //! checks it, stores it durably, and answers with a signed receipt or a signed rejection.
 //!
 //! Checks, in order: frame size; decoding; protocol version; envelope sender = the node
-//! behind the TLS certificate; recipient = this node; the signing key belongs to the sender's
-//! key history and was valid when the message was created; `verify_strict`; the payload's
-//! own rules ([`crate::lifecycle::check_incoming`]). Only then is anything stored, and the receipt
-//! leaves only after the store has flushed it.
+//! behind the TLS certificate; recipient = this node; the message is not created later than
+//! now + `limits.max_clock_skew_secs`; the signing key belongs to the sender's key history,
+//! was valid when the message was created and had not ended before now − the skew;
+//! `verify_strict`; the payload's own rules ([`crate::lifecycle::check_incoming`]). Only then
+//! is anything stored, and the receipt leaves only after the store has flushed it.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -451,6 +452,21 @@ fn check(
     if p.revoked {
         return Err(Refusal::new(RejectReason::Revoked, "peer is revoked"));
     }
+    // Freshness at the receiver's clock: a message may not claim to be made later than now
+    // plus the allowed skew, and its key must not have ended before now minus the skew
+    // (a retired or stolen key cannot sign today with a backdated time).
+    let now = ctx.clock.now_ms();
+    let skew = ctx.cfg.limits.max_clock_skew_ms();
+    if body.created_ms > now.saturating_add(skew) {
+        return Err(Refusal::new(
+            RejectReason::Malformed,
+            format!(
+                "message created {} s in the future (allowed clock skew {} s)",
+                body.created_ms.saturating_sub(now) / 1000,
+                skew / 1000
+            ),
+        ));
+    }
     let key = p
         .card
         .key_valid_at(&env.signer, body.created_ms)
@@ -460,9 +476,28 @@ fn check(
                 "signing key is not the sender's or was not valid at the message's time",
             )
         })?;
+    if !trm_proto::card::key_open_at(
+        &p.card.card.key_history,
+        &env.signer,
+        now.saturating_sub(skew),
+    ) {
+        return Err(Refusal::new(
+            RejectReason::KeyNotValid,
+            "signing key was retired before this message arrived",
+        ));
+    }
     signing::verify(&key, Tag::Envelope, &env.body, &env.signature)
         .map_err(|e| Refusal::new(RejectReason::BadSignature, e.to_string()))?;
-    if crate::rotation::announced_card(&p, env, body)?.is_some() {
+    if let Some(next) = crate::rotation::announced_card(&p, env, body)? {
+        if let Some(why) = ctx
+            .peers
+            .conflict(&next, &ctx.keys.tls_cert, &ctx.keys.history)
+        {
+            return Err(Refusal::new(
+                RejectReason::KeyNotValid,
+                format!("announced card: {why}"),
+            ));
+        }
         return Ok(crate::lifecycle::Checked {
             template: ctx.template.clone(),
             writes: vec![],

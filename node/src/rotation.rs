@@ -46,6 +46,9 @@ pub enum RotateError {
     /// An earlier rotation stopped half-way.
     #[error("{0} exists: an earlier rotation was interrupted after logging it; move that file back to the signing key path if keys/history.pb ends with its key, otherwise delete it, then retry")]
     Interrupted(PathBuf),
+    /// The overlap is longer than peers accept.
+    #[error("--overlap-days {0} is too long: at most 30 days (peers refuse a longer overlap)")]
+    Overlap(u32),
     /// The new key history does not verify (a bug).
     #[error("new key history: {0}")]
     History(#[from] card::CardError),
@@ -64,8 +67,26 @@ pub struct RotateReport {
     pub announced_to: Vec<String>,
 }
 
-/// Rotates the signing key of the (stopped) node in `dir`.
+/// Rotates the signing key of the (stopped) node in `dir`; the old key stays valid for
+/// `overlap_days` (at most 30: peers refuse a longer overlap).
 pub fn rotate(dir: &Path, overlap_days: u32, now_ms: i64) -> Result<RotateReport, RotateError> {
+    if i64::from(overlap_days) * 86_400_000 > card::MAX_OVERLAP_MS {
+        return Err(RotateError::Overlap(overlap_days));
+    }
+    rotate_with_overlap_ms(dir, i64::from(overlap_days) * 86_400_000, now_ms)
+}
+
+/// [`rotate`] with the overlap in milliseconds (tests use overlaps of seconds).
+pub fn rotate_with_overlap_ms(
+    dir: &Path,
+    overlap_ms: i64,
+    now_ms: i64,
+) -> Result<RotateReport, RotateError> {
+    if !(0..=card::MAX_OVERLAP_MS).contains(&overlap_ms) {
+        return Err(RotateError::Overlap(
+            u32::try_from(overlap_ms / 86_400_000).unwrap_or(u32::MAX),
+        ));
+    }
     let cfg = NodeConfig::load(dir)?;
     let old = NodeKeys::load(dir, &cfg)?;
     let key_path = dir.join(&cfg.paths.signing_key);
@@ -79,7 +100,7 @@ pub fn rotate(dir: &Path, overlap_days: u32, now_ms: i64) -> Result<RotateReport
     OsRng.fill_bytes(&mut secret);
     let new_key = SigningKey::from_bytes(&secret);
     let old_pk = old.public_key().to_vec();
-    let until = now_ms.saturating_add(i64::from(overlap_days) * 86_400_000);
+    let until = now_ms.saturating_add(overlap_ms);
     let mut history = old.history.clone();
     if let Some(last) = history.last_mut() {
         if last.valid_until_ms == 0 || last.valid_until_ms > until {
@@ -105,7 +126,7 @@ pub fn rotate(dir: &Path, overlap_days: u32, now_ms: i64) -> Result<RotateReport
         tls_key: old.tls_key.clone_key(),
         store_key: old.store_key,
     };
-    let new_card = new_keys.card(&cfg);
+    let new_card = new_keys.card_in(dir, &cfg);
 
     let mut ops = vec![Op::Audit(AuditEntry {
         time_ms: now_ms,
@@ -221,6 +242,53 @@ fn announcement(
     ]
 }
 
+/// Before delivery: a queued message signed by a key of this node whose validity has ended
+/// (rotated past its overlap) would be refused by the receiver whatever it claims, so it is
+/// signed again by the current key. Same message id and payload; `created_ms` becomes now,
+/// because receivers and auditors check the key at the message's time and the new key was
+/// not valid before the rotation. The new envelope replaces the stored one, with a `sent`
+/// audit entry (result `re-signed`), before it leaves. Key announcements are never re-signed:
+/// they must carry the old key's signature.
+pub async fn resign_if_retired(ctx: &Ctx, mut rec: SentRecord) -> Result<SentRecord, String> {
+    if rec.kind == "key_announcement" {
+        return Ok(rec);
+    }
+    let env = pb::Envelope::decode(rec.envelope.as_slice())
+        .map_err(|e| format!("stored message unreadable: {e}"))?;
+    let now = ctx.clock.now_ms();
+    if env.signer == ctx.keys.public_key() || card::key_open_at(&ctx.keys.history, &env.signer, now)
+    {
+        return Ok(rec);
+    }
+    let mut body = pb::Body::decode(env.body.as_slice())
+        .map_err(|e| format!("stored message unreadable: {e}"))?;
+    body.created_ms = now;
+    let sealed = crate::messages::seal(ctx, &body);
+    let hash = signing::envelope_hash(&sealed.body, &sealed.signature);
+    let audit = AuditEntry {
+        time_ms: now,
+        kind: "sent".into(),
+        peer: rec.peer.clone(),
+        message_id: rec.id.clone(),
+        envelope_hash: hash.to_vec(),
+        signature: sealed.signature.clone(),
+        signer: sealed.signer.clone(),
+        officer: rec.officer.clone(),
+        call: rec.kind.clone(),
+        target: body.case_ref.clone(),
+        result: "re-signed: its key was retired".into(),
+        signed_body: sealed.body.clone(),
+        ..Default::default()
+    };
+    rec.envelope = sealed.encode_to_vec();
+    ctx.store
+        .commit(vec![Op::PutSent(rec.clone()), Op::Audit(audit)])
+        .await
+        .map_err(|e| format!("cannot store the re-signed message: {e}"))?;
+    tracing::info!(peer = %rec.peer, message = %hex::encode(&rec.id), "queued message re-signed with the current key");
+    Ok(rec)
+}
+
 /// For an incoming `KeyAnnouncement` from `peer` (whose envelope signature was verified with
 /// a key of the pinned card), the new card to pin; `None` for any other payload.
 pub fn announced_card(
@@ -273,9 +341,10 @@ pub fn pin(ctx: &Ctx, next: VerifiedCard) {
     ctx.peers.put(next, revoked);
 }
 
-/// Delivery order: an announcement goes alone (after what precedes it) and the messages after
-/// it wait for its receipt. Returns the batch to send now and updates `barrier`, the id of the
-/// announcement in flight.
+/// Delivery order: an announcement goes first and alone (messages already in flight aside),
+/// and every other message waits for its receipt, so that a message re-signed with the new
+/// key never reaches the peer before the new key does. Returns the batch to send now and
+/// updates `barrier`, the id of the announcement in flight.
 pub fn order_batch(
     mut batch: Vec<SentRecord>,
     barrier: &mut Option<Vec<u8>>,
@@ -286,8 +355,47 @@ pub fn order_batch(
     }
     *barrier = None;
     if let Some(pos) = batch.iter().position(|r| r.kind == "key_announcement") {
-        batch.truncate(pos + 1);
-        *barrier = Some(batch[pos].id.clone());
+        let announcement = batch.swap_remove(pos);
+        *barrier = Some(announcement.id.clone());
+        return vec![announcement];
     }
     batch
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+
+    fn rec(id: u8, kind: &str) -> SentRecord {
+        SentRecord {
+            id: vec![id],
+            kind: kind.into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn an_announcement_goes_first_and_alone_and_the_rest_waits_for_its_receipt() {
+        let mut barrier = None;
+        let batch = vec![
+            rec(1, "referral"),
+            rec(2, "key_announcement"),
+            rec(3, "follow_up"),
+        ];
+        let out = order_batch(batch, &mut barrier, &HashSet::new());
+        assert_eq!(out.iter().map(|r| r.id[0]).collect::<Vec<_>>(), vec![2]);
+        assert_eq!(barrier, Some(vec![2]));
+        // While it is in flight nothing else leaves, not even what was queued before it.
+        let inflight: HashSet<Vec<u8>> = [vec![2]].into();
+        assert!(order_batch(vec![rec(1, "referral")], &mut barrier, &inflight).is_empty());
+        // Once answered, the rest goes.
+        let out = order_batch(
+            vec![rec(1, "referral"), rec(3, "follow_up")],
+            &mut barrier,
+            &HashSet::new(),
+        );
+        assert_eq!(out.len(), 2);
+        assert_eq!(barrier, None);
+    }
 }

@@ -108,6 +108,9 @@ pub struct OfficerRecord {
     /// When issued.
     #[prost(int64, tag = "4")]
     pub added_ms: i64,
+    /// When revoked by an operator (0 = active). A revoked credential never works again.
+    #[prost(int64, tag = "5")]
+    pub revoked_ms: i64,
 }
 
 /// A case recorded on this node.
@@ -980,6 +983,7 @@ impl Store {
                 role: role.name().into(),
                 cert_der: cert_der.to_vec(),
                 added_ms: crate::time::now_ms(),
+                revoked_ms: 0,
             },
         )])?;
         Ok(())

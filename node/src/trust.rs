@@ -112,6 +112,12 @@ impl Trust {
         self.changed.subscribe()
     }
 
+    /// Wakes every watcher of [`Self::watch`]: live connections re-check their peer's pin
+    /// and admin sessions their officer's credential.
+    pub fn notify(&self) {
+        self.changed.send_modify(|n| *n += 1);
+    }
+
     fn set(&self, cc: &str, rec: WitnessRecord) {
         self.logs
             .lock()

@@ -40,6 +40,9 @@ pub enum CardError {
     /// Validity interval is empty.
     #[error("card validity is empty")]
     Validity,
+    /// A rotation successor changes what only the operator may change.
+    #[error("successor card: {0}")]
+    Successor(String),
 }
 
 /// A card whose self-signature and key history were checked.
@@ -103,6 +106,20 @@ pub fn key_valid_at(
         .and_then(|k| signing::parse_public_key(&k.public_key).ok())
 }
 
+/// True if `public_key` is in `history` and its validity had not ended at `time_ms` (it may
+/// not have begun yet). The receiver checks this at its own clock minus the allowed skew, so a
+/// key retired past its overlap is refused whatever time the message claims.
+pub fn key_open_at(history: &[pb::KeyRecord], public_key: &[u8], time_ms: i64) -> bool {
+    history
+        .iter()
+        .find(|k| k.public_key == public_key)
+        .is_some_and(|k| k.valid_until_ms == 0 || time_ms < k.valid_until_ms)
+}
+
+/// Longest overlap a rotation may give the old key: its validity ends at most this long
+/// after the announcement (30 days).
+pub const MAX_OVERLAP_MS: i64 = 30 * 86_400_000;
+
 /// The bytes the previous key signs (tag `trm/1 key`) to endorse `record`.
 pub fn key_endorsement_bytes(record: &pb::KeyRecord) -> Vec<u8> {
     let mut out = Vec::with_capacity(48);
@@ -154,9 +171,12 @@ pub fn verify_key_history(history: &[pb::KeyRecord]) -> Result<(), CardError> {
 }
 
 /// Checks that `next` may replace the pinned card `pinned` after a key rotation announced at
-/// `announced_ms`: same country, the pinned key history kept as it was (a key's validity may
-/// only be closed, and not before the announcement), and exactly one new key, endorsed by the
-/// pinned card's current signing key. Both cards must already be verified.
+/// `announced_ms`: same country, the same TLS certificate (a new certificate needs the
+/// operator's `peer add --replace`), a validity within the pinned one (a rotation never extends
+/// a card), the pinned key history kept as it was (a key's validity may only be closed, not
+/// before the announcement and at most [`MAX_OVERLAP_MS`] after it), and exactly one new key,
+/// valid from the announcement on, endorsed by the pinned card's current signing key. Both
+/// cards must already be verified.
 pub fn check_successor(
     pinned: &VerifiedCard,
     next: &VerifiedCard,
@@ -165,6 +185,18 @@ pub fn check_successor(
     if next.country() != pinned.country() {
         return Err(CardError::History(
             "the new card is for another country".into(),
+        ));
+    }
+    if next.card.tls_cert_der != pinned.card.tls_cert_der {
+        return Err(CardError::Successor(
+            "the new card carries another TLS certificate; only the operator can pin it (peer add --replace)".into(),
+        ));
+    }
+    if next.card.valid_from_ms < pinned.card.valid_from_ms
+        || next.card.valid_until_ms > pinned.card.valid_until_ms
+    {
+        return Err(CardError::Successor(
+            "the new card extends the pinned card's validity".into(),
         ));
     }
     let old = &pinned.card.key_history;
@@ -177,7 +209,9 @@ pub fn check_successor(
         )));
     }
     for (i, (a, b)) in old.iter().zip(new).enumerate() {
-        let closed_later = a.valid_until_ms == 0 && b.valid_until_ms >= announced_ms;
+        let closed_later = a.valid_until_ms == 0
+            && b.valid_until_ms >= announced_ms
+            && b.valid_until_ms <= announced_ms.saturating_add(MAX_OVERLAP_MS);
         if a.public_key != b.public_key
             || a.valid_from_ms != b.valid_from_ms
             || a.endorsement != b.endorsement
@@ -189,10 +223,29 @@ pub fn check_successor(
             )));
         }
     }
-    if new.last().map(|k| &k.endorser) != Some(&pinned.card.signing_key) {
+    let Some(added) = new.last() else {
+        return Err(CardError::History("empty".into()));
+    };
+    if added.endorser != pinned.card.signing_key {
         return Err(CardError::History(
             "the new key is not endorsed by the pinned current key".into(),
         ));
+    }
+    if added.valid_from_ms < announced_ms {
+        return Err(CardError::Successor(
+            "the new key is valid from before its announcement".into(),
+        ));
+    }
+    // The key it replaces must be closed by this rotation (bounded overlap) if it was open.
+    if let (Some(a), Some(b)) = (
+        old.last(),
+        old.len().checked_sub(1).and_then(|i| new.get(i)),
+    ) {
+        if a.valid_until_ms == 0 && b.valid_until_ms == 0 {
+            return Err(CardError::Successor(
+                "the replaced key is left open: its overlap must end".into(),
+            ));
+        }
     }
     Ok(())
 }

@@ -2,6 +2,7 @@
 #![allow(missing_docs, unreachable_pub)] // test support crate
 
 pub mod answers;
+pub mod pins;
 pub mod proxy;
 pub mod raw;
 
