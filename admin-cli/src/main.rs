@@ -463,6 +463,8 @@ enum FileKind {
     Bundle,
     /// A credential file.
     Credential,
+    /// An officer's certificate file (PEM or DER).
+    Certificate,
 }
 
 impl FileKind {
@@ -470,7 +472,7 @@ impl FileKind {
         match self {
             FileKind::Case | FileKind::Fields => trm_proto::template::MAX_CASE_BYTES as u64,
             FileKind::Directory => 1 << 20,
-            FileKind::Card | FileKind::Credential => 64 << 10,
+            FileKind::Card | FileKind::Credential | FileKind::Certificate => 64 << 10,
             FileKind::Bundle => 64 << 20,
         }
     }
@@ -483,6 +485,7 @@ impl FileKind {
             FileKind::Card => "an identity card",
             FileKind::Bundle => "an audit bundle",
             FileKind::Credential => "a credential file",
+            FileKind::Certificate => "an officer certificate",
         }
     }
 
@@ -571,7 +574,7 @@ fn parse_time(s: &str, end_of_day: bool) -> Result<i64, Failure> {
 /// Reads a certificate file: PEM, or raw DER.
 fn read_cert(path: &Path) -> Result<Vec<u8>, Failure> {
     use rustls::pki_types::pem::PemObject;
-    let bytes = read_file(path)?;
+    let bytes = read_file(path, FileKind::Certificate)?;
     let der = match rustls::pki_types::CertificateDer::from_pem_slice(&bytes) {
         Ok(c) => c.to_vec(),
         Err(_) if bytes.first() == Some(&0x30) => bytes,
