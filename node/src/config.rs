@@ -155,12 +155,26 @@ pub struct Limits {
     pub max_frame_bytes: usize,
     /// Concurrent bidirectional streams per connection (default 64).
     pub max_concurrent_streams: u32,
-    /// Connections served at once (default 256).
+    /// Established peer connections served at once (default 256, 1 ..= 65536). Handshakes
+    /// in progress are counted apart (`max_handshakes`).
     pub max_connections: usize,
     /// Idle timeout of a connection, in seconds (default 30).
     pub idle_timeout_secs: u64,
     /// Time allowed to receive one frame, in seconds (default 10); a stalled stream is reset.
     pub stream_timeout_secs: u64,
+    /// Time allowed for a QUIC/TLS handshake, in seconds (default 5, 1 ..= 60).
+    pub handshake_timeout_secs: u64,
+    /// Handshakes in progress at once (default 64, 1 ..= 4096).
+    pub max_handshakes: usize,
+    /// Handshakes in progress at once from one validated source IP address (default 8,
+    /// 1 ..= `max_handshakes`).
+    pub max_handshakes_per_address: usize,
+    /// Once this many handshakes from unvalidated addresses are in progress, a new one must
+    /// first prove its address with a QUIC Retry (default 8, 0 ..= `max_handshakes`; 0 =
+    /// always).
+    pub retry_above_handshakes: usize,
+    /// Established connections at once from one peer (default 8, 1 ..= 256).
+    pub max_connections_per_peer: usize,
 }
 
 impl Default for Limits {
@@ -171,6 +185,11 @@ impl Default for Limits {
             max_connections: 256,
             idle_timeout_secs: 30,
             stream_timeout_secs: 10,
+            handshake_timeout_secs: 5,
+            max_handshakes: 64,
+            max_handshakes_per_address: 8,
+            retry_above_handshakes: 8,
+            max_connections_per_peer: 8,
         }
     }
 }
@@ -519,6 +538,33 @@ impl NodeConfig {
         }
         if !(1..=600).contains(&l.stream_timeout_secs) {
             return Err(invalid("limits.stream_timeout_secs", "must be 1 ..= 600"));
+        }
+        if !(1..=65_536).contains(&l.max_connections) {
+            return Err(invalid("limits.max_connections", "must be 1 ..= 65536"));
+        }
+        if !(1..=60).contains(&l.handshake_timeout_secs) {
+            return Err(invalid("limits.handshake_timeout_secs", "must be 1 ..= 60"));
+        }
+        if !(1..=4096).contains(&l.max_handshakes) {
+            return Err(invalid("limits.max_handshakes", "must be 1 ..= 4096"));
+        }
+        if !(1..=l.max_handshakes).contains(&l.max_handshakes_per_address) {
+            return Err(invalid(
+                "limits.max_handshakes_per_address",
+                "must be 1 ..= limits.max_handshakes",
+            ));
+        }
+        if l.retry_above_handshakes > l.max_handshakes {
+            return Err(invalid(
+                "limits.retry_above_handshakes",
+                "must be 0 ..= limits.max_handshakes",
+            ));
+        }
+        if !(1..=256).contains(&l.max_connections_per_peer) {
+            return Err(invalid(
+                "limits.max_connections_per_peer",
+                "must be 1 ..= 256",
+            ));
         }
         let d = &self.delivery;
         if d.backoff_initial_ms == 0 || d.backoff_max_ms < d.backoff_initial_ms {
