@@ -431,3 +431,148 @@ async fn refused_handshakes_are_logged_once_per_address_with_fingerprint_and_add
     ep2.close(0u32.into(), b"");
     al.terminate();
 }
+
+/// A pinned partner that opens twice its allowed connections, and on every stream it may
+/// open announces a cap-sized frame and then trickles a byte every 500 ms: it gets at most
+/// `max_connections_per_peer` connections, the receiver's memory stays bounded, and the
+/// legitimate peer keeps delivering.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cap_sized_frames_trickled_on_every_allowed_stream_keep_memory_bounded() {
+    const PER_PEER: usize = 8;
+    const STREAMS: usize = 64;
+    const REFERRALS: usize = 10;
+    let bin = PathBuf::from(BIN);
+    let tmp = tempfile::tempdir().unwrap();
+    let mut it = NodeProc::init(tmp.path(), "IT", &bin).unwrap();
+    let mut al = NodeProc::init(tmp.path(), "AL", &bin).unwrap();
+    al.set_in_table("limits", "stream_timeout_secs", "4")
+        .unwrap();
+    it.set_in_table("delivery", "backoff_max_ms", "500")
+        .unwrap();
+    it.start().await.unwrap();
+    al.start().await.unwrap();
+    it.pin_card(al.card()).await.unwrap();
+    al.pin_card(it.card()).await.unwrap();
+    let now = trm_node::time::now_ms();
+    let fr = net::made_up_peer("FR", &[], now - DAY, now + DAY);
+    al.pin_card(fr.card.clone()).await.unwrap();
+    let officer = it.officer("Officer Example", "officer").await.unwrap();
+    let al_cert = al.keys().unwrap().tls_cert.to_vec();
+    let pid = al.pid().unwrap();
+    let baseline = trm_bench::proc::rss_kib(pid).unwrap_or(0);
+    let peak = Arc::new(std::sync::atomic::AtomicU64::new(baseline));
+    let stop = Arc::new(AtomicBool::new(false));
+    let sampler = {
+        let (peak, stop) = (peak.clone(), stop.clone());
+        tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                if let Some(k) = trm_bench::proc::rss_kib(pid) {
+                    peak.fetch_max(k, Ordering::Relaxed);
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+    };
+
+    // Twice the allowed connections.
+    let ep = net::client_endpoint(loopback(1));
+    let mut conns = Vec::new();
+    for _ in 0..2 * PER_PEER {
+        if let Handshake::Open(c) =
+            net::try_handshake(&ep, net::peer_client(&fr.id(), &al_cert), al.peer_addr).await
+        {
+            conns.push(c);
+        }
+    }
+    let open = conns.iter().filter(|c| c.close_reason().is_none()).count();
+    assert!(
+        open <= PER_PEER,
+        "{open} connections of one peer kept open, more than max_connections_per_peer = {PER_PEER}"
+    );
+    assert!(open >= 1, "the pinned peer got no connection at all");
+    // On every stream: announce the cap (1 MiB), then a byte every 500 ms.
+    let mut trickles = tokio::task::JoinSet::new();
+    for c in conns.into_iter().filter(|c| c.close_reason().is_none()) {
+        for _ in 0..STREAMS {
+            let c = c.clone();
+            trickles.spawn(async move {
+                let Ok((mut send, _recv)) = c.open_bi().await else {
+                    return false;
+                };
+                if send.write_all(&(1u32 << 20).to_be_bytes()).await.is_err() {
+                    return false;
+                }
+                for _ in 0..40 {
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    if send.write_all(&[0x5a]).await.is_err() {
+                        return true;
+                    }
+                }
+                false
+            });
+        }
+    }
+    // Meanwhile the legitimate peer sends referrals.
+    let c = trm_node::admin::client::AdminClient::connect(&officer)
+        .await
+        .unwrap();
+    let mut ids = Vec::new();
+    for i in 0..REFERRALS {
+        let case_ref = format!("NET-{i:06}");
+        c.call(Call::CaseCreate(api::CaseCreate {
+            json: trm_bench::workload::case_json(&case_ref, "AL"),
+        }))
+        .await
+        .unwrap();
+        let v = c
+            .call(Call::ReferralSend(api::ReferralSend {
+                case_id: case_ref,
+                to: "AL".into(),
+            }))
+            .await
+            .unwrap();
+        ids.push(v["message"].as_str().unwrap().to_string());
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let mut done = 0;
+        for id in &ids {
+            let v = c
+                .call(Call::MessageShow(api::MessageShow { id: id.clone() }))
+                .await
+                .unwrap();
+            done += usize::from(v["delivery"]["state"] == "delivered");
+        }
+        if done == ids.len() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the legitimate peer kept delivering"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let mut stopped = 0;
+    while let Some(r) = trickles.join_next().await {
+        stopped += usize::from(r.unwrap());
+    }
+    stop.store(true, Ordering::Relaxed);
+    sampler.await.unwrap();
+    let grew = peak.load(Ordering::Relaxed).saturating_sub(baseline) / 1024;
+    eprintln!(
+        "trickle: {open} connections x {STREAMS} streams announcing 1 MiB, {stopped} stopped by the \
+         stream timeout; receiver VmRSS grew by {grew} MiB over {} MiB",
+        baseline / 1024
+    );
+    assert_eq!(
+        stopped,
+        open * STREAMS,
+        "every trickling stream was stopped"
+    );
+    assert!(grew < 96, "receiver memory grew by {grew} MiB");
+    assert!(al.is_running(), "the node survived");
+    c.close().await;
+    ep.close(0u32.into(), b"");
+    it.terminate();
+    al.terminate();
+}
