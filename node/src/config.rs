@@ -722,6 +722,36 @@ mod tests {
                 "delivery.unreachable_after_secs",
             ),
             ("filter = \"info\"", "filter = \"info,[[[\"", "log.filter"),
+            (
+                "max_connections = 256",
+                "max_connections = 1000000000000",
+                "limits.max_connections",
+            ),
+            (
+                "handshake_timeout_secs = 5",
+                "handshake_timeout_secs = 0",
+                "limits.handshake_timeout_secs",
+            ),
+            (
+                "max_handshakes = 64",
+                "max_handshakes = 1000000000000",
+                "limits.max_handshakes",
+            ),
+            (
+                "max_handshakes_per_address = 8",
+                "max_handshakes_per_address = 65",
+                "limits.max_handshakes_per_address",
+            ),
+            (
+                "retry_above_handshakes = 8",
+                "retry_above_handshakes = 65",
+                "limits.retry_above_handshakes",
+            ),
+            (
+                "max_connections_per_peer = 8",
+                "max_connections_per_peer = 0",
+                "limits.max_connections_per_peer",
+            ),
         ] {
             let t = base().replace(from, to);
             assert_ne!(t, base(), "{from}");
