@@ -152,9 +152,18 @@ async fn worker(ctx: Arc<Ctx>, peer: String, notify: Arc<Notify>) {
             }
         }
         if set.is_empty() {
+            // An idle cached connection is dropped when the peer's card expires.
+            let expiry = conn.as_ref().and_then(|_| ctx.peers.get(&peer)).map_or(
+                Duration::from_secs(86_400),
+                |p| {
+                    let left = p.card.card.valid_until_ms - crate::time::now_ms();
+                    Duration::from_millis(left.clamp(0, 86_400_000) as u64 + 1)
+                },
+            );
             tokio::select! {
                 _ = notify.notified() => continue,
                 _ = pins.changed() => continue,
+                _ = tokio::time::sleep(expiry) => continue,
                 _ = shutdown.changed() => break,
             }
         }

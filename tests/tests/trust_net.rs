@@ -204,6 +204,41 @@ async fn delivery_drops_its_cached_connection_when_the_peer_is_re_pinned() {
     al.finish().await;
 }
 
+/// An idle connection the delivery worker keeps to a peer is closed when the peer's card
+/// expires, even if nothing else happens (the receiver, whose own pin of Italy is still valid,
+/// would keep it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delivery_closes_an_idle_cached_connection_when_the_card_expires() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut it = TestNode::init(tmp.path(), "IT");
+    let mut al = TestNode::init(tmp.path(), "AL");
+    it.start().await;
+    al.start().await;
+    al.pin(&it).await;
+    // Albania's own card, re-signed by Albania with a validity ending in 6 s.
+    let now = trm_node::time::now_ms();
+    let expires = now + 6_000;
+    let mut card = trm_proto::card::verify_card(&al.card()).unwrap().card;
+    card.valid_until_ms = expires;
+    peer_add(&it, &trm_proto::card::sign_card(&card, &al.keys().signing)).await;
+    let officer = it.officer("Officer Example", "officer").await;
+    let id = create_and_send(&it, &officer, "IT-NET-0301", "AL").await;
+    assert!(wait_until(15, || it.delivered(&id)).await, "delivered");
+    assert_eq!(
+        it.ctx().endpoint.open_connections(),
+        1,
+        "the delivery connection is kept"
+    );
+    let left = (expires - trm_node::time::now_ms()).max(0) as u64;
+    tokio::time::sleep(Duration::from_millis(left)).await;
+    assert!(
+        wait_until(3, || it.ctx().endpoint.open_connections() == 0).await,
+        "the idle connection outlived the card's validity"
+    );
+    it.finish().await;
+    al.finish().await;
+}
+
 /// The sending side checks the validity of the receiver's card in the TLS handshake: once
 /// the card has expired, Italy completes no handshake with a server presenting its pinned
 /// certificate.
