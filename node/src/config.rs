@@ -179,13 +179,27 @@ pub struct Limits {
     pub max_frame_bytes: usize,
     /// Concurrent bidirectional streams per connection (default 64; 1 ..= 1024).
     pub max_concurrent_streams: u32,
-    /// Connections served at once (default 256; 1 ..= 65536).
+    /// Established peer connections served at once (default 256, 1 ..= 65536). Handshakes
+    /// in progress are counted apart (`max_handshakes`).
     pub max_connections: usize,
     /// Idle timeout of a connection, in seconds (default 30; 1 ..= 3600).
     pub idle_timeout_secs: u64,
     /// Time allowed to receive one frame, in seconds (default 10; 1 ..= 600); a stalled
     /// stream is reset.
     pub stream_timeout_secs: u64,
+    /// Time allowed for a QUIC/TLS handshake, in seconds (default 5, 1 ..= 60).
+    pub handshake_timeout_secs: u64,
+    /// Handshakes in progress at once (default 64, 1 ..= 4096).
+    pub max_handshakes: usize,
+    /// Handshakes in progress at once from one validated source IP address (default 8,
+    /// 1 ..= `max_handshakes`).
+    pub max_handshakes_per_address: usize,
+    /// Once this many handshakes from unvalidated addresses are in progress, a new one must
+    /// first prove its address with a QUIC Retry (default 8, 0 ..= `max_handshakes`; 0 =
+    /// always).
+    pub retry_above_handshakes: usize,
+    /// Established connections at once from one peer (default 8, 1 ..= 256).
+    pub max_connections_per_peer: usize,
     /// Clock difference tolerated with a peer, in seconds (default 300, at most 3600): a
     /// message created later than now + this is refused, and so is one signed by a key whose
     /// validity ended before now − this.
@@ -208,6 +222,11 @@ impl Default for Limits {
             idle_timeout_secs: 30,
             stream_timeout_secs: 10,
             max_clock_skew_secs: 300,
+            handshake_timeout_secs: 5,
+            max_handshakes: 64,
+            max_handshakes_per_address: 8,
+            retry_above_handshakes: 8,
+            max_connections_per_peer: 8,
         }
     }
 }
@@ -552,6 +571,23 @@ impl NodeConfig {
         in_range("limits.idle_timeout_secs", l.idle_timeout_secs, 1..=3600)?;
         in_range("limits.stream_timeout_secs", l.stream_timeout_secs, 1..=600)?;
         in_range("limits.max_clock_skew_secs", l.max_clock_skew_secs, 1..=3600)?;
+        in_range("limits.handshake_timeout_secs", l.handshake_timeout_secs, 1..=60)?;
+        in_range("limits.max_handshakes", l.max_handshakes, 1..=4096)?;
+        in_range(
+            "limits.max_handshakes_per_address",
+            l.max_handshakes_per_address,
+            1..=l.max_handshakes,
+        )?;
+        in_range(
+            "limits.retry_above_handshakes",
+            l.retry_above_handshakes,
+            0..=l.max_handshakes,
+        )?;
+        in_range(
+            "limits.max_connections_per_peer",
+            l.max_connections_per_peer,
+            1..=256,
+        )?;
         let d = &self.delivery;
         in_range(
             "delivery.backoff_initial_ms",
@@ -708,6 +744,36 @@ mod tests {
                 "delivery.unreachable_after_secs",
             ),
             ("filter = \"info\"", "filter = \"info,[[[\"", "log.filter"),
+            (
+                "max_connections = 256",
+                "max_connections = 1000000000000",
+                "limits.max_connections",
+            ),
+            (
+                "handshake_timeout_secs = 5",
+                "handshake_timeout_secs = 0",
+                "limits.handshake_timeout_secs",
+            ),
+            (
+                "max_handshakes = 64",
+                "max_handshakes = 1000000000000",
+                "limits.max_handshakes",
+            ),
+            (
+                "max_handshakes_per_address = 8",
+                "max_handshakes_per_address = 65",
+                "limits.max_handshakes_per_address",
+            ),
+            (
+                "retry_above_handshakes = 8",
+                "retry_above_handshakes = 65",
+                "limits.retry_above_handshakes",
+            ),
+            (
+                "max_connections_per_peer = 8",
+                "max_connections_per_peer = 0",
+                "limits.max_connections_per_peer",
+            ),
         ] {
             let t = base().replace(from, to);
             assert_ne!(t, base(), "{from}");

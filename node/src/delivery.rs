@@ -79,9 +79,16 @@ async fn worker(ctx: Arc<Ctx>, peer: String, notify: Arc<Notify>) {
     let mut inflight: HashSet<Vec<u8>> = HashSet::new();
     let mut set: JoinSet<(Vec<u8>, Attempt)> = JoinSet::new();
     let mut barrier: Option<Vec<u8>> = None;
+    let mut pins = ctx.peers.pins().watch();
     loop {
         if *shutdown.borrow() {
             break;
+        }
+        // A connection outlives no change of the peer's pin (re-pinned, removed, expired).
+        if conn.as_ref().is_some_and(|c| !still_pinned(&ctx, &peer, c)) {
+            if let Some(c) = conn.take() {
+                c.close(4u32.into(), b"pin changed");
+            }
         }
         // Fail closed: nothing leaves while the audit log cannot be written, nor to a peer
         // that is revoked or whose log is held.
@@ -145,8 +152,18 @@ async fn worker(ctx: Arc<Ctx>, peer: String, notify: Arc<Notify>) {
             }
         }
         if set.is_empty() {
+            // An idle cached connection is dropped when the peer's card expires.
+            let expiry = conn.as_ref().and_then(|_| ctx.peers.get(&peer)).map_or(
+                Duration::from_secs(86_400),
+                |p| {
+                    let left = p.card.card.valid_until_ms - crate::time::now_ms();
+                    Duration::from_millis(left.clamp(0, 86_400_000) as u64 + 1)
+                },
+            );
             tokio::select! {
                 _ = notify.notified() => continue,
+                _ = pins.changed() => continue,
+                _ = tokio::time::sleep(expiry) => continue,
                 _ = shutdown.changed() => break,
             }
         }
@@ -200,17 +217,35 @@ async fn sleep_or_stop(
     }
 }
 
+/// The pin of a peer's server certificate: its card's validity.
+fn server_pin(p: &crate::peers::Peer) -> crate::tls::Pin {
+    crate::tls::Pin {
+        who: p.card.country().to_string(),
+        not_before_ms: p.card.card.valid_from_ms,
+        not_after_ms: p.card.card.valid_until_ms,
+    }
+}
+
+/// True if the cached connection to `peer` may still be used: the peer is pinned, not
+/// revoked, its card valid now and still naming the certificate the connection was made to.
+fn still_pinned(ctx: &Ctx, peer: &str, conn: &quinn::Connection) -> bool {
+    ctx.peers.get(peer).is_some_and(|p| {
+        !p.revoked
+            && crate::tls::server_still_pinned(conn, &p.card.card.tls_cert_der, &server_pin(&p))
+    })
+}
+
 async fn connect(ctx: &Ctx, peer: &str) -> Result<quinn::Connection, String> {
     let p = ctx.peers.get(peer).ok_or("peer is no longer pinned")?;
     if p.revoked {
         return Err("peer is revoked".into());
     }
-    let fp = signing::sha256(&p.card.card.tls_cert_der);
-    let cfg = crate::tls::client_config(
+    // The server must present the pinned certificate, and only while the card is valid.
+    let cfg = crate::tls::peer_client_config(
         ctx.keys.tls_cert.clone(),
         ctx.keys.tls_key.clone_key(),
-        fp,
-        trm_proto::ALPN_PEER,
+        &p.card.card.tls_cert_der,
+        &server_pin(&p),
         ctx.quic_limits(),
     )
     .map_err(|e| e.to_string())?;

@@ -238,6 +238,36 @@ const COUNTERS: &[(&str, &str, &str, &str)] = &[
         "Incoming duplicates answered with the first receipt again, by sender and kind.",
         "kind",
     ),
+    (
+        "handshakes_refused",
+        "trm_handshakes_refused_total",
+        "Peer handshakes refused because the client certificate is not pinned or absent, by reason (peer is empty).",
+        "reason",
+    ),
+    (
+        "handshakes_failed",
+        "trm_handshakes_failed_total",
+        "Peer handshakes that failed otherwise or timed out, by reason (peer is empty).",
+        "reason",
+    ),
+    (
+        "handshakes_retried",
+        "trm_handshakes_retried_total",
+        "Peer handshakes asked to validate their address with a QUIC Retry (peer and kind are empty).",
+        "kind",
+    ),
+    (
+        "handshakes_limited",
+        "trm_handshakes_limited_total",
+        "Peer handshakes refused by a listener limit, by limit (peer is empty).",
+        "limit",
+    ),
+    (
+        "connections_limited",
+        "trm_connections_limited_total",
+        "Established peer connections closed by a listener limit, by peer and limit.",
+        "limit",
+    ),
 ];
 
 /// Renders every metric in the Prometheus text format (version 0.0.4).

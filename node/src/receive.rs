@@ -12,18 +12,26 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use prost::Message;
-use tokio::sync::Semaphore;
 use tracing::Instrument;
 use trm_proto::pb::{self, peer_request, peer_response, RejectReason};
 use trm_proto::signing::{self, Tag};
 
+use crate::admission::{refused_handshake, Admit, Gate, RefusalLog};
 use crate::node::Ctx;
 use crate::store::{AuditEntry, Op, Outcome, ReceivedRecord};
+use crate::tls::Pin;
 use crate::transport::{self, FrameIoError};
 
 /// Accepts peer connections until shutdown.
+///
+/// Handshakes and established connections are admitted by [`crate::admission::Gate`]: an
+/// unvalidated address beyond a few handshakes in progress must answer a QUIC Retry first,
+/// each handshake must finish within `limits.handshake_timeout_secs`, and established
+/// connections are capped in all and per peer.
 pub async fn serve(ctx: Arc<Ctx>, endpoint: quinn::Endpoint) {
-    let limit = Arc::new(Semaphore::new(ctx.cfg.limits.max_connections));
+    let gate = Gate::new(&ctx.cfg.limits);
+    let refusals = Arc::new(RefusalLog::default());
+    let handshake_timeout = Duration::from_secs(ctx.cfg.limits.handshake_timeout_secs);
     let mut shutdown = ctx.shutdown.clone();
     let mut conns = tokio::task::JoinSet::new();
     loop {
@@ -31,55 +39,151 @@ pub async fn serve(ctx: Arc<Ctx>, endpoint: quinn::Endpoint) {
             i = endpoint.accept() => match i { Some(i) => i, None => break },
             _ = shutdown.changed() => break,
         };
-        let Ok(permit) = limit.clone().try_acquire_owned() else {
-            incoming.refuse();
-            continue;
-        };
-        let ctx = ctx.clone();
-        conns.spawn(async move {
-            let _permit = permit;
-            match incoming.await {
-                Ok(conn) => handle_connection(ctx, conn).await,
-                Err(e) => tracing::debug!(error = %e, "handshake refused"),
+        let remote = incoming.remote_address();
+        let slot = match gate.admit(
+            remote.ip(),
+            incoming.remote_address_validated(),
+            incoming.may_retry(),
+        ) {
+            Admit::Accept(slot) => slot,
+            Admit::Retry => {
+                ctx.metrics.inc("handshakes_retried", "", "");
+                if let Err(e) = incoming.retry() {
+                    e.into_incoming().refuse();
+                }
+                continue;
             }
+            Admit::Refuse(why) => {
+                ctx.metrics.inc("handshakes_limited", "", why.label());
+                tracing::debug!(remote = %remote, limit = why.label(), "handshake refused by a limit");
+                incoming.refuse();
+                continue;
+            }
+        };
+        let (ctx, gate, refusals) = (ctx.clone(), gate.clone(), refusals.clone());
+        conns.spawn(async move {
+            let connecting = match incoming.accept() {
+                Ok(c) => c,
+                Err(e) => {
+                    refused_handshake(&ctx.metrics, &refusals, remote, &e);
+                    return;
+                }
+            };
+            // Dropping `connecting` on timeout closes the half-open connection.
+            let conn = match tokio::time::timeout(handshake_timeout, connecting).await {
+                Ok(Ok(conn)) => conn,
+                Ok(Err(e)) => {
+                    refused_handshake(&ctx.metrics, &refusals, remote, &e);
+                    return;
+                }
+                Err(_) => {
+                    ctx.metrics.inc("handshakes_failed", "", "timeout");
+                    tracing::debug!(remote = %remote, "handshake timed out");
+                    return;
+                }
+            };
+            drop(slot);
+            handle_connection(ctx, gate, conn).await;
         });
         while conns.try_join_next().is_some() {}
     }
     conns.abort_all();
 }
 
-async fn handle_connection(ctx: Arc<Ctx>, conn: quinn::Connection) {
+/// Why a live connection is closed by the receiver (QUIC application close codes).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum CloseWhy {
+    /// The certificate is not (or no longer) pinned to a valid card.
+    NotPinned,
+    /// The peer was revoked or removed, or its certificate now pins another peer.
+    PinChanged,
+    /// The listener's connection limits.
+    Busy,
+}
+
+impl CloseWhy {
+    fn close(self, conn: &quinn::Connection) {
+        let (code, reason): (u32, &[u8]) = match self {
+            Self::NotPinned => (1, b"not pinned"),
+            Self::PinChanged => (2, b"pin changed"),
+            Self::Busy => (4, b"busy"),
+        };
+        conn.close(code.into(), reason);
+    }
+}
+
+/// The connection's certificate, re-checked now: still pinned to `peer`, valid, not revoked.
+fn still_pinned(ctx: &Ctx, conn: &quinn::Connection, peer: &str) -> Option<Pin> {
+    crate::tls::peer_fingerprint(conn, ctx.peers.pins())
+        .filter(|p| p.who == peer)
+        .filter(|_| ctx.peers.get(peer).is_some_and(|p| !p.revoked))
+}
+
+async fn handle_connection(ctx: Arc<Ctx>, gate: Arc<Gate>, conn: quinn::Connection) {
     let Some(pin) = crate::tls::peer_fingerprint(&conn, ctx.peers.pins()) else {
-        conn.close(1u32.into(), b"not pinned");
+        CloseWhy::NotPinned.close(&conn);
         return;
     };
-    let peer = pin.who;
+    let peer = pin.who.clone();
+    let _slot = match gate.establish(&peer) {
+        Ok(s) => s,
+        Err(why) => {
+            ctx.metrics.inc("connections_limited", &peer, why.label());
+            tracing::debug!(peer = %peer, limit = why.label(), "connection refused by a limit");
+            CloseWhy::Busy.close(&conn);
+            return;
+        }
+    };
     let span = tracing::info_span!("peer", peer = %peer, remote = %conn.remote_address());
     async move {
         tracing::debug!("connection accepted");
         let mut shutdown = ctx.shutdown.clone();
         let mut trust = ctx.trust.watch();
+        let mut pins = ctx.peers.pins().watch();
         let mut streams = tokio::task::JoinSet::new();
+        let mut pin = pin;
         loop {
+            // The card's validity ends: the connection ends with it.
+            let left = u64::try_from(pin.not_after_ms.saturating_sub(crate::time::now_ms()))
+                .unwrap_or(0)
+                .saturating_add(1)
+                .min(86_400_000);
+            let expiry = tokio::time::sleep(Duration::from_millis(left));
             let (send, recv) = tokio::select! {
                 s = conn.accept_bi() => match s {
                     Ok(s) => s,
                     Err(e) => { tracing::debug!(error = %e, "connection ended"); break; }
                 },
                 _ = shutdown.changed() => break,
-                // Revoked while connected: cut off within moments, not at its next stream.
+                // Revoked, removed, re-pinned or expired while connected: cut off within
+                // moments, not at its next stream.
                 _ = trust.changed() => {
-                    if ctx.peers.get(&peer).is_none_or(|p| p.revoked) {
-                        conn.close(2u32.into(), b"revoked");
-                        break;
+                    match still_pinned(&ctx, &conn, &peer) {
+                        Some(p) => { pin = p; continue; }
+                        None => { CloseWhy::PinChanged.close(&conn); break; }
                     }
-                    continue;
+                }
+                _ = pins.changed() => {
+                    match still_pinned(&ctx, &conn, &peer) {
+                        Some(p) => { pin = p; continue; }
+                        None => { CloseWhy::PinChanged.close(&conn); break; }
+                    }
+                }
+                _ = expiry => {
+                    match still_pinned(&ctx, &conn, &peer) {
+                        Some(p) => { pin = p; continue; }
+                        None => { CloseWhy::NotPinned.close(&conn); break; }
+                    }
                 }
             };
-            // A peer revoked while connected is cut off at its next stream.
-            if ctx.peers.get(&peer).is_none_or(|p| p.revoked) {
-                conn.close(2u32.into(), b"revoked");
-                break;
+            // Every stream re-checks the pin: same certificate, same country, valid now, not
+            // revoked.
+            match still_pinned(&ctx, &conn, &peer) {
+                Some(p) => pin = p,
+                None => {
+                    CloseWhy::PinChanged.close(&conn);
+                    break;
+                }
             }
             let ctx = ctx.clone();
             let peer = peer.clone();

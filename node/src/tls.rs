@@ -5,6 +5,11 @@
 //! of its DER) to an entry of a [`Pins`] set that is valid now; the handshake signature is
 //! checked with the provider's algorithms as usual. After the handshake, [`peer_fingerprint`]
 //! maps the connection to the pinned identity. Nothing here skips a check.
+//!
+//! No TLS session is ever resumed: a resumed session would carry the first handshake's client
+//! certificate without calling the verifier again, so a certificate unpinned in between would
+//! still get in. Servers keep no session cache and send no tickets; clients never try. QUIC
+//! datagrams are off (nothing reads them).
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -39,10 +44,28 @@ pub struct Pin {
     pub not_after_ms: i64,
 }
 
+impl Pin {
+    /// True if `now_ms` is inside the pin's validity.
+    pub fn valid_at(&self, now_ms: i64) -> bool {
+        now_ms >= self.not_before_ms && now_ms <= self.not_after_ms
+    }
+}
+
 /// A set of pinned certificate hashes, shared by verifiers and changed at run time.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Pins {
     map: RwLock<HashMap<[u8; 32], Pin>>,
+    /// Bumped on every change, so that live connections re-check their pin at once.
+    changed: tokio::sync::watch::Sender<u64>,
+}
+
+impl Default for Pins {
+    fn default() -> Self {
+        Self {
+            map: RwLock::default(),
+            changed: tokio::sync::watch::channel(0).0,
+        }
+    }
 }
 
 impl Pins {
@@ -58,6 +81,7 @@ impl Pins {
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .insert(fp, pin);
+        self.changed.send_modify(|n| *n = n.wrapping_add(1));
     }
 
     /// Removes every pin of `who`.
@@ -66,6 +90,12 @@ impl Pins {
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .retain(|_, p| p.who != who);
+        self.changed.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// Changes whenever a pin is added or removed: holders of live connections re-check.
+    pub fn watch(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.changed.subscribe()
     }
 
     /// The identity pinned for this certificate, if it is valid now.
@@ -76,8 +106,85 @@ impl Pins {
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .get(&fp)
-            .filter(|p| now >= p.not_before_ms && now <= p.not_after_ms)
+            .filter(|p| p.valid_at(now))
             .cloned()
+    }
+}
+
+/// The error a verifier gives for a certificate that is not pinned (or not valid now). It
+/// carries only the certificate's SHA-256, so that the listener can log who knocked
+/// ([`refused_fingerprint`]); the client learns nothing it did not already know.
+struct NotPinned([u8; 32]);
+
+// rustls formats `CertificateError::Other` with `Debug`: both forms carry the fingerprint.
+impl std::fmt::Debug for NotPinned {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(self, f)
+    }
+}
+
+impl std::fmt::Display for NotPinned {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "certificate {NOT_PINNED_MARK}{} is not pinned",
+            hex::encode(self.0)
+        )
+    }
+}
+
+impl std::error::Error for NotPinned {}
+
+const NOT_PINNED_MARK: &str = "sha256:";
+
+fn not_pinned(cert_der: &[u8]) -> rustls::Error {
+    rustls::Error::InvalidCertificate(CertificateError::Other(rustls::OtherError(Arc::new(
+        NotPinned(trm_proto::signing::sha256(cert_der)),
+    ))))
+}
+
+/// Why a peer handshake failed, as far as the listener can tell.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HandshakeRefusal {
+    /// The client presented a certificate that is not pinned (or whose pin is not valid now).
+    NotPinned([u8; 32]),
+    /// The client presented no certificate.
+    NoCertificate,
+    /// Anything else (wrong ALPN, protocol error, the client went away, timed out).
+    Other,
+}
+
+impl HandshakeRefusal {
+    /// Classifies a failed server-side handshake.
+    pub fn of(e: &quinn::ConnectionError) -> Self {
+        match e {
+            quinn::ConnectionError::TransportError(t) => Self::from_reason(&t.reason),
+            _ => Self::Other,
+        }
+    }
+
+    /// Classifies the reason text of the listener's own TLS error.
+    pub fn from_reason(reason: &str) -> Self {
+        if let Some(i) = reason.find(NOT_PINNED_MARK) {
+            let hex_fp = reason[i + NOT_PINNED_MARK.len()..].get(..64).unwrap_or("");
+            let mut fp = [0u8; 32];
+            if hex::decode_to_slice(hex_fp, &mut fp).is_ok() {
+                return Self::NotPinned(fp);
+            }
+        }
+        if reason.contains(&rustls::Error::NoCertificatesPresented.to_string()) {
+            return Self::NoCertificate;
+        }
+        Self::Other
+    }
+
+    /// Metric label.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Self::NotPinned(_) => "not_pinned",
+            Self::NoCertificate => "no_certificate",
+            Self::Other => "other",
+        }
     }
 }
 
@@ -135,9 +242,7 @@ impl ClientCertVerifier for PinnedClientVerifier {
     ) -> Result<ClientCertVerified, rustls::Error> {
         match self.pins.lookup(end_entity) {
             Some(_) => Ok(ClientCertVerified::assertion()),
-            None => Err(rustls::Error::InvalidCertificate(
-                CertificateError::ApplicationVerificationFailure,
-            )),
+            None => Err(not_pinned(end_entity)),
         }
     }
 
@@ -171,17 +276,38 @@ impl ClientCertVerifier for PinnedClientVerifier {
     }
 }
 
-/// Client side: accepts exactly one pinned server certificate.
+/// Client side: accepts exactly one pinned server certificate, within its validity.
 #[derive(Debug)]
 pub struct PinnedServerVerifier {
     expected: [u8; 32],
+    valid: (i64, i64),
     provider: Arc<CryptoProvider>,
 }
 
 impl PinnedServerVerifier {
-    /// Accepts only the certificate whose SHA-256 is `expected`.
+    /// Accepts only the certificate whose SHA-256 is `expected`, at any time (the admin
+    /// client: an officer's credential names the node's certificate, with no validity).
     pub fn new(expected: [u8; 32], provider: Arc<CryptoProvider>) -> Self {
-        Self { expected, provider }
+        Self {
+            expected,
+            valid: (i64::MIN, i64::MAX),
+            provider,
+        }
+    }
+
+    /// Accepts only the certificate whose SHA-256 is `expected`, and only while now is within
+    /// `[not_before_ms, not_after_ms]` (a peer card's validity).
+    pub fn within(
+        expected: [u8; 32],
+        not_before_ms: i64,
+        not_after_ms: i64,
+        provider: Arc<CryptoProvider>,
+    ) -> Self {
+        Self {
+            expected,
+            valid: (not_before_ms, not_after_ms),
+            provider,
+        }
     }
 }
 
@@ -194,12 +320,19 @@ impl ServerCertVerifier for PinnedServerVerifier {
         _ocsp_response: &[u8],
         _now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        if trm_proto::signing::sha256(end_entity) == self.expected {
-            Ok(ServerCertVerified::assertion())
-        } else {
+        let now = now_ms();
+        if trm_proto::signing::sha256(end_entity) != self.expected {
             Err(rustls::Error::InvalidCertificate(
                 CertificateError::ApplicationVerificationFailure,
             ))
+        } else if now < self.valid.0 {
+            Err(rustls::Error::InvalidCertificate(
+                CertificateError::NotValidYet,
+            ))
+        } else if now > self.valid.1 {
+            Err(rustls::Error::InvalidCertificate(CertificateError::Expired))
+        } else {
+            Ok(ServerCertVerified::assertion())
         }
     }
 
@@ -244,7 +377,14 @@ pub struct QuicLimits {
     pub idle_timeout: std::time::Duration,
 }
 
-fn transport(limits: QuicLimits) -> Result<quinn::TransportConfig, TlsError> {
+/// Which side a transport configuration is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Side {
+    Server,
+    Client,
+}
+
+fn transport(limits: QuicLimits, side: Side) -> Result<quinn::TransportConfig, TlsError> {
     let mut t = quinn::TransportConfig::default();
     t.max_concurrent_uni_streams(0u32.into());
     t.max_concurrent_bidi_streams(limits.max_streams.into());
@@ -257,11 +397,20 @@ fn transport(limits: QuicLimits) -> Result<quinn::TransportConfig, TlsError> {
             .try_into()
             .map_err(|_| TlsError::Quic("idle timeout out of range".into()))?,
     ));
-    t.keep_alive_interval(Some(limits.idle_timeout / 3));
+    // Only the client keeps a connection alive: a server that pinged would hold every idle
+    // connection (and its slot) forever on behalf of a peer that went quiet.
+    t.keep_alive_interval(match side {
+        Side::Client => Some(limits.idle_timeout / 3),
+        Side::Server => None,
+    });
+    // No QUIC datagrams: nothing reads them, so none are accepted or buffered.
+    t.datagram_receive_buffer_size(None);
+    t.datagram_send_buffer_size(0);
     Ok(t)
 }
 
-/// A QUIC server config: TLS 1.3, `alpn`, client certificate required and pinned, 0-RTT off.
+/// A QUIC server config: TLS 1.3, `alpn`, client certificate required and pinned, 0-RTT off,
+/// no session resumption (no session cache, no tickets), no keep-alive, no datagrams.
 pub fn server_config(
     cert: CertificateDer<'static>,
     key: PrivateKeyDer<'static>,
@@ -277,15 +426,19 @@ pub fn server_config(
         .with_single_cert(vec![cert], key)?;
     cfg.alpn_protocols = vec![alpn.to_vec()];
     cfg.max_early_data_size = 0;
+    // Every handshake is a full one, so the verifier sees every client certificate.
+    cfg.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
+    cfg.send_tls13_tickets = 0;
     let quic = quinn::crypto::rustls::QuicServerConfig::try_from(cfg)
         .map_err(|e| TlsError::Quic(e.to_string()))?;
     let mut sc = quinn::ServerConfig::with_crypto(Arc::new(quic));
-    sc.transport_config(Arc::new(transport(limits)?));
+    sc.transport_config(Arc::new(transport(limits, Side::Server)?));
     Ok(sc)
 }
 
 /// A QUIC client config that presents `cert` and accepts only the server certificate whose
-/// SHA-256 is `server_fp`. TLS 1.3, `alpn`, 0-RTT off.
+/// SHA-256 is `server_fp`, at any time (the admin client). TLS 1.3, `alpn`, 0-RTT off, no
+/// resumption, no datagrams.
 pub fn client_config(
     cert: CertificateDer<'static>,
     key: PrivateKeyDer<'static>,
@@ -293,8 +446,37 @@ pub fn client_config(
     alpn: &[u8],
     limits: QuicLimits,
 ) -> Result<quinn::ClientConfig, TlsError> {
-    let provider = provider();
-    let verifier = Arc::new(PinnedServerVerifier::new(server_fp, provider.clone()));
+    let verifier = PinnedServerVerifier::new(server_fp, provider());
+    client_config_with(cert, key, verifier, alpn, limits)
+}
+
+/// A QUIC client config for dialing a peer: accepts only the server certificate pinned by
+/// `pin_cert_der`, and only within `pin`'s validity (the peer's card).
+pub fn peer_client_config(
+    cert: CertificateDer<'static>,
+    key: PrivateKeyDer<'static>,
+    pin_cert_der: &[u8],
+    pin: &Pin,
+    limits: QuicLimits,
+) -> Result<quinn::ClientConfig, TlsError> {
+    let verifier = PinnedServerVerifier::within(
+        trm_proto::signing::sha256(pin_cert_der),
+        pin.not_before_ms,
+        pin.not_after_ms,
+        provider(),
+    );
+    client_config_with(cert, key, verifier, trm_proto::ALPN_PEER, limits)
+}
+
+fn client_config_with(
+    cert: CertificateDer<'static>,
+    key: PrivateKeyDer<'static>,
+    verifier: PinnedServerVerifier,
+    alpn: &[u8],
+    limits: QuicLimits,
+) -> Result<quinn::ClientConfig, TlsError> {
+    let provider = verifier.provider.clone();
+    let verifier = Arc::new(verifier);
     let mut cfg = rustls::ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .dangerous()
@@ -302,10 +484,11 @@ pub fn client_config(
         .with_client_auth_cert(vec![cert], key)?;
     cfg.alpn_protocols = vec![alpn.to_vec()];
     cfg.enable_early_data = false;
+    cfg.resumption = rustls::client::Resumption::disabled();
     let quic = quinn::crypto::rustls::QuicClientConfig::try_from(cfg)
         .map_err(|e| TlsError::Quic(e.to_string()))?;
     let mut cc = quinn::ClientConfig::new(Arc::new(quic));
-    cc.transport_config(Arc::new(transport(limits)?));
+    cc.transport_config(Arc::new(transport(limits, Side::Client)?));
     Ok(cc)
 }
 
@@ -321,5 +504,42 @@ pub fn peer_fingerprint(conn: &quinn::Connection, pins: &Pins) -> Option<Pin> {
     peer_cert(conn).and_then(|c| pins.lookup(&c))
 }
 
+/// True if the server on the other side of an outgoing `conn` still presents the certificate
+/// `pin_cert_der` and `pin` is valid now: a cached connection is used only while this holds.
+pub fn server_still_pinned(conn: &quinn::Connection, pin_cert_der: &[u8], pin: &Pin) -> bool {
+    pin.valid_at(now_ms())
+        && peer_cert(conn).is_some_and(|c| {
+            trm_proto::signing::sha256(&c) == trm_proto::signing::sha256(pin_cert_der)
+        })
+}
+
 /// The server name used when dialing; pinning makes the name irrelevant to security.
 pub const SERVER_NAME: &str = "trm.invalid";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refused_certificate_is_recognised_from_the_close_reason() {
+        let expected = trm_proto::signing::sha256(&[1, 2, 3]);
+        let reason = not_pinned(&[1, 2, 3]).to_string();
+        assert_eq!(
+            HandshakeRefusal::from_reason(&reason),
+            HandshakeRefusal::NotPinned(expected)
+        );
+        let none = rustls::Error::NoCertificatesPresented.to_string();
+        assert_eq!(
+            HandshakeRefusal::from_reason(&none),
+            HandshakeRefusal::NoCertificate
+        );
+        assert_eq!(
+            HandshakeRefusal::from_reason("sha256:12 is not pinned"),
+            HandshakeRefusal::Other
+        );
+        assert_eq!(
+            HandshakeRefusal::of(&quinn::ConnectionError::TimedOut),
+            HandshakeRefusal::Other
+        );
+    }
+}

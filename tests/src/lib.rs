@@ -3,6 +3,7 @@
 
 pub mod answers;
 pub mod pins;
+pub mod net;
 pub mod proxy;
 pub mod raw;
 

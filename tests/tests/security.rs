@@ -13,6 +13,7 @@ use trm_bench::proc::NodeProc;
 use trm_node::store::SentState;
 use trm_proto::admin::{self as api, admin_request::Call};
 use trm_proto::pb::{self, RejectReason};
+use trm_tests::net;
 use trm_tests::raw::{self, TlsId};
 use trm_tests::*;
 
@@ -27,23 +28,28 @@ async fn pair() -> (tempfile::TempDir, TestNode, TestNode) {
     started_pair("IT", "AL").await
 }
 
-/// One attempt to deliver a properly signed referral over a connection made with `id`;
-/// Ok(answer) if any application data was processed.
+/// One attempt to deliver a properly signed referral over a connection made with `id`.
+/// Returns how the handshake ended and, if the connection stayed open, the answer.
 async fn attempt(
     al: &TestNode,
     id: &TlsId,
     signer: &ed25519_dalek::SigningKey,
     from: &str,
-) -> Result<pb::PeerResponse, String> {
-    let conn = raw::connect(al.peer_addr, &al.keys().tls_cert, id).await?;
-    let (body, disclosures) = raw::referral(from, "AL", trm_node::time::now_ms());
-    let r = raw::exchange(
-        &conn,
-        &raw::frame(raw::envelope(signer, &body), disclosures),
-    )
-    .await;
-    conn.close(0u32.into(), b"");
-    r
+) -> (net::Handshake, Option<Result<pb::PeerResponse, String>>) {
+    let ep = net::client_endpoint(std::net::Ipv4Addr::LOCALHOST.into());
+    let h = net::try_handshake(&ep, net::peer_client(id, &al.keys().tls_cert), al.peer_addr).await;
+    let answer = match &h {
+        net::Handshake::Open(conn) => {
+            let (body, disclosures) = raw::referral(from, "AL", trm_node::time::now_ms());
+            let r =
+                raw::exchange(conn, &raw::frame(raw::envelope(signer, &body), disclosures)).await;
+            conn.close(0u32.into(), b"");
+            Some(r)
+        }
+        _ => None,
+    };
+    ep.close(0u32.into(), b"");
+    (h, answer)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -116,50 +122,40 @@ async fn certificates_of_no_valid_peer_are_refused_before_any_application_data()
         ("removed peer", &removed_id, &removed.keys[0], "DE"),
         ("revoked peer", &revoked_id, &revoked.keys[0], "PL"),
     ];
+    // Each is refused by the TLS handshake itself (a TLS alert from the server within about
+    // a second), not by a timeout or any later error.
     for (what, id, signer, from) in cases {
         for i in 0..n {
-            let r = attempt(&al, id, signer, from).await;
-            assert!(r.is_err(), "{what}, attempt {i}: got an answer {r:?}");
+            let (h, answer) = attempt(&al, id, signer, from).await;
+            assert!(
+                h.is_tls_refusal(),
+                "{what}, attempt {i}: not refused by TLS: {h:?}, answer {answer:?}"
+            );
         }
     }
     // No client certificate at all.
+    let ep = net::client_endpoint(std::net::Ipv4Addr::LOCALHOST.into());
     for i in 0..n {
-        let fp = trm_proto::signing::sha256(&al.keys().tls_cert);
-        let provider = trm_node::tls::provider();
-        let mut cfg = rustls::ClientConfig::builder_with_provider(provider.clone())
-            .with_protocol_versions(&[&rustls::version::TLS13])
-            .unwrap()
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(trm_node::tls::PinnedServerVerifier::new(
-                fp, provider,
-            )))
-            .with_no_client_auth();
-        cfg.alpn_protocols = vec![trm_proto::ALPN_PEER.to_vec()];
-        let qc = quinn::crypto::rustls::QuicClientConfig::try_from(cfg).unwrap();
-        let ep =
-            trm_node::transport::endpoint(std::net::UdpSocket::bind("127.0.0.1:0").unwrap(), None)
-                .unwrap();
-        let r = match ep
-            .connect_with(quinn::ClientConfig::new(Arc::new(qc)), al.peer_addr, "x")
-            .unwrap()
-            .await
-        {
-            Err(e) => Err(e.to_string()),
-            Ok(c) => {
-                let (body, d) = raw::referral("IT", "AL", trm_node::time::now_ms());
-                raw::exchange(&c, &raw::frame(raw::envelope(&it_keys.signing, &body), d)).await
-            }
-        };
-        assert!(r.is_err(), "no certificate, attempt {i}: got an answer");
+        let h = net::try_handshake(
+            &ep,
+            net::certificateless_client(&al.keys().tls_cert),
+            al.peer_addr,
+        )
+        .await;
+        assert!(
+            h.is_tls_refusal(),
+            "no certificate, attempt {i}: not refused by TLS: {h:?}"
+        );
     }
+    ep.close(0u32.into(), b"");
     assert_eq!(al.ctx().store.received_count(), 0, "nothing stored");
     assert_eq!(
         al.ctx().store.audit_len(),
         audit_before,
         "the audit log grew by nothing: no application data was processed"
     );
-    // Italy itself still gets in.
-    let ok = attempt(
+    // Positive control, the very same client setup: Italy itself still gets in.
+    let (h, ok) = attempt(
         &al,
         &TlsId {
             cert: it_keys.tls_cert.clone(),
@@ -168,8 +164,9 @@ async fn certificates_of_no_valid_peer_are_refused_before_any_application_data()
         &it_keys.signing,
         "IT",
     )
-    .await
-    .unwrap();
+    .await;
+    assert!(matches!(h, net::Handshake::Open(_)), "{h:?}");
+    let ok = ok.expect("an answer").expect("an answer");
     assert!(raw::is_receipt(&ok), "{ok:?}");
     it.finish().await;
     al.finish().await;
@@ -467,7 +464,10 @@ async fn floods_and_stalled_streams_leave_a_legitimate_peer_delivering_in_bounde
         })
     };
 
-    // A stalled stream: one byte a second from a pinned peer.
+    // A stalled stream: a byte every 250 ms from a pinned peer. It must be stopped by the
+    // receiver (STOP_SENDING) between the stream timeout and twice that, the connection
+    // staying up.
+    let stream_timeout = Duration::from_secs(2);
     let slow = {
         let (cert, id) = (
             al_cert.clone(),
@@ -479,11 +479,13 @@ async fn floods_and_stalled_streams_leave_a_legitimate_peer_delivering_in_bounde
         tokio::spawn(async move {
             let conn = raw::connect(al_addr, &cert, &id).await.unwrap();
             let (mut send, _recv) = conn.open_bi().await.unwrap();
+            let started = std::time::Instant::now();
             send.write_all(&[0, 0, 4]).await.unwrap();
-            for sec in 0..30 {
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                if send.write_all(&[0]).await.is_err() {
-                    return Some(sec);
+            while started.elapsed() < Duration::from_secs(30) {
+                tokio::time::sleep(Duration::from_millis(250)).await;
+                if let Err(e) = send.write_all(&[0]).await {
+                    let lost = conn.close_reason();
+                    return Some((started.elapsed(), e, lost));
                 }
             }
             None
@@ -572,10 +574,18 @@ async fn floods_and_stalled_streams_leave_a_legitimate_peer_delivering_in_bounde
     );
     let answered = flood_streams.await.unwrap();
     assert!(answered > 0, "junk streams are answered with rejections");
-    let closed_after = slow.await.unwrap();
+    let (closed_after, how, lost) = slow
+        .await
+        .unwrap()
+        .expect("the stalled stream was stopped by the receiver");
     assert!(
-        closed_after.is_some(),
-        "the stalled stream was closed by the stream timeout"
+        matches!(how, quinn::WriteError::Stopped(_)),
+        "stopped by a stream stop, not {how:?}"
+    );
+    assert!(lost.is_none(), "the connection was lost: {lost:?}");
+    assert!(
+        closed_after >= stream_timeout && closed_after <= 2 * stream_timeout,
+        "stopped after {closed_after:?}, not between the {stream_timeout:?} stream timeout and twice that"
     );
     let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
     while delivered_count(&mut it, &ids, &officer).await < ids.len() {
@@ -590,7 +600,7 @@ async fn floods_and_stalled_streams_leave_a_legitimate_peer_delivering_in_bounde
     let peak_mib = peak.load(std::sync::atomic::Ordering::Relaxed) / 1024;
     eprintln!(
         "exhaustion: {handshakes} handshakes refused, {answered} junk streams answered, \
-         stalled stream closed after {closed_after:?} s, peak VmRSS {peak_mib} MiB"
+         stalled stream stopped after {closed_after:?}, peak VmRSS {peak_mib} MiB"
     );
     assert!(peak_mib < 256, "memory bounded: {peak_mib} MiB");
     assert!(al.is_running(), "the node survived");
