@@ -1,6 +1,7 @@
 //! Test support: real nodes on loopback, in temporary folders, with ports chosen by the OS.
 #![allow(missing_docs, unreachable_pub)] // test support crate
 
+pub mod auditx;
 pub mod proxy;
 pub mod raw;
 
