@@ -273,8 +273,11 @@ pub async fn checkpoint_now(ctx: &Ctx) -> Result<Option<pb::Signed>, StoreError>
     *ctx.audit.latest.write().unwrap_or_else(|p| p.into_inner()) = Some((size, signed.clone()));
     ctx.audit.count.store(sequence, Ordering::SeqCst);
     // After the commit: a tripwire ahead of the store would refuse a store that is not behind.
-    if let Some(path) = &ctx.audit.tripwire {
-        write_tripwire(path, &signed)?;
+    if let Some(path) = ctx.audit.tripwire.clone() {
+        let copy = signed.clone();
+        tokio::task::spawn_blocking(move || write_tripwire(&path, &copy))
+            .await
+            .map_err(|_| StoreError::Closed)??;
     }
     Ok(Some(signed))
 }

@@ -1047,6 +1047,11 @@ mod tests {
 
     /// A small log of `IT` with one exchange with `AL`, and its bundle.
     fn small_bundle() -> Vec<u8> {
+        small_bundle_with([1, 2])
+    }
+
+    /// [`small_bundle`] with the two checkpoints' sequence numbers (0 = legacy, unchained).
+    fn small_bundle_with(sequences: [u64; 2]) -> Vec<u8> {
         let (it, al) = (party("IT"), party("AL"));
         let body = pb::Body {
             version: 1,
@@ -1150,13 +1155,17 @@ mod tests {
                 root_hash: log.root_at(size).unwrap().to_vec(),
                 time_ms: 1000 + size as i64,
                 sequence,
-                previous: std::mem::take(&mut previous),
+                previous: if sequence > 1 {
+                    previous.clone()
+                } else {
+                    Vec::new()
+                },
             }
             .encode_to_vec();
             previous = signing::sha256(&body).to_vec();
             signed(&it, Tag::Checkpoint, body).encode_to_vec()
         };
-        let checkpoints = vec![cp(1, 1), cp(4, 2)];
+        let checkpoints = vec![cp(1, sequences[0]), cp(4, sequences[1])];
         let proof = |h: Vec<Hash>| h.into_iter().map(|x| x.to_vec()).collect::<Vec<_>>();
         AuditBundle {
             version: 1,
@@ -1197,6 +1206,21 @@ mod tests {
             Some(&1)
         );
         assert_eq!((s.first_ms, s.last_ms), (Some(1000), Some(1005)));
+    }
+
+    #[test]
+    fn legacy_checkpoints_verify_only_before_chained_ones() {
+        // Old checkpoints (sequence 0) first, then the chain continues from them: verifies,
+        // and the summary says how many are legacy.
+        let s = verify_bundle(&small_bundle_with([0, 2])).expect("legacy then chained");
+        assert_eq!(s.legacy_checkpoints, 1);
+        let s = verify_bundle(&small_bundle_with([0, 0])).expect("all legacy");
+        assert_eq!(s.legacy_checkpoints, 2);
+        // A legacy checkpoint after a chained one, or a chain that skips a number, fails.
+        let f = verify_bundle(&small_bundle_with([1, 0])).unwrap_err();
+        assert!(f.what.contains("unchained"), "{f}");
+        let f = verify_bundle(&small_bundle_with([1, 3])).unwrap_err();
+        assert!(f.what.contains("sequence number 3"), "{f}");
     }
 
     #[test]
