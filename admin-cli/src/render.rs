@@ -406,7 +406,8 @@ pub(crate) fn audit_summary(sum: &trm_proto::audit::Summary, json: bool) -> Stri
         sum.country,
         sum.name,
         sum.coverage,
-        sum.exported_ms.map_or("- (no export record)".into(), format_ms),
+        sum.exported_ms
+            .map_or("- (partial bundle: no record of this export)".into(), format_ms),
         sum.signed_ms.map_or("-".into(), format_ms),
         sum.entries,
         sum.first_index.map_or("-".into(), |i| i.to_string()),

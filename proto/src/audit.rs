@@ -227,7 +227,8 @@ pub struct Summary {
     pub messages: BTreeMap<(String, String, String), u64>,
     /// How much of the log the bundle holds.
     pub coverage: Coverage,
-    /// Time of the last export record in the bundle (Unix ms): when the export was made.
+    /// Time of the last export record of a complete bundle (Unix ms): when the export was
+    /// made. `None` for a partial bundle.
     pub exported_ms: Option<i64>,
     /// Time of the last checkpoint (Unix ms): when the log was signed at its exported size.
     pub signed_ms: Option<i64>,
@@ -398,9 +399,10 @@ pub fn parse_fingerprint(text: &str) -> Result<Hash, String> {
         .filter(|c| *c != ':')
         .collect::<String>()
         .to_ascii_lowercase();
-    let bytes = hex::decode(&hexed)
-        .map_err(|_| format!("{text:?} is not a key fingerprint (64 hex digits)"))?;
-    hash32(&bytes, "a key fingerprint")
+    hex::decode(&hexed)
+        .ok()
+        .and_then(|b| Hash::try_from(b.as_slice()).ok())
+        .ok_or_else(|| format!("{text:?} is not a key fingerprint (64 hex digits)"))
 }
 
 /// What verifying a bundle's log yields besides its summary: what a witness check needs.
@@ -772,6 +774,10 @@ fn verify_log(bytes: &[u8], allow_partial: bool) -> Result<(Summary, Log), Audit
             of: n,
         }
     };
+    if matches!(sum.coverage, Coverage::Partial { .. }) {
+        // An export record in a partial bundle is an earlier export's, not this one's.
+        sum.exported_ms = None;
+    }
     if !allow_partial {
         if let Coverage::Partial { first, last, of } = sum.coverage {
             let why = if first == 0 && last + 1 == of {
