@@ -285,6 +285,10 @@ async fn a_store_copied_back_from_an_older_copy_is_refused_at_start_unless_resto
         line.starts_with("trm-node: store at") && line.contains("rolled back"),
         "{line}"
     );
+    // The offline check says the same before anyone starts it.
+    let (code, line) = node_cmd(&["check", "--dir", s(&it.dir)], Duration::from_secs(60));
+    assert_eq!(code, Some(1), "check passed a rolled-back store: {line}");
+    assert!(line.contains("rolled back"), "{line}");
     assert_eq!(
         trm_node::store::Store::open(&store).unwrap().audit_len(),
         old_len
