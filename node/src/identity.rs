@@ -451,12 +451,8 @@ pub fn init(
     if dir.exists() {
         std::fs::remove_dir(dir).map_err(io_err(dir))?;
     }
-    std::fs::rename(&staging, dir).map_err(|source| {
+    rename_durably(&staging, dir).inspect_err(|_| {
         let _ = std::fs::remove_dir_all(&staging);
-        IdentityError::Io {
-            path: dir.to_path_buf(),
-            source,
-        }
     })?;
     let keys = NodeKeys::load(dir, &cfg)?;
     Ok(InitReport {
