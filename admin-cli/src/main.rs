@@ -84,11 +84,24 @@ enum AuditCmd {
         #[arg(long)]
         to: Option<String>,
     },
-    /// Check every signature, hash, inclusion and consistency proof of a bundle; exits
-    /// non-zero naming the entry and what failed. Needs no node and no credential.
+    /// Check every signature, hash, inclusion and consistency proof of a bundle, that it has
+    /// no gap and (unless --partial) holds the whole log; prints the key fingerprints of the
+    /// node and its peers. Exits non-zero naming the entry and what failed. Needs no node and
+    /// no credential.
     Verify {
         /// The bundle file.
         file: PathBuf,
+        /// Accept a bundle of part of the log (an export with --from/--to); gaps still fail.
+        #[arg(long)]
+        partial: bool,
+        /// Fail unless the node's key history holds this key (its fingerprint, as `status` or
+        /// `trm-node init` print it, learnt out of band). Repeatable.
+        #[arg(long = "expect-key", value_name = "FINGERPRINT")]
+        expect_key: Vec<String>,
+        /// Another node's bundle: every checkpoint of this node it holds (in receipts and
+        /// witness entries) must agree with this bundle's log. Repeatable.
+        #[arg(long, value_name = "OTHER_BUNDLE")]
+        witness: Vec<PathBuf>,
     },
     /// Write one entry's signed bytes for checking with another tool (docs/PROTOCOL.md §8):
     /// body.bin, sig.bin (64 bytes) and pub.raw (32-byte Ed25519 key). Offline.
@@ -651,17 +664,44 @@ wrote {} (certificate {}): give it to your operator, who runs
 }
 
 /// `audit verify`: offline, no credential.
-fn verify_bundle(file: &Path, json: bool) -> Result<(), Failure> {
+fn verify_bundle(
+    file: &Path,
+    partial: bool,
+    expect_key: &[String],
+    witness: &[PathBuf],
+    json: bool,
+) -> Result<(), Failure> {
+    for k in expect_key {
+        trm_proto::audit::parse_fingerprint(k)
+            .map_err(|e| Failure::usage(format!("--expect-key: {e}")))?;
+    }
     let bytes = read_file(file, FileKind::Bundle)?;
-    match trm_proto::audit::verify_bundle(&bytes) {
+    let opts = trm_proto::audit::Options {
+        allow_partial: partial,
+        expect_keys: expect_key.to_vec(),
+        witnesses: witness
+            .iter()
+            .map(|w| read_file(w, FileKind::Bundle))
+            .collect::<Result<_, _>>()?,
+    };
+    match trm_proto::audit::verify_bundle_with(&bytes, &opts) {
         Ok(s) => {
             print!("{}", render::audit_summary(&s, json));
             Ok(())
         }
-        Err(f) => Err(Failure::new(
-            1,
-            format!("{}: verification FAILED at {f}", file.display()),
-        )),
+        Err(f) => {
+            let of = match f.location {
+                trm_proto::audit::Location::Witness { bundle, .. } => witness
+                    .get(bundle)
+                    .map(|w| format!(" ({})", w.display()))
+                    .unwrap_or_default(),
+                _ => String::new(),
+            };
+            Err(Failure::new(
+                1,
+                format!("{}: verification FAILED at {f}{of}", file.display()),
+            ))
+        }
     }
 }
 
@@ -710,7 +750,12 @@ fn extract_entry(file: &Path, index: u64, dir: &Path) -> Result<(), Failure> {
 
 async fn run(cli: Cli) -> Result<(), Failure> {
     match &cli.cmd {
-        Cmd::Audit(AuditCmd::Verify { file }) => return verify_bundle(file, cli.json),
+        Cmd::Audit(AuditCmd::Verify {
+            file,
+            partial,
+            expect_key,
+            witness,
+        }) => return verify_bundle(file, *partial, expect_key, witness, cli.json),
         Cmd::Audit(AuditCmd::Extract { file, entry, dir }) => {
             return extract_entry(file, *entry, dir)
         }
@@ -762,7 +807,12 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             render::View::Done,
             None,
         ),
-        Cmd::Audit(AuditCmd::Verify { file }) => return verify_bundle(&file, cli.json),
+        Cmd::Audit(AuditCmd::Verify {
+            file,
+            partial,
+            expect_key,
+            witness,
+        }) => return verify_bundle(&file, partial, &expect_key, &witness, cli.json),
         Cmd::Audit(AuditCmd::Extract { file, entry, dir }) => {
             return extract_entry(&file, entry, &dir)
         }

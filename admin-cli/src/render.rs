@@ -377,8 +377,38 @@ pub(crate) fn audit_summary(sum: &trm_proto::audit::Summary, json: bool) -> Stri
             "last_index": sum.last_index,
             "kinds": sum.kinds,
             "messages": messages,
+            "coverage": sum.coverage.to_string(),
+            "complete": sum.coverage == trm_proto::audit::Coverage::Complete,
+            "exported": sum.exported_ms.map(format_ms),
+            "signed": sum.signed_ms.map(format_ms),
+            "legacy_checkpoints": sum.legacy_checkpoints,
+            "key_fingerprints": sum.key_fingerprints,
+            "peer_keys": sum.peer_keys,
+            "witnessed": sum.witnessed.iter().map(|w| serde_json::json!({
+                "by": w.by, "checkpoints": w.checkpoints, "largest_tree_size": w.largest,
+            })).collect::<Vec<_>>(),
         });
         return serde_json::to_string_pretty(&v).unwrap_or_default() + "\n";
+    }
+    let mut keys = format!(
+        "  node keys    {}\n",
+        sum.key_fingerprints.join("\n               ")
+    );
+    for (peer, fps) in &sum.peer_keys {
+        keys += &format!("  {peer} keys      {}\n", fps.join("\n               "));
+    }
+    let mut notes = String::new();
+    if sum.legacy_checkpoints > 0 {
+        notes += &format!(
+            "  note         {} legacy checkpoints (unchained: one removed from among them would not show)\n",
+            sum.legacy_checkpoints
+        );
+    }
+    for w in &sum.witnessed {
+        notes += &format!(
+            "  witnessed    by {}: {} checkpoints of this node agree with this log (largest tree size {})\n",
+            w.by, w.checkpoints, w.largest
+        );
     }
     let kinds: Vec<String> = sum.kinds.iter().map(|(k, n)| format!("{k} {n}")).collect();
     let rows: Vec<Vec<String>> = sum
@@ -387,9 +417,13 @@ pub(crate) fn audit_summary(sum: &trm_proto::audit::Summary, json: bool) -> Stri
         .map(|((peer, dir, kind), n)| vec![peer.clone(), dir.clone(), kind.clone(), n.to_string()])
         .collect();
     format!(
-        "audit bundle of {} ({}): VERIFIED\n  entries      {} (indices {}..={} of a log of {}, root {})\n  checkpoints  {}, each consistent with the one before\n  signatures   {} checked ({} keys in the node's history; peers: {})\n  first        {}\n  last         {}\n  by kind      {}\n\n{}",
+        "audit bundle of {} ({}): VERIFIED, {}\n  exported     {} (log signed at {})\n  entries      {} (indices {}..={} of a log of {}, root {})\n  checkpoints  {}, chained, each consistent with the one before\n  signatures   {} checked ({} keys in the node's history; peers: {})\n{keys}{notes}  first        {}\n  last         {}\n  by kind      {}\n\n{}",
         sum.country,
         sum.name,
+        sum.coverage,
+        sum.exported_ms
+            .map_or("- (partial bundle: no record of this export)".into(), format_ms),
+        sum.signed_ms.map_or("-".into(), format_ms),
         sum.entries,
         sum.first_index.map_or("-".into(), |i| i.to_string()),
         sum.last_index.map_or("-".into(), |i| i.to_string()),

@@ -241,14 +241,12 @@ pub async fn dispatch(ctx: &Arc<Ctx>, caller: &Caller, req: AdminRequest) -> Adm
     let mut data = Vec::new();
     let result = if roles.contains(&caller.role) {
         match call {
-            Call::AuditExport(r) => {
-                crate::audit::export(ctx, r.from_ms, r.to_ms)
-                    .await
-                    .map(|(v, bundle)| {
-                        data = bundle;
-                        v
-                    })
-            }
+            Call::AuditExport(r) => crate::audit::export(ctx, caller, r.from_ms, r.to_ms)
+                .await
+                .map(|(v, bundle)| {
+                    data = bundle;
+                    v
+                }),
             call => crate::calls::run(ctx, caller, call).await,
         }
     } else {

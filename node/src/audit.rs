@@ -8,7 +8,19 @@
 //! `audit.checkpoint_every_secs` seconds if any were, and once more at shutdown. Receipts carry
 //! the latest one. Must never: sign a checkpoint of a tree size it has not committed, or put a
 //! case field value anywhere.
+//!
+//! Checkpoints are chained: the n-th carries `sequence = n` and the SHA-256 of the body of the
+//! one before, so an export with a checkpoint left out fails verification.
+//!
+//! **Rollback tripwire.** Each signed checkpoint is also written, after its commit, atomically
+//! and synced, to `keys/last-checkpoint.pb` beside the keys, outside the store. At start the
+//! store's log must reach that checkpoint (same root at its size); a store copied back from
+//! an older copy is refused with one line naming both, unless `trm-node restore` left its
+//! marker (the restore is then recorded in the log and the tripwire reset to the restored
+//! store). Once a store has had a tripwire, a missing file is refused too.
 
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -18,7 +30,8 @@ use trm_proto::auditpb::{AuditBundle, ExportedEntry, Proof};
 use trm_proto::pb;
 use trm_proto::signing::{self, Tag};
 
-use crate::admin::CallError;
+use crate::admin::{CallError, Caller};
+use crate::config::NodeConfig;
 use crate::identity::NodeKeys;
 use crate::node::Ctx;
 use crate::store::{checkpoint_key, AuditEntry, Op, Store, StoreError, CHECKPOINT_PREFIX};
@@ -28,14 +41,155 @@ use crate::time::format_ms;
 #[derive(Debug, Default)]
 pub struct Audit {
     latest: RwLock<Option<(u64, pb::Signed)>>,
+    /// Checkpoints signed so far (the next one's sequence number minus one).
+    count: AtomicU64,
     signing: tokio::sync::Mutex<()>,
+    /// Where the rollback tripwire is kept (none in tools that do not sign).
+    tripwire: Option<PathBuf>,
+}
+
+/// File name of the rollback tripwire, in the folder of the signing key.
+pub const TRIPWIRE_FILE: &str = "last-checkpoint.pb";
+/// Store metadata key, non-empty once the node keeps a tripwire for this store.
+pub const TRIPWIRE_ARMED: &str = "tripwire_armed";
+
+/// The rollback tripwire's path: `last-checkpoint.pb` beside the signing key.
+pub fn tripwire_path(dir: &Path, cfg: &NodeConfig) -> PathBuf {
+    let key = dir.join(&cfg.paths.signing_key);
+    key.parent().unwrap_or(dir).join(TRIPWIRE_FILE)
+}
+
+/// What the start-up check of the tripwire found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Tripwire {
+    /// The store reaches the last checkpoint this node signed.
+    Holds,
+    /// No tripwire yet (a new node, or one that never signed a checkpoint with this version).
+    Missing,
+    /// The store is behind or different, but `trm-node restore` recorded a restore.
+    Restored,
+}
+
+/// Checks that `store` reaches the checkpoint in the tripwire at `path` (see the module
+/// documentation); the error is one line naming the store, the file and what differs.
+pub fn check_tripwire(
+    store: &Store,
+    keys: &NodeKeys,
+    country: &str,
+    path: &Path,
+) -> Result<Tripwire, String> {
+    let restored = store
+        .meta(crate::backup::RESTORE_PENDING)
+        .map_err(|e| e.to_string())?
+        .is_some_and(|v| !v.is_empty());
+    let refuse = |what: String| {
+        if restored {
+            Ok(Tripwire::Restored)
+        } else {
+            Err(format!(
+                "store at {} {what}: it was rolled back or replaced other than by `trm-node restore`, or is corrupted; the node refuses to run on it (restore a backup with `trm-node restore`, or put back the store that matches {})",
+                store.path().display(),
+                path.display()
+            ))
+        }
+    };
+    let raw = match std::fs::read(path) {
+        Ok(raw) => raw,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let armed = store
+                .meta(TRIPWIRE_ARMED)
+                .map_err(|e| e.to_string())?
+                .is_some_and(|v| !v.is_empty());
+            return if armed {
+                refuse(format!(
+                    "has had a rollback tripwire but {} is missing",
+                    path.display()
+                ))
+            } else {
+                Ok(Tripwire::Missing)
+            };
+        }
+        Err(e) => return Err(format!("{}: {e}", path.display())),
+    };
+    let checkpoint = pb::Signed::decode(raw.as_slice()).ok().and_then(|s| {
+        let cp = pb::Checkpoint::decode(s.body.as_slice()).ok()?;
+        let key = trm_proto::card::key_valid_at(&keys.history, &s.signer, cp.time_ms)?;
+        signing::verify(&key, Tag::Checkpoint, &s.body, &s.signature).ok()?;
+        (cp.country == country).then_some(cp)
+    });
+    let Some(cp) = checkpoint else {
+        return refuse(format!(
+            "cannot be checked: {} is not a checkpoint signed by this node",
+            path.display()
+        ));
+    };
+    let len = store.audit_len();
+    if len < cp.tree_size {
+        return refuse(format!(
+            "is behind the last checkpoint this node signed ({}: tree size {} at {}; the store's log has {len} entries)",
+            path.display(),
+            cp.tree_size,
+            format_ms(cp.time_ms)
+        ));
+    }
+    let root = store
+        .audit_root_at(cp.tree_size)
+        .map_err(|e| e.to_string())?;
+    if root.as_slice() != cp.root_hash {
+        return refuse(format!(
+            "does not match the last checkpoint this node signed ({}: its first {} entries hash differently)",
+            path.display(),
+            cp.tree_size
+        ));
+    }
+    Ok(Tripwire::Holds)
+}
+
+/// Writes `signed` as the tripwire: temp file, sync, rename, sync the folder.
+fn write_tripwire(path: &Path, signed: &pb::Signed) -> Result<(), StoreError> {
+    crate::identity::write_private(path, &signed.encode_to_vec())
+        .map_err(|e| StoreError::Io(format!("rollback tripwire: {e}")))
+}
+
+/// After a restore (or on the first start with a tripwire): sets the tripwire to the store's
+/// latest checkpoint, or removes it if the store has none.
+pub fn reset_tripwire(store: &Store, audit: &Audit) -> Result<(), StoreError> {
+    let Some(path) = &audit.tripwire else {
+        return Ok(());
+    };
+    match audit.latest() {
+        Some(signed) => {
+            write_tripwire(path, &signed)?;
+            store.commit_blocking(vec![Op::PutMeta(TRIPWIRE_ARMED.into(), vec![1])])?;
+        }
+        None => {
+            store.commit_blocking(vec![Op::PutMeta(TRIPWIRE_ARMED.into(), Vec::new())])?;
+            match std::fs::remove_file(path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(StoreError::Io(format!("{}: {e}", path.display()))),
+            }
+            if let Some(dir) = path.parent() {
+                crate::identity::fsync_dir(dir)
+                    .map_err(|e| StoreError::Io(format!("{}: {e}", dir.display())))?;
+            }
+        }
+    }
+    Ok(())
 }
 
 impl Audit {
     /// Loads the checkpoints and checks that each one is signed by a key of this node's
     /// history valid at its time (the store already checked them against the log).
-    pub fn load(store: &Store, keys: &NodeKeys, country: &str) -> Result<Self, StoreError> {
+    /// `tripwire`: where to keep the rollback tripwire ([`tripwire_path`]).
+    pub fn load(
+        store: &Store,
+        keys: &NodeKeys,
+        country: &str,
+        tripwire: Option<PathBuf>,
+    ) -> Result<Self, StoreError> {
         let mut latest = None;
+        let mut count = 0;
         for (key, raw) in store.meta_prefix(CHECKPOINT_PREFIX)? {
             let bad = |detail: &str| StoreError::AuditLog {
                 path: store.path().to_path_buf(),
@@ -52,10 +206,13 @@ impl Audit {
                 return Err(bad("is not signed by this node's key"));
             }
             latest = Some((cp.tree_size, signed));
+            count += 1;
         }
         Ok(Self {
             latest: RwLock::new(latest),
+            count: AtomicU64::new(count),
             signing: tokio::sync::Mutex::new(()),
+            tripwire,
         })
     }
 
@@ -86,11 +243,19 @@ pub async fn checkpoint_now(ctx: &Ctx) -> Result<Option<pb::Signed>, StoreError>
     if size == 0 || size <= ctx.audit.latest_size() {
         return Ok(ctx.audit.latest());
     }
+    let previous = ctx
+        .audit
+        .latest()
+        .map(|s| signing::sha256(&s.body).to_vec())
+        .unwrap_or_default();
+    let sequence = ctx.audit.count.load(Ordering::SeqCst) + 1;
     let cp = pb::Checkpoint {
         country: ctx.country().to_string(),
         tree_size: size,
         root_hash: root.to_vec(),
         time_ms: ctx.clock.now_ms(),
+        sequence,
+        previous,
     };
     let body = cp.encode_to_vec();
     let signed = pb::Signed {
@@ -99,13 +264,21 @@ pub async fn checkpoint_now(ctx: &Ctx) -> Result<Option<pb::Signed>, StoreError>
         body,
     };
     ctx.store
-        .commit(vec![Op::PutMeta(
-            checkpoint_key(size),
-            signed.encode_to_vec(),
-        )])
+        .commit(vec![
+            Op::PutMeta(checkpoint_key(size), signed.encode_to_vec()),
+            Op::PutMeta(TRIPWIRE_ARMED.into(), vec![1]),
+        ])
         .await?;
     tracing::debug!(tree_size = size, "audit checkpoint signed");
     *ctx.audit.latest.write().unwrap_or_else(|p| p.into_inner()) = Some((size, signed.clone()));
+    ctx.audit.count.store(sequence, Ordering::SeqCst);
+    // After the commit: a tripwire ahead of the store would refuse a store that is not behind.
+    if let Some(path) = ctx.audit.tripwire.clone() {
+        let copy = signed.clone();
+        tokio::task::spawn_blocking(move || write_tripwire(&path, &copy))
+            .await
+            .map_err(|_| StoreError::Closed)??;
+    }
     Ok(Some(signed))
 }
 
@@ -166,13 +339,38 @@ pub fn consistency(
     })
 }
 
-/// `audit export`: a bundle of the entries whose time is within `[from_ms, to_ms]` (0 = open),
-/// proven against a checkpoint signed now, with every checkpoint and the consistency proofs
-/// between them, this node's card and every peer card it pinned.
-pub async fn export(ctx: &Ctx, from_ms: i64, to_ms: i64) -> Result<(Value, Vec<u8>), CallError> {
+/// `audit export`: a bundle of every entry (no range), or of every entry from the first to
+/// the last whose time is within `[from_ms, to_ms]` (0 = open; consecutive indices, so an
+/// entry at the edges may lie outside the range), proven against a checkpoint signed now,
+/// with every checkpoint and the consistency proofs between them, this node's card and every
+/// peer card it pinned. It first logs an export record (kind `export`), so that the last
+/// checkpoint is always signed after it and a full bundle shows when it was made.
+pub async fn export(
+    ctx: &Ctx,
+    caller: &Caller,
+    from_ms: i64,
+    to_ms: i64,
+) -> Result<(Value, Vec<u8>), CallError> {
     if from_ms != 0 && to_ms != 0 && to_ms < from_ms {
         return Err(CallError::msg("--to is before --from"));
     }
+    let full = from_ms == 0 && to_ms == 0;
+    ctx.store
+        .commit(vec![Op::Audit(AuditEntry {
+            time_ms: ctx.clock.now_ms(),
+            kind: trm_proto::audit::EXPORT_KIND.into(),
+            officer: caller.name.clone(),
+            role: caller.role.name().into(),
+            call: "audit export".into(),
+            target: if full {
+                "whole log".into()
+            } else {
+                format!("from {} to {}", format_ms(from_ms), format_ms(to_ms))
+            },
+            result: "started".into(),
+            ..Default::default()
+        })])
+        .await?;
     checkpoint_now(ctx).await?;
     let mut checkpoints = Vec::new();
     let mut sizes = Vec::new();
@@ -193,12 +391,30 @@ pub async fn export(ctx: &Ctx, from_ms: i64, to_ms: i64) -> Result<(Value, Vec<u
             hashes: hashes.into_iter().map(|h| h.to_vec()).collect(),
         });
     }
-    let mut entries = Vec::new();
-    for (index, leaf) in (0..tree_size).zip(ctx.store.audit_leaves(0)?) {
-        let e = AuditEntry::decode(leaf.as_slice())?;
-        if (from_ms != 0 && e.time_ms < from_ms) || (to_ms != 0 && e.time_ms > to_ms) {
-            continue;
+    let leaves: Vec<Vec<u8>> = ctx
+        .store
+        .audit_leaves(0)?
+        .into_iter()
+        .take(tree_size as usize)
+        .collect();
+    let range = if full {
+        (0..tree_size).collect::<Vec<u64>>()
+    } else {
+        let mut inside = Vec::new();
+        for (index, leaf) in (0..tree_size).zip(&leaves) {
+            let e = AuditEntry::decode(leaf.as_slice())?;
+            if !((from_ms != 0 && e.time_ms < from_ms) || (to_ms != 0 && e.time_ms > to_ms)) {
+                inside.push(index);
+            }
         }
+        match (inside.first(), inside.last()) {
+            (Some(&a), Some(&b)) => (a..=b).collect(),
+            _ => return Err(CallError::msg("no audit entry in that time range")),
+        }
+    };
+    let mut entries = Vec::new();
+    for index in range {
+        let leaf = leaves[index as usize].clone();
         let inclusion = ctx.store.audit_inclusion_proof(index, tree_size)?;
         entries.push(ExportedEntry {
             entry: leaf,
@@ -223,6 +439,7 @@ pub async fn export(ctx: &Ctx, from_ms: i64, to_ms: i64) -> Result<(Value, Vec<u
         "peer_cards": bundle.peer_cards.len(),
         "from": format_ms(from_ms),
         "to": format_ms(to_ms),
+        "coverage": if full { "complete" } else { "partial" },
     });
     Ok((summary, bundle.encode_to_vec()))
 }

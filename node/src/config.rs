@@ -570,8 +570,16 @@ impl NodeConfig {
         in_range("limits.max_connections", l.max_connections, 1..=65_536)?;
         in_range("limits.idle_timeout_secs", l.idle_timeout_secs, 1..=3600)?;
         in_range("limits.stream_timeout_secs", l.stream_timeout_secs, 1..=600)?;
-        in_range("limits.max_clock_skew_secs", l.max_clock_skew_secs, 1..=3600)?;
-        in_range("limits.handshake_timeout_secs", l.handshake_timeout_secs, 1..=60)?;
+        in_range(
+            "limits.max_clock_skew_secs",
+            l.max_clock_skew_secs,
+            1..=3600,
+        )?;
+        in_range(
+            "limits.handshake_timeout_secs",
+            l.handshake_timeout_secs,
+            1..=60,
+        )?;
         in_range("limits.max_handshakes", l.max_handshakes, 1..=4096)?;
         in_range(
             "limits.max_handshakes_per_address",

@@ -45,6 +45,9 @@ pub enum CheckError {
     /// The store key does not open this store (e.g. a backup restored after an erasure).
     #[error("{0} is not the key this store was sealed with: restore the store.key kept with the backup (see docs/OPERATIONS.md)")]
     StoreKey(PathBuf),
+    /// The store is behind the rollback tripwire (see [`crate::audit::check_tripwire`]).
+    #[error("{0}")]
+    Rollback(String),
     /// A stored peer card no longer verifies.
     #[error("stored identity card of peer {peer} does not verify: {reason}")]
     PeerCard {
@@ -193,6 +196,19 @@ pub fn check(dir: &Path, now_ms: i64) -> Result<CheckReport, CheckError> {
         outbox,
         store.size_on_disk()
     ));
+    let tripwire = crate::audit::tripwire_path(dir, &cfg);
+    match crate::audit::check_tripwire(&store, &keys, &cfg.country, &tripwire)
+        .map_err(CheckError::Rollback)?
+    {
+        crate::audit::Tripwire::Holds => r.lines.push(format!(
+            "rollback tripwire: the store reaches the last checkpoint in {}",
+            tripwire.display()
+        )),
+        crate::audit::Tripwire::Missing => r
+            .lines
+            .push("rollback tripwire: none yet (written at the next audit checkpoint)".into()),
+        crate::audit::Tripwire::Restored => {}
+    }
     if let Some(info) = crate::backup::pending_restore(&store) {
         r.lines.push(format!(
             "store: restored from a backup taken at {}; the next start records it in the audit log",

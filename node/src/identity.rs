@@ -78,11 +78,16 @@ pub fn write_public(path: &Path, bytes: &[u8]) -> Result<(), IdentityError> {
     write_file(path, bytes, 0o644)
 }
 
+/// Writes `bytes` to `path` so that a power cut leaves either the old file or the new one,
+/// and the new one once this returns: temp file, sync it, rename over `path`, sync the folder
+/// (a rename lives in the folder: until the folder is synced, a power cut may undo it).
 fn write_file(path: &Path, bytes: &[u8], mode: u32) -> Result<(), IdentityError> {
     use std::os::unix::fs::OpenOptionsExt;
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent).map_err(io_err(parent))?;
-    }
+    let parent = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::create_dir_all(parent).map_err(io_err(parent))?;
     let tmp = path.with_extension(format!("tmp{}", std::process::id()));
     let mut f = std::fs::OpenOptions::new()
         .write(true)
@@ -91,10 +96,82 @@ fn write_file(path: &Path, bytes: &[u8], mode: u32) -> Result<(), IdentityError>
         .open(&tmp)
         .map_err(io_err(&tmp))?;
     f.write_all(bytes).map_err(io_err(&tmp))?;
+    durability::record(&tmp, Step::WriteTemp);
     f.sync_all().map_err(io_err(&tmp))?;
+    durability::record(&tmp, Step::SyncFile);
     drop(f);
-    std::fs::rename(&tmp, path).map_err(io_err(path))?;
+    rename_durably(&tmp, path)
+}
+
+/// Renames `from` to `to` and syncs `to`'s folder before returning, so that what is committed
+/// afterwards never depends on a rename a power cut could undo.
+pub fn rename_durably(from: &Path, to: &Path) -> Result<(), IdentityError> {
+    std::fs::rename(from, to).map_err(io_err(to))?;
+    durability::record(to, Step::Rename);
+    let parent = to
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    fsync_dir(parent).map_err(io_err(parent))
+}
+
+/// Syncs a folder's entries (renames, new and removed files in it) to disk.
+pub fn fsync_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::File::open(dir)?.sync_all()?;
+    durability::record(dir, Step::SyncDir);
     Ok(())
+}
+
+/// A step of a durable write, as [`durability`] records it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Step {
+    /// A temporary file was written (path: the temporary file).
+    WriteTemp,
+    /// A file was synced (path: the file).
+    SyncFile,
+    /// A file was renamed into place (path: the new name).
+    Rename,
+    /// A folder was synced (path: the folder).
+    SyncDir,
+    /// The store committed a transaction (path: the store).
+    Commit,
+}
+
+/// The order of durable steps, recorded in the node's unit tests so that a test can check that a folder is synced after a rename and before anything
+/// that depends on it is committed. Does nothing in a release build.
+pub mod durability {
+    use std::path::Path;
+    #[cfg(test)]
+    use std::path::PathBuf;
+
+    use super::Step;
+
+    #[cfg(test)]
+    static LOG: std::sync::Mutex<Vec<(PathBuf, Step)>> = std::sync::Mutex::new(Vec::new());
+
+    /// Records `step` on `path`.
+    #[cfg(test)]
+    pub fn record(path: &Path, step: Step) {
+        LOG.lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((path.to_path_buf(), step));
+    }
+
+    /// Records nothing (not a test build).
+    #[cfg(not(test))]
+    #[inline(always)]
+    pub fn record(_path: &Path, _step: Step) {}
+
+    /// The steps recorded so far on paths under `root`, in order.
+    #[cfg(test)]
+    pub fn under(root: &Path) -> Vec<(PathBuf, Step)> {
+        LOG.lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .filter(|(p, _)| p.starts_with(root))
+            .cloned()
+            .collect()
+    }
 }
 
 /// Reads a private file, refusing one that group or others can read.
@@ -436,12 +513,8 @@ pub fn init(
     if dir.exists() {
         std::fs::remove_dir(dir).map_err(io_err(dir))?;
     }
-    std::fs::rename(&staging, dir).map_err(|source| {
+    rename_durably(&staging, dir).inspect_err(|_| {
         let _ = std::fs::remove_dir_all(&staging);
-        IdentityError::Io {
-            path: dir.to_path_buf(),
-            source,
-        }
     })?;
     let keys = NodeKeys::load(dir, &cfg)?;
     Ok(InitReport {

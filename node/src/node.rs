@@ -39,6 +39,9 @@ pub enum StartError {
     /// The key vault (store key does not match, or cannot be rotated).
     #[error("store key: {0}")]
     Vault(String),
+    /// The store is behind the rollback tripwire (one line, naming both).
+    #[error("{0}")]
+    Rollback(String),
     /// Binding a listener.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -216,7 +219,17 @@ pub async fn start(dir: &Path, opts: StartOptions) -> Result<NodeHandle, StartEr
         keys.store_key,
     )
     .map_err(|e| StartError::Vault(e.to_string()))?;
-    let audit = crate::audit::Audit::load(&store, &keys, &cfg.country)?;
+    let tripwire_path = crate::audit::tripwire_path(dir, &cfg);
+    let audit =
+        crate::audit::Audit::load(&store, &keys, &cfg.country, Some(tripwire_path.clone()))?;
+    match crate::audit::check_tripwire(&store, &keys, &cfg.country, &tripwire_path)
+        .map_err(StartError::Rollback)?
+    {
+        crate::audit::Tripwire::Holds => {}
+        crate::audit::Tripwire::Missing | crate::audit::Tripwire::Restored => {
+            crate::audit::reset_tripwire(&store, &audit)?;
+        }
+    }
     let trust = crate::trust::Trust::load(&store)?;
     store.start_committer();
     let clock = opts.clock.unwrap_or_default();

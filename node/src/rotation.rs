@@ -161,10 +161,7 @@ pub fn rotate_with_overlap_ms(
     store.commit_blocking(ops)?;
     store.flush()?;
     identity::write_history(dir, &history)?;
-    std::fs::rename(&next_path, &key_path).map_err(|source| identity::IdentityError::Io {
-        path: key_path.clone(),
-        source,
-    })?;
+    identity::rename_durably(&next_path, &key_path)?;
     identity::write_public(&dir.join(&cfg.paths.card), &new_card)?;
     Ok(RotateReport {
         old_key: signing::fingerprint(&old.public_key()),

@@ -726,6 +726,9 @@ impl Store {
         } else {
             self.apply_durably(jobs)
         };
+        if result.is_ok() {
+            crate::identity::durability::record(&self.inner.path, crate::identity::Step::Commit);
+        }
         if let Err(e @ (StoreError::Io(_) | StoreError::Failed(_))) = &result {
             let mut f = self.inner.failure.lock().unwrap_or_else(|p| p.into_inner());
             if f.is_none() {
@@ -1495,6 +1498,7 @@ mod tests {
             tree_size: 4,
             root_hash: root.to_vec(),
             time_ms: 2000,
+            ..Default::default()
         };
         let signed = pb::Signed {
             body: cp.encode_to_vec(),

@@ -158,9 +158,11 @@ impl Vault {
                     .and_then(|b| <[u8; 32]>::try_from(b).ok());
                 match candidate {
                     Some(k) if trm_proto::signing::sha256(&k).to_vec() == stored => {
-                        std::fs::rename(&next, key_path).map_err(|source| VaultError::Io {
-                            path: key_path.to_path_buf(),
-                            source,
+                        crate::identity::rename_durably(&next, key_path).map_err(|e| {
+                            VaultError::Io {
+                                path: key_path.to_path_buf(),
+                                source: std::io::Error::other(e.to_string()),
+                            }
                         })?;
                         *master = k;
                     }
@@ -284,6 +286,11 @@ impl Vault {
 
     /// Destroys the keys of `categories` in `scope` and rotates the master key, together with
     /// `extra` writes (e.g. the records' sealed groups removed). Durable when it returns.
+    ///
+    /// Order (a power cut between any two steps leaves a store that opens): the new key is
+    /// written to `store.next` (temp file, sync, rename, sync the folder); only then is the
+    /// store committed with the new key's hash; then `store.next` is renamed over `store.key`
+    /// and the folder synced. [`Vault::open`] finishes a rotation cut after the commit.
     pub async fn erase(
         &self,
         scope: &str,
@@ -313,19 +320,105 @@ impl Vault {
             source: std::io::Error::other(e.to_string()),
         })?;
         self.store.commit(ops).await?;
-        std::fs::rename(&next, &self.key_path).map_err(|source| VaultError::Io {
-            path: self.key_path.clone(),
-            source,
-        })?;
+        // The store now names the new key: keep it in memory whatever the rename does.
         *master = new;
         self.cache
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .retain(|(s, c), _| !(s == scope && categories.contains(c)));
+        crate::identity::rename_durably(&next, &self.key_path).map_err(|e| VaultError::Io {
+            path: self.key_path.clone(),
+            source: std::io::Error::other(e.to_string()),
+        })?;
         Ok(())
     }
 }
 
 fn next_path(key_path: &Path) -> PathBuf {
     key_path.with_extension("next")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::identity::{durability, Step};
+
+    /// Position of the first recorded `step` on `path` at or after `from`.
+    fn find(log: &[(PathBuf, Step)], from: usize, path: &Path, step: Step) -> Option<usize> {
+        log.iter()
+            .enumerate()
+            .skip(from)
+            .find(|(_, (p, s))| p == path && *s == step)
+            .map(|(i, _)| i)
+    }
+
+    /// A power cut must never leave a store naming a key that is not durably on disk: the
+    /// new key's file and its folder entry are synced before the store commits the new key's
+    /// hash, and the final rename is synced before `erase` returns. Checks the order of the
+    /// durable steps as recorded (no power cut is simulated: see docs/SECURITY.md).
+    #[tokio::test]
+    async fn erase_syncs_the_new_key_and_its_folder_before_committing_the_new_key_hash() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().canonicalize().unwrap();
+        let keys = root.join("keys");
+        let key_path = keys.join("store.key");
+        crate::identity::write_private(&key_path, &[7u8; 32]).unwrap();
+        let store = Store::open(&root.join("store")).unwrap();
+        let vault = Vault::open(store, &key_path, [7u8; 32]).unwrap();
+        let mut ku = vault.begin().await;
+        let mut ops = Vec::new();
+        vault
+            .seal(&mut ku, "case/IT-TEST-1", 1, b"synthetic", &mut ops)
+            .unwrap();
+        drop(ku);
+        vault.store.commit(ops).await.unwrap();
+        let start = durability::under(&root).len();
+
+        vault
+            .erase("case/IT-TEST-1", &[1], Vec::new())
+            .await
+            .unwrap();
+
+        let log = durability::under(&root);
+        let next = key_path.with_extension("next");
+        let at = |from, path: &Path, step| {
+            find(&log, from, path, step).unwrap_or_else(|| {
+                panic!(
+                    "no {step:?} of {} after step {from}: {log:?}",
+                    path.display()
+                )
+            })
+        };
+        let synced = at(start, &next, Step::Rename);
+        let dir_synced = at(synced, &keys, Step::SyncDir);
+        let committed = at(dir_synced, &root.join("store"), Step::Commit);
+        assert!(
+            find(&log, start, &root.join("store"), Step::Commit) == Some(committed),
+            "the store committed before the new key's folder was synced: {log:?}"
+        );
+        let renamed = at(committed, &key_path, Step::Rename);
+        at(renamed, &keys, Step::SyncDir);
+        assert_eq!(std::fs::read(&key_path).unwrap().len(), 32);
+        assert!(!next.exists());
+    }
+
+    /// Every atomic file write: temp file, sync it, rename, sync the folder, in that order.
+    #[test]
+    fn a_file_is_synced_renamed_and_its_folder_synced_in_that_order() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().canonicalize().unwrap();
+        let path = root.join("keys").join("signing.key");
+        crate::identity::write_private(&path, b"synthetic key bytes").unwrap();
+        let steps: Vec<Step> = durability::under(&root)
+            .into_iter()
+            .map(|(_, s)| s)
+            .collect();
+        assert_eq!(
+            steps,
+            vec![Step::WriteTemp, Step::SyncFile, Step::Rename, Step::SyncDir]
+        );
+        let log = durability::under(&root);
+        assert_eq!(log[2].0, path);
+        assert_eq!(log[3].0, root.join("keys"));
+    }
 }

@@ -6,13 +6,27 @@
 //! 1. the bundle decodes and is in canonical encoding (so that no byte can change without
 //!    changing a decoded value), and its version is 1;
 //! 2. the node's identity card and every peer card (self-signature, key history endorsements);
+//!    Every later card of one peer must extend the key history of its earlier cards.
 //! 3. every checkpoint: signed by a key of the node's history valid at the checkpoint's time,
-//!    sizes strictly increasing, and each one consistent with the one before (RFC 9162
-//!    consistency proofs);
+//!    sizes strictly increasing, chained (sequence numbers 1, 2, 3, ... and each one naming
+//!    the hash of the one before, so a removed checkpoint shows), and each one consistent with
+//!    the one before (RFC 9162 consistency proofs);
 //! 4. every entry: its inclusion proof against the last checkpoint, then what it carries:
 //!    envelope, receipt, rejection, key endorsement or witnessed checkpoint signatures with the
 //!    right party's key valid at the signed object's time, envelope hashes, message ids and
-//!    parties.
+//!    parties;
+//! 5. coverage: the entries have consecutive indices (no gaps, anywhere); a full export holds
+//!    every index below the last checkpoint's size and the record of its own export
+//!    ([`Coverage::Complete`]); anything else is [`Coverage::Partial`], refused unless the
+//!    caller allows it ([`Options::allow_partial`]);
+//! 6. what the auditor knows from outside the bundle ([`verify_bundle_with`]): the node's key
+//!    fingerprints they expect, and other nodes' bundles whose receipts and `witness` entries
+//!    hold checkpoints of this node, each of which must agree with this bundle's log.
+//!
+//! What the bundle alone cannot show: a log cut back to an earlier checkpoint and re-exported
+//! by someone holding the node's signing key (or an earlier full export passed off as a new
+//! one) verifies as complete; its export record then shows the earlier export time. Checks 6,
+//! and the node's rollback tripwire, are what catch it (docs/SECURITY.md).
 //!
 //! Signatures are checked one by one with `verify_strict`. ed25519-dalek's batch verification
 //! is faster but can accept a signature that `verify_strict` (and OpenSSL) refuse when a
@@ -61,6 +75,14 @@ pub enum Location {
     Entry(u64),
     /// A log entry whose index could not be read, by position in the bundle.
     EntryAt(usize),
+    /// A witness bundle (`--witness`), by position in the list, and the tree size of the
+    /// witnessed checkpoint concerned (0 if none).
+    Witness {
+        /// position of the witness bundle, from 0
+        bundle: usize,
+        /// tree size of the witnessed checkpoint, 0 for the bundle as a whole
+        tree_size: u64,
+    },
 }
 
 impl fmt::Display for Location {
@@ -78,6 +100,16 @@ impl fmt::Display for Location {
             }
             Location::Entry(i) => write!(f, "entry {i}"),
             Location::EntryAt(p) => write!(f, "entry #{p} of the bundle"),
+            Location::Witness {
+                bundle,
+                tree_size: 0,
+            } => write!(f, "witness bundle {bundle}"),
+            Location::Witness { bundle, tree_size } => {
+                write!(
+                    f,
+                    "witness bundle {bundle}, checkpoint at tree size {tree_size}"
+                )
+            }
         }
     }
 }
@@ -97,6 +129,67 @@ fn fail<T>(location: Location, what: impl Into<String>) -> Result<T, AuditFailur
         location,
         what: what.into(),
     })
+}
+
+/// Entry kind of the record a node writes at the start of every export (docs/PROTOCOL.md
+/// §9.1): the last checkpoint of a full export is signed after it.
+pub const EXPORT_KIND: &str = "export";
+
+/// How much of the node's log a verified bundle holds.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum Coverage {
+    /// Not established (a default [`Summary`]; never returned by a successful verification).
+    #[default]
+    Unknown,
+    /// Every index below the last checkpoint's tree size, and an export record.
+    Complete,
+    /// Consecutive indices `first..=last` of a log of `of` entries (a `--from/--to` export,
+    /// or a full one without an export record).
+    Partial {
+        /// first index held
+        first: u64,
+        /// last index held
+        last: u64,
+        /// the log's size at the last checkpoint
+        of: u64,
+    },
+}
+
+impl fmt::Display for Coverage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Coverage::Unknown => write!(f, "unknown"),
+            Coverage::Complete => write!(f, "complete"),
+            Coverage::Partial { first, last, of } => {
+                write!(f, "partial: indices {first}..={last} of {of}")
+            }
+        }
+    }
+}
+
+/// A witness bundle's checkpoints of this node that agreed with the bundle.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Witnessed {
+    /// The witnessing node's country.
+    pub by: String,
+    /// Checkpoints of this node found in it (receipts and `witness` entries) and checked.
+    pub checkpoints: usize,
+    /// The largest tree size among them.
+    pub largest: u64,
+}
+
+/// What the auditor brings from outside the bundle, and whether a partial bundle is expected.
+#[derive(Clone, Debug, Default)]
+pub struct Options {
+    /// Accept a bundle that does not hold the whole log (a `--from/--to` export). Gaps inside
+    /// it are refused all the same.
+    pub allow_partial: bool,
+    /// Fingerprints ([`crate::signing::fingerprint`] of the raw 32-byte public key, with or
+    /// without the colons) that must each be in the node's key history.
+    pub expect_keys: Vec<String>,
+    /// Bundles of other nodes: every checkpoint of this node they hold must agree with this
+    /// bundle's log.
+    pub witnesses: Vec<Vec<u8>>,
 }
 
 /// What a verified bundle holds.
@@ -132,6 +225,22 @@ pub struct Summary {
     pub kinds: BTreeMap<String, u64>,
     /// Messages per (peer, "sent"/"received", payload kind).
     pub messages: BTreeMap<(String, String, String), u64>,
+    /// How much of the log the bundle holds.
+    pub coverage: Coverage,
+    /// Time of the last export record of a complete bundle (Unix ms): when the export was
+    /// made. `None` for a partial bundle.
+    pub exported_ms: Option<i64>,
+    /// Time of the last checkpoint (Unix ms): when the log was signed at its exported size.
+    pub signed_ms: Option<i64>,
+    /// Checkpoints signed before checkpoints were chained (sequence 0): a removed one of these
+    /// would not show by itself.
+    pub legacy_checkpoints: usize,
+    /// Fingerprints of the node's keys, oldest first.
+    pub key_fingerprints: Vec<String>,
+    /// Fingerprints of each peer's keys (the key history of its latest card), oldest first.
+    pub peer_keys: BTreeMap<String, Vec<String>>,
+    /// Witness bundles checked against this one.
+    pub witnessed: Vec<Witnessed>,
 }
 
 /// Decodes `bytes` and insists that they are the canonical encoding of what they decode to:
@@ -238,6 +347,10 @@ fn short(key: &[u8]) -> String {
 struct Checked {
     size: u64,
     root: Hash,
+    time_ms: i64,
+    sequence: u64,
+    previous: Vec<u8>,
+    body_hash: Hash,
 }
 
 /// Verifies a signed checkpoint of `party` (encoded `Signed` holding a `Checkpoint`).
@@ -260,11 +373,170 @@ fn verify_checkpoint(keys: &Keys<'_>, party: &str, signed: &pb::Signed) -> Resul
     Ok(Checked {
         size: cp.tree_size,
         root,
+        time_ms: cp.time_ms,
+        sequence: cp.sequence,
+        previous: cp.previous,
+        body_hash: signing::sha256(&signed.body),
     })
 }
 
-/// Verifies an audit bundle; see the module documentation for what is checked.
+/// A hash printed like a fingerprint: lowercase hex in groups of four, colon-separated.
+fn grouped(hash: &Hash) -> String {
+    let hexed = hex::encode(hash);
+    hexed
+        .as_bytes()
+        .chunks(4)
+        .map(|c| std::str::from_utf8(c).unwrap_or(""))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+/// Parses a key fingerprint as printed ([`signing::fingerprint`]: 64 lowercase hex digits,
+/// in groups of four separated by colons); colons and case are ignored.
+pub fn parse_fingerprint(text: &str) -> Result<Hash, String> {
+    let hexed: String = text
+        .chars()
+        .filter(|c| *c != ':')
+        .collect::<String>()
+        .to_ascii_lowercase();
+    hex::decode(&hexed)
+        .ok()
+        .and_then(|b| Hash::try_from(b.as_slice()).ok())
+        .ok_or_else(|| format!("{text:?} is not a key fingerprint (64 hex digits)"))
+}
+
+/// What verifying a bundle's log yields besides its summary: what a witness check needs.
+struct Log {
+    country: String,
+    history: Vec<pb::KeyRecord>,
+    checkpoints: Vec<Checked>,
+    /// Leaf hashes of the entries, from index `first`.
+    leaves: Vec<Hash>,
+    first: u64,
+    /// Checkpoints of other nodes this bundle holds (receipts received, `witness` entries):
+    /// (their country, the signed checkpoint).
+    seen: Vec<(String, pb::Signed)>,
+}
+
+/// Verifies a full audit bundle on its own (checks 1 to 5 of the module documentation; a
+/// partial bundle fails).
 pub fn verify_bundle(bytes: &[u8]) -> Result<Summary, AuditFailure> {
+    verify_bundle_with(bytes, &Options::default())
+}
+
+/// Verifies an audit bundle with what the auditor knows from outside it (check 6).
+pub fn verify_bundle_with(bytes: &[u8], opts: &Options) -> Result<Summary, AuditFailure> {
+    let (mut sum, log) = verify_log(bytes, opts.allow_partial)?;
+    for text in &opts.expect_keys {
+        let want = parse_fingerprint(text).or_else(|e| fail(Location::Bundle, e))?;
+        if !log
+            .history
+            .iter()
+            .any(|k| signing::sha256(&k.public_key) == want)
+        {
+            return fail(
+                Location::Card,
+                format!(
+                    "expected key {} is not in the node's key history ({})",
+                    grouped(&want),
+                    sum.key_fingerprints.join(", ")
+                ),
+            );
+        }
+    }
+    for (i, other) in opts.witnesses.iter().enumerate() {
+        let w = check_witness(&log, i, other)?;
+        sum.signatures += w.checkpoints as u64;
+        sum.witnessed.push(w);
+    }
+    Ok(sum)
+}
+
+/// Checks every checkpoint of `log`'s node that the bundle `other` holds against `log`.
+fn check_witness(log: &Log, bundle: usize, other: &[u8]) -> Result<Witnessed, AuditFailure> {
+    let whole = |what: String| {
+        fail(
+            Location::Witness {
+                bundle,
+                tree_size: 0,
+            },
+            what,
+        )
+    };
+    let (osum, olog) = match verify_log(other, true) {
+        Ok(v) => v,
+        Err(f) => return whole(format!("does not verify: {f}")),
+    };
+    if osum.country == log.country {
+        return whole(format!(
+            "is a bundle of {} itself, not of a witness",
+            log.country
+        ));
+    }
+    let keys = Keys {
+        country: &log.country,
+        own: &log.history,
+        peers: BTreeMap::new(),
+    };
+    let last = log.checkpoints.last().map_or(0, |c| c.size);
+    let mut out = Witnessed {
+        by: osum.country.clone(),
+        ..Default::default()
+    };
+    for (_, signed) in olog.seen.iter().filter(|(c, _)| *c == log.country) {
+        let size = pb::Checkpoint::decode(signed.body.as_slice()).map_or(0, |c| c.tree_size);
+        let at = Location::Witness {
+            bundle,
+            tree_size: size,
+        };
+        let w = verify_checkpoint(&keys, &log.country, signed).or_else(|e| {
+            fail(
+                at.clone(),
+                format!("not a checkpoint of this bundle's node: {e}"),
+            )
+        })?;
+        if w.size > last {
+            return fail(
+                at,
+                format!(
+                    "{} saw this log at tree size {}, beyond this bundle's {last}: the log was cut back or forked",
+                    osum.country, w.size
+                ),
+            );
+        }
+        let root = if let Some(c) = log.checkpoints.iter().find(|c| c.size == w.size) {
+            c.root
+        } else if log.first == 0 && w.size <= log.leaves.len() as u64 {
+            merkle::root(&log.leaves[..w.size as usize])
+        } else {
+            return fail(
+                at,
+                "this partial bundle has neither a checkpoint at that size nor the entries to check it",
+            );
+        };
+        if root != w.root {
+            return fail(
+                at,
+                format!(
+                    "{} saw a different root at tree size {}: the log was rewritten or forked",
+                    osum.country, w.size
+                ),
+            );
+        }
+        out.checkpoints += 1;
+        out.largest = out.largest.max(w.size);
+    }
+    if out.checkpoints == 0 {
+        return whole(format!(
+            "holds no checkpoint of {} (no receipt from it, no witness entry)",
+            log.country
+        ));
+    }
+    Ok(out)
+}
+
+/// Checks 1 to 5 of the module documentation.
+fn verify_log(bytes: &[u8], allow_partial: bool) -> Result<(Summary, Log), AuditFailure> {
     use Location as L;
     let bundle: AuditBundle =
         decode_exact(bytes, "audit bundle").or_else(|e| fail(L::Bundle, e))?;
@@ -293,15 +565,49 @@ pub fn verify_bundle(bytes: &[u8]) -> Result<Summary, AuditFailure> {
     }
     sum.name = own.card.name.clone();
     sum.keys = own.card.key_history.len();
+    sum.key_fingerprints = fingerprints(&own.card.key_history);
     sum.signatures += 1 + endorsements(&own.card.key_history);
     let mut peers: BTreeMap<String, Vec<VerifiedCard>> = BTreeMap::new();
+    let mut positions: BTreeMap<String, Vec<usize>> = BTreeMap::new();
     for (i, raw) in bundle.peer_cards.iter().enumerate() {
         let c = verify_card_exact(raw).or_else(|e| fail(L::PeerCard(i), e))?;
         if c.country() == bundle.country {
             return fail(L::PeerCard(i), "a peer card of the exporting node itself");
         }
         sum.signatures += 1 + endorsements(&c.card.key_history);
+        positions
+            .entry(c.country().to_string())
+            .or_default()
+            .push(i);
         peers.entry(c.country().to_string()).or_default().push(c);
+    }
+    // Each later card of a peer (by its signed issue time) keeps every key of the earlier
+    // ones: a card with an unrelated key history cannot be slipped in beside the real one.
+    for (country, cards) in &peers {
+        let mut order: Vec<usize> = (0..cards.len()).collect();
+        order.sort_by_key(|&k| (cards[k].card.issued_ms, cards[k].card.key_history.len()));
+        for pair in order.windows(2) {
+            let (a, b) = (&cards[pair[0]].card, &cards[pair[1]].card);
+            let extends = b.key_history.len() >= a.key_history.len()
+                && a.key_history.iter().zip(&b.key_history).all(|(x, y)| {
+                    x.public_key == y.public_key && x.valid_from_ms == y.valid_from_ms
+                });
+            if !extends {
+                return fail(
+                    L::PeerCard(positions[country][pair[1]]),
+                    format!(
+                        "this card of {country} (issued {}) does not extend the key history of its card issued {}",
+                        b.issued_ms, a.issued_ms
+                    ),
+                );
+            }
+        }
+        if let Some(&latest) = order.last() {
+            sum.peer_keys.insert(
+                country.clone(),
+                fingerprints(&cards[latest].card.key_history),
+            );
+        }
     }
     sum.peers = peers.keys().cloned().collect();
     let keys = Keys {
@@ -329,6 +635,32 @@ pub fn verify_bundle(bytes: &[u8]) -> Result<Summary, AuditFailure> {
                 return fail(
                     at(c.size),
                     format!("tree size does not grow (previous {})", prev.size),
+                );
+            }
+        }
+        // The chain: legacy (unchained) checkpoints may only come first; every chained one is
+        // the (position + 1)-th the node signed and names the hash of the one before.
+        if c.sequence == 0 {
+            if cps.iter().any(|p| p.sequence != 0) {
+                return fail(at(c.size), "an unchained checkpoint after chained ones");
+            }
+            sum.legacy_checkpoints += 1;
+        } else {
+            let want = position as u64 + 1;
+            if c.sequence != want {
+                return fail(
+                    at(c.size),
+                    format!(
+                        "sequence number {} where {want} was expected: a checkpoint is missing or out of place",
+                        c.sequence
+                    ),
+                );
+            }
+            let previous = cps.last().map(|p| p.body_hash.to_vec()).unwrap_or_default();
+            if c.previous != previous {
+                return fail(
+                    at(c.size),
+                    "does not name the hash of the checkpoint before it: a checkpoint is missing or was replaced",
                 );
             }
         }
@@ -363,14 +695,30 @@ pub fn verify_bundle(bytes: &[u8]) -> Result<Summary, AuditFailure> {
     if let Some(l) = last {
         sum.tree_size = l.size;
         sum.root = hex::encode(l.root);
+        sum.signed_ms = Some(l.time_ms);
     }
     let mut prev_index: Option<u64> = None;
+    let mut leaves = Vec::with_capacity(bundle.entries.len());
+    let mut seen = Vec::new();
     for (position, exported) in bundle.entries.iter().enumerate() {
         let entry: AuditEntry =
             decode_exact(&exported.entry, "entry").or_else(|e| fail(L::EntryAt(position), e))?;
         let at = L::Entry(entry.index);
-        if prev_index.is_some_and(|p| entry.index <= p) {
-            return fail(at, "entries are not in strictly ascending index order");
+        match prev_index {
+            Some(p) if entry.index <= p => {
+                return fail(at, "entries are not in strictly ascending index order");
+            }
+            Some(p) if entry.index != p + 1 => {
+                return fail(
+                    at,
+                    format!(
+                        "entries {}..={} are missing: a bundle holds consecutive indices",
+                        p + 1,
+                        entry.index - 1
+                    ),
+                );
+            }
+            _ => {}
         }
         prev_index = Some(entry.index);
         let Some(cp) = last else {
@@ -402,8 +750,83 @@ pub fn verify_bundle(bytes: &[u8]) -> Result<Summary, AuditFailure> {
         sum.last_ms = Some(entry.time_ms);
         sum.first_index.get_or_insert(entry.index);
         sum.last_index = Some(entry.index);
+        if entry.kind == EXPORT_KIND {
+            sum.exported_ms = Some(entry.time_ms);
+        }
+        leaves.push(merkle::leaf_hash(&exported.entry));
+        seen.extend(checkpoints_seen(&entry));
     }
-    Ok(sum)
+
+    // 5. Coverage.
+    let n = sum.tree_size;
+    let (Some(first), Some(last_index)) = (sum.first_index, sum.last_index) else {
+        return fail(
+            L::Bundle,
+            format!("the bundle holds no entries of a log of {n}"),
+        );
+    };
+    sum.coverage = if first == 0 && last_index + 1 == n && sum.exported_ms.is_some() {
+        Coverage::Complete
+    } else {
+        Coverage::Partial {
+            first,
+            last: last_index,
+            of: n,
+        }
+    };
+    if matches!(sum.coverage, Coverage::Partial { .. }) {
+        // An export record in a partial bundle is an earlier export's, not this one's.
+        sum.exported_ms = None;
+    }
+    if !allow_partial {
+        if let Coverage::Partial { first, last, of } = sum.coverage {
+            let why = if first == 0 && last + 1 == of {
+                "no export record: it cannot show that it is the whole log at export time (exported by an older node, or cut back)".to_string()
+            } else {
+                format!("it holds indices {first}..={last} of a log of {of}, not every index")
+            };
+            return fail(
+                L::Bundle,
+                format!("not a complete bundle: {why} (a --from/--to export is verified with --partial)"),
+            );
+        }
+    }
+    let log = Log {
+        country: bundle.country.clone(),
+        history: own.card.key_history.clone(),
+        checkpoints: cps,
+        leaves,
+        first,
+        seen,
+    };
+    Ok((sum, log))
+}
+
+/// The checkpoints of another node an entry holds: the one in a receipt received, the one a
+/// `witness` entry kept as evidence.
+fn checkpoints_seen(e: &AuditEntry) -> Option<(String, pb::Signed)> {
+    match e.kind.as_str() {
+        "receipt_received" => pb::Receipt::decode(e.signed_body.as_slice())
+            .ok()
+            .and_then(|r| r.checkpoint)
+            .map(|c| (e.peer.clone(), c)),
+        "witness" if !e.signed_body.is_empty() => Some((
+            e.peer.clone(),
+            pb::Signed {
+                body: e.signed_body.clone(),
+                signature: e.signature.clone(),
+                signer: e.signer.clone(),
+            },
+        )),
+        _ => None,
+    }
+}
+
+fn fingerprints(history: &[pb::KeyRecord]) -> Vec<String> {
+    history
+        .iter()
+        .map(|k| signing::fingerprint(&k.public_key))
+        .collect()
 }
 
 /// Checks one would-be log entry exactly as [`verify_bundle`] checks each entry of a bundle
@@ -662,6 +1085,11 @@ mod tests {
 
     /// A small log of `IT` with one exchange with `AL`, and its bundle.
     fn small_bundle() -> Vec<u8> {
+        small_bundle_with([1, 2])
+    }
+
+    /// [`small_bundle`] with the two checkpoints' sequence numbers (0 = legacy, unchained).
+    fn small_bundle_with(sequences: [u64; 2]) -> Vec<u8> {
         let (it, al) = (party("IT"), party("AL"));
         let body = pb::Body {
             version: 1,
@@ -700,6 +1128,7 @@ mod tests {
                 tree_size: 3,
                 root_hash: vec![9; 32],
                 time_ms: 1001,
+                ..Default::default()
             }
             .encode_to_vec(),
         );
@@ -739,7 +1168,16 @@ mod tests {
             result: "ok".into(),
             ..Default::default()
         };
-        let leaves: Vec<Vec<u8>> = [sent, got, admin]
+        let export = AuditEntry {
+            index: 3,
+            time_ms: 1005,
+            kind: EXPORT_KIND.into(),
+            officer: "Auditor Example".into(),
+            role: "auditor".into(),
+            call: "audit export".into(),
+            ..Default::default()
+        };
+        let leaves: Vec<Vec<u8>> = [sent, got, admin, export]
             .iter()
             .map(|e| e.encode_to_vec())
             .collect();
@@ -747,20 +1185,25 @@ mod tests {
         for l in &leaves {
             log.push(merkle::leaf_hash(l));
         }
-        let cp = |size: u64| {
-            signed(
-                &it,
-                Tag::Checkpoint,
-                pb::Checkpoint {
-                    country: "IT".into(),
-                    tree_size: size,
-                    root_hash: log.root_at(size).unwrap().to_vec(),
-                    time_ms: 1000 + size as i64,
-                }
-                .encode_to_vec(),
-            )
-            .encode_to_vec()
+        let mut previous = Vec::new();
+        let mut cp = |size: u64, sequence: u64| {
+            let body = pb::Checkpoint {
+                country: "IT".into(),
+                tree_size: size,
+                root_hash: log.root_at(size).unwrap().to_vec(),
+                time_ms: 1000 + size as i64,
+                sequence,
+                previous: if sequence > 1 {
+                    previous.clone()
+                } else {
+                    Vec::new()
+                },
+            }
+            .encode_to_vec();
+            previous = signing::sha256(&body).to_vec();
+            signed(&it, Tag::Checkpoint, body).encode_to_vec()
         };
+        let checkpoints = vec![cp(1, sequences[0]), cp(4, sequences[1])];
         let proof = |h: Vec<Hash>| h.into_iter().map(|x| x.to_vec()).collect::<Vec<_>>();
         AuditBundle {
             version: 1,
@@ -772,12 +1215,12 @@ mod tests {
                 .enumerate()
                 .map(|(i, l)| ExportedEntry {
                     entry: l.clone(),
-                    inclusion: proof(log.inclusion_proof(i as u64, 3).unwrap()),
+                    inclusion: proof(log.inclusion_proof(i as u64, 4).unwrap()),
                 })
                 .collect(),
-            checkpoints: vec![cp(1), cp(3)],
+            checkpoints,
             consistency: vec![Proof {
-                hashes: proof(log.consistency_proof(1, 3).unwrap()),
+                hashes: proof(log.consistency_proof(1, 4).unwrap()),
             }],
         }
         .encode_to_vec()
@@ -787,16 +1230,35 @@ mod tests {
     fn a_valid_bundle_verifies_with_its_summary() {
         let s = verify_bundle(&small_bundle()).expect("verifies");
         assert_eq!(s.country, "IT");
-        assert_eq!(s.entries, 3);
-        assert_eq!(s.tree_size, 3);
+        assert_eq!(s.entries, 4);
+        assert_eq!(s.tree_size, 4);
         assert_eq!(s.checkpoints, 2);
+        assert_eq!(s.coverage, Coverage::Complete);
+        assert_eq!(s.exported_ms, Some(1005));
+        assert_eq!(s.key_fingerprints.len(), 1);
+        assert_eq!(s.peer_keys["AL"].len(), 1);
         assert_eq!(s.kinds.get("admin"), Some(&1));
         assert_eq!(
             s.messages
                 .get(&("AL".into(), "sent".into(), "referral".into())),
             Some(&1)
         );
-        assert_eq!((s.first_ms, s.last_ms), (Some(1000), Some(1004)));
+        assert_eq!((s.first_ms, s.last_ms), (Some(1000), Some(1005)));
+    }
+
+    #[test]
+    fn legacy_checkpoints_verify_only_before_chained_ones() {
+        // Old checkpoints (sequence 0) first, then the chain continues from them: verifies,
+        // and the summary says how many are legacy.
+        let s = verify_bundle(&small_bundle_with([0, 2])).expect("legacy then chained");
+        assert_eq!(s.legacy_checkpoints, 1);
+        let s = verify_bundle(&small_bundle_with([0, 0])).expect("all legacy");
+        assert_eq!(s.legacy_checkpoints, 2);
+        // A legacy checkpoint after a chained one, or a chain that skips a number, fails.
+        let f = verify_bundle(&small_bundle_with([1, 0])).unwrap_err();
+        assert!(f.what.contains("unchained"), "{f}");
+        let f = verify_bundle(&small_bundle_with([1, 3])).unwrap_err();
+        assert!(f.what.contains("sequence number 3"), "{f}");
     }
 
     #[test]
@@ -838,9 +1300,10 @@ mod tests {
         let f = edit(|b| b.entries[0].entry = vec![0xff]);
         assert_eq!(f.location, Location::EntryAt(0), "{f}");
 
+        // Swapped checkpoints: the first one is out of its place in the chain.
         let f = edit(|b| b.checkpoints.swap(0, 1));
         assert!(
-            matches!(f.location, Location::Checkpoint { position: 1, .. }),
+            matches!(f.location, Location::Checkpoint { position: 0, .. }),
             "{f}"
         );
 
@@ -849,7 +1312,7 @@ mod tests {
             f.location,
             Location::Consistency {
                 first: 1,
-                second: 3
+                second: 4
             }
         );
 

@@ -68,6 +68,7 @@ impl FakeIdentity {
             tree_size: size,
             root_hash: signing::sha256(&size.to_be_bytes()).to_vec(),
             time_ms,
+            ..Default::default()
         }
         .encode_to_vec();
         self.signed(Tag::Checkpoint, body)

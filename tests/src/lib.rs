@@ -2,8 +2,9 @@
 #![allow(missing_docs, unreachable_pub)] // test support crate
 
 pub mod answers;
-pub mod pins;
+pub mod auditx;
 pub mod net;
+pub mod pins;
 pub mod proxy;
 pub mod raw;
 

@@ -77,6 +77,7 @@ fn non_canonical_checkpoint(id: &FakeIdentity, size: u64) -> pb::Signed {
         tree_size: size,
         root_hash: vec![7; 32],
         time_ms: trm_node::time::now_ms(),
+        ..Default::default()
     }
     .encode_to_vec();
     body.extend_from_slice(&[0x7a, 0x00]); // field 15, empty bytes: ignored by decoders
