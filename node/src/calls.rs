@@ -393,17 +393,54 @@ pub async fn load_case(
     Ok((c, fields))
 }
 
-/// The latest values received from `peer` about `case_ref` (later messages win).
+/// The values received from `peer` about `case_ref` that verify against signed digests of
+/// that case's current referral (the referral itself, later `Disclosure`s of it) or of a
+/// follow-up received after it (later messages win). A value that matches no signed digest
+/// (e.g. attached to a message kind that carries none) is never shown.
 pub async fn received_fields(
     ctx: &Ctx,
     peer: &str,
     case_ref: &str,
 ) -> Result<Vec<pb::FieldDisclosure>, CallError> {
     let scope = crate::casedata::received_scope(peer, case_ref);
+    let Some(thread) = ctx.store.thread(peer, case_ref)? else {
+        return Ok(vec![]);
+    };
+    let records = ctx.store.received_for_case(peer, case_ref)?;
+    let referral = records
+        .iter()
+        .find(|r| r.id == thread.referral_id)
+        .and_then(|r| referral_digests(&r.envelope));
     let mut by_path: BTreeMap<String, pb::FieldDisclosure> = BTreeMap::new();
-    for r in ctx.store.received_for_case(peer, case_ref)? {
+    let mut after_referral = false;
+    for r in records {
+        let Some(body) = pb::Envelope::decode(r.envelope.as_slice())
+            .ok()
+            .and_then(|e| pb::Body::decode(e.body.as_slice()).ok())
+        else {
+            continue;
+        };
+        if body.case_ref != case_ref {
+            continue;
+        }
+        let digests: &[Vec<u8>] = match &body.payload {
+            Some(Payload::Referral(x)) if r.id == thread.referral_id => {
+                after_referral = true;
+                &x.digests
+            }
+            Some(Payload::Disclosure(d)) if d.referral_id == thread.referral_id => {
+                match &referral {
+                    Some(d) => d,
+                    None => continue,
+                }
+            }
+            Some(Payload::FollowUp(f)) if after_referral => &f.digests,
+            _ => continue,
+        };
         for d in crate::casedata::open(&ctx.vault, &scope, &r.disclosures).await? {
-            by_path.insert(d.path.clone(), d);
+            if commit::verify_disclosures(digests, std::slice::from_ref(&d)).is_ok() {
+                by_path.insert(d.path.clone(), d);
+            }
         }
     }
     Ok(by_path.into_values().collect())

@@ -3,6 +3,7 @@
 
 pub mod proxy;
 pub mod raw;
+pub mod recv;
 
 use std::net::{SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
