@@ -283,6 +283,7 @@ async fn case_create(ctx: &Ctx, caller: &Caller, text: &str) -> Result<Value, Ca
         &ctx.vault,
         &mut ku,
         &crate::casedata::case_scope(&id),
+        &crate::casedata::case_record(&id),
         &fields,
         |p| ctx.template.category_of(p),
         &mut ops,
@@ -388,8 +389,13 @@ pub async fn load_case(
         .store
         .case(id)?
         .ok_or_else(|| CallError::msg(format!("no case {id}")))?;
-    let fields =
-        crate::casedata::open(&ctx.vault, &crate::casedata::case_scope(id), &c.sealed).await?;
+    let fields = crate::casedata::open(
+        &ctx.vault,
+        &crate::casedata::case_scope(id),
+        &crate::casedata::case_record(id),
+        &c.sealed,
+    )
+    .await?;
     Ok((c, fields))
 }
 
@@ -437,7 +443,8 @@ pub async fn received_fields(
             Some(Payload::FollowUp(f)) if after_referral => &f.digests,
             _ => continue,
         };
-        for d in crate::casedata::open(&ctx.vault, &scope, &r.disclosures).await? {
+        let record = crate::casedata::received_record(peer, &r.id);
+        for d in crate::casedata::open(&ctx.vault, &scope, &record, &r.disclosures).await? {
             if commit::verify_disclosures(digests, std::slice::from_ref(&d)).is_ok() {
                 by_path.insert(d.path.clone(), d);
             }
@@ -658,8 +665,8 @@ pub fn referral_digests(envelope: &[u8]) -> Option<Vec<Vec<u8>>> {
 /// A stored sent message, opened and re-verified.
 pub async fn sent_view(ctx: &Ctx, s: &SentRecord) -> Result<Value, CallError> {
     let env = pb::Envelope::decode(s.envelope.as_slice())?;
-    let scope = crate::casedata::case_scope(&s.case_id);
-    let disclosures = crate::casedata::open(&ctx.vault, &scope, &s.released).await?;
+    let disclosures =
+        crate::casedata::open_sent(&ctx.vault, s, crate::casedata::SentPart::Released).await?;
     let own = ctx.keys.history.clone();
     let body0 = pb::Body::decode(env.body.as_slice()).unwrap_or_default();
     let ref_digests = match &body0.payload {
@@ -698,7 +705,8 @@ pub async fn sent_view(ctx: &Ctx, s: &SentRecord) -> Result<Value, CallError> {
 pub async fn received_view(ctx: &Ctx, r: &ReceivedRecord) -> Result<Value, CallError> {
     let env = pb::Envelope::decode(r.envelope.as_slice())?;
     let scope = crate::casedata::received_scope(&r.peer, &r.case_ref);
-    let disclosures = crate::casedata::open(&ctx.vault, &scope, &r.disclosures).await?;
+    let record = crate::casedata::received_record(&r.peer, &r.id);
+    let disclosures = crate::casedata::open(&ctx.vault, &scope, &record, &r.disclosures).await?;
     let peer = ctx.peers.get(&r.peer);
     let body0 = pb::Body::decode(env.body.as_slice()).unwrap_or_default();
     let ref_digests = match &body0.payload {

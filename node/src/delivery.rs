@@ -288,11 +288,13 @@ async fn attempt(ctx: &Ctx, conn: &quinn::Connection, rec: SentRecord) -> Attemp
         Ok(e) => e,
         Err(e) => return Attempt::Retry(format!("stored message unreadable: {e}")),
     };
-    let scope = crate::casedata::case_scope(&rec.case_id);
-    let disclosures = match crate::casedata::open(&ctx.vault, &scope, &rec.released).await {
-        Ok(d) => d,
-        Err(e) => return Attempt::Retry(format!("stored disclosures unreadable: {e}")),
-    };
+    let disclosures =
+        match crate::casedata::open_sent(&ctx.vault, &rec, crate::casedata::SentPart::Released)
+            .await
+        {
+            Ok(d) => d,
+            Err(e) => return Attempt::Retry(format!("stored disclosures unreadable: {e}")),
+        };
     let transmission = pb::Transmission {
         envelope: Some(envelope),
         disclosures,

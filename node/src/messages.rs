@@ -129,12 +129,27 @@ pub async fn enqueue_with(
     };
     let mut ops = Vec::new();
     let mut ku = ctx.vault.begin().await;
-    let scope = crate::casedata::case_scope(&out.case_id);
+    let scope = crate::casedata::sent_scope(&out.case_id, &out.to, &out.case_ref);
     let cat = |p: &str| ctx.template.category_of(p);
-    let released =
-        crate::casedata::seal(&ctx.vault, &mut ku, &scope, &out.released, cat, &mut ops)?;
-    let committed =
-        crate::casedata::seal(&ctx.vault, &mut ku, &scope, &out.committed, cat, &mut ops)?;
+    use crate::casedata::{sent_record, SentPart};
+    let released = crate::casedata::seal(
+        &ctx.vault,
+        &mut ku,
+        &scope,
+        &sent_record(&id, SentPart::Released),
+        &out.released,
+        cat,
+        &mut ops,
+    )?;
+    let committed = crate::casedata::seal(
+        &ctx.vault,
+        &mut ku,
+        &scope,
+        &sent_record(&id, SentPart::Committed),
+        &out.committed,
+        cat,
+        &mut ops,
+    )?;
     let record = SentRecord {
         id: id.clone(),
         peer: out.to.clone(),

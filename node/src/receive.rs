@@ -285,7 +285,21 @@ async fn receive_once(
     }
     let checked = match check(ctx, peer, env, body, t) {
         Ok(c) => c,
-        Err(r) => return Attempt::Refused(r),
+        Err(r) => {
+            // A copy of this message may have been stored between the duplicate check and
+            // the thread check (then the thread check refuses it): it is a duplicate.
+            if let Ok(Some(old)) = ctx.store.received(peer, &body.message_id) {
+                return Attempt::Answer(duplicate(
+                    ctx,
+                    peer,
+                    body,
+                    &old.envelope,
+                    old.receipt,
+                    hash,
+                ));
+            }
+            return Attempt::Refused(r);
+        }
     };
     let erasure = matches!(body.payload, Some(Payload::ErasureRequest(_)));
     if erasure && !ctx.recv.allow(peer, Limit::Erasure) {
@@ -306,6 +320,7 @@ async fn receive_once(
         &ctx.vault,
         &mut ku,
         &scope,
+        &crate::casedata::received_record(peer, &body.message_id),
         &t.disclosures,
         |p| checked.template.category_of(p),
         &mut ops,

@@ -145,6 +145,10 @@ pub struct SealedGroup {
     /// Ciphertext of an encoded [`FieldList`].
     #[prost(bytes = "vec", tag = "3")]
     pub ciphertext: Vec<u8>,
+    /// What the AEAD associated data covers: 0 (stores before issue 10) = scope and
+    /// category; 1 = scope, category and the record the group is stored in.
+    #[prost(uint32, tag = "4")]
+    pub aad_version: u32,
 }
 
 /// The plaintext of a sealed group: fields with their values (and salts, for disclosures).

@@ -79,16 +79,17 @@ async fn unsigned_values_cannot_enter_a_case() {
     let mut ops = Vec::new();
     let mut ku = ctx.vault.begin().await;
     let scope = trm_node::casedata::received_scope("IT", "IT-RECV-0001");
+    let body = pb::Body::decode(env.body.as_slice()).unwrap();
     let sealed = trm_node::casedata::seal(
         &ctx.vault,
         &mut ku,
         &scope,
+        &trm_node::casedata::received_record("IT", &body.message_id),
         &[disclosure("identity.family_name", CANARY)],
         |p| ctx.template.category_of(p),
         &mut ops,
     )
     .unwrap();
-    let body = pb::Body::decode(env.body.as_slice()).unwrap();
     ops.push(trm_node::store::Op::Receive(
         trm_node::store::ReceivedRecord {
             id: body.message_id.clone(),
@@ -597,6 +598,156 @@ async fn an_interrupted_erasure_is_resumed_at_start_and_confirmed() {
             .await,
             "step {step}: the confirmation reached the requester"
         );
+    }
+    it.finish().await;
+    al.finish().await;
+}
+
+async fn follow_up_with(
+    node: &TestNode,
+    cred: &trm_node::identity::Credential,
+    case_ref: &str,
+    to: &str,
+    fields: serde_json::Value,
+) -> String {
+    delivered_call(
+        node,
+        cred,
+        Call::FollowUpSend(api::FollowUpSend {
+            case_id: case_ref.into(),
+            to: to.into(),
+            phase: "return".into(),
+            status: "planning".into(),
+            date: "2026-11-20".into(),
+            fields_json: fields.to_string(),
+            in_reply_to: String::new(),
+        }),
+    )
+    .await
+}
+
+/// Item 15: what this node sends about a received case is sealed in that thread's own scope
+/// and erased with it; a sealed group opens only in the record it was sealed for.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn values_sent_on_a_received_case_are_erased_with_it_and_groups_do_not_move() {
+    let (_tmp, it, al) = started_pair("IT", "AL").await;
+    let it_off = it.officer("Officer IT", "officer").await;
+    let al_off = al.officer("Officer AL", "officer").await;
+    let case_ref = "IT-SCOPE-0001";
+    let referral = referred(&it, &it_off, case_ref, &al).await;
+    accept(&al, &al_off, &referral).await;
+    let first = follow_up_with(
+        &al,
+        &al_off,
+        case_ref,
+        "IT",
+        serde_json::json!({ "return": { "wish": "return", "escort_needed": true } }),
+    )
+    .await;
+    let second = follow_up_with(
+        &al,
+        &al_off,
+        case_ref,
+        "IT",
+        serde_json::json!({ "return": { "wish": "stay", "escort_needed": false } }),
+    )
+    .await;
+    let cat = pb::Category::Return as i32;
+    let scope = trm_node::casedata::thread_scope("IT", case_ref);
+    let deks = al.ctx().store.all_deks().unwrap();
+    assert!(
+        deks.iter().any(|(s, c, _)| *s == scope && *c == cat),
+        "sealed in the thread's scope: {:?}",
+        deks.iter().map(|d| (&d.0, d.1)).collect::<Vec<_>>()
+    );
+    assert!(
+        !deks.iter().any(|(s, _, _)| s == "case/"),
+        "nothing in a shared scope"
+    );
+
+    // A sealed group moved to another record of the same scope and category does not open.
+    let received = it.ctx().store.received_for_case("AL", case_ref).unwrap();
+    let find = |hex_id: &str| {
+        received
+            .iter()
+            .find(|r| hex::encode(&r.id) == hex_id)
+            .cloned()
+            .unwrap()
+    };
+    let (mut a, b) = (find(&first), find(&second));
+    a.disclosures = b.disclosures.clone();
+    it.ctx()
+        .store
+        .commit(vec![trm_node::store::Op::PutReceived(a)])
+        .await
+        .unwrap();
+    let shown = it
+        .call_as(
+            &it_off,
+            Call::MessageShow(api::MessageShow { id: first.clone() }),
+        )
+        .await;
+    match shown {
+        Err(_) => {}
+        Ok(v) => panic!("a moved group opened in another record: {v}"),
+    }
+
+    // Erasure of the received case also erases what was sent about it, and leaves no way
+    // back: the old master key is in no file, the old wrapped data key no longer opens.
+    let old_master = std::fs::read(al.dir.join("keys/store.key")).unwrap();
+    let old_wrapped = al.ctx().store.dek(&scope, cat).unwrap().unwrap();
+    assert!(al.ctx().vault.unwraps(&scope, cat, &old_wrapped).await);
+    let conn = raw_peer(&it, &al).await;
+    let env = signed_envelope(
+        &it,
+        "AL",
+        case_ref,
+        Payload::ErasureRequest(pb::ErasureRequest {
+            referral_id: hex::decode(&referral).unwrap(),
+            categories: vec![cat],
+            reason: "consent_withdrawn".into(),
+        }),
+        vec![],
+    );
+    assert!(is_receipt(&transmit(&conn, tx(env, vec![])).await));
+    let carried_out = || {
+        al.ctx().store.dek(&scope, cat).unwrap().is_none()
+            && al
+                .ctx()
+                .store
+                .meta_prefix(trm_node::lifecycle::PENDING_ERASURE_PREFIX)
+                .unwrap()
+                .is_empty()
+    };
+    assert!(
+        wait_until(20, carried_out).await,
+        "the thread's key of the category is destroyed"
+    );
+    al.ctx().store.flush().unwrap();
+    assert_eq!(
+        files_containing(&al.dir, &old_master),
+        Vec::<std::path::PathBuf>::new(),
+        "the old master key is gone"
+    );
+    assert!(
+        !al.ctx().vault.unwraps(&scope, cat, &old_wrapped).await,
+        "the erased key's old wrapped copy no longer opens"
+    );
+    for id in [&first, &second] {
+        let s = al
+            .ctx()
+            .store
+            .sent(&hex::decode(id).unwrap())
+            .unwrap()
+            .unwrap();
+        assert!(
+            !s.released
+                .iter()
+                .chain(&s.committed)
+                .any(|g| g.category == cat),
+            "sealed values removed from the sent record"
+        );
+        assert!(s.erased.iter().any(|e| e.category == cat));
     }
     it.finish().await;
     al.finish().await;
