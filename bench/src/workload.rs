@@ -139,14 +139,19 @@ pub fn prefill_outbox(
             .try_begin()
             .ok_or_else(|| anyhow!("the store key is being rotated"))?;
         let scope = casedata::case_scope(&case_ref);
-        let sealed = casedata::seal(
-            &vault,
-            &mut ku,
-            &scope,
-            &t.disclosures,
-            |p| template.category_of(p),
-            &mut ops,
-        )?;
+        let mut seal_as = |part| {
+            casedata::seal(
+                &vault,
+                &mut ku,
+                &scope,
+                &casedata::sent_record(&id, part),
+                &t.disclosures,
+                |p| template.category_of(p),
+                &mut ops,
+            )
+        };
+        let sealed = seal_as(casedata::SentPart::Released)?;
+        let committed = seal_as(casedata::SentPart::Committed)?;
         uses.push(ku);
         ops.push(Op::Enqueue(SentRecord {
             id: id.clone(),
@@ -161,7 +166,7 @@ pub fn prefill_outbox(
             created_ms: now,
             outbox_seq: 0,
             officer: "Benchmark Officer".into(),
-            committed: sealed,
+            committed,
             erased: vec![],
         }));
         ops.push(Op::Audit(AuditEntry {
@@ -219,7 +224,8 @@ pub fn prefill_received(
         &fields,
         trm_node::time::now_ms(),
     )?;
-    // The received values, sealed as the receive path seals them (one scope for the fill).
+    // The received values, sealed as the receive path seals them (one scope for the fill;
+    // the record label is the first message's, so only that one opens: it is fill data).
     let template = template::Template::core();
     let mut key_ops = Vec::new();
     let mut ku = vault
@@ -229,6 +235,7 @@ pub fn prefill_received(
         &vault,
         &mut ku,
         &casedata::received_scope(from, "BENCH-0001"),
+        &casedata::received_record(from, b"bench-fill"),
         &t.disclosures,
         |p| template.category_of(p),
         &mut key_ops,

@@ -377,6 +377,7 @@ async fn case_create(ctx: &Ctx, caller: &Caller, text: &str) -> Result<Value, Ca
         &ctx.vault,
         &mut ku,
         &crate::casedata::case_scope(&id),
+        &crate::casedata::case_record(&id),
         &fields,
         |p| ctx.template.category_of(p),
         &mut ops,
@@ -482,22 +483,65 @@ pub async fn load_case(
         .store
         .case(id)?
         .ok_or_else(|| CallError::msg(format!("no case {id}")))?;
-    let fields =
-        crate::casedata::open(&ctx.vault, &crate::casedata::case_scope(id), &c.sealed).await?;
+    let fields = crate::casedata::open(
+        &ctx.vault,
+        &crate::casedata::case_scope(id),
+        &crate::casedata::case_record(id),
+        &c.sealed,
+    )
+    .await?;
     Ok((c, fields))
 }
 
-/// The latest values received from `peer` about `case_ref` (later messages win).
+/// The values received from `peer` about `case_ref` that verify against signed digests of
+/// that case's current referral (the referral itself, later `Disclosure`s of it) or of a
+/// follow-up received after it (later messages win). A value that matches no signed digest
+/// (e.g. attached to a message kind that carries none) is never shown.
 pub async fn received_fields(
     ctx: &Ctx,
     peer: &str,
     case_ref: &str,
 ) -> Result<Vec<pb::FieldDisclosure>, CallError> {
     let scope = crate::casedata::received_scope(peer, case_ref);
+    let Some(thread) = ctx.store.thread(peer, case_ref)? else {
+        return Ok(vec![]);
+    };
+    let records = ctx.store.received_for_case(peer, case_ref)?;
+    let referral = records
+        .iter()
+        .find(|r| r.id == thread.referral_id)
+        .and_then(|r| referral_digests(&r.envelope));
     let mut by_path: BTreeMap<String, pb::FieldDisclosure> = BTreeMap::new();
-    for r in ctx.store.received_for_case(peer, case_ref)? {
-        for d in crate::casedata::open(&ctx.vault, &scope, &r.disclosures).await? {
-            by_path.insert(d.path.clone(), d);
+    let mut after_referral = false;
+    for r in records {
+        let Some(body) = pb::Envelope::decode(r.envelope.as_slice())
+            .ok()
+            .and_then(|e| pb::Body::decode(e.body.as_slice()).ok())
+        else {
+            continue;
+        };
+        if body.case_ref != case_ref {
+            continue;
+        }
+        let digests: &[Vec<u8>] = match &body.payload {
+            Some(Payload::Referral(x)) if r.id == thread.referral_id => {
+                after_referral = true;
+                &x.digests
+            }
+            Some(Payload::Disclosure(d)) if d.referral_id == thread.referral_id => {
+                match &referral {
+                    Some(d) => d,
+                    None => continue,
+                }
+            }
+            Some(Payload::FollowUp(f)) if after_referral => &f.digests,
+            _ => continue,
+        };
+        let record = crate::casedata::received_record(peer, &r.id);
+        for d in crate::casedata::open(&ctx.vault, &scope, &record, &r.disclosures).await? {
+            if commit::verify_disclosures(digests, std::slice::from_ref(&d)).is_ok() {
+                by_path.insert(d.path.clone(), d);
+            }
         }
     }
     Ok(by_path.into_values().collect())
@@ -721,8 +765,8 @@ pub fn referral_digests(envelope: &[u8]) -> Option<Vec<Vec<u8>>> {
 /// A stored sent message, opened and re-verified.
 pub async fn sent_view(ctx: &Ctx, s: &SentRecord) -> Result<Value, CallError> {
     let env = pb::Envelope::decode(s.envelope.as_slice())?;
-    let scope = crate::casedata::case_scope(&s.case_id);
-    let disclosures = crate::casedata::open(&ctx.vault, &scope, &s.released).await?;
+    let disclosures =
+        crate::casedata::open_sent(&ctx.vault, s, crate::casedata::SentPart::Released).await?;
     let own = ctx.keys.history.clone();
     let body0 = pb::Body::decode(env.body.as_slice()).unwrap_or_default();
     let ref_digests = match &body0.payload {
@@ -761,7 +805,8 @@ pub async fn sent_view(ctx: &Ctx, s: &SentRecord) -> Result<Value, CallError> {
 pub async fn received_view(ctx: &Ctx, r: &ReceivedRecord) -> Result<Value, CallError> {
     let env = pb::Envelope::decode(r.envelope.as_slice())?;
     let scope = crate::casedata::received_scope(&r.peer, &r.case_ref);
-    let disclosures = crate::casedata::open(&ctx.vault, &scope, &r.disclosures).await?;
+    let record = crate::casedata::received_record(&r.peer, &r.id);
+    let disclosures = crate::casedata::open(&ctx.vault, &scope, &record, &r.disclosures).await?;
     let peer = ctx.peers.get(&r.peer);
     let body0 = pb::Body::decode(env.body.as_slice()).unwrap_or_default();
     let ref_digests = match &body0.payload {

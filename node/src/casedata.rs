@@ -18,12 +18,87 @@ pub fn received_scope(peer: &str, case_ref: &str) -> String {
     format!("rx/{peer}/{case_ref}")
 }
 
+/// The vault scope of what this node sends `peer` about a case it did not record itself (a
+/// follow-up on a received case): one per thread, erased with the thread's received values.
+pub fn thread_scope(peer: &str, case_ref: &str) -> String {
+    format!("tx/{peer}/{case_ref}")
+}
+
+/// The vault scope of a message sent to `peer`: its local case's, or its thread's.
+pub fn sent_scope(case_id: &str, peer: &str, case_ref: &str) -> String {
+    if case_id.is_empty() && !case_ref.is_empty() {
+        thread_scope(peer, case_ref)
+    } else {
+        case_scope(case_id)
+    }
+}
+
+/// The record label bound into a local case's sealed groups.
+pub fn case_record(id: &str) -> Vec<u8> {
+    [b"case\0".as_slice(), id.as_bytes()].concat()
+}
+
+/// Which sealed list of a sent message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SentPart {
+    /// The disclosures released with it.
+    Released,
+    /// Every committed field.
+    Committed,
+}
+
+/// The record label bound into a sent message's sealed groups.
+pub fn sent_record(id: &[u8], part: SentPart) -> Vec<u8> {
+    let part: &[u8] = match part {
+        SentPart::Released => b"\0released",
+        SentPart::Committed => b"\0committed",
+    };
+    [b"sent\0".as_slice(), id, part].concat()
+}
+
+/// The record label bound into a received message's sealed groups.
+pub fn received_record(peer: &str, id: &[u8]) -> Vec<u8> {
+    [b"received\0".as_slice(), peer.as_bytes(), b"\0", id].concat()
+}
+
+/// The case reference in a stored envelope ("" if none).
+pub fn envelope_case_ref(envelope: &[u8]) -> String {
+    pb::Envelope::decode(envelope)
+        .ok()
+        .and_then(|e| pb::Body::decode(e.body.as_slice()).ok())
+        .map(|b| b.case_ref)
+        .unwrap_or_default()
+}
+
+/// Opens one sealed list of a sent message. Groups sealed before per-thread scopes (version
+/// 0) of messages about no local case were sealed under the shared `case/` scope.
+pub async fn open_sent(
+    vault: &Vault,
+    rec: &crate::store::SentRecord,
+    part: SentPart,
+) -> Result<Vec<pb::FieldDisclosure>, VaultError> {
+    let groups = match part {
+        SentPart::Released => &rec.released,
+        SentPart::Committed => &rec.committed,
+    };
+    let scope = sent_scope(&rec.case_id, &rec.peer, &envelope_case_ref(&rec.envelope));
+    let legacy = case_scope(&rec.case_id);
+    let record = sent_record(&rec.id, part);
+    let mut out = Vec::new();
+    for g in groups {
+        let s = if g.aad_version == 0 { &legacy } else { &scope };
+        out.extend(open(vault, s, &record, std::slice::from_ref(g)).await?);
+    }
+    Ok(out)
+}
+
 /// Seals `fields` grouped by the category `category_of` gives each path (unknown paths are
 /// treated as identity: personal, the strictest).
 pub fn seal(
     vault: &Vault,
     ku: &mut KeyUse<'_>,
     scope: &str,
+    record: &[u8],
     fields: &[pb::FieldDisclosure],
     category_of: impl Fn(&str) -> Option<Category>,
     ops: &mut Vec<Op>,
@@ -37,7 +112,7 @@ pub fn seal(
         .into_iter()
         .map(|(cat, fields)| {
             let plain = zeroize::Zeroizing::new(FieldList { fields }.encode_to_vec());
-            vault.seal(ku, scope, cat, &plain, ops)
+            vault.seal(ku, scope, record, cat, &plain, ops)
         })
         .collect()
 }
@@ -46,11 +121,12 @@ pub fn seal(
 pub async fn open(
     vault: &Vault,
     scope: &str,
+    record: &[u8],
     groups: &[SealedGroup],
 ) -> Result<Vec<pb::FieldDisclosure>, VaultError> {
     let mut out = Vec::new();
     for g in groups {
-        if let Some(plain) = vault.open_group(scope, g).await? {
+        if let Some(plain) = vault.open_group(scope, record, g).await? {
             let list = FieldList::decode(plain.as_slice())
                 .map_err(|e| VaultError::Decrypt(format!("sealed group does not decode: {e}")))?;
             out.extend(list.fields);

@@ -77,6 +77,8 @@ async fn worker(ctx: Arc<Ctx>, peer: String, notify: Arc<Notify>) {
     let mut backoff = initial;
     let mut conn: Option<quinn::Connection> = None;
     let mut inflight: HashSet<Vec<u8>> = HashSet::new();
+    // The case of each message in flight: one message per case at a time, in outbox order.
+    let mut inflight_cases: HashMap<Vec<u8>, String> = HashMap::new();
     let mut set: JoinSet<(Vec<u8>, Attempt)> = JoinSet::new();
     let mut barrier: Option<Vec<u8>> = None;
     let mut pins = ctx.peers.pins().watch();
@@ -113,8 +115,15 @@ async fn worker(ctx: Arc<Ctx>, peer: String, notify: Arc<Notify>) {
             .max_in_flight
             .saturating_sub(inflight.len());
         let batch = if room > 0 && crate::trust::hold_outgoing(&ctx, &peer).is_none() {
-            match ctx.store.outbox_for(&peer, room, &inflight) {
-                Ok(b) => crate::rotation::order_batch(b, &mut barrier, &inflight),
+            match ctx
+                .store
+                .outbox_for(&peer, room.saturating_mul(4), &inflight)
+            {
+                Ok(b) => crate::rotation::order_batch(
+                    one_per_case(b, &inflight_cases, room),
+                    &mut barrier,
+                    &inflight,
+                ),
                 Err(e) => {
                     tracing::error!(peer = %peer, error = %e, "cannot read outbox");
                     vec![]
@@ -143,6 +152,7 @@ async fn worker(ctx: Arc<Ctx>, peer: String, notify: Arc<Notify>) {
         if let Some(c) = &conn {
             for rec in batch {
                 inflight.insert(rec.id.clone());
+                inflight_cases.insert(rec.id.clone(), case_of(&rec));
                 let ctx = ctx.clone();
                 let c = c.clone();
                 set.spawn(async move {
@@ -171,6 +181,7 @@ async fn worker(ctx: Arc<Ctx>, peer: String, notify: Arc<Notify>) {
             r = set.join_next() => {
                 let Some(Ok((id, result))) = r else { continue };
                 inflight.remove(&id);
+                inflight_cases.remove(&id);
                 match result {
                     Attempt::Done => {
                         backoff = initial;
@@ -187,6 +198,7 @@ async fn worker(ctx: Arc<Ctx>, peer: String, notify: Arc<Notify>) {
                         // Let the rest of the window finish or fail before backing off.
                         while let Some(Ok((id, _))) = set.join_next().await {
                             inflight.remove(&id);
+                            inflight_cases.remove(&id);
                         }
                         if sleep_or_stop(&mut shutdown, &notify, backoff, false).await {
                             break;
@@ -200,6 +212,37 @@ async fn worker(ctx: Arc<Ctx>, peer: String, notify: Arc<Notify>) {
         }
     }
     set.abort_all();
+}
+
+/// The case reference of a stored outgoing message ("" for messages about no case).
+fn case_of(rec: &SentRecord) -> String {
+    pb::Envelope::decode(rec.envelope.as_slice())
+        .ok()
+        .and_then(|e| pb::Body::decode(e.body.as_slice()).ok())
+        .map(|b| b.case_ref)
+        .unwrap_or_default()
+}
+
+/// From `outbox` (oldest first), the messages that may leave now, at most `room`: the oldest
+/// waiting message of each case whose earlier message is not in flight. Messages of one
+/// (peer, case) therefore reach the peer in the order they were enqueued: an erasure request
+/// or a later disclosure never overtakes its referral.
+fn one_per_case(
+    outbox: Vec<SentRecord>,
+    inflight: &HashMap<Vec<u8>, String>,
+    room: usize,
+) -> Vec<SentRecord> {
+    let mut busy: HashSet<String> = inflight.values().cloned().collect();
+    let mut out = Vec::new();
+    for rec in outbox {
+        if out.len() >= room {
+            break;
+        }
+        if busy.insert(case_of(&rec)) {
+            out.push(rec);
+        }
+    }
+    out
 }
 
 /// Sleeps for `d`; returns true if the node is shutting down. A wake-up from new outbox
@@ -284,11 +327,13 @@ async fn attempt(ctx: &Ctx, conn: &quinn::Connection, rec: SentRecord) -> Attemp
         Ok(e) => e,
         Err(e) => return Attempt::Retry(format!("stored message unreadable: {e}")),
     };
-    let scope = crate::casedata::case_scope(&rec.case_id);
-    let disclosures = match crate::casedata::open(&ctx.vault, &scope, &rec.released).await {
-        Ok(d) => d,
-        Err(e) => return Attempt::Retry(format!("stored disclosures unreadable: {e}")),
-    };
+    let disclosures =
+        match crate::casedata::open_sent(&ctx.vault, &rec, crate::casedata::SentPart::Released)
+            .await
+        {
+            Ok(d) => d,
+            Err(e) => return Attempt::Retry(format!("stored disclosures unreadable: {e}")),
+        };
     let transmission = pb::Transmission {
         envelope: Some(envelope),
         disclosures,

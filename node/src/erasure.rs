@@ -23,7 +23,27 @@ fn erased(cats: &[i32], now: i64, reason: &str) -> Vec<Erased> {
         .collect()
 }
 
-/// Erases `cats` of what was received from `peer` about `case_ref`.
+/// The messages this node sent `peer` about `case_ref` without a local case (follow-ups
+/// and answers on a received case): they belong to the thread's scope.
+pub fn thread_sent(
+    ctx: &Ctx,
+    peer: &str,
+    case_ref: &str,
+) -> Result<Vec<crate::store::SentRecord>, crate::store::StoreError> {
+    Ok(ctx
+        .store
+        .sent_all()?
+        .into_iter()
+        .filter(|s| {
+            s.case_id.is_empty()
+                && s.peer == peer
+                && casedata::envelope_case_ref(&s.envelope) == case_ref
+        })
+        .collect())
+}
+
+/// Erases `cats` of the thread with `peer` about `case_ref` that this node did not record
+/// itself: what was received, and what this node sent about it (the thread's scope).
 pub async fn erase_received(
     ctx: &Ctx,
     peer: &str,
@@ -41,10 +61,21 @@ pub async fn erase_received(
             ops.push(Op::PutReceived(r));
         }
     }
+    for mut s in thread_sent(ctx, peer, case_ref)? {
+        let before = s.released.len() + s.committed.len();
+        s.released.retain(|g| !cats.contains(&g.category));
+        s.committed.retain(|g| !cats.contains(&g.category));
+        if s.released.len() + s.committed.len() != before {
+            s.erased.extend(erased(cats, now, reason));
+            ops.push(Op::PutSent(s));
+        }
+    }
     ops.push(audit(ctx, peer, case_ref, cats, reason));
-    ctx.vault
-        .erase(&casedata::received_scope(peer, case_ref), cats, ops)
-        .await?;
+    let scopes = [
+        casedata::received_scope(peer, case_ref),
+        casedata::thread_scope(peer, case_ref),
+    ];
+    ctx.vault.erase(&scopes, cats, ops).await?;
     tracing::info!(peer = %peer, categories = cats.len(), reason, "received values erased");
     Ok(())
 }
@@ -108,7 +139,7 @@ pub async fn erase_case(
     }
     ops.push(audit(ctx, "", case_id, cats, reason));
     ctx.vault
-        .erase(&casedata::case_scope(case_id), cats, ops)
+        .erase(&[casedata::case_scope(case_id)], cats, ops)
         .await?;
     tracing::info!(categories = cats.len(), reason, "case values erased");
     Ok(informed)
@@ -192,24 +223,38 @@ pub async fn apply_retention(ctx: &Arc<Ctx>) -> Result<usize, VaultError> {
         )
         .await;
     }
-    let mut seen = std::collections::BTreeSet::new();
+    // Threads of cases not recorded here: what was received and what was sent about them.
+    let mut threads = std::collections::BTreeSet::new();
     for r in ctx.store.inbox()? {
-        if !seen.insert((r.peer.clone(), r.case_ref.clone())) {
-            continue;
+        threads.insert((r.peer.clone(), r.case_ref.clone()));
+    }
+    for s in ctx.store.sent_all()? {
+        let case_ref = casedata::envelope_case_ref(&s.envelope);
+        if s.case_id.is_empty() && !case_ref.is_empty() {
+            threads.insert((s.peer.clone(), case_ref));
         }
-        let records = ctx.store.received_for_case(&r.peer, &r.case_ref)?;
+    }
+    for (peer, case_ref) in threads {
+        let records = ctx.store.received_for_case(&peer, &case_ref)?;
+        let sent = thread_sent(ctx, &peer, &case_ref)?;
         let expired: Vec<i32> = limits
             .iter()
             .filter(|(c, ms)| {
                 records.iter().any(|x| {
                     now - x.received_ms >= *ms && x.disclosures.iter().any(|g| g.category == *c)
+                }) || sent.iter().any(|x| {
+                    now - x.created_ms >= *ms
+                        && x.released
+                            .iter()
+                            .chain(&x.committed)
+                            .any(|g| g.category == *c)
                 })
             })
             .map(|(c, _)| *c)
             .collect();
         if !expired.is_empty() {
             n += expired.len();
-            erase_received(ctx, &r.peer, &r.case_ref, &expired, "retention_expired").await?;
+            erase_received(ctx, &peer, &case_ref, &expired, "retention_expired").await?;
         }
     }
     Ok(n)

@@ -155,12 +155,12 @@ pub async fn disclose(
 ) -> Result<Value, CallError> {
     let (case_id, peer) = resolve_sent(ctx, referral)?;
     let sent = latest_referral(ctx, &case_id, &peer)?;
-    let scope = crate::casedata::case_scope(&case_id);
-    let committed = crate::casedata::open(&ctx.vault, &scope, &sent.committed).await?;
+    use crate::casedata::{open_sent, SentPart};
+    let committed = open_sent(&ctx.vault, &sent, SentPart::Committed).await?;
     let mut already: BTreeSet<String> = BTreeSet::new();
     for s in ctx.store.sent_all()? {
         if s.case_id == case_id && s.peer == peer && (s.id == sent.id || s.kind == "disclosure") {
-            for d in crate::casedata::open(&ctx.vault, &scope, &s.released).await? {
+            for d in open_sent(&ctx.vault, &s, SentPart::Released).await? {
                 already.insert(d.path);
             }
         }
@@ -665,6 +665,7 @@ async fn reseal_case(
         &ctx.vault,
         &mut ku,
         &crate::casedata::case_scope(&case.id),
+        &crate::casedata::case_record(&case.id),
         fields,
         |p| ctx.template.category_of(p),
         &mut ops,

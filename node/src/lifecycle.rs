@@ -250,6 +250,109 @@ pub fn transition(
     Ok(Some(next))
 }
 
+/// Longest `case_ref` and most information-request fields a peer may send.
+const MAX_CASE_REF: usize = 40;
+const MAX_REQUESTED_FIELDS: usize = 256;
+
+/// A case reference as the template's `reference.case_ref` rule spells it: 6 to 40
+/// characters A-Z, 0-9 and '-'.
+pub fn valid_case_ref(r: &str) -> bool {
+    (6..=MAX_CASE_REF).contains(&r.len())
+        && r.bytes()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'-')
+}
+
+/// The header rules of an incoming message, checked after its signature and before anything
+/// else reads it: values that are not covered by signed digests are refused, the case
+/// reference is well-formed (it names store keys and encryption scopes), requested field
+/// paths exist, dates are real.
+pub fn check_header(ctx: &Ctx, body: &pb::Body, t: &pb::Transmission) -> Result<(), Refusal> {
+    let payload = body
+        .payload
+        .as_ref()
+        .ok_or_else(|| refuse(RejectReason::Malformed, "message has no payload"))?;
+    if matches!(
+        payload,
+        Payload::DirectoryUpdate(_) | Payload::KeyAnnouncement(_)
+    ) {
+        if !body.case_ref.is_empty() {
+            return Err(refuse(
+                RejectReason::Malformed,
+                "a message about no case must carry an empty case reference",
+            ));
+        }
+        if !t.disclosures.is_empty() {
+            return Err(refuse(
+                RejectReason::Malformed,
+                "this message kind carries no field values",
+            ));
+        }
+        return Ok(());
+    }
+    if !valid_case_ref(&body.case_ref) {
+        return Err(refuse(
+            RejectReason::Malformed,
+            "case reference: expected 6 to 40 characters A-Z, 0-9 and '-'",
+        ));
+    }
+    match payload {
+        Payload::FollowUp(f)
+            if !f.date.is_empty() && crate::time::parse_date_ms(&f.date).is_none() =>
+        {
+            return Err(refuse(
+                RejectReason::Malformed,
+                "follow-up date: expected a real date YYYY-MM-DD",
+            ));
+        }
+        Payload::InformationRequest(r) => {
+            if r.fields.len() > MAX_REQUESTED_FIELDS {
+                return Err(refuse(
+                    RejectReason::Malformed,
+                    format!("at most {MAX_REQUESTED_FIELDS} fields may be requested"),
+                ));
+            }
+            if r.fields.iter().any(|f| ctx.template.field(f).is_none()) {
+                return Err(refuse(
+                    RejectReason::Malformed,
+                    "an information request names a field this node does not know",
+                ));
+            }
+            if r.categories.iter().any(
+                |c| !matches!(pb::Category::try_from(*c), Ok(x) if x != pb::Category::Unspecified),
+            ) {
+                return Err(refuse(
+                    RejectReason::Malformed,
+                    "an information request names an unknown category",
+                ));
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// The disclosed `reference.case_ref`, if any, must be the envelope's (checked once the
+/// disclosures verified against their digests).
+fn check_disclosed_case_ref(body: &pb::Body, t: &pb::Transmission) -> Result<(), Refusal> {
+    if let Some(d) = t
+        .disclosures
+        .iter()
+        .find(|d| d.path == "reference.case_ref")
+    {
+        let same = serde_json::from_slice::<serde_json::Value>(&d.value)
+            .ok()
+            .is_some_and(|v| v.as_str() == Some(body.case_ref.as_str()));
+        if !same {
+            return Err(Refusal {
+                reason: RejectReason::Malformed,
+                detail: "the disclosed case reference differs from the envelope's".into(),
+                fields: vec!["reference.case_ref".into()],
+            });
+        }
+    }
+    Ok(())
+}
+
 /// The payload rules of an incoming message (after its signature was checked); returns the
 /// template that gives its disclosed fields their categories.
 pub fn check_incoming(
@@ -270,7 +373,18 @@ pub fn check_incoming(
         ctx.clock.now_ms(),
     )?;
     let template = check_payload(ctx, peer, body, t, thread.as_ref())?;
-    let mut writes: Vec<Op> = next.into_iter().map(Op::PutThread).collect();
+    check_disclosed_case_ref(body, t)?;
+    let mut writes: Vec<Op> = Vec::new();
+    if !body.case_ref.is_empty() {
+        // Re-checked in the commit's transaction: a concurrent message of the same thread
+        // that committed first makes this one be checked again.
+        writes.push(Op::ExpectThread {
+            peer: peer.to_string(),
+            case_ref: body.case_ref.clone(),
+            expected: thread.clone(),
+        });
+    }
+    writes.extend(next.into_iter().map(Op::PutThread));
     if let Some(Payload::DirectoryUpdate(u)) = &body.payload {
         if let Some(d) = &u.directory {
             writes.push(Op::PutMeta(
@@ -377,12 +491,43 @@ fn check_payload(
     }
 }
 
-/// Work that follows a stored incoming message: erasure requests are carried out and
-/// confirmed.
-pub async fn after_received(ctx: Arc<Ctx>, peer: String, body: pb::Body) {
-    if let Some(Payload::ErasureRequest(req)) = &body.payload {
+/// Meta key prefix of erasure requests received and not yet carried out and confirmed.
+pub const PENDING_ERASURE_PREFIX: &str = "erasure/pending/";
+
+/// Meta key of a pending erasure request (its value: the request's signed body).
+pub fn pending_erasure_key(peer: &str, id: &[u8]) -> String {
+    format!("{PENDING_ERASURE_PREFIX}{peer}/{}", hex::encode(id))
+}
+
+/// Carries out a stored erasure request and confirms it. The request was made durable (a
+/// pending-erasure meta key) in the same transaction as the message; the key is removed in
+/// the same transaction that enqueues the confirmation, so a crash at any point leaves it for
+/// [`resume_erasures`] at the next start. Erasing again is harmless (nothing is left of those
+/// categories), so the confirmation is always sent.
+pub async fn carry_out_erasure(ctx: Arc<Ctx>, peer: String, body: pb::Body) {
+    let Some(Payload::ErasureRequest(req)) = &body.payload else {
+        return;
+    };
+    let key = pending_erasure_key(&peer, &body.message_id);
+    if !ctx
+        .recv
+        .erasing
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(key.clone())
+    {
+        return;
+    }
+    let stop = ctx
+        .recv
+        .erasure_stop_at
+        .load(std::sync::atomic::Ordering::SeqCst);
+    let done = async {
+        if stop == 1 {
+            return;
+        }
         let cats: Vec<i32> = req.categories.clone();
-        match crate::erasure::erase_received(
+        if let Err(e) = crate::erasure::erase_received(
             &ctx,
             &peer,
             &body.case_ref,
@@ -391,29 +536,63 @@ pub async fn after_received(ctx: Arc<Ctx>, peer: String, body: pb::Body) {
         )
         .await
         {
-            Ok(()) => {
-                let payload = Payload::ErasureConfirmation(pb::ErasureConfirmation {
-                    request_id: body.message_id.clone(),
-                    categories: cats,
-                    erased_ms: ctx.clock.now_ms(),
-                });
-                let out = crate::messages::Outgoing {
-                    to: peer.clone(),
-                    case_id: String::new(),
-                    case_ref: body.case_ref.clone(),
-                    in_reply_to: body.message_id.clone(),
-                    payload,
-                    released: vec![],
-                    committed: vec![],
-                    officer: "node".into(),
-                };
-                if let Err(e) = crate::messages::enqueue(&ctx, out).await {
-                    tracing::error!(peer = %peer, error = %e, "cannot confirm an erasure");
-                }
+            tracing::error!(peer = %peer, error = %e, "cannot carry out an erasure request");
+            return;
+        }
+        if stop == 2 {
+            return;
+        }
+        let payload = Payload::ErasureConfirmation(pb::ErasureConfirmation {
+            request_id: body.message_id.clone(),
+            categories: cats,
+            erased_ms: ctx.clock.now_ms(),
+        });
+        let out = crate::messages::Outgoing {
+            to: peer.clone(),
+            case_id: String::new(),
+            case_ref: body.case_ref.clone(),
+            in_reply_to: body.message_id.clone(),
+            payload,
+            released: vec![],
+            committed: vec![],
+            officer: "node".into(),
+        };
+        if let Err(e) =
+            crate::messages::enqueue_with(&ctx, out, vec![Op::DeleteMeta(key.clone())]).await
+        {
+            tracing::error!(peer = %peer, error = %e, "cannot confirm an erasure");
+        }
+    };
+    done.await;
+    ctx.recv
+        .erasing
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .remove(&key);
+}
+
+/// At start: carries out and confirms every erasure request stored but not yet confirmed.
+pub async fn resume_erasures(ctx: Arc<Ctx>) {
+    let pending = match ctx.store.meta_prefix(PENDING_ERASURE_PREFIX) {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot read pending erasures");
+            return;
+        }
+    };
+    for (key, raw) in pending {
+        let Some(peer) = key
+            .strip_prefix(PENDING_ERASURE_PREFIX)
+            .and_then(|r| r.split('/').next())
+        else {
+            continue;
+        };
+        match pb::Body::decode(raw.as_slice()) {
+            Ok(body) => {
+                tracing::info!(peer = %peer, "resuming an erasure request");
+                carry_out_erasure(ctx.clone(), peer.to_string(), body).await;
             }
-            Err(e) => {
-                tracing::error!(peer = %peer, error = %e, "cannot carry out an erasure request")
-            }
+            Err(e) => tracing::error!(error = %e, "a pending erasure does not decode"),
         }
     }
 }

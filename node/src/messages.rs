@@ -70,6 +70,15 @@ pub fn seal(ctx: &Ctx, body: &pb::Body) -> pb::Envelope {
 
 /// Builds, signs and durably enqueues a message; returns its id once it is on disk.
 pub async fn enqueue(ctx: &Arc<Ctx>, out: Outgoing) -> Result<Vec<u8>, SendError> {
+    enqueue_with(ctx, out, vec![]).await
+}
+
+/// [`enqueue`], with `extra` writes committed in the same transaction.
+pub async fn enqueue_with(
+    ctx: &Arc<Ctx>,
+    out: Outgoing,
+    extra: Vec<Op>,
+) -> Result<Vec<u8>, SendError> {
     let peer = ctx
         .peers
         .get(&out.to)
@@ -120,12 +129,27 @@ pub async fn enqueue(ctx: &Arc<Ctx>, out: Outgoing) -> Result<Vec<u8>, SendError
     };
     let mut ops = Vec::new();
     let mut ku = ctx.vault.begin().await;
-    let scope = crate::casedata::case_scope(&out.case_id);
+    let scope = crate::casedata::sent_scope(&out.case_id, &out.to, &out.case_ref);
     let cat = |p: &str| ctx.template.category_of(p);
-    let released =
-        crate::casedata::seal(&ctx.vault, &mut ku, &scope, &out.released, cat, &mut ops)?;
-    let committed =
-        crate::casedata::seal(&ctx.vault, &mut ku, &scope, &out.committed, cat, &mut ops)?;
+    use crate::casedata::{sent_record, SentPart};
+    let released = crate::casedata::seal(
+        &ctx.vault,
+        &mut ku,
+        &scope,
+        &sent_record(&id, SentPart::Released),
+        &out.released,
+        cat,
+        &mut ops,
+    )?;
+    let committed = crate::casedata::seal(
+        &ctx.vault,
+        &mut ku,
+        &scope,
+        &sent_record(&id, SentPart::Committed),
+        &out.committed,
+        cat,
+        &mut ops,
+    )?;
     let record = SentRecord {
         id: id.clone(),
         peer: out.to.clone(),
@@ -142,10 +166,25 @@ pub async fn enqueue(ctx: &Arc<Ctx>, out: Outgoing) -> Result<Vec<u8>, SendError
         committed,
         erased: vec![],
     };
+    if thread_op.is_some() {
+        // Re-checked in the commit's transaction: of two concurrent moves of one thread,
+        // only the first commits.
+        ops.push(Op::ExpectThread {
+            peer: out.to.clone(),
+            case_ref: body.case_ref.clone(),
+            expected: thread,
+        });
+    }
     ops.push(Op::Enqueue(record));
     ops.push(Op::Audit(audit));
     ops.extend(thread_op);
-    ctx.store.commit(ops).await?;
+    ops.extend(extra);
+    let outcomes = ctx.store.commit(ops).await?;
+    if outcomes.contains(&crate::store::Outcome::Conflict) {
+        return Err(SendError::OutOfOrder(
+            "the referral changed while this message was prepared; try again".into(),
+        ));
+    }
     drop(ku);
     ctx.metrics.inc("sent", &out.to, kind);
     ctx.delivery.wake(ctx, &out.to);

@@ -90,6 +90,8 @@ pub struct Ctx {
     pub trust: crate::trust::Trust,
     /// Shutdown signal for every task.
     pub shutdown: watch::Receiver<bool>,
+    /// Receive-side budgets per peer and erasures in progress.
+    pub recv: crate::receive::RecvState,
 }
 
 impl Ctx {
@@ -335,6 +337,7 @@ pub async fn start(dir: &Path, opts: StartOptions) -> Result<NodeHandle, StartEr
         peer_addr,
         admin_addr,
         shutdown,
+        recv: crate::receive::RecvState::default(),
     });
 
     let mut tasks = tokio::task::JoinSet::new();
@@ -350,6 +353,7 @@ pub async fn start(dir: &Path, opts: StartOptions) -> Result<NodeHandle, StartEr
     }
     tasks.spawn(crate::audit::run(ctx.clone()));
     crate::delivery::start_all(&ctx)?;
+    tasks.spawn(crate::lifecycle::resume_erasures(ctx.clone()));
     tracing::info!(
         country = %ctx.cfg.country,
         peer_listen = %peer_addr,

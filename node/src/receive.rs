@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use prost::Message;
 use tracing::Instrument;
-use trm_proto::pb::{self, peer_request, peer_response, RejectReason};
+use trm_proto::pb::{self, body::Payload, peer_request, peer_response, RejectReason};
 use trm_proto::signing::{self, Tag};
 
 use crate::admission::{refused_handshake, Admit, Gate, RefusalLog};
@@ -255,7 +255,8 @@ async fn handle_request(ctx: &Arc<Ctx>, peer: &str, bytes: &[u8]) -> Option<pb::
                 Ok(proof) => pb::PeerResponse {
                     kind: Some(peer_response::Kind::Consistency(proof)),
                 },
-                Err(why) => reject(ctx, peer, None, RejectReason::Malformed, &why, vec![]).await,
+                // Refused without logging: a peer cannot grow the log with absurd requests.
+                Err(why) => reject_unlogged(ctx, peer, None, RejectReason::Malformed, &why),
             })
         }
         None => Some(
@@ -300,6 +301,9 @@ struct Seen<'a> {
     hash: [u8; 32],
 }
 
+/// How often a job is re-checked when its thread changed between its check and its commit.
+const CONFLICT_RETRIES: usize = 4;
+
 async fn receive(ctx: &Arc<Ctx>, peer: &str, t: pb::Transmission) -> pb::PeerResponse {
     let Some(env) = t.envelope.as_ref() else {
         return reject(
@@ -328,37 +332,92 @@ async fn receive(ctx: &Arc<Ctx>, peer: &str, t: pb::Transmission) -> pb::PeerRes
             .await;
         }
     };
-    let seen = Seen {
+    let seen = || Seen {
         id: &body.message_id,
         hash,
     };
     // Fail closed: nothing is accepted unlogged, nor from a peer whose log is held.
     if let Some(why) = crate::trust::refuse_incoming(ctx, peer) {
-        return reject_unlogged(ctx, peer, Some(seen), RejectReason::Unavailable, &why);
+        return reject_unlogged(ctx, peer, Some(seen()), RejectReason::Unavailable, &why);
     }
+    for _ in 0..CONFLICT_RETRIES {
+        match receive_once(ctx, peer, &t, env, &body, hash).await {
+            Attempt::Answer(resp) => return resp,
+            Attempt::Refused(r) => {
+                return reject(ctx, peer, Some(seen()), r.reason, &r.detail, r.fields).await
+            }
+            Attempt::Conflict => continue,
+        }
+    }
+    reject_unlogged(
+        ctx,
+        peer,
+        Some(seen()),
+        RejectReason::Unavailable,
+        "the case changed while this message was checked; try again",
+    )
+}
+
+enum Attempt {
+    Answer(pb::PeerResponse),
+    Refused(Refusal),
+    /// The thread changed between the check and the commit: check again.
+    Conflict,
+}
+
+async fn receive_once(
+    ctx: &Arc<Ctx>,
+    peer: &str,
+    t: &pb::Transmission,
+    env: &pb::Envelope,
+    body: &pb::Body,
+    hash: [u8; 32],
+) -> Attempt {
+    let seen = || Seen {
+        id: &body.message_id,
+        hash,
+    };
     // A duplicate gets the first receipt again, unchanged.
     match ctx.store.received(peer, &body.message_id) {
-        Ok(Some(old)) => return duplicate(ctx, peer, &body, &old.envelope, old.receipt, hash),
+        Ok(Some(old)) => {
+            return Attempt::Answer(duplicate(ctx, peer, body, &old.envelope, old.receipt, hash))
+        }
         Ok(None) => {}
         Err(e) => {
             tracing::error!(error = %e, "store read failed");
-            return reject(
-                ctx,
-                peer,
-                Some(seen),
-                RejectReason::Unavailable,
-                "store unavailable",
-                vec![],
-            )
-            .await;
+            return Attempt::Refused(Refusal::new(RejectReason::Unavailable, "store unavailable"));
         }
     }
-    let checked = match check(ctx, peer, env, &body, &t) {
+    let checked = match check(ctx, peer, env, body, t) {
         Ok(c) => c,
-        Err(r) => return reject(ctx, peer, Some(seen), r.reason, &r.detail, r.fields).await,
+        Err(r) => {
+            // A copy of this message may have been stored between the duplicate check and
+            // the thread check (then the thread check refuses it): it is a duplicate.
+            if let Ok(Some(old)) = ctx.store.received(peer, &body.message_id) {
+                return Attempt::Answer(duplicate(
+                    ctx,
+                    peer,
+                    body,
+                    &old.envelope,
+                    old.receipt,
+                    hash,
+                ));
+            }
+            return Attempt::Refused(r);
+        }
     };
+    let erasure = matches!(body.payload, Some(Payload::ErasureRequest(_)));
+    if erasure && !ctx.recv.allow(peer, Limit::Erasure) {
+        return Attempt::Answer(reject_unlogged(
+            ctx,
+            peer,
+            Some(seen()),
+            RejectReason::Unavailable,
+            "too many erasure requests from this peer; try again later",
+        ));
+    }
     let now = ctx.clock.now_ms();
-    let kind = crate::messages::kind_name(&body);
+    let kind = crate::messages::kind_name(body);
     let mut ops = Vec::new();
     let mut ku = ctx.vault.begin().await;
     let scope = crate::casedata::received_scope(peer, &body.case_ref);
@@ -366,6 +425,7 @@ async fn receive(ctx: &Arc<Ctx>, peer: &str, t: pb::Transmission) -> pb::PeerRes
         &ctx.vault,
         &mut ku,
         &scope,
+        &crate::casedata::received_record(peer, &body.message_id),
         &t.disclosures,
         |p| checked.template.category_of(p),
         &mut ops,
@@ -373,13 +433,13 @@ async fn receive(ctx: &Arc<Ctx>, peer: &str, t: pb::Transmission) -> pb::PeerRes
         Ok(s) => s,
         Err(e) => {
             tracing::error!(error = %e, "cannot seal received values");
-            return reject_unlogged(
+            return Attempt::Answer(reject_unlogged(
                 ctx,
                 peer,
-                Some(seen),
+                Some(seen()),
                 RejectReason::Unavailable,
                 "store unavailable",
-            );
+            ));
         }
     };
     let receipt = sign_receipt(
@@ -404,10 +464,11 @@ async fn receive(ctx: &Arc<Ctx>, peer: &str, t: pb::Transmission) -> pb::PeerRes
         erased: vec![],
     };
     let rotated = ctx.peers.get(peer).and_then(|p| {
-        crate::rotation::announced_card(&p, env, &body)
+        crate::rotation::announced_card(&p, env, body)
             .ok()
             .flatten()
     });
+    // The `Receive` op comes first: a duplicate found in the committer skips the whole job.
     ops.extend([
         Op::Receive(record),
         Op::Audit(AuditEntry {
@@ -441,6 +502,13 @@ async fn receive(ctx: &Arc<Ctx>, peer: &str, t: pb::Transmission) -> pb::PeerRes
         ops.extend(crate::rotation::pin_ops(ctx, card));
     }
     ops.extend(checked.writes);
+    if erasure {
+        // Durable with the message: carried out (and confirmed) even after a crash.
+        ops.push(Op::PutMeta(
+            crate::lifecycle::pending_erasure_key(peer, &body.message_id),
+            env.body.clone(),
+        ));
+    }
     let committed = ctx.store.commit(ops).await;
     drop(ku);
     match committed {
@@ -448,31 +516,43 @@ async fn receive(ctx: &Arc<Ctx>, peer: &str, t: pb::Transmission) -> pb::PeerRes
             if let Some(Outcome::Duplicate(first)) =
                 outcomes.iter().find(|o| matches!(o, Outcome::Duplicate(_)))
             {
-                return duplicate(ctx, peer, &body, &envelope_bytes, first.clone(), hash);
+                return Attempt::Answer(duplicate(
+                    ctx,
+                    peer,
+                    body,
+                    &envelope_bytes,
+                    first.clone(),
+                    hash,
+                ));
+            }
+            if outcomes.iter().any(|o| matches!(o, Outcome::Conflict)) {
+                return Attempt::Conflict;
             }
             if let Some(card) = rotated {
                 crate::rotation::pin(ctx, card);
             }
             ctx.metrics.inc("received", peer, kind);
-            tokio::spawn(crate::lifecycle::after_received(
-                ctx.clone(),
-                peer.to_string(),
-                body.clone(),
-            ));
-            tracing::info!(kind, message = %hex::encode(&body.message_id), "stored and receipted");
-            pb::PeerResponse {
-                kind: Some(peer_response::Kind::Receipt(receipt)),
+            if erasure {
+                tokio::spawn(crate::lifecycle::carry_out_erasure(
+                    ctx.clone(),
+                    peer.to_string(),
+                    body.clone(),
+                ));
             }
+            tracing::info!(kind, message = %hex::encode(&body.message_id), "stored and receipted");
+            Attempt::Answer(pb::PeerResponse {
+                kind: Some(peer_response::Kind::Receipt(receipt)),
+            })
         }
         Err(e) => {
             tracing::error!(error = %e, "could not store a received message; refusing it for now");
-            reject_unlogged(
+            Attempt::Answer(reject_unlogged(
                 ctx,
                 peer,
-                Some(seen),
+                Some(seen()),
                 RejectReason::Unavailable,
                 "store unavailable",
-            )
+            ))
         }
     }
 }
@@ -592,6 +672,7 @@ fn check(
     }
     signing::verify(&key, Tag::Envelope, &env.body, &env.signature)
         .map_err(|e| Refusal::new(RejectReason::BadSignature, e.to_string()))?;
+    crate::lifecycle::check_header(ctx, body, t)?;
     if let Some(next) = crate::rotation::announced_card(&p, env, body)? {
         if let Some(why) = ctx
             .peers
@@ -647,14 +728,15 @@ fn rejection(
     detail: &str,
     fields: Vec<String>,
 ) -> pb::Signed {
+    let (detail, fields) = bounded(detail, fields);
     let r = pb::Rejection {
-        message_id: seen.as_ref().map(|s| s.id.to_vec()).unwrap_or_default(),
+        message_id: seen.as_ref().map(|s| logged_id(s.id)).unwrap_or_default(),
         envelope_hash: seen.as_ref().map(|s| s.hash.to_vec()).unwrap_or_default(),
         rejecter: ctx.country().to_string(),
         sender: peer.to_string(),
         rejected_ms: ctx.clock.now_ms(),
         reason: reason as i32,
-        detail: detail.to_string(),
+        detail,
         fields,
     };
     sign(ctx, Tag::Rejection, r.encode_to_vec())
@@ -689,10 +771,21 @@ async fn reject(
     detail: &str,
     fields: Vec<String>,
 ) -> pb::PeerResponse {
-    let id = seen.as_ref().map(|s| s.id.to_vec()).unwrap_or_default();
+    // A peer cannot fill the permanent log: past its budget, rejections are still signed and
+    // sent, but only counted.
+    if !ctx.recv.allow(peer, Limit::LoggedRejection) {
+        ctx.metrics
+            .inc("rejected_unlogged", peer, reason.as_str_name());
+        return reject_unlogged(ctx, peer, seen, reason, detail);
+    }
+    let id = seen.as_ref().map(|s| logged_id(s.id)).unwrap_or_default();
     let hash = seen.as_ref().map(|s| s.hash.to_vec()).unwrap_or_default();
     let signed = rejection(ctx, peer, seen, reason, detail, fields);
-    tracing::warn!(reason = reason.as_str_name(), detail, "message rejected");
+    tracing::warn!(
+        reason = reason.as_str_name(),
+        detail = truncate(detail, MAX_DETAIL),
+        "message rejected"
+    );
     ctx.metrics.inc("rejected", peer, reason.as_str_name());
     let entry = AuditEntry {
         time_ms: ctx.clock.now_ms(),
@@ -711,5 +804,95 @@ async fn reject(
     }
     pb::PeerResponse {
         kind: Some(peer_response::Kind::Rejection(signed)),
+    }
+}
+
+/// Longest rejection detail, field path, and most field paths, signed and logged.
+const MAX_DETAIL: usize = 200;
+const MAX_FIELD: usize = 128;
+const MAX_FIELDS: usize = 16;
+
+fn truncate(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+/// A message id as signed into a rejection and logged: only a well-formed (16-byte) one.
+fn logged_id(id: &[u8]) -> Vec<u8> {
+    if id.len() == 16 {
+        id.to_vec()
+    } else {
+        vec![]
+    }
+}
+
+/// Every peer-influenced text of a rejection, bounded.
+fn bounded(detail: &str, mut fields: Vec<String>) -> (String, Vec<String>) {
+    fields.truncate(MAX_FIELDS);
+    for f in &mut fields {
+        let n = truncate(f, MAX_FIELD).len();
+        f.truncate(n);
+    }
+    (truncate(detail, MAX_DETAIL).to_string(), fields)
+}
+
+/// What a peer's budget limits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Limit {
+    /// Rejections written to the audit log.
+    LoggedRejection,
+    /// Erasure requests carried out (each rotates the master key).
+    Erasure,
+}
+
+impl Limit {
+    /// (burst, seconds per refilled token).
+    fn rate(self) -> (f64, f64) {
+        match self {
+            Limit::LoggedRejection => (LOGGED_REJECTIONS_BURST, 1.0),
+            Limit::Erasure => (ERASURES_BURST, 6.0),
+        }
+    }
+}
+
+/// Per peer: at most this many logged rejections at once, then one per second.
+pub const LOGGED_REJECTIONS_BURST: f64 = 100.0;
+/// Per peer: at most this many erasure requests at once, then one per 6 seconds.
+pub const ERASURES_BURST: f64 = 10.0;
+
+/// Receive-side state shared by the node's tasks: per-peer budgets, erasures in progress, and
+/// a test switch.
+#[derive(Default)]
+pub struct RecvState {
+    buckets:
+        std::sync::Mutex<std::collections::HashMap<(String, Limit), (f64, std::time::Instant)>>,
+    /// Pending erasures being carried out by this process (meta keys).
+    pub erasing: std::sync::Mutex<std::collections::HashSet<String>>,
+    /// Test switch (fault injection): 1 = stop an erasure before it is carried out, 2 = after
+    /// it is carried out and before it is confirmed (as a crash there would).
+    pub erasure_stop_at: std::sync::atomic::AtomicU8,
+}
+
+impl RecvState {
+    /// Takes one token of `peer`'s `limit` budget; false when it is spent.
+    pub fn allow(&self, peer: &str, limit: Limit) -> bool {
+        let (burst, per) = limit.rate();
+        let now = std::time::Instant::now();
+        let mut b = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
+        let (tokens, last) = b.entry((peer.to_string(), limit)).or_insert((burst, now));
+        *tokens = (*tokens + now.duration_since(*last).as_secs_f64() / per).min(burst);
+        *last = now;
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            true
+        } else {
+            false
+        }
     }
 }

@@ -148,6 +148,10 @@ pub struct SealedGroup {
     /// Ciphertext of an encoded [`FieldList`].
     #[prost(bytes = "vec", tag = "3")]
     pub ciphertext: Vec<u8>,
+    /// What the AEAD associated data covers: 0 (stores before issue 10) = scope and
+    /// category; 1 = scope, category and the record the group is stored in.
+    #[prost(uint32, tag = "4")]
+    pub aad_version: u32,
 }
 
 /// The plaintext of a sealed group: fields with their values (and salts, for disclosures).
@@ -387,6 +391,18 @@ pub enum Op {
     PutApproval(String, String, ApprovalRecord),
     /// Store a referral thread.
     PutThread(ThreadRecord),
+    /// Precondition: the thread of (peer, case_ref) is still `expected` (`None`: absent).
+    /// Otherwise the whole job is skipped and this op answers [`Outcome::Conflict`].
+    ExpectThread {
+        /// other country
+        peer: String,
+        /// case reference
+        case_ref: String,
+        /// the thread as read when the job was checked
+        expected: Option<ThreadRecord>,
+    },
+    /// Remove a metadata value.
+    DeleteMeta(String),
 }
 
 /// What one op did.
@@ -398,6 +414,11 @@ pub enum Outcome {
     Duplicate(Vec<u8>),
     /// `Audit` was appended at this index.
     Appended(u64),
+    /// `ExpectThread` found another thread state: nothing of the job was applied.
+    Conflict,
+    /// Not applied: a precondition of its job failed (a `Receive` found a duplicate or an
+    /// `ExpectThread` a conflict).
+    Skipped,
 }
 
 struct Job {
@@ -777,6 +798,49 @@ impl Store {
             };
             let mut all = Vec::with_capacity(jobs.len());
             for ops in jobs {
+                // Preconditions, against this transaction's view (which includes the jobs
+                // applied before in the same group): a job whose message is already stored,
+                // or whose thread changed since it was checked, is skipped whole, so a
+                // concurrent duplicate writes nothing (not even audit entries) and two
+                // concurrent answers cannot both move a thread.
+                let mut failed = false;
+                let mut pre = Vec::with_capacity(ops.len());
+                for op in ops.iter() {
+                    pre.push(match op {
+                        Op::Receive(rec) => match received.get(received_key(&rec.peer, &rec.id))? {
+                            Some(existing) => {
+                                let old = ReceivedRecord::decode(existing.as_ref()).map_err(|e| {
+                                    ConflictableTransactionError::Abort(e.to_string())
+                                })?;
+                                failed = true;
+                                Outcome::Duplicate(old.receipt)
+                            }
+                            None => Outcome::Skipped,
+                        },
+                        Op::ExpectThread {
+                            peer,
+                            case_ref,
+                            expected,
+                        } => {
+                            let now = threads
+                                .get(approval_key(peer, case_ref))?
+                                .map(|b| ThreadRecord::decode(b.as_ref()))
+                                .transpose()
+                                .map_err(|e| ConflictableTransactionError::Abort(e.to_string()))?;
+                            if &now != expected {
+                                failed = true;
+                                Outcome::Conflict
+                            } else {
+                                Outcome::Skipped
+                            }
+                        }
+                        _ => Outcome::Skipped,
+                    });
+                }
+                if failed {
+                    all.push(pre);
+                    continue;
+                }
                 let mut outs = Vec::with_capacity(ops.len());
                 for op in ops.iter() {
                     let out = match op {
@@ -872,6 +936,11 @@ impl Store {
                         }
                         Op::PutThread(rec) => {
                             threads.insert(approval_key(&rec.peer, &rec.case_ref), rec.encode_to_vec())?;
+                            Outcome::Done
+                        }
+                        Op::ExpectThread { .. } => Outcome::Done,
+                        Op::DeleteMeta(k) => {
+                            meta.remove(k.as_bytes())?;
                             Outcome::Done
                         }
                         Op::Audit(entry) => {

@@ -64,7 +64,14 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
 /// Parses `YYYY-MM-DD` as the Unix milliseconds of its midnight UTC.
 pub fn parse_date_ms(s: &str) -> Option<i64> {
     let b = s.as_bytes();
-    if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
+    let digits = |r: std::ops::Range<usize>| b[r].iter().all(u8::is_ascii_digit);
+    if b.len() != 10
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || !digits(0..4)
+        || !digits(5..7)
+        || !digits(8..10)
+    {
         return None;
     }
     let y: i64 = s[0..4].parse().ok()?;

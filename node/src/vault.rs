@@ -87,6 +87,17 @@ fn aad(scope: &str, category: i32) -> Vec<u8> {
     a
 }
 
+/// Associated data of a sealed group (version 1): its scope, category and record, so a group
+/// opens only in the record it was sealed for.
+fn group_aad(scope: &str, category: i32, record: &[u8], version: u32) -> Vec<u8> {
+    let mut a = aad(scope, category);
+    if version >= 1 {
+        a.push(1);
+        a.extend_from_slice(record);
+    }
+    a
+}
+
 fn seal_with(key: &[u8; 32], aad: &[u8], plaintext: &[u8]) -> (Vec<u8>, Vec<u8>) {
     let mut nonce = [0u8; 24];
     rand::rngs::OsRng.fill_bytes(&mut nonce);
@@ -242,28 +253,33 @@ impl Vault {
         Ok(dek)
     }
 
-    /// Seals `plaintext` for `scope` and `category`, adding any new key to `ops`.
+    /// Seals `plaintext` for `scope` and `category`, to be stored in `record` (bound in the
+    /// associated data), adding any new key to `ops`.
     pub fn seal(
         &self,
         ku: &mut KeyUse<'_>,
         scope: &str,
+        record: &[u8],
         category: i32,
         plaintext: &[u8],
         ops: &mut Vec<Op>,
     ) -> Result<SealedGroup, VaultError> {
         let dek = self.dek(ku, scope, category, ops)?;
-        let (nonce, ciphertext) = seal_with(&dek, &aad(scope, category), plaintext);
+        let (nonce, ciphertext) =
+            seal_with(&dek, &group_aad(scope, category, record, 1), plaintext);
         Ok(SealedGroup {
             category,
             nonce,
             ciphertext,
+            aad_version: 1,
         })
     }
 
-    /// Opens a sealed group; `Ok(None)` if its key was erased.
+    /// Opens a sealed group stored in `record`; `Ok(None)` if its key was erased.
     pub async fn open_group(
         &self,
         scope: &str,
+        record: &[u8],
         g: &SealedGroup,
     ) -> Result<Option<Vec<u8>>, VaultError> {
         let master = self.master.read().await;
@@ -281,10 +297,21 @@ impl Vault {
                 None => return Ok(None),
             },
         };
-        open_with(&dek, &aad(scope, g.category), &g.nonce, &g.ciphertext).map(Some)
+        if g.aad_version > 1 {
+            return Err(VaultError::Decrypt("unknown sealed group version".into()));
+        }
+        let aad = group_aad(scope, g.category, record, g.aad_version);
+        open_with(&dek, &aad, &g.nonce, &g.ciphertext).map(Some)
     }
 
-    /// Destroys the keys of `categories` in `scope` and rotates the master key, together with
+    /// Whether `wrapped` (a stored data key of `scope` and `category`) opens under the current
+    /// master key. Tests use it to show that an erased key's old copies are dead.
+    pub async fn unwraps(&self, scope: &str, category: i32, wrapped: &[u8]) -> bool {
+        let master = self.master.read().await;
+        unwrap_key(&master, scope, category, wrapped).is_ok()
+    }
+
+    /// Destroys the keys of `categories` in `scopes` and rotates the master key, together with
     /// `extra` writes (e.g. the records' sealed groups removed). Durable when it returns.
     ///
     /// Order (a power cut between any two steps leaves a store that opens): the new key is
@@ -293,7 +320,7 @@ impl Vault {
     /// and the folder synced. [`Vault::open`] finishes a rotation cut after the commit.
     pub async fn erase(
         &self,
-        scope: &str,
+        scopes: &[String],
         categories: &[i32],
         mut extra: Vec<Op>,
     ) -> Result<(), VaultError> {
@@ -302,7 +329,7 @@ impl Vault {
         rand::rngs::OsRng.fill_bytes(new.as_mut_slice());
         let mut ops = Vec::new();
         for (s, c, wrapped) in self.store.all_deks()? {
-            if s == scope && categories.contains(&c) {
+            if scopes.contains(&s) && categories.contains(&c) {
                 ops.push(Op::DeleteDek(s, c));
                 continue;
             }
@@ -325,7 +352,7 @@ impl Vault {
         self.cache
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .retain(|(s, c), _| !(s == scope && categories.contains(c)));
+            .retain(|(s, c), _| !(scopes.contains(s) && categories.contains(c)));
         crate::identity::rename_durably(&next, &self.key_path).map_err(|e| VaultError::Io {
             path: self.key_path.clone(),
             source: std::io::Error::other(e.to_string()),
@@ -368,14 +395,21 @@ mod tests {
         let mut ku = vault.begin().await;
         let mut ops = Vec::new();
         vault
-            .seal(&mut ku, "case/IT-TEST-1", 1, b"synthetic", &mut ops)
+            .seal(
+                &mut ku,
+                "case/IT-TEST-1",
+                b"record-1",
+                1,
+                b"synthetic",
+                &mut ops,
+            )
             .unwrap();
         drop(ku);
         vault.store.commit(ops).await.unwrap();
         let start = durability::under(&root).len();
 
         vault
-            .erase("case/IT-TEST-1", &[1], Vec::new())
+            .erase(&["case/IT-TEST-1".to_string()], &[1], Vec::new())
             .await
             .unwrap();
 

@@ -7,6 +7,7 @@ pub mod net;
 pub mod pins;
 pub mod proxy;
 pub mod raw;
+pub mod recv;
 
 use std::net::{SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};

@@ -262,6 +262,10 @@ async fn a_sender_disclosing_beyond_the_acceptance_profile_or_forging_is_rejecte
     let tmp = tempfile::tempdir().unwrap();
     let (it, al, fr) = federation(tmp.path()).await;
     let conn = raw_peer(&it, &fr).await;
+    let (fr_before, al_before) = (
+        trm_tests::recv::StoreView::of(&fr),
+        trm_tests::recv::StoreView::of(&al),
+    );
     let fields = vec![
         (
             "reference.case_ref".to_string(),
@@ -327,6 +331,8 @@ async fn a_sender_disclosing_beyond_the_acceptance_profile_or_forging_is_rejecte
     );
     assert_eq!(r.reason, RejectReason::BadDisclosure as i32);
     assert_eq!(al.ctx().store.received_count(), 0);
+    fr_before.assert_only_rejections_logged(&fr, 1);
+    al_before.assert_only_rejections_logged(&al, 1);
     for n in [it, al, fr] {
         n.finish().await;
     }

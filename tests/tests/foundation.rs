@@ -228,6 +228,7 @@ async fn forged_sender_tampered_signature_and_oversized_frames_are_rejected() {
     let conn = raw_conn_with(&al, itk.tls_cert.clone(), itk.tls_key.clone_key())
         .await
         .unwrap();
+    let before = trm_tests::recv::StoreView::of(&al);
 
     // Italy's connection claiming France as the sender, signed with France's real key.
     let frk = fr.keys();
@@ -278,6 +279,7 @@ async fn forged_sender_tampered_signature_and_oversized_frames_are_rejected() {
     assert_eq!(r.reason, RejectReason::TooLarge as i32);
 
     assert_eq!(al.ctx().store.received_count(), 0, "nothing stored");
+    before.assert_only_rejections_logged(&al, 5);
     for n in [it, al, fr] {
         n.finish().await;
     }
