@@ -382,6 +382,7 @@ pub(crate) fn audit_summary(sum: &trm_proto::audit::Summary, json: bool) -> Stri
             "exported": sum.exported_ms.map(format_ms),
             "signed": sum.signed_ms.map(format_ms),
             "legacy_checkpoints": sum.legacy_checkpoints,
+            "replaced_cards": sum.replaced_cards,
             "key_fingerprints": sum.key_fingerprints,
             "peer_keys": sum.peer_keys,
             "witnessed": sum.witnessed.iter().map(|w| serde_json::json!({
@@ -402,6 +403,12 @@ pub(crate) fn audit_summary(sum: &trm_proto::audit::Summary, json: bool) -> Stri
         notes += &format!(
             "  note         {} legacy checkpoints (unchained: one removed from among them would not show)\n",
             sum.legacy_checkpoints
+        );
+    }
+    if sum.replaced_cards > 0 {
+        notes += &format!(
+            "  note         {} peer identities replaced (a new key history each, pinned by an operator's logged `peer add`)\n",
+            sum.replaced_cards
         );
     }
     for w in &sum.witnessed {

@@ -385,14 +385,15 @@ pub async fn latency(bin: &Path, rate: u32, count: usize, prefill: usize) -> Res
         let ctx = ctx.clone();
         std::thread::spawn(move || poll(&probe, &ctx))
     };
-    let fields = workload::case_fields("BENCH-0001", "AL")?;
     let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / f64::from(rate)));
     let warmup = 20;
     for i in 0..warmup + count {
         tick.tick().await;
-        let c = commit::commit(&fields, &mut rand::rngs::OsRng)?;
-        // One case per referral: the lifecycle allows one open referral per case.
+        // One case per referral: the lifecycle allows one open referral per case, and the
+        // disclosed `reference.case_ref` must be the envelope's.
         let case_ref = format!("BENCH-L{i:07}");
+        let fields = workload::case_fields(&case_ref, "AL")?;
+        let c = commit::commit(&fields, &mut rand::rngs::OsRng)?;
         let out = Outgoing {
             to: "AL".into(),
             case_id: case_ref.clone(),

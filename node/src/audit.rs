@@ -319,24 +319,40 @@ pub async fn run(ctx: Arc<Ctx>) {
 pub fn consistency(
     ctx: &Ctx,
     req: &pb::ConsistencyRequest,
-) -> Result<pb::ConsistencyProof, String> {
+) -> Result<pb::ConsistencyProof, ConsistencyRefusal> {
     let raw = ctx
         .store
         .meta(&checkpoint_key(req.second))
-        .map_err(|e| format!("store unavailable: {e}"))?
-        .ok_or_else(|| format!("this node has no checkpoint at tree size {}", req.second))?;
-    let checkpoint =
-        pb::Signed::decode(raw.as_slice()).map_err(|_| "stored checkpoint unreadable")?;
+        .map_err(|e| ConsistencyRefusal::Unavailable(format!("store unavailable: {e}")))?
+        .ok_or_else(|| {
+            ConsistencyRefusal::NoSuchCheckpoint(format!(
+                "this node has no checkpoint at tree size {}",
+                req.second
+            ))
+        })?;
+    let checkpoint = pb::Signed::decode(raw.as_slice())
+        .map_err(|_| ConsistencyRefusal::Unavailable("stored checkpoint unreadable".into()))?;
     let hashes = ctx
         .store
         .audit_consistency_proof(req.first, req.second)
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| ConsistencyRefusal::NoSuchCheckpoint(e.to_string()))?;
     Ok(pb::ConsistencyProof {
         first: req.first,
         second: req.second,
         hashes: hashes.into_iter().map(|h| h.to_vec()).collect(),
         checkpoint: Some(checkpoint),
     })
+}
+
+/// Why a consistency request is not answered with a proof.
+#[derive(Debug)]
+pub enum ConsistencyRefusal {
+    /// The request names sizes this node never signed, or that do not make a proof: the
+    /// asking peer learns that this log does not extend what it saw (`MALFORMED`).
+    NoSuchCheckpoint(String),
+    /// This node cannot read its own store right now: nothing about its log is claimed, the
+    /// peer asks again later (`UNAVAILABLE`).
+    Unavailable(String),
 }
 
 /// `audit export`: a bundle of every entry (no range), or of every entry from the first to

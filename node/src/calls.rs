@@ -21,8 +21,12 @@ use crate::tls::Pin;
 /// What an admin call is about, for the audit log (ids and countries, never values).
 pub fn target(call: &Call) -> String {
     match call {
-        Call::PeerAdd(r) => card_country(&r.card),
-        Call::PeerReplace(r) => format!("{} (replace)", card_country(&r.card)),
+        Call::PeerAdd(r) => {
+            trm_proto::audit::peer_add_target(&card_country(&r.card), &r.card, false)
+        }
+        Call::PeerReplace(r) => {
+            trm_proto::audit::peer_add_target(&card_country(&r.card), &r.card, true)
+        }
         Call::OfficerRevoke(r) => r.name.clone(),
         Call::PeerRemove(r) => r.country.clone(),
         Call::PeerRevoke(r) => r.country.clone(),
@@ -214,12 +218,24 @@ async fn peer_add(ctx: &Ctx, raw: &[u8], replace: bool) -> Result<Value, CallErr
         }
     }
     let rec = crate::peers::record(&card, now);
-    ctx.store
-        .commit(vec![
-            Op::PutPeer(cc.clone(), rec),
-            crate::trust::archive_card(&card),
-        ])
-        .await?;
+    let mut ops = vec![
+        Op::PutPeer(cc.clone(), rec),
+        crate::trust::archive_card(&card),
+    ];
+    // A replaced card is a new identity: what was witnessed of the old one's log is no
+    // baseline for the new one (the operator's explicit act, audited with the card's hash).
+    let replaced = replace
+        && ctx
+            .peers
+            .get(&cc)
+            .is_some_and(|old| old.card.raw != card.raw);
+    if replaced {
+        ops.push(crate::trust::forget_op(&cc));
+    }
+    ctx.store.commit(ops).await?;
+    if replaced {
+        ctx.trust.forget(&cc);
+    }
     let mut out = card_json(&card, false);
     if card.card.valid_from_ms > now {
         out["warning"] = json!(format!(

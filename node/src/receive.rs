@@ -256,7 +256,15 @@ async fn handle_request(ctx: &Arc<Ctx>, peer: &str, bytes: &[u8]) -> Option<pb::
                     kind: Some(peer_response::Kind::Consistency(proof)),
                 },
                 // Refused without logging: a peer cannot grow the log with absurd requests.
-                Err(why) => reject_unlogged(ctx, peer, None, RejectReason::Malformed, &why),
+                Err(crate::audit::ConsistencyRefusal::NoSuchCheckpoint(why)) => {
+                    reject_unlogged(ctx, peer, None, RejectReason::Malformed, &why)
+                }
+                // A store we cannot read now is no evidence against our log: the asking
+                // peer retries instead of holding us.
+                Err(crate::audit::ConsistencyRefusal::Unavailable(why)) => {
+                    tracing::error!(error = %why, "cannot answer a consistency request");
+                    reject_unlogged(ctx, peer, None, RejectReason::Unavailable, &why)
+                }
             })
         }
         None => Some(

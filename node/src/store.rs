@@ -1558,6 +1558,20 @@ mod tests {
 
     /// A store with 5 entries and an (unsigned: the store does not check signatures) checkpoint
     /// at size 4.
+    /// Opens a store just dropped: sled's background threads may hold its file lock for a
+    /// moment after the last handle is gone, so `Locked` is retried (bounded).
+    fn reopen(dir: &Path) -> Result<Store, StoreError> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            match Store::open(dir) {
+                Err(StoreError::Locked(_)) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                other => return other,
+            }
+        }
+    }
+
     fn store_with_checkpoint(dir: &Path) -> Store {
         let s = Store::open(dir).unwrap();
         s.commit_blocking((0..5).map(entry).collect()).unwrap();
@@ -1591,7 +1605,7 @@ mod tests {
         assert_eq!(s.audit_head(), (5, merkle::root(&leaves)));
         let head = s.audit_head();
         drop(s);
-        let s = Store::open(tmp.path()).expect("reopens");
+        let s = reopen(tmp.path()).expect("reopens");
         assert_eq!(s.audit_head(), head);
     }
 
@@ -1604,7 +1618,7 @@ mod tests {
         }
         s.flush().unwrap();
         drop(s);
-        match Store::open(tmp.path()) {
+        match reopen(tmp.path()) {
             Err(StoreError::AuditLog { detail, .. }) => {
                 assert!(detail.contains("entries were removed"), "{detail}")
             }
@@ -1631,7 +1645,7 @@ mod tests {
             .unwrap();
         s.flush().unwrap();
         drop(s);
-        let err = Store::open(tmp.path()).err().expect("refused");
+        let err = reopen(tmp.path()).err().expect("refused");
         assert!(err.to_string().contains("entries were altered"), "{err}");
     }
 

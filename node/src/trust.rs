@@ -118,6 +118,16 @@ impl Trust {
         self.changed.send_modify(|n| *n += 1);
     }
 
+    /// Forgets what was witnessed of `cc` (its card was replaced by the operator: the old
+    /// baseline was signed by another identity). Pair with [`forget_op`] in the same commit.
+    pub fn forget(&self, cc: &str) {
+        self.logs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(cc);
+        self.changed.send_modify(|n| *n += 1);
+    }
+
     fn set(&self, cc: &str, rec: WitnessRecord) {
         self.logs
             .lock()
@@ -434,6 +444,11 @@ pub async fn witness(ctx: &Ctx, peer: &str, conn: &quinn::Connection, signed: pb
             hold(ctx, peer, rec, Some(&signed), kind, why).await;
         }
     }
+}
+
+/// The store write that forgets the witness record of `cc`; see [`Trust::forget`].
+pub fn forget_op(cc: &str) -> Op {
+    Op::DeleteMeta(format!("{WITNESS_PREFIX}{cc}"))
 }
 
 async fn accept(ctx: &Ctx, peer: &str, mut rec: WitnessRecord, signed: &pb::Signed) {

@@ -241,6 +241,9 @@ pub struct Summary {
     pub peer_keys: BTreeMap<String, Vec<String>>,
     /// Witness bundles checked against this one.
     pub witnessed: Vec<Witnessed>,
+    /// Peer identities replaced by the operator: key histories of a country beyond its
+    /// first, each pinned by a logged `peer add` of one of its cards.
+    pub replaced_cards: usize,
 }
 
 /// Decodes `bytes` and insists that they are the canonical encoding of what they decode to:
@@ -582,27 +585,57 @@ fn verify_log(bytes: &[u8], allow_partial: bool) -> Result<(Summary, Log), Audit
         peers.entry(c.country().to_string()).or_default().push(c);
     }
     // Each later card of a peer (by its signed issue time) keeps every key of the earlier
-    // ones: a card with an unrelated key history cannot be slipped in beside the real one.
+    // ones: a card with an unrelated key history cannot be slipped in beside the real one,
+    // unless the log records the operator pinning exactly that card (`peer add`, or
+    // `peer add --replace`, whose audit entry names the card's SHA-256).
+    let mut breaks: Vec<CardBreak> = Vec::new();
     for (country, cards) in &peers {
-        let mut order: Vec<usize> = (0..cards.len()).collect();
-        order.sort_by_key(|&k| (cards[k].card.issued_ms, cards[k].card.key_history.len()));
-        for pair in order.windows(2) {
-            let (a, b) = (&cards[pair[0]].card, &cards[pair[1]].card);
-            let extends = b.key_history.len() >= a.key_history.len()
-                && a.key_history.iter().zip(&b.key_history).all(|(x, y)| {
-                    x.public_key == y.public_key && x.valid_from_ms == y.valid_from_ms
+        // One identity = one key history, named by its first key; rotations extend it.
+        let mut identities: BTreeMap<&[u8], Vec<usize>> = BTreeMap::new();
+        for (k, c) in cards.iter().enumerate() {
+            let first = c
+                .card
+                .key_history
+                .first()
+                .map_or(&[][..], |r| &r.public_key[..]);
+            identities.entry(first).or_default().push(k);
+        }
+        for members in identities.values() {
+            let mut order = members.clone();
+            order.sort_by_key(|&k| (cards[k].card.issued_ms, cards[k].card.key_history.len()));
+            for pair in order.windows(2) {
+                let (a, b) = (&cards[pair[0]].card, &cards[pair[1]].card);
+                let extends = b.key_history.len() >= a.key_history.len()
+                    && a.key_history.iter().zip(&b.key_history).all(|(x, y)| {
+                        x.public_key == y.public_key && x.valid_from_ms == y.valid_from_ms
+                    });
+                if !extends {
+                    return fail(
+                        L::PeerCard(positions[country][pair[1]]),
+                        format!(
+                            "this card of {country} (issued {}) does not extend the key history of its card issued {}",
+                            b.issued_ms, a.issued_ms
+                        ),
+                    );
+                }
+            }
+            if identities.len() > 1 {
+                // Several identities for one country: each must have been pinned by the
+                // operator's explicit, logged act (checked after the entries, step 4).
+                breaks.push(CardBreak {
+                    country: country.clone(),
+                    position: positions[country][order[0]],
+                    cards_sha256: members
+                        .iter()
+                        .map(|&k| hex::encode(crate::signing::sha256(&cards[k].raw)))
+                        .collect(),
+                    identities: identities.len(),
                 });
-            if !extends {
-                return fail(
-                    L::PeerCard(positions[country][pair[1]]),
-                    format!(
-                        "this card of {country} (issued {}) does not extend the key history of its card issued {}",
-                        b.issued_ms, a.issued_ms
-                    ),
-                );
             }
         }
-        if let Some(&latest) = order.last() {
+        let latest = (0..cards.len())
+            .max_by_key(|&k| (cards[k].card.issued_ms, cards[k].card.key_history.len()));
+        if let Some(latest) = latest {
             sum.peer_keys.insert(
                 country.clone(),
                 fingerprints(&cards[latest].card.key_history),
@@ -698,6 +731,7 @@ fn verify_log(bytes: &[u8], allow_partial: bool) -> Result<(Summary, Log), Audit
         sum.signed_ms = Some(l.time_ms);
     }
     let mut prev_index: Option<u64> = None;
+    let mut pinned_by_operator: std::collections::BTreeSet<(String, String)> = Default::default();
     let mut leaves = Vec::with_capacity(bundle.entries.len());
     let mut seen = Vec::new();
     for (position, exported) in bundle.entries.iter().enumerate() {
@@ -755,7 +789,32 @@ fn verify_log(bytes: &[u8], allow_partial: bool) -> Result<(Summary, Log), Audit
         }
         leaves.push(merkle::leaf_hash(&exported.entry));
         seen.extend(checkpoints_seen(&entry));
+        if let Some(pinned) = operator_pinned_card(&entry) {
+            pinned_by_operator.insert(pinned);
+        }
     }
+    for b in &breaks {
+        let pinned = b
+            .cards_sha256
+            .iter()
+            .any(|h| pinned_by_operator.contains(&(b.country.clone(), h.clone())));
+        if !pinned {
+            return fail(
+                L::PeerCard(b.position),
+                format!(
+                    "the bundle holds {} unrelated key histories for {}, and no operator's `peer add` of a card of this one (SHA-256 {}) is in the log{}",
+                    b.identities,
+                    b.country,
+                    b.cards_sha256.join(", "),
+                    if allow_partial { " (a partial bundle may not hold it: export the whole log)" } else { "" }
+                ),
+            );
+        }
+    }
+    // Each country's identities beyond its first are replacements.
+    let countries: std::collections::BTreeSet<&str> =
+        breaks.iter().map(|b| b.country.as_str()).collect();
+    sum.replaced_cards = breaks.len() - countries.len();
 
     // 5. Coverage.
     let n = sum.tree_size;
@@ -1033,6 +1092,48 @@ fn check_entry(keys: &Keys<'_>, e: &AuditEntry, sum: &mut Summary) -> Result<u64
             }
         }
     }
+}
+
+/// One of several unrelated key histories (identities) of one peer in a bundle.
+struct CardBreak {
+    country: String,
+    /// Position in `peer_cards` of the identity's earliest card.
+    position: usize,
+    /// SHA-256 (hex) of each card file of this identity.
+    cards_sha256: Vec<String>,
+    /// How many identities the country has in the bundle.
+    identities: usize,
+}
+
+/// The audit target of an operator's successful `peer add` / `peer add --replace`:
+/// `CC card HEX` or `CC (replace) card HEX`, HEX the SHA-256 of the card file
+/// (docs/PROTOCOL.md §9.1). Returns (country, hex).
+pub fn operator_pinned_card(e: &AuditEntry) -> Option<(String, String)> {
+    if e.kind != "admin"
+        || !(e.call == "peer add" || e.call == "peer add --replace")
+        || e.result != "ok"
+    {
+        return None;
+    }
+    let (head, hash) = e.target.rsplit_once(" card ")?;
+    let country = head.strip_suffix(" (replace)").unwrap_or(head);
+    let well_formed = country.len() == 2
+        && country.bytes().all(|b| b.is_ascii_uppercase())
+        && hash.len() == 64
+        && hash
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+    well_formed.then(|| (country.to_string(), hash.to_string()))
+}
+
+/// The audit target the node writes for a `peer add` of `card` (see
+/// [`operator_pinned_card`]).
+pub fn peer_add_target(country: &str, card: &[u8], replace: bool) -> String {
+    format!(
+        "{country}{} card {}",
+        if replace { " (replace)" } else { "" },
+        hex::encode(crate::signing::sha256(card))
+    )
 }
 
 #[cfg(test)]

@@ -949,3 +949,48 @@ async fn the_officer_makes_the_key_the_operator_registers_the_certificate_and_re
     assert_ne!(r.code, Some(0), "{r:?}");
     it.finish().await;
 }
+
+/// A made-up France card with a fresh certificate and key (a new identity each call).
+fn france_identity(t: i64) -> Vec<u8> {
+    let tls = TlsId::new("trm-node-FR");
+    let k = new_key();
+    pins::card(&CardSpec {
+        country: "FR",
+        tls_cert_der: &tls.cert,
+        from: t - DAY,
+        until: t + DAY,
+        keys: vec![KeySpec {
+            key: &k,
+            from: t - DAY,
+            until: 0,
+        }],
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replaced_card_verifies_in_an_audit_only_through_the_operators_logged_act() {
+    let (_tmp, it, _al) = started_pair("IT", "AL").await;
+    let t = now();
+    let first = france_identity(t);
+    let second = france_identity(t);
+    peer_add(&it, &first, false).await.unwrap();
+    peer_add(&it, &second, true).await.unwrap();
+    let auditor = it.officer("Auditor Example", "auditor").await;
+    let bundle = trm_tests::auditx::export(&it, &auditor).await;
+
+    // Both identities are in the bundle, each pinned by a logged operator act: verified, and
+    // the replacement is said.
+    let sum = trm_proto::audit::verify_bundle(&bundle).expect("the honest bundle verifies");
+    assert_eq!(sum.replaced_cards, 1, "one replacement of France");
+
+    // A third France slipped into the bundle's cards by a dishonest exporter (no operator
+    // ever pinned it): refused, naming the card.
+    let mut forged = trm_proto::auditpb::AuditBundle::decode(bundle.as_slice()).unwrap();
+    forged.peer_cards.push(france_identity(t));
+    let err = trm_proto::audit::verify_bundle(&forged.encode_to_vec()).unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        msg.contains("peer card") && msg.contains("no operator's `peer add`"),
+        "{msg}"
+    );
+}
