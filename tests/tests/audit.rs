@@ -685,10 +685,20 @@ openssl pkeyutl -verify -pubin -inkey pub.pem -rawin -in msg.bin -sigfile sig.bi
             "docs/PROTOCOL.md lacks the step {line:?}"
         );
     }
+    // Step 4 (the strict rules OpenSSL does not apply), taken from the document as written:
+    // the `weak='…'` line and the two after it.
+    let lines: Vec<&str> = doc.lines().collect();
+    let at = lines
+        .iter()
+        .position(|l| l.starts_with("weak='"))
+        .expect("docs/PROTOCOL.md §8 has step 4");
+    let strict = lines[at..at + 3].join("\n");
+    assert!(strict.contains("strict: ok"), "{strict}");
+    let script = format!("set -e\n{steps}\n{strict}\n");
     let run = |d: &Path| {
         std::process::Command::new("sh")
             .arg("-c")
-            .arg(steps)
+            .arg(&script)
             .current_dir(d)
             .output()
             .unwrap()
@@ -698,12 +708,32 @@ openssl pkeyutl -verify -pubin -inkey pub.pem -rawin -in msg.bin -sigfile sig.bi
         String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{text}");
     assert!(text.contains("Signature Verified Successfully"), "{text}");
+    assert!(text.contains("strict: ok"), "{text}");
 
     // One changed byte of the body and OpenSSL refuses it too.
     let mut body = sent.signed_body.clone();
     body[3] ^= 1;
-    std::fs::write(dir.join("body.bin"), body).unwrap();
+    std::fs::write(dir.join("body.bin"), &body).unwrap();
     assert!(!run(&dir).status.success());
+
+    // A "signature" under a small-order key (the identity point, R = identity, S = 0):
+    // OpenSSL alone accepts it for any body; step 4 refuses it, as verify_strict does.
+    let mut identity = [0u8; 32];
+    identity[0] = 1;
+    let mut weak_sig = identity.to_vec();
+    weak_sig.extend_from_slice(&[0u8; 32]);
+    std::fs::write(dir.join("body.bin"), &body).unwrap();
+    std::fs::write(dir.join("sig.bin"), &weak_sig).unwrap();
+    std::fs::write(dir.join("pub.raw"), identity).unwrap();
+    let out = run(&dir);
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(
+        text.contains("Signature Verified Successfully"),
+        "OpenSSL alone accepts the weak-key signature: {text}"
+    );
+    assert!(text.contains("weak key or R: refused"), "{text}");
+    assert!(!out.status.success(), "{text}");
     stop(it).await;
     stop(al).await;
 }
