@@ -5,8 +5,7 @@
 
 use std::collections::HashMap;
 use std::net::{SocketAddr, UdpSocket};
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use ed25519_dalek::SigningKey;
@@ -305,50 +304,7 @@ async fn serve(
     }
 }
 
-/// `target/<profile>/` with `trm-admin` built and up to date (as in tests/cli.rs: one
-/// `cargo build` of the workspace, with cargo's variables for this test process removed).
-pub fn bin_dir() -> &'static Path {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let exe = std::env::current_exe().expect("test executable path");
-        let dir = exe
-            .parent()
-            .and_then(Path::parent)
-            .expect("test executable under target/<profile>/deps")
-            .to_path_buf();
-        let profile = match dir.file_name().and_then(|n| n.to_str()) {
-            Some("debug") | None => "dev".to_string(),
-            Some(other) => other.to_string(),
-        };
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        let mut cmd = std::process::Command::new(cargo);
-        cmd.args(["build", "--quiet", "--workspace", "--all-targets"])
-            .args(["--profile", &profile])
-            .arg("--target-dir")
-            .arg(dir.parent().expect("target folder"))
-            .current_dir(env!("CARGO_MANIFEST_DIR"));
-        for (k, _) in std::env::vars_os() {
-            let k = k.to_string_lossy();
-            let set_by_cargo = k.starts_with("CARGO_PKG_")
-                || k.starts_with("CARGO_BIN_")
-                || k.starts_with("CARGO_MANIFEST_")
-                || matches!(
-                    k.as_ref(),
-                    "CARGO_CRATE_NAME"
-                        | "CARGO_PRIMARY_PACKAGE"
-                        | "CARGO_TARGET_TMPDIR"
-                        | "CARGO_RUSTC_CURRENT_DIR"
-                        | "OUT_DIR"
-                );
-            if set_by_cargo {
-                cmd.env_remove(k.as_ref());
-            }
-        }
-        let status = cmd.status().expect("run cargo build");
-        assert!(status.success(), "cargo build of the workspace failed");
-        dir
-    })
-}
+pub use crate::bins::bin_dir;
 
 /// Runs `trm-admin` with `args` (bounded in time); returns exit code, stdout and stderr.
 pub fn admin(args: &[&std::ffi::OsStr]) -> (i32, String, String) {

@@ -3,6 +3,7 @@
 
 pub mod answers;
 pub mod auditx;
+pub mod bins;
 pub mod net;
 pub mod pins;
 pub mod proxy;
