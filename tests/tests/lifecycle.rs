@@ -497,6 +497,7 @@ async fn malformed_and_out_of_order_messages_are_rejected_and_change_nothing() {
             .unwrap();
     assert!(matches!(r.kind, Some(peer_response::Kind::Receipt(_))));
     let after_referral = al.ctx().store.received_count();
+    let view = trm_tests::recv::StoreView::of(&al);
     assert_eq!(
         reject_reason(&conn, envelope(&it, "AL", "IT-RAW-0009", follow_up)).await,
         RejectReason::OutOfOrder as i32
@@ -539,6 +540,8 @@ async fn malformed_and_out_of_order_messages_are_rejected_and_change_nothing() {
     );
     assert_eq!(al.ctx().store.received_count(), after_referral);
     assert_eq!(after_referral, before + 1);
+    // Nothing else changed either (threads, keys, directory, peers); the 4 rejections logged.
+    view.assert_only_rejections_logged(&al, 4);
     assert_eq!(
         thread_state(&al, "IT", "IT-RAW-0009"),
         "pending",
@@ -593,6 +596,7 @@ async fn a_directory_change_reaches_every_peer_and_a_tampered_one_is_refused() {
     }
     // A directory signed by another key, under Italy's name: refused.
     let conn = raw_peer(&it, &al).await;
+    let view = trm_tests::recv::StoreView::of(&al);
     let d = pb::Directory {
         country: "IT".into(),
         version: 99,
@@ -613,6 +617,8 @@ async fn a_directory_change_reaches_every_peer_and_a_tampered_one_is_refused() {
         reject_reason(&conn, envelope(&it, "AL", "", update)).await,
         RejectReason::BadSignature as i32
     );
+    // Nothing stored: the directory, threads and keys are as before; one rejection logged.
+    view.assert_only_rejections_logged(&al, 1);
     let list = al
         .op(Call::DirectoryList(api::DirectoryList {
             country: "IT".into(),

@@ -191,6 +191,7 @@ async fn envelopes_not_bound_to_a_valid_sender_key_are_rejected_and_not_stored()
     let conn = raw::connect(al.peer_addr, &al.keys().tls_cert, &fr.tls)
         .await
         .unwrap();
+    let before = trm_tests::recv::StoreView::of(&al);
     let send = |env: pb::Envelope, d: Vec<pb::FieldDisclosure>| {
         let conn = conn.clone();
         async move { raw::exchange(&conn, &raw::frame(env, d)).await.unwrap() }
@@ -260,6 +261,9 @@ async fn envelopes_not_bound_to_a_valid_sender_key_are_rejected_and_not_stored()
         RejectReason::SenderMismatch as i32
     );
     assert_eq!(al.ctx().store.received_count(), 0, "nothing stored");
+    // Nothing else changed either: no thread, key, directory or peer; only the 7 rejections
+    // were logged.
+    before.assert_only_rejections_logged(&al, 7);
 
     // A card whose signing key is of small order is refused outright.
     let weak_card = pb::Signed {
