@@ -168,6 +168,7 @@ pub fn prefill_outbox(
             officer: "Benchmark Officer".into(),
             committed,
             erased: vec![],
+            earlier_envelope_hashes: vec![],
         }));
         ops.push(Op::Audit(AuditEntry {
             time_ms: now,

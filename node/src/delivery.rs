@@ -353,12 +353,19 @@ async fn attempt(ctx: &Ctx, conn: &quinn::Connection, rec: SentRecord) -> Attemp
         };
     let peer = rec.peer.as_str();
     let now = ctx.clock.now_ms();
+    // The envelope the answer is about: this signing, or an earlier one of the same message
+    // that the peer stored before our copy of its receipt was lost (re-signed since).
+    let mut answered_hash = hash.to_vec();
     let (state, signed, audit_kind, result) = match resp.kind {
         Some(peer_response::Kind::Receipt(signed)) => {
             match check_answer::<pb::Receipt>(ctx, peer, &signed, Tag::Receipt) {
                 Ok(r)
-                    if r.message_id == rec.id && r.envelope_hash == hash && r.receiver == peer =>
+                    if r.message_id == rec.id
+                        && (r.envelope_hash == hash
+                            || rec.earlier_envelope_hashes.contains(&r.envelope_hash))
+                        && r.receiver == peer =>
                 {
+                    answered_hash = r.envelope_hash.clone();
                     // Witness the receiver's audit log with the checkpoint its receipt carries.
                     if let Some(cp) = r.checkpoint {
                         crate::trust::witness(ctx, peer, conn, cp).await;
@@ -403,7 +410,7 @@ async fn attempt(ctx: &Ctx, conn: &quinn::Connection, rec: SentRecord) -> Attemp
         kind: audit_kind.into(),
         peer: peer.into(),
         message_id: rec.id.clone(),
-        envelope_hash: hash.to_vec(),
+        envelope_hash: answered_hash,
         signature: signed.signature.clone(),
         signer: signed.signer.clone(),
         signed_body: signed.body.clone(),

@@ -165,6 +165,7 @@ pub async fn enqueue_with(
         officer: out.officer,
         committed,
         erased: vec![],
+        earlier_envelope_hashes: vec![],
     };
     if thread_op.is_some() {
         // Re-checked in the commit's transaction: of two concurrent moves of one thread,

@@ -573,10 +573,19 @@ fn duplicate(
     first_receipt: Vec<u8>,
     hash: [u8; 32],
 ) -> pb::PeerResponse {
-    let same = pb::Envelope::decode(first_envelope)
-        .map(|e| signing::envelope_hash(&e.body, &e.signature) == hash)
-        .unwrap_or(false);
-    if !same {
+    let first = pb::Envelope::decode(first_envelope).ok();
+    let same = first
+        .as_ref()
+        .is_some_and(|e| signing::envelope_hash(&e.body, &e.signature) == hash);
+    // The same message signed again (its sender re-signs a queued message whose key was
+    // retired, not knowing that the first signing arrived): the first receipt answers it, and
+    // names the first envelope, which is what was stored.
+    let re_signed = !same
+        && first
+            .as_ref()
+            .and_then(|e| pb::Body::decode(e.body.as_slice()).ok())
+            .is_some_and(|b| same_but_time(&b, body));
+    if !same && !re_signed {
         return reject_unlogged(
             ctx,
             peer,
@@ -602,6 +611,13 @@ fn duplicate(
             "stored receipt unreadable",
         ),
     }
+}
+
+/// True if `a` and `b` are the same message but for `created_ms` (a re-signing).
+fn same_but_time(a: &pb::Body, b: &pb::Body) -> bool {
+    let mut a = a.clone();
+    a.created_ms = b.created_ms;
+    &a == b
 }
 
 /// Checks an envelope and its payload; returns the template that gives the disclosed fields

@@ -234,6 +234,7 @@ fn announcement(
             officer: "trm-node key rotate".into(),
             committed: vec![],
             erased: vec![],
+            earlier_envelope_hashes: vec![],
         }),
         Op::Audit(audit),
     ]
@@ -259,6 +260,10 @@ pub async fn resign_if_retired(ctx: &Ctx, mut rec: SentRecord) -> Result<SentRec
     }
     let mut body = pb::Body::decode(env.body.as_slice())
         .map_err(|e| format!("stored message unreadable: {e}"))?;
+    // The peer may have stored this signing already and lost our copy of its receipt: its
+    // answer to the new signing is then that first receipt, which names the old hash.
+    rec.earlier_envelope_hashes
+        .push(signing::envelope_hash(&env.body, &env.signature).to_vec());
     body.created_ms = now;
     let sealed = crate::messages::seal(ctx, &body);
     let hash = signing::envelope_hash(&sealed.body, &sealed.signature);

@@ -311,6 +311,11 @@ pub struct SentRecord {
     /// Categories erased from this message.
     #[prost(message, repeated, tag = "16")]
     pub erased: Vec<Erased>,
+    /// Envelope hashes of earlier signings of this message (re-signed after its key was
+    /// retired): a receipt for one of them proves delivery too (the peer stored that one
+    /// before the receipt was lost).
+    #[prost(bytes = "vec", repeated, tag = "17")]
+    pub earlier_envelope_hashes: Vec<Vec<u8>>,
 }
 
 /// A message this node received and accepted.

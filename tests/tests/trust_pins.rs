@@ -994,3 +994,97 @@ async fn a_replaced_card_verifies_in_an_audit_only_through_the_operators_logged_
         "{msg}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_re_signed_message_the_peer_already_stored_is_delivered_by_its_first_receipt() {
+    let (_tmp, mut it, mut al) = started_pair("IT", "AL").await;
+    let o = it.officer("Officer Example", "officer").await;
+    al.stop().await;
+    let id_hex = create_and_send(&it, &o, "IT-PIN-0004", "AL").await;
+    let id = hex::decode(&id_hex).unwrap();
+    it.stop().await;
+    al.start().await;
+
+    let overlap = 8_000;
+    let rotated_at = now();
+    trm_node::rotation::rotate_with_overlap_ms(&it.dir, overlap, rotated_at).expect("rotate");
+    let store = trm_node::store::Store::open(&it.dir.join("store")).expect("store");
+    let ann = store
+        .sent_all()
+        .unwrap()
+        .into_iter()
+        .find(|r| r.kind == "key_announcement")
+        .expect("announcement queued");
+    let queued = store.sent(&id).unwrap().unwrap();
+    drop(store);
+    let first = pb::Envelope::decode(queued.envelope.as_slice()).unwrap();
+    let first_hash = trm_proto::signing::envelope_hash(&first.body, &first.signature);
+    // Albania stores the first signing (under the old key, still valid) and its receipt is
+    // lost: it reaches this test, not Italy. Then the announcement, as delivery would.
+    let conn = raw_peer(&it, &al).await;
+    let r = transmit(
+        &conn,
+        pb::Transmission {
+            envelope: Some(first.clone()),
+            disclosures: vec![],
+        },
+    )
+    .await;
+    assert!(raw::is_receipt(&r), "first signing stored: {r:?}");
+    let r = transmit(
+        &conn,
+        pb::Transmission {
+            envelope: Some(pb::Envelope::decode(ann.envelope.as_slice()).unwrap()),
+            disclosures: vec![],
+        },
+    )
+    .await;
+    assert!(raw::is_receipt(&r), "announcement accepted: {r:?}");
+    conn.close(0u32.into(), b"");
+    let until = rotated_at + overlap;
+    while now() <= until {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // Italy re-signs the queued message and sends it again: Albania answers with the first
+    // receipt (nothing stored twice) and Italy takes it as delivered, not rejected.
+    it.start().await;
+    assert!(
+        wait_until(30, || it.delivered(&id_hex)).await,
+        "delivered by the first receipt, not rejected as a reused id"
+    );
+    let sent = it.ctx().store.sent(&id).unwrap().unwrap();
+    assert_eq!(sent.earlier_envelope_hashes, vec![first_hash.to_vec()]);
+    let receipt = pb::Receipt::decode(
+        pb::Signed::decode(sent.answer.as_slice())
+            .unwrap()
+            .body
+            .as_slice(),
+    )
+    .unwrap();
+    assert_eq!(
+        receipt.envelope_hash,
+        first_hash.to_vec(),
+        "names the first signing"
+    );
+    let got = al.ctx().store.received("IT", &id).unwrap().expect("stored");
+    assert_eq!(
+        pb::Envelope::decode(got.envelope.as_slice()).unwrap(),
+        first,
+        "Albania keeps the first signing, stored once"
+    );
+    assert_eq!(
+        al.ctx().store.received_count(),
+        2,
+        "the message and the announcement"
+    );
+    // Both audit logs still verify.
+    for node in [&it, &al] {
+        let auditor = node.officer("Auditor Example", "auditor").await;
+        let bundle = trm_tests::auditx::export(node, &auditor).await;
+        trm_proto::audit::verify_bundle(&bundle)
+            .unwrap_or_else(|f| panic!("{} export: {f}", node.country));
+    }
+    it.finish().await;
+    al.finish().await;
+}
