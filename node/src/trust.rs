@@ -71,6 +71,8 @@ pub struct WitnessRecord {
 #[derive(Debug)]
 pub struct Trust {
     logs: Mutex<BTreeMap<String, WitnessRecord>>,
+    /// Consecutive signed `UNAVAILABLE` answers to consistency requests, per peer.
+    busy: Mutex<HashMap<String, u32>>,
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     changed: watch::Sender<u64>,
 }
@@ -88,6 +90,7 @@ impl Trust {
         }
         Ok(Self {
             logs: Mutex::new(logs),
+            busy: Mutex::new(HashMap::new()),
             locks: Mutex::new(HashMap::new()),
             changed: watch::channel(0).0,
         })
@@ -126,6 +129,21 @@ impl Trust {
             .unwrap_or_else(|p| p.into_inner())
             .remove(cc);
         self.changed.send_modify(|n| *n += 1);
+    }
+
+    /// One more busy answer from `cc`; how many in a row.
+    fn busy_again(&self, cc: &str) -> u32 {
+        let mut b = self.busy.lock().unwrap_or_else(|p| p.into_inner());
+        let n = b.entry(cc.to_string()).or_default();
+        *n += 1;
+        *n
+    }
+
+    fn busy_reset(&self, cc: &str) {
+        self.busy
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(cc);
     }
 
     fn set(&self, cc: &str, rec: WitnessRecord) {
@@ -236,7 +254,15 @@ enum Fetched {
     Inconsistent(String),
     /// The network failed; try again at the next receipt.
     Unknown(String),
+    /// A signed `UNAVAILABLE`: asked again at the next receipt, but only
+    /// [`MAX_BUSY_ANSWERS`] times in a row.
+    Busy,
 }
+
+/// Consistency requests a peer may answer with a signed `UNAVAILABLE` in a row before it is
+/// held: an honest node is busy for moments, a peer that never proves its log escapes
+/// witnessing.
+pub const MAX_BUSY_ANSWERS: u32 = 10;
 
 /// Asks `peer` to prove that its log at `older.size` is a prefix of its log at
 /// `newer.size`, whose root must be `newer.root`.
@@ -341,7 +367,7 @@ async fn fetch_consistency(
             if r.reason == pb::RejectReason::Unavailable as i32 {
                 // A signed "busy, try later" states nothing about the log: asked again at the
                 // next receipt.
-                return Fetched::Unknown("the peer is busy (signed UNAVAILABLE)".into());
+                return Fetched::Busy;
             }
             Fetched::Inconsistent(format!(
                 "it cannot prove that its log of {} entries extends the {} it showed: {}",
@@ -430,10 +456,26 @@ pub async fn witness(ctx: &Ctx, peer: &str, conn: &quinn::Connection, signed: pb
             }
         }
     };
+    if !matches!(outcome, Fetched::Busy | Fetched::Unknown(_)) {
+        ctx.trust.busy_reset(peer);
+    }
     match outcome {
         Fetched::Consistent => accept(ctx, peer, rec, &signed).await,
         Fetched::Unknown(e) => {
             tracing::debug!(peer = %peer, error = %e, "could not check the peer's audit log now");
+        }
+        Fetched::Busy => {
+            let n = ctx.trust.busy_again(peer);
+            if n >= MAX_BUSY_ANSWERS {
+                ctx.trust.busy_reset(peer);
+                let why = format!(
+                    "answered {n} consistency requests in a row with UNAVAILABLE: it does not prove that its log of {} entries extends the {} it showed",
+                    new.size, old.size
+                );
+                hold(ctx, peer, rec, None, "unproven", why).await;
+            } else {
+                tracing::debug!(peer = %peer, times = n, "the peer is busy (signed UNAVAILABLE); asked again at the next receipt");
+            }
         }
         Fetched::Inconsistent(why) => {
             let kind = if new.size < old.size {

@@ -543,3 +543,55 @@ async fn absurd_limits_in_node_toml_refuse_start_naming_key_and_range() {
     }
     std::fs::write(node.dir.join("node.toml"), &good).unwrap();
 }
+
+/// Item 6: a peer that answers every consistency request with a signed UNAVAILABLE cannot
+/// escape witnessing forever: after `MAX_BUSY_ANSWERS` in a row it is held.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_always_busy_when_asked_for_a_proof_is_held() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (it, fake) = italy_and_fake(tmp.path(), |id, ask| {
+        let now = trm_node::time::now_ms();
+        match ask {
+            Ask::Message { body, hash, .. } => {
+                let n: u64 = body.case_ref.trim_start_matches("BUSY-").parse().unwrap();
+                id.receipt(body, hash, now, Some(id.checkpoint(10 + n, now)))
+            }
+            Ask::Consistency(_) => id.rejection(pb::Rejection {
+                rejecter: id.country.clone(),
+                sender: id.sender.clone(),
+                rejected_ms: now,
+                reason: RejectReason::Unavailable as i32,
+                detail: "busy".into(),
+                ..Default::default()
+            }),
+        }
+    })
+    .await;
+    let officer = it.officer("Officer Example IT", "officer").await;
+    let max = trm_node::trust::MAX_BUSY_ANSWERS as u64;
+    for n in 0..=max {
+        let id = create_and_send(&it, &officer, &format!("BUSY-{n:02}"), "AL").await;
+        assert!(
+            wait_until(20, || state(&it, &id) == SentState::Delivered).await,
+            "BUSY-{n}: not delivered"
+        );
+        // n = 0 sets the baseline; each later receipt asks for a proof and gets UNAVAILABLE.
+        assert_eq!(fake.consistency_requests() as u64, n);
+        if n < max {
+            assert!(
+                !it.ctx().trust.is_held("AL"),
+                "held after only {n} busy answers"
+            );
+        }
+    }
+    assert!(
+        it.ctx().trust.is_held("AL"),
+        "still not held after {max} busy answers in a row"
+    );
+    let peer = peer_status(&it).await;
+    assert!(
+        peer["state"].as_str().unwrap().starts_with("held"),
+        "{peer}"
+    );
+    it.finish().await;
+}
