@@ -12,6 +12,9 @@ fuzz_target!(|data: &[u8]| {
         }
     }
     if data.len() >= 4 {
-        let _ = frame::check_len([data[0], data[1], data[2], data[3]], frame::DEFAULT_MAX_FRAME);
+        let _ = frame::check_len(
+            [data[0], data[1], data[2], data[3]],
+            frame::DEFAULT_MAX_FRAME,
+        );
     }
 });

@@ -5,9 +5,10 @@
 use ed25519_dalek::SigningKey;
 use proptest::prelude::*;
 use prost::Message;
+use trm_proto::admin::AdminRequest;
 use trm_proto::pb;
 use trm_proto::signing::{self, Tag};
-use trm_proto::{card, commit, frame, template};
+use trm_proto::{audit, card, commit, frame, merkle, template};
 
 /// A mutation of a byte string: flip bits at a position, cut it, or insert a byte.
 #[derive(Clone, Debug)]
@@ -128,6 +129,25 @@ fn disclosure_entry(digests: &[Vec<u8>], disclosures: &[pb::FieldDisclosure]) ->
     commit::verify_disclosures(digests, disclosures).is_ok()
 }
 
+/// Entry point 6: the offline audit bundle verifier.
+fn bundle_entry(bytes: &[u8]) -> bool {
+    match audit::verify_bundle(bytes) {
+        Ok(s) => {
+            assert!(s.entries <= s.tree_size, "more entries than the log holds");
+            true
+        }
+        Err(_) => false,
+    }
+}
+
+/// Entry point 7: the admin request decoder (one frame, as the admin listener reads it).
+fn admin_entry(bytes: &[u8]) -> bool {
+    frame::decode::<AdminRequest>(bytes, 16 << 20).is_ok()
+}
+
+/// A real audit export (two nodes, a referral and its answers), kept with the fuzz seeds.
+const BUNDLE: &[u8] = include_bytes!("../../fuzz/seeds/audit_bundle.bin");
+
 fn valid_commitment() -> commit::Commitment {
     let case = template::Template::core().parse_case(CASE).unwrap();
     commit::commit(&case.committed_fields(), &mut rand::rngs::OsRng).unwrap()
@@ -148,6 +168,13 @@ fn valid_inputs_are_accepted() {
     assert!(case_entry(CASE.as_bytes()));
     let c = valid_commitment();
     assert!(disclosure_entry(&c.digest_bytes(), &c.disclosures));
+    assert!(bundle_entry(BUNDLE));
+    let req = AdminRequest {
+        call: Some(trm_proto::admin::admin_request::Call::Status(
+            trm_proto::admin::Status {},
+        )),
+    };
+    assert!(admin_entry(&frame::encode(&req)));
 }
 
 proptest! {
@@ -159,6 +186,26 @@ proptest! {
         envelope_entry(&bytes);
         card_entry(&bytes);
         case_entry(&bytes);
+        bundle_entry(&bytes);
+        admin_entry(&bytes);
+    }
+
+    #[test]
+    fn mutated_bundles_never_panic(muts in proptest::collection::vec(mutation(), 1..8)) {
+        bundle_entry(&apply(BUNDLE, &muts));
+    }
+
+    #[test]
+    fn untrusted_merkle_sizes_never_panic(
+        index in any::<u64>(),
+        size in any::<u64>(),
+        proof in proptest::collection::vec(any::<[u8; 32]>(), 0..70),
+        leaf in any::<[u8; 32]>(),
+        root in any::<[u8; 32]>(),
+    ) {
+        let _ = merkle::verify_inclusion(&leaf, index, size, &proof, &root);
+        let _ = merkle::verify_consistency(index, size, &leaf, &root, &proof);
+        prop_assert!(merkle::verify_inclusion(&leaf, size, size, &proof, &root).is_err());
     }
 
     #[test]
