@@ -3,12 +3,11 @@
 //! `AL` is a real node (`trm_node::start` on loopback, in a temporary folder) with one pinned
 //! peer `IT` (a second node folder that is never started) and a few referral threads between
 //! them. [`check`] runs, on one decoded `Transmission`, what `node/src/receive.rs` runs before
-//! anything is stored: envelope decoding, the header checks of `receive::check` (a private
-//! function, mirrored here line for line), the key-history lookup, `verify_strict`,
-//! `rotation::announced_card`, then the node's own `lifecycle::check_incoming` (thread
-//! transition, template of declared extensions, disclosure verification against the signed
-//! digests, acceptance profile, field values, directory updates) on the node's real store.
-//! The duplicate lookup, sealing, the commit and the receipt are not run (they write).
+//! anything is stored: envelope decoding, then the node's own `receive::check` (header,
+//! freshness, key history, `verify_strict`, key announcements, and `lifecycle::check_incoming`:
+//! thread transition, template of declared extensions, disclosure verification against the
+//! signed digests, acceptance profile, field values, directory updates) on the node's real
+//! store. Sealing, the commit and the receipt are not run (they write).
 
 use std::sync::{Arc, OnceLock};
 
@@ -264,39 +263,9 @@ pub fn check(f: &Fixed, t: &pb::Transmission) -> Result<Checked, Refusal> {
         .map_err(|_| refuse(RejectReason::Malformed, "body does not decode"))?;
     // The duplicate lookup (read only).
     let _ = ctx.store.received(peer, &body.message_id);
-    // Mirror of `receive::check`.
-    if body.version != trm_proto::PROTOCOL_VERSION {
-        return Err(refuse(RejectReason::UnsupportedVersion, "version"));
-    }
-    if body.sender != peer {
-        return Err(refuse(RejectReason::SenderMismatch, "sender"));
-    }
-    if body.recipient != ctx.country() {
-        return Err(refuse(RejectReason::WrongRecipient, "recipient"));
-    }
-    if body.message_id.len() != 16 {
-        return Err(refuse(RejectReason::Malformed, "message id"));
-    }
-    let p = ctx
-        .peers
-        .get(peer)
-        .ok_or_else(|| refuse(RejectReason::Revoked, "peer is not pinned"))?;
-    if p.revoked {
-        return Err(refuse(RejectReason::Revoked, "peer is revoked"));
-    }
-    let key = p
-        .card
-        .key_valid_at(&env.signer, body.created_ms)
-        .ok_or_else(|| refuse(RejectReason::KeyNotValid, "key"))?;
-    signing::verify(&key, Tag::Envelope, &env.body, &env.signature)
-        .map_err(|_| refuse(RejectReason::BadSignature, "signature"))?;
-    if trm_node::rotation::announced_card(&p, env, &body)?.is_some() {
-        return Ok(Checked {
-            template: ctx.template.clone(),
-            writes: vec![],
-        });
-    }
-    let checked = trm_node::lifecycle::check_incoming(ctx, peer, &body, t)?;
+    // The node's own checks (`receive::check`: header, freshness, key, signature, key
+    // announcements, payload rules), exactly as the receive path runs them.
+    let checked = trm_node::receive::check(ctx, peer, env, &body, t)?;
     // What sealing asks of the template for every stored value.
     for d in &t.disclosures {
         let _ = checked.template.category_of(&d.path);

@@ -620,9 +620,10 @@ fn same_but_time(a: &pb::Body, b: &pb::Body) -> bool {
     &a == b
 }
 
-/// Checks an envelope and its payload; returns the template that gives the disclosed fields
-/// their categories. Pure with respect to the store's write side.
-fn check(
+/// Checks an envelope and its payload (PROTOCOL.md §6, steps 6 to 11); returns the template
+/// that gives the disclosed fields their categories. Reads the store, never writes it. Public
+/// so that the fuzz target `receive_check` runs exactly this code.
+pub fn check(
     ctx: &Ctx,
     peer: &str,
     env: &pb::Envelope,
