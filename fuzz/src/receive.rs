@@ -181,7 +181,7 @@ fn build() -> Fixed {
     let created_ms = ctx.clock.now_ms() + 1;
     Fixed {
         ctx,
-        peer_key: peer_keys.signing,
+        peer_key: peer_keys.signing.clone(),
         created_ms,
         _rt: rt,
         _dir: dir,

@@ -376,15 +376,42 @@ async fn replayed_envelopes_are_stored_once_on_any_connection_and_after_restart(
         );
     }
     assert_eq!(fr.ctx().store.received_count(), 0);
-    // A different envelope under a stored id is refused, not stored.
-    let mut req = pb::PeerRequest::decode(&frames[0][4..]).unwrap();
-    if let Some(pb::peer_request::Kind::Transmission(t)) = &mut req.kind {
-        let env = t.envelope.as_mut().unwrap();
-        let mut body = pb::Body::decode(env.body.as_slice()).unwrap();
-        body.created_ms += 1;
-        *env = raw::envelope(&itk.signing, &body);
+    // Another envelope under a stored id: the same body signed again (only `created_ms`
+    // differs, as when a sender re-signs a queued message) gets the first receipt, naming the
+    // first envelope; any other body is refused. Neither is stored.
+    let original = pb::PeerRequest::decode(&frames[0][4..]).unwrap();
+    let first_hash = match &original.kind {
+        Some(pb::peer_request::Kind::Transmission(t)) => {
+            let env = t.envelope.as_ref().unwrap();
+            trm_proto::signing::envelope_hash(&env.body, &env.signature)
+        }
+        _ => unreachable!("a transmission"),
+    };
+    let variant = |change: &dyn Fn(&mut pb::Body)| {
+        let mut req = original.clone();
+        if let Some(pb::peer_request::Kind::Transmission(t)) = &mut req.kind {
+            let env = t.envelope.as_mut().unwrap();
+            let mut body = pb::Body::decode(env.body.as_slice()).unwrap();
+            change(&mut body);
+            *env = raw::envelope(&itk.signing, &body);
+        }
+        trm_proto::frame::encode(&req)
+    };
+    let r = raw::exchange(&conn3, &variant(&|b| b.created_ms += 1))
+        .await
+        .unwrap();
+    match r.kind {
+        Some(pb::peer_response::Kind::Receipt(signed)) => {
+            let receipt = pb::Receipt::decode(signed.body.as_slice()).unwrap();
+            assert_eq!(
+                receipt.envelope_hash,
+                first_hash.to_vec(),
+                "the first receipt"
+            );
+        }
+        other => panic!("a re-signed copy gets the first receipt, got {other:?}"),
     }
-    let r = raw::exchange(&conn3, &trm_proto::frame::encode(&req))
+    let r = raw::exchange(&conn3, &variant(&|b| b.in_reply_to = vec![9; 16]))
         .await
         .unwrap();
     assert_eq!(
