@@ -137,7 +137,7 @@ async fn worker(ctx: Arc<Ctx>, peer: String, notify: Arc<Notify>) {
                 Ok(c) => conn = Some(c),
                 Err(e) => {
                     let n = ctx.peers.contact_failed(&peer, ctx.clock.now_ms(), &e);
-                    if n == 1 || n % 20 == 0 {
+                    if n == 1 || n.is_multiple_of(20) {
                         tracing::warn!(peer = %peer, error = %e, attempts = n, "peer unreachable; will retry");
                     }
                     conn = None;
@@ -189,7 +189,7 @@ async fn worker(ctx: Arc<Ctx>, peer: String, notify: Arc<Notify>) {
                     }
                     Attempt::Retry(e) => {
                         let n = ctx.peers.contact_failed(&peer, ctx.clock.now_ms(), &e);
-                        if n == 1 || n % 20 == 0 {
+                        if n == 1 || n.is_multiple_of(20) {
                             tracing::warn!(peer = %peer, error = %e, attempts = n, "delivery failed; will retry");
                         }
                         if let Some(c) = conn.take() {

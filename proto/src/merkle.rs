@@ -638,7 +638,7 @@ impl MerkleLog {
         }
         self.levels[0].push(leaf);
         let mut h = 0;
-        while self.levels[h].len() % 2 == 0 {
+        while self.levels[h].len().is_multiple_of(2) {
             let n = self.levels[h].len();
             let parent = node_hash(&self.levels[h][n - 2], &self.levels[h][n - 1]);
             if self.levels.len() == h + 1 {
@@ -890,7 +890,7 @@ mod tests {
             while self.0[level].len() > 1 {
                 let nodes = &self.0[level];
                 let len = nodes.len();
-                let parent = if len % 2 == 0 {
+                let parent = if len.is_multiple_of(2) {
                     node_hash(&nodes[len - 2], &nodes[len - 1])
                 } else {
                     nodes[len - 1]
