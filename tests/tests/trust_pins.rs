@@ -542,20 +542,32 @@ async fn a_signature_only_lax_verification_accepts_reaches_the_strict_check() {
     al.finish().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_queued_message_whose_key_retired_is_re_signed_by_the_current_key() {
-    let (_tmp, mut it, mut al) = started_pair("IT", "AL").await;
+/// A referral queued at Italy for Albania while Albania was down, then Italy's key rotated
+/// (node stopped) with an overlap of `overlap` ms. Both nodes are left stopped (Italy) and
+/// running (Albania).
+struct QueuedAcrossRotation {
+    tmp: tempfile::TempDir,
+    it: TestNode,
+    al: TestNode,
+    id_hex: String,
+    id: Vec<u8>,
+    old_key: [u8; 32],
+    /// The queued message as stored after the rotation (still signed by the old key).
+    queued: trm_node::store::SentRecord,
+    /// The key announcement the rotation queued.
+    announcement: pb::Envelope,
+    rotated_at: i64,
+}
+
+async fn queued_across_rotation(case_ref: &str, overlap: i64) -> QueuedAcrossRotation {
+    let (tmp, mut it, mut al) = started_pair("IT", "AL").await;
     let o = it.officer("Officer Example", "officer").await;
     al.stop().await;
-    let id_hex = create_and_send(&it, &o, "IT-PIN-0003", "AL").await;
+    let id_hex = create_and_send(&it, &o, case_ref, "AL").await;
     let id = hex::decode(&id_hex).unwrap();
     let old_key = it.keys().public_key();
     it.stop().await;
     al.start().await;
-
-    // Rotate with an overlap of a few seconds; hand the announcement to Albania while the old
-    // key is valid (as a delivery would), then let the overlap pass before Italy runs again.
-    let overlap = 8_000;
     let rotated_at = now();
     trm_node::rotation::rotate_with_overlap_ms(&it.dir, overlap, rotated_at).expect("rotate");
     let store = trm_node::store::Store::open(&it.dir.join("store")).expect("store");
@@ -567,6 +579,35 @@ async fn a_queued_message_whose_key_retired_is_re_signed_by_the_current_key() {
         .expect("announcement queued");
     let queued = store.sent(&id).unwrap().unwrap();
     drop(store);
+    QueuedAcrossRotation {
+        tmp,
+        it,
+        al,
+        id_hex,
+        id,
+        old_key,
+        queued,
+        announcement: pb::Envelope::decode(ann.envelope.as_slice()).unwrap(),
+        rotated_at,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_queued_message_whose_key_retired_is_re_signed_by_the_current_key() {
+    // Rotate with an overlap of a few seconds; hand the announcement to Albania while the old
+    // key is valid (as a delivery would), then let the overlap pass before Italy runs again.
+    let overlap = 8_000;
+    let QueuedAcrossRotation {
+        tmp: _tmp,
+        mut it,
+        al,
+        id_hex,
+        id,
+        old_key,
+        queued,
+        announcement,
+        rotated_at,
+    } = queued_across_rotation("IT-PIN-0003", overlap).await;
     assert_eq!(
         pb::Envelope::decode(queued.envelope.as_slice())
             .unwrap()
@@ -578,7 +619,7 @@ async fn a_queued_message_whose_key_retired_is_re_signed_by_the_current_key() {
     let r = transmit(
         &conn,
         pb::Transmission {
-            envelope: Some(pb::Envelope::decode(ann.envelope.as_slice()).unwrap()),
+            envelope: Some(announcement),
             disclosures: vec![],
         },
     )
@@ -997,26 +1038,18 @@ async fn a_replaced_card_verifies_in_an_audit_only_through_the_operators_logged_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_re_signed_message_the_peer_already_stored_is_delivered_by_its_first_receipt() {
-    let (_tmp, mut it, mut al) = started_pair("IT", "AL").await;
-    let o = it.officer("Officer Example", "officer").await;
-    al.stop().await;
-    let id_hex = create_and_send(&it, &o, "IT-PIN-0004", "AL").await;
-    let id = hex::decode(&id_hex).unwrap();
-    it.stop().await;
-    al.start().await;
-
     let overlap = 8_000;
-    let rotated_at = now();
-    trm_node::rotation::rotate_with_overlap_ms(&it.dir, overlap, rotated_at).expect("rotate");
-    let store = trm_node::store::Store::open(&it.dir.join("store")).expect("store");
-    let ann = store
-        .sent_all()
-        .unwrap()
-        .into_iter()
-        .find(|r| r.kind == "key_announcement")
-        .expect("announcement queued");
-    let queued = store.sent(&id).unwrap().unwrap();
-    drop(store);
+    let QueuedAcrossRotation {
+        tmp: _tmp,
+        mut it,
+        al,
+        id_hex,
+        id,
+        queued,
+        announcement,
+        rotated_at,
+        ..
+    } = queued_across_rotation("IT-PIN-0004", overlap).await;
     let first = pb::Envelope::decode(queued.envelope.as_slice()).unwrap();
     let first_hash = trm_proto::signing::envelope_hash(&first.body, &first.signature);
     // Albania stores the first signing (under the old key, still valid) and its receipt is
@@ -1034,7 +1067,7 @@ async fn a_re_signed_message_the_peer_already_stored_is_delivered_by_its_first_r
     let r = transmit(
         &conn,
         pb::Transmission {
-            envelope: Some(pb::Envelope::decode(ann.envelope.as_slice()).unwrap()),
+            envelope: Some(announcement),
             disclosures: vec![],
         },
     )
