@@ -412,3 +412,33 @@ pub async fn create_and_send(
         .await;
     v["message"].as_str().expect("message id").to_string()
 }
+
+/// Records and sends `n` referrals to `to` on one open admin connection (cases
+/// `{prefix}-000000`, … with the benchmark's synthetic case); their message ids.
+pub async fn send_referrals_on(
+    client: &trm_node::admin::client::AdminClient,
+    prefix: &str,
+    n: usize,
+    to: &str,
+) -> Vec<String> {
+    let mut ids = Vec::with_capacity(n);
+    for i in 0..n {
+        // One case per referral: the lifecycle allows one open referral per case.
+        let case_ref = format!("{prefix}-{i:06}");
+        client
+            .call(Call::CaseCreate(api::CaseCreate {
+                json: trm_bench::workload::case_json(&case_ref, to),
+            }))
+            .await
+            .expect("case create");
+        let v = client
+            .call(Call::ReferralSend(api::ReferralSend {
+                case_id: case_ref,
+                to: to.into(),
+            }))
+            .await
+            .expect("referral send");
+        ids.push(v["message"].as_str().expect("message id").to_string());
+    }
+    ids
+}

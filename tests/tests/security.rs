@@ -580,24 +580,7 @@ async fn floods_and_stalled_streams_leave_a_legitimate_peer_delivering_in_bounde
         })
     };
     // Meanwhile the legitimate peer sends referrals.
-    let mut ids = Vec::new();
-    for i in 0..referrals {
-        // One case per referral: the lifecycle allows one open referral per case.
-        let case_ref = format!("SEC-{i:06}");
-        c.call(Call::CaseCreate(api::CaseCreate {
-            json: trm_bench::workload::case_json(&case_ref, "AL"),
-        }))
-        .await
-        .unwrap();
-        let v = c
-            .call(Call::ReferralSend(api::ReferralSend {
-                case_id: case_ref,
-                to: "AL".into(),
-            }))
-            .await
-            .unwrap();
-        ids.push(v["message"].as_str().unwrap().to_string());
-    }
+    let ids = send_referrals_on(&c, "SEC", referrals, "AL").await;
     let refused = flood_hs.await.unwrap();
     assert_eq!(
         refused, handshakes,

@@ -551,23 +551,7 @@ async fn cap_sized_frames_trickled_on_every_allowed_stream_keep_memory_bounded()
     let c = trm_node::admin::client::AdminClient::connect(&officer)
         .await
         .unwrap();
-    let mut ids = Vec::new();
-    for i in 0..REFERRALS {
-        let case_ref = format!("NET-{i:06}");
-        c.call(Call::CaseCreate(api::CaseCreate {
-            json: trm_bench::workload::case_json(&case_ref, "AL"),
-        }))
-        .await
-        .unwrap();
-        let v = c
-            .call(Call::ReferralSend(api::ReferralSend {
-                case_id: case_ref,
-                to: "AL".into(),
-            }))
-            .await
-            .unwrap();
-        ids.push(v["message"].as_str().unwrap().to_string());
-    }
+    let ids = send_referrals_on(&c, "NET", REFERRALS, "AL").await;
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let mut done = 0;

@@ -592,6 +592,31 @@ async fn queued_across_rotation(case_ref: &str, overlap: i64) -> QueuedAcrossRot
     }
 }
 
+/// Hands `envelopes` from Italy to Albania over a raw connection, as delivery would, each
+/// answered with a receipt (which reaches the test, not Italy).
+async fn hand_over(it: &TestNode, al: &TestNode, envelopes: Vec<pb::Envelope>) {
+    let conn = raw_peer(it, al).await;
+    for env in envelopes {
+        let r = transmit(
+            &conn,
+            pb::Transmission {
+                envelope: Some(env),
+                disclosures: vec![],
+            },
+        )
+        .await;
+        assert!(raw::is_receipt(&r), "stored by Albania: {r:?}");
+    }
+    conn.close(0u32.into(), b"");
+}
+
+/// Waits until the clock is past `until_ms`.
+async fn wait_past(until_ms: i64) {
+    while now() <= until_ms {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_queued_message_whose_key_retired_is_re_signed_by_the_current_key() {
     // Rotate with an overlap of a few seconds; hand the announcement to Albania while the old
@@ -615,21 +640,9 @@ async fn a_queued_message_whose_key_retired_is_re_signed_by_the_current_key() {
         old_key.to_vec(),
         "queued under the old key"
     );
-    let conn = raw_peer(&it, &al).await;
-    let r = transmit(
-        &conn,
-        pb::Transmission {
-            envelope: Some(announcement),
-            disclosures: vec![],
-        },
-    )
-    .await;
-    assert!(raw::is_receipt(&r), "announcement accepted: {r:?}");
-    conn.close(0u32.into(), b"");
+    hand_over(&it, &al, vec![announcement]).await;
     let until = rotated_at + overlap;
-    while now() <= until {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_past(until).await;
 
     it.start().await;
     assert!(wait_until(30, || it.delivered(&id_hex)).await, "delivered");
@@ -1054,30 +1067,8 @@ async fn a_re_signed_message_the_peer_already_stored_is_delivered_by_its_first_r
     let first_hash = trm_proto::signing::envelope_hash(&first.body, &first.signature);
     // Albania stores the first signing (under the old key, still valid) and its receipt is
     // lost: it reaches this test, not Italy. Then the announcement, as delivery would.
-    let conn = raw_peer(&it, &al).await;
-    let r = transmit(
-        &conn,
-        pb::Transmission {
-            envelope: Some(first.clone()),
-            disclosures: vec![],
-        },
-    )
-    .await;
-    assert!(raw::is_receipt(&r), "first signing stored: {r:?}");
-    let r = transmit(
-        &conn,
-        pb::Transmission {
-            envelope: Some(announcement),
-            disclosures: vec![],
-        },
-    )
-    .await;
-    assert!(raw::is_receipt(&r), "announcement accepted: {r:?}");
-    conn.close(0u32.into(), b"");
-    let until = rotated_at + overlap;
-    while now() <= until {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    hand_over(&it, &al, vec![first.clone(), announcement]).await;
+    wait_past(rotated_at + overlap).await;
 
     // Italy re-signs the queued message and sends it again: Albania answers with the first
     // receipt (nothing stored twice) and Italy takes it as delivered, not rejected.
