@@ -16,6 +16,7 @@ pub mod casedata;
 pub mod config;
 pub mod delivery;
 pub mod directory;
+pub mod durability;
 pub mod erasure;
 pub mod flows;
 pub mod health;

@@ -753,7 +753,7 @@ impl Store {
             self.apply_durably(jobs)
         };
         if result.is_ok() {
-            crate::identity::durability::record(&self.inner.path, crate::identity::Step::Commit);
+            crate::durability::record(&self.inner.path, crate::durability::Step::Commit);
         }
         if let Err(e @ (StoreError::Io(_) | StoreError::Failed(_))) = &result {
             let mut f = self.inner.failure.lock().unwrap_or_else(|p| p.into_inner());
