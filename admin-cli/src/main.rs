@@ -565,7 +565,7 @@ fn parse_time(s: &str, end_of_day: bool) -> Result<i64, Failure> {
     if let Ok(ms) = s.parse::<i64>() {
         return Ok(ms);
     }
-    let day = trm_node::time::parse_date_ms(s.get(..10).ok_or_else(bad)?).ok_or_else(bad)?;
+    let day = trm_node::base::time::parse_date_ms(s.get(..10).ok_or_else(bad)?).ok_or_else(bad)?;
     match s.get(10..) {
         Some("") => Ok(if end_of_day { day + 86_399_999 } else { day }),
         Some(rest) => {

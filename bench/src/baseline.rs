@@ -9,7 +9,7 @@ use ed25519_dalek::{Signer, SigningKey};
 use rand::RngCore;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use trm_node::tls::{self, Pin, Pins, QuicLimits};
+use trm_node::net::tls::{self, Pin, Pins, QuicLimits};
 
 fn limits() -> QuicLimits {
     QuicLimits {
@@ -67,7 +67,7 @@ pub fn quinn_round_trips(n: usize, concurrency: usize, size: usize) -> Result<f6
             .enable_all()
             .build()?;
         rt.block_on(async move {
-            let ep = trm_node::transport::endpoint(server_sock, Some(server_cfg))?;
+            let ep = trm_node::net::transport::endpoint(server_sock, Some(server_cfg))?;
             let ep2 = ep.clone();
             tokio::spawn(async move {
                 while let Some(inc) = ep2.accept().await {
@@ -97,7 +97,8 @@ pub fn quinn_round_trips(n: usize, concurrency: usize, size: usize) -> Result<f6
         .enable_all()
         .build()?;
     let rate = rt.block_on(async move {
-        let ep = trm_node::transport::endpoint(std::net::UdpSocket::bind("127.0.0.1:0")?, None)?;
+        let ep =
+            trm_node::net::transport::endpoint(std::net::UdpSocket::bind("127.0.0.1:0")?, None)?;
         let conn = ep
             .connect_with(client_cfg, server_addr, tls::SERVER_NAME)?
             .await?;

@@ -96,7 +96,7 @@ impl NodeProc {
     /// A handle on an existing node folder `dir` (made by [`NodeProc::init`]).
     pub fn init_existing(dir: &Path, country: &str, bin: &Path) -> Self {
         setup();
-        let cfg = trm_node::config::NodeConfig::load(dir).ok();
+        let cfg = trm_node::base::config::NodeConfig::load(dir).ok();
         let operator = Credential::load(&dir.join(identity::OPERATOR_CRED)).ok();
         let fallback = free_addr();
         Self {
@@ -341,7 +341,7 @@ impl NodeProc {
 
     /// The node's keys, read from its folder.
     pub fn keys(&self) -> Result<NodeKeys> {
-        let cfg = trm_node::config::NodeConfig::load(&self.dir)?;
+        let cfg = trm_node::base::config::NodeConfig::load(&self.dir)?;
         Ok(NodeKeys::load(&self.dir, &cfg)?)
     }
 

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use serde_json::Value;
 use trm_node::admin::client::AdminClient;
-use trm_node::messages::{self, Outgoing};
+use trm_node::referral::messages::{self, Outgoing};
 use trm_node::store::SentState;
 use trm_proto::admin::{self as api, admin_request::Call};
 use trm_proto::pb::{self, body::Payload};
@@ -106,23 +106,23 @@ async fn handshake_flood(
         rustls::pki_types::PrivateKeyDer::from_pem_slice(s.key_pem.as_bytes())
             .map_err(|e| anyhow::anyhow!("{e}"))?
     };
-    let cfg = trm_node::tls::client_config(
+    let cfg = trm_node::net::tls::client_config(
         rustls::pki_types::CertificateDer::from(s.cert_der),
         key,
         trm_proto::signing::sha256(&server_cert),
         trm_proto::ALPN_PEER,
-        trm_node::tls::QuicLimits {
+        trm_node::net::tls::QuicLimits {
             max_streams: 4,
             window: 1 << 16,
             idle_timeout: Duration::from_secs(5),
         },
     )?;
-    let ep = trm_node::transport::endpoint(UdpSocket::bind("127.0.0.1:0")?, None)?;
+    let ep = trm_node::net::transport::endpoint(UdpSocket::bind("127.0.0.1:0")?, None)?;
     let mut attempts = 0u64;
     let mut set = tokio::task::JoinSet::new();
     while !stop.load(Ordering::Relaxed) {
         while set.len() < 16 {
-            let connecting = ep.connect_with(cfg.clone(), addr, trm_node::tls::SERVER_NAME)?;
+            let connecting = ep.connect_with(cfg.clone(), addr, trm_node::net::tls::SERVER_NAME)?;
             set.spawn(async move {
                 if let Ok(Ok(c)) = tokio::time::timeout(Duration::from_secs(2), connecting).await {
                     // The server refuses the certificate after the client's Finished.

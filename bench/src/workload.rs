@@ -6,10 +6,10 @@ use std::path::Path;
 use anyhow::{anyhow, Result};
 use prost::Message;
 use rand::RngCore;
-use trm_node::casedata;
 use trm_node::identity::NodeKeys;
+use trm_node::store::casedata;
+use trm_node::store::vault::Vault;
 use trm_node::store::{AuditEntry, Op, ReceivedRecord, SentRecord, SentState, Store};
-use trm_node::vault::Vault;
 use trm_proto::pb::{self, body::Payload};
 use trm_proto::signing::{self, Tag};
 use trm_proto::{commit, template};
@@ -116,7 +116,7 @@ pub fn prefill_outbox(
     n: usize,
     batch: usize,
 ) -> Result<Vec<Vec<u8>>> {
-    let cfg = trm_node::config::NodeConfig::load(dir)?;
+    let cfg = trm_node::base::config::NodeConfig::load(dir)?;
     let keys = NodeKeys::load(dir, &cfg)?;
     let store = Store::open(&dir.join(&cfg.paths.store))?;
     let vault = Vault::open(
@@ -129,7 +129,7 @@ pub fn prefill_outbox(
     let mut ops = Vec::with_capacity(batch * 16);
     let mut uses = Vec::with_capacity(batch);
     for i in 0..n {
-        let now = trm_node::time::now_ms();
+        let now = trm_node::base::time::now_ms();
         // Every referral is its own case: the lifecycle allows one open referral per case.
         let case_ref = format!("BENCH-{i:08}");
         let fields = case_fields(&case_ref, to)?;
@@ -208,7 +208,7 @@ pub fn prefill_received(
     batch: usize,
     mut progress: impl FnMut(usize),
 ) -> Result<()> {
-    let cfg = trm_node::config::NodeConfig::load(dir)?;
+    let cfg = trm_node::base::config::NodeConfig::load(dir)?;
     let keys = NodeKeys::load(dir, &cfg)?;
     let store = Store::open(&dir.join(&cfg.paths.store))?;
     let vault = Vault::open(
@@ -223,7 +223,7 @@ pub fn prefill_received(
         &cfg.country,
         "BENCH-0001",
         &fields,
-        trm_node::time::now_ms(),
+        trm_node::base::time::now_ms(),
     )?;
     // The received values, sealed as the receive path seals them (one scope for the fill;
     // the record label is the first message's, so only that one opens: it is fill data).
@@ -256,7 +256,7 @@ pub fn prefill_received(
     for i in 0..n {
         let mut id = vec![0u8; 16];
         rng.fill_bytes(&mut id);
-        let now = trm_node::time::now_ms();
+        let now = trm_node::base::time::now_ms();
         ops.push(Op::Receive(ReceivedRecord {
             id: id.clone(),
             peer: from.into(),

@@ -26,7 +26,7 @@ fn before_role_check(req: AdminRequest) {
         !name.is_empty() && !roles.is_empty(),
         "every call has a name and a role"
     );
-    let target = trm_node::calls::target(&call);
+    let target = trm_node::admin::calls::target(&call);
     let _ = target.len();
     for role in ROLES {
         if !roles.contains(&role) {

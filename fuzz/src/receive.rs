@@ -16,9 +16,9 @@ use prost::Message;
 use rand::SeedableRng;
 use trm_node::admin::{Caller, Role};
 use trm_node::identity::{self, NodeKeys};
-use trm_node::lifecycle::Checked;
+use trm_node::referral::lifecycle::Checked;
 use trm_node::node::Ctx;
-use trm_node::receive::Refusal;
+use trm_node::exchange::receive::Refusal;
 use trm_node::store::{Op, ReceivedRecord, ThreadRecord};
 use trm_proto::admin::{admin_request::Call, AdminRequest, PeerAdd};
 use trm_proto::commit;
@@ -120,7 +120,7 @@ fn build() -> Fixed {
     let (ip, ia) = (sock(), sock());
     let peer = init(PEER, &ip, &ia, None);
     drop((ip, ia));
-    let peer_cfg = trm_node::config::NodeConfig::load(&peer).expect("peer config");
+    let peer_cfg = trm_node::base::config::NodeConfig::load(&peer).expect("peer config");
     let peer_keys = NodeKeys::load(&peer, &peer_cfg).expect("peer keys");
     let card = std::fs::read(peer.join("card.trm")).expect("peer card");
 
@@ -265,7 +265,7 @@ pub fn check(f: &Fixed, t: &pb::Transmission) -> Result<Checked, Refusal> {
     let _ = ctx.store.received(peer, &body.message_id);
     // The node's own checks (`receive::check`: header, freshness, key, signature, key
     // announcements, payload rules), exactly as the receive path runs them.
-    let checked = trm_node::receive::check(ctx, peer, env, &body, t)?;
+    let checked = trm_node::exchange::receive::check(ctx, peer, env, &body, t)?;
     // What sealing asks of the template for every stored value.
     for d in &t.disclosures {
         let _ = checked.template.category_of(&d.path);

@@ -1,40 +1,31 @@
 //! `trm-node`: a country's node in the TRM federation.
 //!
-//! See `docs/ARCHITECTURE.md` for the code map. In short: [`config`] and [`identity`] load the
-//! node folder; [`store`] is the only module that knows sled; [`tls`] and [`transport`] carry
-//! frames over mutually authenticated QUIC; [`receive`] and [`delivery`] are the two halves of
-//! the peer protocol; [`policy`] decides what may leave and what may enter; [`admin`] and
-//! [`calls`] serve officers; [`node`] wires it together.
+//! The node is a set of subsystems, one folder each, whose imports point one way (down this
+//! list; `tests/tests/architecture.rs` fails on any cycle). See `docs/ARCHITECTURE.md`.
+//!
+//! - [`base`]: configuration, clock, metrics counters, the durable-step recorder.
+//! - [`store`]: the only code that knows sled; sealing of case values at rest.
+//! - [`identity`]: the node's keys, certificates and officer credentials.
+//! - [`net`]: TLS, framing over QUIC streams, handshake admission.
+//! - [`federation`]: pinned peers, witnessing of their logs, key rotation, directories.
+//! - [`audit`]: the node's own signed log checkpoints and exports.
+//! - [`referral`]: case lifecycle, release policy, outgoing messages, officer flows, erasure.
+//! - [`exchange`]: the two halves of the peer protocol, receiving and delivering.
+//! - [`ops`]: backup and restore, health checks, Prometheus metrics.
+//! - [`admin`]: the officers' API listener and its calls.
+//! - [`node`]: wires it together and runs it.
 #![forbid(unsafe_code)]
 
 pub mod admin;
-pub mod admission;
 pub mod audit;
-pub mod backup;
-pub mod calls;
-pub mod casedata;
-pub mod config;
-pub mod delivery;
-pub mod directory;
-pub mod durability;
-pub mod erasure;
-pub mod flows;
-pub mod health;
+pub mod base;
+pub mod exchange;
+pub mod federation;
 pub mod identity;
-pub mod lifecycle;
-pub mod messages;
-pub mod metrics;
+pub mod net;
 pub mod node;
-pub mod peers;
-pub mod policy;
-pub mod prometheus;
-pub mod receive;
-pub mod rotation;
+pub mod ops;
+pub mod referral;
 pub mod store;
-pub mod time;
-pub mod tls;
-pub mod transport;
-pub mod trust;
-pub mod vault;
 
 pub use node::{run, start, NodeHandle, StartOptions};

@@ -157,8 +157,8 @@ fn fail(code: u8, msg: impl std::fmt::Display) -> ExitCode {
     ExitCode::from(code)
 }
 
-fn backup_exit(e: &trm_node::backup::BackupError) -> u8 {
-    use trm_node::backup::BackupError as B;
+fn backup_exit(e: &trm_node::ops::backup::BackupError) -> u8 {
+    use trm_node::ops::backup::BackupError as B;
     match e {
         B::Config(_) | B::Exists(_) | B::NotEmpty(_) | B::Country { .. } => 64,
         B::NotABackup(_) | B::Damaged { .. } | B::Format(_) | B::TooNew { .. } => 65,
@@ -167,7 +167,7 @@ fn backup_exit(e: &trm_node::backup::BackupError) -> u8 {
     }
 }
 
-fn print_header(h: &trm_node::backup::Header, out: &std::path::Path) {
+fn print_header(h: &trm_node::ops::backup::Header, out: &std::path::Path) {
     println!(
         "backup of node {} taken at {} ({}): {}",
         h.country,
@@ -196,7 +196,7 @@ fn backup(
     include_keys: bool,
     cred: Option<PathBuf>,
 ) -> ExitCode {
-    use trm_node::backup::{self, BackupError};
+    use trm_node::ops::backup::{self, BackupError};
     use trm_node::store::StoreError;
     if out.exists() {
         return fail(
@@ -264,7 +264,7 @@ fn backup(
 }
 
 fn restore(from: &std::path::Path, dir: &std::path::Path) -> ExitCode {
-    match trm_node::backup::restore(from, dir, trm_node::time::now_ms()) {
+    match trm_node::ops::backup::restore(from, dir, trm_node::base::time::now_ms()) {
         Ok(r) => {
             println!(
                 "restored node {} from the backup taken at {} into {}",
@@ -376,11 +376,11 @@ fn main() -> ExitCode {
             }
             // init writes node.toml from the options, so a refused value names the option.
             Err(trm_node::identity::IdentityError::Config(
-                trm_node::config::ConfigError::Invalid { key, reason },
+                trm_node::base::config::ConfigError::Invalid { key, reason },
             )) => fail(64, format!("{}: {reason}", init_option(&key))),
             Err(e) => fail(64, e),
         },
-        Cmd::CheckConfig { dir } => match trm_node::config::NodeConfig::load(&dir) {
+        Cmd::CheckConfig { dir } => match trm_node::base::config::NodeConfig::load(&dir) {
             Ok(_) => {
                 println!(
                     "{}: configuration is valid",
@@ -390,21 +390,23 @@ fn main() -> ExitCode {
             }
             Err(e) => fail(64, e),
         },
-        Cmd::Check { dir } => match trm_node::health::check(&dir, trm_node::time::now_ms()) {
-            Ok(r) => {
-                for l in &r.lines {
-                    println!("ok  {l}");
+        Cmd::Check { dir } => {
+            match trm_node::ops::health::check(&dir, trm_node::base::time::now_ms()) {
+                Ok(r) => {
+                    for l in &r.lines {
+                        println!("ok  {l}");
+                    }
+                    for w in &r.warnings {
+                        println!("warning  {w}");
+                    }
+                    println!("{}: healthy", dir.display());
+                    ExitCode::SUCCESS
                 }
-                for w in &r.warnings {
-                    println!("warning  {w}");
-                }
-                println!("{}: healthy", dir.display());
-                ExitCode::SUCCESS
+                Err(e) => fail(e.exit_code(), format!("check failed: {e}")),
             }
-            Err(e) => fail(e.exit_code(), format!("check failed: {e}")),
-        },
+        }
         Cmd::Health { dir } => {
-            match trm_node::health::probe(&dir, std::time::Duration::from_secs(3)) {
+            match trm_node::ops::health::probe(&dir, std::time::Duration::from_secs(3)) {
                 Ok(msg) => {
                     println!("{msg}");
                     ExitCode::SUCCESS
@@ -413,13 +415,17 @@ fn main() -> ExitCode {
             }
         }
         Cmd::Key(KeyCmd::Rotate { dir, overlap_days }) => {
-            match trm_node::rotation::rotate(&dir, overlap_days, trm_node::time::now_ms()) {
+            match trm_node::federation::rotation::rotate(
+                &dir,
+                overlap_days,
+                trm_node::base::time::now_ms(),
+            ) {
                 Ok(r) => {
                     println!("rotated the signing key of {}", dir.display());
                     println!(
                         "  old key:   {} (valid until {})",
                         r.old_key,
-                        trm_node::time::format_ms(r.old_valid_until_ms)
+                        trm_node::base::time::format_ms(r.old_valid_until_ms)
                     );
                     println!("  new key:   {}", r.new_key);
                     if r.announced_to.is_empty() {
@@ -443,7 +449,7 @@ fn main() -> ExitCode {
         } => backup(&dir, &out, include_keys, cred),
         Cmd::Restore { from, dir } => restore(&from, &dir),
         Cmd::Run { dir } => {
-            let cfg = match trm_node::config::NodeConfig::load(&dir) {
+            let cfg = match trm_node::base::config::NodeConfig::load(&dir) {
                 Ok(c) => c,
                 Err(e) => return fail(64, e),
             };

@@ -13,20 +13,20 @@ use std::time::Duration;
 use tokio::sync::watch;
 use trm_proto::template::Template;
 
-use crate::config::NodeConfig;
-use crate::delivery::Delivery;
+use crate::base::config::NodeConfig;
+use crate::base::time::Clock;
+use crate::exchange::delivery::Delivery;
+use crate::federation::peers::PeerTable;
 use crate::identity::NodeKeys;
-use crate::peers::PeerTable;
+use crate::net::tls::{self, Pin, Pins, QuicLimits};
 use crate::store::Store;
-use crate::time::Clock;
-use crate::tls::{self, Pin, Pins, QuicLimits};
 
 /// Why the node could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     /// Configuration.
     #[error(transparent)]
-    Config(#[from] crate::config::ConfigError),
+    Config(#[from] crate::base::config::ConfigError),
     /// Keys and certificates.
     #[error(transparent)]
     Identity(#[from] crate::identity::IdentityError),
@@ -65,7 +65,7 @@ pub struct Ctx {
     /// The store.
     pub store: Store,
     /// Sealing of case values at rest.
-    pub vault: crate::vault::Vault,
+    pub vault: crate::store::vault::Vault,
     /// The template as adapted by this country.
     pub template: Template,
     /// Pinned peers.
@@ -83,15 +83,15 @@ pub struct Ctx {
     /// Bound admin address.
     pub admin_addr: SocketAddr,
     /// Counters for metrics and status.
-    pub metrics: crate::metrics::Metrics,
+    pub metrics: crate::base::metrics::Metrics,
     /// The node's own audit log checkpoints.
     pub audit: crate::audit::Audit,
     /// Witnessed logs of peers, held peers.
-    pub trust: crate::trust::Trust,
+    pub trust: crate::federation::trust::Trust,
     /// Shutdown signal for every task.
     pub shutdown: watch::Receiver<bool>,
     /// Receive-side budgets per peer and erasures in progress.
-    pub recv: crate::receive::RecvState,
+    pub recv: crate::exchange::receive::RecvState,
 }
 
 impl Ctx {
@@ -151,7 +151,7 @@ impl NodeHandle {
         let _ = self.ctx.store.flush();
         self.ctx.store.stop_committer();
         if self.metrics_addr.is_some() {
-            let _ = std::fs::remove_file(self.ctx.dir.join(crate::prometheus::ADDR_FILE));
+            let _ = std::fs::remove_file(self.ctx.dir.join(crate::ops::prometheus::ADDR_FILE));
         }
         tokio::time::timeout(Duration::from_secs(5), self.ctx.endpoint.wait_idle())
             .await
@@ -215,7 +215,7 @@ pub async fn start(dir: &Path, opts: StartOptions) -> Result<NodeHandle, StartEr
     let template = cfg.template()?;
     let store_path = dir.join(&cfg.paths.store);
     let store = open_store_bounded(&store_path, store_open_limit(&store_path))?;
-    let vault = crate::vault::Vault::open(
+    let vault = crate::store::vault::Vault::open(
         store.clone(),
         &dir.join(&cfg.paths.store_key),
         keys.store_key,
@@ -232,10 +232,10 @@ pub async fn start(dir: &Path, opts: StartOptions) -> Result<NodeHandle, StartEr
             crate::audit::reset_tripwire(&store, &audit)?;
         }
     }
-    let trust = crate::trust::Trust::load(&store)?;
+    let trust = crate::federation::trust::Trust::load(&store)?;
     store.start_committer();
     let clock = opts.clock.unwrap_or_default();
-    crate::backup::record_restore(&store, clock.now_ms()).await?;
+    crate::ops::backup::record_restore(&store, clock.now_ms()).await?;
 
     let peer_pins = Pins::new();
     let peers = PeerTable::load(&store, peer_pins.clone())?;
@@ -294,25 +294,25 @@ pub async fn start(dir: &Path, opts: StartOptions) -> Result<NodeHandle, StartEr
             source,
         })?;
     let endpoint =
-        crate::transport::endpoint(peer_socket, Some(peer_server)).map_err(|source| {
+        crate::net::transport::endpoint(peer_socket, Some(peer_server)).map_err(|source| {
             StartError::Bind {
                 addr: peer_addr,
                 source,
             }
         })?;
-    let admin_endpoint =
-        crate::transport::endpoint(admin_socket, Some(admin_server)).map_err(|source| {
-            StartError::Bind {
-                addr: admin_addr,
-                source,
-            }
-        })?;
-
-    let metrics_listener = crate::prometheus::bind(dir, cfg.metrics.enabled, cfg.metrics.listen)
+    let admin_endpoint = crate::net::transport::endpoint(admin_socket, Some(admin_server))
         .map_err(|source| StartError::Bind {
-            addr: cfg.metrics.listen,
+            addr: admin_addr,
             source,
         })?;
+
+    let metrics_listener =
+        crate::ops::prometheus::bind(dir, cfg.metrics.enabled, cfg.metrics.listen).map_err(
+            |source| StartError::Bind {
+                addr: cfg.metrics.listen,
+                source,
+            },
+        )?;
     let metrics_addr = metrics_listener.as_ref().and_then(|l| l.local_addr().ok());
 
     let (stop, shutdown) = watch::channel(false);
@@ -320,7 +320,7 @@ pub async fn start(dir: &Path, opts: StartOptions) -> Result<NodeHandle, StartEr
     crate::identity::write_public(&dir.join(&cfg.paths.card), &own_card)?;
     let ctx = Arc::new(Ctx {
         dir: dir.to_path_buf(),
-        metrics: crate::metrics::Metrics::default(),
+        metrics: crate::base::metrics::Metrics::default(),
         audit,
         trust,
         delivery: Delivery::default(),
@@ -337,23 +337,23 @@ pub async fn start(dir: &Path, opts: StartOptions) -> Result<NodeHandle, StartEr
         peer_addr,
         admin_addr,
         shutdown,
-        recv: crate::receive::RecvState::default(),
+        recv: crate::exchange::receive::RecvState::default(),
     });
 
     let mut tasks = tokio::task::JoinSet::new();
-    tasks.spawn(crate::receive::serve(ctx.clone(), endpoint));
+    tasks.spawn(crate::exchange::receive::serve(ctx.clone(), endpoint));
     tasks.spawn(crate::admin::serve(ctx.clone(), admin_endpoint));
-    tasks.spawn(crate::erasure::retention_task(ctx.clone()));
+    tasks.spawn(crate::referral::erasure::retention_task(ctx.clone()));
     if let Some(l) = metrics_listener {
         let l = tokio::net::TcpListener::from_std(l).map_err(|source| StartError::Bind {
             addr: ctx.cfg.metrics.listen,
             source,
         })?;
-        tasks.spawn(crate::prometheus::serve(ctx.clone(), l));
+        tasks.spawn(crate::ops::prometheus::serve(ctx.clone(), l));
     }
     tasks.spawn(crate::audit::run(ctx.clone()));
-    crate::delivery::start_all(&ctx)?;
-    tasks.spawn(crate::lifecycle::resume_erasures(ctx.clone()));
+    crate::exchange::delivery::start_all(&ctx)?;
+    tasks.spawn(crate::referral::lifecycle::resume_erasures(ctx.clone()));
     tracing::info!(
         country = %ctx.cfg.country,
         peer_listen = %peer_addr,

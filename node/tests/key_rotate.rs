@@ -16,7 +16,7 @@ async fn key_rotate_makes_an_endorsed_key_and_refuses_while_the_node_runs() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("IT");
     trm_node::identity::init(&dir, "IT", "IT test unit", addr(), addr(), None).unwrap();
-    let cfg = trm_node::config::NodeConfig::load(&dir).unwrap();
+    let cfg = trm_node::base::config::NodeConfig::load(&dir).unwrap();
     let old = trm_node::identity::NodeKeys::load(&dir, &cfg).unwrap();
     let rotate = || {
         let dir = dir.clone();

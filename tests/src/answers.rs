@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use ed25519_dalek::SigningKey;
 use prost::Message;
-use trm_node::tls::{Pin, Pins, QuicLimits};
+use trm_node::net::tls::{Pin, Pins, QuicLimits};
 use trm_proto::pb::{self, peer_request, peer_response};
 use trm_proto::signing::{self, Tag};
 
@@ -118,7 +118,7 @@ impl FakeIdentity {
             envelope_hash: hash.to_vec(),
             rejecter: self.country.clone(),
             sender: self.sender.clone(),
-            rejected_ms: trm_node::time::now_ms(),
+            rejected_ms: trm_node::base::time::now_ms(),
             reason: reason as i32,
             detail: "synthetic".into(),
             fields: vec![],
@@ -153,7 +153,7 @@ impl FakeReceiver {
         sender_cert: &[u8],
         script: impl Fn(&FakeIdentity, &Ask) -> Reply + Send + Sync + 'static,
     ) -> Self {
-        let now = trm_node::time::now_ms();
+        let now = trm_node::base::time::now_ms();
         let socket = UdpSocket::bind("127.0.0.1:0").expect("bind loopback");
         let addr = socket.local_addr().unwrap();
         let fake = fake_peer(
@@ -184,7 +184,7 @@ impl FakeReceiver {
             },
         );
         let tls: TlsId = fake.tls;
-        let cfg = trm_node::tls::server_config(
+        let cfg = trm_node::net::tls::server_config(
             tls.cert.clone(),
             tls.key(),
             pins,
@@ -196,7 +196,7 @@ impl FakeReceiver {
             },
         )
         .unwrap();
-        let endpoint = trm_node::transport::endpoint(socket, Some(cfg)).unwrap();
+        let endpoint = trm_node::net::transport::endpoint(socket, Some(cfg)).unwrap();
         let asked = Arc::new(Mutex::new(Vec::new()));
         let script: Arc<Script> = Arc::new(script);
         let task = tokio::spawn(serve(endpoint.clone(), id.clone(), script, asked.clone()));
@@ -246,7 +246,7 @@ async fn serve(
                 let (id, script, asked, counts) =
                     (id.clone(), script.clone(), asked.clone(), counts.clone());
                 tokio::spawn(async move {
-                    let Ok(bytes) = trm_node::transport::read_frame(
+                    let Ok(bytes) = trm_node::net::transport::read_frame(
                         &mut recv,
                         4 << 20,
                         Duration::from_secs(10),
@@ -284,7 +284,7 @@ async fn serve(
                     asked.lock().unwrap().push(ask);
                     match reply {
                         Reply::Answer(r) => {
-                            let _ = trm_node::transport::write_message(&mut send, &r).await;
+                            let _ = trm_node::net::transport::write_message(&mut send, &r).await;
                         }
                         Reply::RawFrame(b) => {
                             let mut f = (b.len() as u32).to_be_bytes().to_vec();

@@ -79,8 +79,8 @@ impl TestNode {
     }
 
     /// Changes node.toml through the typed configuration before start.
-    pub fn configure(&self, f: impl FnOnce(&mut trm_node::config::NodeConfig)) {
-        let mut cfg = trm_node::config::NodeConfig::load(&self.dir).unwrap();
+    pub fn configure(&self, f: impl FnOnce(&mut trm_node::base::config::NodeConfig)) {
+        let mut cfg = trm_node::base::config::NodeConfig::load(&self.dir).unwrap();
         f(&mut cfg);
         std::fs::write(self.dir.join("node.toml"), cfg.to_toml()).unwrap();
     }
@@ -150,7 +150,7 @@ impl TestNode {
 
     /// The node's keys, read from its folder.
     pub fn keys(&self) -> NodeKeys {
-        let cfg = trm_node::config::NodeConfig::load(&self.dir).unwrap();
+        let cfg = trm_node::base::config::NodeConfig::load(&self.dir).unwrap();
         NodeKeys::load(&self.dir, &cfg).unwrap()
     }
 
@@ -295,12 +295,12 @@ pub async fn raw_conn_with(
     key: rustls::pki_types::PrivateKeyDer<'static>,
 ) -> Result<quinn::Connection, String> {
     let fp = trm_proto::signing::sha256(&to.keys().tls_cert);
-    let cfg = trm_node::tls::client_config(
+    let cfg = trm_node::net::tls::client_config(
         cert,
         key,
         fp,
         trm_proto::ALPN_PEER,
-        trm_node::tls::QuicLimits {
+        trm_node::net::tls::QuicLimits {
             max_streams: 8,
             window: 2 << 20,
             idle_timeout: Duration::from_secs(5),
@@ -308,8 +308,8 @@ pub async fn raw_conn_with(
     )
     .map_err(|e| e.to_string())?;
     let sock = UdpSocket::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
-    let ep = trm_node::transport::endpoint(sock, None).map_err(|e| e.to_string())?;
-    ep.connect_with(cfg, to.peer_addr, trm_node::tls::SERVER_NAME)
+    let ep = trm_node::net::transport::endpoint(sock, None).map_err(|e| e.to_string())?;
+    ep.connect_with(cfg, to.peer_addr, trm_node::net::tls::SERVER_NAME)
         .map_err(|e| e.to_string())?
         .await
         .map_err(|e| e.to_string())
@@ -336,7 +336,7 @@ pub fn signed_envelope(
         message_id: rand::random::<[u8; 16]>().to_vec(),
         sender: from.country.clone(),
         recipient: to.into(),
-        created_ms: trm_node::time::now_ms(),
+        created_ms: trm_node::base::time::now_ms(),
         in_reply_to,
         case_ref: case_ref.into(),
         payload: Some(payload),
@@ -360,7 +360,7 @@ pub async fn transmit(conn: &quinn::Connection, t: pb::Transmission) -> pb::Peer
     let req = pb::PeerRequest {
         kind: Some(pb::peer_request::Kind::Transmission(t)),
     };
-    trm_node::transport::request(conn, &req, 1 << 20, Duration::from_secs(5))
+    trm_node::net::transport::request(conn, &req, 1 << 20, Duration::from_secs(5))
         .await
         .expect("peer answer")
 }

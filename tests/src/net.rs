@@ -65,7 +65,7 @@ fn classify(e: &quinn::ConnectionError, started: Instant) -> Handshake {
 /// A client endpoint on `bind` (an IP on loopback; port chosen by the OS).
 pub fn client_endpoint(bind: IpAddr) -> quinn::Endpoint {
     let sock = std::net::UdpSocket::bind(SocketAddr::new(bind, 0)).expect("bind loopback");
-    trm_node::transport::endpoint(sock, None).expect("endpoint")
+    trm_node::net::transport::endpoint(sock, None).expect("endpoint")
 }
 
 /// Dials `addr` with `cfg` from `ep` and waits up to [`REFUSAL_WITHIN`] for the server to
@@ -77,7 +77,7 @@ pub async fn try_handshake(
     addr: SocketAddr,
 ) -> Handshake {
     let started = Instant::now();
-    let connecting = match ep.connect_with(cfg, addr, trm_node::tls::SERVER_NAME) {
+    let connecting = match ep.connect_with(cfg, addr, trm_node::net::tls::SERVER_NAME) {
         Ok(c) => c,
         Err(e) => return Handshake::Other(e.to_string()),
     };
@@ -95,7 +95,7 @@ pub async fn try_handshake(
 
 /// The client configuration a peer uses: `id`'s certificate, `server_cert` pinned.
 pub fn peer_client(id: &TlsId, server_cert: &[u8]) -> quinn::ClientConfig {
-    trm_node::tls::client_config(
+    trm_node::net::tls::client_config(
         id.cert.clone(),
         id.key(),
         signing::sha256(server_cert),
@@ -107,12 +107,12 @@ pub fn peer_client(id: &TlsId, server_cert: &[u8]) -> quinn::ClientConfig {
 
 /// A client configuration without any client certificate.
 pub fn certificateless_client(server_cert: &[u8]) -> quinn::ClientConfig {
-    let provider = trm_node::tls::provider();
+    let provider = trm_node::net::tls::provider();
     let mut cfg = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(&[&rustls::version::TLS13])
         .unwrap()
         .dangerous()
-        .with_custom_certificate_verifier(Arc::new(trm_node::tls::PinnedServerVerifier::new(
+        .with_custom_certificate_verifier(Arc::new(trm_node::net::tls::PinnedServerVerifier::new(
             signing::sha256(server_cert),
             provider,
         )))
@@ -121,8 +121,8 @@ pub fn certificateless_client(server_cert: &[u8]) -> quinn::ClientConfig {
     quic_client(cfg)
 }
 
-fn limits() -> trm_node::tls::QuicLimits {
-    trm_node::tls::QuicLimits {
+fn limits() -> trm_node::net::tls::QuicLimits {
+    trm_node::net::tls::QuicLimits {
         max_streams: 64,
         window: 2 << 20,
         idle_timeout: Duration::from_secs(10),
@@ -194,7 +194,7 @@ pub fn resuming_client(
     id: &TlsId,
     server_cert: &[u8],
 ) -> (quinn::ClientConfig, Arc<TicketCounter>) {
-    let provider = trm_node::tls::provider();
+    let provider = trm_node::net::tls::provider();
     let store = Arc::new(TicketCounter {
         inner: ClientSessionMemoryCache::new(32),
         tickets: AtomicUsize::new(0),
@@ -203,7 +203,7 @@ pub fn resuming_client(
         .with_protocol_versions(&[&rustls::version::TLS13])
         .unwrap()
         .dangerous()
-        .with_custom_certificate_verifier(Arc::new(trm_node::tls::PinnedServerVerifier::new(
+        .with_custom_certificate_verifier(Arc::new(trm_node::net::tls::PinnedServerVerifier::new(
             signing::sha256(server_cert),
             provider,
         )))
@@ -231,7 +231,7 @@ pub fn initials(target: SocketAddr, n: usize) -> Vec<Vec<u8>> {
     let mut conns = Vec::with_capacity(n);
     for _ in 0..n {
         let (_, mut conn) = ep
-            .connect(now, cfg.clone(), target, trm_node::tls::SERVER_NAME)
+            .connect(now, cfg.clone(), target, trm_node::net::tls::SERVER_NAME)
             .expect("connect");
         let mut buf = Vec::new();
         let t = conn.poll_transmit(now, 1, &mut buf).expect("an Initial");
@@ -347,18 +347,18 @@ pub struct RawServer {
 
 impl RawServer {
     pub fn start(id: &TlsId, client_certs: &[CertificateDer<'static>]) -> Self {
-        let pins = trm_node::tls::Pins::new();
+        let pins = trm_node::net::tls::Pins::new();
         for c in client_certs {
             pins.insert(
                 c,
-                trm_node::tls::Pin {
+                trm_node::net::tls::Pin {
                     who: "client".into(),
                     not_before_ms: i64::MIN,
                     not_after_ms: i64::MAX,
                 },
             );
         }
-        let cfg = trm_node::tls::server_config(
+        let cfg = trm_node::net::tls::server_config(
             id.cert.clone(),
             id.key(),
             pins,
@@ -368,7 +368,7 @@ impl RawServer {
         .expect("server config");
         let sock = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
         let addr = sock.local_addr().unwrap();
-        let endpoint = trm_node::transport::endpoint(sock, Some(cfg)).expect("endpoint");
+        let endpoint = trm_node::net::transport::endpoint(sock, Some(cfg)).expect("endpoint");
         let handshakes = Arc::new(AtomicUsize::new(0));
         let streams = Arc::new(AtomicUsize::new(0));
         let task = {
@@ -412,6 +412,7 @@ pub fn log_lines(log: &str, needles: &[&str]) -> Vec<String> {
 
 /// A referral from a made-up peer to `to`, framed, signed with its key.
 pub fn referral_frame(from: &MadeUpPeer, to: &str) -> Vec<u8> {
-    let (body, disclosures) = crate::raw::referral(&from.country, to, trm_node::time::now_ms());
+    let (body, disclosures) =
+        crate::raw::referral(&from.country, to, trm_node::base::time::now_ms());
     crate::raw::frame(crate::raw::envelope(&from.key, &body), disclosures)
 }

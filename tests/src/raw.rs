@@ -98,12 +98,12 @@ pub async fn connect(
     server_cert: &[u8],
     id: &TlsId,
 ) -> Result<quinn::Connection, String> {
-    let cfg = trm_node::tls::client_config(
+    let cfg = trm_node::net::tls::client_config(
         id.cert.clone(),
         id.key(),
         signing::sha256(server_cert),
         trm_proto::ALPN_PEER,
-        trm_node::tls::QuicLimits {
+        trm_node::net::tls::QuicLimits {
             max_streams: 64,
             window: 2 << 20,
             idle_timeout: Duration::from_secs(10),
@@ -111,9 +111,9 @@ pub async fn connect(
     )
     .unwrap();
     let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-    let ep = trm_node::transport::endpoint(sock, None).unwrap();
+    let ep = trm_node::net::transport::endpoint(sock, None).unwrap();
     let connecting = ep
-        .connect_with(cfg, addr, trm_node::tls::SERVER_NAME)
+        .connect_with(cfg, addr, trm_node::net::tls::SERVER_NAME)
         .map_err(|e| e.to_string())?;
     tokio::time::timeout(Duration::from_secs(5), connecting)
         .await
@@ -127,9 +127,10 @@ pub async fn exchange(conn: &quinn::Connection, bytes: &[u8]) -> Result<pb::Peer
         let (mut send, mut recv) = conn.open_bi().await.map_err(|e| e.to_string())?;
         send.write_all(bytes).await.map_err(|e| e.to_string())?;
         let _ = send.finish();
-        let frame = trm_node::transport::read_frame(&mut recv, 1 << 20, Duration::from_secs(5))
-            .await
-            .map_err(|e| e.to_string())?;
+        let frame =
+            trm_node::net::transport::read_frame(&mut recv, 1 << 20, Duration::from_secs(5))
+                .await
+                .map_err(|e| e.to_string())?;
         pb::PeerResponse::decode(frame.as_slice()).map_err(|e| e.to_string())
     };
     tokio::time::timeout(Duration::from_secs(10), fut)

@@ -143,7 +143,7 @@ pub fn state(node: &TestNode, peer: &str, case_ref: &str) -> String {
 
 /// Sends `req` on a fresh stream of `conn` and reads the answer.
 pub async fn request(conn: &quinn::Connection, req: &pb::PeerRequest) -> pb::PeerResponse {
-    trm_node::transport::request(conn, req, 4 << 20, Duration::from_secs(20))
+    trm_node::net::transport::request(conn, req, 4 << 20, Duration::from_secs(20))
         .await
         .expect("peer answer")
 }
@@ -192,7 +192,7 @@ pub async fn at_once(
         set.spawn(async move {
             let _keep = send;
             let r: pb::PeerResponse =
-                trm_node::transport::read_message(&mut recv, 4 << 20, Duration::from_secs(20))
+                trm_node::net::transport::read_message(&mut recv, 4 << 20, Duration::from_secs(20))
                     .await
                     .expect("answer");
             (i, r)

@@ -357,7 +357,8 @@ async fn key_rotation_mid_conversation_keeps_every_message_verifiable() {
     let old_key = it.keys().public_key();
 
     it.stop().await;
-    let report = trm_node::rotation::rotate(&it.dir, 7, trm_node::time::now_ms()).expect("rotate");
+    let report = trm_node::federation::rotation::rotate(&it.dir, 7, trm_node::base::time::now_ms())
+        .expect("rotate");
     assert_eq!(report.announced_to, vec!["AL".to_string()]);
     assert_ne!(it.keys().public_key(), old_key);
     it.start().await;
@@ -454,7 +455,7 @@ async fn key_rotation_mid_conversation_keeps_every_message_verifiable() {
     let keys = it.keys();
     let mut record = pb::KeyRecord {
         public_key: rogue.verifying_key().to_bytes().to_vec(),
-        valid_from_ms: trm_node::time::now_ms(),
+        valid_from_ms: trm_node::base::time::now_ms(),
         endorser: keys.public_key().to_vec(),
         ..Default::default()
     };
@@ -485,7 +486,7 @@ async fn key_rotation_mid_conversation_keeps_every_message_verifiable() {
         message_id: vec![9; 16],
         sender: "IT".into(),
         recipient: "AL".into(),
-        created_ms: trm_node::time::now_ms(),
+        created_ms: trm_node::base::time::now_ms(),
         payload: Some(pb::body::Payload::KeyAnnouncement(pb::KeyAnnouncement {
             key: Some(record),
             card: rogue_card,
@@ -514,12 +515,12 @@ async fn raw_conn(
     to: &TestNode,
 ) -> Result<quinn::Connection, String> {
     let fp = signing::sha256(&to.keys().tls_cert);
-    let cfg = trm_node::tls::client_config(
+    let cfg = trm_node::net::tls::client_config(
         keys.tls_cert.clone(),
         keys.tls_key.clone_key(),
         fp,
         trm_proto::ALPN_PEER,
-        trm_node::tls::QuicLimits {
+        trm_node::net::tls::QuicLimits {
             max_streams: 8,
             window: 2 << 20,
             idle_timeout: Duration::from_secs(10),
@@ -527,8 +528,8 @@ async fn raw_conn(
     )
     .map_err(|e| e.to_string())?;
     let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-    let ep = trm_node::transport::endpoint(sock, None).unwrap();
-    ep.connect_with(cfg, to.peer_addr, trm_node::tls::SERVER_NAME)
+    let ep = trm_node::net::transport::endpoint(sock, None).unwrap();
+    ep.connect_with(cfg, to.peer_addr, trm_node::net::tls::SERVER_NAME)
         .map_err(|e| e.to_string())?
         .await
         .map_err(|e| e.to_string())
@@ -538,7 +539,7 @@ async fn request(
     conn: &quinn::Connection,
     req: &pb::PeerRequest,
 ) -> Result<pb::PeerResponse, String> {
-    trm_node::transport::request(conn, req, 1 << 20, Duration::from_secs(5))
+    trm_node::net::transport::request(conn, req, 1 << 20, Duration::from_secs(5))
         .await
         .map_err(|e| e.to_string())
 }

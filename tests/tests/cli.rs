@@ -333,7 +333,7 @@ fn init_creates_private_keys_a_verifying_card_and_an_operator_credential() {
         .expect("the card verifies");
     assert_eq!(card.country(), "AL");
     assert_eq!(card.card.name, "AL synthetic test unit");
-    let cfg = trm_node::config::NodeConfig::load(&node.dir).expect("node.toml is valid");
+    let cfg = trm_node::base::config::NodeConfig::load(&node.dir).expect("node.toml is valid");
     assert_eq!(cfg.country, "AL");
     let out = trm_node(&["check-config", "--dir", s(&node.dir)]);
     assert!(out.ok().contains("configuration is valid"));

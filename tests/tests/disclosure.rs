@@ -590,7 +590,9 @@ async fn retention_expiry_erases_with_a_controllable_clock() {
     .await;
     let ctx = it.handle.as_ref().unwrap().ctx.clone();
     assert_eq!(
-        trm_node::erasure::apply_retention(&ctx).await.unwrap(),
+        trm_node::referral::erasure::apply_retention(&ctx)
+            .await
+            .unwrap(),
         0,
         "nothing expired yet"
     );
@@ -604,7 +606,12 @@ async fn retention_expiry_erases_with_a_controllable_clock() {
         .await;
     assert!(shown["case"].get("health").is_some());
     ctx.clock.advance(31 * 86_400_000);
-    assert_eq!(trm_node::erasure::apply_retention(&ctx).await.unwrap(), 1);
+    assert_eq!(
+        trm_node::referral::erasure::apply_retention(&ctx)
+            .await
+            .unwrap(),
+        1
+    );
     let shown = it
         .ok(
             &officer,

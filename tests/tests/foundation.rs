@@ -120,7 +120,7 @@ async fn exchange(conn: &quinn::Connection, bytes: &[u8]) -> Result<pb::PeerResp
     let (mut send, mut recv) = conn.open_bi().await.map_err(|e| e.to_string())?;
     send.write_all(bytes).await.map_err(|e| e.to_string())?;
     let _ = send.finish();
-    let frame = trm_node::transport::read_frame(&mut recv, 1 << 20, Duration::from_secs(5))
+    let frame = trm_node::net::transport::read_frame(&mut recv, 1 << 20, Duration::from_secs(5))
         .await
         .map_err(|e| e.to_string())?;
     pb::PeerResponse::decode(frame.as_slice()).map_err(|e| e.to_string())
@@ -132,7 +132,7 @@ fn referral_body(from: &str, to: &str, id: [u8; 16]) -> pb::Body {
         message_id: id.to_vec(),
         sender: from.into(),
         recipient: to.into(),
-        created_ms: trm_node::time::now_ms(),
+        created_ms: trm_node::base::time::now_ms(),
         in_reply_to: vec![],
         case_ref: "IT-RAW-0001".into(),
         payload: Some(pb::body::Payload::Referral(pb::Referral {
@@ -185,19 +185,20 @@ async fn unpinned_and_certificateless_clients_are_refused() {
 
     // No client certificate at all.
     let fp = signing::sha256(&al.keys().tls_cert);
-    let provider = trm_node::tls::provider();
+    let provider = trm_node::net::tls::provider();
     let mut cfg = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(&[&rustls::version::TLS13])
         .unwrap()
         .dangerous()
-        .with_custom_certificate_verifier(Arc::new(trm_node::tls::PinnedServerVerifier::new(
+        .with_custom_certificate_verifier(Arc::new(trm_node::net::tls::PinnedServerVerifier::new(
             fp, provider,
         )))
         .with_no_client_auth();
     cfg.alpn_protocols = vec![trm_proto::ALPN_PEER.to_vec()];
     let qc = quinn::crypto::rustls::QuicClientConfig::try_from(cfg).unwrap();
-    let ep = trm_node::transport::endpoint(std::net::UdpSocket::bind("127.0.0.1:0").unwrap(), None)
-        .unwrap();
+    let ep =
+        trm_node::net::transport::endpoint(std::net::UdpSocket::bind("127.0.0.1:0").unwrap(), None)
+            .unwrap();
     let r = match ep
         .connect_with(quinn::ClientConfig::new(Arc::new(qc)), al.peer_addr, "x")
         .unwrap()

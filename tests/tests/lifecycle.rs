@@ -300,7 +300,7 @@ async fn an_overdue_referral_shows_on_both_sides_and_a_decline_ends_it() {
     )
     .await;
     // Move both clocks past the due date (they may already be past it).
-    let due = trm_node::time::parse_date_ms("2026-03-16").unwrap();
+    let due = trm_node::base::time::parse_date_ms("2026-03-16").unwrap();
     for n in [&it, &al] {
         let now = n.ctx().clock.now_ms();
         if now <= due {
@@ -380,7 +380,7 @@ async fn extension_fields_reach_a_node_that_does_not_know_them() {
     it.configure(|c| {
         c.template
             .extensions
-            .push(trm_node::config::ExtensionConfig {
+            .push(trm_node::base::config::ExtensionConfig {
                 path: "ext.it.permit_office".into(),
                 kind: "text".into(),
                 category: "assistance".into(),
@@ -446,7 +446,7 @@ async fn reject_reason(conn: &quinn::Connection, env: pb::Envelope) -> i32 {
         })),
     };
     let resp: pb::PeerResponse =
-        trm_node::transport::request(conn, &req, 1 << 20, Duration::from_secs(5))
+        trm_node::net::transport::request(conn, &req, 1 << 20, Duration::from_secs(5))
             .await
             .unwrap();
     match resp.kind {
@@ -492,7 +492,7 @@ async fn malformed_and_out_of_order_messages_are_rejected_and_change_nothing() {
         })),
     };
     let r: pb::PeerResponse =
-        trm_node::transport::request(&conn, &req, 1 << 20, Duration::from_secs(5))
+        trm_node::net::transport::request(&conn, &req, 1 << 20, Duration::from_secs(5))
             .await
             .unwrap();
     assert!(matches!(r.kind, Some(peer_response::Kind::Receipt(_))));
@@ -524,7 +524,7 @@ async fn malformed_and_out_of_order_messages_are_rejected_and_change_nothing() {
         message_id: vec![7; 16],
         sender: "IT".into(),
         recipient: "AL".into(),
-        created_ms: trm_node::time::now_ms(),
+        created_ms: trm_node::base::time::now_ms(),
         case_ref: "IT-RAW-0009".into(),
         ..Default::default()
     }

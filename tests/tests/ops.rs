@@ -16,9 +16,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use trm_node::admin::client::AdminClient;
-use trm_node::backup::{self, Item};
-use trm_node::config::NodeConfig;
+use trm_node::base::config::NodeConfig;
 use trm_node::identity::{self, Credential};
+use trm_node::ops::backup::{self, Item};
 use trm_node::store::{Op, SentState, Store, SCHEMA_VERSION};
 use trm_proto::admin::{self as api, admin_request::Call};
 

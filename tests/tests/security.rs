@@ -40,7 +40,7 @@ async fn attempt(
     let h = net::try_handshake(&ep, net::peer_client(id, &al.keys().tls_cert), al.peer_addr).await;
     let answer = match &h {
         net::Handshake::Open(conn) => {
-            let (body, disclosures) = raw::referral(from, "AL", trm_node::time::now_ms());
+            let (body, disclosures) = raw::referral(from, "AL", trm_node::base::time::now_ms());
             let r =
                 raw::exchange(conn, &raw::frame(raw::envelope(signer, &body), disclosures)).await;
             conn.close(0u32.into(), b"");
@@ -56,7 +56,7 @@ async fn attempt(
 async fn certificates_of_no_valid_peer_are_refused_before_any_application_data() {
     let n = if long() { 100 } else { 10 };
     let (_tmp, it, al) = pair().await;
-    let now = trm_node::time::now_ms();
+    let now = trm_node::base::time::now_ms();
     // An expired card: pinned while valid (an expired card is refused by `peer add`), then
     // its validity passes.
     let expires = now + 2_000;
@@ -85,7 +85,7 @@ async fn certificates_of_no_valid_peer_are_refused_before_any_application_data()
         country: "PL".into(),
     }))
     .await;
-    while trm_node::time::now_ms() <= expires {
+    while trm_node::base::time::now_ms() <= expires {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let audit_before = al.ctx().store.audit_len();
@@ -175,7 +175,7 @@ async fn certificates_of_no_valid_peer_are_refused_before_any_application_data()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn envelopes_not_bound_to_a_valid_sender_key_are_rejected_and_not_stored() {
     let (_tmp, it, al) = pair().await;
-    let now = trm_node::time::now_ms();
+    let now = trm_node::base::time::now_ms();
     // France rotated its key yesterday: k0 was valid until then, k1 since.
     let fr = raw::fake_peer(
         "FR",
@@ -329,7 +329,7 @@ async fn replayed_envelopes_are_stored_once_on_any_connection_and_after_restart(
     };
     let frames: Vec<Vec<u8>> = (0..n)
         .map(|_| {
-            let (b, d) = raw::referral("IT", "AL", trm_node::time::now_ms());
+            let (b, d) = raw::referral("IT", "AL", trm_node::base::time::now_ms());
             raw::frame(raw::envelope(&itk.signing, &b), d)
         })
         .collect();
@@ -466,7 +466,7 @@ async fn floods_and_stalled_streams_leave_a_legitimate_peer_delivering_in_bounde
     al.start().await.unwrap();
     it.pin_card(al.card()).await.unwrap();
     al.pin_card(it.card()).await.unwrap();
-    let now = trm_node::time::now_ms();
+    let now = trm_node::base::time::now_ms();
     let fr = raw::fake_peer("FR", now - DAY, now + DAY, &[(now - DAY, 0)]);
     al.pin_card(fr.card.clone()).await.unwrap();
     let officer = it.officer("Officer Example", "officer").await.unwrap();

@@ -29,7 +29,7 @@ async fn italy_and_fake(
         c.delivery.backoff_max_ms = 200;
     });
     it.start().await;
-    let now = trm_node::time::now_ms();
+    let now = trm_node::base::time::now_ms();
     let fake = FakeReceiver::start("AL", now - HOUR_MS, "IT", &it.keys().tls_cert, script);
     it.op(Call::PeerAdd(api::PeerAdd {
         card: fake.id.card.clone(),
@@ -76,7 +76,7 @@ fn non_canonical_checkpoint(id: &FakeIdentity, size: u64) -> pb::Signed {
         country: id.country.clone(),
         tree_size: size,
         root_hash: vec![7; 32],
-        time_ms: trm_node::time::now_ms(),
+        time_ms: trm_node::base::time::now_ms(),
         ..Default::default()
     }
     .encode_to_vec();
@@ -105,7 +105,7 @@ async fn answers_the_audit_verifier_would_refuse_are_never_logged() {
         else {
             return Reply::Nothing;
         };
-        let now = trm_node::time::now_ms();
+        let now = trm_node::base::time::now_ms();
         let bad = *attempt <= 2;
         match body.case_ref.as_str() {
             "ANS-EMPTYID-1" if bad => {
@@ -220,7 +220,7 @@ async fn bad_consistency_answers_hold_the_peer() {
     // Message "WITNESS-n" gets a receipt with a checkpoint of size 10 + n; a consistency request
     // for size 10 + n is answered as variant n - 1 says.
     let (it, fake) = italy_and_fake(tmp.path(), move |id, ask| {
-        let now = trm_node::time::now_ms();
+        let now = trm_node::base::time::now_ms();
         match ask {
             Ask::Message { body, hash, .. } => {
                 let n: u64 = body
@@ -302,7 +302,7 @@ async fn a_stored_baseline_that_no_longer_verifies_holds_the_peer() {
     let tmp = tempfile::tempdir().unwrap();
     let (mut it, _fake) = italy_and_fake(tmp.path(), |id, ask| match ask {
         Ask::Message { body, hash, .. } => {
-            let now = trm_node::time::now_ms();
+            let now = trm_node::base::time::now_ms();
             let n: u64 = body.case_ref.trim_start_matches("BASE-").parse().unwrap();
             id.receipt(body, hash, now, Some(id.checkpoint(10 + n, now)))
         }
@@ -550,7 +550,7 @@ async fn absurd_limits_in_node_toml_refuse_start_naming_key_and_range() {
 async fn a_peer_always_busy_when_asked_for_a_proof_is_held() {
     let tmp = tempfile::tempdir().unwrap();
     let (it, fake) = italy_and_fake(tmp.path(), |id, ask| {
-        let now = trm_node::time::now_ms();
+        let now = trm_node::base::time::now_ms();
         match ask {
             Ask::Message { body, hash, .. } => {
                 let n: u64 = body.case_ref.trim_start_matches("BUSY-").parse().unwrap();
@@ -568,7 +568,7 @@ async fn a_peer_always_busy_when_asked_for_a_proof_is_held() {
     })
     .await;
     let officer = it.officer("Officer Example IT", "officer").await;
-    let max = trm_node::trust::MAX_BUSY_ANSWERS as u64;
+    let max = trm_node::federation::trust::MAX_BUSY_ANSWERS as u64;
     for n in 0..=max {
         let id = create_and_send(&it, &officer, &format!("BUSY-{n:02}"), "AL").await;
         assert!(

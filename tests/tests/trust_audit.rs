@@ -134,11 +134,11 @@ async fn a_partial_export_says_which_indices_it_holds_and_still_refuses_gaps() {
     let o_it = it.officer("Officer Example IT", "officer").await;
     exchange(&it, &o_it, "IT-TEST-1110", "AL").await;
     tokio::time::sleep(Duration::from_millis(20)).await;
-    let from = trm_node::time::now_ms();
+    let from = trm_node::base::time::now_ms();
     for n in 1..4 {
         exchange(&it, &o_it, &format!("IT-TEST-111{n}"), "AL").await;
     }
-    let to = trm_node::time::now_ms();
+    let to = trm_node::base::time::now_ms();
     tokio::time::sleep(Duration::from_millis(20)).await;
     exchange(&it, &o_it, "IT-TEST-1119", "AL").await;
     let auditor = it.officer("Auditor Example", "auditor").await;

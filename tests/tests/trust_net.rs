@@ -35,7 +35,7 @@ async fn peer_add(node: &TestNode, card: &[u8]) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_revoked_peer_cannot_resume_a_tls_session_and_no_tickets_are_issued() {
     let (_tmp, it, al) = started_pair("IT", "AL").await;
-    let now = trm_node::time::now_ms();
+    let now = trm_node::base::time::now_ms();
     let fr = net::made_up_peer("FR", &[], now - DAY, now + DAY);
     peer_add(&al, &fr.card).await;
     let al_cert = al.keys().tls_cert.to_vec();
@@ -82,7 +82,7 @@ async fn a_revoked_peer_cannot_resume_a_tls_session_and_no_tickets_are_issued() 
 async fn live_connections_close_when_their_pin_is_replaced_or_expires() {
     let (_tmp, it, al) = started_pair("IT", "AL").await;
     let al_cert = al.keys().tls_cert.to_vec();
-    let now = trm_node::time::now_ms();
+    let now = trm_node::base::time::now_ms();
     let expires = now + 8_000;
     let fr = net::made_up_peer("FR", &[], now - DAY, expires);
     let de = net::made_up_peer("DE", &[], now - DAY, now + DAY);
@@ -131,9 +131,9 @@ async fn live_connections_close_when_their_pin_is_replaced_or_expires() {
 
     // France's card expires while connected.
     assert!(conn_fr.close_reason().is_none(), "France is still valid");
-    let deadline = Duration::from_millis((expires - trm_node::time::now_ms()).max(0) as u64);
+    let deadline = Duration::from_millis((expires - trm_node::base::time::now_ms()).max(0) as u64);
     tokio::time::sleep(deadline.saturating_sub(Duration::from_millis(500))).await;
-    if trm_node::time::now_ms() < expires - 200 {
+    if trm_node::base::time::now_ms() < expires - 200 {
         assert!(
             conn_fr.close_reason().is_none(),
             "closed before the card expired: {:?}",
@@ -144,7 +144,7 @@ async fn live_connections_close_when_their_pin_is_replaced_or_expires() {
         wait_until(3, || conn_fr.close_reason().is_some()).await,
         "the connection outlived its card's validity"
     );
-    let closed_at = trm_node::time::now_ms();
+    let closed_at = trm_node::base::time::now_ms();
     assert!(
         closed_at <= expires + 2_500,
         "closed {} ms after expiry",
@@ -186,7 +186,7 @@ async fn delivery_drops_its_cached_connection_when_the_peer_is_re_pinned() {
         country: "AL".into(),
     }))
     .await;
-    let now = trm_node::time::now_ms();
+    let now = trm_node::base::time::now_ms();
     let other = net::made_up_peer("AL", &[al.peer_addr], now - DAY, now + DAY);
     peer_add(&it, &other.card).await;
     let attempts = it.ctx().peers.health("AL").attempts;
@@ -216,7 +216,7 @@ async fn delivery_closes_an_idle_cached_connection_when_the_card_expires() {
     al.start().await;
     al.pin(&it).await;
     // Albania's own card, re-signed by Albania with a validity ending in 6 s.
-    let now = trm_node::time::now_ms();
+    let now = trm_node::base::time::now_ms();
     let expires = now + 6_000;
     let mut card = trm_proto::card::verify_card(&al.card()).unwrap().card;
     card.valid_until_ms = expires;
@@ -229,7 +229,7 @@ async fn delivery_closes_an_idle_cached_connection_when_the_card_expires() {
         1,
         "the delivery connection is kept"
     );
-    let left = (expires - trm_node::time::now_ms()).max(0) as u64;
+    let left = (expires - trm_node::base::time::now_ms()).max(0) as u64;
     tokio::time::sleep(Duration::from_millis(left)).await;
     assert!(
         wait_until(3, || it.ctx().endpoint.open_connections() == 0).await,
@@ -253,7 +253,7 @@ async fn delivery_never_connects_to_a_server_whose_card_has_expired() {
     it.start().await;
     let fr_tls = TlsId::new("trm-node-FR");
     let server = net::RawServer::start(&fr_tls, &[it.keys().tls_cert.clone()]);
-    let now = trm_node::time::now_ms();
+    let now = trm_node::base::time::now_ms();
     let expires = now + 4_000;
     let fr = net::made_up_peer_with(
         "FR",
@@ -275,7 +275,7 @@ async fn delivery_never_connects_to_a_server_whose_card_has_expired() {
         "Italy connects while the card is valid"
     );
     // After the expiry, no new handshake completes, however often Italy retries.
-    let wait = (expires - trm_node::time::now_ms()).max(0) as u64 + 500;
+    let wait = (expires - trm_node::base::time::now_ms()).max(0) as u64 + 500;
     tokio::time::sleep(Duration::from_millis(wait)).await;
     let at_expiry = server.handshakes.load(Ordering::SeqCst);
     let streams_at_expiry = server.streams.load(Ordering::SeqCst);
@@ -306,7 +306,7 @@ async fn the_listener_keeps_no_idle_connection_alive() {
     let mut al = TestNode::init(tmp.path(), "AL");
     al.configure(|c| c.limits.idle_timeout_secs = 3);
     al.start().await;
-    let now = trm_node::time::now_ms();
+    let now = trm_node::base::time::now_ms();
     let fr = net::made_up_peer("FR", &[], now - DAY, now + DAY);
     peer_add(&al, &fr.card).await;
     let mut cfg = net::peer_client(&fr.id(), &al.keys().tls_cert);
@@ -405,7 +405,7 @@ fn scrape(node: &NodeProc) -> String {
         .parse()
         .expect("metrics address");
     let (code, body) =
-        trm_node::prometheus::scrape(addr, Duration::from_secs(5)).expect("metrics answer");
+        trm_node::ops::prometheus::scrape(addr, Duration::from_secs(5)).expect("metrics answer");
     assert_eq!(code, 200, "{body}");
     body
 }
@@ -488,7 +488,7 @@ async fn cap_sized_frames_trickled_on_every_allowed_stream_keep_memory_bounded()
     al.start().await.unwrap();
     it.pin_card(al.card()).await.unwrap();
     al.pin_card(it.card()).await.unwrap();
-    let now = trm_node::time::now_ms();
+    let now = trm_node::base::time::now_ms();
     let fr = net::made_up_peer("FR", &[], now - DAY, now + DAY);
     al.pin_card(fr.card.clone()).await.unwrap();
     let officer = it.officer("Officer Example", "officer").await.unwrap();

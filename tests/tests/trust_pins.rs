@@ -16,7 +16,7 @@ use trm_tests::*;
 const DAY: i64 = 86_400_000;
 
 fn now() -> i64 {
-    trm_node::time::now_ms()
+    trm_node::base::time::now_ms()
 }
 
 fn new_key() -> ed25519_dalek::SigningKey {
@@ -383,10 +383,10 @@ fn a_rotation_refuses_an_overlap_beyond_thirty_days() {
     let tmp = tempfile::tempdir().unwrap();
     let it = TestNode::init(tmp.path(), "IT");
     let before = it.keys().public_key();
-    let err = trm_node::rotation::rotate(&it.dir, 31, now()).unwrap_err();
+    let err = trm_node::federation::rotation::rotate(&it.dir, 31, now()).unwrap_err();
     assert!(err.to_string().contains("at most 30 days"), "{err}");
     assert_eq!(it.keys().public_key(), before, "nothing rotated");
-    trm_node::rotation::rotate(&it.dir, 30, now()).expect("30 days is allowed");
+    trm_node::federation::rotation::rotate(&it.dir, 30, now()).expect("30 days is allowed");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -496,7 +496,7 @@ async fn a_key_retired_within_the_skew_still_verifies_and_the_skew_is_configurab
     // The skew is bounded.
     let tmp2 = tempfile::tempdir().unwrap();
     let bad = TestNode::init(tmp2.path(), "AL");
-    let mut cfg = trm_node::config::NodeConfig::load(&bad.dir).unwrap();
+    let mut cfg = trm_node::base::config::NodeConfig::load(&bad.dir).unwrap();
     cfg.limits.max_clock_skew_secs = 86_400;
     let err = cfg.validate().unwrap_err();
     assert!(
@@ -569,7 +569,8 @@ async fn queued_across_rotation(case_ref: &str, overlap: i64) -> QueuedAcrossRot
     it.stop().await;
     al.start().await;
     let rotated_at = now();
-    trm_node::rotation::rotate_with_overlap_ms(&it.dir, overlap, rotated_at).expect("rotate");
+    trm_node::federation::rotation::rotate_with_overlap_ms(&it.dir, overlap, rotated_at)
+        .expect("rotate");
     let store = trm_node::store::Store::open(&it.dir.join("store")).expect("store");
     let ann = store
         .sent_all()

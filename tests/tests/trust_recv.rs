@@ -78,13 +78,13 @@ async fn unsigned_values_cannot_enter_a_case() {
     let ctx = al.ctx();
     let mut ops = Vec::new();
     let mut ku = ctx.vault.begin().await;
-    let scope = trm_node::casedata::received_scope("IT", "IT-RECV-0001");
+    let scope = trm_node::store::casedata::received_scope("IT", "IT-RECV-0001");
     let body = pb::Body::decode(env.body.as_slice()).unwrap();
-    let sealed = trm_node::casedata::seal(
+    let sealed = trm_node::store::casedata::seal(
         &ctx.vault,
         &mut ku,
         &scope,
-        &trm_node::casedata::received_record("IT", &body.message_id),
+        &trm_node::store::casedata::received_record("IT", &body.message_id),
         &[disclosure("identity.family_name", CANARY)],
         |p| ctx.template.category_of(p),
         &mut ops,
@@ -347,7 +347,7 @@ async fn a_peer_cannot_bloat_the_log_or_the_vault() {
         message_id: vec![0x41; 900 << 10],
         sender: "IT".into(),
         recipient: "AL".into(),
-        created_ms: trm_node::time::now_ms(),
+        created_ms: trm_node::base::time::now_ms(),
         in_reply_to: vec![],
         case_ref: "IT-BLOAT-0002".into(),
         payload: Some(referral_payload()),
@@ -388,7 +388,7 @@ async fn a_peer_cannot_bloat_the_log_or_the_vault() {
 
     // A flood of malformed requests: only a bounded number of rejections is logged.
     let start = al.ctx().store.audit_len();
-    let flood = 2 * trm_node::receive::LOGGED_REJECTIONS_BURST as usize;
+    let flood = 2 * trm_node::exchange::receive::LOGGED_REJECTIONS_BURST as usize;
     for _ in 0..flood {
         let r = request(&conn, &pb::PeerRequest { kind: None }).await;
         assert!(matches!(
@@ -398,12 +398,12 @@ async fn a_peer_cannot_bloat_the_log_or_the_vault() {
     }
     let logged = al.ctx().store.audit_len() - start;
     assert!(
-        logged <= trm_node::receive::LOGGED_REJECTIONS_BURST as u64 + 10,
+        logged <= trm_node::exchange::receive::LOGGED_REJECTIONS_BURST as u64 + 10,
         "{logged} of {flood} rejections logged"
     );
 
     // Erasure requests: a burst is carried out, then the peer is asked to wait.
-    let n = trm_node::receive::ERASURES_BURST as usize + 3;
+    let n = trm_node::exchange::receive::ERASURES_BURST as usize + 3;
     let mut busy = 0;
     for _ in 0..n {
         let env = signed_envelope(
@@ -527,7 +527,7 @@ async fn an_interrupted_erasure_is_resumed_at_start_and_confirmed() {
     for step in [1u8, 2] {
         let case_ref = format!("IT-ERASE-000{step}");
         referred(&it, &off, &case_ref, &al).await;
-        let scope = trm_node::casedata::received_scope("IT", &case_ref);
+        let scope = trm_node::store::casedata::received_scope("IT", &case_ref);
         let cat = pb::Category::Exploitation as i32;
         assert!(al.ctx().store.dek(&scope, cat).unwrap().is_some());
         al.ctx()
@@ -552,7 +552,7 @@ async fn an_interrupted_erasure_is_resumed_at_start_and_confirmed() {
         let pending = |al: &TestNode| {
             al.ctx()
                 .store
-                .meta_prefix(trm_node::lifecycle::PENDING_ERASURE_PREFIX)
+                .meta_prefix(trm_node::referral::lifecycle::PENDING_ERASURE_PREFIX)
                 .unwrap()
                 .len()
         };
@@ -653,7 +653,7 @@ async fn values_sent_on_a_received_case_are_erased_with_it_and_groups_do_not_mov
     )
     .await;
     let cat = pb::Category::Return as i32;
-    let scope = trm_node::casedata::thread_scope("IT", case_ref);
+    let scope = trm_node::store::casedata::thread_scope("IT", case_ref);
     let deks = al.ctx().store.all_deks().unwrap();
     assert!(
         deks.iter().any(|(s, c, _)| *s == scope && *c == cat),
@@ -715,7 +715,7 @@ async fn values_sent_on_a_received_case_are_erased_with_it_and_groups_do_not_mov
             && al
                 .ctx()
                 .store
-                .meta_prefix(trm_node::lifecycle::PENDING_ERASURE_PREFIX)
+                .meta_prefix(trm_node::referral::lifecycle::PENDING_ERASURE_PREFIX)
                 .unwrap()
                 .is_empty()
     };

@@ -6,8 +6,8 @@ use serde_json::{json, Value};
 use trm_proto::pb::{self, RejectReason};
 use trm_proto::signing::{self, Tag};
 
+use crate::exchange::receive::Refusal;
 use crate::node::Ctx;
-use crate::receive::Refusal;
 
 /// Store key of this node's own (unsigned) directory.
 pub const OWN_KEY: &str = "directory/own";
@@ -37,7 +37,7 @@ pub fn check_update(ctx: &Ctx, peer: &str, u: &pb::DirectoryUpdate) -> Result<()
             "directory update without directory",
         )
     })?;
-    let d = crate::lifecycle::verify_directory(ctx, peer, signed)?;
+    let d = crate::referral::lifecycle::verify_directory(ctx, peer, signed)?;
     if let Some(old) = stored_peer(ctx, peer) {
         if d.version <= old.version {
             return Err(Refusal::new(
@@ -96,7 +96,7 @@ pub fn parse_edit(text: &str, now_ms: i64) -> Result<Vec<pb::Contact>, String> {
             return Err(format!("contacts[{i}].institution: required"));
         }
         let confirmed = match c.get("last_confirmed").and_then(Value::as_str) {
-            Some(d) => crate::time::parse_date_ms(d).ok_or_else(|| {
+            Some(d) => crate::base::time::parse_date_ms(d).ok_or_else(|| {
                 format!("contacts[{i}].last_confirmed: expected a date YYYY-MM-DD")
             })?,
             None => now_ms,
@@ -148,7 +148,7 @@ pub fn list(ctx: &Ctx, country: Option<&str>) -> Value {
                         "country": cc, "own": own, "version": d.version,
                         "institution": c.institution, "unit": c.unit, "role": c.role,
                         "channels": c.channels, "languages": c.languages, "hours": c.hours,
-                        "last_confirmed": crate::time::format_ms(c.last_confirmed_ms),
+                        "last_confirmed": crate::base::time::format_ms(c.last_confirmed_ms),
                         "stale": now - c.last_confirmed_ms > stale_ms,
                     })
                 })

@@ -16,9 +16,9 @@ use tokio::task::JoinSet;
 use trm_proto::pb::{self, peer_response, RejectReason};
 use trm_proto::signing::{self, Tag};
 
+use crate::net::transport;
 use crate::node::Ctx;
 use crate::store::{AuditEntry, Op, SentRecord, SentState};
-use crate::transport;
 
 /// Handles to the per-peer workers.
 #[derive(Default)]
@@ -94,7 +94,7 @@ async fn worker(ctx: Arc<Ctx>, peer: String, notify: Arc<Notify>) {
         }
         // Fail closed: nothing leaves while the audit log cannot be written, nor to a peer
         // that is revoked or whose log is held.
-        if let Some(why) = crate::trust::hold_outgoing(&ctx, &peer) {
+        if let Some(why) = crate::federation::trust::hold_outgoing(&ctx, &peer) {
             if let Some(c) = conn.take() {
                 c.close(3u32.into(), b"paused");
             }
@@ -114,12 +114,12 @@ async fn worker(ctx: Arc<Ctx>, peer: String, notify: Arc<Notify>) {
             .delivery
             .max_in_flight
             .saturating_sub(inflight.len());
-        let batch = if room > 0 && crate::trust::hold_outgoing(&ctx, &peer).is_none() {
+        let batch = if room > 0 && crate::federation::trust::hold_outgoing(&ctx, &peer).is_none() {
             match ctx
                 .store
                 .outbox_for(&peer, room.saturating_mul(4), &inflight)
             {
-                Ok(b) => crate::rotation::order_batch(
+                Ok(b) => crate::federation::rotation::order_batch(
                     one_per_case(b, &inflight_cases, room),
                     &mut barrier,
                     &inflight,
@@ -166,7 +166,7 @@ async fn worker(ctx: Arc<Ctx>, peer: String, notify: Arc<Notify>) {
             let expiry = conn.as_ref().and_then(|_| ctx.peers.get(&peer)).map_or(
                 Duration::from_secs(86_400),
                 |p| {
-                    let left = p.card.card.valid_until_ms - crate::time::now_ms();
+                    let left = p.card.card.valid_until_ms - crate::base::time::now_ms();
                     Duration::from_millis(left.clamp(0, 86_400_000) as u64 + 1)
                 },
             );
@@ -261,8 +261,8 @@ async fn sleep_or_stop(
 }
 
 /// The pin of a peer's server certificate: its card's validity.
-fn server_pin(p: &crate::peers::Peer) -> crate::tls::Pin {
-    crate::tls::Pin {
+fn server_pin(p: &crate::federation::peers::Peer) -> crate::net::tls::Pin {
+    crate::net::tls::Pin {
         who: p.card.country().to_string(),
         not_before_ms: p.card.card.valid_from_ms,
         not_after_ms: p.card.card.valid_until_ms,
@@ -274,7 +274,11 @@ fn server_pin(p: &crate::peers::Peer) -> crate::tls::Pin {
 fn still_pinned(ctx: &Ctx, peer: &str, conn: &quinn::Connection) -> bool {
     ctx.peers.get(peer).is_some_and(|p| {
         !p.revoked
-            && crate::tls::server_still_pinned(conn, &p.card.card.tls_cert_der, &server_pin(&p))
+            && crate::net::tls::server_still_pinned(
+                conn,
+                &p.card.card.tls_cert_der,
+                &server_pin(&p),
+            )
     })
 }
 
@@ -284,7 +288,7 @@ async fn connect(ctx: &Ctx, peer: &str) -> Result<quinn::Connection, String> {
         return Err("peer is revoked".into());
     }
     // The server must present the pinned certificate, and only while the card is valid.
-    let cfg = crate::tls::peer_client_config(
+    let cfg = crate::net::tls::peer_client_config(
         ctx.keys.tls_cert.clone(),
         ctx.keys.tls_key.clone_key(),
         &p.card.card.tls_cert_der,
@@ -298,16 +302,17 @@ async fn connect(ctx: &Ctx, peer: &str) -> Result<quinn::Connection, String> {
             last = format!("bad address {addr}");
             continue;
         };
-        let connecting = match ctx
-            .endpoint
-            .connect_with(cfg.clone(), sa, crate::tls::SERVER_NAME)
-        {
-            Ok(c) => c,
-            Err(e) => {
-                last = e.to_string();
-                continue;
-            }
-        };
+        let connecting =
+            match ctx
+                .endpoint
+                .connect_with(cfg.clone(), sa, crate::net::tls::SERVER_NAME)
+            {
+                Ok(c) => c,
+                Err(e) => {
+                    last = e.to_string();
+                    continue;
+                }
+            };
         match tokio::time::timeout(Duration::from_secs(5), connecting).await {
             Ok(Ok(c)) => return Ok(c),
             Ok(Err(e)) => last = e.to_string(),
@@ -319,7 +324,7 @@ async fn connect(ctx: &Ctx, peer: &str) -> Result<quinn::Connection, String> {
 
 async fn attempt(ctx: &Ctx, conn: &quinn::Connection, rec: SentRecord) -> Attempt {
     let started = Instant::now();
-    let rec = match crate::rotation::resign_if_retired(ctx, rec).await {
+    let rec = match crate::federation::rotation::resign_if_retired(ctx, rec).await {
         Ok(r) => r,
         Err(e) => return Attempt::Retry(e),
     };
@@ -327,13 +332,16 @@ async fn attempt(ctx: &Ctx, conn: &quinn::Connection, rec: SentRecord) -> Attemp
         Ok(e) => e,
         Err(e) => return Attempt::Retry(format!("stored message unreadable: {e}")),
     };
-    let disclosures =
-        match crate::casedata::open_sent(&ctx.vault, &rec, crate::casedata::SentPart::Released)
-            .await
-        {
-            Ok(d) => d,
-            Err(e) => return Attempt::Retry(format!("stored disclosures unreadable: {e}")),
-        };
+    let disclosures = match crate::store::casedata::open_sent(
+        &ctx.vault,
+        &rec,
+        crate::store::casedata::SentPart::Released,
+    )
+    .await
+    {
+        Ok(d) => d,
+        Err(e) => return Attempt::Retry(format!("stored disclosures unreadable: {e}")),
+    };
     let transmission = pb::Transmission {
         envelope: Some(envelope),
         disclosures,
@@ -368,7 +376,7 @@ async fn attempt(ctx: &Ctx, conn: &quinn::Connection, rec: SentRecord) -> Attemp
                     answered_hash = r.envelope_hash.clone();
                     // Witness the receiver's audit log with the checkpoint its receipt carries.
                     if let Some(cp) = r.checkpoint {
-                        crate::trust::witness(ctx, peer, conn, cp).await;
+                        crate::federation::trust::witness(ctx, peer, conn, cp).await;
                     }
                     (
                         SentState::Delivered,
@@ -421,7 +429,7 @@ async fn attempt(ctx: &Ctx, conn: &quinn::Connection, rec: SentRecord) -> Attemp
     // Nothing is accepted or logged that the offline verifier would refuse (a key not valid at
     // the answer's own time, another envelope hash, wrong parties, a bad checkpoint): the
     // message stays in the outbox and is tried again.
-    if let Err(e) = crate::trust::check_loggable(ctx, &entry) {
+    if let Err(e) = crate::federation::trust::check_loggable(ctx, &entry) {
         return Attempt::Retry(format!("{audit_kind} refused by the audit check: {e}"));
     }
     let ops = vec![

@@ -22,7 +22,7 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::Semaphore;
 
-use crate::metrics::LATENCY_BUCKETS;
+use crate::base::metrics::LATENCY_BUCKETS;
 use crate::node::Ctx;
 use crate::store::{Store, StoreError};
 
@@ -199,7 +199,7 @@ impl Doc {
     }
 }
 
-/// The counters of [`crate::metrics::Metrics`] as metric families: (counter name, metric
+/// The counters of [`crate::base::metrics::Metrics`] as metric families: (counter name, metric
 /// name, help, name of the second label).
 const COUNTERS: &[(&str, &str, &str, &str)] = &[
     (
@@ -461,7 +461,7 @@ pub fn render(ctx: &Ctx) -> Result<String, StoreError> {
         "gauge",
         "Unix time of the last restore from a backup (0 if never).",
     );
-    let restored = crate::backup::last_restore(&ctx.store).map_or(0, |r| r.restored_ms);
+    let restored = crate::ops::backup::last_restore(&ctx.store).map_or(0, |r| r.restored_ms);
     d.sample(
         "trm_last_restore_timestamp_seconds",
         &[],

@@ -25,7 +25,7 @@ pub enum SendError {
     Store(#[from] StoreError),
     /// Sealing failure.
     #[error(transparent)]
-    Vault(#[from] crate::vault::VaultError),
+    Vault(#[from] crate::store::vault::VaultError),
     /// The message is not in order for the referral it belongs to.
     #[error("{0}")]
     OutOfOrder(String),
@@ -101,9 +101,9 @@ pub async fn enqueue_with(
     };
     let kind = kind_name(&body);
     let thread = ctx.store.thread(&out.to, &body.case_ref)?;
-    let thread_op = crate::lifecycle::transition(
+    let thread_op = crate::referral::lifecycle::transition(
         thread.as_ref(),
-        crate::lifecycle::Direction::Outgoing,
+        crate::referral::lifecycle::Direction::Outgoing,
         &out.to,
         &body,
         now,
@@ -129,10 +129,10 @@ pub async fn enqueue_with(
     };
     let mut ops = Vec::new();
     let mut ku = ctx.vault.begin().await;
-    let scope = crate::casedata::sent_scope(&out.case_id, &out.to, &out.case_ref);
+    let scope = crate::store::casedata::sent_scope(&out.case_id, &out.to, &out.case_ref);
     let cat = |p: &str| ctx.template.category_of(p);
-    use crate::casedata::{sent_record, SentPart};
-    let released = crate::casedata::seal(
+    use crate::store::casedata::{sent_record, SentPart};
+    let released = crate::store::casedata::seal(
         &ctx.vault,
         &mut ku,
         &scope,
@@ -141,7 +141,7 @@ pub async fn enqueue_with(
         cat,
         &mut ops,
     )?;
-    let committed = crate::casedata::seal(
+    let committed = crate::store::casedata::seal(
         &ctx.vault,
         &mut ku,
         &scope,

@@ -3,7 +3,9 @@
 //! call and writes every call, allowed or refused, to the audit log with the officer's name.
 //!
 //! This module owns authentication, role checks and auditing; the calls themselves live in
-//! [`crate::calls`].
+//! [`crate::admin::calls`].
+
+pub mod calls;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,9 +13,9 @@ use std::time::Duration;
 use prost::Message;
 use trm_proto::admin::{admin_request::Call, AdminRequest, AdminResponse};
 
+use crate::net::transport;
 use crate::node::Ctx;
 use crate::store::{AuditEntry, Op};
-use crate::transport;
 
 /// An officer's role.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -146,7 +148,7 @@ pub async fn serve(ctx: Arc<Ctx>, endpoint: quinn::Endpoint) {
 }
 
 async fn connection(ctx: Arc<Ctx>, conn: quinn::Connection) {
-    let Some(cert) = crate::tls::peer_cert(&conn) else {
+    let Some(cert) = crate::net::tls::peer_cert(&conn) else {
         return;
     };
     let fp = trm_proto::signing::sha256(&cert);
@@ -219,12 +221,12 @@ pub async fn dispatch(ctx: &Arc<Ctx>, caller: &Caller, req: AdminRequest) -> Adm
         };
     };
     let (name, roles) = call_rules(&call);
-    let target = crate::calls::target(&call);
+    let target = crate::admin::calls::target(&call);
     // Fail closed: while the audit log cannot be written only `status` answers (unlogged, it
     // changes nothing), so that it can say why.
     if let Some(why) = ctx.store.write_failure() {
         if matches!(call, Call::Status(_)) {
-            if let Ok(v) = crate::calls::run(ctx, caller, call).await {
+            if let Ok(v) = crate::admin::calls::run(ctx, caller, call).await {
                 return AdminResponse {
                     ok: true,
                     json: v.to_string(),
@@ -247,7 +249,7 @@ pub async fn dispatch(ctx: &Arc<Ctx>, caller: &Caller, req: AdminRequest) -> Adm
                     data = bundle;
                     v
                 }),
-            call => crate::calls::run(ctx, caller, call).await,
+            call => crate::admin::calls::run(ctx, caller, call).await,
         }
     } else {
         let names: Vec<&str> = roles.iter().map(|r| r.name()).collect();
@@ -354,12 +356,12 @@ pub mod client {
                 .ok_or_else(|| {
                     ClientError::Credential("node_cert_sha256 is not 64 hex digits".into())
                 })?;
-            let cfg = crate::tls::client_config(
+            let cfg = crate::net::tls::client_config(
                 cert,
                 key,
                 fp,
                 trm_proto::ALPN_ADMIN,
-                crate::tls::QuicLimits {
+                crate::net::tls::QuicLimits {
                     max_streams: 4,
                     window: 16 << 20,
                     idle_timeout: Duration::from_secs(30),
@@ -378,10 +380,10 @@ pub mod client {
                     .map_err(|_| unreachable("bind".into()))?
             };
             let socket = std::net::UdpSocket::bind(bind).map_err(|e| unreachable(e.to_string()))?;
-            let endpoint =
-                crate::transport::endpoint(socket, None).map_err(|e| unreachable(e.to_string()))?;
+            let endpoint = crate::net::transport::endpoint(socket, None)
+                .map_err(|e| unreachable(e.to_string()))?;
             let connecting = endpoint
-                .connect_with(cfg, cred.node, crate::tls::SERVER_NAME)
+                .connect_with(cfg, cred.node, crate::net::tls::SERVER_NAME)
                 .map_err(|e| unreachable(e.to_string()))?;
             let conn = tokio::time::timeout(Duration::from_secs(5), connecting)
                 .await

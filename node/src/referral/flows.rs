@@ -10,12 +10,12 @@ use trm_proto::admin as api;
 use trm_proto::pb::{self, body::Payload, Category};
 use trm_proto::template;
 
+use crate::admin::calls::{self, load_case};
 use crate::admin::{CallError, Caller};
-use crate::calls::{self, load_case};
-use crate::messages::{self, Outgoing};
+use crate::base::time::format_ms;
 use crate::node::Ctx;
+use crate::referral::messages::{self, Outgoing};
 use crate::store::{ApprovalRecord, CaseRecord, Op, SentRecord, ThreadRecord};
-use crate::time::format_ms;
 
 fn parse_categories(names: &[String]) -> Result<Vec<Category>, CallError> {
     let mut out = Vec::new();
@@ -35,7 +35,7 @@ fn parse_categories(names: &[String]) -> Result<Vec<Category>, CallError> {
 }
 
 fn check_date(field: &str, d: &str) -> Result<(), CallError> {
-    if d.is_empty() || crate::time::parse_date_ms(d).is_some() {
+    if d.is_empty() || crate::base::time::parse_date_ms(d).is_some() {
         Ok(())
     } else {
         Err(CallError::msg(format!(
@@ -155,7 +155,7 @@ pub async fn disclose(
 ) -> Result<Value, CallError> {
     let (case_id, peer) = resolve_sent(ctx, referral)?;
     let sent = latest_referral(ctx, &case_id, &peer)?;
-    use crate::casedata::{open_sent, SentPart};
+    use crate::store::casedata::{open_sent, SentPart};
     let committed = open_sent(&ctx.vault, &sent, SentPart::Committed).await?;
     let mut already: BTreeSet<String> = BTreeSet::new();
     for s in ctx.store.sent_all()? {
@@ -340,7 +340,7 @@ pub async fn follow_up(
     caller: &Caller,
     r: api::FollowUpSend,
 ) -> Result<Value, CallError> {
-    let phase = crate::lifecycle::parse_phase(&r.phase).ok_or_else(|| {
+    let phase = crate::referral::lifecycle::parse_phase(&r.phase).ok_or_else(|| {
         CallError::msg("phase must be identification, first_assistance, long_term_assistance, return or proceedings")
     })?;
     check_date("date", &r.date)?;
@@ -373,7 +373,7 @@ pub async fn follow_up(
     } else {
         calls::approved_for(ctx, &case_id, &r.to, &caller.name)?
     };
-    let decisions = crate::policy::decide(
+    let decisions = crate::referral::policy::decide(
         ctx,
         &ctx.template,
         &fields,
@@ -382,7 +382,7 @@ pub async fn follow_up(
         &r.to,
         &approved,
     );
-    let (c, released) = crate::policy::commit_and_release(&fields, &decisions)
+    let (c, released) = crate::referral::policy::commit_and_release(&fields, &decisions)
         .map_err(|e| CallError::msg(format!("cannot commit the fields: {e}")))?;
     let in_reply_to = if r.in_reply_to.is_empty() {
         vec![]
@@ -479,7 +479,7 @@ pub async fn info_request(
 
 /// `case close`.
 pub async fn close(ctx: &Arc<Ctx>, caller: &Caller, r: api::CaseClose) -> Result<Value, CallError> {
-    let outcome = crate::lifecycle::parse_outcome(&r.outcome).ok_or_else(|| {
+    let outcome = crate::referral::lifecycle::parse_outcome(&r.outcome).ok_or_else(|| {
         CallError::msg("outcome must be returned_reintegrating, staying_in_destination, transferred, contact_lost or other")
     })?;
     check_date("date", &r.date)?;
@@ -520,7 +520,7 @@ pub fn summary(b: &pb::Body) -> String {
         Some(Payload::Decline(d)) => format!("declined: {}", d.reason),
         Some(Payload::FollowUp(f)) => format!(
             "{}: {} ({})",
-            crate::lifecycle::phase_name(f.phase),
+            crate::referral::lifecycle::phase_name(f.phase),
             f.status,
             f.date
         ),
@@ -637,8 +637,9 @@ pub async fn consent(
         );
     }
     let informed =
-        crate::erasure::erase_case(ctx, &case.id, &[cat as i32], "consent_withdrawn").await?;
-    let requests = crate::erasure::request_erasure(
+        crate::referral::erasure::erase_case(ctx, &case.id, &[cat as i32], "consent_withdrawn")
+            .await?;
+    let requests = crate::referral::erasure::request_erasure(
         ctx,
         &case.case_ref,
         &case.id,
@@ -661,11 +662,11 @@ async fn reseal_case(
 ) -> Result<(), CallError> {
     let mut ops = Vec::new();
     let mut ku = ctx.vault.begin().await;
-    let sealed = crate::casedata::seal(
+    let sealed = crate::store::casedata::seal(
         &ctx.vault,
         &mut ku,
-        &crate::casedata::case_scope(&case.id),
-        &crate::casedata::case_record(&case.id),
+        &crate::store::casedata::case_scope(&case.id),
+        &crate::store::casedata::case_record(&case.id),
         fields,
         |p| ctx.template.category_of(p),
         &mut ops,
@@ -680,9 +681,9 @@ async fn reseal_case(
 
 /// `directory edit`: replaces this node's own contact entries (not yet published).
 pub async fn directory_edit(ctx: &Ctx, text: &str) -> Result<Value, CallError> {
-    let contacts =
-        crate::directory::parse_edit(text, ctx.clock.now_ms()).map_err(CallError::msg)?;
-    let old = crate::directory::own(ctx);
+    let contacts = crate::federation::directory::parse_edit(text, ctx.clock.now_ms())
+        .map_err(CallError::msg)?;
+    let old = crate::federation::directory::own(ctx);
     let d = pb::Directory {
         country: ctx.country().to_string(),
         version: old.map_or(0, |o| o.version),
@@ -692,7 +693,7 @@ pub async fn directory_edit(ctx: &Ctx, text: &str) -> Result<Value, CallError> {
     let n = d.contacts.len();
     ctx.store
         .commit(vec![Op::PutMeta(
-            crate::directory::OWN_KEY.into(),
+            crate::federation::directory::OWN_KEY.into(),
             prost::Message::encode_to_vec(&d),
         )])
         .await?;
@@ -701,14 +702,14 @@ pub async fn directory_edit(ctx: &Ctx, text: &str) -> Result<Value, CallError> {
 
 /// `directory publish`: signs a new version and sends it to every peer.
 pub async fn directory_publish(ctx: &Arc<Ctx>, caller: &Caller) -> Result<Value, CallError> {
-    let mut d = crate::directory::own(ctx)
+    let mut d = crate::federation::directory::own(ctx)
         .ok_or_else(|| CallError::msg("edit the directory first (`directory edit --file`)"))?;
     d.version += 1;
     d.published_ms = ctx.clock.now_ms();
-    let signed = crate::directory::sign_own(ctx, &d);
+    let signed = crate::federation::directory::sign_own(ctx, &d);
     ctx.store
         .commit(vec![Op::PutMeta(
-            crate::directory::OWN_KEY.into(),
+            crate::federation::directory::OWN_KEY.into(),
             prost::Message::encode_to_vec(&d),
         )])
         .await?;

@@ -31,11 +31,11 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::config::{ConfigError, NodeConfig, CONFIG_FILE};
+use crate::base::config::{ConfigError, NodeConfig, CONFIG_FILE};
+use crate::base::time::format_ms;
 use crate::identity::{self, IdentityError, NodeKeys};
 use crate::node::Ctx;
 use crate::store::{AuditEntry, Op, Store, StoreError, SCHEMA_VERSION};
-use crate::time::format_ms;
 
 /// First line of a backup file.
 pub const MAGIC: &str = "TRM-NODE-BACKUP";
@@ -702,7 +702,7 @@ pub fn offline(dir: &Path, out: &Path, include_keys: bool) -> Result<Header, Bac
         out,
         include_keys,
         false,
-        crate::time::now_ms(),
+        crate::base::time::now_ms(),
     )
 }
 

@@ -368,7 +368,7 @@ fn next_path(key_path: &Path) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::durability::{self, Step};
+    use crate::base::durability::{self, Step};
 
     /// Position of the first recorded `step` on `path` at or after `from`.
     fn find(log: &[(PathBuf, Step)], from: usize, path: &Path, step: Step) -> Option<usize> {

@@ -5,8 +5,8 @@
 use prost::Message;
 use trm_proto::pb::{self, Category};
 
+use crate::store::vault::{KeyUse, Vault, VaultError};
 use crate::store::{FieldList, Op, SealedGroup};
-use crate::vault::{KeyUse, Vault, VaultError};
 
 /// The vault scope of a case recorded on this node.
 pub fn case_scope(case_id: &str) -> String {

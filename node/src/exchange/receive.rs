@@ -5,7 +5,7 @@
 //! behind the TLS certificate; recipient = this node; the message is not created later than
 //! now + `limits.max_clock_skew_secs`; the signing key belongs to the sender's key history,
 //! was valid when the message was created and had not ended before now − the skew;
-//! `verify_strict`; the payload's own rules ([`crate::lifecycle::check_incoming`]). Only then
+//! `verify_strict`; the payload's own rules ([`crate::referral::lifecycle::check_incoming`]). Only then
 //! is anything stored, and the receipt leaves only after the store has flushed it.
 
 use std::sync::Arc;
@@ -16,15 +16,15 @@ use tracing::Instrument;
 use trm_proto::pb::{self, body::Payload, peer_request, peer_response, RejectReason};
 use trm_proto::signing::{self, Tag};
 
-use crate::admission::{refused_handshake, Admit, Gate, RefusalLog};
+use crate::net::admission::{refused_handshake, Admit, Gate, RefusalLog};
+use crate::net::tls::Pin;
+use crate::net::transport::{self, FrameIoError};
 use crate::node::Ctx;
 use crate::store::{AuditEntry, Op, Outcome, ReceivedRecord};
-use crate::tls::Pin;
-use crate::transport::{self, FrameIoError};
 
 /// Accepts peer connections until shutdown.
 ///
-/// Handshakes and established connections are admitted by [`crate::admission::Gate`]: an
+/// Handshakes and established connections are admitted by [`crate::net::admission::Gate`]: an
 /// unvalidated address beyond a few handshakes in progress must answer a QUIC Retry first,
 /// each handshake must finish within `limits.handshake_timeout_secs`, and established
 /// connections are capped in all and per peer.
@@ -114,13 +114,13 @@ impl CloseWhy {
 
 /// The connection's certificate, re-checked now: still pinned to `peer`, valid, not revoked.
 fn still_pinned(ctx: &Ctx, conn: &quinn::Connection, peer: &str) -> Option<Pin> {
-    crate::tls::peer_fingerprint(conn, ctx.peers.pins())
+    crate::net::tls::peer_fingerprint(conn, ctx.peers.pins())
         .filter(|p| p.who == peer)
         .filter(|_| ctx.peers.get(peer).is_some_and(|p| !p.revoked))
 }
 
 async fn handle_connection(ctx: Arc<Ctx>, gate: Arc<Gate>, conn: quinn::Connection) {
-    let Some(pin) = crate::tls::peer_fingerprint(&conn, ctx.peers.pins()) else {
+    let Some(pin) = crate::net::tls::peer_fingerprint(&conn, ctx.peers.pins()) else {
         CloseWhy::NotPinned.close(&conn);
         return;
     };
@@ -144,7 +144,7 @@ async fn handle_connection(ctx: Arc<Ctx>, gate: Arc<Gate>, conn: quinn::Connecti
         let mut pin = pin;
         loop {
             // The card's validity ends: the connection ends with it.
-            let left = u64::try_from(pin.not_after_ms.saturating_sub(crate::time::now_ms()))
+            let left = u64::try_from(pin.not_after_ms.saturating_sub(crate::base::time::now_ms()))
                 .unwrap_or(0)
                 .saturating_add(1)
                 .min(86_400_000);
@@ -345,7 +345,7 @@ async fn receive(ctx: &Arc<Ctx>, peer: &str, t: pb::Transmission) -> pb::PeerRes
         hash,
     };
     // Fail closed: nothing is accepted unlogged, nor from a peer whose log is held.
-    if let Some(why) = crate::trust::refuse_incoming(ctx, peer) {
+    if let Some(why) = crate::federation::trust::refuse_incoming(ctx, peer) {
         return reject_unlogged(ctx, peer, Some(seen()), RejectReason::Unavailable, &why);
     }
     for _ in 0..CONFLICT_RETRIES {
@@ -425,15 +425,15 @@ async fn receive_once(
         ));
     }
     let now = ctx.clock.now_ms();
-    let kind = crate::messages::kind_name(body);
+    let kind = crate::referral::messages::kind_name(body);
     let mut ops = Vec::new();
     let mut ku = ctx.vault.begin().await;
-    let scope = crate::casedata::received_scope(peer, &body.case_ref);
-    let sealed = match crate::casedata::seal(
+    let scope = crate::store::casedata::received_scope(peer, &body.case_ref);
+    let sealed = match crate::store::casedata::seal(
         &ctx.vault,
         &mut ku,
         &scope,
-        &crate::casedata::received_record(peer, &body.message_id),
+        &crate::store::casedata::received_record(peer, &body.message_id),
         &t.disclosures,
         |p| checked.template.category_of(p),
         &mut ops,
@@ -472,7 +472,7 @@ async fn receive_once(
         erased: vec![],
     };
     let rotated = ctx.peers.get(peer).and_then(|p| {
-        crate::rotation::announced_card(&p, env, body)
+        crate::federation::rotation::announced_card(&p, env, body)
             .ok()
             .flatten()
     });
@@ -507,13 +507,13 @@ async fn receive_once(
         }),
     ]);
     if let Some(card) = &rotated {
-        ops.extend(crate::rotation::pin_ops(ctx, card));
+        ops.extend(crate::federation::rotation::pin_ops(ctx, card));
     }
     ops.extend(checked.writes);
     if erasure {
         // Durable with the message: carried out (and confirmed) even after a crash.
         ops.push(Op::PutMeta(
-            crate::lifecycle::pending_erasure_key(peer, &body.message_id),
+            crate::referral::lifecycle::pending_erasure_key(peer, &body.message_id),
             env.body.clone(),
         ));
     }
@@ -537,11 +537,11 @@ async fn receive_once(
                 return Attempt::Conflict;
             }
             if let Some(card) = rotated {
-                crate::rotation::pin(ctx, card);
+                crate::federation::rotation::pin(ctx, card);
             }
             ctx.metrics.inc("received", peer, kind);
             if erasure {
-                tokio::spawn(crate::lifecycle::carry_out_erasure(
+                tokio::spawn(crate::referral::lifecycle::carry_out_erasure(
                     ctx.clone(),
                     peer.to_string(),
                     body.clone(),
@@ -597,8 +597,11 @@ fn duplicate(
             "message id already used for another envelope",
         );
     }
-    ctx.metrics
-        .inc("duplicate", peer, crate::messages::kind_name(body));
+    ctx.metrics.inc(
+        "duplicate",
+        peer,
+        crate::referral::messages::kind_name(body),
+    );
     match pb::Signed::decode(first_receipt.as_slice()) {
         Ok(r) => pb::PeerResponse {
             kind: Some(peer_response::Kind::Receipt(r)),
@@ -629,7 +632,7 @@ pub fn check(
     env: &pb::Envelope,
     body: &pb::Body,
     t: &pb::Transmission,
-) -> Result<crate::lifecycle::Checked, Refusal> {
+) -> Result<crate::referral::lifecycle::Checked, Refusal> {
     if body.version != trm_proto::PROTOCOL_VERSION {
         return Err(Refusal::new(
             RejectReason::UnsupportedVersion,
@@ -697,8 +700,8 @@ pub fn check(
     }
     signing::verify(&key, Tag::Envelope, &env.body, &env.signature)
         .map_err(|e| Refusal::new(RejectReason::BadSignature, e.to_string()))?;
-    crate::lifecycle::check_header(ctx, body, t)?;
-    if let Some(next) = crate::rotation::announced_card(&p, env, body)? {
+    crate::referral::lifecycle::check_header(ctx, body, t)?;
+    if let Some(next) = crate::federation::rotation::announced_card(&p, env, body)? {
         if let Some(why) = ctx
             .peers
             .conflict(&next, &ctx.keys.tls_cert, &ctx.keys.history)
@@ -708,12 +711,12 @@ pub fn check(
                 format!("announced card: {why}"),
             ));
         }
-        return Ok(crate::lifecycle::Checked {
+        return Ok(crate::referral::lifecycle::Checked {
             template: ctx.template.clone(),
             writes: vec![],
         });
     }
-    crate::lifecycle::check_incoming(ctx, peer, body, t)
+    crate::referral::lifecycle::check_incoming(ctx, peer, body, t)
 }
 
 fn sign_receipt(

@@ -35,9 +35,9 @@ use trm_proto::pb::{self, peer_response};
 use trm_proto::signing::{self, Tag};
 
 use crate::admin::CallError;
+use crate::base::time::format_ms;
 use crate::node::Ctx;
 use crate::store::{AuditEntry, Op, Store, StoreError};
-use crate::time::format_ms;
 
 /// Meta key prefix of the witness records, one per peer.
 const WITNESS_PREFIX: &str = "witness/";
@@ -282,23 +282,23 @@ async fn fetch_consistency(
         )),
     };
     let timeout = Duration::from_secs(ctx.cfg.limits.stream_timeout_secs.max(10));
-    let resp: pb::PeerResponse = match crate::transport::request(
-        conn,
-        &req,
-        ctx.cfg.limits.max_frame_bytes,
-        timeout,
-    )
-    .await
-    {
-        Ok(r) => r,
-        // An answer arrived but is not a readable `PeerResponse`: the peer's answer, not the
-        // network's failure.
-        Err(crate::transport::RequestError::Frame(crate::transport::FrameIoError::Frame(e))) => {
-            return Fetched::Inconsistent(format!("malformed answer to a consistency request: {e}"))
-        }
-        // No answer (connection lost, stream ended or reset, timeout): try again later.
-        Err(e) => return Fetched::Unknown(e.to_string()),
-    };
+    let resp: pb::PeerResponse =
+        match crate::net::transport::request(conn, &req, ctx.cfg.limits.max_frame_bytes, timeout)
+            .await
+        {
+            Ok(r) => r,
+            // An answer arrived but is not a readable `PeerResponse`: the peer's answer, not the
+            // network's failure.
+            Err(crate::net::transport::RequestError::Frame(
+                crate::net::transport::FrameIoError::Frame(e),
+            )) => {
+                return Fetched::Inconsistent(format!(
+                    "malformed answer to a consistency request: {e}"
+                ))
+            }
+            // No answer (connection lost, stream ended or reset, timeout): try again later.
+            Err(e) => return Fetched::Unknown(e.to_string()),
+        };
     match resp.kind {
         Some(peer_response::Kind::Consistency(p)) => {
             let Some(cp) = p.checkpoint.as_ref() else {
@@ -589,7 +589,7 @@ pub async fn revoke(ctx: &Arc<Ctx>, cc: &str) -> Result<Value, CallError> {
     let mut rec = ctx
         .store
         .peer(cc)?
-        .unwrap_or_else(|| crate::peers::record(&peer.card, now));
+        .unwrap_or_else(|| crate::federation::peers::record(&peer.card, now));
     if rec.revoked {
         return Err(CallError::msg(format!(
             "peer {cc} was already revoked at {}",

@@ -24,11 +24,11 @@ use trm_proto::card::{self, VerifiedCard};
 use trm_proto::pb::{self, body::Payload, RejectReason};
 use trm_proto::signing::{self, Tag};
 
-use crate::config::NodeConfig;
+use crate::base::config::NodeConfig;
+use crate::exchange::receive::Refusal;
+use crate::federation::peers::Peer;
 use crate::identity::{self, NodeKeys};
 use crate::node::Ctx;
-use crate::peers::Peer;
-use crate::receive::Refusal;
 use crate::store::{AuditEntry, Op, SentRecord, SentState, Store};
 
 /// Why a rotation failed. Nothing was changed unless the error says so.
@@ -36,7 +36,7 @@ use crate::store::{AuditEntry, Op, SentRecord, SentState, Store};
 pub enum RotateError {
     /// Configuration.
     #[error(transparent)]
-    Config(#[from] crate::config::ConfigError),
+    Config(#[from] crate::base::config::ConfigError),
     /// Keys.
     #[error(transparent)]
     Identity(#[from] identity::IdentityError),
@@ -134,7 +134,10 @@ pub fn rotate_with_overlap_ms(
         officer: "trm-node key rotate".into(),
         call: "rotate".into(),
         target: signing::fingerprint(&record.public_key),
-        result: format!("ok: old key valid until {}", crate::time::format_ms(until)),
+        result: format!(
+            "ok: old key valid until {}",
+            crate::base::time::format_ms(until)
+        ),
         signed_body: endorsed,
         signature: record.endorsement.clone(),
         signer: old_pk,
@@ -265,7 +268,7 @@ pub async fn resign_if_retired(ctx: &Ctx, mut rec: SentRecord) -> Result<SentRec
     rec.earlier_envelope_hashes
         .push(signing::envelope_hash(&env.body, &env.signature).to_vec());
     body.created_ms = now;
-    let sealed = crate::messages::seal(ctx, &body);
+    let sealed = crate::referral::messages::seal(ctx, &body);
     let hash = signing::envelope_hash(&sealed.body, &sealed.signature);
     let audit = AuditEntry {
         time_ms: now,
@@ -331,9 +334,12 @@ pub fn pin_ops(ctx: &Ctx, next: &VerifiedCard) -> Vec<Op> {
         .peer(&cc)
         .ok()
         .flatten()
-        .unwrap_or_else(|| crate::peers::record(next, ctx.clock.now_ms()));
+        .unwrap_or_else(|| crate::federation::peers::record(next, ctx.clock.now_ms()));
     rec.card = next.raw.clone();
-    vec![Op::PutPeer(cc, rec), crate::trust::archive_card(next)]
+    vec![
+        Op::PutPeer(cc, rec),
+        crate::federation::trust::archive_card(next),
+    ]
 }
 
 /// After the announcement is stored: pins the new card in memory.

@@ -19,8 +19,8 @@ use trm_proto::pb::{self, body::Payload, RejectReason};
 use trm_proto::signing::{self, Tag};
 use trm_proto::template::Template;
 
+use crate::exchange::receive::Refusal;
 use crate::node::Ctx;
-use crate::receive::Refusal;
 use crate::store::{Op, ThreadRecord};
 
 /// Which way a message goes.
@@ -297,7 +297,7 @@ pub fn check_header(ctx: &Ctx, body: &pb::Body, t: &pb::Transmission) -> Result<
     }
     match payload {
         Payload::FollowUp(f)
-            if !f.date.is_empty() && crate::time::parse_date_ms(&f.date).is_none() =>
+            if !f.date.is_empty() && crate::base::time::parse_date_ms(&f.date).is_none() =>
         {
             return Err(refuse(
                 RejectReason::Malformed,
@@ -388,7 +388,7 @@ pub fn check_incoming(
     if let Some(Payload::DirectoryUpdate(u)) = &body.payload {
         if let Some(d) = &u.directory {
             writes.push(Op::PutMeta(
-                crate::directory::peer_key(peer),
+                crate::federation::directory::peer_key(peer),
                 d.encode_to_vec(),
             ));
         }
@@ -431,15 +431,15 @@ fn check_payload(
         .unwrap_or_default();
     match body.payload.as_ref() {
         Some(Payload::Referral(r)) => {
-            let template = crate::policy::receiving_template(ctx, &r.extensions)?;
-            crate::policy::check_disclosures(ctx, &template, &r.digests, &t.disclosures)?;
+            let template = crate::referral::policy::receiving_template(ctx, &r.extensions)?;
+            crate::referral::policy::check_disclosures(ctx, &template, &r.digests, &t.disclosures)?;
             Ok(template)
         }
         Some(Payload::FollowUp(f)) => {
             let mut exts = declared;
             exts.extend(f.extensions.iter().cloned());
-            let template = crate::policy::receiving_template(ctx, &exts)?;
-            crate::policy::check_disclosures(ctx, &template, &f.digests, &t.disclosures)?;
+            let template = crate::referral::policy::receiving_template(ctx, &exts)?;
+            crate::referral::policy::check_disclosures(ctx, &template, &f.digests, &t.disclosures)?;
             Ok(template)
         }
         Some(Payload::Disclosure(d)) => {
@@ -456,8 +456,8 @@ fn check_payload(
                     _ => None,
                 })
                 .ok_or_else(|| refuse(RejectReason::UnknownCase, "unknown referral"))?;
-            let template = crate::policy::receiving_template(ctx, &declared)?;
-            crate::policy::check_disclosures(ctx, &template, &digests, &t.disclosures)?;
+            let template = crate::referral::policy::receiving_template(ctx, &declared)?;
+            crate::referral::policy::check_disclosures(ctx, &template, &digests, &t.disclosures)?;
             Ok(template)
         }
         Some(Payload::Decline(_))
@@ -479,7 +479,7 @@ fn check_payload(
             no_disclosures()
         }
         Some(Payload::DirectoryUpdate(u)) => {
-            crate::directory::check_update(ctx, peer, u)?;
+            crate::federation::directory::check_update(ctx, peer, u)?;
             no_disclosures()
         }
         Some(Payload::KeyAnnouncement(_)) => Err(refuse(
@@ -527,7 +527,7 @@ pub async fn carry_out_erasure(ctx: Arc<Ctx>, peer: String, body: pb::Body) {
             return;
         }
         let cats: Vec<i32> = req.categories.clone();
-        if let Err(e) = crate::erasure::erase_received(
+        if let Err(e) = crate::referral::erasure::erase_received(
             &ctx,
             &peer,
             &body.case_ref,
@@ -547,7 +547,7 @@ pub async fn carry_out_erasure(ctx: Arc<Ctx>, peer: String, body: pb::Body) {
             categories: cats,
             erased_ms: ctx.clock.now_ms(),
         });
-        let out = crate::messages::Outgoing {
+        let out = crate::referral::messages::Outgoing {
             to: peer.clone(),
             case_id: String::new(),
             case_ref: body.case_ref.clone(),
@@ -558,7 +558,8 @@ pub async fn carry_out_erasure(ctx: Arc<Ctx>, peer: String, body: pb::Body) {
             officer: "node".into(),
         };
         if let Err(e) =
-            crate::messages::enqueue_with(&ctx, out, vec![Op::DeleteMeta(key.clone())]).await
+            crate::referral::messages::enqueue_with(&ctx, out, vec![Op::DeleteMeta(key.clone())])
+                .await
         {
             tracing::error!(peer = %peer, error = %e, "cannot confirm an erasure");
         }

@@ -12,11 +12,11 @@ use trm_proto::signing::{self, Tag};
 use trm_proto::{commit, template};
 
 use crate::admin::{CallError, Caller, Role};
-use crate::messages::{self, Outgoing};
+use crate::base::time::format_ms;
+use crate::net::tls::Pin;
 use crate::node::Ctx;
+use crate::referral::messages::{self, Outgoing};
 use crate::store::{CaseRecord, Op, ReceivedRecord, SentRecord, SentState, ThreadRecord};
-use crate::time::format_ms;
-use crate::tls::Pin;
 
 /// What an admin call is about, for the audit log (ids and countries, never values).
 pub fn target(call: &Call) -> String {
@@ -56,8 +56,8 @@ pub async fn run(ctx: &Arc<Ctx>, caller: &Caller, call: Call) -> Result<Value, C
         Call::PeerReplace(r) => peer_add(ctx, &r.card, true).await,
         Call::PeerList(_) => Ok(json!({ "peers": peer_list(ctx) })),
         Call::PeerRemove(r) => peer_remove(ctx, &r.country).await,
-        Call::PeerRevoke(r) => crate::trust::revoke(ctx, &r.country).await,
-        Call::PeerTrust(r) => crate::trust::trust(ctx, &r.country).await,
+        Call::PeerRevoke(r) => crate::federation::trust::revoke(ctx, &r.country).await,
+        Call::PeerTrust(r) => crate::federation::trust::trust(ctx, &r.country).await,
         Call::OfficerAdd(r) => officer_add(ctx, &r.name, &r.role, &r.cert_der).await,
         Call::OfficerList(_) => officer_list(ctx),
         Call::OfficerRevoke(r) => officer_revoke(ctx, caller, &r.name).await,
@@ -71,26 +71,27 @@ pub async fn run(ctx: &Arc<Ctx>, caller: &Caller, call: Call) -> Result<Value, C
         }
         Call::ReferralSend(r) => referral_send(ctx, caller, &r.case_id, &r.to).await,
         Call::ReferralApprove(r) => {
-            crate::flows::approve(ctx, caller, &r.referral, &r.categories).await
+            crate::referral::flows::approve(ctx, caller, &r.referral, &r.categories).await
         }
         Call::ReferralDisclose(r) => {
-            crate::flows::disclose(ctx, caller, &r.referral, &r.fields, &r.categories).await
+            crate::referral::flows::disclose(ctx, caller, &r.referral, &r.fields, &r.categories)
+                .await
         }
-        Call::ReferralAnswer(r) => crate::flows::answer(ctx, caller, r).await,
-        Call::FollowUpSend(r) => crate::flows::follow_up(ctx, caller, r).await,
-        Call::InfoRequest(r) => crate::flows::info_request(ctx, caller, r).await,
-        Call::CaseClose(r) => crate::flows::close(ctx, caller, r).await,
-        Call::CaseTimeline(r) => crate::flows::timeline(ctx, &r.id).await,
-        Call::CaseConsent(r) => crate::flows::consent(ctx, caller, r).await,
-        Call::DirectoryList(r) => Ok(crate::directory::list(
+        Call::ReferralAnswer(r) => crate::referral::flows::answer(ctx, caller, r).await,
+        Call::FollowUpSend(r) => crate::referral::flows::follow_up(ctx, caller, r).await,
+        Call::InfoRequest(r) => crate::referral::flows::info_request(ctx, caller, r).await,
+        Call::CaseClose(r) => crate::referral::flows::close(ctx, caller, r).await,
+        Call::CaseTimeline(r) => crate::referral::flows::timeline(ctx, &r.id).await,
+        Call::CaseConsent(r) => crate::referral::flows::consent(ctx, caller, r).await,
+        Call::DirectoryList(r) => Ok(crate::federation::directory::list(
             ctx,
             (!r.country.is_empty()).then_some(r.country.as_str()),
         )),
-        Call::DirectoryEdit(r) => crate::flows::directory_edit(ctx, &r.json).await,
-        Call::DirectoryPublish(_) => crate::flows::directory_publish(ctx, caller).await,
+        Call::DirectoryEdit(r) => crate::referral::flows::directory_edit(ctx, &r.json).await,
+        Call::DirectoryPublish(_) => crate::referral::flows::directory_publish(ctx, caller).await,
         Call::Inbox(_) => inbox(ctx),
         Call::MessageShow(r) => message_show(ctx, &r.id).await,
-        Call::Backup(r) => Ok(crate::backup::online(ctx, r.include_keys).await?),
+        Call::Backup(r) => Ok(crate::ops::backup::online(ctx, r.include_keys).await?),
         other => Err(CallError::msg(format!(
             "`{}` is not available on this node version",
             crate::admin::call_rules(&other).0
@@ -110,7 +111,7 @@ fn status(ctx: &Ctx) -> Result<Value, CallError> {
             let cc = p.card.country().to_string();
             let h = ctx.peers.health(&cc);
             let (depth, oldest) = depths.get(&cc).copied().unwrap_or((0, 0));
-            let (held, audit_log) = crate::trust::peer_json(ctx, &cc);
+            let (held, audit_log) = crate::federation::trust::peer_json(ctx, &cc);
             let state = if let Some(held) = held {
                 held
             } else if p.revoked {
@@ -153,7 +154,7 @@ fn status(ctx: &Ctx) -> Result<Value, CallError> {
         "outbox_total": depths.values().map(|d| d.0).sum::<u64>(),
         "received_total": ctx.store.received_count(),
         "audit_entries": ctx.store.audit_len(),
-        "last_restore": crate::backup::last_restore(&ctx.store),
+        "last_restore": crate::ops::backup::last_restore(&ctx.store),
         "audit": crate::audit::status_json(ctx),
         "peer_log_inconsistent": ctx.metrics.total("peer_log_inconsistent"),
     }))
@@ -217,10 +218,10 @@ async fn peer_add(ctx: &Ctx, raw: &[u8], replace: bool) -> Result<Value, CallErr
             )));
         }
     }
-    let rec = crate::peers::record(&card, now);
+    let rec = crate::federation::peers::record(&card, now);
     let mut ops = vec![
         Op::PutPeer(cc.clone(), rec),
-        crate::trust::archive_card(&card),
+        crate::federation::trust::archive_card(&card),
     ];
     // A replaced card is a new identity: what was witnessed of the old one's log is no
     // baseline for the new one (the operator's explicit act, audited with the card's hash).
@@ -230,7 +231,7 @@ async fn peer_add(ctx: &Ctx, raw: &[u8], replace: bool) -> Result<Value, CallErr
             .get(&cc)
             .is_some_and(|old| old.card.raw != card.raw);
     if replaced {
-        ops.push(crate::trust::forget_op(&cc));
+        ops.push(crate::federation::trust::forget_op(&cc));
     }
     ctx.store.commit(ops).await?;
     if replaced {
@@ -389,11 +390,11 @@ async fn case_create(ctx: &Ctx, caller: &Caller, text: &str) -> Result<Value, Ca
     let n = fields.len();
     let mut ops = Vec::new();
     let mut ku = ctx.vault.begin().await;
-    let sealed = crate::casedata::seal(
+    let sealed = crate::store::casedata::seal(
         &ctx.vault,
         &mut ku,
-        &crate::casedata::case_scope(&id),
-        &crate::casedata::case_record(&id),
+        &crate::store::casedata::case_scope(&id),
+        &crate::store::casedata::case_record(&id),
         &fields,
         |p| ctx.template.category_of(p),
         &mut ops,
@@ -499,10 +500,10 @@ pub async fn load_case(
         .store
         .case(id)?
         .ok_or_else(|| CallError::msg(format!("no case {id}")))?;
-    let fields = crate::casedata::open(
+    let fields = crate::store::casedata::open(
         &ctx.vault,
-        &crate::casedata::case_scope(id),
-        &crate::casedata::case_record(id),
+        &crate::store::casedata::case_scope(id),
+        &crate::store::casedata::case_record(id),
         &c.sealed,
     )
     .await?;
@@ -518,7 +519,7 @@ pub async fn received_fields(
     peer: &str,
     case_ref: &str,
 ) -> Result<Vec<pb::FieldDisclosure>, CallError> {
-    let scope = crate::casedata::received_scope(peer, case_ref);
+    let scope = crate::store::casedata::received_scope(peer, case_ref);
     let Some(thread) = ctx.store.thread(peer, case_ref)? else {
         return Ok(vec![]);
     };
@@ -553,8 +554,8 @@ pub async fn received_fields(
             Some(Payload::FollowUp(f)) if after_referral => &f.digests,
             _ => continue,
         };
-        let record = crate::casedata::received_record(peer, &r.id);
-        for d in crate::casedata::open(&ctx.vault, &scope, &record, &r.disclosures).await? {
+        let record = crate::store::casedata::received_record(peer, &r.id);
+        for d in crate::store::casedata::open(&ctx.vault, &scope, &record, &r.disclosures).await? {
             if commit::verify_disclosures(digests, std::slice::from_ref(&d)).is_ok() {
                 by_path.insert(d.path.clone(), d);
             }
@@ -619,7 +620,7 @@ pub async fn preview(
 ) -> Result<
     (
         (CaseRecord, Vec<pb::FieldDisclosure>),
-        Vec<crate::policy::FieldDecision>,
+        Vec<crate::referral::policy::FieldDecision>,
     ),
     CallError,
 > {
@@ -629,7 +630,7 @@ pub async fn preview(
         .get(to)
         .ok_or_else(|| CallError::msg(format!("unknown peer {to}: add its identity card first")))?;
     let approved = approved_for(ctx, case_id, to, officer)?;
-    let decisions = crate::policy::decide(
+    let decisions = crate::referral::policy::decide(
         ctx,
         &ctx.template,
         &fields,
@@ -656,7 +657,7 @@ async fn referral_send(
     to: &str,
 ) -> Result<Value, CallError> {
     let ((case, fields), decisions) = preview(ctx, case_id, to, &caller.name).await?;
-    let (c, released) = crate::policy::commit_and_release(&fields, &decisions)
+    let (c, released) = crate::referral::policy::commit_and_release(&fields, &decisions)
         .map_err(|e| CallError::msg(format!("cannot commit the case: {e}")))?;
     let extensions: Vec<pb::ExtensionField> = ctx
         .template
@@ -671,7 +672,7 @@ async fn referral_send(
         _ => pb::Urgency::Routine,
     };
     let response_due_ms = field_str(&fields, "reference.response_due")
-        .and_then(|d| crate::time::parse_date_ms(&d))
+        .and_then(|d| crate::base::time::parse_date_ms(&d))
         .unwrap_or(0);
     let payload = Payload::Referral(pb::Referral {
         template_version: template::TEMPLATE_VERSION.to_string(),
@@ -712,7 +713,7 @@ fn inbox(ctx: &Ctx) -> Result<Value, CallError> {
         .inbox()?
         .into_iter()
         .map(|r| {
-            let cats: Vec<&str> = crate::casedata::categories(&r.disclosures)
+            let cats: Vec<&str> = crate::store::casedata::categories(&r.disclosures)
                 .into_iter()
                 .map(template::category_name)
                 .collect();
@@ -781,8 +782,12 @@ pub fn referral_digests(envelope: &[u8]) -> Option<Vec<Vec<u8>>> {
 /// A stored sent message, opened and re-verified.
 pub async fn sent_view(ctx: &Ctx, s: &SentRecord) -> Result<Value, CallError> {
     let env = pb::Envelope::decode(s.envelope.as_slice())?;
-    let disclosures =
-        crate::casedata::open_sent(&ctx.vault, s, crate::casedata::SentPart::Released).await?;
+    let disclosures = crate::store::casedata::open_sent(
+        &ctx.vault,
+        s,
+        crate::store::casedata::SentPart::Released,
+    )
+    .await?;
     let own = ctx.keys.history.clone();
     let body0 = pb::Body::decode(env.body.as_slice()).unwrap_or_default();
     let ref_digests = match &body0.payload {
@@ -820,9 +825,10 @@ pub async fn sent_view(ctx: &Ctx, s: &SentRecord) -> Result<Value, CallError> {
 /// A stored received message, opened and re-verified.
 pub async fn received_view(ctx: &Ctx, r: &ReceivedRecord) -> Result<Value, CallError> {
     let env = pb::Envelope::decode(r.envelope.as_slice())?;
-    let scope = crate::casedata::received_scope(&r.peer, &r.case_ref);
-    let record = crate::casedata::received_record(&r.peer, &r.id);
-    let disclosures = crate::casedata::open(&ctx.vault, &scope, &record, &r.disclosures).await?;
+    let scope = crate::store::casedata::received_scope(&r.peer, &r.case_ref);
+    let record = crate::store::casedata::received_record(&r.peer, &r.id);
+    let disclosures =
+        crate::store::casedata::open(&ctx.vault, &scope, &record, &r.disclosures).await?;
     let peer = ctx.peers.get(&r.peer);
     let body0 = pb::Body::decode(env.body.as_slice()).unwrap_or_default();
     let ref_digests = match &body0.payload {
@@ -933,7 +939,7 @@ pub fn message_json(
         "created_ms": b.created_ms,
         "case_ref": b.case_ref,
         "in_reply_to": hex::encode(&b.in_reply_to),
-        "summary": crate::flows::summary(&b),
+        "summary": crate::referral::flows::summary(&b),
         "verification": verification,
         "delivery": delivery,
         "fields": disclosures_document(disclosures),

@@ -31,11 +31,11 @@ use trm_proto::pb;
 use trm_proto::signing::{self, Tag};
 
 use crate::admin::{CallError, Caller};
-use crate::config::NodeConfig;
+use crate::base::config::NodeConfig;
+use crate::base::time::format_ms;
 use crate::identity::NodeKeys;
 use crate::node::Ctx;
 use crate::store::{checkpoint_key, AuditEntry, Op, Store, StoreError, CHECKPOINT_PREFIX};
-use crate::time::format_ms;
 
 /// The latest signed checkpoint, shared by the receive path and the checkpoint task.
 #[derive(Debug, Default)]
@@ -79,7 +79,7 @@ pub fn check_tripwire(
     path: &Path,
 ) -> Result<Tripwire, String> {
     let restored = store
-        .meta(crate::backup::RESTORE_PENDING)
+        .meta(crate::ops::backup::RESTORE_PENDING)
         .map_err(|e| e.to_string())?
         .is_some_and(|v| !v.is_empty());
     let refuse = |what: String| {
@@ -437,7 +437,7 @@ pub async fn export(
             inclusion: inclusion.into_iter().map(|h| h.to_vec()).collect(),
         });
     }
-    let peer_cards = crate::trust::archived_cards(ctx)?;
+    let peer_cards = crate::federation::trust::archived_cards(ctx)?;
     let bundle = AuditBundle {
         version: trm_proto::audit::BUNDLE_VERSION,
         country: ctx.country().to_string(),

@@ -8,10 +8,10 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::config::{ConfigError, NodeConfig};
+use crate::base::config::{ConfigError, NodeConfig};
+use crate::base::time::format_ms;
 use crate::identity::{IdentityError, NodeKeys};
 use crate::store::{Store, StoreError};
-use crate::time::format_ms;
 
 /// The first problem found. Each message is one line naming the file or key.
 #[derive(Debug, thiserror::Error)]
@@ -87,7 +87,7 @@ pub fn check(dir: &Path, now_ms: i64) -> Result<CheckReport, CheckError> {
     let cfg = NodeConfig::load(dir)?;
     r.lines.push(format!(
         "config: {} is valid (node {}, {})",
-        dir.join(crate::config::CONFIG_FILE).display(),
+        dir.join(crate::base::config::CONFIG_FILE).display(),
         cfg.country,
         cfg.name
     ));
@@ -209,12 +209,12 @@ pub fn check(dir: &Path, now_ms: i64) -> Result<CheckReport, CheckError> {
             .push("rollback tripwire: none yet (written at the next audit checkpoint)".into()),
         crate::audit::Tripwire::Restored => {}
     }
-    if let Some(info) = crate::backup::pending_restore(&store) {
+    if let Some(info) = crate::ops::backup::pending_restore(&store) {
         r.lines.push(format!(
             "store: restored from a backup taken at {}; the next start records it in the audit log",
             info.taken
         ));
-    } else if let Some(info) = crate::backup::last_restore(&store) {
+    } else if let Some(info) = crate::ops::backup::last_restore(&store) {
         r.lines.push(format!(
             "store: restored from a backup taken at {}",
             info.taken
@@ -253,7 +253,7 @@ pub fn probe(dir: &Path, timeout: Duration) -> Result<String, ProbeError> {
     if !cfg.metrics.enabled {
         return Err(ProbeError::Disabled);
     }
-    let file = dir.join(crate::prometheus::ADDR_FILE);
+    let file = dir.join(crate::ops::prometheus::ADDR_FILE);
     let text = std::fs::read_to_string(&file).map_err(|_| ProbeError::NotRunning(file.clone()))?;
     let endpoint = |reason: String| ProbeError::Endpoint {
         addr: text.trim().to_string(),
@@ -264,7 +264,7 @@ pub fn probe(dir: &Path, timeout: Duration) -> Result<String, ProbeError> {
         .parse()
         .map_err(|_| endpoint("not a socket address".into()))?;
     let (code, body) =
-        crate::prometheus::scrape(addr, timeout).map_err(|e| endpoint(e.to_string()))?;
+        crate::ops::prometheus::scrape(addr, timeout).map_err(|e| endpoint(e.to_string()))?;
     if code != 200 {
         return Err(endpoint(format!("answered HTTP {code}")));
     }

@@ -1,5 +1,5 @@
 //! Erasure: consent withdrawal and retention expiry delete values and salts (by destroying
-//! their keys, see [`crate::vault`]) while the signed envelopes and digests stay verifiable.
+//! their keys, see [`crate::store::vault`]) while the signed envelopes and digests stay verifiable.
 //! Countries that received erased categories are asked to erase them too.
 
 use std::collections::BTreeMap;
@@ -8,10 +8,10 @@ use std::sync::Arc;
 use trm_proto::pb::{self, body::Payload, Category};
 use trm_proto::template;
 
-use crate::casedata;
 use crate::node::Ctx;
+use crate::store::casedata;
+use crate::store::vault::VaultError;
 use crate::store::{Erased, Op, SentState};
-use crate::vault::VaultError;
 
 fn erased(cats: &[i32], now: i64, reason: &str) -> Vec<Erased> {
     cats.iter()
@@ -157,7 +157,7 @@ pub async fn request_erasure(
 ) -> Vec<String> {
     let mut sent = Vec::new();
     for (peer, referral_id) in informed {
-        let out = crate::messages::Outgoing {
+        let out = crate::referral::messages::Outgoing {
             to: peer.clone(),
             case_id: case_id.to_string(),
             case_ref: case_ref.to_string(),
@@ -171,7 +171,7 @@ pub async fn request_erasure(
             committed: vec![],
             officer: officer.to_string(),
         };
-        match crate::messages::enqueue(ctx, out).await {
+        match crate::referral::messages::enqueue(ctx, out).await {
             Ok(id) => sent.push(format!("{peer}:{}", hex::encode(id))),
             Err(e) => tracing::error!(peer = %peer, error = %e, "cannot request erasure"),
         }

@@ -7,8 +7,8 @@ use std::sync::{Arc, Mutex, RwLock};
 use trm_proto::card::VerifiedCard;
 use trm_proto::pb;
 
+use crate::net::tls::{Pin, Pins};
 use crate::store::{PeerRecord, Store, StoreError};
-use crate::tls::{Pin, Pins};
 
 /// One pinned peer.
 #[derive(Clone, Debug)]

@@ -14,6 +14,9 @@
 //! store, so a shortened or altered log refuses to open. A failed write is sticky: the store
 //! refuses every later write until the node restarts, so nothing is processed unlogged.
 
+pub mod casedata;
+pub mod vault;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -598,7 +601,7 @@ impl Store {
                 return Err(err(format!(
                     "the log has {} entries but a checkpoint signed at {} covers {}: entries were removed",
                     tree.size(),
-                    crate::time::format_ms(cp.time_ms),
+                    crate::base::time::format_ms(cp.time_ms),
                     cp.tree_size
                 )));
             }
@@ -607,7 +610,7 @@ impl Store {
                 return Err(err(format!(
                     "the first {} entries do not hash to the root signed at {}: entries were altered",
                     cp.tree_size,
-                    crate::time::format_ms(cp.time_ms)
+                    crate::base::time::format_ms(cp.time_ms)
                 )));
             }
         }
@@ -753,7 +756,10 @@ impl Store {
             self.apply_durably(jobs)
         };
         if result.is_ok() {
-            crate::durability::record(&self.inner.path, crate::durability::Step::Commit);
+            crate::base::durability::record(
+                &self.inner.path,
+                crate::base::durability::Step::Commit,
+            );
         }
         if let Err(e @ (StoreError::Io(_) | StoreError::Failed(_))) = &result {
             let mut f = self.inner.failure.lock().unwrap_or_else(|p| p.into_inner());
@@ -1059,7 +1065,7 @@ impl Store {
                 name: name.into(),
                 role: role.name().into(),
                 cert_der: cert_der.to_vec(),
-                added_ms: crate::time::now_ms(),
+                added_ms: crate::base::time::now_ms(),
                 revoked_ms: 0,
             },
         )])?;

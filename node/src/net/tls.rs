@@ -20,7 +20,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::{CertificateError, DigitallySignedStruct, DistinguishedName, SignatureScheme};
 
-use crate::time::now_ms;
+use crate::base::time::now_ms;
 
 /// Why a TLS configuration could not be built.
 #[derive(Debug, thiserror::Error)]

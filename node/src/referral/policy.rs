@@ -12,8 +12,8 @@ use serde::Serialize;
 use trm_proto::pb::{self, Category, RejectReason};
 use trm_proto::template::{self, Template};
 
+use crate::exchange::receive::Refusal;
 use crate::node::Ctx;
-use crate::receive::Refusal;
 
 /// Why a field is withheld.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]

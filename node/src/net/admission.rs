@@ -21,8 +21,8 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::config::Limits;
-use crate::tls::HandshakeRefusal;
+use crate::base::config::Limits;
+use crate::net::tls::HandshakeRefusal;
 
 /// What to do with a new incoming handshake.
 #[derive(Debug)]
@@ -238,7 +238,7 @@ impl RefusalLog {
 
 /// Logs (rate-limited) and counts a refused peer handshake from `remote`.
 pub fn refused_handshake(
-    metrics: &crate::metrics::Metrics,
+    metrics: &crate::base::metrics::Metrics,
     log: &RefusalLog,
     remote: std::net::SocketAddr,
     error: &quinn::ConnectionError,

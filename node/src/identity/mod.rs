@@ -5,7 +5,7 @@
 //! and `init` builds the whole folder beside the target and renames it into place, so a
 //! failed init leaves nothing half-written.
 
-use crate::durability::{self, Step};
+use crate::base::durability::{self, Step};
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -19,8 +19,8 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use serde::{Deserialize, Serialize};
 use trm_proto::{card, pb, signing};
 
-use crate::config::{NodeConfig, CONFIG_FILE};
-use crate::time::now_ms;
+use crate::base::config::{NodeConfig, CONFIG_FILE};
+use crate::base::time::now_ms;
 
 /// File name of the key history inside `keys/`.
 pub const HISTORY_FILE: &str = "keys/history.pb";
@@ -59,7 +59,7 @@ pub enum IdentityError {
     Certificate(#[from] rcgen::Error),
     /// Configuration problem.
     #[error(transparent)]
-    Config(#[from] crate::config::ConfigError),
+    Config(#[from] crate::base::config::ConfigError),
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> IdentityError + '_ {

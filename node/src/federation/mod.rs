@@ -1,0 +1,7 @@
+//! The partners: pinned peers, witnessing of their audit logs, key rotation and contact
+//! directories.
+
+pub mod directory;
+pub mod peers;
+pub mod rotation;
+pub mod trust;

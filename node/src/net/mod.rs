@@ -1,0 +1,6 @@
+//! Transport: mutually authenticated TLS, length-prefixed frames over QUIC streams, and
+//! admission of handshakes.
+
+pub mod admission;
+pub mod tls;
+pub mod transport;

@@ -1,0 +1,5 @@
+//! Operations: backup and restore, health checks, Prometheus metrics.
+
+pub mod backup;
+pub mod health;
+pub mod prometheus;
