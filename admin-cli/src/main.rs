@@ -562,26 +562,7 @@ fn parse_time(s: &str, end_of_day: bool) -> Result<i64, Failure> {
             "{s:?} is not a time: use YYYY-MM-DD, YYYY-MM-DDTHH:MM:SSZ or Unix milliseconds"
         ))
     };
-    if let Ok(ms) = s.parse::<i64>() {
-        return Ok(ms);
-    }
-    let day = trm_node::base::time::parse_date_ms(s.get(..10).ok_or_else(bad)?).ok_or_else(bad)?;
-    match s.get(10..) {
-        Some("") => Ok(if end_of_day { day + 86_399_999 } else { day }),
-        Some(rest) => {
-            let b = rest.as_bytes();
-            if b.len() != 10 || b[0] != b'T' || b[3] != b':' || b[6] != b':' || b[9] != b'Z' {
-                return Err(bad());
-            }
-            let num = |r: std::ops::Range<usize>| rest[r].parse::<i64>().map_err(|_| bad());
-            let (h, m, sec) = (num(1..3)?, num(4..6)?, num(7..9)?);
-            if h > 23 || m > 59 || sec > 59 {
-                return Err(bad());
-            }
-            Ok(day + ((h * 60 + m) * 60 + sec) * 1000)
-        }
-        None => Err(bad()),
-    }
+    trm_proto::date::parse_instant_ms(s, end_of_day).ok_or_else(bad)
 }
 
 /// Reads a certificate file: PEM, or raw DER.

@@ -351,7 +351,7 @@ pub(crate) fn render(view: &View, v: &Value) -> String {
 
 /// The result of `audit verify`, for people or as JSON.
 pub(crate) fn audit_summary(sum: &trm_proto::audit::Summary, json: bool) -> String {
-    use trm_node::base::time::format_ms;
+    use trm_proto::date::format_ms;
     let messages: Vec<Value> = sum
         .messages
         .iter()

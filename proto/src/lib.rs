@@ -29,6 +29,7 @@ pub mod auditpb {
 pub mod audit;
 pub mod card;
 pub mod commit;
+pub mod date;
 pub mod frame;
 pub mod merkle;
 pub mod signing;
