@@ -18,7 +18,7 @@ use trm_node::admin::{Caller, Role};
 use trm_node::identity::{self, NodeKeys};
 use trm_node::referral::lifecycle::Checked;
 use trm_node::node::Ctx;
-use trm_node::exchange::receive::Refusal;
+use trm_node::base::vocab::Refusal;
 use trm_node::store::{Op, ReceivedRecord, ThreadRecord};
 use trm_proto::admin::{admin_request::Call, AdminRequest, PeerAdd};
 use trm_proto::commit;

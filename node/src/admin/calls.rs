@@ -71,24 +71,23 @@ pub async fn run(ctx: &Arc<Ctx>, caller: &Caller, call: Call) -> Result<Value, C
         }
         Call::ReferralSend(r) => referral_send(ctx, caller, &r.case_id, &r.to).await,
         Call::ReferralApprove(r) => {
-            crate::referral::flows::approve(ctx, caller, &r.referral, &r.categories).await
+            crate::admin::flows::approve(ctx, caller, &r.referral, &r.categories).await
         }
         Call::ReferralDisclose(r) => {
-            crate::referral::flows::disclose(ctx, caller, &r.referral, &r.fields, &r.categories)
-                .await
+            crate::admin::flows::disclose(ctx, caller, &r.referral, &r.fields, &r.categories).await
         }
-        Call::ReferralAnswer(r) => crate::referral::flows::answer(ctx, caller, r).await,
-        Call::FollowUpSend(r) => crate::referral::flows::follow_up(ctx, caller, r).await,
-        Call::InfoRequest(r) => crate::referral::flows::info_request(ctx, caller, r).await,
-        Call::CaseClose(r) => crate::referral::flows::close(ctx, caller, r).await,
-        Call::CaseTimeline(r) => crate::referral::flows::timeline(ctx, &r.id).await,
-        Call::CaseConsent(r) => crate::referral::flows::consent(ctx, caller, r).await,
+        Call::ReferralAnswer(r) => crate::admin::flows::answer(ctx, caller, r).await,
+        Call::FollowUpSend(r) => crate::admin::flows::follow_up(ctx, caller, r).await,
+        Call::InfoRequest(r) => crate::admin::flows::info_request(ctx, caller, r).await,
+        Call::CaseClose(r) => crate::admin::flows::close(ctx, caller, r).await,
+        Call::CaseTimeline(r) => crate::admin::flows::timeline(ctx, &r.id).await,
+        Call::CaseConsent(r) => crate::admin::flows::consent(ctx, caller, r).await,
         Call::DirectoryList(r) => Ok(crate::federation::directory::list(
             ctx,
             (!r.country.is_empty()).then_some(r.country.as_str()),
         )),
-        Call::DirectoryEdit(r) => crate::referral::flows::directory_edit(ctx, &r.json).await,
-        Call::DirectoryPublish(_) => crate::referral::flows::directory_publish(ctx, caller).await,
+        Call::DirectoryEdit(r) => crate::admin::flows::directory_edit(ctx, &r.json).await,
+        Call::DirectoryPublish(_) => crate::admin::flows::directory_publish(ctx, caller).await,
         Call::Inbox(_) => inbox(ctx),
         Call::MessageShow(r) => message_show(ctx, &r.id).await,
         Call::Backup(r) => Ok(crate::ops::backup::online(ctx, r.include_keys).await?),
@@ -939,7 +938,7 @@ pub fn message_json(
         "created_ms": b.created_ms,
         "case_ref": b.case_ref,
         "in_reply_to": hex::encode(&b.in_reply_to),
-        "summary": crate::referral::flows::summary(&b),
+        "summary": crate::admin::flows::summary(&b),
         "verification": verification,
         "delivery": delivery,
         "fields": disclosures_document(disclosures),

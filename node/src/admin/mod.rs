@@ -6,6 +6,7 @@
 //! [`crate::admin::calls`].
 
 pub mod calls;
+pub mod flows;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,79 +14,10 @@ use std::time::Duration;
 use prost::Message;
 use trm_proto::admin::{admin_request::Call, AdminRequest, AdminResponse};
 
+pub use crate::base::vocab::{CallError, Caller, Role};
 use crate::net::transport;
 use crate::node::Ctx;
 use crate::store::{AuditEntry, Op};
-
-/// An officer's role.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Role {
-    /// Runs the node: peers, officers, directory.
-    Operator,
-    /// Liaison officer: cases, referrals, follow-ups.
-    Officer,
-    /// Approves the release of sensitive categories (four eyes).
-    Supervisor,
-    /// Exports and verifies the audit log; sees no personal data.
-    Auditor,
-}
-
-impl Role {
-    /// Lower-case name.
-    pub fn name(self) -> &'static str {
-        match self {
-            Role::Operator => "operator",
-            Role::Officer => "officer",
-            Role::Supervisor => "supervisor",
-            Role::Auditor => "auditor",
-        }
-    }
-
-    /// Parses a lower-case name.
-    pub fn parse(s: &str) -> Option<Self> {
-        Some(match s {
-            "operator" => Role::Operator,
-            "officer" => Role::Officer,
-            "supervisor" => Role::Supervisor,
-            "auditor" => Role::Auditor,
-            _ => return None,
-        })
-    }
-}
-
-/// The caller of an admin call.
-#[derive(Clone, Debug)]
-pub struct Caller {
-    /// Officer name.
-    pub name: String,
-    /// Role.
-    pub role: Role,
-}
-
-/// A refused or failed call.
-#[derive(Debug)]
-pub struct CallError {
-    /// One line, never a case field value.
-    pub message: String,
-    /// Set when the caller's role may not make this call.
-    pub required_role: Option<String>,
-}
-
-impl CallError {
-    /// A failed call.
-    pub fn msg(message: impl Into<String>) -> Self {
-        Self {
-            message: message.into(),
-            required_role: None,
-        }
-    }
-}
-
-impl<E: std::fmt::Display> From<E> for CallError {
-    fn from(e: E) -> Self {
-        CallError::msg(e.to_string())
-    }
-}
 
 /// The name of a call and the roles that may make it.
 pub fn call_rules(call: &Call) -> (&'static str, &'static [Role]) {

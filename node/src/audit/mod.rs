@@ -30,9 +30,9 @@ use trm_proto::auditpb::{AuditBundle, ExportedEntry, Proof};
 use trm_proto::pb;
 use trm_proto::signing::{self, Tag};
 
-use crate::admin::{CallError, Caller};
 use crate::base::config::NodeConfig;
 use crate::base::time::format_ms;
+use crate::base::vocab::{CallError, Caller};
 use crate::identity::NodeKeys;
 use crate::node::Ctx;
 use crate::store::{checkpoint_key, AuditEntry, Op, Store, StoreError, CHECKPOINT_PREFIX};
@@ -47,6 +47,10 @@ pub struct Audit {
     /// Where the rollback tripwire is kept (none in tools that do not sign).
     tripwire: Option<PathBuf>,
 }
+
+/// Store metadata key: a restore not yet recorded in the audit log (JSON
+/// `ops::backup::RestoreInfo`, written by the restore, logged and cleared by the node at start).
+pub const RESTORE_PENDING: &str = "restore_pending";
 
 /// File name of the rollback tripwire, in the folder of the signing key.
 pub const TRIPWIRE_FILE: &str = "last-checkpoint.pb";
@@ -79,7 +83,7 @@ pub fn check_tripwire(
     path: &Path,
 ) -> Result<Tripwire, String> {
     let restored = store
-        .meta(crate::ops::backup::RESTORE_PENDING)
+        .meta(RESTORE_PENDING)
         .map_err(|e| e.to_string())?
         .is_some_and(|v| !v.is_empty());
     let refuse = |what: String| {

@@ -3,5 +3,7 @@
 
 pub mod config;
 pub mod durability;
+pub mod fsx;
 pub mod metrics;
 pub mod time;
+pub mod vocab;

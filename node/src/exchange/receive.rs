@@ -16,6 +16,7 @@ use tracing::Instrument;
 use trm_proto::pb::{self, body::Payload, peer_request, peer_response, RejectReason};
 use trm_proto::signing::{self, Tag};
 
+use crate::base::vocab::Refusal;
 use crate::net::admission::{refused_handshake, Admit, Gate, RefusalLog};
 use crate::net::tls::Pin;
 use crate::net::transport::{self, FrameIoError};
@@ -278,28 +279,6 @@ async fn handle_request(ctx: &Arc<Ctx>, peer: &str, bytes: &[u8]) -> Option<pb::
             )
             .await,
         ),
-    }
-}
-
-/// What the receive path refuses, with the reason code, a detail and the offending fields.
-#[derive(Debug)]
-pub struct Refusal {
-    /// Reason code.
-    pub reason: RejectReason,
-    /// One line; never a field value.
-    pub detail: String,
-    /// Field paths concerned.
-    pub fields: Vec<String>,
-}
-
-impl Refusal {
-    /// A refusal without fields.
-    pub fn new(reason: RejectReason, detail: impl Into<String>) -> Self {
-        Self {
-            reason,
-            detail: detail.into(),
-            fields: vec![],
-        }
     }
 }
 

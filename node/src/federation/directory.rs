@@ -6,7 +6,7 @@ use serde_json::{json, Value};
 use trm_proto::pb::{self, RejectReason};
 use trm_proto::signing::{self, Tag};
 
-use crate::exchange::receive::Refusal;
+use crate::base::vocab::Refusal;
 use crate::node::Ctx;
 
 /// Store key of this node's own (unsigned) directory.
@@ -37,7 +37,7 @@ pub fn check_update(ctx: &Ctx, peer: &str, u: &pb::DirectoryUpdate) -> Result<()
             "directory update without directory",
         )
     })?;
-    let d = crate::referral::lifecycle::verify_directory(ctx, peer, signed)?;
+    let d = verify_directory(ctx, peer, signed)?;
     if let Some(old) = stored_peer(ctx, peer) {
         if d.version <= old.version {
             return Err(Refusal::new(
@@ -156,4 +156,40 @@ pub fn list(ctx: &Ctx, country: Option<&str>) -> Value {
         })
         .collect();
     json!({ "entries": entries, "stale_after_days": ctx.cfg.directory_stale_days })
+}
+
+/// Verifies a signed directory of `peer` (tag `trm/1 directory`).
+pub fn verify_directory(
+    ctx: &Ctx,
+    peer: &str,
+    signed: &pb::Signed,
+) -> Result<pb::Directory, Refusal> {
+    let p = ctx
+        .peers
+        .get(peer)
+        .ok_or_else(|| Refusal::new(RejectReason::Revoked, "peer is not pinned"))?;
+    let key = p
+        .card
+        .key_valid_at(&signed.signer, ctx.clock.now_ms())
+        .ok_or_else(|| {
+            Refusal::new(
+                RejectReason::KeyNotValid,
+                "directory signed by a key that is not the peer's",
+            )
+        })?;
+    signing::verify(&key, Tag::Directory, &signed.body, &signed.signature).map_err(|_| {
+        Refusal::new(
+            RejectReason::BadSignature,
+            "directory signature does not verify",
+        )
+    })?;
+    let d = pb::Directory::decode(signed.body.as_slice())
+        .map_err(|_| Refusal::new(RejectReason::Malformed, "directory does not decode"))?;
+    if d.country != peer {
+        return Err(Refusal::new(
+            RejectReason::SenderMismatch,
+            "directory of another country",
+        ));
+    }
+    Ok(d)
 }

@@ -25,7 +25,7 @@ use trm_proto::pb::{self, body::Payload, RejectReason};
 use trm_proto::signing::{self, Tag};
 
 use crate::base::config::NodeConfig;
-use crate::exchange::receive::Refusal;
+use crate::base::vocab::Refusal;
 use crate::federation::peers::Peer;
 use crate::identity::{self, NodeKeys};
 use crate::node::Ctx;
@@ -268,7 +268,7 @@ pub async fn resign_if_retired(ctx: &Ctx, mut rec: SentRecord) -> Result<SentRec
     rec.earlier_envelope_hashes
         .push(signing::envelope_hash(&env.body, &env.signature).to_vec());
     body.created_ms = now;
-    let sealed = crate::referral::messages::seal(ctx, &body);
+    let sealed = ctx.keys.seal(&body);
     let hash = signing::envelope_hash(&sealed.body, &sealed.signature);
     let audit = AuditEntry {
         time_ms: now,

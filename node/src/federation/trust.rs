@@ -34,8 +34,8 @@ use trm_proto::merkle;
 use trm_proto::pb::{self, peer_response};
 use trm_proto::signing::{self, Tag};
 
-use crate::admin::CallError;
 use crate::base::time::format_ms;
+use crate::base::vocab::CallError;
 use crate::node::Ctx;
 use crate::store::{AuditEntry, Op, Store, StoreError};
 

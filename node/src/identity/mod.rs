@@ -5,8 +5,7 @@
 //! and `init` builds the whole folder beside the target and renames it into place, so a
 //! failed init leaves nothing half-written.
 
-use crate::base::durability::{self, Step};
-use std::io::Write;
+use crate::base::fsx::{self, FileError};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -69,69 +68,36 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> IdentityError + '_ {
     }
 }
 
-/// Writes a private file, mode 0600, atomically (temp file + rename), flushed to disk.
-pub fn write_private(path: &Path, bytes: &[u8]) -> Result<(), IdentityError> {
-    write_file(path, bytes, 0o600)
-}
-
-/// Writes a public file, mode 0644, atomically.
-pub fn write_public(path: &Path, bytes: &[u8]) -> Result<(), IdentityError> {
-    write_file(path, bytes, 0o644)
-}
-
-/// Writes `bytes` to `path` so that a power cut leaves either the old file or the new one,
-/// and the new one once this returns: temp file, sync it, rename over `path`, sync the folder
-/// (a rename lives in the folder: until the folder is synced, a power cut may undo it).
-fn write_file(path: &Path, bytes: &[u8], mode: u32) -> Result<(), IdentityError> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let parent = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    std::fs::create_dir_all(parent).map_err(io_err(parent))?;
-    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(mode)
-        .open(&tmp)
-        .map_err(io_err(&tmp))?;
-    f.write_all(bytes).map_err(io_err(&tmp))?;
-    durability::record(&tmp, Step::WriteTemp);
-    f.sync_all().map_err(io_err(&tmp))?;
-    durability::record(&tmp, Step::SyncFile);
-    drop(f);
-    rename_durably(&tmp, path)
-}
-
-/// Renames `from` to `to` and syncs `to`'s folder before returning, so that what is committed
-/// afterwards never depends on a rename a power cut could undo.
-pub fn rename_durably(from: &Path, to: &Path) -> Result<(), IdentityError> {
-    std::fs::rename(from, to).map_err(io_err(to))?;
-    durability::record(to, Step::Rename);
-    let parent = to
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    fsync_dir(parent).map_err(io_err(parent))
-}
-
-/// Syncs a folder's entries (renames, new and removed files in it) to disk.
-pub fn fsync_dir(dir: &Path) -> std::io::Result<()> {
-    std::fs::File::open(dir)?.sync_all()?;
-    durability::record(dir, Step::SyncDir);
-    Ok(())
-}
-
-/// Reads a private file, refusing one that group or others can read.
-pub fn read_private(path: &Path) -> Result<Vec<u8>, IdentityError> {
-    use std::os::unix::fs::PermissionsExt;
-    let meta = std::fs::metadata(path).map_err(io_err(path))?;
-    if meta.permissions().mode() & 0o077 != 0 {
-        return Err(IdentityError::Permissions(path.to_path_buf()));
+impl From<FileError> for IdentityError {
+    fn from(e: FileError) -> Self {
+        match e {
+            FileError::Io { path, source } => IdentityError::Io { path, source },
+            FileError::Permissions(path) => IdentityError::Permissions(path),
+        }
     }
-    std::fs::read(path).map_err(io_err(path))
 }
+
+/// [`fsx::write_private`], as an identity error.
+pub fn write_private(path: &Path, bytes: &[u8]) -> Result<(), IdentityError> {
+    Ok(fsx::write_private(path, bytes)?)
+}
+
+/// [`fsx::write_public`], as an identity error.
+pub fn write_public(path: &Path, bytes: &[u8]) -> Result<(), IdentityError> {
+    Ok(fsx::write_public(path, bytes)?)
+}
+
+/// [`fsx::rename_durably`], as an identity error.
+pub fn rename_durably(from: &Path, to: &Path) -> Result<(), IdentityError> {
+    Ok(fsx::rename_durably(from, to)?)
+}
+
+/// [`fsx::read_private`], as an identity error.
+pub fn read_private(path: &Path) -> Result<Vec<u8>, IdentityError> {
+    Ok(fsx::read_private(path)?)
+}
+
+pub use crate::base::fsx::fsync_dir;
 
 /// The node's secrets and public identity, loaded from its folder.
 pub struct NodeKeys {
@@ -155,6 +121,17 @@ impl Drop for NodeKeys {
 }
 
 impl NodeKeys {
+    /// Signs `body` as an envelope with the current key.
+    pub fn seal(&self, body: &pb::Body) -> pb::Envelope {
+        let body = body.encode_to_vec();
+        let signature = signing::sign(&self.signing, signing::Tag::Envelope, &body).to_vec();
+        pb::Envelope {
+            body,
+            signature,
+            signer: self.public_key().to_vec(),
+        }
+    }
+
     /// Loads the keys named in `cfg` from `dir`.
     pub fn load(dir: &Path, cfg: &NodeConfig) -> Result<Self, IdentityError> {
         let p = &cfg.paths;
@@ -532,7 +509,7 @@ fn build_node_folder(dir: &Path, cfg: &NodeConfig) -> Result<(), IdentityError> 
             reason: e.to_string(),
         })?;
     store
-        .register_officer_blocking(&op.cert_der, "operator", crate::admin::Role::Operator)
+        .register_officer_blocking(&op.cert_der, "operator", crate::base::vocab::Role::Operator)
         .map_err(|e| IdentityError::Malformed {
             path: dir.join(&p.store),
             reason: e.to_string(),

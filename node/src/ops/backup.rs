@@ -43,8 +43,7 @@ pub const MAGIC: &str = "TRM-NODE-BACKUP";
 pub const FORMAT: u32 = 1;
 /// Folder (inside the node folder) where a running node writes online backups.
 pub const BACKUP_DIR: &str = "backups";
-/// Store metadata key: a restore not yet recorded in the audit log (JSON [`RestoreInfo`]).
-pub const RESTORE_PENDING: &str = "restore_pending";
+pub use crate::audit::RESTORE_PENDING;
 /// Store metadata key: the last restore (JSON [`RestoreInfo`]).
 pub const LAST_RESTORE: &str = "last_restore";
 

@@ -16,10 +16,9 @@ use std::sync::Arc;
 
 use prost::Message;
 use trm_proto::pb::{self, body::Payload, RejectReason};
-use trm_proto::signing::{self, Tag};
 use trm_proto::template::Template;
 
-use crate::exchange::receive::Refusal;
+use crate::base::vocab::Refusal;
 use crate::node::Ctx;
 use crate::store::{Op, ThreadRecord};
 
@@ -596,40 +595,4 @@ pub async fn resume_erasures(ctx: Arc<Ctx>) {
             Err(e) => tracing::error!(error = %e, "a pending erasure does not decode"),
         }
     }
-}
-
-/// Verifies a signed directory of `peer` (tag `trm/1 directory`).
-pub fn verify_directory(
-    ctx: &Ctx,
-    peer: &str,
-    signed: &pb::Signed,
-) -> Result<pb::Directory, Refusal> {
-    let p = ctx
-        .peers
-        .get(peer)
-        .ok_or_else(|| refuse(RejectReason::Revoked, "peer is not pinned"))?;
-    let key = p
-        .card
-        .key_valid_at(&signed.signer, ctx.clock.now_ms())
-        .ok_or_else(|| {
-            refuse(
-                RejectReason::KeyNotValid,
-                "directory signed by a key that is not the peer's",
-            )
-        })?;
-    signing::verify(&key, Tag::Directory, &signed.body, &signed.signature).map_err(|_| {
-        refuse(
-            RejectReason::BadSignature,
-            "directory signature does not verify",
-        )
-    })?;
-    let d = pb::Directory::decode(signed.body.as_slice())
-        .map_err(|_| refuse(RejectReason::Malformed, "directory does not decode"))?;
-    if d.country != peer {
-        return Err(refuse(
-            RejectReason::SenderMismatch,
-            "directory of another country",
-        ));
-    }
-    Ok(d)
 }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use prost::Message;
 use rand::RngCore;
 use trm_proto::pb::{self, body::Payload};
-use trm_proto::signing::{self, Tag};
+use trm_proto::signing;
 
 use crate::node::Ctx;
 use crate::store::{AuditEntry, Op, SentRecord, SentState, StoreError};
@@ -57,17 +57,6 @@ pub struct Outgoing {
     pub officer: String,
 }
 
-/// Signs `body` as an envelope with the node's current key.
-pub fn seal(ctx: &Ctx, body: &pb::Body) -> pb::Envelope {
-    let body = body.encode_to_vec();
-    let signature = signing::sign(&ctx.keys.signing, Tag::Envelope, &body).to_vec();
-    pb::Envelope {
-        body,
-        signature,
-        signer: ctx.keys.public_key().to_vec(),
-    }
-}
-
 /// Builds, signs and durably enqueues a message; returns its id once it is on disk.
 pub async fn enqueue(ctx: &Arc<Ctx>, out: Outgoing) -> Result<Vec<u8>, SendError> {
     enqueue_with(ctx, out, vec![]).await
@@ -110,7 +99,7 @@ pub async fn enqueue_with(
     )
     .map_err(|r| SendError::OutOfOrder(r.detail))?
     .map(Op::PutThread);
-    let envelope = seal(ctx, &body);
+    let envelope = ctx.keys.seal(&body);
     let hash = signing::envelope_hash(&envelope.body, &envelope.signature);
     let audit = AuditEntry {
         time_ms: now,

@@ -2,7 +2,6 @@
 //! officers' flows, and erasure.
 
 pub mod erasure;
-pub mod flows;
 pub mod lifecycle;
 pub mod messages;
 pub mod policy;

@@ -12,7 +12,7 @@ use serde::Serialize;
 use trm_proto::pb::{self, Category, RejectReason};
 use trm_proto::template::{self, Template};
 
-use crate::exchange::receive::Refusal;
+use crate::base::vocab::Refusal;
 use crate::node::Ctx;
 
 /// Why a field is withheld.

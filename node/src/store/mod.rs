@@ -1056,7 +1056,7 @@ impl Store {
         &self,
         cert_der: &[u8],
         name: &str,
-        role: crate::admin::Role,
+        role: crate::base::vocab::Role,
     ) -> Result<(), StoreError> {
         let fp = trm_proto::signing::sha256(cert_der);
         self.commit_blocking(vec![Op::PutOfficer(

@@ -169,7 +169,7 @@ impl Vault {
                     .and_then(|b| <[u8; 32]>::try_from(b).ok());
                 match candidate {
                     Some(k) if trm_proto::signing::sha256(&k).to_vec() == stored => {
-                        crate::identity::rename_durably(&next, key_path).map_err(|e| {
+                        crate::base::fsx::rename_durably(&next, key_path).map_err(|e| {
                             VaultError::Io {
                                 path: key_path.to_path_buf(),
                                 source: std::io::Error::other(e.to_string()),
@@ -342,7 +342,7 @@ impl Vault {
             trm_proto::signing::sha256(new.as_slice()).to_vec(),
         ));
         let next = next_path(&self.key_path);
-        crate::identity::write_private(&next, new.as_slice()).map_err(|e| VaultError::Io {
+        crate::base::fsx::write_private(&next, new.as_slice()).map_err(|e| VaultError::Io {
             path: next.clone(),
             source: std::io::Error::other(e.to_string()),
         })?;
@@ -353,7 +353,7 @@ impl Vault {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .retain(|(s, c), _| !(scopes.contains(s) && categories.contains(c)));
-        crate::identity::rename_durably(&next, &self.key_path).map_err(|e| VaultError::Io {
+        crate::base::fsx::rename_durably(&next, &self.key_path).map_err(|e| VaultError::Io {
             path: self.key_path.clone(),
             source: std::io::Error::other(e.to_string()),
         })?;
@@ -389,7 +389,7 @@ mod tests {
         let root = tmp.path().canonicalize().unwrap();
         let keys = root.join("keys");
         let key_path = keys.join("store.key");
-        crate::identity::write_private(&key_path, &[7u8; 32]).unwrap();
+        crate::base::fsx::write_private(&key_path, &[7u8; 32]).unwrap();
         let store = Store::open(&root.join("store")).unwrap();
         let vault = Vault::open(store, &key_path, [7u8; 32]).unwrap();
         let mut ku = vault.begin().await;
@@ -442,7 +442,7 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let root = tmp.path().canonicalize().unwrap();
         let path = root.join("keys").join("signing.key");
-        crate::identity::write_private(&path, b"synthetic key bytes").unwrap();
+        crate::base::fsx::write_private(&path, b"synthetic key bytes").unwrap();
         let steps: Vec<Step> = durability::under(&root)
             .into_iter()
             .map(|(_, s)| s)
