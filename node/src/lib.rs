@@ -7,7 +7,9 @@
 //! - [`store`]: the only code that knows sled; sealing of case values at rest.
 //! - [`identity`]: the node's keys, certificates and officer credentials.
 //! - [`net`]: TLS, framing over QUIC streams, handshake admission.
-//! - [`federation`]: pinned peers, witnessing of their logs, key rotation, directories.
+//! - [`state`]: the context every task shares, and the in-memory tables it holds (pinned
+//!   peers, witnessed logs, the latest checkpoint, delivery wake-ups, receive budgets).
+//! - [`federation`]: trust in peers, witnessing of their logs, key rotation, directories.
 //! - [`audit`]: the node's own signed log checkpoints and exports.
 //! - [`referral`]: case lifecycle, release policy, outgoing messages, officer flows, erasure.
 //! - [`exchange`]: the two halves of the peer protocol, receiving and delivering.
@@ -26,6 +28,7 @@ pub mod net;
 pub mod node;
 pub mod ops;
 pub mod referral;
+pub mod state;
 pub mod store;
 
 pub use node::{run, start, NodeHandle, StartOptions};

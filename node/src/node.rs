@@ -6,19 +6,19 @@
 
 use std::future::Future;
 use std::net::{SocketAddr, UdpSocket};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::watch;
-use trm_proto::template::Template;
 
 use crate::base::config::NodeConfig;
 use crate::base::time::Clock;
 use crate::exchange::delivery::Delivery;
-use crate::federation::peers::PeerTable;
 use crate::identity::NodeKeys;
 use crate::net::tls::{self, Pin, Pins, QuicLimits};
+pub use crate::state::ctx::Ctx;
+use crate::state::peers::PeerTable;
 use crate::store::Store;
 
 /// Why the node could not start.
@@ -50,68 +50,6 @@ pub enum StartError {
         /// cause
         source: std::io::Error,
     },
-}
-
-/// Everything the node's tasks share.
-pub struct Ctx {
-    /// Node folder.
-    pub dir: PathBuf,
-    /// Validated configuration.
-    pub cfg: NodeConfig,
-    /// Keys.
-    pub keys: NodeKeys,
-    /// This node's own card bytes.
-    pub own_card: Vec<u8>,
-    /// The store.
-    pub store: Store,
-    /// Sealing of case values at rest.
-    pub vault: crate::store::vault::Vault,
-    /// The template as adapted by this country.
-    pub template: Template,
-    /// Pinned peers.
-    pub peers: PeerTable,
-    /// Pinned officer certificates.
-    pub officer_pins: Arc<Pins>,
-    /// Delivery workers.
-    pub delivery: Delivery,
-    /// Clock (tests move it).
-    pub clock: Clock,
-    /// Client endpoint used to reach peers (shares the peer listener's socket).
-    pub endpoint: quinn::Endpoint,
-    /// Bound peer address.
-    pub peer_addr: SocketAddr,
-    /// Bound admin address.
-    pub admin_addr: SocketAddr,
-    /// Counters for metrics and status.
-    pub metrics: crate::base::metrics::Metrics,
-    /// The node's own audit log checkpoints.
-    pub audit: crate::audit::Audit,
-    /// Witnessed logs of peers, held peers.
-    pub trust: crate::federation::trust::Trust,
-    /// Shutdown signal for every task.
-    pub shutdown: watch::Receiver<bool>,
-    /// Receive-side budgets per peer and erasures in progress.
-    pub recv: crate::exchange::receive::RecvState,
-}
-
-impl Ctx {
-    /// Transport limits from the config.
-    pub fn quic_limits(&self) -> QuicLimits {
-        quic_limits(&self.cfg)
-    }
-
-    /// Own country code.
-    pub fn country(&self) -> &str {
-        &self.cfg.country
-    }
-}
-
-fn quic_limits(cfg: &NodeConfig) -> QuicLimits {
-    QuicLimits {
-        max_streams: cfg.limits.max_concurrent_streams,
-        window: (cfg.limits.max_frame_bytes as u32).saturating_add(64 << 10),
-        idle_timeout: Duration::from_secs(cfg.limits.idle_timeout_secs),
-    }
 }
 
 /// Options for [`start`].
@@ -255,7 +193,7 @@ pub async fn start(dir: &Path, opts: StartOptions) -> Result<NodeHandle, StartEr
         );
     }
 
-    let limits = quic_limits(&cfg);
+    let limits = crate::state::ctx::quic_limits(&cfg);
     let peer_server = tls::server_config(
         keys.tls_cert.clone(),
         keys.tls_key.clone_key(),
@@ -323,7 +261,7 @@ pub async fn start(dir: &Path, opts: StartOptions) -> Result<NodeHandle, StartEr
         metrics: crate::base::metrics::Metrics::default(),
         audit,
         trust,
-        delivery: Delivery::default(),
+        delivery: Delivery::new(crate::exchange::delivery::spawn_worker),
         clock,
         cfg,
         keys,

@@ -14,8 +14,8 @@ use trm_proto::{commit, template};
 use crate::admin::{CallError, Caller, Role};
 use crate::base::time::format_ms;
 use crate::net::tls::Pin;
-use crate::node::Ctx;
 use crate::referral::messages::{self, Outgoing};
+use crate::state::ctx::Ctx;
 use crate::store::{CaseRecord, Op, ReceivedRecord, SentRecord, SentState, ThreadRecord};
 
 /// What an admin call is about, for the audit log (ids and countries, never values).
@@ -217,7 +217,7 @@ async fn peer_add(ctx: &Ctx, raw: &[u8], replace: bool) -> Result<Value, CallErr
             )));
         }
     }
-    let rec = crate::federation::peers::record(&card, now);
+    let rec = crate::state::peers::record(&card, now);
     let mut ops = vec![
         Op::PutPeer(cc.clone(), rec),
         crate::federation::trust::archive_card(&card),

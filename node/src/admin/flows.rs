@@ -13,8 +13,8 @@ use trm_proto::template;
 use crate::admin::calls::{self, load_case};
 use crate::admin::{CallError, Caller};
 use crate::base::time::format_ms;
-use crate::node::Ctx;
 use crate::referral::messages::{self, Outgoing};
+use crate::state::ctx::Ctx;
 use crate::store::{ApprovalRecord, CaseRecord, Op, SentRecord, ThreadRecord};
 
 fn parse_categories(names: &[String]) -> Result<Vec<Category>, CallError> {

@@ -16,7 +16,7 @@ use trm_proto::admin::{admin_request::Call, AdminRequest, AdminResponse};
 
 pub use crate::base::vocab::{CallError, Caller, Role};
 use crate::net::transport;
-use crate::node::Ctx;
+use crate::state::ctx::Ctx;
 use crate::store::{AuditEntry, Op};
 
 /// The name of a call and the roles that may make it.

@@ -20,8 +20,8 @@
 //! store). Once a store has had a tripwire, a missing file is refused too.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::Duration;
 
 use prost::Message;
@@ -34,19 +34,9 @@ use crate::base::config::NodeConfig;
 use crate::base::time::format_ms;
 use crate::base::vocab::{CallError, Caller};
 use crate::identity::NodeKeys;
-use crate::node::Ctx;
+pub use crate::state::checkpoints::Audit;
+use crate::state::ctx::Ctx;
 use crate::store::{checkpoint_key, AuditEntry, Op, Store, StoreError, CHECKPOINT_PREFIX};
-
-/// The latest signed checkpoint, shared by the receive path and the checkpoint task.
-#[derive(Debug, Default)]
-pub struct Audit {
-    latest: RwLock<Option<(u64, pb::Signed)>>,
-    /// Checkpoints signed so far (the next one's sequence number minus one).
-    count: AtomicU64,
-    signing: tokio::sync::Mutex<()>,
-    /// Where the rollback tripwire is kept (none in tools that do not sign).
-    tripwire: Option<PathBuf>,
-}
 
 /// Store metadata key: a restore not yet recorded in the audit log (JSON
 /// `ops::backup::RestoreInfo`, written by the restore, logged and cleared by the node at start).
@@ -180,63 +170,6 @@ pub fn reset_tripwire(store: &Store, audit: &Audit) -> Result<(), StoreError> {
         }
     }
     Ok(())
-}
-
-impl Audit {
-    /// Loads the checkpoints and checks that each one is signed by a key of this node's
-    /// history valid at its time (the store already checked them against the log).
-    /// `tripwire`: where to keep the rollback tripwire ([`tripwire_path`]).
-    pub fn load(
-        store: &Store,
-        keys: &NodeKeys,
-        country: &str,
-        tripwire: Option<PathBuf>,
-    ) -> Result<Self, StoreError> {
-        let mut latest = None;
-        let mut count = 0;
-        for (key, raw) in store.meta_prefix(CHECKPOINT_PREFIX)? {
-            let bad = |detail: &str| StoreError::AuditLog {
-                path: store.path().to_path_buf(),
-                detail: format!("stored checkpoint {key} {detail}"),
-            };
-            let signed = pb::Signed::decode(raw.as_slice()).map_err(|_| bad("does not decode"))?;
-            let cp = pb::Checkpoint::decode(signed.body.as_slice())
-                .map_err(|_| bad("does not decode"))?;
-            let key_ok = trm_proto::card::key_valid_at(&keys.history, &signed.signer, cp.time_ms)
-                .is_some_and(|k| {
-                    signing::verify(&k, Tag::Checkpoint, &signed.body, &signed.signature).is_ok()
-                });
-            if !key_ok || cp.country != country {
-                return Err(bad("is not signed by this node's key"));
-            }
-            latest = Some((cp.tree_size, signed));
-            count += 1;
-        }
-        Ok(Self {
-            latest: RwLock::new(latest),
-            count: AtomicU64::new(count),
-            signing: tokio::sync::Mutex::new(()),
-            tripwire,
-        })
-    }
-
-    /// The latest signed checkpoint, carried in receipts.
-    pub fn latest(&self) -> Option<pb::Signed> {
-        self.latest
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .as_ref()
-            .map(|(_, s)| s.clone())
-    }
-
-    /// Tree size of the latest checkpoint (0 if none).
-    pub fn latest_size(&self) -> u64 {
-        self.latest
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .as_ref()
-            .map_or(0, |(n, _)| *n)
-    }
 }
 
 /// Signs and stores a checkpoint of the log as committed now, if it grew since the last one;

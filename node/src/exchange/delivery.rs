@@ -7,7 +7,7 @@
 //! error) is visible in `status` so nothing gives up silently.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use prost::Message;
@@ -17,42 +17,17 @@ use trm_proto::pb::{self, peer_response, RejectReason};
 use trm_proto::signing::{self, Tag};
 
 use crate::net::transport;
-use crate::node::Ctx;
+use crate::state::ctx::Ctx;
+pub use crate::state::wakers::Delivery;
 use crate::store::{AuditEntry, Op, SentRecord, SentState};
 
-/// Handles to the per-peer workers.
-#[derive(Default)]
-pub struct Delivery {
-    workers: Mutex<HashMap<String, Arc<Notify>>>,
-    stopped: std::sync::atomic::AtomicBool,
-}
-
-impl Delivery {
-    /// Wakes (starting if needed) the worker for `peer`.
-    pub fn wake(&self, ctx: &Arc<Ctx>, peer: &str) {
-        if self.stopped.load(std::sync::atomic::Ordering::Relaxed) {
-            return;
-        }
-        let mut w = self.workers.lock().unwrap_or_else(|p| p.into_inner());
-        match w.get(peer) {
-            Some(n) => n.notify_one(),
-            None => {
-                let n = Arc::new(Notify::new());
-                w.insert(peer.to_string(), n.clone());
-                let span = tracing::info_span!("delivery", peer = %peer);
-                tokio::spawn(tracing::Instrument::instrument(
-                    worker(ctx.clone(), peer.to_string(), n),
-                    span,
-                ));
-            }
-        }
-    }
-
-    /// Stops starting workers (shutdown).
-    pub fn stop(&self) {
-        self.stopped
-            .store(true, std::sync::atomic::Ordering::Relaxed);
-    }
+/// Starts the worker of one peer (the function [`Delivery`] calls to start a worker).
+pub fn spawn_worker(ctx: &Arc<Ctx>, peer: &str, notify: Arc<Notify>) {
+    let span = tracing::info_span!("delivery", peer = %peer);
+    tokio::spawn(tracing::Instrument::instrument(
+        worker(ctx.clone(), peer.to_string(), notify),
+        span,
+    ));
 }
 
 /// Starts a worker for every peer with a non-empty outbox.
@@ -261,7 +236,7 @@ async fn sleep_or_stop(
 }
 
 /// The pin of a peer's server certificate: its card's validity.
-fn server_pin(p: &crate::federation::peers::Peer) -> crate::net::tls::Pin {
+fn server_pin(p: &crate::state::peers::Peer) -> crate::net::tls::Pin {
     crate::net::tls::Pin {
         who: p.card.country().to_string(),
         not_before_ms: p.card.card.valid_from_ms,

@@ -7,7 +7,7 @@ use trm_proto::pb::{self, RejectReason};
 use trm_proto::signing::{self, Tag};
 
 use crate::base::vocab::Refusal;
-use crate::node::Ctx;
+use crate::state::ctx::Ctx;
 
 /// Store key of this node's own (unsigned) directory.
 pub const OWN_KEY: &str = "directory/own";

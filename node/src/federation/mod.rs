@@ -2,6 +2,5 @@
 //! directories.
 
 pub mod directory;
-pub mod peers;
 pub mod rotation;
 pub mod trust;

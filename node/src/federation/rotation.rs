@@ -26,9 +26,9 @@ use trm_proto::signing::{self, Tag};
 
 use crate::base::config::NodeConfig;
 use crate::base::vocab::Refusal;
-use crate::federation::peers::Peer;
 use crate::identity::{self, NodeKeys};
-use crate::node::Ctx;
+use crate::state::ctx::Ctx;
+use crate::state::peers::Peer;
 use crate::store::{AuditEntry, Op, SentRecord, SentState, Store};
 
 /// Why a rotation failed. Nothing was changed unless the error says so.
@@ -334,7 +334,7 @@ pub fn pin_ops(ctx: &Ctx, next: &VerifiedCard) -> Vec<Op> {
         .peer(&cc)
         .ok()
         .flatten()
-        .unwrap_or_else(|| crate::federation::peers::record(next, ctx.clock.now_ms()));
+        .unwrap_or_else(|| crate::state::peers::record(next, ctx.clock.now_ms()));
     rec.card = next.raw.clone();
     vec![
         Op::PutPeer(cc, rec),

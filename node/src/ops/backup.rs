@@ -34,7 +34,7 @@ use sha2::{Digest, Sha256};
 use crate::base::config::{ConfigError, NodeConfig, CONFIG_FILE};
 use crate::base::time::format_ms;
 use crate::identity::{self, IdentityError, NodeKeys};
-use crate::node::Ctx;
+use crate::state::ctx::Ctx;
 use crate::store::{AuditEntry, Op, Store, StoreError, SCHEMA_VERSION};
 
 /// First line of a backup file.

@@ -23,7 +23,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::Semaphore;
 
 use crate::base::metrics::LATENCY_BUCKETS;
-use crate::node::Ctx;
+use crate::state::ctx::Ctx;
 use crate::store::{Store, StoreError};
 
 /// File (relative to the node folder) holding the bound metrics address while the node runs.

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use trm_proto::pb::{self, body::Payload, Category};
 use trm_proto::template;
 
-use crate::node::Ctx;
+use crate::state::ctx::Ctx;
 use crate::store::casedata;
 use crate::store::vault::VaultError;
 use crate::store::{Erased, Op, SentState};

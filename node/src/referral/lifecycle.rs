@@ -19,7 +19,7 @@ use trm_proto::pb::{self, body::Payload, RejectReason};
 use trm_proto::template::Template;
 
 use crate::base::vocab::Refusal;
-use crate::node::Ctx;
+use crate::state::ctx::Ctx;
 use crate::store::{Op, ThreadRecord};
 
 /// Which way a message goes.

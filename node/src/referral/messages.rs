@@ -8,7 +8,7 @@ use rand::RngCore;
 use trm_proto::pb::{self, body::Payload};
 use trm_proto::signing;
 
-use crate::node::Ctx;
+use crate::state::ctx::Ctx;
 use crate::store::{AuditEntry, Op, SentRecord, SentState, StoreError};
 
 /// Why a message could not be sent.

@@ -13,7 +13,7 @@ use trm_proto::pb::{self, Category, RejectReason};
 use trm_proto::template::{self, Template};
 
 use crate::base::vocab::Refusal;
-use crate::node::Ctx;
+use crate::state::ctx::Ctx;
 
 /// Why a field is withheld.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
