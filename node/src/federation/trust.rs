@@ -179,87 +179,101 @@ async fn fetch_consistency(
             Err(e) => return Fetched::Unknown(e.to_string()),
         };
     match resp.kind {
-        Some(peer_response::Kind::Consistency(p)) => {
-            let Some(cp) = p.checkpoint.as_ref() else {
-                return Fetched::Inconsistent("consistency proof without its checkpoint".into());
-            };
-            let at = match check_checkpoint(ctx, peer, cp) {
-                Ok(s) => s,
-                Err(e) => return Fetched::Inconsistent(format!("proof's checkpoint: {e}")),
-            };
-            if p.first != older.size || p.second != newer.size || at.size != newer.size {
-                return Fetched::Inconsistent("proof is for other tree sizes".into());
-            }
-            if at.root != newer.root {
-                return Fetched::Inconsistent(format!(
-                    "two checkpoints of tree size {} with different roots",
-                    newer.size
-                ));
-            }
-            let hashes: Option<Vec<merkle::Hash>> = p
-                .hashes
-                .iter()
-                .map(|h| h.as_slice().try_into().ok())
-                .collect();
-            let Some(hashes) = hashes else {
-                return Fetched::Inconsistent("proof hash is not 32 bytes".into());
-            };
-            match merkle::verify_consistency(
-                older.size,
-                newer.size,
-                &older.root,
-                &newer.root,
-                &hashes,
-            ) {
-                Ok(()) => Fetched::Consistent,
-                Err(e) => Fetched::Inconsistent(format!(
-                    "consistency proof {} -> {} fails: {e}",
-                    older.size, newer.size
-                )),
-            }
-        }
+        Some(peer_response::Kind::Consistency(p)) => check_proof(ctx, peer, &p, older, newer),
         Some(peer_response::Kind::Rejection(signed)) => {
-            let Some(p) = ctx.peers.get(peer) else {
-                return Fetched::Unknown("the peer is no longer pinned".into());
-            };
-            let r = match pb::Rejection::decode(signed.body.as_slice()) {
-                Ok(r) => r,
-                Err(_) => {
-                    return Fetched::Inconsistent(
-                        "answered a consistency request with a rejection that does not decode"
-                            .into(),
-                    )
-                }
-            };
-            let signed_ok = p
-                .card
-                .key_valid_at(&signed.signer, ctx.clock.now_ms())
-                .is_some_and(|k| {
-                    signing::verify(&k, Tag::Rejection, &signed.body, &signed.signature).is_ok()
-                });
-            if !signed_ok {
-                return Fetched::Inconsistent(
-                    "answered a consistency request with a rejection not signed by its current key"
-                        .into(),
-                );
-            }
-            if r.reason == pb::RejectReason::Unavailable as i32 {
-                // A signed "busy, try later" states nothing about the log: asked again at the
-                // next receipt.
-                return Fetched::Busy;
-            }
-            Fetched::Inconsistent(format!(
-                "it cannot prove that its log of {} entries extends the {} it showed: {}",
-                newer.size,
-                older.size,
-                bounded(&r.detail)
-            ))
+            refused_proof(ctx, peer, &signed, older, newer)
         }
         Some(peer_response::Kind::Receipt(_)) => {
             Fetched::Inconsistent("answered a consistency request with a receipt".into())
         }
         None => Fetched::Inconsistent("answered a consistency request with an empty answer".into()),
     }
+}
+
+/// A consistency proof answered: it must be of the sizes asked, carry a checkpoint of the
+/// newer size with the newer root, and verify.
+fn check_proof(
+    ctx: &Ctx,
+    peer: &str,
+    p: &pb::ConsistencyProof,
+    older: &Seen,
+    newer: &Seen,
+) -> Fetched {
+    let Some(cp) = p.checkpoint.as_ref() else {
+        return Fetched::Inconsistent("consistency proof without its checkpoint".into());
+    };
+    let at = match check_checkpoint(ctx, peer, cp) {
+        Ok(s) => s,
+        Err(e) => return Fetched::Inconsistent(format!("proof's checkpoint: {e}")),
+    };
+    if p.first != older.size || p.second != newer.size || at.size != newer.size {
+        return Fetched::Inconsistent("proof is for other tree sizes".into());
+    }
+    if at.root != newer.root {
+        return Fetched::Inconsistent(format!(
+            "two checkpoints of tree size {} with different roots",
+            newer.size
+        ));
+    }
+    let hashes: Option<Vec<merkle::Hash>> = p
+        .hashes
+        .iter()
+        .map(|h| h.as_slice().try_into().ok())
+        .collect();
+    let Some(hashes) = hashes else {
+        return Fetched::Inconsistent("proof hash is not 32 bytes".into());
+    };
+    match merkle::verify_consistency(older.size, newer.size, &older.root, &newer.root, &hashes) {
+        Ok(()) => Fetched::Consistent,
+        Err(e) => Fetched::Inconsistent(format!(
+            "consistency proof {} -> {} fails: {e}",
+            older.size, newer.size
+        )),
+    }
+}
+
+/// A rejection answered a consistency request: a signed `UNAVAILABLE` is "busy"; anything
+/// else (or unsigned) means the peer cannot prove its log extends what it showed.
+fn refused_proof(
+    ctx: &Ctx,
+    peer: &str,
+    signed: &pb::Signed,
+    older: &Seen,
+    newer: &Seen,
+) -> Fetched {
+    let Some(p) = ctx.peers.get(peer) else {
+        return Fetched::Unknown("the peer is no longer pinned".into());
+    };
+    let r = match pb::Rejection::decode(signed.body.as_slice()) {
+        Ok(r) => r,
+        Err(_) => {
+            return Fetched::Inconsistent(
+                "answered a consistency request with a rejection that does not decode".into(),
+            )
+        }
+    };
+    let signed_ok = p
+        .card
+        .key_valid_at(&signed.signer, ctx.clock.now_ms())
+        .is_some_and(|k| {
+            signing::verify(&k, Tag::Rejection, &signed.body, &signed.signature).is_ok()
+        });
+    if !signed_ok {
+        return Fetched::Inconsistent(
+            "answered a consistency request with a rejection not signed by its current key".into(),
+        );
+    }
+    if r.reason == pb::RejectReason::Unavailable as i32 {
+        // A signed "busy, try later" states nothing about the log: asked again at the
+        // next receipt.
+        return Fetched::Busy;
+    }
+    Fetched::Inconsistent(format!(
+        "it cannot prove that its log of {} entries extends the {} it showed: {}",
+        newer.size,
+        older.size,
+        bounded(&r.detail)
+    ))
 }
 
 /// At most 200 characters of peer-supplied text, for logs and audit entries.
@@ -335,11 +349,25 @@ pub async fn witness(ctx: &Ctx, peer: &str, conn: &quinn::Connection, signed: pb
             }
         }
     };
+    settle(ctx, peer, rec, &signed, (&old, &new), outcome).await;
+}
+
+/// Acts on what checking a new checkpoint against the one seen (`seen.0`, then `seen.1`
+/// the new one) found: accept it, ask again later, or hold the peer.
+async fn settle(
+    ctx: &Ctx,
+    peer: &str,
+    rec: WitnessRecord,
+    signed: &pb::Signed,
+    seen: (&Seen, &Seen),
+    outcome: Fetched,
+) {
+    let (old, new) = seen;
     if !matches!(outcome, Fetched::Busy | Fetched::Unknown(_)) {
         ctx.trust.busy_reset(peer);
     }
     match outcome {
-        Fetched::Consistent => accept(ctx, peer, rec, &signed).await,
+        Fetched::Consistent => accept(ctx, peer, rec, signed).await,
         Fetched::Unknown(e) => {
             tracing::debug!(peer = %peer, error = %e, "could not check the peer's audit log now");
         }
@@ -362,7 +390,7 @@ pub async fn witness(ctx: &Ctx, peer: &str, conn: &quinn::Connection, signed: pb
             } else {
                 "rewritten"
             };
-            hold(ctx, peer, rec, Some(&signed), kind, why).await;
+            hold(ctx, peer, rec, Some(signed), kind, why).await;
         }
     }
 }

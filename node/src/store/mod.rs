@@ -23,7 +23,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use prost::Message;
-use sled::transaction::{ConflictableTransactionError, TransactionError, Transactional};
+use sled::transaction::{
+    ConflictableTransactionError, TransactionError, Transactional, TransactionalTree,
+};
 use tokio::sync::{mpsc, oneshot, watch};
 use trm_proto::merkle::{self, Hash, MerkleLog};
 
@@ -798,8 +800,6 @@ impl Store {
             counters.next_audit,
         );
         let result = trees.as_slice().transaction(|tx| {
-            let (mut outbox_seq, mut inbox_seq, mut audit_idx) = start;
-            let mut leaves: Vec<Hash> = Vec::new();
             let [meta, peers, officers, cases, sent, outbox, received, inbox, audit, deks, approvals, threads] =
                 &tx[..]
             else {
@@ -807,168 +807,37 @@ impl Store {
                     "tree count".to_string(),
                 ));
             };
+            let mut txn = Txn {
+                meta,
+                peers,
+                officers,
+                cases,
+                sent,
+                outbox,
+                received,
+                inbox,
+                audit,
+                deks,
+                approvals,
+                threads,
+                seqs: start,
+                leaves: Vec::new(),
+            };
             let mut all = Vec::with_capacity(jobs.len());
             for ops in jobs {
-                // Preconditions, against this transaction's view (which includes the jobs
-                // applied before in the same group): a job whose message is already stored,
-                // or whose thread changed since it was checked, is skipped whole, so a
-                // concurrent duplicate writes nothing (not even audit entries) and two
-                // concurrent answers cannot both move a thread.
-                let mut failed = false;
-                let mut pre = Vec::with_capacity(ops.len());
-                for op in ops.iter() {
-                    pre.push(match op {
-                        Op::Receive(rec) => match received.get(received_key(&rec.peer, &rec.id))? {
-                            Some(existing) => {
-                                let old = ReceivedRecord::decode(existing.as_ref()).map_err(|e| {
-                                    ConflictableTransactionError::Abort(e.to_string())
-                                })?;
-                                failed = true;
-                                Outcome::Duplicate(old.receipt)
-                            }
-                            None => Outcome::Skipped,
-                        },
-                        Op::ExpectThread {
-                            peer,
-                            case_ref,
-                            expected,
-                        } => {
-                            let now = threads
-                                .get(approval_key(peer, case_ref))?
-                                .map(|b| ThreadRecord::decode(b.as_ref()))
-                                .transpose()
-                                .map_err(|e| ConflictableTransactionError::Abort(e.to_string()))?;
-                            if &now != expected {
-                                failed = true;
-                                Outcome::Conflict
-                            } else {
-                                Outcome::Skipped
-                            }
-                        }
-                        _ => Outcome::Skipped,
-                    });
-                }
+                let (failed, pre) = txn.preconditions(ops)?;
                 if failed {
                     all.push(pre);
                     continue;
                 }
-                let mut outs = Vec::with_capacity(ops.len());
-                for op in ops.iter() {
-                    let out = match op {
-                        Op::PutPeer(cc, rec) => {
-                            peers.insert(cc.as_bytes(), rec.encode_to_vec())?;
-                            Outcome::Done
-                        }
-                        Op::RemovePeer(cc) => {
-                            peers.remove(cc.as_bytes())?;
-                            Outcome::Done
-                        }
-                        Op::PutOfficer(fp, rec) => {
-                            officers.insert(fp.as_slice(), rec.encode_to_vec())?;
-                            Outcome::Done
-                        }
-                        Op::PutCase(rec) => {
-                            cases.insert(rec.id.as_bytes(), rec.encode_to_vec())?;
-                            Outcome::Done
-                        }
-                        Op::PutMeta(k, v) => {
-                            meta.insert(k.as_bytes(), v.as_slice())?;
-                            Outcome::Done
-                        }
-                        Op::Enqueue(rec) => {
-                            let mut rec = rec.clone();
-                            rec.outbox_seq = outbox_seq;
-                            let mut key = rec.peer.as_bytes().to_vec();
-                            key.extend_from_slice(&outbox_seq.to_be_bytes());
-                            outbox_seq += 1;
-                            outbox.insert(key, rec.id.as_slice())?;
-                            sent.insert(rec.id.as_slice(), rec.encode_to_vec())?;
-                            Outcome::Done
-                        }
-                        Op::Answered {
-                            id,
-                            state,
-                            answer,
-                            at_ms,
-                        } => {
-                            if let Some(bytes) = sent.get(id)? {
-                                let mut rec = SentRecord::decode(bytes.as_ref()).map_err(|e| {
-                                    ConflictableTransactionError::Abort(e.to_string())
-                                })?;
-                                if rec.state == SentState::Pending as u32 {
-                                    let mut key = rec.peer.as_bytes().to_vec();
-                                    key.extend_from_slice(&rec.outbox_seq.to_be_bytes());
-                                    outbox.remove(key)?;
-                                    rec.state = *state as u32;
-                                    rec.answer = answer.clone();
-                                    rec.answered_ms = *at_ms;
-                                    sent.insert(id.as_slice(), rec.encode_to_vec())?;
-                                }
-                            }
-                            Outcome::Done
-                        }
-                        Op::Receive(rec) => {
-                            let key = received_key(&rec.peer, &rec.id);
-                            match received.get(&key)? {
-                                Some(existing) => {
-                                    let old =
-                                        ReceivedRecord::decode(existing.as_ref()).map_err(|e| {
-                                            ConflictableTransactionError::Abort(e.to_string())
-                                        })?;
-                                    Outcome::Duplicate(old.receipt)
-                                }
-                                None => {
-                                    received.insert(key.clone(), rec.encode_to_vec())?;
-                                    inbox.insert(&inbox_seq.to_be_bytes(), key)?;
-                                    inbox_seq += 1;
-                                    Outcome::Done
-                                }
-                            }
-                        }
-                        Op::PutDek(scope, cat, wrapped) => {
-                            deks.insert(dek_key(scope, *cat), wrapped.as_slice())?;
-                            Outcome::Done
-                        }
-                        Op::DeleteDek(scope, cat) => {
-                            deks.remove(dek_key(scope, *cat))?;
-                            Outcome::Done
-                        }
-                        Op::PutSent(rec) => {
-                            sent.insert(rec.id.as_slice(), rec.encode_to_vec())?;
-                            Outcome::Done
-                        }
-                        Op::PutReceived(rec) => {
-                            received.insert(received_key(&rec.peer, &rec.id), rec.encode_to_vec())?;
-                            Outcome::Done
-                        }
-                        Op::PutApproval(case_id, peer, rec) => {
-                            approvals.insert(approval_key(case_id, peer), rec.encode_to_vec())?;
-                            Outcome::Done
-                        }
-                        Op::PutThread(rec) => {
-                            threads.insert(approval_key(&rec.peer, &rec.case_ref), rec.encode_to_vec())?;
-                            Outcome::Done
-                        }
-                        Op::ExpectThread { .. } => Outcome::Done,
-                        Op::DeleteMeta(k) => {
-                            meta.remove(k.as_bytes())?;
-                            Outcome::Done
-                        }
-                        Op::Audit(entry) => {
-                            let mut e = entry.clone();
-                            e.index = audit_idx;
-                            let leaf = e.encode_to_vec();
-                            leaves.push(merkle::leaf_hash(&leaf));
-                            audit.insert(&audit_idx.to_be_bytes(), leaf)?;
-                            audit_idx += 1;
-                            Outcome::Appended(e.index)
-                        }
-                    };
-                    outs.push(out);
-                }
+                let outs = ops
+                    .iter()
+                    .map(|op| txn.apply(op))
+                    .collect::<Result<Vec<_>, _>>()?;
                 all.push(outs);
             }
-            Ok((all, outbox_seq, inbox_seq, audit_idx, leaves))
+            let (o, i, a) = txn.seqs;
+            Ok((all, o, i, a, txn.leaves))
         });
         let (outs, o, i, a, leaves) = result.map_err(|e| match e {
             TransactionError::Abort(s) => StoreError::Corrupt {
@@ -1546,6 +1415,183 @@ fn received_key(peer: &str, id: &[u8]) -> Vec<u8> {
     let mut k = peer.as_bytes().to_vec();
     k.extend_from_slice(id);
     k
+}
+
+type TxResult<T> = Result<T, ConflictableTransactionError<String>>;
+
+fn abort(e: impl std::fmt::Display) -> ConflictableTransactionError<String> {
+    ConflictableTransactionError::Abort(e.to_string())
+}
+
+/// One commit group's transaction: the trees, in the order `apply_durably` opens them, and
+/// the sequence numbers and audit leaves it hands out.
+struct Txn<'a> {
+    meta: &'a TransactionalTree,
+    peers: &'a TransactionalTree,
+    officers: &'a TransactionalTree,
+    cases: &'a TransactionalTree,
+    sent: &'a TransactionalTree,
+    outbox: &'a TransactionalTree,
+    received: &'a TransactionalTree,
+    inbox: &'a TransactionalTree,
+    audit: &'a TransactionalTree,
+    deks: &'a TransactionalTree,
+    approvals: &'a TransactionalTree,
+    threads: &'a TransactionalTree,
+    /// Next outbox sequence, inbox sequence and audit index.
+    seqs: (u64, u64, u64),
+    /// Leaf hashes of the audit entries appended.
+    leaves: Vec<Hash>,
+}
+
+impl Txn<'_> {
+    /// Preconditions of one job, against this transaction's view (which includes the jobs
+    /// applied before in the same group): a job whose message is already stored, or whose
+    /// thread changed since it was checked, is skipped whole, so a concurrent duplicate writes
+    /// nothing (not even audit entries) and two concurrent answers cannot both move a thread.
+    /// Returns whether the job fails, and the outcome of each op if it does.
+    fn preconditions(&self, ops: &[Op]) -> TxResult<(bool, Vec<Outcome>)> {
+        let mut failed = false;
+        let mut pre = Vec::with_capacity(ops.len());
+        for op in ops {
+            pre.push(match op {
+                Op::Receive(rec) => match self.received.get(received_key(&rec.peer, &rec.id))? {
+                    Some(existing) => {
+                        let old = ReceivedRecord::decode(existing.as_ref()).map_err(abort)?;
+                        failed = true;
+                        Outcome::Duplicate(old.receipt)
+                    }
+                    None => Outcome::Skipped,
+                },
+                Op::ExpectThread {
+                    peer,
+                    case_ref,
+                    expected,
+                } => {
+                    let now = self
+                        .threads
+                        .get(approval_key(peer, case_ref))?
+                        .map(|b| ThreadRecord::decode(b.as_ref()))
+                        .transpose()
+                        .map_err(abort)?;
+                    if &now != expected {
+                        failed = true;
+                        Outcome::Conflict
+                    } else {
+                        Outcome::Skipped
+                    }
+                }
+                _ => Outcome::Skipped,
+            });
+        }
+        Ok((failed, pre))
+    }
+
+    /// Applies one op of a job whose preconditions hold.
+    fn apply(&mut self, op: &Op) -> TxResult<Outcome> {
+        match op {
+            Op::PutPeer(cc, rec) => {
+                self.peers.insert(cc.as_bytes(), rec.encode_to_vec())?;
+            }
+            Op::RemovePeer(cc) => {
+                self.peers.remove(cc.as_bytes())?;
+            }
+            Op::PutOfficer(fp, rec) => {
+                self.officers.insert(fp.as_slice(), rec.encode_to_vec())?;
+            }
+            Op::PutCase(rec) => {
+                self.cases.insert(rec.id.as_bytes(), rec.encode_to_vec())?;
+            }
+            Op::PutMeta(k, v) => {
+                self.meta.insert(k.as_bytes(), v.as_slice())?;
+            }
+            Op::Enqueue(rec) => self.enqueue(rec)?,
+            Op::Answered {
+                id,
+                state,
+                answer,
+                at_ms,
+            } => self.answered(id, *state, answer, *at_ms)?,
+            Op::Receive(rec) => return self.receive(rec),
+            Op::PutDek(scope, cat, wrapped) => {
+                self.deks.insert(dek_key(scope, *cat), wrapped.as_slice())?;
+            }
+            Op::DeleteDek(scope, cat) => {
+                self.deks.remove(dek_key(scope, *cat))?;
+            }
+            Op::PutSent(rec) => {
+                self.sent.insert(rec.id.as_slice(), rec.encode_to_vec())?;
+            }
+            Op::PutReceived(rec) => {
+                self.received
+                    .insert(received_key(&rec.peer, &rec.id), rec.encode_to_vec())?;
+            }
+            Op::PutApproval(case_id, peer, rec) => {
+                self.approvals
+                    .insert(approval_key(case_id, peer), rec.encode_to_vec())?;
+            }
+            Op::PutThread(rec) => {
+                self.threads
+                    .insert(approval_key(&rec.peer, &rec.case_ref), rec.encode_to_vec())?;
+            }
+            Op::ExpectThread { .. } => {}
+            Op::DeleteMeta(k) => {
+                self.meta.remove(k.as_bytes())?;
+            }
+            Op::Audit(entry) => return self.append_audit(entry),
+        }
+        Ok(Outcome::Done)
+    }
+
+    fn enqueue(&mut self, rec: &SentRecord) -> TxResult<()> {
+        let mut rec = rec.clone();
+        let seq = self.seqs.0;
+        rec.outbox_seq = seq;
+        let mut key = rec.peer.as_bytes().to_vec();
+        key.extend_from_slice(&seq.to_be_bytes());
+        self.seqs.0 += 1;
+        self.outbox.insert(key, rec.id.as_slice())?;
+        self.sent.insert(rec.id.as_slice(), rec.encode_to_vec())?;
+        Ok(())
+    }
+
+    fn answered(&mut self, id: &[u8], state: SentState, answer: &[u8], at_ms: i64) -> TxResult<()> {
+        if let Some(bytes) = self.sent.get(id)? {
+            let mut rec = SentRecord::decode(bytes.as_ref()).map_err(abort)?;
+            if rec.state == SentState::Pending as u32 {
+                let mut key = rec.peer.as_bytes().to_vec();
+                key.extend_from_slice(&rec.outbox_seq.to_be_bytes());
+                self.outbox.remove(key)?;
+                rec.state = state as u32;
+                rec.answer = answer.to_vec();
+                rec.answered_ms = at_ms;
+                self.sent.insert(id, rec.encode_to_vec())?;
+            }
+        }
+        Ok(())
+    }
+
+    fn receive(&mut self, rec: &ReceivedRecord) -> TxResult<Outcome> {
+        let key = received_key(&rec.peer, &rec.id);
+        if let Some(existing) = self.received.get(&key)? {
+            let old = ReceivedRecord::decode(existing.as_ref()).map_err(abort)?;
+            return Ok(Outcome::Duplicate(old.receipt));
+        }
+        self.received.insert(key.clone(), rec.encode_to_vec())?;
+        self.inbox.insert(&self.seqs.1.to_be_bytes(), key)?;
+        self.seqs.1 += 1;
+        Ok(Outcome::Done)
+    }
+
+    fn append_audit(&mut self, entry: &AuditEntry) -> TxResult<Outcome> {
+        let mut e = entry.clone();
+        e.index = self.seqs.2;
+        let leaf = e.encode_to_vec();
+        self.leaves.push(merkle::leaf_hash(&leaf));
+        self.audit.insert(&self.seqs.2.to_be_bytes(), leaf)?;
+        self.seqs.2 += 1;
+        Ok(Outcome::Appended(e.index))
+    }
 }
 
 #[cfg(test)]
