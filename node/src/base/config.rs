@@ -936,44 +936,48 @@ mod table {
 
     #[test]
     fn paths_stay_inside_the_node_folder() {
-        let msg = "must be a relative path inside the node folder (no `..`, not absolute)";
-        let rows: Vec<(String, String, Result<(), String>)> = [
-            ("signing_key", "\"secrets/signing.key\"", None),
-            ("signing_key", "\"/etc/trm/signing.key\"", Some("absolute")),
-            ("tls_key", "\"../tls.key\"", Some("parent folder")),
+        run(&[
             (
-                "tls_key",
-                "\"keys/../../tls.key\"",
-                Some("parent folder inside"),
+                "paths.signing_key: a plain relative path",
+                "[paths]\nsigning_key = \"secrets/signing.key\"",
+                Ok(()),
             ),
-            ("tls_cert", "\"\"", Some("empty")),
-            ("card", "\"./card.trm\"", Some("current folder")),
-            ("store", "\"../elsewhere\"", Some("parent folder")),
-            ("store_key", "\"/etc/k\"", Some("absolute")),
-        ]
-        .into_iter()
-        .map(|(key, value, bad)| {
             (
-                format!("paths.{key} = {value} ({})", bad.unwrap_or("plain")),
-                format!("[paths]\n{key} = {value}"),
-                match bad {
-                    None => Ok(()),
-                    Some(_) => Err(format!("node.toml: `paths.{key}`: {msg}")),
-                },
-            )
-        })
-        .collect();
-        let rows: Vec<(&str, &str, Result<(), &str>)> = rows
-            .iter()
-            .map(|(c, s, w)| {
-                (
-                    c.as_str(),
-                    s.as_str(),
-                    w.as_ref().map(|_| ()).map_err(String::as_str),
-                )
-            })
-            .collect();
-        run(&rows);
+                "paths.signing_key: absolute",
+                "[paths]\nsigning_key = \"/etc/trm/signing.key\"",
+                Err("node.toml: `paths.signing_key`: must be a relative path inside the node folder (no `..`, not absolute)"),
+            ),
+            (
+                "paths.tls_key: through the parent folder",
+                "[paths]\ntls_key = \"../tls.key\"",
+                Err("node.toml: `paths.tls_key`: must be a relative path inside the node folder (no `..`, not absolute)"),
+            ),
+            (
+                "paths.tls_key: out through the parent folder from inside",
+                "[paths]\ntls_key = \"keys/../../tls.key\"",
+                Err("node.toml: `paths.tls_key`: must be a relative path inside the node folder (no `..`, not absolute)"),
+            ),
+            (
+                "paths.tls_cert: empty",
+                "[paths]\ntls_cert = \"\"",
+                Err("node.toml: `paths.tls_cert`: must be a relative path inside the node folder (no `..`, not absolute)"),
+            ),
+            (
+                "paths.card: through the current folder",
+                "[paths]\ncard = \"./card.trm\"",
+                Err("node.toml: `paths.card`: must be a relative path inside the node folder (no `..`, not absolute)"),
+            ),
+            (
+                "paths.store: a store beside the node folder",
+                "[paths]\nstore = \"../elsewhere\"",
+                Err("node.toml: `paths.store`: must be a relative path inside the node folder (no `..`, not absolute)"),
+            ),
+            (
+                "paths.store_key: a store key elsewhere",
+                "[paths]\nstore_key = \"/etc/k\"",
+                Err("node.toml: `paths.store_key`: must be a relative path inside the node folder (no `..`, not absolute)"),
+            ),
+        ]);
     }
 
     #[test]
@@ -1259,9 +1263,16 @@ mod table {
         ]);
     }
 
+    /// A case, the environment variables set, and the answer.
+    type EnvRow = (
+        &'static str,
+        &'static [(&'static str, &'static str)],
+        Result<(), &'static str>,
+    );
+
     #[test]
     fn environment_overrides() {
-        let rows: [(&str, &[(&str, &str)], Result<(), &str>); 6] = [
+        let rows: [EnvRow; 6] = [
             ("no overrides", &[], Ok(())),
             (
                 "listen and admin listen moved",

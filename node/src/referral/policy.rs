@@ -551,10 +551,19 @@ mod tests {
         }
     }
 
+    /// A case, the approval kept, the sender, the case's creator, and what it approves.
+    type ApprovalRow = (
+        &'static str,
+        Option<ApprovalRecord>,
+        &'static str,
+        &'static str,
+        &'static [Category],
+    );
+
     #[test]
     fn four_eyes() {
         let both = [Identity as i32, Health as i32];
-        let rows: [(&str, Option<ApprovalRecord>, &str, &str, &[Category]); 7] = [
+        let rows: [ApprovalRow; 7] = [
             ("no approval", None, "olga", "olga", &[]),
             (
                 "another supervisor approved",
@@ -640,6 +649,16 @@ mod tests {
         }
     }
 
+    /// A case, this node's acceptance profile, the extensions the sender declared, the
+    /// disclosures, and Ok or the refusal (reason, start of the detail, fields named).
+    type ReceiptRow = (
+        &'static str,
+        &'static [Category],
+        Vec<pb::ExtensionField>,
+        Vec<pb::FieldDisclosure>,
+        Result<(), (RejectReason, &'static str, &'static [&'static str])>,
+    );
+
     #[test]
     fn checks_on_receipt() {
         let (digests, all) = committed(&[
@@ -658,15 +677,8 @@ mod tests {
         };
         let mut forged = pick(&["risk.level"]);
         forged[0].value = b"\"low\"".to_vec();
-        type Want = Result<(), (RejectReason, &'static str, &'static [&'static str])>;
         let beyond = "1 field(s) of categories this node may not receive";
-        let rows: Vec<(
-            &str,
-            &[Category],
-            Vec<pb::ExtensionField>,
-            Vec<pb::FieldDisclosure>,
-            Want,
-        )> = vec![
+        let rows: Vec<ReceiptRow> = vec![
             (
                 "within the acceptance profile",
                 ALL,
