@@ -627,6 +627,33 @@ mod tests {
         assert_eq!(d[0].withheld_by, [Appr]);
     }
 
+    #[test]
+    fn only_released_fields_leave_and_they_verify() {
+        let fields = [
+            field("reference.case_ref", "\"IT-2026-0001\""),
+            field("identity.family_name", "\"Synthetic\""),
+            field("risk.level", "\"high\""),
+        ];
+        let d = decide(
+            &Template::default(),
+            &fields,
+            &[],
+            FRANCE,
+            ALL,
+            &BTreeSet::new(),
+        );
+        let (c, out) = commit_and_release(&fields, &d).expect("commit");
+        let paths: Vec<&str> = out.iter().map(|d| d.path.as_str()).collect();
+        assert_eq!(paths, ["reference.case_ref", "risk.level"]);
+        assert_eq!(
+            c.disclosures.len(),
+            fields.len(),
+            "every field is committed"
+        );
+        let digests: Vec<Vec<u8>> = c.digests.iter().map(|d| d.to_vec()).collect();
+        trm_proto::commit::verify_disclosures(&digests, &out).expect("released fields verify");
+    }
+
     /// A committed case and the digests a referral would carry.
     fn committed(fields: &[(&str, &str)]) -> (Vec<Vec<u8>>, Vec<pb::FieldDisclosure>) {
         let pairs: Vec<(String, Vec<u8>)> = fields
