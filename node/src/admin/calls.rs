@@ -597,17 +597,12 @@ pub fn approved_for(
         .case(case_id)?
         .map(|c| c.created_by)
         .unwrap_or_default();
-    Ok(ctx
-        .store
-        .approval(case_id, peer)?
-        .filter(|a| a.supervisor != officer && a.supervisor != creator)
-        .map(|a| {
-            a.categories
-                .iter()
-                .filter_map(|c| Category::try_from(*c).ok())
-                .collect()
-        })
-        .unwrap_or_default())
+    let approval = ctx.store.approval(case_id, peer)?;
+    Ok(crate::referral::policy::approved_categories(
+        approval.as_ref(),
+        officer,
+        &creator,
+    ))
 }
 
 /// The decisions for every field of a local case sent to `to` by `officer`.
@@ -630,12 +625,11 @@ pub async fn preview(
         .ok_or_else(|| CallError::msg(format!("unknown peer {to}: add its identity card first")))?;
     let approved = approved_for(ctx, case_id, to, officer)?;
     let decisions = crate::referral::policy::decide(
-        ctx,
         &ctx.template,
         &fields,
         &fields,
         &peer.card.acceptance(),
-        to,
+        &ctx.cfg.outgoing_for(to),
         &approved,
     );
     Ok(((case, fields), decisions))

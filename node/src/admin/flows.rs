@@ -374,12 +374,11 @@ pub async fn follow_up(
         calls::approved_for(ctx, &case_id, &r.to, &caller.name)?
     };
     let decisions = crate::referral::policy::decide(
-        ctx,
         &ctx.template,
         &fields,
         &consent,
         &peer.card.acceptance(),
-        &r.to,
+        &ctx.cfg.outgoing_for(&r.to),
         &approved,
     );
     let (c, released) = crate::referral::policy::commit_and_release(&fields, &decisions)

@@ -489,17 +489,26 @@ impl NodeConfig {
 
     /// Applies `TRM_LISTEN`, `TRM_ADMIN_LISTEN` and `TRM_LOG_FORMAT`.
     pub fn apply_env(&mut self) -> Result<(), ConfigError> {
-        if let Ok(v) = std::env::var("TRM_LISTEN") {
+        self.apply_overrides(|name| std::env::var(name).ok())
+    }
+
+    /// Applies the overrides `var` gives for `TRM_LISTEN`, `TRM_ADMIN_LISTEN` and
+    /// `TRM_LOG_FORMAT` (the environment, in [`Self::apply_env`]).
+    pub fn apply_overrides(
+        &mut self,
+        var: impl Fn(&str) -> Option<String>,
+    ) -> Result<(), ConfigError> {
+        if let Some(v) = var("TRM_LISTEN") {
             self.listen = v
                 .parse()
                 .map_err(|_| invalid("TRM_LISTEN", "not a socket address"))?;
         }
-        if let Ok(v) = std::env::var("TRM_ADMIN_LISTEN") {
+        if let Some(v) = var("TRM_ADMIN_LISTEN") {
             self.admin_listen = v
                 .parse()
                 .map_err(|_| invalid("TRM_ADMIN_LISTEN", "not a socket address"))?;
         }
-        if let Ok(v) = std::env::var("TRM_LOG_FORMAT") {
+        if let Some(v) = var("TRM_LOG_FORMAT") {
             self.log.format = v;
         }
         Ok(())
@@ -787,6 +796,530 @@ mod tests {
             assert_ne!(t, base(), "{from}");
             let e = parse_error(&t);
             assert!(e.contains(&format!("`{key}`")), "{e}");
+        }
+    }
+}
+
+/// Every validation rule of this file as a table: a `node.toml` snippet and the exact one-line
+/// answer of parsing and validating it.
+#[cfg(test)]
+mod table {
+    use super::*;
+
+    /// The required top-level keys, each written unless the snippet sets it before its first
+    /// table or says `# without KEY`.
+    const REQUIRED: [(&str, &str); 4] = [
+        ("country", "country = \"IT\""),
+        ("name", "name = \"Test unit\""),
+        ("listen", "listen = \"127.0.0.1:4433\""),
+        ("admin_listen", "admin_listen = \"127.0.0.1:4434\""),
+    ];
+
+    /// A `node.toml`: a comment, the required keys the snippet leaves out, then the snippet.
+    fn node_toml(snippet: &str) -> String {
+        let top: Vec<&str> = snippet
+            .lines()
+            .take_while(|l| !l.trim_start().starts_with('['))
+            .collect();
+        let sets = |key: &str| {
+            top.iter().any(|l| {
+                l.split_once('=').map(|(k, _)| k.trim()) == Some(key)
+                    || l.trim() == format!("# without {key}")
+            })
+        };
+        let mut text = String::from("# node.toml of a test node\n");
+        for (key, line) in REQUIRED {
+            if !sets(key) {
+                text.push_str(line);
+                text.push('\n');
+            }
+        }
+        text.push_str(snippet);
+        text.push('\n');
+        text
+    }
+
+    /// Parses and validates, as `NodeConfig::load` does after reading the file.
+    fn check(snippet: &str) -> Result<(), String> {
+        NodeConfig::parse(&node_toml(snippet))
+            .and_then(|c| c.validate())
+            .map_err(|e| e.to_string())
+    }
+
+    fn run(rows: &[(&str, &str, Result<(), &str>)]) {
+        let mut failed = Vec::new();
+        for (case, snippet, want) in rows {
+            let got = check(snippet);
+            if let Err(e) = &got {
+                assert!(!e.contains('\n'), "{case}: error is not one line: {e}");
+            }
+            if got != want.map_err(str::to_string) {
+                failed.push(format!("{case}\n   want {want:?}\n   got  {got:?}"));
+            }
+        }
+        assert!(failed.is_empty(), "{}", failed.join("\n"));
+    }
+
+    const OUT_OF_RANGE: &str = "is out of range: must be";
+
+    #[test]
+    fn required_keys_and_top_level_values() {
+        run(&[
+            ("the minimal file is a whole configuration", "", Ok(())),
+            (
+                "country missing",
+                "# without country",
+                Err("node.toml: missing field `country` (line 1)"),
+            ),
+            (
+                "listen missing",
+                "# without listen",
+                Err("node.toml: missing field `listen` (line 1)"),
+            ),
+            (
+                "country in lower case",
+                "country = \"it\"",
+                Err("node.toml: `country`: must be two upper-case letters, e.g. IT"),
+            ),
+            (
+                "country of three letters",
+                "country = \"ITA\"",
+                Err("node.toml: `country`: must be two upper-case letters, e.g. IT"),
+            ),
+            (
+                "name blank",
+                "name = \"  \"",
+                Err("node.toml: `name`: must not be empty"),
+            ),
+            (
+                "listen not an address",
+                "listen = \"localhost\"",
+                Err("node.toml: `listen`: invalid socket address syntax (line 5)"),
+            ),
+            (
+                "listen of the wrong type",
+                "listen = 5",
+                Err("node.toml: `listen`: invalid type: integer `5`, expected socket address (line 5)"),
+            ),
+            (
+                "unknown top-level key",
+                "colour = \"blue\"",
+                Err("node.toml: `colour`: unknown field `colour`, expected one of `country`, `name`, `listen`, `public_addresses`, `admin_listen`, `paths`, `limits`, `delivery`, `acceptance`, `outgoing`, `default_outgoing`, `template`, `retention_days`, `directory_stale_days`, `audit`, `log`, `metrics` (line 6)"),
+            ),
+            (
+                "public addresses as IP socket addresses",
+                "public_addresses = [\"203.0.113.10:4433\", \"[2001:db8::1]:4433\"]",
+                Ok(()),
+            ),
+            (
+                "a public address that is a host name",
+                "public_addresses = [\"203.0.113.10:4433\", \"node.example:4433\"]",
+                Err("node.toml: `public_addresses[1]`: must be an IP socket address such as 203.0.113.10:4433"),
+            ),
+            (
+                "directory_stale_days at its bounds",
+                "directory_stale_days = 3650",
+                Ok(()),
+            ),
+            (
+                "directory_stale_days zero",
+                "directory_stale_days = 0",
+                Err("node.toml: `directory_stale_days`: 0 is out of range: must be 1 ..= 3650"),
+            ),
+            (
+                "directory_stale_days above ten years",
+                "directory_stale_days = 3651",
+                Err("node.toml: `directory_stale_days`: 3651 is out of range: must be 1 ..= 3650"),
+            ),
+        ]);
+    }
+
+    #[test]
+    fn paths_stay_inside_the_node_folder() {
+        run(&[
+            (
+                "paths.signing_key: a plain relative path",
+                "[paths]\nsigning_key = \"secrets/signing.key\"",
+                Ok(()),
+            ),
+            (
+                "paths.signing_key: absolute",
+                "[paths]\nsigning_key = \"/etc/trm/signing.key\"",
+                Err("node.toml: `paths.signing_key`: must be a relative path inside the node folder (no `..`, not absolute)"),
+            ),
+            (
+                "paths.tls_key: through the parent folder",
+                "[paths]\ntls_key = \"../tls.key\"",
+                Err("node.toml: `paths.tls_key`: must be a relative path inside the node folder (no `..`, not absolute)"),
+            ),
+            (
+                "paths.tls_key: out through the parent folder from inside",
+                "[paths]\ntls_key = \"keys/../../tls.key\"",
+                Err("node.toml: `paths.tls_key`: must be a relative path inside the node folder (no `..`, not absolute)"),
+            ),
+            (
+                "paths.tls_cert: empty",
+                "[paths]\ntls_cert = \"\"",
+                Err("node.toml: `paths.tls_cert`: must be a relative path inside the node folder (no `..`, not absolute)"),
+            ),
+            (
+                "paths.card: through the current folder",
+                "[paths]\ncard = \"./card.trm\"",
+                Err("node.toml: `paths.card`: must be a relative path inside the node folder (no `..`, not absolute)"),
+            ),
+            (
+                "paths.store: a store beside the node folder",
+                "[paths]\nstore = \"../elsewhere\"",
+                Err("node.toml: `paths.store`: must be a relative path inside the node folder (no `..`, not absolute)"),
+            ),
+            (
+                "paths.store_key: a store key elsewhere",
+                "[paths]\nstore_key = \"/etc/k\"",
+                Err("node.toml: `paths.store_key`: must be a relative path inside the node folder (no `..`, not absolute)"),
+            ),
+        ]);
+    }
+
+    #[test]
+    fn categories_profiles_and_retention() {
+        let known = "(known: reference, exploitation, assistance, risk, return, proceedings, identity, family, health, child)";
+        let unknown = |key: &str, name: &str| {
+            format!("node.toml: `{key}`: unknown category \"{name}\" {known}")
+        };
+        let (a, b, c, d, e) = (
+            unknown("acceptance", "personal"),
+            unknown("default_outgoing", "Identity"),
+            unknown("outgoing.FR", "labour"),
+            unknown("retention_days.passport", "passport"),
+            unknown("template.extensions[0].category", "secret"),
+        );
+        run(&[
+            (
+                "France: an acceptance profile with no personal category",
+                "acceptance = [\"reference\", \"exploitation\", \"assistance\", \"risk\", \"return\", \"proceedings\"]",
+                Ok(()),
+            ),
+            ("an empty acceptance profile", "acceptance = []", Ok(())),
+            (
+                "a category named twice",
+                "acceptance = [\"risk\", \"risk\"]",
+                Ok(()),
+            ),
+            (
+                "acceptance: unknown category",
+                "acceptance = [\"reference\", \"personal\"]",
+                Err(&a),
+            ),
+            (
+                "acceptance: not a list of names",
+                "acceptance = [\"reference\", 7]",
+                Err("node.toml: `acceptance`: invalid type: integer `7`, expected a string (line 6)"),
+            ),
+            (
+                "default_outgoing: names are lower case",
+                "default_outgoing = [\"Identity\"]",
+                Err(&b),
+            ),
+            (
+                "outgoing profile for one peer",
+                "[outgoing]\nAL = [\"reference\", \"identity\", \"health\"]",
+                Ok(()),
+            ),
+            (
+                "outgoing: not a country code",
+                "[outgoing]\nfr = [\"reference\"]",
+                Err("node.toml: `outgoing.fr`: not a country code"),
+            ),
+            (
+                "outgoing: unknown category",
+                "[outgoing]\nFR = [\"reference\", \"labour\"]",
+                Err(&c),
+            ),
+            (
+                "retention: zero (keep) and the longest",
+                "[retention_days]\nhealth = 0\nidentity = 36500",
+                Ok(()),
+            ),
+            (
+                "retention: unknown category",
+                "[retention_days]\npassport = 30",
+                Err(&d),
+            ),
+            (
+                "retention: over a hundred years",
+                "[retention_days]\nhealth = 36501",
+                Err("node.toml: `retention_days.health`: 36501 is out of range: must be 0 ..= 36500"),
+            ),
+            (
+                "retention: negative",
+                "[retention_days]\nhealth = -1",
+                Err("node.toml: `retention_days.health`: invalid value: integer `-1`, expected u32 (line 7)"),
+            ),
+            (
+                "template extension: unknown category",
+                "[[template.extensions]]\npath = \"ext.it.permit\"\nkind = \"text\"\ncategory = \"secret\"\nhelp = \"Permit number\"",
+                Err(&e),
+            ),
+        ]);
+    }
+
+    #[test]
+    fn template_adaptations() {
+        let ext = |path: &str, kind: &str, help: &str| {
+            format!("[[template.extensions]]\npath = \"{path}\"\nkind = \"{kind}\"\ncategory = \"assistance\"\nhelp = \"{help}\"\n")
+        };
+        let good = ext("ext.it.permit", "text", "Permit number");
+        let twice = format!("{good}{good}");
+        let bad_path = ext("ext.IT.permit", "text", "Permit number");
+        let bad_kind = ext("ext.it.permit", "number", "Permit number");
+        let no_help = ext("ext.it.permit", "text", "");
+        run(&[
+            ("one national extension", &good, Ok(())),
+            (
+                "switching off a core field and a section",
+                "[template]\ndisabled = [\"identity.aliases\", \"health\"]",
+                Ok(()),
+            ),
+            (
+                "switching off an unknown field",
+                "[template]\ndisabled = [\"identity.shoe_size\"]",
+                Err("node.toml: `template`: cannot switch off identity.shoe_size: not a core field or section"),
+            ),
+            (
+                "switching off the consent records",
+                "[template]\ndisabled = [\"consent.health\"]",
+                Err("node.toml: `template`: cannot switch off consent.health: the case reference, the child-case fields and the consent records are always part of the template"),
+            ),
+            (
+                "an extension declared twice",
+                &twice,
+                Err("node.toml: `template`: extension ext.it.permit is declared twice"),
+            ),
+            (
+                "an extension path in upper case",
+                &bad_path,
+                Err("node.toml: `template.extensions[0]`: extension path ext.IT.permit is not of the form ext.<namespace>.<name> (lower-case letters, digits and _, starting with a letter; namespace at most 16, name at most 48 characters)"),
+            ),
+            (
+                "an extension of an unknown kind",
+                &bad_kind,
+                Err("node.toml: `template.extensions[0].kind`: must be text, long_text, date, bool, integer or text_list"),
+            ),
+            (
+                "an extension without help text",
+                &no_help,
+                Err("node.toml: `template.extensions[0]`: extension ext.it.permit: help must be one line of 1 to 300 characters"),
+            ),
+            (
+                "an extension without a category",
+                "[[template.extensions]]\npath = \"ext.it.permit\"\nkind = \"text\"",
+                Err("node.toml: `template.extensions`: missing field `category` (line 6)"),
+            ),
+        ]);
+    }
+
+    /// Every bounded number: `(table, key, lowest, highest, other values it needs to reach
+    /// both ends)`.
+    const RANGES: [(&str, &str, u64, u64, &str); 18] = [
+        ("limits", "max_frame_bytes", 1024, 64 << 20, ""),
+        ("limits", "max_concurrent_streams", 1, 1024, ""),
+        ("limits", "max_connections", 1, 65_536, ""),
+        ("limits", "idle_timeout_secs", 1, 3600, ""),
+        ("limits", "stream_timeout_secs", 1, 600, ""),
+        ("limits", "max_clock_skew_secs", 1, 3600, ""),
+        ("limits", "handshake_timeout_secs", 1, 60, ""),
+        (
+            "limits",
+            "max_handshakes",
+            1,
+            4096,
+            "max_handshakes_per_address = 1\nretry_above_handshakes = 0\n",
+        ),
+        ("limits", "max_handshakes_per_address", 1, 64, ""),
+        ("limits", "retry_above_handshakes", 0, 64, ""),
+        ("limits", "max_connections_per_peer", 1, 256, ""),
+        (
+            "delivery",
+            "backoff_initial_ms",
+            1,
+            60_000,
+            "backoff_max_ms = 3600000\n",
+        ),
+        ("delivery", "backoff_max_ms", 200, 3_600_000, ""),
+        ("delivery", "max_in_flight", 1, 1024, ""),
+        ("delivery", "unreachable_after_secs", 1, 604_800, ""),
+        ("audit", "checkpoint_every_entries", 1, 1_000_000, ""),
+        ("audit", "checkpoint_every_secs", 1, 86_400, ""),
+        ("", "directory_stale_days", 1, 3650, ""),
+    ];
+
+    #[test]
+    fn every_bounded_number_at_and_beyond_its_bounds() {
+        for (table, key, lo, hi, with) in RANGES {
+            let (header, dotted) = if table.is_empty() {
+                (String::new(), key.to_string())
+            } else {
+                (format!("[{table}]\n"), format!("{table}.{key}"))
+            };
+            let snippet = |v: u64| format!("{header}{with}{key} = {v}");
+            for v in [lo, hi] {
+                assert_eq!(check(&snippet(v)), Ok(()), "{dotted} = {v} is in range");
+            }
+            let mut beyond = vec![hi + 1];
+            if lo > 0 {
+                beyond.push(lo - 1);
+            }
+            for v in beyond {
+                assert_eq!(
+                    check(&snippet(v)),
+                    Err(format!(
+                        "node.toml: `{dotted}`: {v} {OUT_OF_RANGE} {lo} ..= {hi}"
+                    )),
+                    "{dotted} = {v}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn bounds_that_follow_other_values() {
+        run(&[
+            (
+                "per-address handshakes may not exceed all handshakes",
+                "[limits]\nmax_handshakes = 16\nmax_handshakes_per_address = 17",
+                Err("node.toml: `limits.max_handshakes_per_address`: 17 is out of range: must be 1 ..= 16"),
+            ),
+            (
+                "fewer handshakes than the per-address default",
+                "[limits]\nmax_handshakes = 4",
+                Err("node.toml: `limits.max_handshakes_per_address`: 8 is out of range: must be 1 ..= 4"),
+            ),
+            (
+                "retry threshold above all handshakes",
+                "[limits]\nmax_handshakes = 16\nretry_above_handshakes = 17",
+                Err("node.toml: `limits.retry_above_handshakes`: 17 is out of range: must be 0 ..= 16"),
+            ),
+            (
+                "retry always",
+                "[limits]\nretry_above_handshakes = 0",
+                Ok(()),
+            ),
+            (
+                "longest backoff shorter than the first",
+                "[delivery]\nbackoff_initial_ms = 5000\nbackoff_max_ms = 4999",
+                Err("node.toml: `delivery.backoff_max_ms`: 4999 is out of range: must be 5000 ..= 3600000"),
+            ),
+            (
+                "a constant backoff",
+                "[delivery]\nbackoff_initial_ms = 5000\nbackoff_max_ms = 5000",
+                Ok(()),
+            ),
+            (
+                "a number of the wrong type",
+                "[limits]\nmax_frame_bytes = \"big\"",
+                Err("node.toml: `limits.max_frame_bytes`: invalid type: string \"big\", expected usize (line 7)"),
+            ),
+            (
+                "an unknown key in a table",
+                "[delivery]\nretries = 3",
+                Err("node.toml: `delivery.retries`: unknown field `retries`, expected one of `backoff_initial_ms`, `backoff_max_ms`, `max_in_flight`, `unreachable_after_secs` (line 7)"),
+            ),
+        ]);
+    }
+
+    #[test]
+    fn logging_and_metrics() {
+        run(&[
+            (
+                "json logs",
+                "[log]\nformat = \"json\"\nfilter = \"trm_node=debug,info\"",
+                Ok(()),
+            ),
+            (
+                "an unknown log format",
+                "[log]\nformat = \"xml\"",
+                Err("node.toml: `log.format`: must be \"human\" or \"json\""),
+            ),
+            (
+                "log format names are lower case",
+                "[log]\nformat = \"JSON\"",
+                Err("node.toml: `log.format`: must be \"human\" or \"json\""),
+            ),
+            (
+                "a filter that is not a tracing filter",
+                "[log]\nfilter = \"info,[[[\"",
+                Err("node.toml: `log.filter`: not a tracing filter: invalid filter directive"),
+            ),
+            (
+                "metrics off, on a fixed port",
+                "[metrics]\nenabled = false\nlisten = \"127.0.0.1:9464\"",
+                Ok(()),
+            ),
+            (
+                "metrics address not an address",
+                "[metrics]\nlisten = \"9464\"",
+                Err("node.toml: `metrics.listen`: invalid socket address syntax (line 7)"),
+            ),
+        ]);
+    }
+
+    /// A case, the environment variables set, and the answer.
+    type EnvRow = (
+        &'static str,
+        &'static [(&'static str, &'static str)],
+        Result<(), &'static str>,
+    );
+
+    #[test]
+    fn environment_overrides() {
+        let rows: [EnvRow; 6] = [
+            ("no overrides", &[], Ok(())),
+            (
+                "listen and admin listen moved",
+                &[
+                    ("TRM_LISTEN", "0.0.0.0:5433"),
+                    ("TRM_ADMIN_LISTEN", "127.0.0.1:5434"),
+                ],
+                Ok(()),
+            ),
+            (
+                "TRM_LISTEN not an address",
+                &[("TRM_LISTEN", "somewhere")],
+                Err("node.toml: `TRM_LISTEN`: not a socket address"),
+            ),
+            (
+                "TRM_ADMIN_LISTEN without a port",
+                &[("TRM_ADMIN_LISTEN", "127.0.0.1")],
+                Err("node.toml: `TRM_ADMIN_LISTEN`: not a socket address"),
+            ),
+            ("TRM_LOG_FORMAT json", &[("TRM_LOG_FORMAT", "json")], Ok(())),
+            (
+                "TRM_LOG_FORMAT is validated like the file",
+                &[("TRM_LOG_FORMAT", "xml")],
+                Err("node.toml: `log.format`: must be \"human\" or \"json\""),
+            ),
+        ];
+        for (case, vars, want) in rows {
+            let mut cfg = NodeConfig::parse(&node_toml("")).expect("minimal file");
+            let got = cfg
+                .apply_overrides(|name| {
+                    vars.iter()
+                        .find(|(k, _)| *k == name)
+                        .map(|(_, v)| v.to_string())
+                })
+                .and_then(|()| cfg.validate())
+                .map_err(|e| e.to_string());
+            assert_eq!(got, want.map_err(str::to_string), "{case}");
+            if want.is_ok() {
+                for (k, v) in vars {
+                    let now = match *k {
+                        "TRM_LISTEN" => cfg.listen.to_string(),
+                        "TRM_ADMIN_LISTEN" => cfg.admin_listen.to_string(),
+                        _ => cfg.log.format.clone(),
+                    };
+                    assert_eq!(now, *v, "{case}: {k} applied");
+                }
+            }
         }
     }
 }

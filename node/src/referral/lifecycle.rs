@@ -430,15 +430,26 @@ fn check_payload(
         .unwrap_or_default();
     match body.payload.as_ref() {
         Some(Payload::Referral(r)) => {
-            let template = crate::referral::policy::receiving_template(ctx, &r.extensions)?;
-            crate::referral::policy::check_disclosures(ctx, &template, &r.digests, &t.disclosures)?;
+            let template =
+                crate::referral::policy::receiving_template(&ctx.template, &r.extensions)?;
+            crate::referral::policy::check_disclosures(
+                &ctx.cfg.acceptance_categories(),
+                &template,
+                &r.digests,
+                &t.disclosures,
+            )?;
             Ok(template)
         }
         Some(Payload::FollowUp(f)) => {
             let mut exts = declared;
             exts.extend(f.extensions.iter().cloned());
-            let template = crate::referral::policy::receiving_template(ctx, &exts)?;
-            crate::referral::policy::check_disclosures(ctx, &template, &f.digests, &t.disclosures)?;
+            let template = crate::referral::policy::receiving_template(&ctx.template, &exts)?;
+            crate::referral::policy::check_disclosures(
+                &ctx.cfg.acceptance_categories(),
+                &template,
+                &f.digests,
+                &t.disclosures,
+            )?;
             Ok(template)
         }
         Some(Payload::Disclosure(d)) => {
@@ -455,8 +466,13 @@ fn check_payload(
                     _ => None,
                 })
                 .ok_or_else(|| refuse(RejectReason::UnknownCase, "unknown referral"))?;
-            let template = crate::referral::policy::receiving_template(ctx, &declared)?;
-            crate::referral::policy::check_disclosures(ctx, &template, &digests, &t.disclosures)?;
+            let template = crate::referral::policy::receiving_template(&ctx.template, &declared)?;
+            crate::referral::policy::check_disclosures(
+                &ctx.cfg.acceptance_categories(),
+                &template,
+                &digests,
+                &t.disclosures,
+            )?;
             Ok(template)
         }
         Some(Payload::Decline(_))

@@ -5,6 +5,9 @@
 //! acceptance profile (its law) ∩ the person's recorded consent (personal categories) ∩ a
 //! supervisor's approval (personal categories). Every withheld field says which rules withheld
 //! it. The receiver re-checks its own acceptance profile and every disclosure's digest.
+//!
+//! Everything here is pure: the caller looks up the profiles, the case's consent records and
+//! the approval, and passes them in; nothing reads the store, the clock or the configuration.
 
 use std::collections::BTreeSet;
 
@@ -13,7 +16,7 @@ use trm_proto::pb::{self, Category, RejectReason};
 use trm_proto::template::{self, Template};
 
 use crate::base::vocab::Refusal;
-use crate::state::ctx::Ctx;
+use crate::store::ApprovalRecord;
 
 /// Why a field is withheld.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -56,18 +59,38 @@ pub fn consent_given(fields: &[pb::FieldDisclosure], cat: Category) -> bool {
         .unwrap_or(false)
 }
 
-/// Decides every field of a case for `peer`. `fields` are the values to decide on;
-/// `consent_from` holds the case's consent records.
+/// The categories a supervisor's approval releases for a referral sent by `sender`: four
+/// eyes. None when there is no approval, or when the approver is the sender or the case's
+/// `creator` (nobody approves their own case). Unknown category numbers are ignored.
+pub fn approved_categories(
+    approval: Option<&ApprovalRecord>,
+    sender: &str,
+    creator: &str,
+) -> BTreeSet<Category> {
+    approval
+        .filter(|a| a.supervisor != sender && a.supervisor != creator)
+        .map(|a| {
+            a.categories
+                .iter()
+                .filter_map(|c| Category::try_from(*c).ok())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Decides every field of a case for one peer. `fields` are the values to decide on;
+/// `consent_from` holds the case's consent records; `peer_acceptance` is the peer's published
+/// acceptance profile, `outgoing` this country's outgoing profile for the peer, `approved`
+/// what [`approved_categories`] gives. A field of an unknown path counts as identity (fail
+/// closed).
 pub fn decide(
-    ctx: &Ctx,
     template: &Template,
     fields: &[pb::FieldDisclosure],
     consent_from: &[pb::FieldDisclosure],
     peer_acceptance: &[Category],
-    peer: &str,
+    outgoing: &[Category],
     approved: &BTreeSet<Category>,
 ) -> Vec<FieldDecision> {
-    let outgoing = ctx.cfg.outgoing_for(peer);
     fields
         .iter()
         .map(|f| {
@@ -99,15 +122,18 @@ pub fn decide(
 
 /// The template a receiver uses for a message: its own, plus the sender's declared
 /// extensions (so unknown extension fields keep their declared category).
-pub fn receiving_template(ctx: &Ctx, exts: &[pb::ExtensionField]) -> Result<Template, Refusal> {
-    ctx.template
-        .for_received(exts)
+pub fn receiving_template(
+    own: &Template,
+    exts: &[pb::ExtensionField],
+) -> Result<Template, Refusal> {
+    own.for_received(exts)
         .map_err(|e| Refusal::new(RejectReason::Malformed, format!("declared extensions: {e}")))
 }
 
-/// Checks disclosures against signed digests, the acceptance profile and the field kinds.
+/// Checks disclosures against signed digests, this node's `acceptance` profile and the field
+/// kinds of `template` (from [`receiving_template`]).
 pub fn check_disclosures(
-    ctx: &Ctx,
+    acceptance: &[Category],
     template: &Template,
     digests: &[Vec<u8>],
     disclosures: &[pb::FieldDisclosure],
@@ -117,7 +143,6 @@ pub fn check_disclosures(
         detail: e.to_string(),
         fields: vec![],
     })?;
-    let acceptance = ctx.cfg.acceptance_categories();
     let mut beyond = Vec::new();
     for d in disclosures {
         let Some(cat) = template.category_of(&d.path) else {
@@ -176,4 +201,635 @@ pub fn commit_and_release(
         .cloned()
         .collect();
     Ok((c, out))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use trm_proto::pb::Category::{
+        Assistance, Child, Exploitation, Family, Health, Identity, Proceedings, Reference, Return,
+        Risk,
+    };
+    use Withheld::{
+        AcceptanceProfile as Acc, Approval as Appr, Consent as Cons, OutgoingProfile as Out,
+    };
+
+    const ALL: &[Category] = &template::ALL_CATEGORIES;
+    /// What France publishes: no personal category at all.
+    const FRANCE: &[Category] = &[
+        Reference,
+        Exploitation,
+        Assistance,
+        Risk,
+        Return,
+        Proceedings,
+    ];
+    /// This country's default outgoing profile: the non-identifying categories.
+    const DEFAULT_OUT: &[Category] = FRANCE;
+    const GIVEN: &str = r#"{"status":"given","form":"written"}"#;
+
+    fn field(path: &str, json: &str) -> pb::FieldDisclosure {
+        pb::FieldDisclosure {
+            path: path.to_string(),
+            salt: vec![],
+            value: json.as_bytes().to_vec(),
+        }
+    }
+
+    /// One field decided for one peer.
+    struct Row {
+        case: &'static str,
+        path: &'static str,
+        outgoing: &'static [Category],
+        acceptance: &'static [Category],
+        /// The case's consent records: `(consent path, JSON value)`.
+        consent: &'static [(&'static str, &'static str)],
+        approved: &'static [Category],
+        want: &'static [Withheld],
+    }
+
+    const ROWS: &[Row] = &[
+        // Non-identifying categories need neither consent nor approval.
+        Row {
+            case: "non-identifying field, every profile allows it",
+            path: "risk.level",
+            outgoing: ALL,
+            acceptance: ALL,
+            consent: &[],
+            approved: &[],
+            want: &[],
+        },
+        Row {
+            case: "non-identifying field with consent refused for it",
+            path: "exploitation.forms",
+            outgoing: ALL,
+            acceptance: ALL,
+            consent: &[("consent.exploitation", r#"{"status":"refused"}"#)],
+            approved: &[],
+            want: &[],
+        },
+        // The France rule: a peer that accepts no personal data gets none, whatever else allows it.
+        Row {
+            case: "France rule: identity with consent and approval",
+            path: "identity.family_name",
+            outgoing: ALL,
+            acceptance: FRANCE,
+            consent: &[("consent.identity", GIVEN)],
+            approved: &[Identity],
+            want: &[Acc],
+        },
+        Row {
+            case: "France rule: health with consent and approval",
+            path: "health.medical_needs",
+            outgoing: ALL,
+            acceptance: FRANCE,
+            consent: &[("consent.health", GIVEN)],
+            approved: &[Health],
+            want: &[Acc],
+        },
+        Row {
+            case: "France rule: child field with consent and approval",
+            path: "child.minor",
+            outgoing: ALL,
+            acceptance: FRANCE,
+            consent: &[("consent.child", GIVEN)],
+            approved: &[Child],
+            want: &[Acc],
+        },
+        Row {
+            case: "France rule: family without consent or approval",
+            path: "family.family_members",
+            outgoing: ALL,
+            acceptance: FRANCE,
+            consent: &[],
+            approved: &[],
+            want: &[Acc, Cons, Appr],
+        },
+        Row {
+            case: "France rule: the non-identifying part still goes",
+            path: "proceedings.role",
+            outgoing: ALL,
+            acceptance: FRANCE,
+            consent: &[],
+            approved: &[],
+            want: &[],
+        },
+        // Consent: given and not withdrawn, for the field's own category.
+        Row {
+            case: "consent given, approved: personal field released",
+            path: "identity.family_name",
+            outgoing: ALL,
+            acceptance: ALL,
+            consent: &[("consent.identity", GIVEN)],
+            approved: &[Identity],
+            want: &[],
+        },
+        Row {
+            case: "consent absent",
+            path: "identity.family_name",
+            outgoing: ALL,
+            acceptance: ALL,
+            consent: &[],
+            approved: &[Identity],
+            want: &[Cons],
+        },
+        Row {
+            case: "consent withdrawn",
+            path: "identity.family_name",
+            outgoing: ALL,
+            acceptance: ALL,
+            consent: &[(
+                "consent.identity",
+                r#"{"status":"given","withdrawn":"2026-01-02"}"#,
+            )],
+            approved: &[Identity],
+            want: &[Cons],
+        },
+        Row {
+            case: "consent with an empty (null) withdrawal is still given",
+            path: "identity.family_name",
+            outgoing: ALL,
+            acceptance: ALL,
+            consent: &[("consent.identity", r#"{"status":"given","withdrawn":null}"#)],
+            approved: &[Identity],
+            want: &[],
+        },
+        Row {
+            case: "consent refused",
+            path: "health.medical_needs",
+            outgoing: ALL,
+            acceptance: ALL,
+            consent: &[("consent.health", r#"{"status":"refused"}"#)],
+            approved: &[Health],
+            want: &[Cons],
+        },
+        Row {
+            case: "consent not asked",
+            path: "health.medical_needs",
+            outgoing: ALL,
+            acceptance: ALL,
+            consent: &[("consent.health", r#"{"status":"not_asked"}"#)],
+            approved: &[Health],
+            want: &[Cons],
+        },
+        Row {
+            case: "consent given for another category only",
+            path: "health.medical_needs",
+            outgoing: ALL,
+            acceptance: ALL,
+            consent: &[("consent.identity", GIVEN)],
+            approved: &[Health],
+            want: &[Cons],
+        },
+        Row {
+            case: "consent record that is not JSON",
+            path: "family.family_members",
+            outgoing: ALL,
+            acceptance: ALL,
+            consent: &[("consent.family", "given")],
+            approved: &[Family],
+            want: &[Cons],
+        },
+        // Four eyes: personal categories need a supervisor's approval for this peer.
+        Row {
+            case: "four eyes: consent but no approval",
+            path: "child.minor",
+            outgoing: ALL,
+            acceptance: ALL,
+            consent: &[("consent.child", GIVEN)],
+            approved: &[],
+            want: &[Appr],
+        },
+        Row {
+            case: "four eyes: approval of another category",
+            path: "child.minor",
+            outgoing: ALL,
+            acceptance: ALL,
+            consent: &[("consent.child", GIVEN)],
+            approved: &[Identity, Health],
+            want: &[Appr],
+        },
+        // The outgoing profile: this country's law for the peer.
+        Row {
+            case: "outgoing profile: the default sends no identity",
+            path: "identity.family_name",
+            outgoing: DEFAULT_OUT,
+            acceptance: ALL,
+            consent: &[("consent.identity", GIVEN)],
+            approved: &[Identity],
+            want: &[Out],
+        },
+        Row {
+            case: "outgoing profile removes a non-identifying category",
+            path: "proceedings.role",
+            outgoing: &[Reference, Exploitation, Assistance, Risk, Return],
+            acceptance: ALL,
+            consent: &[],
+            approved: &[],
+            want: &[Out],
+        },
+        Row {
+            case: "outgoing profile and the peer's profile both remove it",
+            path: "return.wish",
+            outgoing: &[Reference],
+            acceptance: &[Reference],
+            consent: &[],
+            approved: &[],
+            want: &[Out, Acc],
+        },
+        Row {
+            case: "every rule at once, in order",
+            path: "health.medical_needs",
+            outgoing: DEFAULT_OUT,
+            acceptance: FRANCE,
+            consent: &[],
+            approved: &[],
+            want: &[Out, Acc, Cons, Appr],
+        },
+        // A path the template does not know is decided as identity: fail closed.
+        Row {
+            case: "unknown path counts as identity",
+            path: "ext.zz.note",
+            outgoing: ALL,
+            acceptance: ALL,
+            consent: &[],
+            approved: &[],
+            want: &[Cons, Appr],
+        },
+        Row {
+            case: "unknown path under the default outgoing profile",
+            path: "ext.zz.note",
+            outgoing: DEFAULT_OUT,
+            acceptance: ALL,
+            consent: &[("consent.identity", GIVEN)],
+            approved: &[Identity],
+            want: &[Out],
+        },
+    ];
+
+    #[test]
+    fn release_decisions() {
+        let t = Template::default();
+        let mut failed = Vec::new();
+        for r in ROWS {
+            let consent: Vec<_> = r.consent.iter().map(|(p, v)| field(p, v)).collect();
+            let approved: BTreeSet<Category> = r.approved.iter().copied().collect();
+            let fields = [field(r.path, "\"synthetic\"")];
+            let d = decide(&t, &fields, &consent, r.acceptance, r.outgoing, &approved);
+            assert_eq!(d.len(), 1, "{}", r.case);
+            let want_cat = template::category_name(t.category_of(r.path).unwrap_or(Identity));
+            if d[0].withheld_by != r.want
+                || d[0].released != r.want.is_empty()
+                || d[0].path != r.path
+                || d[0].category != want_cat
+            {
+                failed.push(format!("{}: want {:?}, got {:?}", r.case, r.want, d[0]));
+            }
+        }
+        assert!(failed.is_empty(), "{}", failed.join("\n"));
+    }
+
+    #[test]
+    fn an_extension_is_decided_by_its_declared_category() {
+        let ext = template::Extension::new(
+            "ext.it.permit_number",
+            template::ExtKind::Text,
+            Assistance,
+            "Residence permit number",
+        )
+        .expect("extension");
+        let t = Template::new(vec![ext], Vec::<String>::new()).expect("template");
+        let d = decide(
+            &t,
+            &[field("ext.it.permit_number", "\"P-0001\"")],
+            &[],
+            FRANCE,
+            DEFAULT_OUT,
+            &BTreeSet::new(),
+        );
+        assert_eq!(d[0].category, "assistance");
+        assert!(d[0].released, "{:?}", d[0]);
+    }
+
+    #[test]
+    fn one_decision_per_field_in_order_for_france() {
+        let fields = [
+            field("reference.case_ref", "\"IT-2026-0001\""),
+            field("identity.family_name", "\"Synthetic\""),
+            field("exploitation.forms", "[\"labour\"]"),
+            field("health.medical_needs", "\"synthetic\""),
+            field("consent.identity", GIVEN),
+            field("consent.health", GIVEN),
+        ];
+        let d = decide(
+            &Template::default(),
+            &fields,
+            &fields,
+            FRANCE,
+            ALL,
+            &[Identity, Health].into_iter().collect(),
+        );
+        let released: Vec<(&str, bool)> = d.iter().map(|d| (d.path.as_str(), d.released)).collect();
+        assert_eq!(
+            released,
+            [
+                ("reference.case_ref", true),
+                ("identity.family_name", false),
+                ("exploitation.forms", true),
+                ("health.medical_needs", false),
+                ("consent.identity", true),
+                ("consent.health", true),
+            ]
+        );
+    }
+
+    fn approval(supervisor: &str, categories: &[i32]) -> ApprovalRecord {
+        ApprovalRecord {
+            categories: categories.to_vec(),
+            supervisor: supervisor.to_string(),
+            at_ms: 1,
+        }
+    }
+
+    /// A case, the approval kept, the sender, the case's creator, and what it approves.
+    type ApprovalRow = (
+        &'static str,
+        Option<ApprovalRecord>,
+        &'static str,
+        &'static str,
+        &'static [Category],
+    );
+
+    #[test]
+    fn four_eyes() {
+        let both = [Identity as i32, Health as i32];
+        let rows: [ApprovalRow; 7] = [
+            ("no approval", None, "olga", "olga", &[]),
+            (
+                "another supervisor approved",
+                Some(approval("sam", &both)),
+                "olga",
+                "olga",
+                &[Identity, Health],
+            ),
+            (
+                "the sender approved their own referral",
+                Some(approval("olga", &both)),
+                "olga",
+                "oscar",
+                &[],
+            ),
+            (
+                "the case's creator approved it for another sender",
+                Some(approval("oscar", &both)),
+                "olga",
+                "oscar",
+                &[],
+            ),
+            (
+                "a supervisor who neither created nor sends",
+                Some(approval("sam", &[Child as i32])),
+                "olga",
+                "oscar",
+                &[Child],
+            ),
+            (
+                "unknown category numbers are ignored",
+                Some(approval("sam", &[Family as i32, 999])),
+                "olga",
+                "olga",
+                &[Family],
+            ),
+            (
+                "an empty approval approves nothing",
+                Some(approval("sam", &[])),
+                "olga",
+                "olga",
+                &[],
+            ),
+        ];
+        for (case, a, sender, creator, want) in rows {
+            let got = approved_categories(a.as_ref(), sender, creator);
+            let want: BTreeSet<Category> = want.iter().copied().collect();
+            assert_eq!(got, want, "{case}");
+        }
+    }
+
+    #[test]
+    fn a_self_approval_releases_nothing_personal() {
+        let fields = [
+            field("identity.family_name", "\"Synthetic\""),
+            field("consent.identity", GIVEN),
+        ];
+        let approved =
+            approved_categories(Some(&approval("olga", &[Identity as i32])), "olga", "oscar");
+        let d = decide(&Template::default(), &fields, &fields, ALL, ALL, &approved);
+        assert_eq!(d[0].withheld_by, [Appr]);
+    }
+
+    #[test]
+    fn only_released_fields_leave_and_they_verify() {
+        let fields = [
+            field("reference.case_ref", "\"IT-2026-0001\""),
+            field("identity.family_name", "\"Synthetic\""),
+            field("risk.level", "\"high\""),
+        ];
+        let d = decide(
+            &Template::default(),
+            &fields,
+            &[],
+            FRANCE,
+            ALL,
+            &BTreeSet::new(),
+        );
+        let (c, out) = commit_and_release(&fields, &d).expect("commit");
+        let paths: Vec<&str> = out.iter().map(|d| d.path.as_str()).collect();
+        assert_eq!(paths, ["reference.case_ref", "risk.level"]);
+        assert_eq!(
+            c.disclosures.len(),
+            fields.len(),
+            "every field is committed"
+        );
+        let digests: Vec<Vec<u8>> = c.digests.iter().map(|d| d.to_vec()).collect();
+        trm_proto::commit::verify_disclosures(&digests, &out).expect("released fields verify");
+    }
+
+    /// A committed case and the digests a referral would carry.
+    fn committed(fields: &[(&str, &str)]) -> (Vec<Vec<u8>>, Vec<pb::FieldDisclosure>) {
+        let pairs: Vec<(String, Vec<u8>)> = fields
+            .iter()
+            .map(|(p, v)| (p.to_string(), v.as_bytes().to_vec()))
+            .collect();
+        let c = trm_proto::commit::commit(&pairs, &mut rand::rngs::OsRng).expect("commit");
+        (
+            c.digests.iter().map(|d| d.to_vec()).collect(),
+            c.disclosures,
+        )
+    }
+
+    fn ext_decl(path: &str, category: Category) -> pb::ExtensionField {
+        pb::ExtensionField {
+            path: path.to_string(),
+            kind: "text".to_string(),
+            category: category as i32,
+            help: "Synthetic extension".to_string(),
+        }
+    }
+
+    /// A case, this node's acceptance profile, the extensions the sender declared, the
+    /// disclosures, and Ok or the refusal (reason, start of the detail, fields named).
+    type ReceiptRow = (
+        &'static str,
+        &'static [Category],
+        Vec<pb::ExtensionField>,
+        Vec<pb::FieldDisclosure>,
+        Result<(), (RejectReason, &'static str, &'static [&'static str])>,
+    );
+
+    #[test]
+    fn checks_on_receipt() {
+        let (digests, all) = committed(&[
+            ("reference.case_ref", "\"IT-2026-0001\""),
+            ("identity.family_name", "\"Synthetic\""),
+            ("health.medical_needs", "\"synthetic\""),
+            ("risk.level", "\"high\""),
+            ("child.minor", "\"yes\""),
+            ("ext.zz.note", "\"synthetic\""),
+        ]);
+        let pick = |paths: &[&str]| -> Vec<pb::FieldDisclosure> {
+            all.iter()
+                .filter(|d| paths.contains(&d.path.as_str()))
+                .cloned()
+                .collect()
+        };
+        let mut forged = pick(&["risk.level"]);
+        forged[0].value = b"\"low\"".to_vec();
+        let beyond = "1 field(s) of categories this node may not receive";
+        let rows: Vec<ReceiptRow> = vec![
+            (
+                "within the acceptance profile",
+                ALL,
+                vec![],
+                pick(&["reference.case_ref", "identity.family_name", "risk.level"]),
+                Ok(()),
+            ),
+            (
+                "France rule: the non-identifying part is accepted",
+                FRANCE,
+                vec![],
+                pick(&["reference.case_ref", "risk.level"]),
+                Ok(()),
+            ),
+            (
+                "France rule: an identity field is refused and named",
+                FRANCE,
+                vec![],
+                pick(&["reference.case_ref", "identity.family_name"]),
+                Err((
+                    RejectReason::CategoryNotAccepted,
+                    beyond,
+                    &["identity.family_name"],
+                )),
+            ),
+            (
+                "France rule: every personal field is named",
+                FRANCE,
+                vec![],
+                pick(&["identity.family_name", "risk.level", "health.medical_needs"]),
+                Err((
+                    RejectReason::CategoryNotAccepted,
+                    "2 field(s) of categories this node may not receive",
+                    &["identity.family_name", "health.medical_needs"],
+                )),
+            ),
+            (
+                "a value that does not match its signed digest",
+                ALL,
+                vec![],
+                forged,
+                Err((RejectReason::BadDisclosure, "", &[])),
+            ),
+            (
+                "a field of no known path",
+                ALL,
+                vec![],
+                pick(&["ext.zz.note"]),
+                Err((
+                    RejectReason::BadDisclosure,
+                    "unknown field ext.zz.note",
+                    &["ext.zz.note"],
+                )),
+            ),
+            (
+                "a declared extension keeps its category",
+                FRANCE,
+                vec![ext_decl("ext.zz.note", Assistance)],
+                pick(&["ext.zz.note"]),
+                Ok(()),
+            ),
+            (
+                "France rule: a declared personal extension is refused",
+                FRANCE,
+                vec![ext_decl("ext.zz.note", Health)],
+                pick(&["ext.zz.note"]),
+                Err((RejectReason::CategoryNotAccepted, beyond, &["ext.zz.note"])),
+            ),
+            (
+                "a value of the wrong kind",
+                ALL,
+                vec![],
+                pick(&["child.minor"]),
+                Err((
+                    RejectReason::BadDisclosure,
+                    "child.minor: ",
+                    &["child.minor"],
+                )),
+            ),
+            (
+                "beyond the profile is refused before the kinds are checked",
+                FRANCE,
+                vec![],
+                pick(&["child.minor"]),
+                Err((RejectReason::CategoryNotAccepted, beyond, &["child.minor"])),
+            ),
+        ];
+        for (case, acceptance, exts, disclosures, want) in rows {
+            let template = receiving_template(&Template::default(), &exts).expect(case);
+            let got = check_disclosures(acceptance, &template, &digests, &disclosures);
+            match (got, want) {
+                (Ok(()), Ok(())) => {}
+                (Err(r), Err((reason, detail, fields))) => {
+                    assert_eq!(r.reason, reason, "{case}: {}", r.detail);
+                    assert!(r.detail.starts_with(detail), "{case}: {}", r.detail);
+                    assert!(!r.detail.contains('\n'), "{case}: {}", r.detail);
+                    assert_eq!(r.fields, fields, "{case}");
+                }
+                (got, want) => panic!("{case}: want {want:?}, got {got:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn declared_extensions_that_are_not_valid_are_malformed() {
+        for (case, decl) in [
+            (
+                "not an extension path",
+                ext_decl("identity.nickname", Assistance),
+            ),
+            (
+                "no category",
+                ext_decl("ext.zz.note", Category::Unspecified),
+            ),
+        ] {
+            let r = receiving_template(&Template::default(), &[decl])
+                .err()
+                .unwrap_or_else(|| panic!("{case}: accepted"));
+            assert_eq!(r.reason, RejectReason::Malformed, "{case}");
+            assert!(
+                r.detail.starts_with("declared extensions: "),
+                "{case}: {}",
+                r.detail
+            );
+        }
+    }
 }
