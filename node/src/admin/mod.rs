@@ -269,7 +269,7 @@ pub async fn dispatch(ctx: &Arc<Ctx>, caller: &Caller, req: AdminRequest) -> Adm
     };
     let entry = AuditEntry {
         time_ms: ctx.clock.now_ms(),
-        kind: "admin".into(),
+        kind: trm_proto::audit::AuditKind::Admin.into(),
         officer: caller.name.clone(),
         role: caller.role.name().into(),
         call: name.into(),

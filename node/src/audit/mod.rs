@@ -374,7 +374,7 @@ pub async fn export(
     ctx.store
         .commit(vec![Op::Audit(AuditEntry {
             time_ms: ctx.clock.now_ms(),
-            kind: trm_proto::audit::EXPORT_KIND.into(),
+            kind: trm_proto::audit::AuditKind::Export.into(),
             officer: caller.name.clone(),
             role: caller.role.name().into(),
             call: "audit export".into(),

@@ -381,7 +381,7 @@ async fn attempt(ctx: &Ctx, conn: &quinn::Connection, rec: SentRecord) -> Attemp
                     (
                         SentState::Delivered,
                         signed,
-                        "receipt_received",
+                        trm_proto::audit::AuditKind::ReceiptReceived,
                         "delivered".to_string(),
                     )
                 }
@@ -403,7 +403,7 @@ async fn attempt(ctx: &Ctx, conn: &quinn::Connection, rec: SentRecord) -> Attemp
                     (
                         SentState::Rejected,
                         signed,
-                        "rejection_received",
+                        trm_proto::audit::AuditKind::RejectionReceived,
                         format!("rejected: {}", reason.as_str_name()),
                     )
                 }
@@ -444,9 +444,9 @@ async fn attempt(ctx: &Ctx, conn: &quinn::Connection, rec: SentRecord) -> Attemp
     match ctx.store.commit(ops).await {
         Ok(_) => {
             let metric = if state == SentState::Delivered {
-                "delivered"
+                crate::base::metrics::Counter::Delivered
             } else {
-                "rejected_by_peer"
+                crate::base::metrics::Counter::RejectedByPeer
             };
             ctx.metrics.inc(metric, peer, &rec.kind);
             ctx.metrics.observe_latency(started.elapsed().as_secs_f64());

@@ -47,14 +47,19 @@ pub async fn serve(ctx: Arc<Ctx>, endpoint: quinn::Endpoint) {
         ) {
             Admit::Accept(slot) => slot,
             Admit::Retry => {
-                ctx.metrics.inc("handshakes_retried", "", "");
+                ctx.metrics
+                    .inc(crate::base::metrics::Counter::HandshakesRetried, "", "");
                 if let Err(e) = incoming.retry() {
                     e.into_incoming().refuse();
                 }
                 continue;
             }
             Admit::Refuse(why) => {
-                ctx.metrics.inc("handshakes_limited", "", why.label());
+                ctx.metrics.inc(
+                    crate::base::metrics::Counter::HandshakesLimited,
+                    "",
+                    why.label(),
+                );
                 tracing::debug!(remote = %remote, limit = why.label(), "handshake refused by a limit");
                 incoming.refuse();
                 continue;
@@ -77,7 +82,11 @@ pub async fn serve(ctx: Arc<Ctx>, endpoint: quinn::Endpoint) {
                     return;
                 }
                 Err(_) => {
-                    ctx.metrics.inc("handshakes_failed", "", "timeout");
+                    ctx.metrics.inc(
+                        crate::base::metrics::Counter::HandshakesFailed,
+                        "",
+                        "timeout",
+                    );
                     tracing::debug!(remote = %remote, "handshake timed out");
                     return;
                 }
@@ -128,7 +137,11 @@ async fn handle_connection(ctx: Arc<Ctx>, gate: Arc<Gate>, conn: quinn::Connecti
     let _slot = match gate.establish(&peer) {
         Ok(s) => s,
         Err(why) => {
-            ctx.metrics.inc("connections_limited", &peer, why.label());
+            ctx.metrics.inc(
+                crate::base::metrics::Counter::ConnectionsLimited,
+                &peer,
+                why.label(),
+            );
             tracing::debug!(peer = %peer, limit = why.label(), "connection refused by a limit");
             CloseWhy::Busy.close(&conn);
             return;
@@ -481,7 +494,7 @@ async fn receive_once(
         Op::Receive(record),
         Op::Audit(AuditEntry {
             time_ms: now,
-            kind: "received".into(),
+            kind: trm_proto::audit::AuditKind::Received.into(),
             peer: peer.into(),
             message_id: body.message_id.clone(),
             envelope_hash: hash.to_vec(),
@@ -495,7 +508,7 @@ async fn receive_once(
         }),
         Op::Audit(AuditEntry {
             time_ms: now,
-            kind: "receipt_sent".into(),
+            kind: trm_proto::audit::AuditKind::ReceiptSent.into(),
             peer: peer.into(),
             message_id: body.message_id.clone(),
             envelope_hash: hash.to_vec(),
@@ -539,7 +552,8 @@ async fn receive_once(
             if let Some(card) = rotated {
                 crate::federation::rotation::pin(ctx, card);
             }
-            ctx.metrics.inc("received", peer, kind);
+            ctx.metrics
+                .inc(crate::base::metrics::Counter::Received, peer, kind);
             if erasure {
                 tokio::spawn(crate::referral::lifecycle::carry_out_erasure(
                     ctx.clone(),
@@ -598,7 +612,7 @@ fn duplicate(
         );
     }
     ctx.metrics.inc(
-        "duplicate",
+        crate::base::metrics::Counter::Duplicate,
         peer,
         crate::referral::messages::kind_name(body),
     );
@@ -777,7 +791,11 @@ fn reject_unlogged(
     reason: RejectReason,
     detail: &str,
 ) -> pb::PeerResponse {
-    ctx.metrics.inc("rejected", peer, reason.as_str_name());
+    ctx.metrics.inc(
+        crate::base::metrics::Counter::Rejected,
+        peer,
+        reason.as_str_name(),
+    );
     pb::PeerResponse {
         kind: Some(peer_response::Kind::Rejection(rejection(
             ctx,
@@ -802,8 +820,11 @@ async fn reject(
     // A peer cannot fill the permanent log: past its budget, rejections are still signed and
     // sent, but only counted.
     if !ctx.recv.allow(peer, Limit::LoggedRejection) {
-        ctx.metrics
-            .inc("rejected_unlogged", peer, reason.as_str_name());
+        ctx.metrics.inc(
+            crate::base::metrics::Counter::RejectedUnlogged,
+            peer,
+            reason.as_str_name(),
+        );
         return reject_unlogged(ctx, peer, seen, reason, detail);
     }
     let id = seen.as_ref().map(|s| logged_id(s.id)).unwrap_or_default();
@@ -814,10 +835,14 @@ async fn reject(
         detail = truncate(detail, MAX_DETAIL),
         "message rejected"
     );
-    ctx.metrics.inc("rejected", peer, reason.as_str_name());
+    ctx.metrics.inc(
+        crate::base::metrics::Counter::Rejected,
+        peer,
+        reason.as_str_name(),
+    );
     let entry = AuditEntry {
         time_ms: ctx.clock.now_ms(),
-        kind: "rejection_sent".into(),
+        kind: trm_proto::audit::AuditKind::RejectionSent.into(),
         peer: peer.into(),
         message_id: id,
         envelope_hash: hash,

@@ -130,7 +130,7 @@ pub fn rotate_with_overlap_ms(
 
     let mut ops = vec![Op::Audit(AuditEntry {
         time_ms: now_ms,
-        kind: "key".into(),
+        kind: trm_proto::audit::AuditKind::Key.into(),
         officer: "trm-node key rotate".into(),
         call: "rotate".into(),
         target: signing::fingerprint(&record.public_key),
@@ -204,7 +204,7 @@ fn announcement(
     let hash = signing::envelope_hash(&body, &signature);
     let audit = AuditEntry {
         time_ms: now_ms,
-        kind: "sent".into(),
+        kind: trm_proto::audit::AuditKind::Sent.into(),
         peer: to.into(),
         message_id: id.clone(),
         envelope_hash: hash.to_vec(),
@@ -272,7 +272,7 @@ pub async fn resign_if_retired(ctx: &Ctx, mut rec: SentRecord) -> Result<SentRec
     let hash = signing::envelope_hash(&sealed.body, &sealed.signature);
     let audit = AuditEntry {
         time_ms: now,
-        kind: "sent".into(),
+        kind: trm_proto::audit::AuditKind::Sent.into(),
         peer: rec.peer.clone(),
         message_id: rec.id.clone(),
         envelope_hash: hash.to_vec(),

@@ -228,10 +228,10 @@ fn check_checkpoint(ctx: &Ctx, peer: &str, signed: &pb::Signed) -> Result<Seen, 
 }
 
 /// Audit kind of a held peer's signed evidence (a checkpoint of the peer).
-const WITNESS_KIND: &str = "witness";
+const WITNESS_KIND: trm_proto::audit::AuditKind = trm_proto::audit::AuditKind::Witness;
 /// Audit kind of a peer held without verifiable evidence (an invalid checkpoint or a
 /// malformed answer): no signed fields, the reason in `result`.
-const HELD_KIND: &str = "peer_held";
+const HELD_KIND: trm_proto::audit::AuditKind = trm_proto::audit::AuditKind::PeerHeld;
 
 /// Checks an entry this node is about to log about a peer's answer with the offline
 /// verifier's own per-entry check ([`trm_proto::audit::check_log_entry`]), against this
@@ -522,7 +522,11 @@ async fn hold(
         "peer {peer}'s audit log contradicts the checkpoints it showed before (rolled back or \
          rewritten); its messages are held until an operator runs `trm-admin peer trust {peer}`"
     );
-    ctx.metrics.inc("peer_log_inconsistent", peer, kind);
+    ctx.metrics.inc(
+        crate::base::metrics::Counter::PeerLogInconsistent,
+        peer,
+        kind,
+    );
     let mut entry = AuditEntry {
         time_ms: now,
         kind: WITNESS_KIND.into(),

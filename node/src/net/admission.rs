@@ -247,10 +247,18 @@ pub fn refused_handshake(
     match why {
         HandshakeRefusal::Other => {
             tracing::debug!(remote = %remote, error = %error, "handshake failed");
-            metrics.inc("handshakes_failed", "", why.label());
+            metrics.inc(
+                crate::base::metrics::Counter::HandshakesFailed,
+                "",
+                why.label(),
+            );
         }
         HandshakeRefusal::NotPinned(fp) => {
-            metrics.inc("handshakes_refused", "", why.label());
+            metrics.inc(
+                crate::base::metrics::Counter::HandshakesRefused,
+                "",
+                why.label(),
+            );
             if log.may_log(remote.ip(), Instant::now()) {
                 tracing::warn!(
                     remote = %remote,
@@ -260,7 +268,11 @@ pub fn refused_handshake(
             }
         }
         HandshakeRefusal::NoCertificate => {
-            metrics.inc("handshakes_refused", "", why.label());
+            metrics.inc(
+                crate::base::metrics::Counter::HandshakesRefused,
+                "",
+                why.label(),
+            );
             if log.may_log(remote.ip(), Instant::now()) {
                 tracing::warn!(
                     remote = %remote,

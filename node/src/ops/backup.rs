@@ -989,7 +989,7 @@ pub async fn record_restore(store: &Store, now_ms: i64) -> Result<(), StoreError
     );
     let entry = AuditEntry {
         time_ms: now_ms,
-        kind: "restore".into(),
+        kind: trm_proto::audit::AuditKind::Restore.into(),
         call: "restore".into(),
         target: format!("backup taken at {}", info.taken),
         result: result.clone(),

@@ -83,7 +83,7 @@ pub async fn erase_received(
 fn audit(ctx: &Ctx, peer: &str, target: &str, cats: &[i32], reason: &str) -> Op {
     Op::Audit(crate::store::AuditEntry {
         time_ms: ctx.clock.now_ms(),
-        kind: "erasure".into(),
+        kind: trm_proto::audit::AuditKind::Erasure.into(),
         peer: peer.into(),
         call: reason.into(),
         target: target.into(),

@@ -114,7 +114,7 @@ pub async fn enqueue_with(
     let hash = signing::envelope_hash(&envelope.body, &envelope.signature);
     let audit = AuditEntry {
         time_ms: now,
-        kind: "sent".into(),
+        kind: trm_proto::audit::AuditKind::Sent.into(),
         peer: out.to.clone(),
         message_id: id.clone(),
         envelope_hash: hash.to_vec(),
@@ -187,7 +187,8 @@ pub async fn enqueue_with(
         ));
     }
     drop(ku);
-    ctx.metrics.inc("sent", &out.to, kind);
+    ctx.metrics
+        .inc(crate::base::metrics::Counter::Sent, &out.to, kind);
     ctx.delivery.wake(ctx, &out.to);
     Ok(id)
 }
