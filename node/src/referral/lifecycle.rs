@@ -133,45 +133,8 @@ pub fn transition(
             next.set_state(ThreadState::Declined);
             next.note = d.reason.clone();
         }
-        Payload::FollowUp(f) => {
-            if state != Some(ThreadState::Accepted) {
-                return Err(refuse(
-                    RejectReason::OutOfOrder,
-                    format!("a follow-up needs an accepted referral (it is {})", t.state),
-                ));
-            }
-            if f.phase == pb::Phase::Unspecified as i32 || pb::Phase::try_from(f.phase).is_err() {
-                return Err(refuse(
-                    RejectReason::Malformed,
-                    "follow-up without a TRM phase",
-                ));
-            }
-            next.phase = phase_name(f.phase).into();
-            for e in &f.extensions {
-                if !next.extensions.iter().any(|x| x.path == e.path) {
-                    next.extensions.push(e.clone());
-                }
-            }
-        }
-        Payload::Disclosure(d) => {
-            // Only the referring country releases more fields of its referral.
-            if t.role() != Some(own_role) {
-                return Err(refuse(
-                    RejectReason::OutOfOrder,
-                    "only the referring country releases fields",
-                ));
-            }
-            if d.referral_id != t.referral_id {
-                return Err(refuse(RejectReason::OutOfOrder, "not the open referral"));
-            }
-            if matches!(state, Some(ThreadState::Declined | ThreadState::Closed)) {
-                return Err(refuse(
-                    RejectReason::OutOfOrder,
-                    format!("the referral is {}", t.state),
-                ));
-            }
-            return Ok(None);
-        }
+        Payload::FollowUp(f) => follow_up(&mut next, f)?,
+        Payload::Disclosure(d) => return disclosure(t, own_role, d).map(|()| None),
         Payload::Closure(c) => {
             if state == Some(ThreadState::Closed) {
                 return Err(refuse(
@@ -228,6 +191,54 @@ fn open_thread(
     t.set_role(own_role);
     t.set_state(ThreadState::Pending);
     Ok(t)
+}
+
+/// A follow-up, either way, on an accepted referral: the phase it reports, the extension
+/// fields it declares.
+fn follow_up(next: &mut ThreadRecord, f: &pb::FollowUp) -> Result<(), Refusal> {
+    if next.state() != Some(ThreadState::Accepted) {
+        return Err(refuse(
+            RejectReason::OutOfOrder,
+            format!(
+                "a follow-up needs an accepted referral (it is {})",
+                next.state
+            ),
+        ));
+    }
+    if f.phase == pb::Phase::Unspecified as i32 || pb::Phase::try_from(f.phase).is_err() {
+        return Err(refuse(
+            RejectReason::Malformed,
+            "follow-up without a TRM phase",
+        ));
+    }
+    next.phase = phase_name(f.phase).into();
+    for e in &f.extensions {
+        if !next.extensions.iter().any(|x| x.path == e.path) {
+            next.extensions.push(e.clone());
+        }
+    }
+    Ok(())
+}
+
+/// Only the referring country releases more fields, of its referral, while not declined or
+/// closed; the thread is unchanged.
+fn disclosure(t: &ThreadRecord, own_role: ThreadRole, d: &pb::Disclosure) -> Result<(), Refusal> {
+    if t.role() != Some(own_role) {
+        return Err(refuse(
+            RejectReason::OutOfOrder,
+            "only the referring country releases fields",
+        ));
+    }
+    if d.referral_id != t.referral_id {
+        return Err(refuse(RejectReason::OutOfOrder, "not the open referral"));
+    }
+    if matches!(t.state(), Some(ThreadState::Declined | ThreadState::Closed)) {
+        return Err(refuse(
+            RejectReason::OutOfOrder,
+            format!("the referral is {}", t.state),
+        ));
+    }
+    Ok(())
 }
 
 /// A message about an open referral that leaves the thread as it is.
