@@ -12,6 +12,7 @@ use trm_proto::signing::{self, Tag};
 use trm_proto::{commit, template};
 
 use crate::admin::{CallError, Caller, Role};
+use crate::base::metrics::Counter;
 use crate::base::time::format_ms;
 use crate::net::tls::Pin;
 use crate::node::Ctx;
@@ -158,7 +159,7 @@ fn status(ctx: &Ctx) -> Result<Value, CallError> {
         "audit_entries": ctx.store.audit_len(),
         "last_restore": crate::ops::backup::last_restore(&ctx.store),
         "audit": crate::audit::status_json(ctx),
-        "peer_log_inconsistent": ctx.metrics.total(crate::base::metrics::Counter::PeerLogInconsistent),
+        "peer_log_inconsistent": ctx.metrics.total(Counter::PeerLogInconsistent),
     }))
 }
 

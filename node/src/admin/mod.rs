@@ -16,6 +16,7 @@ use trm_proto::admin::{admin_request::Call, AdminRequest, AdminResponse};
 use crate::net::transport;
 use crate::node::Ctx;
 use crate::store::{AuditEntry, Op};
+use trm_proto::audit::AuditKind;
 
 /// An officer's role.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -269,7 +270,7 @@ pub async fn dispatch(ctx: &Arc<Ctx>, caller: &Caller, req: AdminRequest) -> Adm
     };
     let entry = AuditEntry {
         time_ms: ctx.clock.now_ms(),
-        kind: trm_proto::audit::AuditKind::Admin.into(),
+        kind: AuditKind::Admin.into(),
         officer: caller.name.clone(),
         role: caller.role.name().into(),
         call: name.into(),

@@ -36,6 +36,7 @@ use crate::base::time::format_ms;
 use crate::identity::NodeKeys;
 use crate::node::Ctx;
 use crate::store::{checkpoint_key, AuditEntry, Op, Store, StoreError, CHECKPOINT_PREFIX};
+use trm_proto::audit::AuditKind;
 
 /// The latest signed checkpoint, shared by the receive path and the checkpoint task.
 #[derive(Debug, Default)]
@@ -374,7 +375,7 @@ pub async fn export(
     ctx.store
         .commit(vec![Op::Audit(AuditEntry {
             time_ms: ctx.clock.now_ms(),
-            kind: trm_proto::audit::AuditKind::Export.into(),
+            kind: AuditKind::Export.into(),
             officer: caller.name.clone(),
             role: caller.role.name().into(),
             call: "audit export".into(),

@@ -16,9 +16,11 @@ use tokio::task::JoinSet;
 use trm_proto::pb::{self, peer_response, RejectReason};
 use trm_proto::signing::{self, Tag};
 
+use crate::base::metrics::Counter;
 use crate::net::transport;
 use crate::node::Ctx;
 use crate::store::{AuditEntry, Op, SentRecord, SentState};
+use trm_proto::audit::AuditKind;
 
 /// Handles to the per-peer workers.
 #[derive(Default)]
@@ -381,7 +383,7 @@ async fn attempt(ctx: &Ctx, conn: &quinn::Connection, rec: SentRecord) -> Attemp
                     (
                         SentState::Delivered,
                         signed,
-                        trm_proto::audit::AuditKind::ReceiptReceived,
+                        AuditKind::ReceiptReceived,
                         "delivered".to_string(),
                     )
                 }
@@ -403,7 +405,7 @@ async fn attempt(ctx: &Ctx, conn: &quinn::Connection, rec: SentRecord) -> Attemp
                     (
                         SentState::Rejected,
                         signed,
-                        trm_proto::audit::AuditKind::RejectionReceived,
+                        AuditKind::RejectionReceived,
                         format!("rejected: {}", reason.as_str_name()),
                     )
                 }
@@ -444,9 +446,9 @@ async fn attempt(ctx: &Ctx, conn: &quinn::Connection, rec: SentRecord) -> Attemp
     match ctx.store.commit(ops).await {
         Ok(_) => {
             let metric = if state == SentState::Delivered {
-                crate::base::metrics::Counter::Delivered
+                Counter::Delivered
             } else {
-                crate::base::metrics::Counter::RejectedByPeer
+                Counter::RejectedByPeer
             };
             ctx.metrics.inc(metric, peer, &rec.kind);
             ctx.metrics.observe_latency(started.elapsed().as_secs_f64());

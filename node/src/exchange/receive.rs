@@ -16,11 +16,13 @@ use tracing::Instrument;
 use trm_proto::pb::{self, body::Payload, peer_request, peer_response, RejectReason};
 use trm_proto::signing::{self, Tag};
 
+use crate::base::metrics::Counter;
 use crate::net::admission::{refused_handshake, Admit, Gate, RefusalLog};
 use crate::net::tls::Pin;
 use crate::net::transport::{self, FrameIoError};
 use crate::node::Ctx;
 use crate::store::{AuditEntry, Op, Outcome, ReceivedRecord};
+use trm_proto::audit::AuditKind;
 
 /// Accepts peer connections until shutdown.
 ///
@@ -47,19 +49,14 @@ pub async fn serve(ctx: Arc<Ctx>, endpoint: quinn::Endpoint) {
         ) {
             Admit::Accept(slot) => slot,
             Admit::Retry => {
-                ctx.metrics
-                    .inc(crate::base::metrics::Counter::HandshakesRetried, "", "");
+                ctx.metrics.inc(Counter::HandshakesRetried, "", "");
                 if let Err(e) = incoming.retry() {
                     e.into_incoming().refuse();
                 }
                 continue;
             }
             Admit::Refuse(why) => {
-                ctx.metrics.inc(
-                    crate::base::metrics::Counter::HandshakesLimited,
-                    "",
-                    why.label(),
-                );
+                ctx.metrics.inc(Counter::HandshakesLimited, "", why.label());
                 tracing::debug!(remote = %remote, limit = why.label(), "handshake refused by a limit");
                 incoming.refuse();
                 continue;
@@ -82,11 +79,7 @@ pub async fn serve(ctx: Arc<Ctx>, endpoint: quinn::Endpoint) {
                     return;
                 }
                 Err(_) => {
-                    ctx.metrics.inc(
-                        crate::base::metrics::Counter::HandshakesFailed,
-                        "",
-                        "timeout",
-                    );
+                    ctx.metrics.inc(Counter::HandshakesFailed, "", "timeout");
                     tracing::debug!(remote = %remote, "handshake timed out");
                     return;
                 }
@@ -137,11 +130,8 @@ async fn handle_connection(ctx: Arc<Ctx>, gate: Arc<Gate>, conn: quinn::Connecti
     let _slot = match gate.establish(&peer) {
         Ok(s) => s,
         Err(why) => {
-            ctx.metrics.inc(
-                crate::base::metrics::Counter::ConnectionsLimited,
-                &peer,
-                why.label(),
-            );
+            ctx.metrics
+                .inc(Counter::ConnectionsLimited, &peer, why.label());
             tracing::debug!(peer = %peer, limit = why.label(), "connection refused by a limit");
             CloseWhy::Busy.close(&conn);
             return;
@@ -494,7 +484,7 @@ async fn receive_once(
         Op::Receive(record),
         Op::Audit(AuditEntry {
             time_ms: now,
-            kind: trm_proto::audit::AuditKind::Received.into(),
+            kind: AuditKind::Received.into(),
             peer: peer.into(),
             message_id: body.message_id.clone(),
             envelope_hash: hash.to_vec(),
@@ -508,7 +498,7 @@ async fn receive_once(
         }),
         Op::Audit(AuditEntry {
             time_ms: now,
-            kind: trm_proto::audit::AuditKind::ReceiptSent.into(),
+            kind: AuditKind::ReceiptSent.into(),
             peer: peer.into(),
             message_id: body.message_id.clone(),
             envelope_hash: hash.to_vec(),
@@ -552,8 +542,7 @@ async fn receive_once(
             if let Some(card) = rotated {
                 crate::federation::rotation::pin(ctx, card);
             }
-            ctx.metrics
-                .inc(crate::base::metrics::Counter::Received, peer, kind);
+            ctx.metrics.inc(Counter::Received, peer, kind);
             if erasure {
                 tokio::spawn(crate::referral::lifecycle::carry_out_erasure(
                     ctx.clone(),
@@ -612,7 +601,7 @@ fn duplicate(
         );
     }
     ctx.metrics.inc(
-        crate::base::metrics::Counter::Duplicate,
+        Counter::Duplicate,
         peer,
         crate::referral::messages::kind_name(body),
     );
@@ -791,11 +780,8 @@ fn reject_unlogged(
     reason: RejectReason,
     detail: &str,
 ) -> pb::PeerResponse {
-    ctx.metrics.inc(
-        crate::base::metrics::Counter::Rejected,
-        peer,
-        reason.as_str_name(),
-    );
+    ctx.metrics
+        .inc(Counter::Rejected, peer, reason.as_str_name());
     pb::PeerResponse {
         kind: Some(peer_response::Kind::Rejection(rejection(
             ctx,
@@ -820,11 +806,8 @@ async fn reject(
     // A peer cannot fill the permanent log: past its budget, rejections are still signed and
     // sent, but only counted.
     if !ctx.recv.allow(peer, Limit::LoggedRejection) {
-        ctx.metrics.inc(
-            crate::base::metrics::Counter::RejectedUnlogged,
-            peer,
-            reason.as_str_name(),
-        );
+        ctx.metrics
+            .inc(Counter::RejectedUnlogged, peer, reason.as_str_name());
         return reject_unlogged(ctx, peer, seen, reason, detail);
     }
     let id = seen.as_ref().map(|s| logged_id(s.id)).unwrap_or_default();
@@ -835,14 +818,11 @@ async fn reject(
         detail = truncate(detail, MAX_DETAIL),
         "message rejected"
     );
-    ctx.metrics.inc(
-        crate::base::metrics::Counter::Rejected,
-        peer,
-        reason.as_str_name(),
-    );
+    ctx.metrics
+        .inc(Counter::Rejected, peer, reason.as_str_name());
     let entry = AuditEntry {
         time_ms: ctx.clock.now_ms(),
-        kind: trm_proto::audit::AuditKind::RejectionSent.into(),
+        kind: AuditKind::RejectionSent.into(),
         peer: peer.into(),
         message_id: id,
         envelope_hash: hash,

@@ -35,9 +35,11 @@ use trm_proto::pb::{self, peer_response};
 use trm_proto::signing::{self, Tag};
 
 use crate::admin::CallError;
+use crate::base::metrics::Counter;
 use crate::base::time::format_ms;
 use crate::node::Ctx;
 use crate::store::{AuditEntry, Op, Store, StoreError};
+use trm_proto::audit::AuditKind;
 
 /// Meta key prefix of the witness records, one per peer.
 const WITNESS_PREFIX: &str = "witness/";
@@ -228,10 +230,10 @@ fn check_checkpoint(ctx: &Ctx, peer: &str, signed: &pb::Signed) -> Result<Seen, 
 }
 
 /// Audit kind of a held peer's signed evidence (a checkpoint of the peer).
-const WITNESS_KIND: trm_proto::audit::AuditKind = trm_proto::audit::AuditKind::Witness;
+const WITNESS_KIND: AuditKind = AuditKind::Witness;
 /// Audit kind of a peer held without verifiable evidence (an invalid checkpoint or a
 /// malformed answer): no signed fields, the reason in `result`.
-const HELD_KIND: trm_proto::audit::AuditKind = trm_proto::audit::AuditKind::PeerHeld;
+const HELD_KIND: AuditKind = AuditKind::PeerHeld;
 
 /// Checks an entry this node is about to log about a peer's answer with the offline
 /// verifier's own per-entry check ([`trm_proto::audit::check_log_entry`]), against this
@@ -522,11 +524,7 @@ async fn hold(
         "peer {peer}'s audit log contradicts the checkpoints it showed before (rolled back or \
          rewritten); its messages are held until an operator runs `trm-admin peer trust {peer}`"
     );
-    ctx.metrics.inc(
-        crate::base::metrics::Counter::PeerLogInconsistent,
-        peer,
-        kind,
-    );
+    ctx.metrics.inc(Counter::PeerLogInconsistent, peer, kind);
     let mut entry = AuditEntry {
         time_ms: now,
         kind: WITNESS_KIND.into(),

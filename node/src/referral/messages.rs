@@ -8,8 +8,10 @@ use rand::RngCore;
 use trm_proto::pb::{self, body::Payload};
 use trm_proto::signing::{self, Tag};
 
+use crate::base::metrics::Counter;
 use crate::node::Ctx;
 use crate::store::{AuditEntry, Op, SentRecord, SentState, StoreError};
+use trm_proto::audit::AuditKind;
 
 /// Why a message could not be sent.
 #[derive(Debug, thiserror::Error)]
@@ -114,7 +116,7 @@ pub async fn enqueue_with(
     let hash = signing::envelope_hash(&envelope.body, &envelope.signature);
     let audit = AuditEntry {
         time_ms: now,
-        kind: trm_proto::audit::AuditKind::Sent.into(),
+        kind: AuditKind::Sent.into(),
         peer: out.to.clone(),
         message_id: id.clone(),
         envelope_hash: hash.to_vec(),
@@ -187,8 +189,7 @@ pub async fn enqueue_with(
         ));
     }
     drop(ku);
-    ctx.metrics
-        .inc(crate::base::metrics::Counter::Sent, &out.to, kind);
+    ctx.metrics.inc(Counter::Sent, &out.to, kind);
     ctx.delivery.wake(ctx, &out.to);
     Ok(id)
 }

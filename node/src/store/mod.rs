@@ -1560,8 +1560,8 @@ impl Store {
         Ok(n)
     }
 
-    /// Fails with [`StoreError::Locked`] while a running node holds the store at `path`. A
-    /// missing store, or one that does not open for another reason, is not locked.
+    /// Fails with [`StoreError::Locked`] while a running node holds the store at `path`
+    /// ([`LOCK_FILE`]). A missing store, or one without a lock file, is not locked.
     pub fn ensure_unlocked(path: &Path) -> Result<(), StoreError> {
         let file = path.join(LOCK_FILE);
         match std::fs::File::open(&file) {
