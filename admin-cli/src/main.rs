@@ -698,15 +698,17 @@ fn extract_entry(file: &Path, index: u64, dir: &Path) -> Result<(), Failure> {
         .filter_map(|e| trm_proto::auditpb::AuditEntry::decode(e.entry.as_slice()).ok())
         .find(|e| e.index == index)
         .ok_or_else(|| Failure::usage(format!("the bundle has no entry {index}")))?;
-    let tag = match entry.kind.as_str() {
-        "sent" | "received" => "trm/1 envelope",
-        "receipt_sent" | "receipt_received" => "trm/1 receipt",
-        "rejection_sent" | "rejection_received" => "trm/1 rejection",
-        "key" => "trm/1 key",
-        "witness" => "trm/1 checkpoint",
-        other => {
+    use trm_proto::audit::AuditKind as K;
+    let tag = match K::parse(&entry.kind) {
+        Some(K::Sent | K::Received) => "trm/1 envelope",
+        Some(K::ReceiptSent | K::ReceiptReceived) => "trm/1 receipt",
+        Some(K::RejectionSent | K::RejectionReceived) => "trm/1 rejection",
+        Some(K::Key) => "trm/1 key",
+        Some(K::Witness) => "trm/1 checkpoint",
+        Some(K::PeerHeld | K::Export | K::Admin | K::Erasure | K::Restore) | None => {
             return Err(Failure::usage(format!(
-                "entry {index} ({other}) carries no signature"
+                "entry {index} ({}) carries no signature",
+                entry.kind
             )))
         }
     };

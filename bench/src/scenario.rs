@@ -298,11 +298,15 @@ struct Probe {
 }
 
 fn poll(probe: &Probe, ctx: &trm_node::node::Ctx) {
-    let base = ctx.metrics.total("delivered");
+    let base = ctx
+        .metrics
+        .total(trm_node::base::metrics::Counter::Delivered);
     let mut recorded = 0u64;
     let mut last = base;
     while !probe.stop.load(Ordering::Relaxed) {
-        let c = ctx.metrics.total("delivered");
+        let c = ctx
+            .metrics
+            .total(trm_node::base::metrics::Counter::Delivered);
         if c != last {
             let now = Instant::now();
             last = c;

@@ -133,7 +133,95 @@ fn fail<T>(location: Location, what: impl Into<String>) -> Result<T, AuditFailur
 
 /// Entry kind of the record a node writes at the start of every export (docs/PROTOCOL.md
 /// §9.1): the last checkpoint of a full export is signed after it.
-pub const EXPORT_KIND: &str = "export";
+pub const EXPORT_KIND: &str = AuditKind::Export.as_str();
+
+/// The kind of an audit entry (docs/PROTOCOL.md §9.1), written by the node and matched by the
+/// verifier. On disk and in bundles it is the string [`AuditKind::as_str`]; a kind this
+/// version does not know parses to `None` (the verifier accepts it only unsigned).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum AuditKind {
+    /// An envelope this node sent.
+    Sent,
+    /// An envelope received from a peer.
+    Received,
+    /// A receipt this node signed.
+    ReceiptSent,
+    /// A peer's receipt for an envelope of this node.
+    ReceiptReceived,
+    /// A rejection this node signed.
+    RejectionSent,
+    /// A peer's rejection of an envelope of this node.
+    RejectionReceived,
+    /// A key rotation: the previous key's endorsement of the new one.
+    Key,
+    /// A peer's checkpoint that contradicted its log, kept as evidence.
+    Witness,
+    /// A peer held without verifiable evidence (unsigned).
+    PeerHeld,
+    /// The start of an audit export (unsigned).
+    Export,
+    /// One admin call (unsigned).
+    Admin,
+    /// Values erased here (unsigned).
+    Erasure,
+    /// A restore of the store from a backup (unsigned).
+    Restore,
+}
+
+impl AuditKind {
+    /// Every kind, in the order of docs/PROTOCOL.md §9.1.
+    pub const ALL: [AuditKind; 13] = [
+        AuditKind::Sent,
+        AuditKind::Received,
+        AuditKind::ReceiptSent,
+        AuditKind::ReceiptReceived,
+        AuditKind::RejectionSent,
+        AuditKind::RejectionReceived,
+        AuditKind::Key,
+        AuditKind::Witness,
+        AuditKind::PeerHeld,
+        AuditKind::Export,
+        AuditKind::Admin,
+        AuditKind::Erasure,
+        AuditKind::Restore,
+    ];
+
+    /// The kind as written in `AuditEntry.kind`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            AuditKind::Sent => "sent",
+            AuditKind::Received => "received",
+            AuditKind::ReceiptSent => "receipt_sent",
+            AuditKind::ReceiptReceived => "receipt_received",
+            AuditKind::RejectionSent => "rejection_sent",
+            AuditKind::RejectionReceived => "rejection_received",
+            AuditKind::Key => "key",
+            AuditKind::Witness => "witness",
+            AuditKind::PeerHeld => "peer_held",
+            AuditKind::Export => "export",
+            AuditKind::Admin => "admin",
+            AuditKind::Erasure => "erasure",
+            AuditKind::Restore => "restore",
+        }
+    }
+
+    /// The kind written as `s`, if this version knows it.
+    pub fn parse(s: &str) -> Option<AuditKind> {
+        AuditKind::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+}
+
+impl fmt::Display for AuditKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl From<AuditKind> for String {
+    fn from(k: AuditKind) -> String {
+        k.as_str().to_string()
+    }
+}
 
 /// How much of the node's log a verified bundle holds.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -864,12 +952,12 @@ fn verify_log(bytes: &[u8], allow_partial: bool) -> Result<(Summary, Log), Audit
 /// The checkpoints of another node an entry holds: the one in a receipt received, the one a
 /// `witness` entry kept as evidence.
 fn checkpoints_seen(e: &AuditEntry) -> Option<(String, pb::Signed)> {
-    match e.kind.as_str() {
-        "receipt_received" => pb::Receipt::decode(e.signed_body.as_slice())
+    match AuditKind::parse(&e.kind)? {
+        AuditKind::ReceiptReceived => pb::Receipt::decode(e.signed_body.as_slice())
             .ok()
             .and_then(|r| r.checkpoint)
             .map(|c| (e.peer.clone(), c)),
-        "witness" if !e.signed_body.is_empty() => Some((
+        AuditKind::Witness if !e.signed_body.is_empty() => Some((
             e.peer.clone(),
             pb::Signed {
                 body: e.signed_body.clone(),
@@ -951,9 +1039,12 @@ pub fn payload_kind(body: &pb::Body) -> &'static str {
 fn check_entry(keys: &Keys<'_>, e: &AuditEntry, sum: &mut Summary) -> Result<u64, String> {
     let own = keys.country;
     let peer = e.peer.as_str();
-    match e.kind.as_str() {
-        "sent" | "received" => {
-            let sent = e.kind == "sent";
+    let Some(kind) = AuditKind::parse(&e.kind) else {
+        return unsigned_only(e);
+    };
+    match kind {
+        AuditKind::Sent | AuditKind::Received => {
+            let sent = kind == AuditKind::Sent;
             let body = pb::Body::decode(e.signed_body.as_slice())
                 .map_err(|_| "envelope body does not decode".to_string())?;
             if signing::envelope_hash(&e.signed_body, &e.signature).as_slice() != e.envelope_hash {
@@ -986,10 +1077,10 @@ fn check_entry(keys: &Keys<'_>, e: &AuditEntry, sum: &mut Summary) -> Result<u64
                 .or_default() += 1;
             Ok(1)
         }
-        "receipt_sent" | "receipt_received" => {
+        AuditKind::ReceiptSent | AuditKind::ReceiptReceived => {
             let r = pb::Receipt::decode(e.signed_body.as_slice())
                 .map_err(|_| "receipt does not decode".to_string())?;
-            let (receiver, sender) = if e.kind == "receipt_sent" {
+            let (receiver, sender) = if kind == AuditKind::ReceiptSent {
                 (own, peer)
             } else {
                 (peer, own)
@@ -1018,10 +1109,10 @@ fn check_entry(keys: &Keys<'_>, e: &AuditEntry, sum: &mut Summary) -> Result<u64
             }
             Ok(n)
         }
-        "rejection_sent" | "rejection_received" => {
+        AuditKind::RejectionSent | AuditKind::RejectionReceived => {
             let r = pb::Rejection::decode(e.signed_body.as_slice())
                 .map_err(|_| "rejection does not decode".to_string())?;
-            let (rejecter, sender) = if e.kind == "rejection_sent" {
+            let (rejecter, sender) = if kind == AuditKind::RejectionSent {
                 (own, peer)
             } else {
                 (peer, own)
@@ -1044,7 +1135,7 @@ fn check_entry(keys: &Keys<'_>, e: &AuditEntry, sum: &mut Summary) -> Result<u64
             )?;
             Ok(1)
         }
-        "key" => {
+        AuditKind::Key => {
             // A rotation: the previous key's endorsement of the new one.
             let history = keys.own;
             let pos = history
@@ -1071,7 +1162,7 @@ fn check_entry(keys: &Keys<'_>, e: &AuditEntry, sum: &mut Summary) -> Result<u64
                 .map_err(|err| format!("key endorsement: {err}"))?;
             Ok(1)
         }
-        "witness" => {
+        AuditKind::Witness => {
             // A peer's checkpoint that contradicted what it had shown before: kept as evidence.
             let signed = pb::Signed {
                 body: e.signed_body.clone(),
@@ -1082,15 +1173,24 @@ fn check_entry(keys: &Keys<'_>, e: &AuditEntry, sum: &mut Summary) -> Result<u64
                 .map_err(|err| format!("witnessed checkpoint: {err}"))?;
             Ok(1)
         }
-        other => {
-            if e.signature.is_empty() && e.signed_body.is_empty() && e.signer.is_empty() {
-                Ok(0)
-            } else {
-                Err(format!(
-                    "entry of kind {other:?} carries a signature this verifier cannot check"
-                ))
-            }
-        }
+        AuditKind::PeerHeld
+        | AuditKind::Export
+        | AuditKind::Admin
+        | AuditKind::Erasure
+        | AuditKind::Restore => unsigned_only(e),
+    }
+}
+
+/// An entry of a kind that carries no signature (or of a kind this version does not know):
+/// accepted only when it carries none.
+fn unsigned_only(e: &AuditEntry) -> Result<u64, String> {
+    if e.signature.is_empty() && e.signed_body.is_empty() && e.signer.is_empty() {
+        Ok(0)
+    } else {
+        Err(format!(
+            "entry of kind {:?} carries a signature this verifier cannot check",
+            e.kind
+        ))
     }
 }
 
@@ -1109,7 +1209,7 @@ struct CardBreak {
 /// `CC card HEX` or `CC (replace) card HEX`, HEX the SHA-256 of the card file
 /// (docs/PROTOCOL.md §9.1). Returns (country, hex).
 pub fn operator_pinned_card(e: &AuditEntry) -> Option<(String, String)> {
-    if e.kind != "admin"
+    if e.kind != AuditKind::Admin.as_str()
         || !(e.call == "peer add" || e.call == "peer add --replace")
         || e.result != "ok"
     {
@@ -1438,6 +1538,37 @@ mod tests {
     }
 
     #[test]
+    fn audit_kinds_are_the_strings_on_disk() {
+        let written: Vec<&str> = AuditKind::ALL.iter().map(|k| k.as_str()).collect();
+        assert_eq!(
+            written,
+            [
+                "sent",
+                "received",
+                "receipt_sent",
+                "receipt_received",
+                "rejection_sent",
+                "rejection_received",
+                "key",
+                "witness",
+                "peer_held",
+                "export",
+                "admin",
+                "erasure",
+                "restore",
+            ]
+        );
+        for k in AuditKind::ALL {
+            assert_eq!(AuditKind::parse(k.as_str()), Some(k));
+            assert_eq!(k.to_string(), k.as_str());
+        }
+        for unknown in ["", "Sent", "sent ", "receipt", "peer-held"] {
+            assert_eq!(AuditKind::parse(unknown), None, "{unknown:?}");
+        }
+        assert_eq!(EXPORT_KIND, "export");
+    }
+
+    #[test]
     fn a_single_entry_is_checked_as_in_a_bundle() {
         let b = AuditBundle::decode(small_bundle().as_slice()).unwrap();
         let own = card::verify_card(&b.card).unwrap().card.key_history;
@@ -1477,6 +1608,26 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(check(&held), Ok(0));
+        // So does an unsigned entry of a kind this version does not know; signed, it fails.
+        let future = AuditEntry {
+            kind: "from_a_later_version".into(),
+            ..held.clone()
+        };
+        assert_eq!(check(&future), Ok(0));
+        let signed_future = AuditEntry {
+            signature: vec![1; 64],
+            ..future
+        };
+        let err = check(&signed_future).unwrap_err();
+        assert!(
+            err.contains("\"from_a_later_version\" carries a signature"),
+            "{err}"
+        );
+        let signed_held = AuditEntry {
+            signer: vec![1; 32],
+            ..held.clone()
+        };
+        assert!(check(&signed_held).unwrap_err().contains("\"peer_held\""));
         let me = card::verify_card(&b.card).unwrap();
         assert!(check_log_entry("IT", &own, &[me], &held).is_err());
     }

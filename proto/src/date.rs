@@ -1,96 +1,90 @@
 //! Calendar dates and instants as people write them, and Unix milliseconds: the one parser
 //! and formatter the node and the CLI share (signed follow-up and closure dates, `--since`).
+//!
+//! The shapes are fixed and strict: `YYYY-MM-DD` is exactly ten ASCII characters, four digits,
+//! a dash, two digits, a dash, two digits (no sign, no space, no shorter or longer year), and a
+//! real day of the proleptic Gregorian calendar; an instant adds `THH:MM:SSZ` with no leap
+//! second. Calendar validity and arithmetic are the `time` crate's; the shape check is ours,
+//! byte by byte, so that nothing lenient (`+202-01-01`, `2026-+1-01`, ` 2026-01-01`) reaches
+//! a signed message.
 
-/// Formats Unix milliseconds as RFC 3339 UTC (seconds precision), for people.
+use time::{Date, Month, OffsetDateTime, PrimitiveDateTime, Time};
+
+const MS_PER_DAY: i64 = 86_400_000;
+
+/// Formats Unix milliseconds as RFC 3339 UTC (seconds precision), for people: `-` for none
+/// (0 or less), `after 9999-12-31` past the last four-digit year.
 pub fn format_ms(ms: i64) -> String {
     if ms <= 0 {
         return "-".into();
     }
-    let secs = ms.div_euclid(1000);
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    let (y, m, d) = civil_from_days(days);
+    let Ok(t) = OffsetDateTime::from_unix_timestamp(ms.div_euclid(1000)) else {
+        return "after 9999-12-31".into();
+    };
     format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        (rem % 3600) / 60,
-        rem % 60
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second()
     )
 }
 
-/// Days since 1970-01-01 to (year, month, day), proleptic Gregorian (H. Hinnant's algorithm).
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (if m <= 2 { y + 1 } else { y }, m, d)
+/// The number made of `b`'s bytes when every one is an ASCII digit (at most four of them).
+fn digits(b: &[u8]) -> Option<u16> {
+    if b.is_empty() || b.len() > 4 || !b.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    Some(b.iter().fold(0, |n, c| n * 10 + u16::from(c - b'0')))
+}
+
+/// The calendar date `YYYY-MM-DD`, exactly.
+fn parse_date(s: &str) -> Option<Date> {
+    let b = s.as_bytes();
+    if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
+        return None;
+    }
+    let year = i32::from(digits(&b[0..4])?);
+    let month = Month::try_from(u8::try_from(digits(&b[5..7])?).ok()?).ok()?;
+    let day = u8::try_from(digits(&b[8..10])?).ok()?;
+    Date::from_calendar_date(year, month, day).ok()
+}
+
+/// The time of day `THH:MM:SSZ`, exactly (no leap second, no fraction, no offset but `Z`).
+fn parse_time(s: &str) -> Option<Time> {
+    let b = s.as_bytes();
+    if b.len() != 10 || b[0] != b'T' || b[3] != b':' || b[6] != b':' || b[9] != b'Z' {
+        return None;
+    }
+    let two = |r: std::ops::Range<usize>| u8::try_from(digits(&b[r])?).ok();
+    Time::from_hms(two(1..3)?, two(4..6)?, two(7..9)?).ok()
+}
+
+fn unix_ms(date: Date, time: Time) -> i64 {
+    PrimitiveDateTime::new(date, time)
+        .assume_utc()
+        .unix_timestamp()
+        * 1000
 }
 
 /// Parses `YYYY-MM-DD` as the Unix milliseconds of its midnight UTC.
 pub fn parse_date_ms(s: &str) -> Option<i64> {
-    let b = s.as_bytes();
-    let digits = |r: std::ops::Range<usize>| b[r].iter().all(u8::is_ascii_digit);
-    if b.len() != 10
-        || b[4] != b'-'
-        || b[7] != b'-'
-        || !digits(0..4)
-        || !digits(5..7)
-        || !digits(8..10)
-    {
-        return None;
-    }
-    let y: i64 = s[0..4].parse().ok()?;
-    let m: i64 = s[5..7].parse().ok()?;
-    let d: i64 = s[8..10].parse().ok()?;
-    if !(1..=12).contains(&m) || d < 1 {
-        return None;
-    }
-    let (yy, mm) = if m <= 2 { (y - 1, m + 9) } else { (y, m - 3) };
-    let era = yy.div_euclid(400);
-    let yoe = yy.rem_euclid(400);
-    let doy = (153 * mm + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    let back = civil_from_days(days);
-    if back != (y, m as u32, d as u32) {
-        return None;
-    }
-    Some(days * 86_400_000)
+    Some(unix_ms(parse_date(s)?, Time::MIDNIGHT))
 }
 
 /// Parses an instant a person typed: `YYYY-MM-DD` (midnight UTC, or the day's last millisecond
-/// when `end_of_day`), `YYYY-MM-DDTHH:MM:SSZ`, or Unix milliseconds.
+/// when `end_of_day`), `YYYY-MM-DDTHH:MM:SSZ`, or Unix milliseconds (ASCII digits only).
 pub fn parse_instant_ms(s: &str, end_of_day: bool) -> Option<i64> {
-    if let Ok(ms) = s.parse::<i64>() {
-        return Some(ms);
+    if !s.is_empty() && s.bytes().all(|c| c.is_ascii_digit()) {
+        return s.parse().ok();
     }
-    let day = parse_date_ms(s.get(..10)?)?;
-    match s.get(10..) {
-        Some("") => Some(if end_of_day { day + 86_399_999 } else { day }),
-        Some(rest) => {
-            let b = rest.as_bytes();
-            if b.len() != 10 || b[0] != b'T' || b[3] != b':' || b[6] != b':' || b[9] != b'Z' {
-                return None;
-            }
-            let num = |r: std::ops::Range<usize>| -> Option<i64> {
-                let t = &rest[r];
-                t.bytes()
-                    .all(|c| c.is_ascii_digit())
-                    .then(|| t.parse().ok())?
-            };
-            let (h, m, sec) = (num(1..3)?, num(4..6)?, num(7..9)?);
-            if h > 23 || m > 59 || sec > 59 {
-                return None;
-            }
-            Some(day + ((h * 60 + m) * 60 + sec) * 1000)
-        }
-        None => None,
+    let date = parse_date(s.get(..10)?)?;
+    match s.get(10..)? {
+        "" if end_of_day => Some(unix_ms(date, Time::MIDNIGHT) + MS_PER_DAY - 1),
+        "" => Some(unix_ms(date, Time::MIDNIGHT)),
+        rest => Some(unix_ms(date, parse_time(rest)?)),
     }
 }
 
@@ -99,15 +93,110 @@ mod tests {
     use super::*;
 
     #[test]
+    fn formats_as_before() {
+        for (ms, text) in [
+            (0, "-"),
+            (-5, "-"),
+            (1, "1970-01-01T00:00:00Z"),
+            (86_400_000, "1970-01-02T00:00:00Z"),
+            (1_764_331_199_999, "2025-11-28T11:59:59Z"),
+            (1_709_164_800_000, "2024-02-29T00:00:00Z"),
+            (253_402_300_799_999, "9999-12-31T23:59:59Z"),
+            (253_402_300_800_000, "after 9999-12-31"),
+            (i64::MAX, "after 9999-12-31"),
+        ] {
+            assert_eq!(format_ms(ms), text, "{ms}");
+        }
+    }
+
+    #[test]
     fn dates_round_trip() {
-        assert_eq!(format_ms(0), "-");
-        assert_eq!(format_ms(86_400_000), "1970-01-02T00:00:00Z");
         let ms = parse_date_ms("2026-11-28").expect("date");
         assert_eq!(format_ms(ms), "2026-11-28T00:00:00Z");
-        assert_eq!(parse_date_ms("2026-02-30"), None);
+        assert_eq!(parse_date_ms("1970-01-01"), Some(0));
+        assert_eq!(parse_date_ms("1970-01-02"), Some(86_400_000));
+        assert_eq!(parse_date_ms("1969-12-31"), Some(-86_400_000));
         assert_eq!(
             parse_date_ms("2024-02-29").map(format_ms).as_deref(),
             Some("2024-02-29T00:00:00Z")
         );
+        // Every day of a leap and a common year comes back as itself.
+        for year in [2024, 2026] {
+            let mut ms = parse_date_ms(&format!("{year}-01-01")).expect("new year");
+            while format_ms(ms).starts_with(&year.to_string()) {
+                let text = &format_ms(ms)[..10];
+                assert_eq!(parse_date_ms(text), Some(ms), "{text}");
+                ms += MS_PER_DAY;
+            }
+        }
+    }
+
+    #[test]
+    fn strict_dates() {
+        for bad in [
+            "2026-+1-01",
+            "+202-01-01",
+            "-001-12-31",
+            "+2026-01-01",
+            "2026-02-30",
+            "2025-02-29",
+            "1900-02-29",
+            "2026-04-31",
+            "2026-00-10",
+            "2026-13-01",
+            "2026-01-00",
+            "2026-01-32",
+            " 2026-01-01",
+            "2026-01-01 ",
+            "2026-1-01",
+            "2026-01-1",
+            "26-01-01",
+            "2026/01/01",
+            "2026-01-01T00:00:00Z",
+            "２026-01-01",
+            "2026-0١-01",
+            "",
+        ] {
+            assert_eq!(parse_date_ms(bad), None, "{bad:?}");
+        }
+        assert!(parse_date_ms("2000-02-29").is_some());
+        assert!(parse_date_ms("0000-01-01").is_some());
+    }
+
+    #[test]
+    fn instants() {
+        let day = parse_date_ms("2026-03-01").expect("date");
+        for (text, end_of_day, want) in [
+            ("2026-03-01", false, Some(day)),
+            ("2026-03-01", true, Some(day + MS_PER_DAY - 1)),
+            ("2026-03-01T00:00:00Z", true, Some(day)),
+            ("2026-03-01T23:59:59Z", false, Some(day + MS_PER_DAY - 1000)),
+            ("2026-03-01T12:34:56Z", false, Some(day + 45_296_000)),
+            ("1772323200000", false, Some(1_772_323_200_000)),
+            ("0", false, Some(0)),
+            // Leap seconds, out-of-range fields, other shapes.
+            ("2026-03-01T23:59:60Z", false, None),
+            ("2016-12-31T23:59:60Z", false, None),
+            ("2026-03-01T24:00:00Z", false, None),
+            ("2026-03-01T12:60:00Z", false, None),
+            ("2026-03-01T12:00:00", false, None),
+            ("2026-03-01T12:00:00.5Z", false, None),
+            ("2026-03-01T12:00:00+00:00", false, None),
+            ("2026-03-01t12:00:00z", false, None),
+            ("2026-03-01 12:00:00Z", false, None),
+            ("2026-03-01T+1:00:00Z", false, None),
+            ("2026-03-01T1:00:00Z", false, None),
+            ("2026-02-30T00:00:00Z", false, None),
+            ("+1772323200000", false, None),
+            ("-1", false, None),
+            (" 1772323200000", false, None),
+            ("99999999999999999999", false, None),
+            ("", false, None),
+            ("2026-+1-01", false, None),
+            ("+202-01-01", false, None),
+            ("-001-12-31", false, None),
+        ] {
+            assert_eq!(parse_instant_ms(text, end_of_day), want, "{text:?}");
+        }
     }
 }

@@ -377,13 +377,16 @@ async fn initials_that_never_complete_do_not_stop_a_legitimate_peer() {
         "handshake flood: {} Initials sent; legitimate referral delivered: {delivered} after {took:?}; \
          retried {}, limited {}",
         sent.load(Ordering::Relaxed),
-        al.ctx().metrics.total("handshakes_retried"),
-        al.ctx().metrics.total("handshakes_limited"),
+        al.ctx().metrics.total(trm_node::base::metrics::Counter::HandshakesRetried),
+        al.ctx().metrics.total(trm_node::base::metrics::Counter::HandshakesLimited),
     );
     assert!(delivered, "the legitimate peer was blocked by the flood");
     assert!(flooding, "the flood lasted until the delivery");
     assert!(
-        al.ctx().metrics.total("handshakes_retried") > 0,
+        al.ctx()
+            .metrics
+            .total(trm_node::base::metrics::Counter::HandshakesRetried)
+            > 0,
         "the flood was met with Retry"
     );
     it.finish().await;

@@ -12,11 +12,14 @@ use trm_proto::signing::{self, Tag};
 use trm_proto::{commit, template};
 
 use crate::admin::{CallError, Caller, Role};
+use crate::base::metrics::Counter;
 use crate::base::time::format_ms;
 use crate::net::tls::Pin;
 use crate::referral::messages::{self, Outgoing};
 use crate::state::ctx::Ctx;
-use crate::store::{CaseRecord, Op, ReceivedRecord, SentRecord, SentState, ThreadRecord};
+use crate::store::{
+    CaseRecord, Op, ReceivedRecord, SentRecord, SentState, ThreadRecord, ThreadRole,
+};
 
 /// What an admin call is about, for the audit log (ids and countries, never values).
 pub fn target(call: &Call) -> String {
@@ -155,7 +158,7 @@ fn status(ctx: &Ctx) -> Result<Value, CallError> {
         "audit_entries": ctx.store.audit_len(),
         "last_restore": crate::ops::backup::last_restore(&ctx.store),
         "audit": crate::audit::status_json(ctx),
-        "peer_log_inconsistent": ctx.metrics.total("peer_log_inconsistent"),
+        "peer_log_inconsistent": ctx.metrics.total(Counter::PeerLogInconsistent),
     }))
 }
 
@@ -423,9 +426,9 @@ pub fn thread_json(ctx: &Ctx, t: &ThreadRecord) -> Value {
     })
 }
 
-/// A referral not accepted or declined by its response-due time.
+/// A referral not accepted or declined by its response-due time ([`ThreadRecord::is_overdue`]).
 pub fn is_overdue(ctx: &Ctx, t: &ThreadRecord) -> bool {
-    t.state == "pending" && t.response_due_ms > 0 && ctx.clock.now_ms() > t.response_due_ms
+    t.is_overdue(ctx.clock.now_ms())
 }
 
 fn case_list(ctx: &Ctx) -> Result<Value, CallError> {
@@ -437,18 +440,18 @@ fn case_list(ctx: &Ctx) -> Result<Value, CallError> {
         .map(|c| {
             let referrals: Vec<Value> = threads
                 .iter()
-                .filter(|t| t.role == "sent" && t.case_ref == c.case_ref)
+                .filter(|t| t.role() == Some(ThreadRole::Sent) && t.case_ref == c.case_ref)
                 .map(|t| thread_json(ctx, t))
                 .collect();
             json!({ "id": c.id, "created": format_ms(c.created_ms), "created_by": c.created_by,
                     "referrals": referrals,
-                    "overdue": threads.iter().any(|t| t.role == "sent" && t.case_ref == c.case_ref && is_overdue(ctx, t)),
+                    "overdue": threads.iter().any(|t| t.role() == Some(ThreadRole::Sent) && t.case_ref == c.case_ref && is_overdue(ctx, t)),
                     "erased": c.erased.iter().filter_map(|e| Category::try_from(e.category).ok()).map(template::category_name).collect::<Vec<_>>() })
         })
         .collect();
     let received: Vec<Value> = threads
         .iter()
-        .filter(|t| t.role == "received")
+        .filter(|t| t.role() == Some(ThreadRole::Received))
         .map(|t| thread_json(ctx, t))
         .collect();
     Ok(json!({ "cases": cases, "received": received }))
@@ -573,7 +576,7 @@ async fn case_show(ctx: &Ctx, id: &str) -> Result<Value, CallError> {
         );
     }
     for t in ctx.store.threads()? {
-        if t.role == "received" && t.case_ref == id {
+        if t.role() == Some(ThreadRole::Received) && t.case_ref == id {
             let fields = received_fields(ctx, &t.peer, id).await?;
             return Ok(
                 json!({ "id": id, "origin": format!("received from {}", t.peer),

@@ -11,11 +11,11 @@ use trm_proto::pb::{self, body::Payload, Category};
 use trm_proto::template;
 
 use crate::admin::calls::{self, load_case};
-use crate::admin::{CallError, Caller};
 use crate::base::time::format_ms;
+use crate::base::vocab::{CallError, Caller};
 use crate::referral::messages::{self, Outgoing};
 use crate::state::ctx::Ctx;
-use crate::store::{ApprovalRecord, CaseRecord, Op, SentRecord, ThreadRecord};
+use crate::store::{ApprovalRecord, CaseRecord, Op, SentRecord, ThreadRecord, ThreadRole};
 
 fn parse_categories(names: &[String]) -> Result<Vec<Category>, CallError> {
     let mut out = Vec::new();
@@ -84,7 +84,7 @@ fn resolve_received(ctx: &Ctx, referral: &str) -> Result<ThreadRecord, CallError
     ctx.store
         .threads()?
         .into_iter()
-        .find(|t| t.role == "received" && t.referral_id == id)
+        .find(|t| t.role() == Some(ThreadRole::Received) && t.referral_id == id)
         .ok_or_else(|| CallError::msg(format!("no referral {referral} received by this node")))
 }
 

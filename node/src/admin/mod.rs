@@ -18,6 +18,7 @@ pub use crate::base::vocab::{CallError, Caller, Role};
 use crate::net::transport;
 use crate::state::ctx::Ctx;
 use crate::store::{AuditEntry, Op};
+use trm_proto::audit::AuditKind;
 
 /// The name of a call and the roles that may make it.
 pub fn call_rules(call: &Call) -> (&'static str, &'static [Role]) {
@@ -201,7 +202,7 @@ pub async fn dispatch(ctx: &Arc<Ctx>, caller: &Caller, req: AdminRequest) -> Adm
     };
     let entry = AuditEntry {
         time_ms: ctx.clock.now_ms(),
-        kind: "admin".into(),
+        kind: AuditKind::Admin.into(),
         officer: caller.name.clone(),
         role: caller.role.name().into(),
         call: name.into(),

@@ -37,6 +37,7 @@ use crate::identity::NodeKeys;
 pub use crate::state::checkpoints::Audit;
 use crate::state::ctx::Ctx;
 use crate::store::{checkpoint_key, AuditEntry, Op, Store, StoreError, CHECKPOINT_PREFIX};
+use trm_proto::audit::AuditKind;
 
 /// Store metadata key: a restore not yet recorded in the audit log (JSON
 /// `ops::backup::RestoreInfo`, written by the restore, logged and cleared by the node at start).
@@ -311,7 +312,7 @@ pub async fn export(
     ctx.store
         .commit(vec![Op::Audit(AuditEntry {
             time_ms: ctx.clock.now_ms(),
-            kind: trm_proto::audit::EXPORT_KIND.into(),
+            kind: AuditKind::Export.into(),
             officer: caller.name.clone(),
             role: caller.role.name().into(),
             call: "audit export".into(),

@@ -16,10 +16,12 @@ use tokio::task::JoinSet;
 use trm_proto::pb::{self, peer_response, RejectReason};
 use trm_proto::signing::{self, Tag};
 
+use crate::base::metrics::Counter;
 use crate::net::transport;
 use crate::state::ctx::Ctx;
 pub use crate::state::wakers::Delivery;
 use crate::store::{AuditEntry, Op, SentRecord, SentState};
+use trm_proto::audit::AuditKind;
 
 /// Starts the worker of one peer (the function [`Delivery`] calls to start a worker).
 pub fn spawn_worker(ctx: &Arc<Ctx>, peer: &str, notify: Arc<Notify>) {
@@ -356,7 +358,7 @@ async fn attempt(ctx: &Ctx, conn: &quinn::Connection, rec: SentRecord) -> Attemp
                     (
                         SentState::Delivered,
                         signed,
-                        "receipt_received",
+                        AuditKind::ReceiptReceived,
                         "delivered".to_string(),
                     )
                 }
@@ -378,7 +380,7 @@ async fn attempt(ctx: &Ctx, conn: &quinn::Connection, rec: SentRecord) -> Attemp
                     (
                         SentState::Rejected,
                         signed,
-                        "rejection_received",
+                        AuditKind::RejectionReceived,
                         format!("rejected: {}", reason.as_str_name()),
                     )
                 }
@@ -419,9 +421,9 @@ async fn attempt(ctx: &Ctx, conn: &quinn::Connection, rec: SentRecord) -> Attemp
     match ctx.store.commit(ops).await {
         Ok(_) => {
             let metric = if state == SentState::Delivered {
-                "delivered"
+                Counter::Delivered
             } else {
-                "rejected_by_peer"
+                Counter::RejectedByPeer
             };
             ctx.metrics.inc(metric, peer, &rec.kind);
             ctx.metrics.observe_latency(started.elapsed().as_secs_f64());

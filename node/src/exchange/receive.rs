@@ -16,6 +16,7 @@ use tracing::Instrument;
 use trm_proto::pb::{self, body::Payload, peer_request, peer_response, RejectReason};
 use trm_proto::signing::{self, Tag};
 
+use crate::base::metrics::Counter;
 use crate::base::vocab::Refusal;
 use crate::net::admission::{refused_handshake, Admit, Gate, RefusalLog};
 use crate::net::tls::Pin;
@@ -23,6 +24,7 @@ use crate::net::transport::{self, FrameIoError};
 pub use crate::state::budgets::{Limit, RecvState, ERASURES_BURST, LOGGED_REJECTIONS_BURST};
 use crate::state::ctx::Ctx;
 use crate::store::{AuditEntry, Op, Outcome, ReceivedRecord};
+use trm_proto::audit::AuditKind;
 
 /// Accepts peer connections until shutdown.
 ///
@@ -49,14 +51,14 @@ pub async fn serve(ctx: Arc<Ctx>, endpoint: quinn::Endpoint) {
         ) {
             Admit::Accept(slot) => slot,
             Admit::Retry => {
-                ctx.metrics.inc("handshakes_retried", "", "");
+                ctx.metrics.inc(Counter::HandshakesRetried, "", "");
                 if let Err(e) = incoming.retry() {
                     e.into_incoming().refuse();
                 }
                 continue;
             }
             Admit::Refuse(why) => {
-                ctx.metrics.inc("handshakes_limited", "", why.label());
+                ctx.metrics.inc(Counter::HandshakesLimited, "", why.label());
                 tracing::debug!(remote = %remote, limit = why.label(), "handshake refused by a limit");
                 incoming.refuse();
                 continue;
@@ -79,7 +81,7 @@ pub async fn serve(ctx: Arc<Ctx>, endpoint: quinn::Endpoint) {
                     return;
                 }
                 Err(_) => {
-                    ctx.metrics.inc("handshakes_failed", "", "timeout");
+                    ctx.metrics.inc(Counter::HandshakesFailed, "", "timeout");
                     tracing::debug!(remote = %remote, "handshake timed out");
                     return;
                 }
@@ -130,7 +132,8 @@ async fn handle_connection(ctx: Arc<Ctx>, gate: Arc<Gate>, conn: quinn::Connecti
     let _slot = match gate.establish(&peer) {
         Ok(s) => s,
         Err(why) => {
-            ctx.metrics.inc("connections_limited", &peer, why.label());
+            ctx.metrics
+                .inc(Counter::ConnectionsLimited, &peer, why.label());
             tracing::debug!(peer = %peer, limit = why.label(), "connection refused by a limit");
             CloseWhy::Busy.close(&conn);
             return;
@@ -461,7 +464,7 @@ async fn receive_once(
         Op::Receive(record),
         Op::Audit(AuditEntry {
             time_ms: now,
-            kind: "received".into(),
+            kind: AuditKind::Received.into(),
             peer: peer.into(),
             message_id: body.message_id.clone(),
             envelope_hash: hash.to_vec(),
@@ -475,7 +478,7 @@ async fn receive_once(
         }),
         Op::Audit(AuditEntry {
             time_ms: now,
-            kind: "receipt_sent".into(),
+            kind: AuditKind::ReceiptSent.into(),
             peer: peer.into(),
             message_id: body.message_id.clone(),
             envelope_hash: hash.to_vec(),
@@ -519,7 +522,7 @@ async fn receive_once(
             if let Some(card) = rotated {
                 crate::federation::rotation::pin(ctx, card);
             }
-            ctx.metrics.inc("received", peer, kind);
+            ctx.metrics.inc(Counter::Received, peer, kind);
             if erasure {
                 tokio::spawn(crate::referral::lifecycle::carry_out_erasure(
                     ctx.clone(),
@@ -578,7 +581,7 @@ fn duplicate(
         );
     }
     ctx.metrics.inc(
-        "duplicate",
+        Counter::Duplicate,
         peer,
         crate::referral::messages::kind_name(body),
     );
@@ -757,7 +760,8 @@ fn reject_unlogged(
     reason: RejectReason,
     detail: &str,
 ) -> pb::PeerResponse {
-    ctx.metrics.inc("rejected", peer, reason.as_str_name());
+    ctx.metrics
+        .inc(Counter::Rejected, peer, reason.as_str_name());
     pb::PeerResponse {
         kind: Some(peer_response::Kind::Rejection(rejection(
             ctx,
@@ -783,7 +787,7 @@ async fn reject(
     // sent, but only counted.
     if !ctx.recv.allow(peer, Limit::LoggedRejection) {
         ctx.metrics
-            .inc("rejected_unlogged", peer, reason.as_str_name());
+            .inc(Counter::RejectedUnlogged, peer, reason.as_str_name());
         return reject_unlogged(ctx, peer, seen, reason, detail);
     }
     let id = seen.as_ref().map(|s| logged_id(s.id)).unwrap_or_default();
@@ -794,10 +798,11 @@ async fn reject(
         detail = truncate(detail, MAX_DETAIL),
         "message rejected"
     );
-    ctx.metrics.inc("rejected", peer, reason.as_str_name());
+    ctx.metrics
+        .inc(Counter::Rejected, peer, reason.as_str_name());
     let entry = AuditEntry {
         time_ms: ctx.clock.now_ms(),
-        kind: "rejection_sent".into(),
+        kind: AuditKind::RejectionSent.into(),
         peer: peer.into(),
         message_id: id,
         envelope_hash: hash,

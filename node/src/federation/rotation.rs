@@ -30,6 +30,7 @@ use crate::identity::{self, NodeKeys};
 use crate::state::ctx::Ctx;
 use crate::state::peers::Peer;
 use crate::store::{AuditEntry, Op, SentRecord, SentState, Store};
+use trm_proto::audit::AuditKind;
 
 /// Why a rotation failed. Nothing was changed unless the error says so.
 #[derive(Debug, thiserror::Error)]
@@ -130,7 +131,7 @@ pub fn rotate_with_overlap_ms(
 
     let mut ops = vec![Op::Audit(AuditEntry {
         time_ms: now_ms,
-        kind: "key".into(),
+        kind: AuditKind::Key.into(),
         officer: "trm-node key rotate".into(),
         call: "rotate".into(),
         target: signing::fingerprint(&record.public_key),
@@ -204,7 +205,7 @@ fn announcement(
     let hash = signing::envelope_hash(&body, &signature);
     let audit = AuditEntry {
         time_ms: now_ms,
-        kind: "sent".into(),
+        kind: AuditKind::Sent.into(),
         peer: to.into(),
         message_id: id.clone(),
         envelope_hash: hash.to_vec(),
@@ -272,7 +273,7 @@ pub async fn resign_if_retired(ctx: &Ctx, mut rec: SentRecord) -> Result<SentRec
     let hash = signing::envelope_hash(&sealed.body, &sealed.signature);
     let audit = AuditEntry {
         time_ms: now,
-        kind: "sent".into(),
+        kind: AuditKind::Sent.into(),
         peer: rec.peer.clone(),
         message_id: rec.id.clone(),
         envelope_hash: hash.to_vec(),

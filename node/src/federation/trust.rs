@@ -33,12 +33,14 @@ use trm_proto::merkle;
 use trm_proto::pb::{self, peer_response};
 use trm_proto::signing::{self, Tag};
 
+use crate::base::metrics::Counter;
 use crate::base::time::format_ms;
 use crate::base::vocab::CallError;
 use crate::state::ctx::Ctx;
 use crate::state::witness::WITNESS_PREFIX;
 pub use crate::state::witness::{Trust, WitnessRecord};
 use crate::store::{AuditEntry, Op, StoreError};
+use trm_proto::audit::AuditKind;
 
 /// Meta key prefix of archived peer cards: `card/CC/<sha256 hex>`.
 const CARD_PREFIX: &str = "card/";
@@ -107,10 +109,10 @@ fn check_checkpoint(ctx: &Ctx, peer: &str, signed: &pb::Signed) -> Result<Seen, 
 }
 
 /// Audit kind of a held peer's signed evidence (a checkpoint of the peer).
-const WITNESS_KIND: &str = "witness";
+const WITNESS_KIND: AuditKind = AuditKind::Witness;
 /// Audit kind of a peer held without verifiable evidence (an invalid checkpoint or a
 /// malformed answer): no signed fields, the reason in `result`.
-const HELD_KIND: &str = "peer_held";
+const HELD_KIND: AuditKind = AuditKind::PeerHeld;
 
 /// Checks an entry this node is about to log about a peer's answer with the offline
 /// verifier's own per-entry check ([`trm_proto::audit::check_log_entry`]), against this
@@ -429,7 +431,7 @@ async fn hold(
         "peer {peer}'s audit log contradicts the checkpoints it showed before (rolled back or \
          rewritten); its messages are held until an operator runs `trm-admin peer trust {peer}`"
     );
-    ctx.metrics.inc("peer_log_inconsistent", peer, kind);
+    ctx.metrics.inc(Counter::PeerLogInconsistent, peer, kind);
     let mut entry = AuditEntry {
         time_ms: now,
         kind: WITNESS_KIND.into(),

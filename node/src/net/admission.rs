@@ -22,6 +22,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::base::config::Limits;
+use crate::base::metrics::Counter;
 use crate::net::tls::HandshakeRefusal;
 
 /// What to do with a new incoming handshake.
@@ -247,10 +248,10 @@ pub fn refused_handshake(
     match why {
         HandshakeRefusal::Other => {
             tracing::debug!(remote = %remote, error = %error, "handshake failed");
-            metrics.inc("handshakes_failed", "", why.label());
+            metrics.inc(Counter::HandshakesFailed, "", why.label());
         }
         HandshakeRefusal::NotPinned(fp) => {
-            metrics.inc("handshakes_refused", "", why.label());
+            metrics.inc(Counter::HandshakesRefused, "", why.label());
             if log.may_log(remote.ip(), Instant::now()) {
                 tracing::warn!(
                     remote = %remote,
@@ -260,7 +261,7 @@ pub fn refused_handshake(
             }
         }
         HandshakeRefusal::NoCertificate => {
-            metrics.inc("handshakes_refused", "", why.label());
+            metrics.inc(Counter::HandshakesRefused, "", why.label());
             if log.may_log(remote.ip(), Instant::now()) {
                 tracing::warn!(
                     remote = %remote,

@@ -36,6 +36,7 @@ use crate::base::time::format_ms;
 use crate::identity::{self, IdentityError, NodeKeys};
 use crate::state::ctx::Ctx;
 use crate::store::{AuditEntry, Op, Store, StoreError, SCHEMA_VERSION};
+use trm_proto::audit::AuditKind;
 
 /// First line of a backup file.
 pub const MAGIC: &str = "TRM-NODE-BACKUP";
@@ -988,7 +989,7 @@ pub async fn record_restore(store: &Store, now_ms: i64) -> Result<(), StoreError
     );
     let entry = AuditEntry {
         time_ms: now_ms,
-        kind: "restore".into(),
+        kind: AuditKind::Restore.into(),
         call: "restore".into(),
         target: format!("backup taken at {}", info.taken),
         result: result.clone(),

@@ -22,9 +22,10 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::Semaphore;
 
-use crate::base::metrics::LATENCY_BUCKETS;
+use crate::base::metrics::{names, Counter, Histogram, LATENCY_BUCKETS};
 use crate::state::ctx::Ctx;
-use crate::store::{Store, StoreError};
+use crate::state::peers::Health;
+use crate::store::{Store, StoreError, ThreadRole};
 
 /// File (relative to the node folder) holding the bound metrics address while the node runs.
 pub const ADDR_FILE: &str = "run/metrics.addr";
@@ -199,133 +200,14 @@ impl Doc {
     }
 }
 
-/// The counters of [`crate::base::metrics::Metrics`] as metric families: (counter name, metric
-/// name, help, name of the second label).
-const COUNTERS: &[(&str, &str, &str, &str)] = &[
-    (
-        "sent",
-        "trm_messages_sent_total",
-        "Messages signed and put in the outbox, by recipient and kind.",
-        "kind",
-    ),
-    (
-        "delivered",
-        "trm_messages_delivered_total",
-        "Messages whose signed receipt was stored, by recipient and kind.",
-        "kind",
-    ),
-    (
-        "received",
-        "trm_messages_received_total",
-        "Messages received, stored and receipted, by sender and kind.",
-        "kind",
-    ),
-    (
-        "rejected",
-        "trm_messages_rejected_total",
-        "Incoming messages this node rejected, by sender and reason code.",
-        "reason",
-    ),
-    (
-        "rejected_by_peer",
-        "trm_messages_rejected_by_peer_total",
-        "Messages the recipient rejected with a signed rejection, by recipient and kind.",
-        "kind",
-    ),
-    (
-        "duplicate",
-        "trm_messages_duplicate_total",
-        "Incoming duplicates answered with the first receipt again, by sender and kind.",
-        "kind",
-    ),
-    (
-        "handshakes_refused",
-        "trm_handshakes_refused_total",
-        "Peer handshakes refused because the client certificate is not pinned or absent, by reason (peer is empty).",
-        "reason",
-    ),
-    (
-        "handshakes_failed",
-        "trm_handshakes_failed_total",
-        "Peer handshakes that failed otherwise or timed out, by reason (peer is empty).",
-        "reason",
-    ),
-    (
-        "handshakes_retried",
-        "trm_handshakes_retried_total",
-        "Peer handshakes asked to validate their address with a QUIC Retry (peer and kind are empty).",
-        "kind",
-    ),
-    (
-        "handshakes_limited",
-        "trm_handshakes_limited_total",
-        "Peer handshakes refused by a listener limit, by limit (peer is empty).",
-        "limit",
-    ),
-    (
-        "connections_limited",
-        "trm_connections_limited_total",
-        "Established peer connections closed by a listener limit, by peer and limit.",
-        "limit",
-    ),
-];
-
 /// Renders every metric in the Prometheus text format (version 0.0.4).
 pub fn render(ctx: &Ctx) -> Result<String, StoreError> {
     let now = ctx.clock.now_ms();
     let mut d = Doc(String::with_capacity(4096));
-
-    d.family("trm_up", "gauge", "1 while the node runs.");
-    d.sample("trm_up", &[], 1);
-    d.family(
-        "trm_node_info",
-        "gauge",
-        "This node's country and trm-node version.",
-    );
-    d.sample(
-        "trm_node_info",
-        &[
-            ("country", ctx.country()),
-            ("version", env!("CARGO_PKG_VERSION")),
-        ],
-        1,
-    );
-
-    let counters = ctx.metrics.counters();
-    for (key, name, help, label) in COUNTERS {
-        d.family(name, "counter", help);
-        for (n, peer, kind, v) in &counters {
-            if n == key {
-                d.sample(name, &[("peer", peer), (label, kind)], v);
-            }
-        }
-    }
-    // Counters added later without an entry above still show, under a derived name.
-    let mut others: BTreeMap<&str, Vec<_>> = BTreeMap::new();
-    for c in &counters {
-        if !COUNTERS.iter().any(|(k, ..)| *k == c.0) {
-            others.entry(c.0).or_default().push(c);
-        }
-    }
-    for (n, rows) in others {
-        let clean: String = n
-            .chars()
-            .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
-            .collect();
-        let name = format!("trm_{clean}_total");
-        d.family(&name, "counter", "Node counter, by peer and kind.");
-        for (_, peer, kind, v) in rows {
-            d.sample(&name, &[("peer", peer), ("kind", kind)], v);
-        }
-    }
-
+    node_info(&mut d, ctx);
+    counters(&mut d, &ctx.metrics.counters());
     let depths = ctx.store.outbox_depths()?;
     let peers = ctx.peers.all();
-    d.family(
-        "trm_outbox_depth",
-        "gauge",
-        "Messages waiting in the outbox for a receipt, by recipient.",
-    );
     let mut countries: Vec<String> = peers.iter().map(|p| p.card.country().to_string()).collect();
     for cc in depths.keys() {
         if !countries.contains(cc) {
@@ -333,71 +215,121 @@ pub fn render(ctx: &Ctx) -> Result<String, StoreError> {
         }
     }
     countries.sort();
-    for cc in &countries {
-        let depth = depths.get(cc).map_or(0, |d| d.0);
-        d.sample("trm_outbox_depth", &[("peer", cc)], depth);
-    }
-    d.family(
-        "trm_outbox_oldest_age_seconds",
-        "gauge",
-        "Age of the oldest message waiting in the outbox, by recipient (0 when empty).",
-    );
-    for cc in &countries {
-        let age = match depths.get(cc) {
-            Some((n, oldest)) if *n > 0 => ((now - oldest).max(0) as f64) / 1000.0,
-            _ => 0.0,
-        };
-        d.sample("trm_outbox_oldest_age_seconds", &[("peer", cc)], age);
-    }
-
-    let down_after = ctx.cfg.delivery.unreachable_after_secs as i64 * 1000;
-    d.family(
-        "trm_peer_up",
-        "gauge",
-        "1 unless delivery to the peer has been failing for longer than delivery.unreachable_after_secs (or has never succeeded).",
-    );
-    let active: Vec<_> = peers.iter().filter(|p| !p.revoked).collect();
-    let healths: Vec<_> = active
+    outbox(&mut d, &countries, &depths, now);
+    let healths: Vec<(String, Health)> = peers
         .iter()
+        .filter(|p| !p.revoked)
         .map(|p| {
             let cc = p.card.country().to_string();
             let h = ctx.peers.health(&cc);
             (cc, h)
         })
         .collect();
-    for (cc, h) in &healths {
-        let down = h.failing_since_ms != 0
-            && (now - h.failing_since_ms >= down_after || h.last_contact_ms == 0);
-        d.sample("trm_peer_up", &[("peer", cc)], u8::from(!down));
+    let down_after = ctx.cfg.delivery.unreachable_after_secs as i64 * 1000;
+    peer_health(&mut d, &healths, down_after, now);
+    latency(&mut d, &ctx.metrics.latency());
+    overdue(&mut d, &countries, &overdue_referrals(&ctx.store, now)?);
+    store_gauges(&mut d, ctx);
+    Ok(d.0)
+}
+
+fn node_info(d: &mut Doc, ctx: &Ctx) {
+    d.family(names::UP, "gauge", "1 while the node runs.");
+    d.sample(names::UP, &[], 1);
+    d.family(
+        names::NODE_INFO,
+        "gauge",
+        "This node's country and trm-node version.",
+    );
+    d.sample(
+        names::NODE_INFO,
+        &[
+            ("country", ctx.country()),
+            ("version", env!("CARGO_PKG_VERSION")),
+        ],
+        1,
+    );
+}
+
+/// Every listed counter family (even when empty), then the others that were counted.
+fn counters(d: &mut Doc, counted: &[(Counter, String, String, u64)]) {
+    let listed = Counter::ALL.iter().filter(|c| c.family().1);
+    let others = Counter::ALL
+        .iter()
+        .filter(|c| !c.family().1 && counted.iter().any(|(n, ..)| n == *c));
+    for counter in listed.chain(others) {
+        let (f, _) = counter.family();
+        d.family(f.name, "counter", f.help);
+        for (_, peer, kind, v) in counted.iter().filter(|(n, ..)| n == counter) {
+            d.sample(f.name, &[("peer", peer), (f.label, kind)], v);
+        }
+    }
+}
+
+fn outbox(d: &mut Doc, countries: &[String], depths: &BTreeMap<String, (u64, i64)>, now: i64) {
+    d.family(
+        names::OUTBOX_DEPTH,
+        "gauge",
+        "Messages waiting in the outbox for a receipt, by recipient.",
+    );
+    for cc in countries {
+        let depth = depths.get(cc).map_or(0, |d| d.0);
+        d.sample(names::OUTBOX_DEPTH, &[("peer", cc)], depth);
     }
     d.family(
-        "trm_peer_last_contact_timestamp_seconds",
+        names::OUTBOX_OLDEST_AGE,
+        "gauge",
+        "Age of the oldest message waiting in the outbox, by recipient (0 when empty).",
+    );
+    for cc in countries {
+        let age = match depths.get(cc) {
+            Some((n, oldest)) if *n > 0 => ((now - oldest).max(0) as f64) / 1000.0,
+            _ => 0.0,
+        };
+        d.sample(names::OUTBOX_OLDEST_AGE, &[("peer", cc)], age);
+    }
+}
+
+fn peer_health(d: &mut Doc, healths: &[(String, Health)], down_after: i64, now: i64) {
+    d.family(
+        names::PEER_UP,
+        "gauge",
+        "1 unless delivery to the peer has been failing for longer than delivery.unreachable_after_secs (or has never succeeded).",
+    );
+    for (cc, h) in healths {
+        let down = h.failing_since_ms != 0
+            && (now - h.failing_since_ms >= down_after || h.last_contact_ms == 0);
+        d.sample(names::PEER_UP, &[("peer", cc)], u8::from(!down));
+    }
+    d.family(
+        names::PEER_LAST_CONTACT,
         "gauge",
         "Unix time of the last successful delivery to the peer (0 if none since start).",
     );
-    for (cc, h) in &healths {
+    for (cc, h) in healths {
         d.sample(
-            "trm_peer_last_contact_timestamp_seconds",
+            names::PEER_LAST_CONTACT,
             &[("peer", cc)],
             h.last_contact_ms as f64 / 1000.0,
         );
     }
     d.family(
-        "trm_peer_failing_seconds",
+        names::PEER_FAILING,
         "gauge",
         "For how long delivery to the peer has been failing (0 when it is not).",
     );
-    for (cc, h) in &healths {
+    for (cc, h) in healths {
         let secs = if h.failing_since_ms == 0 {
             0.0
         } else {
             ((now - h.failing_since_ms).max(0) as f64) / 1000.0
         };
-        d.sample("trm_peer_failing_seconds", &[("peer", cc)], secs);
+        d.sample(names::PEER_FAILING, &[("peer", cc)], secs);
     }
+}
 
-    let hist = ctx.metrics.latency();
-    let name = "trm_delivery_latency_seconds";
+fn latency(d: &mut Doc, hist: &Histogram) {
+    let name = names::DELIVERY_LATENCY;
     d.family(
         name,
         "histogram",
@@ -416,58 +348,45 @@ pub fn render(ctx: &Ctx) -> Result<String, StoreError> {
     d.sample(&format!("{name}_bucket"), &[("le", "+Inf")], cumulative);
     d.sample(&format!("{name}_sum"), &[], hist.sum);
     d.sample(&format!("{name}_count"), &[], hist.count);
+}
 
+fn overdue(d: &mut Doc, countries: &[String], overdue: &BTreeMap<(&'static str, String), u64>) {
+    let name = names::REFERRALS_OVERDUE;
     d.family(
-        "trm_referrals_overdue",
+        name,
         "gauge",
         "Referrals past their response date without an acceptance or decline: sent ones not answered by the peer, received ones not answered by this node.",
     );
-    let overdue = overdue_referrals(&ctx.store, now)?;
-    for dir in ["sent", "received"] {
-        for cc in &countries {
+    for dir in [ThreadRole::Sent.as_str(), ThreadRole::Received.as_str()] {
+        for cc in countries {
             let n = overdue.get(&(dir, cc.clone())).copied().unwrap_or(0);
-            d.sample(
-                "trm_referrals_overdue",
-                &[("direction", dir), ("peer", cc)],
-                n,
-            );
+            d.sample(name, &[("direction", dir), ("peer", cc)], n);
         }
     }
     // Peers no longer pinned still count.
-    for ((dir, cc), n) in &overdue {
+    for ((dir, cc), n) in overdue {
         if !countries.contains(cc) {
-            d.sample(
-                "trm_referrals_overdue",
-                &[("direction", dir), ("peer", cc)],
-                n,
-            );
+            d.sample(name, &[("direction", dir), ("peer", cc)], n);
         }
     }
+}
 
+fn store_gauges(d: &mut Doc, ctx: &Ctx) {
     d.family(
-        "trm_audit_entries",
+        names::AUDIT_ENTRIES,
         "gauge",
         "Entries in this node's audit log.",
     );
-    d.sample("trm_audit_entries", &[], ctx.store.audit_len());
+    d.sample(names::AUDIT_ENTRIES, &[], ctx.store.audit_len());
+    d.family(names::STORE_SIZE, "gauge", "Size of the store on disk.");
+    d.sample(names::STORE_SIZE, &[], ctx.store.size_on_disk());
     d.family(
-        "trm_store_size_bytes",
-        "gauge",
-        "Size of the store on disk.",
-    );
-    d.sample("trm_store_size_bytes", &[], ctx.store.size_on_disk());
-    d.family(
-        "trm_last_restore_timestamp_seconds",
+        names::LAST_RESTORE,
         "gauge",
         "Unix time of the last restore from a backup (0 if never).",
     );
     let restored = crate::ops::backup::last_restore(&ctx.store).map_or(0, |r| r.restored_ms);
-    d.sample(
-        "trm_last_restore_timestamp_seconds",
-        &[],
-        restored as f64 / 1000.0,
-    );
-    Ok(d.0)
+    d.sample(names::LAST_RESTORE, &[], restored as f64 / 1000.0);
 }
 
 /// Overdue referrals by (direction, peer): referral threads still pending after their
@@ -478,8 +397,9 @@ pub fn overdue_referrals(
 ) -> Result<BTreeMap<(&'static str, String), u64>, StoreError> {
     let mut out: BTreeMap<(&'static str, String), u64> = BTreeMap::new();
     for t in store.threads()? {
-        if t.state == "pending" && t.response_due_ms > 0 && t.response_due_ms < now_ms {
-            let dir = if t.role == "sent" { "sent" } else { "received" };
+        if t.is_overdue(now_ms) {
+            let role = t.role().unwrap_or(ThreadRole::Received);
+            let dir = role.as_str();
             *out.entry((dir, t.peer.clone())).or_default() += 1;
         }
     }
@@ -539,6 +459,95 @@ mod tests {
         );
         assert_eq!(route(b"GET /metrics\r\n\r\n"), Err((400, "Bad Request")));
         assert_eq!(route(b"\xff\xfe\r\n\r\n"), Err((400, "Bad Request")));
+    }
+
+    #[test]
+    fn counter_families_keep_their_names_and_order() {
+        let mut d = Doc(String::new());
+        counters(&mut d, &[]);
+        let types: Vec<&str> = d.0.lines().filter(|l| l.starts_with("# TYPE")).collect();
+        assert_eq!(
+            types,
+            [
+                "# TYPE trm_messages_sent_total counter",
+                "# TYPE trm_messages_delivered_total counter",
+                "# TYPE trm_messages_received_total counter",
+                "# TYPE trm_messages_rejected_total counter",
+                "# TYPE trm_messages_rejected_by_peer_total counter",
+                "# TYPE trm_messages_duplicate_total counter",
+                "# TYPE trm_handshakes_refused_total counter",
+                "# TYPE trm_handshakes_failed_total counter",
+                "# TYPE trm_handshakes_retried_total counter",
+                "# TYPE trm_handshakes_limited_total counter",
+                "# TYPE trm_connections_limited_total counter",
+            ],
+            "the unlisted counters show only once counted"
+        );
+        let counted = [
+            (
+                Counter::RejectedUnlogged,
+                "AL".into(),
+                "MALFORMED".into(),
+                2,
+            ),
+            (Counter::Rejected, "AL".into(), "MALFORMED".into(), 3),
+            (
+                Counter::PeerLogInconsistent,
+                "AL".into(),
+                "receipt".into(),
+                1,
+            ),
+            (Counter::Sent, "AL".into(), "referral".into(), 4),
+            (Counter::Sent, "GR".into(), "closure".into(), 5),
+        ];
+        let mut d = Doc(String::new());
+        counters(&mut d, &counted);
+        let samples: Vec<&str> = d.0.lines().filter(|l| !l.starts_with('#')).collect();
+        assert_eq!(
+            samples,
+            [
+                "trm_messages_sent_total{peer=\"AL\",kind=\"referral\"} 4",
+                "trm_messages_sent_total{peer=\"GR\",kind=\"closure\"} 5",
+                "trm_messages_rejected_total{peer=\"AL\",reason=\"MALFORMED\"} 3",
+                "trm_peer_log_inconsistent_total{peer=\"AL\",kind=\"receipt\"} 1",
+                "trm_rejected_unlogged_total{peer=\"AL\",kind=\"MALFORMED\"} 2",
+            ]
+        );
+        assert!(d.0.ends_with(
+            "# HELP trm_peer_log_inconsistent_total Node counter, by peer and kind.\n\
+             # TYPE trm_peer_log_inconsistent_total counter\n\
+             trm_peer_log_inconsistent_total{peer=\"AL\",kind=\"receipt\"} 1\n\
+             # HELP trm_rejected_unlogged_total Node counter, by peer and kind.\n\
+             # TYPE trm_rejected_unlogged_total counter\n\
+             trm_rejected_unlogged_total{peer=\"AL\",kind=\"MALFORMED\"} 2\n"
+        ));
+    }
+
+    #[test]
+    fn latency_buckets_are_cumulative() {
+        let mut hist = Histogram::default();
+        hist.buckets[0] = 1;
+        hist.buckets[9] = 2;
+        hist.buckets[10] = 1;
+        hist.sum = 12.5;
+        hist.count = 4;
+        let mut d = Doc(String::new());
+        latency(&mut d, &hist);
+        assert!(d
+            .0
+            .contains("trm_delivery_latency_seconds_bucket{le=\"0.001\"} 1\n"));
+        assert!(d
+            .0
+            .contains("trm_delivery_latency_seconds_bucket{le=\"1\"} 1\n"));
+        assert!(d
+            .0
+            .contains("trm_delivery_latency_seconds_bucket{le=\"10\"} 3\n"));
+        assert!(d
+            .0
+            .contains("trm_delivery_latency_seconds_bucket{le=\"+Inf\"} 4\n"));
+        assert!(d.0.ends_with(
+            "trm_delivery_latency_seconds_sum 12.5\ntrm_delivery_latency_seconds_count 4\n"
+        ));
     }
 
     #[test]

@@ -12,6 +12,7 @@ use crate::state::ctx::Ctx;
 use crate::store::casedata;
 use crate::store::vault::VaultError;
 use crate::store::{Erased, Op, SentState};
+use trm_proto::audit::AuditKind;
 
 fn erased(cats: &[i32], now: i64, reason: &str) -> Vec<Erased> {
     cats.iter()
@@ -83,7 +84,7 @@ pub async fn erase_received(
 fn audit(ctx: &Ctx, peer: &str, target: &str, cats: &[i32], reason: &str) -> Op {
     Op::Audit(crate::store::AuditEntry {
         time_ms: ctx.clock.now_ms(),
-        kind: "erasure".into(),
+        kind: AuditKind::Erasure.into(),
         peer: peer.into(),
         call: reason.into(),
         target: target.into(),

@@ -20,7 +20,7 @@ use trm_proto::template::Template;
 
 use crate::base::vocab::Refusal;
 use crate::state::ctx::Ctx;
-use crate::store::{Op, ThreadRecord};
+use crate::store::{Op, ThreadRecord, ThreadRole, ThreadState};
 
 /// Which way a message goes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -97,31 +97,12 @@ pub fn transition(
         ));
     }
     // The role the thread has on this node when this side sends the referral.
-    let (own_role, other_role) = match dir {
-        Direction::Outgoing => ("sent", "received"),
-        Direction::Incoming => ("received", "sent"),
+    let own_role = match dir {
+        Direction::Outgoing => ThreadRole::Sent,
+        Direction::Incoming => ThreadRole::Received,
     };
     if let Payload::Referral(r) = payload {
-        if let Some(t) = thread {
-            if t.state == "pending" || t.state == "accepted" {
-                return Err(refuse(
-                    RejectReason::OutOfOrder,
-                    "a referral of this case between these countries is already open",
-                ));
-            }
-        }
-        return Ok(Some(ThreadRecord {
-            peer: peer.to_string(),
-            case_ref: body.case_ref.clone(),
-            role: own_role.to_string(),
-            referral_id: body.message_id.clone(),
-            state: "pending".into(),
-            response_due_ms: r.response_due_ms,
-            updated_ms: now_ms,
-            phase: phase_name(r.phase).into(),
-            extensions: r.extensions.clone(),
-            ..Default::default()
-        }));
+        return open_thread(thread, own_role, peer, body, r, now_ms).map(Some);
     }
     let t = thread.ok_or_else(|| {
         refuse(
@@ -129,102 +110,32 @@ pub fn transition(
             "no referral of this case between these countries",
         )
     })?;
+    let state = t.state();
+    let open = state.is_some_and(ThreadState::is_open);
     let mut next = t.clone();
     next.updated_ms = now_ms;
-    let answers_referral = |t: &ThreadRecord| -> Result<(), Refusal> {
-        if t.role != other_role {
-            return Err(refuse(
-                RejectReason::OutOfOrder,
-                "only the country that received the referral can answer it",
-            ));
-        }
-        if t.state != "pending" {
-            return Err(refuse(
-                RejectReason::OutOfOrder,
-                format!("the referral is already {}", t.state),
-            ));
-        }
-        if body.in_reply_to != t.referral_id {
-            return Err(refuse(
-                RejectReason::OutOfOrder,
-                "does not answer the open referral",
-            ));
-        }
-        Ok(())
-    };
     match payload {
         Payload::Acceptance(a) => {
-            answers_referral(t)?;
-            next.state = "accepted".into();
+            answers_referral(t, own_role, body)?;
+            next.set_state(ThreadState::Accepted);
             next.responsible_institution = a.responsible_institution.clone();
             next.focal_point = a.focal_point.clone();
         }
+        // Declining an information request: the caller checks that `in_reply_to` names one;
+        // the referral itself is unchanged.
         Payload::Decline(_) if body.in_reply_to != t.referral_id => {
-            // Declining an information request: the caller checks that `in_reply_to` names
-            // one; the referral itself is unchanged.
-            if t.state != "pending" && t.state != "accepted" {
-                return Err(refuse(
-                    RejectReason::OutOfOrder,
-                    format!("the referral is {}", t.state),
-                ));
-            }
-            return Ok(None);
+            return unchanged_while_open(t, open)
         }
+        Payload::InformationRequest(_) => return unchanged_while_open(t, open),
         Payload::Decline(d) => {
-            answers_referral(t)?;
-            next.state = "declined".into();
+            answers_referral(t, own_role, body)?;
+            next.set_state(ThreadState::Declined);
             next.note = d.reason.clone();
         }
-        Payload::FollowUp(f) => {
-            if t.state != "accepted" {
-                return Err(refuse(
-                    RejectReason::OutOfOrder,
-                    format!("a follow-up needs an accepted referral (it is {})", t.state),
-                ));
-            }
-            if f.phase == pb::Phase::Unspecified as i32 || pb::Phase::try_from(f.phase).is_err() {
-                return Err(refuse(
-                    RejectReason::Malformed,
-                    "follow-up without a TRM phase",
-                ));
-            }
-            next.phase = phase_name(f.phase).into();
-            for e in &f.extensions {
-                if !next.extensions.iter().any(|x| x.path == e.path) {
-                    next.extensions.push(e.clone());
-                }
-            }
-        }
-        Payload::InformationRequest(_) => {
-            if t.state != "pending" && t.state != "accepted" {
-                return Err(refuse(
-                    RejectReason::OutOfOrder,
-                    format!("the referral is {}", t.state),
-                ));
-            }
-            return Ok(None);
-        }
-        Payload::Disclosure(d) => {
-            // Only the referring country releases more fields of its referral.
-            if t.role != own_role {
-                return Err(refuse(
-                    RejectReason::OutOfOrder,
-                    "only the referring country releases fields",
-                ));
-            }
-            if d.referral_id != t.referral_id {
-                return Err(refuse(RejectReason::OutOfOrder, "not the open referral"));
-            }
-            if t.state == "declined" || t.state == "closed" {
-                return Err(refuse(
-                    RejectReason::OutOfOrder,
-                    format!("the referral is {}", t.state),
-                ));
-            }
-            return Ok(None);
-        }
+        Payload::FollowUp(f) => follow_up(&mut next, f)?,
+        Payload::Disclosure(d) => return disclosure(t, own_role, d).map(|()| None),
         Payload::Closure(c) => {
-            if t.state == "closed" {
+            if state == Some(ThreadState::Closed) {
                 return Err(refuse(
                     RejectReason::OutOfOrder,
                     "the case is already closed",
@@ -238,15 +149,134 @@ pub fn transition(
                     "closure without an outcome",
                 ));
             }
-            next.state = "closed".into();
+            next.set_state(ThreadState::Closed);
             next.note = outcome.as_str_name().to_ascii_lowercase();
         }
-        Payload::ErasureRequest(_) | Payload::ErasureConfirmation(_) => return Ok(None),
-        Payload::Referral(_) | Payload::DirectoryUpdate(_) | Payload::KeyAnnouncement(_) => {
-            return Ok(None)
-        }
+        Payload::ErasureRequest(_)
+        | Payload::ErasureConfirmation(_)
+        | Payload::Referral(_)
+        | Payload::DirectoryUpdate(_)
+        | Payload::KeyAnnouncement(_) => return Ok(None),
     }
     Ok(Some(next))
+}
+
+/// A referral opens a thread (a new one, or again after a decline or closure), pending, on
+/// the side of `own_role`.
+fn open_thread(
+    thread: Option<&ThreadRecord>,
+    own_role: ThreadRole,
+    peer: &str,
+    body: &pb::Body,
+    r: &pb::Referral,
+    now_ms: i64,
+) -> Result<ThreadRecord, Refusal> {
+    if thread.is_some_and(|t| t.state().is_some_and(ThreadState::is_open)) {
+        return Err(refuse(
+            RejectReason::OutOfOrder,
+            "a referral of this case between these countries is already open",
+        ));
+    }
+    let mut t = ThreadRecord {
+        peer: peer.to_string(),
+        case_ref: body.case_ref.clone(),
+        referral_id: body.message_id.clone(),
+        response_due_ms: r.response_due_ms,
+        updated_ms: now_ms,
+        phase: phase_name(r.phase).into(),
+        extensions: r.extensions.clone(),
+        ..Default::default()
+    };
+    t.set_role(own_role);
+    t.set_state(ThreadState::Pending);
+    Ok(t)
+}
+
+/// A follow-up, either way, on an accepted referral: the phase it reports, the extension
+/// fields it declares.
+fn follow_up(next: &mut ThreadRecord, f: &pb::FollowUp) -> Result<(), Refusal> {
+    if next.state() != Some(ThreadState::Accepted) {
+        return Err(refuse(
+            RejectReason::OutOfOrder,
+            format!(
+                "a follow-up needs an accepted referral (it is {})",
+                next.state
+            ),
+        ));
+    }
+    if f.phase == pb::Phase::Unspecified as i32 || pb::Phase::try_from(f.phase).is_err() {
+        return Err(refuse(
+            RejectReason::Malformed,
+            "follow-up without a TRM phase",
+        ));
+    }
+    next.phase = phase_name(f.phase).into();
+    for e in &f.extensions {
+        if !next.extensions.iter().any(|x| x.path == e.path) {
+            next.extensions.push(e.clone());
+        }
+    }
+    Ok(())
+}
+
+/// Only the referring country releases more fields, of its referral, while not declined or
+/// closed; the thread is unchanged.
+fn disclosure(t: &ThreadRecord, own_role: ThreadRole, d: &pb::Disclosure) -> Result<(), Refusal> {
+    if t.role() != Some(own_role) {
+        return Err(refuse(
+            RejectReason::OutOfOrder,
+            "only the referring country releases fields",
+        ));
+    }
+    if d.referral_id != t.referral_id {
+        return Err(refuse(RejectReason::OutOfOrder, "not the open referral"));
+    }
+    if matches!(t.state(), Some(ThreadState::Declined | ThreadState::Closed)) {
+        return Err(refuse(
+            RejectReason::OutOfOrder,
+            format!("the referral is {}", t.state),
+        ));
+    }
+    Ok(())
+}
+
+/// A message about an open referral that leaves the thread as it is.
+fn unchanged_while_open(t: &ThreadRecord, open: bool) -> Result<Option<ThreadRecord>, Refusal> {
+    if !open {
+        return Err(refuse(
+            RejectReason::OutOfOrder,
+            format!("the referral is {}", t.state),
+        ));
+    }
+    Ok(None)
+}
+
+/// An acceptance or decline of the referral: only from the country that received it, only
+/// while pending, only in reply to the referral.
+fn answers_referral(
+    t: &ThreadRecord,
+    own_role: ThreadRole,
+    body: &pb::Body,
+) -> Result<(), Refusal> {
+    if t.role() != Some(own_role.other()) {
+        return Err(refuse(
+            RejectReason::OutOfOrder,
+            "only the country that received the referral can answer it",
+        ));
+    }
+    if t.state() != Some(ThreadState::Pending) {
+        return Err(refuse(
+            RejectReason::OutOfOrder,
+            format!("the referral is already {}", t.state),
+        ));
+    }
+    if body.in_reply_to != t.referral_id {
+        return Err(refuse(
+            RejectReason::OutOfOrder,
+            "does not answer the open referral",
+        ));
+    }
+    Ok(())
 }
 
 /// Longest `case_ref` and most information-request fields a peer may send.
@@ -610,5 +640,300 @@ pub async fn resume_erasures(ctx: Arc<Ctx>) {
             }
             Err(e) => tracing::error!(error = %e, "a pending erasure does not decode"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use Direction::{Incoming as In, Outgoing as Out};
+    use ThreadRole::{Received as Rcv, Sent};
+    use ThreadState::{Accepted, Closed, Declined, Pending};
+
+    const REFERRAL: [u8; 16] = [1; 16];
+    const OTHER: [u8; 16] = [9; 16];
+    const NOW: i64 = 1_000_000;
+
+    /// The messages a thread meets.
+    #[derive(Clone, Copy, Debug)]
+    enum Ev {
+        Referral,
+        Accept,
+        /// An acceptance that names another message.
+        AcceptOther,
+        Decline,
+        /// A decline of an information request (not of the referral).
+        DeclineInfo,
+        FollowUp,
+        InfoRequest,
+        Disclosure,
+        /// A disclosure of another referral.
+        DisclosureOther,
+        Closure,
+        Erasure,
+    }
+
+    fn body(ev: Ev) -> pb::Body {
+        let (in_reply_to, payload) = match ev {
+            Ev::Referral => (
+                vec![],
+                Payload::Referral(pb::Referral {
+                    response_due_ms: NOW + 5,
+                    phase: pb::Phase::Identification as i32,
+                    ..Default::default()
+                }),
+            ),
+            Ev::Accept | Ev::AcceptOther => (
+                if matches!(ev, Ev::Accept) {
+                    REFERRAL
+                } else {
+                    OTHER
+                }
+                .to_vec(),
+                Payload::Acceptance(pb::Acceptance {
+                    responsible_institution: "Example Institution".into(),
+                    focal_point: "desk@example.org".into(),
+                }),
+            ),
+            Ev::Decline | Ev::DeclineInfo => (
+                if matches!(ev, Ev::Decline) {
+                    REFERRAL
+                } else {
+                    OTHER
+                }
+                .to_vec(),
+                Payload::Decline(pb::Decline {
+                    reason: "no capacity".into(),
+                }),
+            ),
+            Ev::FollowUp => (
+                vec![],
+                Payload::FollowUp(pb::FollowUp {
+                    phase: pb::Phase::FirstAssistance as i32,
+                    ..Default::default()
+                }),
+            ),
+            Ev::InfoRequest => (vec![], Payload::InformationRequest(Default::default())),
+            Ev::Disclosure | Ev::DisclosureOther => (
+                vec![],
+                Payload::Disclosure(pb::Disclosure {
+                    referral_id: if matches!(ev, Ev::Disclosure) {
+                        REFERRAL
+                    } else {
+                        OTHER
+                    }
+                    .to_vec(),
+                }),
+            ),
+            Ev::Closure => (
+                vec![],
+                Payload::Closure(pb::Closure {
+                    outcome: pb::ClosureOutcome::Transferred as i32,
+                    ..Default::default()
+                }),
+            ),
+            Ev::Erasure => (vec![], Payload::ErasureRequest(Default::default())),
+        };
+        pb::Body {
+            message_id: vec![2; 16],
+            case_ref: "CASE-0001".into(),
+            in_reply_to,
+            payload: Some(payload),
+            ..Default::default()
+        }
+    }
+
+    fn thread(role: ThreadRole, state: ThreadState) -> ThreadRecord {
+        let mut t = ThreadRecord {
+            peer: "AL".into(),
+            case_ref: "CASE-0001".into(),
+            referral_id: REFERRAL.to_vec(),
+            updated_ms: 1,
+            ..Default::default()
+        };
+        t.set_role(role);
+        t.set_state(state);
+        t
+    }
+
+    /// What `transition` should do.
+    #[derive(Debug)]
+    enum Want {
+        /// The thread moves to (or stays in, updated) this state.
+        To(ThreadState),
+        /// Allowed; the thread is unchanged.
+        Same,
+        /// Refused with this reason and a detail containing this text.
+        No(RejectReason, &'static str),
+    }
+    use Want::{No, Same, To};
+
+    const ORDER: RejectReason = RejectReason::OutOfOrder;
+
+    /// The thread before the message, if any.
+    type Start = Option<(ThreadRole, ThreadState)>;
+
+    #[test]
+    fn transitions() {
+        #[rustfmt::skip]
+        let table: &[(Start, Direction, Ev, Want)] = &[
+            // A referral opens a thread, or opens it again once declined or closed.
+            (None, Out, Ev::Referral, To(Pending)),
+            (None, In, Ev::Referral, To(Pending)),
+            (Some((Sent, Declined)), Out, Ev::Referral, To(Pending)),
+            (Some((Rcv, Closed)), In, Ev::Referral, To(Pending)),
+            (Some((Sent, Pending)), Out, Ev::Referral, No(ORDER, "already open")),
+            (Some((Rcv, Accepted)), In, Ev::Referral, No(ORDER, "already open")),
+            // Only the receiving country answers, once, the referral itself.
+            (Some((Sent, Pending)), In, Ev::Accept, To(Accepted)),
+            (Some((Rcv, Pending)), Out, Ev::Accept, To(Accepted)),
+            (Some((Sent, Pending)), In, Ev::Decline, To(Declined)),
+            (Some((Rcv, Pending)), Out, Ev::Decline, To(Declined)),
+            (Some((Sent, Pending)), Out, Ev::Accept, No(ORDER, "only the country that received")),
+            (Some((Rcv, Pending)), In, Ev::Decline, No(ORDER, "only the country that received")),
+            (Some((Sent, Accepted)), In, Ev::Accept, No(ORDER, "already accepted")),
+            (Some((Sent, Declined)), In, Ev::Decline, No(ORDER, "already declined")),
+            (Some((Rcv, Closed)), Out, Ev::Accept, No(ORDER, "already closed")),
+            (Some((Sent, Accepted)), In, Ev::Decline, No(ORDER, "already accepted")),
+            (Some((Sent, Pending)), In, Ev::AcceptOther, No(ORDER, "does not answer")),
+            (None, In, Ev::Accept, No(RejectReason::UnknownCase, "no referral")),
+            // Follow-ups, either way, on an accepted referral only.
+            (Some((Sent, Accepted)), Out, Ev::FollowUp, To(Accepted)),
+            (Some((Rcv, Accepted)), Out, Ev::FollowUp, To(Accepted)),
+            (Some((Sent, Accepted)), In, Ev::FollowUp, To(Accepted)),
+            (Some((Sent, Pending)), In, Ev::FollowUp, No(ORDER, "needs an accepted referral (it is pending)")),
+            (Some((Rcv, Closed)), Out, Ev::FollowUp, No(ORDER, "(it is closed)")),
+            (None, Out, Ev::FollowUp, No(RejectReason::UnknownCase, "no referral")),
+            // Information requests and their declines leave an open thread as it is.
+            (Some((Rcv, Pending)), Out, Ev::InfoRequest, Same),
+            (Some((Sent, Accepted)), In, Ev::InfoRequest, Same),
+            (Some((Sent, Accepted)), Out, Ev::DeclineInfo, Same),
+            (Some((Rcv, Pending)), In, Ev::DeclineInfo, Same),
+            (Some((Sent, Closed)), Out, Ev::InfoRequest, No(ORDER, "the referral is closed")),
+            (Some((Sent, Declined)), In, Ev::DeclineInfo, No(ORDER, "the referral is declined")),
+            // Only the referring country discloses more, of its open referral.
+            (Some((Sent, Pending)), Out, Ev::Disclosure, Same),
+            (Some((Sent, Accepted)), Out, Ev::Disclosure, Same),
+            (Some((Rcv, Accepted)), In, Ev::Disclosure, Same),
+            (Some((Rcv, Accepted)), Out, Ev::Disclosure, No(ORDER, "only the referring country")),
+            (Some((Sent, Accepted)), Out, Ev::DisclosureOther, No(ORDER, "not the open referral")),
+            (Some((Sent, Declined)), Out, Ev::Disclosure, No(ORDER, "the referral is declined")),
+            (Some((Rcv, Closed)), In, Ev::Disclosure, No(ORDER, "the referral is closed")),
+            // Either country closes, once.
+            (Some((Sent, Pending)), Out, Ev::Closure, To(Closed)),
+            (Some((Sent, Accepted)), In, Ev::Closure, To(Closed)),
+            (Some((Rcv, Accepted)), Out, Ev::Closure, To(Closed)),
+            (Some((Rcv, Declined)), In, Ev::Closure, To(Closed)),
+            (Some((Sent, Closed)), Out, Ev::Closure, No(ORDER, "already closed")),
+            (None, In, Ev::Closure, No(RejectReason::UnknownCase, "no referral")),
+            // Erasure messages never move a thread.
+            (Some((Sent, Closed)), In, Ev::Erasure, Same),
+            (Some((Rcv, Accepted)), Out, Ev::Erasure, Same),
+        ];
+        for (row, (start, dir, ev, want)) in table.iter().enumerate() {
+            let before = start.map(|(r, s)| thread(r, s));
+            let got = transition(before.as_ref(), *dir, "AL", &body(*ev), NOW);
+            let case = format!("row {row}: {start:?} {dir:?} {ev:?}");
+            match (want, got) {
+                (To(state), Ok(Some(next))) => {
+                    assert_eq!(next.state(), Some(*state), "{case}");
+                    assert_eq!(next.updated_ms, NOW, "{case}");
+                    let role = match (start, dir) {
+                        (Some((r, _)), _) => *r,
+                        (None, Out) => Sent,
+                        (None, In) => Rcv,
+                    };
+                    assert_eq!(next.role(), Some(role), "{case}");
+                }
+                (Same, Ok(None)) => {}
+                (No(reason, text), Err(r)) => {
+                    assert_eq!(r.reason, *reason, "{case}: {}", r.detail);
+                    assert!(r.detail.contains(text), "{case}: {}", r.detail);
+                }
+                (want, got) => panic!("{case}: wanted {want:?}, got {got:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn transitions_carry_the_message_fields() {
+        let t = transition(None, Out, "AL", &body(Ev::Referral), NOW)
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (
+                t.role.as_str(),
+                t.state.as_str(),
+                t.peer.as_str(),
+                t.case_ref.as_str()
+            ),
+            ("sent", "pending", "AL", "CASE-0001")
+        );
+        assert_eq!(
+            (t.referral_id.as_slice(), t.response_due_ms),
+            (&[2; 16][..], NOW + 5)
+        );
+        assert_eq!(t.phase, "identification");
+        let pending = thread(Sent, Pending);
+        let accepted = transition(Some(&pending), In, "AL", &body(Ev::Accept), NOW)
+            .unwrap()
+            .unwrap();
+        assert_eq!(accepted.state, "accepted");
+        assert_eq!(accepted.responsible_institution, "Example Institution");
+        assert_eq!(accepted.focal_point, "desk@example.org");
+        let declined = transition(Some(&pending), In, "AL", &body(Ev::Decline), NOW)
+            .unwrap()
+            .unwrap();
+        assert_eq!(declined.note, "no capacity");
+        let followed = transition(Some(&accepted), Out, "AL", &body(Ev::FollowUp), NOW)
+            .unwrap()
+            .unwrap();
+        assert_eq!(followed.phase, "first assistance and protection");
+        let closed = transition(Some(&accepted), Out, "AL", &body(Ev::Closure), NOW)
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (closed.state.as_str(), closed.note.as_str()),
+            ("closed", "transferred")
+        );
+    }
+
+    #[test]
+    fn malformed_messages_are_refused() {
+        let accepted = thread(Sent, Accepted);
+        let malformed = |t: Option<&ThreadRecord>, b: pb::Body| {
+            transition(t, Out, "AL", &b, NOW).map_err(|r| (r.reason, r.detail))
+        };
+        let mut b = body(Ev::FollowUp);
+        b.payload = None;
+        let err = malformed(Some(&accepted), b).unwrap_err();
+        assert_eq!(err.0, RejectReason::Malformed, "{}", err.1);
+        let mut b = body(Ev::Closure);
+        b.case_ref.clear();
+        assert!(malformed(Some(&accepted), b)
+            .unwrap_err()
+            .1
+            .contains("without case reference"));
+        let mut b = body(Ev::FollowUp);
+        b.payload = Some(Payload::FollowUp(pb::FollowUp::default()));
+        assert!(malformed(Some(&accepted), b)
+            .unwrap_err()
+            .1
+            .contains("without a TRM phase"));
+        let mut b = body(Ev::Closure);
+        b.payload = Some(Payload::Closure(pb::Closure::default()));
+        assert!(malformed(Some(&accepted), b)
+            .unwrap_err()
+            .1
+            .contains("without an outcome"));
+        // A thread state this version does not write answers nothing but a new referral.
+        let mut odd = accepted.clone();
+        odd.state = "archived".into();
+        assert!(malformed(Some(&odd), body(Ev::FollowUp)).is_err());
+        assert!(malformed(Some(&odd), body(Ev::InfoRequest)).is_err());
+        assert!(matches!(
+            malformed(Some(&odd), body(Ev::Referral)),
+            Ok(Some(_))
+        ));
     }
 }

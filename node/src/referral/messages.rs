@@ -8,8 +8,10 @@ use rand::RngCore;
 use trm_proto::pb::{self, body::Payload};
 use trm_proto::signing;
 
+use crate::base::metrics::Counter;
 use crate::state::ctx::Ctx;
 use crate::store::{AuditEntry, Op, SentRecord, SentState, StoreError};
+use trm_proto::audit::AuditKind;
 
 /// Why a message could not be sent.
 #[derive(Debug, thiserror::Error)]
@@ -103,7 +105,7 @@ pub async fn enqueue_with(
     let hash = signing::envelope_hash(&envelope.body, &envelope.signature);
     let audit = AuditEntry {
         time_ms: now,
-        kind: "sent".into(),
+        kind: AuditKind::Sent.into(),
         peer: out.to.clone(),
         message_id: id.clone(),
         envelope_hash: hash.to_vec(),
@@ -176,7 +178,7 @@ pub async fn enqueue_with(
         ));
     }
     drop(ku);
-    ctx.metrics.inc("sent", &out.to, kind);
+    ctx.metrics.inc(Counter::Sent, &out.to, kind);
     ctx.delivery.wake(ctx, &out.to);
     Ok(id)
 }

@@ -190,13 +190,15 @@ pub struct ThreadRecord {
     /// Pseudonymous case reference.
     #[prost(string, tag = "2")]
     pub case_ref: String,
-    /// "sent" (this node referred the case) or "received".
+    /// [`ThreadRole`] as its string: "sent" (this node referred the case) or "received".
+    /// Read it with [`ThreadRecord::role`].
     #[prost(string, tag = "3")]
     pub role: String,
     /// Id of the referral message.
     #[prost(bytes = "vec", tag = "4")]
     pub referral_id: Vec<u8>,
-    /// pending, accepted, declined, closed.
+    /// [`ThreadState`] as its string: pending, accepted, declined, closed. Read it with
+    /// [`ThreadRecord::state`], write it with [`ThreadRecord::set_state`].
     #[prost(string, tag = "5")]
     pub state: String,
     /// Answer due (Unix ms), 0 = none.
@@ -223,6 +225,120 @@ pub struct ThreadRecord {
     /// Extension fields the sender declared in the referral (for categories of later values).
     #[prost(message, repeated, tag = "13")]
     pub extensions: Vec<trm_proto::pb::ExtensionField>,
+}
+
+/// Which side of a referral a thread is on this node. Stored as [`ThreadRole::as_str`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ThreadRole {
+    /// This node referred the case.
+    Sent,
+    /// This node received the referral.
+    Received,
+}
+
+impl ThreadRole {
+    /// The role as stored and shown.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            ThreadRole::Sent => "sent",
+            ThreadRole::Received => "received",
+        }
+    }
+
+    /// The other side's role.
+    pub fn other(self) -> ThreadRole {
+        match self {
+            ThreadRole::Sent => ThreadRole::Received,
+            ThreadRole::Received => ThreadRole::Sent,
+        }
+    }
+
+    /// The role stored as `s`.
+    pub fn parse(s: &str) -> Option<ThreadRole> {
+        [ThreadRole::Sent, ThreadRole::Received]
+            .into_iter()
+            .find(|r| r.as_str() == s)
+    }
+}
+
+/// Where a thread's referral stands (see `referral::lifecycle`). Stored as
+/// [`ThreadState::as_str`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ThreadState {
+    /// Referred, not yet answered.
+    Pending,
+    /// Accepted by the receiving country.
+    Accepted,
+    /// Declined by the receiving country.
+    Declined,
+    /// Closed by either country.
+    Closed,
+}
+
+impl ThreadState {
+    /// Every state.
+    pub const ALL: [ThreadState; 4] = [
+        ThreadState::Pending,
+        ThreadState::Accepted,
+        ThreadState::Declined,
+        ThreadState::Closed,
+    ];
+
+    /// The state as stored and shown.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            ThreadState::Pending => "pending",
+            ThreadState::Accepted => "accepted",
+            ThreadState::Declined => "declined",
+            ThreadState::Closed => "closed",
+        }
+    }
+
+    /// The state stored as `s`.
+    pub fn parse(s: &str) -> Option<ThreadState> {
+        ThreadState::ALL.into_iter().find(|t| t.as_str() == s)
+    }
+
+    /// Open: a referral that may still be answered, followed up or closed.
+    pub fn is_open(self) -> bool {
+        matches!(self, ThreadState::Pending | ThreadState::Accepted)
+    }
+}
+
+impl std::fmt::Display for ThreadState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl ThreadRecord {
+    /// The thread's role, `None` for a string this version does not write.
+    pub fn role(&self) -> Option<ThreadRole> {
+        ThreadRole::parse(&self.role)
+    }
+
+    /// The thread's state, `None` for a string this version does not write.
+    pub fn state(&self) -> Option<ThreadState> {
+        ThreadState::parse(&self.state)
+    }
+
+    /// Sets the role.
+    pub fn set_role(&mut self, role: ThreadRole) {
+        self.role = role.as_str().to_string();
+    }
+
+    /// Sets the state.
+    pub fn set_state(&mut self, state: ThreadState) {
+        self.state = state.as_str().to_string();
+    }
+
+    /// The one overdue rule: a referral neither accepted nor declined by its response-due
+    /// time (none when it has no due time), as of `now_ms`.
+    pub fn is_overdue(&self, now_ms: i64) -> bool {
+        self.state() == Some(ThreadState::Pending)
+            && self.response_due_ms > 0
+            && now_ms > self.response_due_ms
+    }
 }
 
 /// A supervisor's approval of sensitive categories for one referral (case and peer).
@@ -479,6 +595,46 @@ struct Inner {
     audit_size: watch::Sender<u64>,
     /// Test switch: the next write fails as if the disk had.
     inject_failure: AtomicBool,
+    /// The store's lock ([`LOCK_FILE`]), held while open. Declared last so that it is
+    /// released only after sled's handles above are dropped.
+    _lock: std::fs::File,
+}
+
+/// The lock file in the store folder: a running node (or any command that opens the store)
+/// holds an exclusive `flock` on it, so that a second one is refused with
+/// [`StoreError::Locked`] before sled is opened.
+pub const LOCK_FILE: &str = "LOCK";
+
+/// Takes the store's lock, creating the store folder and [`LOCK_FILE`] if needed.
+fn lock_store(path: &Path) -> Result<std::fs::File, StoreError> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let io =
+        |p: &Path, e: std::io::Error| StoreError::Io(format!("cannot lock {}: {e}", p.display()));
+    std::fs::create_dir_all(path).map_err(|e| io(path, e))?;
+    let file = path.join(LOCK_FILE);
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(&file)
+        .map_err(|e| io(&file, e))?;
+    try_lock(&f, path, &file)?;
+    Ok(f)
+}
+
+/// An exclusive, non-blocking `flock` on `f` (the lock file `file` of the store at `path`).
+fn try_lock(f: &std::fs::File, path: &Path, file: &Path) -> Result<(), StoreError> {
+    use rustix::fs::{flock, FlockOperation};
+    match flock(f, FlockOperation::NonBlockingLockExclusive) {
+        Ok(()) => Ok(()),
+        Err(e) if e == rustix::io::Errno::WOULDBLOCK => Err(StoreError::Locked(path.to_path_buf())),
+        Err(e) => Err(StoreError::Io(format!(
+            "cannot lock {}: {e}",
+            file.display()
+        ))),
+    }
 }
 
 /// Meta key prefix of the node's own signed checkpoints.
@@ -520,6 +676,7 @@ fn last_u64_key(tree: &sled::Tree, skip: usize) -> Result<Option<u64>, StoreErro
 impl Store {
     /// Opens (or creates) the store, checks its schema version and integrity.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let lock = lock_store(path)?;
         let db = sled::Config::new()
             .path(path)
             .mode(sled::Mode::HighThroughput)
@@ -529,7 +686,6 @@ impl Store {
                     path: path.to_path_buf(),
                     detail: e.to_string(),
                 },
-                other if is_lock_error(&other) => StoreError::Locked(path.to_path_buf()),
                 other => StoreError::Io(format!("cannot open {}: {other}", path.display())),
             })?;
         let t = Trees {
@@ -579,6 +735,7 @@ impl Store {
                 tree: RwLock::new(tree),
                 failure: Mutex::new(None),
                 inject_failure: AtomicBool::new(false),
+                _lock: lock,
             }),
         };
         store.check_integrity()?;
@@ -1272,22 +1429,16 @@ impl Store {
         Ok(n)
     }
 
-    /// Fails with [`StoreError::Locked`] while a running node holds the store at `path`. A
-    /// missing store, or one that does not open for another reason, is not locked.
+    /// Fails with [`StoreError::Locked`] while a running node holds the store at `path`
+    /// ([`LOCK_FILE`]). A missing store, or one without a lock file, is not locked.
     pub fn ensure_unlocked(path: &Path) -> Result<(), StoreError> {
-        if !path.exists() {
-            return Ok(());
-        }
-        match sled::Config::new().path(path).open() {
-            Err(e) if is_lock_error(&e) => Err(StoreError::Locked(path.to_path_buf())),
-            _ => Ok(()),
+        let file = path.join(LOCK_FILE);
+        match std::fs::File::open(&file) {
+            // Taken and released at once: the lock is free now.
+            Ok(f) => try_lock(&f, path, &file),
+            Err(_) => Ok(()),
         }
     }
-}
-
-/// sled reports a held lock as an I/O error with this text (sled 0.34 `Config::try_lock`).
-fn is_lock_error(e: &sled::Error) -> bool {
-    matches!(e, sled::Error::Io(_)) && e.to_string().contains("could not acquire lock")
 }
 
 /// Brings the store to [`SCHEMA_VERSION`], one step per version, each step in one
@@ -1723,5 +1874,96 @@ mod tests {
         ));
         assert_eq!(s.audit_len(), 1);
         assert_eq!(s.audit_head().0, 1);
+    }
+
+    #[test]
+    fn thread_roles_and_states_keep_their_stored_strings() {
+        assert_eq!(ThreadRole::Sent.as_str(), "sent");
+        assert_eq!(ThreadRole::Received.as_str(), "received");
+        let states: Vec<&str> = ThreadState::ALL.iter().map(|s| s.as_str()).collect();
+        assert_eq!(states, ["pending", "accepted", "declined", "closed"]);
+        for s in ThreadState::ALL {
+            assert_eq!(ThreadState::parse(s.as_str()), Some(s));
+        }
+        for r in [ThreadRole::Sent, ThreadRole::Received] {
+            assert_eq!(ThreadRole::parse(r.as_str()), Some(r));
+        }
+        assert_eq!(ThreadState::parse("Pending"), None);
+        assert_eq!(ThreadRole::parse(""), None);
+        // The record keeps the strings on disk: the typed setters write exactly them.
+        let mut t = ThreadRecord::default();
+        t.set_role(ThreadRole::Received);
+        t.set_state(ThreadState::Accepted);
+        assert_eq!(
+            (t.role.as_str(), t.state.as_str()),
+            ("received", "accepted")
+        );
+        assert_eq!(t.role(), Some(ThreadRole::Received));
+        assert_eq!(t.state(), Some(ThreadState::Accepted));
+        let bytes = t.encode_to_vec();
+        let old = ThreadRecord {
+            role: "received".into(),
+            state: "accepted".into(),
+            ..Default::default()
+        };
+        assert_eq!(bytes, old.encode_to_vec());
+    }
+
+    #[test]
+    fn overdue_is_pending_past_its_due_time() {
+        let now = 1_000_000;
+        for (state, due, overdue) in [
+            (ThreadState::Pending, now - 1, true),
+            (ThreadState::Pending, now, false),
+            (ThreadState::Pending, now + 1, false),
+            (ThreadState::Pending, 0, false),
+            (ThreadState::Accepted, now - 1, false),
+            (ThreadState::Declined, now - 1, false),
+            (ThreadState::Closed, now - 1, false),
+        ] {
+            let mut t = ThreadRecord {
+                response_due_ms: due,
+                ..Default::default()
+            };
+            t.set_state(state);
+            assert_eq!(t.is_overdue(now), overdue, "{state} due {due}");
+        }
+    }
+
+    #[test]
+    fn the_lock_file_is_taken_before_sled_and_named_in_the_error() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("s");
+        // Someone else (here: another open file description, as another process has) holds
+        // the lock: the store is refused before sled is touched, so no sled file appears.
+        std::fs::create_dir_all(&path).unwrap();
+        let other = lock_store(&path).unwrap();
+        match Store::open(&path) {
+            Err(e @ StoreError::Locked(_)) => assert_eq!(
+                e.to_string(),
+                format!(
+                    "store at {} is in use: the node is running (stop it first, e.g. `systemctl stop trm-node`)",
+                    path.display()
+                )
+            ),
+            Err(e) => panic!("{e}"),
+            Ok(_) => panic!("opened a locked store"),
+        }
+        assert!(matches!(
+            Store::ensure_unlocked(&path),
+            Err(StoreError::Locked(_))
+        ));
+        let files: Vec<_> = std::fs::read_dir(&path)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(files, [LOCK_FILE]);
+        drop(other);
+        Store::ensure_unlocked(&path).unwrap();
+        let s = Store::open(&path).unwrap();
+        assert!(path.join(LOCK_FILE).is_file());
+        assert!(matches!(lock_store(&path), Err(StoreError::Locked(_))));
+        drop(s);
+        drop(reopen(&path).unwrap());
     }
 }
