@@ -29,6 +29,8 @@ use sled::transaction::{
 use tokio::sync::{mpsc, oneshot, watch};
 use trm_proto::merkle::{self, Hash, MerkleLog};
 
+pub use crate::base::vocab::{ThreadRole, ThreadState};
+
 /// Current schema version of the store.
 pub const SCHEMA_VERSION: u32 = 1;
 
@@ -225,90 +227,6 @@ pub struct ThreadRecord {
     /// Extension fields the sender declared in the referral (for categories of later values).
     #[prost(message, repeated, tag = "13")]
     pub extensions: Vec<trm_proto::pb::ExtensionField>,
-}
-
-/// Which side of a referral a thread is on this node. Stored as [`ThreadRole::as_str`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum ThreadRole {
-    /// This node referred the case.
-    Sent,
-    /// This node received the referral.
-    Received,
-}
-
-impl ThreadRole {
-    /// The role as stored and shown.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            ThreadRole::Sent => "sent",
-            ThreadRole::Received => "received",
-        }
-    }
-
-    /// The other side's role.
-    pub fn other(self) -> ThreadRole {
-        match self {
-            ThreadRole::Sent => ThreadRole::Received,
-            ThreadRole::Received => ThreadRole::Sent,
-        }
-    }
-
-    /// The role stored as `s`.
-    pub fn parse(s: &str) -> Option<ThreadRole> {
-        [ThreadRole::Sent, ThreadRole::Received]
-            .into_iter()
-            .find(|r| r.as_str() == s)
-    }
-}
-
-/// Where a thread's referral stands (see `referral::lifecycle`). Stored as
-/// [`ThreadState::as_str`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum ThreadState {
-    /// Referred, not yet answered.
-    Pending,
-    /// Accepted by the receiving country.
-    Accepted,
-    /// Declined by the receiving country.
-    Declined,
-    /// Closed by either country.
-    Closed,
-}
-
-impl ThreadState {
-    /// Every state.
-    pub const ALL: [ThreadState; 4] = [
-        ThreadState::Pending,
-        ThreadState::Accepted,
-        ThreadState::Declined,
-        ThreadState::Closed,
-    ];
-
-    /// The state as stored and shown.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            ThreadState::Pending => "pending",
-            ThreadState::Accepted => "accepted",
-            ThreadState::Declined => "declined",
-            ThreadState::Closed => "closed",
-        }
-    }
-
-    /// The state stored as `s`.
-    pub fn parse(s: &str) -> Option<ThreadState> {
-        ThreadState::ALL.into_iter().find(|t| t.as_str() == s)
-    }
-
-    /// Open: a referral that may still be answered, followed up or closed.
-    pub fn is_open(self) -> bool {
-        matches!(self, ThreadState::Pending | ThreadState::Accepted)
-    }
-}
-
-impl std::fmt::Display for ThreadState {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
 }
 
 impl ThreadRecord {
