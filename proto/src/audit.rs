@@ -641,12 +641,43 @@ fn verify_log(bytes: &[u8], allow_partial: bool) -> Result<(Summary, Log), Audit
         country: bundle.country.clone(),
         ..Default::default()
     };
-
     // 2. Cards.
-    let own = verify_card_exact(&bundle.card).or_else(|e| fail(L::Card, e))?;
+    let own = verify_own_card(&bundle, &mut sum)?;
+    let (peers, breaks) = verify_peer_cards(&bundle, &mut sum)?;
+    let keys = Keys {
+        country: &bundle.country,
+        own: &own.card.key_history,
+        peers,
+    };
+    // 3. Checkpoints and their consistency.
+    let cps = verify_checkpoints(&bundle, &keys, &mut sum)?;
+    // 4. Entries.
+    let entries = verify_entries(&bundle, &keys, cps.last(), &mut sum)?;
+    check_card_breaks(
+        &breaks,
+        &entries.pinned_by_operator,
+        allow_partial,
+        &mut sum,
+    )?;
+    // 5. Coverage.
+    let first = check_coverage(&mut sum, allow_partial)?;
+    let log = Log {
+        country: bundle.country.clone(),
+        history: own.card.key_history.clone(),
+        checkpoints: cps,
+        leaves: entries.leaves,
+        first,
+        seen: entries.seen,
+    };
+    Ok((sum, log))
+}
+
+/// Step 2, the exporting node's own card.
+fn verify_own_card(bundle: &AuditBundle, sum: &mut Summary) -> Result<VerifiedCard, AuditFailure> {
+    let own = verify_card_exact(&bundle.card).or_else(|e| fail(Location::Card, e))?;
     if own.country() != bundle.country {
         return fail(
-            L::Card,
+            Location::Card,
             format!(
                 "card is for {:?}, the bundle for {:?}",
                 own.country(),
@@ -658,12 +689,24 @@ fn verify_log(bytes: &[u8], allow_partial: bool) -> Result<(Summary, Log), Audit
     sum.keys = own.card.key_history.len();
     sum.key_fingerprints = fingerprints(&own.card.key_history);
     sum.signatures += 1 + endorsements(&own.card.key_history);
+    Ok(own)
+}
+
+/// Step 2, the peers' cards: each verified, grouped by country; the breaks in a country's key
+/// history are returned to be matched against the operator's logged `peer add`s (step 4).
+fn verify_peer_cards(
+    bundle: &AuditBundle,
+    sum: &mut Summary,
+) -> Result<(BTreeMap<String, Vec<VerifiedCard>>, Vec<CardBreak>), AuditFailure> {
     let mut peers: BTreeMap<String, Vec<VerifiedCard>> = BTreeMap::new();
     let mut positions: BTreeMap<String, Vec<usize>> = BTreeMap::new();
     for (i, raw) in bundle.peer_cards.iter().enumerate() {
-        let c = verify_card_exact(raw).or_else(|e| fail(L::PeerCard(i), e))?;
+        let c = verify_card_exact(raw).or_else(|e| fail(Location::PeerCard(i), e))?;
         if c.country() == bundle.country {
-            return fail(L::PeerCard(i), "a peer card of the exporting node itself");
+            return fail(
+                Location::PeerCard(i),
+                "a peer card of the exporting node itself",
+            );
         }
         sum.signatures += 1 + endorsements(&c.card.key_history);
         positions
@@ -672,55 +715,9 @@ fn verify_log(bytes: &[u8], allow_partial: bool) -> Result<(Summary, Log), Audit
             .push(i);
         peers.entry(c.country().to_string()).or_default().push(c);
     }
-    // Each later card of a peer (by its signed issue time) keeps every key of the earlier
-    // ones: a card with an unrelated key history cannot be slipped in beside the real one,
-    // unless the log records the operator pinning exactly that card (`peer add`, or
-    // `peer add --replace`, whose audit entry names the card's SHA-256).
     let mut breaks: Vec<CardBreak> = Vec::new();
     for (country, cards) in &peers {
-        // One identity = one key history, named by its first key; rotations extend it.
-        let mut identities: BTreeMap<&[u8], Vec<usize>> = BTreeMap::new();
-        for (k, c) in cards.iter().enumerate() {
-            let first = c
-                .card
-                .key_history
-                .first()
-                .map_or(&[][..], |r| &r.public_key[..]);
-            identities.entry(first).or_default().push(k);
-        }
-        for members in identities.values() {
-            let mut order = members.clone();
-            order.sort_by_key(|&k| (cards[k].card.issued_ms, cards[k].card.key_history.len()));
-            for pair in order.windows(2) {
-                let (a, b) = (&cards[pair[0]].card, &cards[pair[1]].card);
-                let extends = b.key_history.len() >= a.key_history.len()
-                    && a.key_history.iter().zip(&b.key_history).all(|(x, y)| {
-                        x.public_key == y.public_key && x.valid_from_ms == y.valid_from_ms
-                    });
-                if !extends {
-                    return fail(
-                        L::PeerCard(positions[country][pair[1]]),
-                        format!(
-                            "this card of {country} (issued {}) does not extend the key history of its card issued {}",
-                            b.issued_ms, a.issued_ms
-                        ),
-                    );
-                }
-            }
-            if identities.len() > 1 {
-                // Several identities for one country: each must have been pinned by the
-                // operator's explicit, logged act (checked after the entries, step 4).
-                breaks.push(CardBreak {
-                    country: country.clone(),
-                    position: positions[country][order[0]],
-                    cards_sha256: members
-                        .iter()
-                        .map(|&k| hex::encode(crate::signing::sha256(&cards[k].raw)))
-                        .collect(),
-                    identities: identities.len(),
-                });
-            }
-        }
+        breaks.extend(card_breaks(country, cards, &positions[country])?);
         let latest = (0..cards.len())
             .max_by_key(|&k| (cards[k].card.issued_ms, cards[k].card.key_history.len()));
         if let Some(latest) = latest {
@@ -731,16 +728,76 @@ fn verify_log(bytes: &[u8], allow_partial: bool) -> Result<(Summary, Log), Audit
         }
     }
     sum.peers = peers.keys().cloned().collect();
-    let keys = Keys {
-        country: &bundle.country,
-        own: &own.card.key_history,
-        peers,
-    };
+    Ok((peers, breaks))
+}
 
-    // 3. Checkpoints and their consistency.
+/// Each later card of a peer (by its signed issue time) keeps every key of the earlier ones:
+/// a card with an unrelated key history cannot be slipped in beside the real one, unless the
+/// log records the operator pinning exactly that card (`peer add`, or `peer add --replace`,
+/// whose audit entry names the card's SHA-256). `positions[k]` is where `cards[k]` is in the
+/// bundle.
+fn card_breaks(
+    country: &str,
+    cards: &[VerifiedCard],
+    positions: &[usize],
+) -> Result<Vec<CardBreak>, AuditFailure> {
+    // One identity = one key history, named by its first key; rotations extend it.
+    let mut identities: BTreeMap<&[u8], Vec<usize>> = BTreeMap::new();
+    for (k, c) in cards.iter().enumerate() {
+        let first = c
+            .card
+            .key_history
+            .first()
+            .map_or(&[][..], |r| &r.public_key[..]);
+        identities.entry(first).or_default().push(k);
+    }
+    let mut breaks = vec![];
+    for members in identities.values() {
+        let mut order = members.clone();
+        order.sort_by_key(|&k| (cards[k].card.issued_ms, cards[k].card.key_history.len()));
+        for pair in order.windows(2) {
+            let (a, b) = (&cards[pair[0]].card, &cards[pair[1]].card);
+            let extends = b.key_history.len() >= a.key_history.len()
+                && a.key_history.iter().zip(&b.key_history).all(|(x, y)| {
+                    x.public_key == y.public_key && x.valid_from_ms == y.valid_from_ms
+                });
+            if !extends {
+                return fail(
+                    Location::PeerCard(positions[pair[1]]),
+                    format!(
+                        "this card of {country} (issued {}) does not extend the key history of its card issued {}",
+                        b.issued_ms, a.issued_ms
+                    ),
+                );
+            }
+        }
+        if identities.len() > 1 {
+            // Several identities for one country: each must have been pinned by the
+            // operator's explicit, logged act (checked after the entries, step 4).
+            breaks.push(CardBreak {
+                country: country.to_string(),
+                position: positions[order[0]],
+                cards_sha256: members
+                    .iter()
+                    .map(|&k| hex::encode(crate::signing::sha256(&cards[k].raw)))
+                    .collect(),
+                identities: identities.len(),
+            });
+        }
+    }
+    Ok(breaks)
+}
+
+/// Step 3: every checkpoint verifies, grows, and is chained to the one before; consecutive
+/// checkpoints are proven consistent.
+fn verify_checkpoints(
+    bundle: &AuditBundle,
+    keys: &Keys<'_>,
+    sum: &mut Summary,
+) -> Result<Vec<Checked>, AuditFailure> {
     let mut cps: Vec<Checked> = Vec::with_capacity(bundle.checkpoints.len());
     for (position, raw) in bundle.checkpoints.iter().enumerate() {
-        let at = |tree_size| L::Checkpoint {
+        let at = |tree_size| Location::Checkpoint {
             position,
             tree_size,
         };
@@ -749,49 +806,15 @@ fn verify_log(bytes: &[u8], allow_partial: bool) -> Result<(Summary, Log), Audit
         let size = pb::Checkpoint::decode(signed.body.as_slice())
             .map(|c| c.tree_size)
             .unwrap_or(0);
-        let c =
-            verify_checkpoint(&keys, &bundle.country, &signed).or_else(|e| fail(at(size), e))?;
-        if let Some(prev) = cps.last() {
-            if c.size <= prev.size {
-                return fail(
-                    at(c.size),
-                    format!("tree size does not grow (previous {})", prev.size),
-                );
-            }
-        }
-        // The chain: legacy (unchained) checkpoints may only come first; every chained one is
-        // the (position + 1)-th the node signed and names the hash of the one before.
-        if c.sequence == 0 {
-            if cps.iter().any(|p| p.sequence != 0) {
-                return fail(at(c.size), "an unchained checkpoint after chained ones");
-            }
-            sum.legacy_checkpoints += 1;
-        } else {
-            let want = position as u64 + 1;
-            if c.sequence != want {
-                return fail(
-                    at(c.size),
-                    format!(
-                        "sequence number {} where {want} was expected: a checkpoint is missing or out of place",
-                        c.sequence
-                    ),
-                );
-            }
-            let previous = cps.last().map(|p| p.body_hash.to_vec()).unwrap_or_default();
-            if c.previous != previous {
-                return fail(
-                    at(c.size),
-                    "does not name the hash of the checkpoint before it: a checkpoint is missing or was replaced",
-                );
-            }
-        }
+        let c = verify_checkpoint(keys, &bundle.country, &signed).or_else(|e| fail(at(size), e))?;
+        check_chain(&cps, position, &c, sum).or_else(|e| fail(at(c.size), e))?;
         sum.signatures += 1;
         cps.push(c);
     }
     let expected = cps.len().saturating_sub(1);
     if bundle.consistency.len() != expected {
         return fail(
-            L::Bundle,
+            Location::Bundle,
             format!(
                 "{} consistency proofs for {} checkpoints (expected {expected})",
                 bundle.consistency.len(),
@@ -801,7 +824,7 @@ fn verify_log(bytes: &[u8], allow_partial: bool) -> Result<(Summary, Log), Audit
     }
     for (pair, proof) in cps.windows(2).zip(&bundle.consistency) {
         let (a, b) = (&pair[0], &pair[1]);
-        let at = L::Consistency {
+        let at = Location::Consistency {
             first: a.size,
             second: b.size,
         };
@@ -810,38 +833,81 @@ fn verify_log(bytes: &[u8], allow_partial: bool) -> Result<(Summary, Log), Audit
             .or_else(|e| fail(at, format!("log is not append-only: {e}")))?;
     }
     sum.checkpoints = cps.len();
+    Ok(cps)
+}
 
-    // 4. Entries.
-    let last = cps.last();
+/// The checkpoint `c` at `position` after `before`: its tree size grows, and the chain holds
+/// (legacy, unchained checkpoints may only come first; every chained one is the
+/// (position + 1)-th the node signed and names the hash of the one before).
+fn check_chain(
+    before: &[Checked],
+    position: usize,
+    c: &Checked,
+    sum: &mut Summary,
+) -> Result<(), String> {
+    if let Some(prev) = before.last() {
+        if c.size <= prev.size {
+            return Err(format!("tree size does not grow (previous {})", prev.size));
+        }
+    }
+    if c.sequence == 0 {
+        if before.iter().any(|p| p.sequence != 0) {
+            return Err("an unchained checkpoint after chained ones".into());
+        }
+        sum.legacy_checkpoints += 1;
+        return Ok(());
+    }
+    let want = position as u64 + 1;
+    if c.sequence != want {
+        return Err(format!(
+            "sequence number {} where {want} was expected: a checkpoint is missing or out of place",
+            c.sequence
+        ));
+    }
+    let previous = before
+        .last()
+        .map(|p| p.body_hash.to_vec())
+        .unwrap_or_default();
+    if c.previous != previous {
+        return Err(
+            "does not name the hash of the checkpoint before it: a checkpoint is missing or was replaced"
+                .into(),
+        );
+    }
+    Ok(())
+}
+
+/// What step 4 gathers from the entries for the later steps.
+struct Entries {
+    leaves: Vec<Hash>,
+    seen: Vec<(String, pb::Signed)>,
+    pinned_by_operator: std::collections::BTreeSet<(String, String)>,
+}
+
+/// Step 4: the entries are consecutive, each included in the log of the last checkpoint and
+/// valid for its kind.
+fn verify_entries(
+    bundle: &AuditBundle,
+    keys: &Keys<'_>,
+    last: Option<&Checked>,
+    sum: &mut Summary,
+) -> Result<Entries, AuditFailure> {
     if let Some(l) = last {
         sum.tree_size = l.size;
         sum.root = hex::encode(l.root);
         sum.signed_ms = Some(l.time_ms);
     }
     let mut prev_index: Option<u64> = None;
-    let mut pinned_by_operator: std::collections::BTreeSet<(String, String)> = Default::default();
-    let mut leaves = Vec::with_capacity(bundle.entries.len());
-    let mut seen = Vec::new();
+    let mut out = Entries {
+        leaves: Vec::with_capacity(bundle.entries.len()),
+        seen: Vec::new(),
+        pinned_by_operator: Default::default(),
+    };
     for (position, exported) in bundle.entries.iter().enumerate() {
-        let entry: AuditEntry =
-            decode_exact(&exported.entry, "entry").or_else(|e| fail(L::EntryAt(position), e))?;
-        let at = L::Entry(entry.index);
-        match prev_index {
-            Some(p) if entry.index <= p => {
-                return fail(at, "entries are not in strictly ascending index order");
-            }
-            Some(p) if entry.index != p + 1 => {
-                return fail(
-                    at,
-                    format!(
-                        "entries {}..={} are missing: a bundle holds consecutive indices",
-                        p + 1,
-                        entry.index - 1
-                    ),
-                );
-            }
-            _ => {}
-        }
+        let entry: AuditEntry = decode_exact(&exported.entry, "entry")
+            .or_else(|e| fail(Location::EntryAt(position), e))?;
+        let at = Location::Entry(entry.index);
+        check_consecutive(prev_index, entry.index).or_else(|e| fail(at.clone(), e))?;
         prev_index = Some(entry.index);
         let Some(cp) = last else {
             return fail(at, "no checkpoint covers this entry");
@@ -864,31 +930,59 @@ fn verify_log(bytes: &[u8], allow_partial: bool) -> Result<(Summary, Log), Audit
                 ),
             )
         })?;
-        let checked = check_entry(&keys, &entry, &mut sum).or_else(|e| fail(at, e))?;
+        let checked = check_entry(keys, &entry, sum).or_else(|e| fail(at, e))?;
         sum.signatures += checked;
-        sum.entries += 1;
-        *sum.kinds.entry(entry.kind.clone()).or_default() += 1;
-        sum.first_ms.get_or_insert(entry.time_ms);
-        sum.last_ms = Some(entry.time_ms);
-        sum.first_index.get_or_insert(entry.index);
-        sum.last_index = Some(entry.index);
-        if entry.kind == EXPORT_KIND {
-            sum.exported_ms = Some(entry.time_ms);
-        }
-        leaves.push(merkle::leaf_hash(&exported.entry));
-        seen.extend(checkpoints_seen(&entry));
+        count_entry(&entry, sum);
+        out.leaves.push(merkle::leaf_hash(&exported.entry));
+        out.seen.extend(checkpoints_seen(&entry));
         if let Some(pinned) = operator_pinned_card(&entry) {
-            pinned_by_operator.insert(pinned);
+            out.pinned_by_operator.insert(pinned);
         }
     }
-    for b in &breaks {
+    Ok(out)
+}
+
+/// Entry `index` comes right after `prev` (if any).
+fn check_consecutive(prev: Option<u64>, index: u64) -> Result<(), String> {
+    match prev {
+        Some(p) if index <= p => Err("entries are not in strictly ascending index order".into()),
+        Some(p) if index != p + 1 => Err(format!(
+            "entries {}..={} are missing: a bundle holds consecutive indices",
+            p + 1,
+            index - 1
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Counts a verified entry in the summary.
+fn count_entry(entry: &AuditEntry, sum: &mut Summary) {
+    sum.entries += 1;
+    *sum.kinds.entry(entry.kind.clone()).or_default() += 1;
+    sum.first_ms.get_or_insert(entry.time_ms);
+    sum.last_ms = Some(entry.time_ms);
+    sum.first_index.get_or_insert(entry.index);
+    sum.last_index = Some(entry.index);
+    if entry.kind == EXPORT_KIND {
+        sum.exported_ms = Some(entry.time_ms);
+    }
+}
+
+/// Every break in a country's key history is a card the operator pinned, by a logged act.
+fn check_card_breaks(
+    breaks: &[CardBreak],
+    pinned_by_operator: &std::collections::BTreeSet<(String, String)>,
+    allow_partial: bool,
+    sum: &mut Summary,
+) -> Result<(), AuditFailure> {
+    for b in breaks {
         let pinned = b
             .cards_sha256
             .iter()
             .any(|h| pinned_by_operator.contains(&(b.country.clone(), h.clone())));
         if !pinned {
             return fail(
-                L::PeerCard(b.position),
+                Location::PeerCard(b.position),
                 format!(
                     "the bundle holds {} unrelated key histories for {}, and no operator's `peer add` of a card of this one (SHA-256 {}) is in the log{}",
                     b.identities,
@@ -903,12 +997,16 @@ fn verify_log(bytes: &[u8], allow_partial: bool) -> Result<(Summary, Log), Audit
     let countries: std::collections::BTreeSet<&str> =
         breaks.iter().map(|b| b.country.as_str()).collect();
     sum.replaced_cards = breaks.len() - countries.len();
+    Ok(())
+}
 
-    // 5. Coverage.
+/// Step 5: whether the bundle is the whole log at export time; refused when it is not and
+/// `allow_partial` is false. Returns the first index held.
+fn check_coverage(sum: &mut Summary, allow_partial: bool) -> Result<u64, AuditFailure> {
     let n = sum.tree_size;
     let (Some(first), Some(last_index)) = (sum.first_index, sum.last_index) else {
         return fail(
-            L::Bundle,
+            Location::Bundle,
             format!("the bundle holds no entries of a log of {n}"),
         );
     };
@@ -933,20 +1031,12 @@ fn verify_log(bytes: &[u8], allow_partial: bool) -> Result<(Summary, Log), Audit
                 format!("it holds indices {first}..={last} of a log of {of}, not every index")
             };
             return fail(
-                L::Bundle,
+                Location::Bundle,
                 format!("not a complete bundle: {why} (a --from/--to export is verified with --partial)"),
             );
         }
     }
-    let log = Log {
-        country: bundle.country.clone(),
-        history: own.card.key_history.clone(),
-        checkpoints: cps,
-        leaves,
-        first,
-        seen,
-    };
-    Ok((sum, log))
+    Ok(first)
 }
 
 /// The checkpoints of another node an entry holds: the one in a receipt received, the one a
@@ -1037,131 +1127,15 @@ pub fn payload_kind(body: &pb::Body) -> &'static str {
 
 /// Checks what one entry carries; returns the number of signatures checked.
 fn check_entry(keys: &Keys<'_>, e: &AuditEntry, sum: &mut Summary) -> Result<u64, String> {
-    let own = keys.country;
     let peer = e.peer.as_str();
     let Some(kind) = AuditKind::parse(&e.kind) else {
         return unsigned_only(e);
     };
     match kind {
-        AuditKind::Sent | AuditKind::Received => {
-            let sent = kind == AuditKind::Sent;
-            let body = pb::Body::decode(e.signed_body.as_slice())
-                .map_err(|_| "envelope body does not decode".to_string())?;
-            if signing::envelope_hash(&e.signed_body, &e.signature).as_slice() != e.envelope_hash {
-                return Err("envelope hash does not match the body and signature".into());
-            }
-            if body.message_id != e.message_id {
-                return Err("message id does not match the envelope body".into());
-            }
-            let (from, to) = if sent { (own, peer) } else { (peer, own) };
-            if body.sender != from || body.recipient != to {
-                return Err(format!(
-                    "envelope is from {:?} to {:?}, the entry says {from:?} to {to:?}",
-                    body.sender, body.recipient
-                ));
-            }
-            keys.verify(
-                from,
-                Sig::entry(e),
-                body.created_ms,
-                Tag::Envelope,
-                "envelope",
-            )?;
-            let direction = if sent { "sent" } else { "received" };
-            *sum.messages
-                .entry((
-                    peer.to_string(),
-                    direction.to_string(),
-                    payload_kind(&body).to_string(),
-                ))
-                .or_default() += 1;
-            Ok(1)
-        }
-        AuditKind::ReceiptSent | AuditKind::ReceiptReceived => {
-            let r = pb::Receipt::decode(e.signed_body.as_slice())
-                .map_err(|_| "receipt does not decode".to_string())?;
-            let (receiver, sender) = if kind == AuditKind::ReceiptSent {
-                (own, peer)
-            } else {
-                (peer, own)
-            };
-            if r.message_id != e.message_id || r.envelope_hash != e.envelope_hash {
-                return Err("receipt names another message or envelope hash".into());
-            }
-            if r.receiver != receiver || r.sender != sender {
-                return Err(format!(
-                    "receipt is by {:?} for {:?}, the entry says by {receiver:?} for {sender:?}",
-                    r.receiver, r.sender
-                ));
-            }
-            keys.verify(
-                receiver,
-                Sig::entry(e),
-                r.received_ms,
-                Tag::Receipt,
-                "receipt",
-            )?;
-            let mut n = 1;
-            if let Some(cp) = &r.checkpoint {
-                verify_checkpoint(keys, receiver, cp)
-                    .map_err(|err| format!("checkpoint in the receipt: {err}"))?;
-                n += 1;
-            }
-            Ok(n)
-        }
-        AuditKind::RejectionSent | AuditKind::RejectionReceived => {
-            let r = pb::Rejection::decode(e.signed_body.as_slice())
-                .map_err(|_| "rejection does not decode".to_string())?;
-            let (rejecter, sender) = if kind == AuditKind::RejectionSent {
-                (own, peer)
-            } else {
-                (peer, own)
-            };
-            if r.message_id != e.message_id || r.envelope_hash != e.envelope_hash {
-                return Err("rejection names another message or envelope hash".into());
-            }
-            if r.rejecter != rejecter || r.sender != sender {
-                return Err(format!(
-                    "rejection is by {:?} for {:?}, the entry says by {rejecter:?} for {sender:?}",
-                    r.rejecter, r.sender
-                ));
-            }
-            keys.verify(
-                rejecter,
-                Sig::entry(e),
-                r.rejected_ms,
-                Tag::Rejection,
-                "rejection",
-            )?;
-            Ok(1)
-        }
-        AuditKind::Key => {
-            // A rotation: the previous key's endorsement of the new one.
-            let history = keys.own;
-            let pos = history
-                .iter()
-                .position(|k| {
-                    k.public_key.as_slice() == e.signed_body.get(..32).unwrap_or_default()
-                })
-                .filter(|&i| i > 0)
-                .ok_or("the endorsed key is not a later key of the node's history")?;
-            let rec = &history[pos];
-            let open = pb::KeyRecord {
-                valid_until_ms: 0,
-                ..rec.clone()
-            };
-            if e.signed_body != card::key_endorsement_bytes(rec)
-                && e.signed_body != card::key_endorsement_bytes(&open)
-            {
-                return Err("endorsed bytes do not match the key history".into());
-            }
-            if e.signer != history[pos - 1].public_key || e.signature != rec.endorsement {
-                return Err("endorsement does not match the key history".into());
-            }
-            signing::verify_with_bytes(&e.signer, Tag::Key, &e.signed_body, &e.signature)
-                .map_err(|err| format!("key endorsement: {err}"))?;
-            Ok(1)
-        }
+        AuditKind::Sent | AuditKind::Received => check_envelope(keys, e, kind, sum),
+        AuditKind::ReceiptSent | AuditKind::ReceiptReceived => check_receipt(keys, e, kind),
+        AuditKind::RejectionSent | AuditKind::RejectionReceived => check_rejection(keys, e, kind),
+        AuditKind::Key => check_key_endorsement(keys, e),
         AuditKind::Witness => {
             // A peer's checkpoint that contradicted what it had shown before: kept as evidence.
             let signed = pb::Signed {
@@ -1179,6 +1153,143 @@ fn check_entry(keys: &Keys<'_>, e: &AuditEntry, sum: &mut Summary) -> Result<u64
         | AuditKind::Erasure
         | AuditKind::Restore => unsigned_only(e),
     }
+}
+
+/// A `sent` or `received` entry: the envelope it holds is the one it names, between the
+/// parties it names, signed by the sender's key valid at its creation.
+fn check_envelope(
+    keys: &Keys<'_>,
+    e: &AuditEntry,
+    kind: AuditKind,
+    sum: &mut Summary,
+) -> Result<u64, String> {
+    let (own, peer) = (keys.country, e.peer.as_str());
+    let sent = kind == AuditKind::Sent;
+    let body = pb::Body::decode(e.signed_body.as_slice())
+        .map_err(|_| "envelope body does not decode".to_string())?;
+    if signing::envelope_hash(&e.signed_body, &e.signature).as_slice() != e.envelope_hash {
+        return Err("envelope hash does not match the body and signature".into());
+    }
+    if body.message_id != e.message_id {
+        return Err("message id does not match the envelope body".into());
+    }
+    let (from, to) = if sent { (own, peer) } else { (peer, own) };
+    if body.sender != from || body.recipient != to {
+        return Err(format!(
+            "envelope is from {:?} to {:?}, the entry says {from:?} to {to:?}",
+            body.sender, body.recipient
+        ));
+    }
+    keys.verify(
+        from,
+        Sig::entry(e),
+        body.created_ms,
+        Tag::Envelope,
+        "envelope",
+    )?;
+    let direction = if sent { "sent" } else { "received" };
+    *sum.messages
+        .entry((
+            peer.to_string(),
+            direction.to_string(),
+            payload_kind(&body).to_string(),
+        ))
+        .or_default() += 1;
+    Ok(1)
+}
+
+/// A receipt sent or received: it names the entry's message, is by the receiver for the
+/// sender, signed by the receiver's key; the checkpoint it carries verifies too.
+fn check_receipt(keys: &Keys<'_>, e: &AuditEntry, kind: AuditKind) -> Result<u64, String> {
+    let (own, peer) = (keys.country, e.peer.as_str());
+    let r = pb::Receipt::decode(e.signed_body.as_slice())
+        .map_err(|_| "receipt does not decode".to_string())?;
+    let (receiver, sender) = if kind == AuditKind::ReceiptSent {
+        (own, peer)
+    } else {
+        (peer, own)
+    };
+    if r.message_id != e.message_id || r.envelope_hash != e.envelope_hash {
+        return Err("receipt names another message or envelope hash".into());
+    }
+    if r.receiver != receiver || r.sender != sender {
+        return Err(format!(
+            "receipt is by {:?} for {:?}, the entry says by {receiver:?} for {sender:?}",
+            r.receiver, r.sender
+        ));
+    }
+    keys.verify(
+        receiver,
+        Sig::entry(e),
+        r.received_ms,
+        Tag::Receipt,
+        "receipt",
+    )?;
+    let mut n = 1;
+    if let Some(cp) = &r.checkpoint {
+        verify_checkpoint(keys, receiver, cp)
+            .map_err(|err| format!("checkpoint in the receipt: {err}"))?;
+        n += 1;
+    }
+    Ok(n)
+}
+
+/// A rejection sent or received: it names the entry's message, is by the rejecter for the
+/// sender, signed by the rejecter's key.
+fn check_rejection(keys: &Keys<'_>, e: &AuditEntry, kind: AuditKind) -> Result<u64, String> {
+    let (own, peer) = (keys.country, e.peer.as_str());
+    let r = pb::Rejection::decode(e.signed_body.as_slice())
+        .map_err(|_| "rejection does not decode".to_string())?;
+    let (rejecter, sender) = if kind == AuditKind::RejectionSent {
+        (own, peer)
+    } else {
+        (peer, own)
+    };
+    if r.message_id != e.message_id || r.envelope_hash != e.envelope_hash {
+        return Err("rejection names another message or envelope hash".into());
+    }
+    if r.rejecter != rejecter || r.sender != sender {
+        return Err(format!(
+            "rejection is by {:?} for {:?}, the entry says by {rejecter:?} for {sender:?}",
+            r.rejecter, r.sender
+        ));
+    }
+    keys.verify(
+        rejecter,
+        Sig::entry(e),
+        r.rejected_ms,
+        Tag::Rejection,
+        "rejection",
+    )?;
+    Ok(1)
+}
+
+/// A `key` entry (a rotation): the previous key's endorsement of the new one, as in the key
+/// history.
+fn check_key_endorsement(keys: &Keys<'_>, e: &AuditEntry) -> Result<u64, String> {
+    // A rotation: the previous key's endorsement of the new one.
+    let history = keys.own;
+    let pos = history
+        .iter()
+        .position(|k| k.public_key.as_slice() == e.signed_body.get(..32).unwrap_or_default())
+        .filter(|&i| i > 0)
+        .ok_or("the endorsed key is not a later key of the node's history")?;
+    let rec = &history[pos];
+    let open = pb::KeyRecord {
+        valid_until_ms: 0,
+        ..rec.clone()
+    };
+    if e.signed_body != card::key_endorsement_bytes(rec)
+        && e.signed_body != card::key_endorsement_bytes(&open)
+    {
+        return Err("endorsed bytes do not match the key history".into());
+    }
+    if e.signer != history[pos - 1].public_key || e.signature != rec.endorsement {
+        return Err("endorsement does not match the key history".into());
+    }
+    signing::verify_with_bytes(&e.signer, Tag::Key, &e.signed_body, &e.signature)
+        .map_err(|err| format!("key endorsement: {err}"))?;
+    Ok(1)
 }
 
 /// An entry of a kind that carries no signature (or of a kind this version does not know):
