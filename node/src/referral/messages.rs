@@ -9,7 +9,7 @@ use trm_proto::pb::{self, body::Payload};
 use trm_proto::signing;
 
 use crate::state::ctx::Ctx;
-use crate::store::{AuditEntry, Op, SentRecord, SentState, StoreError};
+use crate::store::{AuditEntry, Op, SealedGroup, SentRecord, SentState, StoreError};
 
 /// Why a message could not be sent.
 #[derive(Debug, thiserror::Error)]
@@ -100,43 +100,16 @@ pub async fn enqueue_with(
     .map_err(|r| SendError::OutOfOrder(r.detail))?
     .map(Op::PutThread);
     let envelope = ctx.keys.seal(&body);
-    let hash = signing::envelope_hash(&envelope.body, &envelope.signature);
-    let audit = AuditEntry {
-        time_ms: now,
-        kind: "sent".into(),
-        peer: out.to.clone(),
-        message_id: id.clone(),
-        envelope_hash: hash.to_vec(),
-        signature: envelope.signature.clone(),
-        signer: envelope.signer.clone(),
-        officer: out.officer.clone(),
-        call: kind.into(),
-        target: out.case_ref.clone(),
-        result: "enqueued".into(),
-        signed_body: envelope.body.clone(),
-        ..Default::default()
-    };
+    let audit = sent_audit(&body, &envelope, &out.officer, kind, now);
     let mut ops = Vec::new();
     let mut ku = ctx.vault.begin().await;
     let scope = crate::store::casedata::sent_scope(&out.case_id, &out.to, &out.case_ref);
-    let cat = |p: &str| ctx.template.category_of(p);
-    use crate::store::casedata::{sent_record, SentPart};
-    let released = crate::store::casedata::seal(
-        &ctx.vault,
+    let (released, committed) = seal_sent(
+        ctx,
         &mut ku,
         &scope,
-        &sent_record(&id, SentPart::Released),
-        &out.released,
-        cat,
-        &mut ops,
-    )?;
-    let committed = crate::store::casedata::seal(
-        &ctx.vault,
-        &mut ku,
-        &scope,
-        &sent_record(&id, SentPart::Committed),
-        &out.committed,
-        cat,
+        &id,
+        (&out.released, &out.committed),
         &mut ops,
     )?;
     let record = SentRecord {
@@ -179,4 +152,63 @@ pub async fn enqueue_with(
     ctx.metrics.inc("sent", &out.to, kind);
     ctx.delivery.wake(ctx, &out.to);
     Ok(id)
+}
+
+/// The `sent` audit entry of a message enqueued by `officer`.
+fn sent_audit(
+    body: &pb::Body,
+    envelope: &pb::Envelope,
+    officer: &str,
+    kind: &str,
+    now: i64,
+) -> AuditEntry {
+    let hash = signing::envelope_hash(&envelope.body, &envelope.signature);
+    AuditEntry {
+        time_ms: now,
+        kind: "sent".into(),
+        peer: body.recipient.clone(),
+        message_id: body.message_id.clone(),
+        envelope_hash: hash.to_vec(),
+        signature: envelope.signature.clone(),
+        signer: envelope.signer.clone(),
+        officer: officer.to_string(),
+        call: kind.into(),
+        target: body.case_ref.clone(),
+        result: "enqueued".into(),
+        signed_body: envelope.body.clone(),
+        ..Default::default()
+    }
+}
+
+/// Seals the (released, committed) disclosures of message `id` in `scope`; the vault writes
+/// go to `ops`.
+fn seal_sent(
+    ctx: &Ctx,
+    ku: &mut crate::store::vault::KeyUse<'_>,
+    scope: &str,
+    id: &[u8],
+    (released, committed): (&[pb::FieldDisclosure], &[pb::FieldDisclosure]),
+    ops: &mut Vec<Op>,
+) -> Result<(Vec<SealedGroup>, Vec<SealedGroup>), SendError> {
+    use crate::store::casedata::{seal, sent_record, SentPart};
+    let cat = |p: &str| ctx.template.category_of(p);
+    let released = seal(
+        &ctx.vault,
+        ku,
+        scope,
+        &sent_record(id, SentPart::Released),
+        released,
+        cat,
+        ops,
+    )?;
+    let committed = seal(
+        &ctx.vault,
+        ku,
+        scope,
+        &sent_record(id, SentPart::Committed),
+        committed,
+        cat,
+        ops,
+    )?;
+    Ok((released, committed))
 }
