@@ -362,10 +362,6 @@ async fn receive_once(
     body: &pb::Body,
     hash: [u8; 32],
 ) -> Attempt {
-    let seen = || Seen {
-        id: &body.message_id,
-        hash,
-    };
     // A duplicate gets the first receipt again, unchanged.
     match ctx.store.received(peer, &body.message_id) {
         Ok(Some(old)) => {
@@ -386,11 +382,47 @@ async fn receive_once(
         return Attempt::Answer(reject_unlogged(
             ctx,
             peer,
-            Some(seen()),
+            Some(Seen {
+                id: &body.message_id,
+                hash,
+            }),
             RejectReason::Unavailable,
             "too many erasure requests from this peer; try again later",
         ));
     }
+    let m = Incoming {
+        peer,
+        env,
+        body,
+        hash,
+    };
+    store_and_receipt(ctx, m, &t.disclosures, checked, erasure).await
+}
+
+/// A message that passed its checks.
+#[derive(Clone, Copy)]
+struct Incoming<'a> {
+    peer: &'a str,
+    env: &'a pb::Envelope,
+    body: &'a pb::Body,
+    hash: [u8; 32],
+}
+
+/// Stores a checked message with its sealed `disclosures`, its audit entries and the writes
+/// its checks asked for, in one commit; then answers with the receipt.
+async fn store_and_receipt(
+    ctx: &Arc<Ctx>,
+    m: Incoming<'_>,
+    disclosures: &[pb::FieldDisclosure],
+    checked: crate::referral::lifecycle::Checked,
+    erasure: bool,
+) -> Attempt {
+    let Incoming {
+        peer,
+        env,
+        body,
+        hash,
+    } = m;
     let now = ctx.clock.now_ms();
     let kind = crate::referral::messages::kind_name(body);
     let mut ops = Vec::new();
@@ -401,20 +433,14 @@ async fn receive_once(
         &mut ku,
         &scope,
         &crate::store::casedata::received_record(peer, &body.message_id),
-        &t.disclosures,
+        disclosures,
         |p| checked.template.category_of(p),
         &mut ops,
     ) {
         Ok(s) => s,
         Err(e) => {
             tracing::error!(error = %e, "cannot seal received values");
-            return Attempt::Answer(reject_unlogged(
-                ctx,
-                peer,
-                Some(seen()),
-                RejectReason::Unavailable,
-                "store unavailable",
-            ));
+            return Attempt::Answer(store_unavailable(ctx, m));
         }
     };
     let receipt = sign_receipt(
@@ -449,9 +475,6 @@ async fn receive_once(
     let committed = ctx.store.commit(ops).await;
     drop(ku);
     let stored = Stored {
-        peer,
-        body,
-        hash,
         kind,
         erasure,
         rotated,
@@ -459,18 +482,26 @@ async fn receive_once(
         envelope_bytes,
     };
     match committed {
-        Ok(outcomes) => after_commit(ctx, stored, &outcomes),
+        Ok(outcomes) => after_commit(ctx, m, stored, &outcomes),
         Err(e) => {
             tracing::error!(error = %e, "could not store a received message; refusing it for now");
-            Attempt::Answer(reject_unlogged(
-                ctx,
-                peer,
-                Some(seen()),
-                RejectReason::Unavailable,
-                "store unavailable",
-            ))
+            Attempt::Answer(store_unavailable(ctx, m))
         }
     }
+}
+
+/// The unlogged "store unavailable" rejection of `m`.
+fn store_unavailable(ctx: &Ctx, m: Incoming<'_>) -> pb::PeerResponse {
+    reject_unlogged(
+        ctx,
+        m.peer,
+        Some(Seen {
+            id: &m.body.message_id,
+            hash: m.hash,
+        }),
+        RejectReason::Unavailable,
+        "store unavailable",
+    )
 }
 
 /// A refused check, unless a copy of this message was stored between the duplicate check
@@ -552,10 +583,7 @@ fn receive_audits(
 }
 
 /// A received message handed to the store, for what follows its commit.
-struct Stored<'a> {
-    peer: &'a str,
-    body: &'a pb::Body,
-    hash: [u8; 32],
+struct Stored {
     kind: &'static str,
     erasure: bool,
     rotated: Option<VerifiedCard>,
@@ -565,17 +593,17 @@ struct Stored<'a> {
 
 /// Answers a committed message: the first receipt for a duplicate, a retry on a conflict,
 /// otherwise pins an announced card, starts an erasure and sends the receipt.
-fn after_commit(ctx: &Arc<Ctx>, s: Stored<'_>, outcomes: &[Outcome]) -> Attempt {
+fn after_commit(ctx: &Arc<Ctx>, m: Incoming<'_>, s: Stored, outcomes: &[Outcome]) -> Attempt {
     if let Some(Outcome::Duplicate(first)) =
         outcomes.iter().find(|o| matches!(o, Outcome::Duplicate(_)))
     {
         return Attempt::Answer(duplicate(
             ctx,
-            s.peer,
-            s.body,
+            m.peer,
+            m.body,
             &s.envelope_bytes,
             first.clone(),
-            s.hash,
+            m.hash,
         ));
     }
     if outcomes.iter().any(|o| matches!(o, Outcome::Conflict)) {
@@ -584,15 +612,15 @@ fn after_commit(ctx: &Arc<Ctx>, s: Stored<'_>, outcomes: &[Outcome]) -> Attempt 
     if let Some(card) = s.rotated {
         crate::federation::rotation::pin(ctx, card);
     }
-    ctx.metrics.inc("received", s.peer, s.kind);
+    ctx.metrics.inc("received", m.peer, s.kind);
     if s.erasure {
         tokio::spawn(crate::referral::lifecycle::carry_out_erasure(
             ctx.clone(),
-            s.peer.to_string(),
-            s.body.clone(),
+            m.peer.to_string(),
+            m.body.clone(),
         ));
     }
-    tracing::info!(kind = s.kind, message = %hex::encode(&s.body.message_id), "stored and receipted");
+    tracing::info!(kind = s.kind, message = %hex::encode(&m.body.message_id), "stored and receipted");
     Attempt::Answer(pb::PeerResponse {
         kind: Some(peer_response::Kind::Receipt(s.receipt)),
     })
