@@ -59,43 +59,23 @@ async fn worker(ctx: Arc<Ctx>, peer: String, notify: Arc<Notify>) {
         if *shutdown.borrow() {
             break;
         }
-        // A connection outlives no change of the peer's pin (re-pinned, removed, expired).
-        if conn.as_ref().is_some_and(|c| !still_pinned(&ctx, &peer, c)) {
-            if let Some(c) = conn.take() {
-                c.close(4u32.into(), b"pin changed");
-            }
-        }
-        // Fail closed: nothing leaves while the audit log cannot be written, nor to a peer
-        // that is revoked or whose log is held.
-        if let Some(why) = crate::federation::trust::hold_outgoing(&ctx, &peer) {
-            if let Some(c) = conn.take() {
-                c.close(3u32.into(), b"paused");
-            }
+        if let Some(why) = close_unfit(&ctx, &peer, &mut conn) {
             if window.set.is_empty() {
                 tracing::debug!(peer = %peer, reason = %why, "delivery paused");
-                tokio::select! {
-                    _ = notify.notified() => {}
-                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                    _ = shutdown.changed() => break,
+                if sleep_or_stop(&mut shutdown, &notify, Duration::from_secs(1), true).await {
+                    break;
                 }
                 continue;
             }
         }
         let batch = next_batch(&ctx, &peer, &window, &mut barrier);
         if !batch.is_empty() && conn.as_ref().is_none_or(|c| c.close_reason().is_some()) {
-            match connect(&ctx, &peer).await {
-                Ok(c) => conn = Some(c),
-                Err(e) => {
-                    let n = ctx.peers.contact_failed(&peer, ctx.clock.now_ms(), &e);
-                    if n == 1 || n.is_multiple_of(20) {
-                        tracing::warn!(peer = %peer, error = %e, attempts = n, "peer unreachable; will retry");
-                    }
-                    conn = None;
-                    if backoff.wait(&mut shutdown, &notify, true).await {
-                        break;
-                    }
-                    continue;
+            conn = connect_or_warn(&ctx, &peer).await;
+            if conn.is_none() {
+                if backoff.wait(&mut shutdown, &notify, true).await {
+                    break;
                 }
+                continue;
             }
         }
         if let Some(c) = &conn {
@@ -122,8 +102,7 @@ async fn worker(ctx: Arc<Ctx>, peer: String, notify: Arc<Notify>) {
                         ctx.peers.contact_ok(&peer, ctx.clock.now_ms());
                     }
                     Attempt::Retry(e) => {
-                        let n = ctx.peers.contact_failed(&peer, ctx.clock.now_ms(), &e);
-                        if n == 1 || n.is_multiple_of(20) {
+                        if let Some(n) = failure_to_log(&ctx, &peer, &e) {
                             tracing::warn!(peer = %peer, error = %e, attempts = n, "delivery failed; will retry");
                         }
                         if let Some(c) = conn.take() {
@@ -142,6 +121,44 @@ async fn worker(ctx: Arc<Ctx>, peer: String, notify: Arc<Notify>) {
         }
     }
     window.set.abort_all();
+}
+
+/// Closes the cached connection to `peer` if its pin changed (re-pinned, removed, expired),
+/// or if outgoing messages are held; returns why they are held.
+fn close_unfit(ctx: &Ctx, peer: &str, conn: &mut Option<quinn::Connection>) -> Option<String> {
+    // A connection outlives no change of the peer's pin (re-pinned, removed, expired).
+    if conn.as_ref().is_some_and(|c| !still_pinned(ctx, peer, c)) {
+        if let Some(c) = conn.take() {
+            c.close(4u32.into(), b"pin changed");
+        }
+    }
+    // Fail closed: nothing leaves while the audit log cannot be written, nor to a peer
+    // that is revoked or whose log is held.
+    let why = crate::federation::trust::hold_outgoing(ctx, peer)?;
+    if let Some(c) = conn.take() {
+        c.close(3u32.into(), b"paused");
+    }
+    Some(why)
+}
+
+/// A new connection to `peer`, or `None` after counting (and perhaps logging) the failure.
+async fn connect_or_warn(ctx: &Ctx, peer: &str) -> Option<quinn::Connection> {
+    match connect(ctx, peer).await {
+        Ok(c) => Some(c),
+        Err(e) => {
+            if let Some(n) = failure_to_log(ctx, peer, &e) {
+                tracing::warn!(peer = %peer, error = %e, attempts = n, "peer unreachable; will retry");
+            }
+            None
+        }
+    }
+}
+
+/// Counts a failed contact with `peer`; returns the number of failures in a row when it is
+/// worth a warning (the first, then every 20th).
+fn failure_to_log(ctx: &Ctx, peer: &str, error: &str) -> Option<u32> {
+    let n = ctx.peers.contact_failed(peer, ctx.clock.now_ms(), error);
+    (n == 1 || n.is_multiple_of(20)).then_some(n)
 }
 
 /// The messages a worker has in flight, and their tasks.
