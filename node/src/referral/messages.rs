@@ -104,7 +104,7 @@ pub async fn enqueue_with(
     let mut ops = Vec::new();
     let mut ku = ctx.vault.begin().await;
     let scope = crate::store::casedata::sent_scope(&out.case_id, &out.to, &out.case_ref);
-    let (released, committed) = seal_sent(
+    let sealed = seal_sent(
         ctx,
         &mut ku,
         &scope,
@@ -112,23 +112,7 @@ pub async fn enqueue_with(
         (&out.released, &out.committed),
         &mut ops,
     )?;
-    let record = SentRecord {
-        id: id.clone(),
-        peer: out.to.clone(),
-        case_id: out.case_id,
-        kind: kind.into(),
-        envelope: envelope.encode_to_vec(),
-        released,
-        state: SentState::Pending as u32,
-        answer: vec![],
-        answered_ms: 0,
-        created_ms: now,
-        outbox_seq: 0,
-        officer: out.officer,
-        committed,
-        erased: vec![],
-        earlier_envelope_hashes: vec![],
-    };
+    let record = pending_record(&body, &envelope, kind, out.case_id, out.officer, sealed);
     if thread_op.is_some() {
         // Re-checked in the commit's transaction: of two concurrent moves of one thread,
         // only the first commits.
@@ -152,6 +136,35 @@ pub async fn enqueue_with(
     ctx.metrics.inc("sent", &out.to, kind);
     ctx.delivery.wake(ctx, &out.to);
     Ok(id)
+}
+
+/// The outbox record of a new message (`body` sealed in `envelope`), with its sealed
+/// (released, committed) disclosures.
+fn pending_record(
+    body: &pb::Body,
+    envelope: &pb::Envelope,
+    kind: &str,
+    case_id: String,
+    officer: String,
+    (released, committed): (Vec<SealedGroup>, Vec<SealedGroup>),
+) -> SentRecord {
+    SentRecord {
+        id: body.message_id.clone(),
+        peer: body.recipient.clone(),
+        case_id,
+        kind: kind.into(),
+        envelope: envelope.encode_to_vec(),
+        released,
+        state: SentState::Pending as u32,
+        answer: vec![],
+        answered_ms: 0,
+        created_ms: body.created_ms,
+        outbox_seq: 0,
+        officer,
+        committed,
+        erased: vec![],
+        earlier_envelope_hashes: vec![],
+    }
 }
 
 /// The `sent` audit entry of a message enqueued by `officer`.
