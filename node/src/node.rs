@@ -159,17 +159,7 @@ pub async fn start(dir: &Path, opts: StartOptions) -> Result<NodeHandle, StartEr
         keys.store_key,
     )
     .map_err(|e| StartError::Vault(e.to_string()))?;
-    let tripwire_path = crate::audit::tripwire_path(dir, &cfg);
-    let audit =
-        crate::audit::Audit::load(&store, &keys, &cfg.country, Some(tripwire_path.clone()))?;
-    match crate::audit::check_tripwire(&store, &keys, &cfg.country, &tripwire_path)
-        .map_err(StartError::Rollback)?
-    {
-        crate::audit::Tripwire::Holds => {}
-        crate::audit::Tripwire::Missing | crate::audit::Tripwire::Restored => {
-            crate::audit::reset_tripwire(&store, &audit)?;
-        }
-    }
+    let audit = load_audit(dir, &cfg, &store, &keys)?;
     let trust = crate::federation::trust::Trust::load(&store)?;
     store.start_committer();
     let clock = opts.clock.unwrap_or_default();
@@ -177,72 +167,9 @@ pub async fn start(dir: &Path, opts: StartOptions) -> Result<NodeHandle, StartEr
 
     let peer_pins = Pins::new();
     let peers = PeerTable::load(&store, peer_pins.clone())?;
-    let officer_pins = Pins::new();
-    for (_, o) in store
-        .officers()?
-        .into_iter()
-        .filter(|(_, o)| o.revoked_ms == 0)
-    {
-        officer_pins.insert(
-            &o.cert_der,
-            Pin {
-                who: o.name.clone(),
-                not_before_ms: i64::MIN,
-                not_after_ms: i64::MAX,
-            },
-        );
-    }
-
-    let limits = crate::state::ctx::quic_limits(&cfg);
-    let peer_server = tls::server_config(
-        keys.tls_cert.clone(),
-        keys.tls_key.clone_key(),
-        peer_pins,
-        trm_proto::ALPN_PEER,
-        limits,
-    )?;
-    let admin_server = tls::server_config(
-        keys.tls_cert.clone(),
-        keys.tls_key.clone_key(),
-        officer_pins.clone(),
-        trm_proto::ALPN_ADMIN,
-        QuicLimits {
-            max_streams: 16,
-            ..limits
-        },
-    )?;
-    let peer_socket = match opts.peer_socket {
-        Some(s) => s,
-        None => bind(cfg.listen)?,
-    };
-    let admin_socket = match opts.admin_socket {
-        Some(s) => s,
-        None => bind(cfg.admin_listen)?,
-    };
-    let peer_addr = peer_socket
-        .local_addr()
-        .map_err(|source| StartError::Bind {
-            addr: cfg.listen,
-            source,
-        })?;
-    let admin_addr = admin_socket
-        .local_addr()
-        .map_err(|source| StartError::Bind {
-            addr: cfg.admin_listen,
-            source,
-        })?;
-    let endpoint =
-        crate::net::transport::endpoint(peer_socket, Some(peer_server)).map_err(|source| {
-            StartError::Bind {
-                addr: peer_addr,
-                source,
-            }
-        })?;
-    let admin_endpoint = crate::net::transport::endpoint(admin_socket, Some(admin_server))
-        .map_err(|source| StartError::Bind {
-            addr: admin_addr,
-            source,
-        })?;
+    let officer_pins = officer_pins(&store)?;
+    let sockets = (opts.peer_socket, opts.admin_socket);
+    let ends = endpoints(&cfg, &keys, peer_pins, officer_pins.clone(), sockets)?;
 
     let metrics_listener =
         crate::ops::prometheus::bind(dir, cfg.metrics.enabled, cfg.metrics.listen).map_err(
@@ -271,13 +198,154 @@ pub async fn start(dir: &Path, opts: StartOptions) -> Result<NodeHandle, StartEr
         template,
         peers,
         officer_pins,
-        endpoint: endpoint.clone(),
-        peer_addr,
-        admin_addr,
+        endpoint: ends.peer.clone(),
+        peer_addr: ends.peer_addr,
+        admin_addr: ends.admin_addr,
         shutdown,
         recv: crate::exchange::receive::RecvState::default(),
     });
+    let tasks = spawn_tasks(&ctx, ends.peer, ends.admin, metrics_listener)?;
+    tracing::info!(
+        country = %ctx.cfg.country,
+        peer_listen = %ctx.peer_addr,
+        admin_listen = %ctx.admin_addr,
+        metrics = %metrics_addr.map_or("off".to_string(), |a| a.to_string()),
+        "node ready"
+    );
+    Ok(NodeHandle {
+        ctx,
+        metrics_addr,
+        stop,
+        tasks,
+    })
+}
 
+/// The audit log, after checking the store against the rollback tripwire (a missing
+/// tripwire, or one left by a restore, is written again from the store).
+fn load_audit(
+    dir: &Path,
+    cfg: &NodeConfig,
+    store: &Store,
+    keys: &NodeKeys,
+) -> Result<crate::audit::Audit, StartError> {
+    let tripwire_path = crate::audit::tripwire_path(dir, cfg);
+    let audit = crate::audit::Audit::load(store, keys, &cfg.country, Some(tripwire_path.clone()))?;
+    match crate::audit::check_tripwire(store, keys, &cfg.country, &tripwire_path)
+        .map_err(StartError::Rollback)?
+    {
+        crate::audit::Tripwire::Holds => {}
+        crate::audit::Tripwire::Missing | crate::audit::Tripwire::Restored => {
+            crate::audit::reset_tripwire(store, &audit)?;
+        }
+    }
+    Ok(audit)
+}
+
+/// The certificates of the officers not revoked, pinned to their names.
+fn officer_pins(store: &Store) -> Result<Arc<Pins>, StartError> {
+    let officer_pins = Pins::new();
+    for (_, o) in store
+        .officers()?
+        .into_iter()
+        .filter(|(_, o)| o.revoked_ms == 0)
+    {
+        officer_pins.insert(
+            &o.cert_der,
+            Pin {
+                who: o.name.clone(),
+                not_before_ms: i64::MIN,
+                not_after_ms: i64::MAX,
+            },
+        );
+    }
+    Ok(officer_pins)
+}
+
+/// The peer and admin QUIC endpoints, and their bound addresses.
+struct Endpoints {
+    peer: quinn::Endpoint,
+    admin: quinn::Endpoint,
+    peer_addr: SocketAddr,
+    admin_addr: SocketAddr,
+}
+
+/// Binds the peer and admin endpoints (on the given pre-bound (peer, admin) sockets, or on
+/// the configured addresses), each accepting only the certificates pinned for it.
+fn endpoints(
+    cfg: &NodeConfig,
+    keys: &NodeKeys,
+    peer_pins: Arc<Pins>,
+    officer_pins: Arc<Pins>,
+    (peer_socket, admin_socket): (Option<UdpSocket>, Option<UdpSocket>),
+) -> Result<Endpoints, StartError> {
+    let limits = crate::state::ctx::quic_limits(cfg);
+    let peer_server = tls::server_config(
+        keys.tls_cert.clone(),
+        keys.tls_key.clone_key(),
+        peer_pins,
+        trm_proto::ALPN_PEER,
+        limits,
+    )?;
+    let admin_server = tls::server_config(
+        keys.tls_cert.clone(),
+        keys.tls_key.clone_key(),
+        officer_pins,
+        trm_proto::ALPN_ADMIN,
+        QuicLimits {
+            max_streams: 16,
+            ..limits
+        },
+    )?;
+    let peer_socket = match peer_socket {
+        Some(s) => s,
+        None => bind(cfg.listen)?,
+    };
+    let admin_socket = match admin_socket {
+        Some(s) => s,
+        None => bind(cfg.admin_listen)?,
+    };
+    let peer_addr = peer_socket
+        .local_addr()
+        .map_err(|source| StartError::Bind {
+            addr: cfg.listen,
+            source,
+        })?;
+    let admin_addr = admin_socket
+        .local_addr()
+        .map_err(|source| StartError::Bind {
+            addr: cfg.admin_listen,
+            source,
+        })?;
+    let peer =
+        crate::net::transport::endpoint(peer_socket, Some(peer_server)).map_err(|source| {
+            StartError::Bind {
+                addr: peer_addr,
+                source,
+            }
+        })?;
+    let admin =
+        crate::net::transport::endpoint(admin_socket, Some(admin_server)).map_err(|source| {
+            StartError::Bind {
+                addr: admin_addr,
+                source,
+            }
+        })?;
+    Ok(Endpoints {
+        peer,
+        admin,
+        peer_addr,
+        admin_addr,
+    })
+}
+
+/// Starts the node's tasks: the peer and admin listeners, retention, metrics, the audit
+/// checkpoints, the delivery workers and any interrupted erasures.
+fn spawn_tasks(
+    ctx: &Arc<Ctx>,
+    endpoint: quinn::Endpoint,
+    admin_endpoint: quinn::Endpoint,
+    metrics_listener: Option<std::net::TcpListener>,
+) -> Result<tokio::task::JoinSet<()>, StartError> {
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn(crate::exchange::receive::serve(ctx.clone(), endpoint));
     tasks.spawn(crate::admin::serve(ctx.clone(), admin_endpoint));
@@ -290,21 +358,9 @@ pub async fn start(dir: &Path, opts: StartOptions) -> Result<NodeHandle, StartEr
         tasks.spawn(crate::ops::prometheus::serve(ctx.clone(), l));
     }
     tasks.spawn(crate::audit::run(ctx.clone()));
-    crate::exchange::delivery::start_all(&ctx)?;
+    crate::exchange::delivery::start_all(ctx)?;
     tasks.spawn(crate::referral::lifecycle::resume_erasures(ctx.clone()));
-    tracing::info!(
-        country = %ctx.cfg.country,
-        peer_listen = %peer_addr,
-        admin_listen = %admin_addr,
-        metrics = %metrics_addr.map_or("off".to_string(), |a| a.to_string()),
-        "node ready"
-    );
-    Ok(NodeHandle {
-        ctx,
-        metrics_addr,
-        stop,
-        tasks,
-    })
+    Ok(tasks)
 }
 
 /// Runs the node in `dir` until `shutdown` completes, then stops cleanly (the outbox is kept).

@@ -280,19 +280,7 @@ pub fn verify_consistency(
         });
     }
     if first_size == second_size || first_size == 0 {
-        if !proof.is_empty() {
-            return Err(ProofError::WrongProofLength {
-                expected: 0,
-                actual: proof.len(),
-            });
-        }
-        if first_size == 0 && *first_root != empty_root() {
-            return Err(ProofError::FirstRootMismatch);
-        }
-        if first_size == second_size && first_root != second_root {
-            return Err(ProofError::RootMismatch);
-        }
-        return Ok(());
+        return verify_trivial_consistency(first_size, second_size, first_root, second_root, proof);
     }
     // From here on 0 < first < second, the RFC's precondition.
     let expected_len = || consistency_proof_len(first_size, second_size);
@@ -352,6 +340,31 @@ pub fn verify_consistency(
         return Err(ProofError::FirstRootMismatch);
     }
     if sr != *second_root {
+        return Err(ProofError::RootMismatch);
+    }
+    Ok(())
+}
+
+/// The edge cases of [`verify_consistency`] that the RFC leaves open, `first_size ==
+/// second_size` or `first_size == 0`: an empty proof, `first_root` the empty tree's root if
+/// `first_size` is 0, and equal roots if the sizes are equal.
+fn verify_trivial_consistency(
+    first_size: u64,
+    second_size: u64,
+    first_root: &Hash,
+    second_root: &Hash,
+    proof: &[Hash],
+) -> Result<(), ProofError> {
+    if !proof.is_empty() {
+        return Err(ProofError::WrongProofLength {
+            expected: 0,
+            actual: proof.len(),
+        });
+    }
+    if first_size == 0 && *first_root != empty_root() {
+        return Err(ProofError::FirstRootMismatch);
+    }
+    if first_size == second_size && first_root != second_root {
         return Err(ProofError::RootMismatch);
     }
     Ok(())

@@ -1622,8 +1622,14 @@ fn name_tokens(name: &str) -> BTreeSet<String> {
 
 /// Upper-case ASCII for a lower-case letter: (common folding, alternative spelling).
 fn transliterate(c: char) -> Option<(&'static str, &'static str)> {
+    transliterate_latin(c)
+        .or_else(|| transliterate_cyrillic(c))
+        .or_else(|| transliterate_greek(c))
+}
+
+/// [`transliterate`] for Latin letters with diacritics.
+fn transliterate_latin(c: char) -> Option<(&'static str, &'static str)> {
     Some(match c {
-        // Latin
         'à' | 'á' | 'â' | 'ã' | 'å' | 'ā' | 'ă' | 'ą' => ("A", "A"),
         'ä' => ("A", "AE"),
         'æ' => ("AE", "AE"),
@@ -1651,7 +1657,13 @@ fn transliterate(c: char) -> Option<(&'static str, &'static str)> {
         'ź' | 'ż' => ("Z", "Z"),
         'ž' => ("Z", "ZH"),
         'þ' => ("TH", "TH"),
-        // Cyrillic: Serbian/Macedonian Latin folded, then English-style
+        _ => return None,
+    })
+}
+
+/// [`transliterate`] for Cyrillic: Serbian/Macedonian Latin folded, then English-style.
+fn transliterate_cyrillic(c: char) -> Option<(&'static str, &'static str)> {
+    Some(match c {
         'а' => ("A", "A"),
         'б' => ("B", "B"),
         'в' => ("V", "V"),
@@ -1692,7 +1704,13 @@ fn transliterate(c: char) -> Option<(&'static str, &'static str)> {
         'ы' => ("Y", "Y"),
         'ю' => ("JU", "YU"),
         'я' => ("JA", "YA"),
-        // Greek
+        _ => return None,
+    })
+}
+
+/// [`transliterate`] for Greek.
+fn transliterate_greek(c: char) -> Option<(&'static str, &'static str)> {
+    Some(match c {
         'α' | 'ά' => ("A", "A"),
         'β' => ("V", "B"),
         'γ' => ("G", "G"),

@@ -49,104 +49,44 @@ enum Attempt {
 
 async fn worker(ctx: Arc<Ctx>, peer: String, notify: Arc<Notify>) {
     let mut shutdown = ctx.shutdown.clone();
-    let initial = Duration::from_millis(ctx.cfg.delivery.backoff_initial_ms);
-    let max = Duration::from_millis(ctx.cfg.delivery.backoff_max_ms);
-    let mut backoff = initial;
+    let mut backoff = Backoff::new(
+        ctx.cfg.delivery.backoff_initial_ms,
+        ctx.cfg.delivery.backoff_max_ms,
+    );
     let mut conn: Option<quinn::Connection> = None;
-    let mut inflight: HashSet<Vec<u8>> = HashSet::new();
-    // The case of each message in flight: one message per case at a time, in outbox order.
-    let mut inflight_cases: HashMap<Vec<u8>, String> = HashMap::new();
-    let mut set: JoinSet<(Vec<u8>, Attempt)> = JoinSet::new();
+    let mut window = Window::default();
     let mut barrier: Option<Vec<u8>> = None;
     let mut pins = ctx.peers.pins().watch();
     loop {
         if *shutdown.borrow() {
             break;
         }
-        // A connection outlives no change of the peer's pin (re-pinned, removed, expired).
-        if conn.as_ref().is_some_and(|c| !still_pinned(&ctx, &peer, c)) {
-            if let Some(c) = conn.take() {
-                c.close(4u32.into(), b"pin changed");
-            }
-        }
-        // Fail closed: nothing leaves while the audit log cannot be written, nor to a peer
-        // that is revoked or whose log is held.
-        if let Some(why) = crate::federation::trust::hold_outgoing(&ctx, &peer) {
-            if let Some(c) = conn.take() {
-                c.close(3u32.into(), b"paused");
-            }
-            if set.is_empty() {
+        if let Some(why) = close_unfit(&ctx, &peer, &mut conn) {
+            if window.set.is_empty() {
                 tracing::debug!(peer = %peer, reason = %why, "delivery paused");
-                tokio::select! {
-                    _ = notify.notified() => {}
-                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                    _ = shutdown.changed() => break,
+                if sleep_or_stop(&mut shutdown, &notify, Duration::from_secs(1), true).await {
+                    break;
                 }
                 continue;
             }
         }
-        // Fill the window.
-        let room = ctx
-            .cfg
-            .delivery
-            .max_in_flight
-            .saturating_sub(inflight.len());
-        let batch = if room > 0 && crate::federation::trust::hold_outgoing(&ctx, &peer).is_none() {
-            match ctx
-                .store
-                .outbox_for(&peer, room.saturating_mul(4), &inflight)
-            {
-                Ok(b) => crate::federation::rotation::order_batch(
-                    one_per_case(b, &inflight_cases, room),
-                    &mut barrier,
-                    &inflight,
-                ),
-                Err(e) => {
-                    tracing::error!(peer = %peer, error = %e, "cannot read outbox");
-                    vec![]
-                }
-            }
-        } else {
-            vec![]
-        };
+        let batch = next_batch(&ctx, &peer, &window, &mut barrier);
         if !batch.is_empty() && conn.as_ref().is_none_or(|c| c.close_reason().is_some()) {
-            match connect(&ctx, &peer).await {
-                Ok(c) => conn = Some(c),
-                Err(e) => {
-                    let n = ctx.peers.contact_failed(&peer, ctx.clock.now_ms(), &e);
-                    if n == 1 || n.is_multiple_of(20) {
-                        tracing::warn!(peer = %peer, error = %e, attempts = n, "peer unreachable; will retry");
-                    }
-                    conn = None;
-                    if sleep_or_stop(&mut shutdown, &notify, backoff, true).await {
-                        break;
-                    }
-                    backoff = (backoff * 2).min(max);
-                    continue;
+            conn = connect_or_warn(&ctx, &peer).await;
+            if conn.is_none() {
+                if backoff.wait(&mut shutdown, &notify, true).await {
+                    break;
                 }
+                continue;
             }
         }
         if let Some(c) = &conn {
             for rec in batch {
-                inflight.insert(rec.id.clone());
-                inflight_cases.insert(rec.id.clone(), case_of(&rec));
-                let ctx = ctx.clone();
-                let c = c.clone();
-                set.spawn(async move {
-                    let id = rec.id.clone();
-                    (id, attempt(&ctx, &c, rec).await)
-                });
+                window.spawn(&ctx, c, rec);
             }
         }
-        if set.is_empty() {
-            // An idle cached connection is dropped when the peer's card expires.
-            let expiry = conn.as_ref().and_then(|_| ctx.peers.get(&peer)).map_or(
-                Duration::from_secs(86_400),
-                |p| {
-                    let left = p.card.card.valid_until_ms - crate::base::time::now_ms();
-                    Duration::from_millis(left.clamp(0, 86_400_000) as u64 + 1)
-                },
-            );
+        if window.set.is_empty() {
+            let expiry = idle_expiry(&ctx, &peer, conn.is_some());
             tokio::select! {
                 _ = notify.notified() => continue,
                 _ = pins.changed() => continue,
@@ -155,32 +95,26 @@ async fn worker(ctx: Arc<Ctx>, peer: String, notify: Arc<Notify>) {
             }
         }
         tokio::select! {
-            r = set.join_next() => {
+            r = window.set.join_next() => {
                 let Some(Ok((id, result))) = r else { continue };
-                inflight.remove(&id);
-                inflight_cases.remove(&id);
+                window.finished(&id);
                 match result {
                     Attempt::Done => {
-                        backoff = initial;
+                        backoff.reset();
                         ctx.peers.contact_ok(&peer, ctx.clock.now_ms());
                     }
                     Attempt::Retry(e) => {
-                        let n = ctx.peers.contact_failed(&peer, ctx.clock.now_ms(), &e);
-                        if n == 1 || n.is_multiple_of(20) {
+                        if let Some(n) = failure_to_log(&ctx, &peer, &e) {
                             tracing::warn!(peer = %peer, error = %e, attempts = n, "delivery failed; will retry");
                         }
                         if let Some(c) = conn.take() {
                             c.close(0u32.into(), b"retry");
                         }
                         // Let the rest of the window finish or fail before backing off.
-                        while let Some(Ok((id, _))) = set.join_next().await {
-                            inflight.remove(&id);
-                            inflight_cases.remove(&id);
-                        }
-                        if sleep_or_stop(&mut shutdown, &notify, backoff, false).await {
+                        window.drain().await;
+                        if backoff.wait(&mut shutdown, &notify, false).await {
                             break;
                         }
-                        backoff = (backoff * 2).min(max);
                     }
                 }
             }
@@ -188,7 +122,161 @@ async fn worker(ctx: Arc<Ctx>, peer: String, notify: Arc<Notify>) {
             _ = shutdown.changed() => break,
         }
     }
-    set.abort_all();
+    window.set.abort_all();
+}
+
+/// Closes the cached connection to `peer` if its pin changed (re-pinned, removed, expired),
+/// or if outgoing messages are held; returns why they are held.
+fn close_unfit(ctx: &Ctx, peer: &str, conn: &mut Option<quinn::Connection>) -> Option<String> {
+    // A connection outlives no change of the peer's pin (re-pinned, removed, expired).
+    if conn.as_ref().is_some_and(|c| !still_pinned(ctx, peer, c)) {
+        if let Some(c) = conn.take() {
+            c.close(4u32.into(), b"pin changed");
+        }
+    }
+    // Fail closed: nothing leaves while the audit log cannot be written, nor to a peer
+    // that is revoked or whose log is held.
+    let why = crate::federation::trust::hold_outgoing(ctx, peer)?;
+    if let Some(c) = conn.take() {
+        c.close(3u32.into(), b"paused");
+    }
+    Some(why)
+}
+
+/// A new connection to `peer`, or `None` after counting (and perhaps logging) the failure.
+async fn connect_or_warn(ctx: &Ctx, peer: &str) -> Option<quinn::Connection> {
+    match connect(ctx, peer).await {
+        Ok(c) => Some(c),
+        Err(e) => {
+            if let Some(n) = failure_to_log(ctx, peer, &e) {
+                tracing::warn!(peer = %peer, error = %e, attempts = n, "peer unreachable; will retry");
+            }
+            None
+        }
+    }
+}
+
+/// Counts a failed contact with `peer`; returns the number of failures in a row when it is
+/// worth a warning (the first, then every 20th).
+fn failure_to_log(ctx: &Ctx, peer: &str, error: &str) -> Option<u32> {
+    let n = ctx.peers.contact_failed(peer, ctx.clock.now_ms(), error);
+    (n == 1 || n.is_multiple_of(20)).then_some(n)
+}
+
+/// The messages a worker has in flight, and their tasks.
+#[derive(Default)]
+struct Window {
+    /// Ids of the messages in flight.
+    inflight: HashSet<Vec<u8>>,
+    /// The case of each message in flight: one message per case at a time, in outbox order.
+    cases: HashMap<Vec<u8>, String>,
+    set: JoinSet<(Vec<u8>, Attempt)>,
+}
+
+impl Window {
+    /// Starts an attempt to deliver `rec` on `conn`.
+    fn spawn(&mut self, ctx: &Arc<Ctx>, conn: &quinn::Connection, rec: SentRecord) {
+        self.inflight.insert(rec.id.clone());
+        self.cases.insert(rec.id.clone(), case_of(&rec));
+        let ctx = ctx.clone();
+        let c = conn.clone();
+        self.set.spawn(async move {
+            let id = rec.id.clone();
+            (id, attempt(&ctx, &c, rec).await)
+        });
+    }
+
+    /// Forgets a message whose attempt ended.
+    fn finished(&mut self, id: &[u8]) {
+        self.inflight.remove(id);
+        self.cases.remove(id);
+    }
+
+    /// Waits for every attempt in flight to end, whatever its result.
+    async fn drain(&mut self) {
+        while let Some(Ok((id, _))) = self.set.join_next().await {
+            self.finished(&id);
+        }
+    }
+}
+
+/// Exponential backoff between `initial_ms` and `max_ms`.
+struct Backoff {
+    initial: Duration,
+    max: Duration,
+    next: Duration,
+}
+
+impl Backoff {
+    fn new(initial_ms: u64, max_ms: u64) -> Self {
+        let initial = Duration::from_millis(initial_ms);
+        Self {
+            initial,
+            max: Duration::from_millis(max_ms),
+            next: initial,
+        }
+    }
+
+    fn reset(&mut self) {
+        self.next = self.initial;
+    }
+
+    /// Sleeps for the current backoff, then doubles it (up to the maximum); returns true if
+    /// the node is shutting down (see [`sleep_or_stop`]).
+    async fn wait(
+        &mut self,
+        shutdown: &mut tokio::sync::watch::Receiver<bool>,
+        notify: &Notify,
+        wake_early: bool,
+    ) -> bool {
+        if sleep_or_stop(shutdown, notify, self.next, wake_early).await {
+            return true;
+        }
+        self.next = (self.next * 2).min(self.max);
+        false
+    }
+}
+
+/// The next messages to send to `peer` (see [`one_per_case`]), if the window has room and
+/// nothing holds outgoing messages.
+fn next_batch(
+    ctx: &Ctx,
+    peer: &str,
+    window: &Window,
+    barrier: &mut Option<Vec<u8>>,
+) -> Vec<SentRecord> {
+    let room = ctx
+        .cfg
+        .delivery
+        .max_in_flight
+        .saturating_sub(window.inflight.len());
+    if room == 0 || crate::federation::trust::hold_outgoing(ctx, peer).is_some() {
+        return vec![];
+    }
+    match ctx
+        .store
+        .outbox_for(peer, room.saturating_mul(4), &window.inflight)
+    {
+        Ok(b) => crate::federation::rotation::order_batch(
+            one_per_case(b, &window.cases, room),
+            barrier,
+            &window.inflight,
+        ),
+        Err(e) => {
+            tracing::error!(peer = %peer, error = %e, "cannot read outbox");
+            vec![]
+        }
+    }
+}
+
+/// How long an idle worker waits: an idle cached connection is dropped when the peer's card
+/// expires.
+fn idle_expiry(ctx: &Ctx, peer: &str, connected: bool) -> Duration {
+    let pinned = if connected { ctx.peers.get(peer) } else { None };
+    pinned.map_or(Duration::from_secs(86_400), |p| {
+        let left = p.card.card.valid_until_ms - crate::base::time::now_ms();
+        Duration::from_millis(left.clamp(0, 86_400_000) as u64 + 1)
+    })
 }
 
 /// The case reference of a stored outgoing message ("" for messages about no case).
@@ -305,30 +393,9 @@ async fn attempt(ctx: &Ctx, conn: &quinn::Connection, rec: SentRecord) -> Attemp
         Ok(r) => r,
         Err(e) => return Attempt::Retry(e),
     };
-    let envelope = match pb::Envelope::decode(rec.envelope.as_slice()) {
-        Ok(e) => e,
-        Err(e) => return Attempt::Retry(format!("stored message unreadable: {e}")),
-    };
-    let disclosures = match crate::store::casedata::open_sent(
-        &ctx.vault,
-        &rec,
-        crate::store::casedata::SentPart::Released,
-    )
-    .await
-    {
-        Ok(d) => d,
-        Err(e) => return Attempt::Retry(format!("stored disclosures unreadable: {e}")),
-    };
-    let transmission = pb::Transmission {
-        envelope: Some(envelope),
-        disclosures,
-    };
-    let Some(env) = transmission.envelope.as_ref() else {
-        return Attempt::Retry("stored message has no envelope".into());
-    };
-    let hash = signing::envelope_hash(&env.body, &env.signature);
-    let req = pb::PeerRequest {
-        kind: Some(pb::peer_request::Kind::Transmission(transmission)),
+    let (req, hash) = match request_of(ctx, &rec).await {
+        Ok(r) => r,
+        Err(e) => return Attempt::Retry(e),
     };
     let timeout = Duration::from_secs(ctx.cfg.limits.stream_timeout_secs.max(10));
     let resp: pb::PeerResponse =
@@ -336,12 +403,62 @@ async fn attempt(ctx: &Ctx, conn: &quinn::Connection, rec: SentRecord) -> Attemp
             Ok(r) => r,
             Err(e) => return Attempt::Retry(e.to_string()),
         };
-    let peer = rec.peer.as_str();
     let now = ctx.clock.now_ms();
-    // The envelope the answer is about: this signing, or an earlier one of the same message
-    // that the peer stored before our copy of its receipt was lost (re-signed since).
-    let mut answered_hash = hash.to_vec();
-    let (state, signed, audit_kind, result) = match resp.kind {
+    let answer = match read_answer(ctx, conn, &rec, hash, resp).await {
+        Ok(a) => a,
+        Err(e) => return Attempt::Retry(e),
+    };
+    store_answer(ctx, &rec, answer, now, started).await
+}
+
+/// The request carrying a stored message, with its released disclosures, and the hash of
+/// its envelope.
+async fn request_of(ctx: &Ctx, rec: &SentRecord) -> Result<(pb::PeerRequest, [u8; 32]), String> {
+    let envelope = pb::Envelope::decode(rec.envelope.as_slice())
+        .map_err(|e| format!("stored message unreadable: {e}"))?;
+    let disclosures = crate::store::casedata::open_sent(
+        &ctx.vault,
+        rec,
+        crate::store::casedata::SentPart::Released,
+    )
+    .await
+    .map_err(|e| format!("stored disclosures unreadable: {e}"))?;
+    let transmission = pb::Transmission {
+        envelope: Some(envelope),
+        disclosures,
+    };
+    let Some(env) = transmission.envelope.as_ref() else {
+        return Err("stored message has no envelope".into());
+    };
+    let hash = signing::envelope_hash(&env.body, &env.signature);
+    let req = pb::PeerRequest {
+        kind: Some(pb::peer_request::Kind::Transmission(transmission)),
+    };
+    Ok((req, hash))
+}
+
+/// A peer's valid answer to a message, as it is stored and logged.
+struct Answer {
+    state: SentState,
+    signed: pb::Signed,
+    audit_kind: AuditKind,
+    result: String,
+    /// The envelope the answer is about: this signing, or an earlier one of the same message
+    /// that the peer stored before our copy of its receipt was lost (re-signed since).
+    answered_hash: Vec<u8>,
+}
+
+/// Checks the peer's answer to `rec` (sent with envelope hash `hash`): a receipt or a final
+/// rejection, signed by the peer and naming the message.
+async fn read_answer(
+    ctx: &Ctx,
+    conn: &quinn::Connection,
+    rec: &SentRecord,
+    hash: [u8; 32],
+    resp: pb::PeerResponse,
+) -> Result<Answer, String> {
+    let peer = rec.peer.as_str();
+    match resp.kind {
         Some(peer_response::Kind::Receipt(signed)) => {
             match check_answer::<pb::Receipt>(ctx, peer, &signed, Tag::Receipt) {
                 Ok(r)
@@ -350,20 +467,21 @@ async fn attempt(ctx: &Ctx, conn: &quinn::Connection, rec: SentRecord) -> Attemp
                             || rec.earlier_envelope_hashes.contains(&r.envelope_hash))
                         && r.receiver == peer =>
                 {
-                    answered_hash = r.envelope_hash.clone();
+                    let answered_hash = r.envelope_hash.clone();
                     // Witness the receiver's audit log with the checkpoint its receipt carries.
                     if let Some(cp) = r.checkpoint {
                         crate::federation::trust::witness(ctx, peer, conn, cp).await;
                     }
-                    (
-                        SentState::Delivered,
+                    Ok(Answer {
+                        state: SentState::Delivered,
                         signed,
-                        AuditKind::ReceiptReceived,
-                        "delivered".to_string(),
-                    )
+                        audit_kind: AuditKind::ReceiptReceived,
+                        result: "delivered".to_string(),
+                        answered_hash,
+                    })
                 }
-                Ok(_) => return Attempt::Retry("receipt does not match the message".into()),
-                Err(e) => return Attempt::Retry(format!("invalid receipt: {e}")),
+                Ok(_) => Err("receipt does not match the message".into()),
+                Err(e) => Err(format!("invalid receipt: {e}")),
             }
         }
         Some(peer_response::Kind::Rejection(signed)) => {
@@ -374,53 +492,65 @@ async fn attempt(ctx: &Ctx, conn: &quinn::Connection, rec: SentRecord) -> Attemp
                     let reason =
                         RejectReason::try_from(r.reason).unwrap_or(RejectReason::RejectUnspecified);
                     if reason == RejectReason::Unavailable {
-                        return Attempt::Retry(format!("peer busy: {}", r.detail));
+                        return Err(format!("peer busy: {}", r.detail));
                     }
                     tracing::warn!(peer = %peer, reason = reason.as_str_name(), detail = %r.detail, "message rejected by peer");
-                    (
-                        SentState::Rejected,
+                    Ok(Answer {
+                        state: SentState::Rejected,
                         signed,
-                        AuditKind::RejectionReceived,
-                        format!("rejected: {}", reason.as_str_name()),
-                    )
+                        audit_kind: AuditKind::RejectionReceived,
+                        result: format!("rejected: {}", reason.as_str_name()),
+                        answered_hash: hash.to_vec(),
+                    })
                 }
-                Ok(_) => return Attempt::Retry("rejection does not match the message".into()),
-                Err(e) => return Attempt::Retry(format!("invalid rejection: {e}")),
+                Ok(_) => Err("rejection does not match the message".into()),
+                Err(e) => Err(format!("invalid rejection: {e}")),
             }
         }
-        _ => return Attempt::Retry("peer answered with neither receipt nor rejection".into()),
-    };
+        _ => Err("peer answered with neither receipt nor rejection".into()),
+    }
+}
+
+/// Logs and stores a checked answer (received at `now`), which takes `rec` out of the outbox.
+async fn store_answer(
+    ctx: &Ctx,
+    rec: &SentRecord,
+    a: Answer,
+    now: i64,
+    started: Instant,
+) -> Attempt {
+    let peer = rec.peer.as_str();
     let entry = AuditEntry {
         time_ms: now,
-        kind: audit_kind.into(),
+        kind: a.audit_kind.into(),
         peer: peer.into(),
         message_id: rec.id.clone(),
-        envelope_hash: answered_hash,
-        signature: signed.signature.clone(),
-        signer: signed.signer.clone(),
-        signed_body: signed.body.clone(),
+        envelope_hash: a.answered_hash,
+        signature: a.signed.signature.clone(),
+        signer: a.signed.signer.clone(),
+        signed_body: a.signed.body.clone(),
         call: rec.kind.clone(),
-        result: result.clone(),
+        result: a.result.clone(),
         ..Default::default()
     };
     // Nothing is accepted or logged that the offline verifier would refuse (a key not valid at
     // the answer's own time, another envelope hash, wrong parties, a bad checkpoint): the
     // message stays in the outbox and is tried again.
     if let Err(e) = crate::federation::trust::check_loggable(ctx, &entry) {
-        return Attempt::Retry(format!("{audit_kind} refused by the audit check: {e}"));
+        return Attempt::Retry(format!("{} refused by the audit check: {e}", a.audit_kind));
     }
     let ops = vec![
         Op::Answered {
             id: rec.id.clone(),
-            state,
-            answer: signed.encode_to_vec(),
+            state: a.state,
+            answer: a.signed.encode_to_vec(),
             at_ms: now,
         },
         Op::Audit(entry),
     ];
     match ctx.store.commit(ops).await {
         Ok(_) => {
-            let metric = if state == SentState::Delivered {
+            let metric = if a.state == SentState::Delivered {
                 Counter::Delivered
             } else {
                 Counter::RejectedByPeer

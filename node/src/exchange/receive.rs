@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use prost::Message;
 use tracing::Instrument;
+use trm_proto::card::VerifiedCard;
 use trm_proto::pb::{self, body::Payload, peer_request, peer_response, RejectReason};
 use trm_proto::signing::{self, Tag};
 
@@ -364,10 +365,6 @@ async fn receive_once(
     body: &pb::Body,
     hash: [u8; 32],
 ) -> Attempt {
-    let seen = || Seen {
-        id: &body.message_id,
-        hash,
-    };
     // A duplicate gets the first receipt again, unchanged.
     match ctx.store.received(peer, &body.message_id) {
         Ok(Some(old)) => {
@@ -381,32 +378,54 @@ async fn receive_once(
     }
     let checked = match check(ctx, peer, env, body, t) {
         Ok(c) => c,
-        Err(r) => {
-            // A copy of this message may have been stored between the duplicate check and
-            // the thread check (then the thread check refuses it): it is a duplicate.
-            if let Ok(Some(old)) = ctx.store.received(peer, &body.message_id) {
-                return Attempt::Answer(duplicate(
-                    ctx,
-                    peer,
-                    body,
-                    &old.envelope,
-                    old.receipt,
-                    hash,
-                ));
-            }
-            return Attempt::Refused(r);
-        }
+        Err(r) => return refused_unless_stored_meanwhile(ctx, peer, body, hash, r),
     };
     let erasure = matches!(body.payload, Some(Payload::ErasureRequest(_)));
     if erasure && !ctx.recv.allow(peer, Limit::Erasure) {
         return Attempt::Answer(reject_unlogged(
             ctx,
             peer,
-            Some(seen()),
+            Some(Seen {
+                id: &body.message_id,
+                hash,
+            }),
             RejectReason::Unavailable,
             "too many erasure requests from this peer; try again later",
         ));
     }
+    let m = Incoming {
+        peer,
+        env,
+        body,
+        hash,
+    };
+    store_and_receipt(ctx, m, &t.disclosures, checked, erasure).await
+}
+
+/// A message that passed its checks.
+#[derive(Clone, Copy)]
+struct Incoming<'a> {
+    peer: &'a str,
+    env: &'a pb::Envelope,
+    body: &'a pb::Body,
+    hash: [u8; 32],
+}
+
+/// Stores a checked message with its sealed `disclosures`, its audit entries and the writes
+/// its checks asked for, in one commit; then answers with the receipt.
+async fn store_and_receipt(
+    ctx: &Arc<Ctx>,
+    m: Incoming<'_>,
+    disclosures: &[pb::FieldDisclosure],
+    checked: crate::referral::lifecycle::Checked,
+    erasure: bool,
+) -> Attempt {
+    let Incoming {
+        peer,
+        env,
+        body,
+        hash,
+    } = m;
     let now = ctx.clock.now_ms();
     let kind = crate::referral::messages::kind_name(body);
     let mut ops = Vec::new();
@@ -417,20 +436,14 @@ async fn receive_once(
         &mut ku,
         &scope,
         &crate::store::casedata::received_record(peer, &body.message_id),
-        &t.disclosures,
+        disclosures,
         |p| checked.template.category_of(p),
         &mut ops,
     ) {
         Ok(s) => s,
         Err(e) => {
             tracing::error!(error = %e, "cannot seal received values");
-            return Attempt::Answer(reject_unlogged(
-                ctx,
-                peer,
-                Some(seen()),
-                RejectReason::Unavailable,
-                "store unavailable",
-            ));
+            return Attempt::Answer(store_unavailable(ctx, m));
         }
     };
     let receipt = sign_receipt(
@@ -441,27 +454,108 @@ async fn receive_once(
         now,
         pb::ReceiptOutcome::Stored,
     );
-    let receipt_bytes = receipt.encode_to_vec();
     let envelope_bytes = env.encode_to_vec();
-    let record = ReceivedRecord {
-        id: body.message_id.clone(),
-        peer: peer.to_string(),
-        kind: kind.to_string(),
-        envelope: envelope_bytes.clone(),
-        disclosures: sealed,
-        receipt: receipt_bytes.clone(),
-        received_ms: now,
-        case_ref: body.case_ref.clone(),
-        erased: vec![],
-    };
     let rotated = ctx.peers.get(peer).and_then(|p| {
         crate::federation::rotation::announced_card(&p, env, body)
             .ok()
             .flatten()
     });
     // The `Receive` op comes first: a duplicate found in the committer skips the whole job.
-    ops.extend([
-        Op::Receive(record),
+    let record = received_record(peer, kind, body, &envelope_bytes, sealed, &receipt, now);
+    ops.push(Op::Receive(record));
+    ops.extend(receive_audits(peer, kind, env, body, hash, &receipt, now));
+    if let Some(card) = &rotated {
+        ops.extend(crate::federation::rotation::pin_ops(ctx, card));
+    }
+    ops.extend(checked.writes);
+    if erasure {
+        // Durable with the message: carried out (and confirmed) even after a crash.
+        ops.push(Op::PutMeta(
+            crate::referral::lifecycle::pending_erasure_key(peer, &body.message_id),
+            env.body.clone(),
+        ));
+    }
+    let committed = ctx.store.commit(ops).await;
+    drop(ku);
+    let stored = Stored {
+        kind,
+        erasure,
+        rotated,
+        receipt,
+        envelope_bytes,
+    };
+    match committed {
+        Ok(outcomes) => after_commit(ctx, m, stored, &outcomes),
+        Err(e) => {
+            tracing::error!(error = %e, "could not store a received message; refusing it for now");
+            Attempt::Answer(store_unavailable(ctx, m))
+        }
+    }
+}
+
+/// The unlogged "store unavailable" rejection of `m`.
+fn store_unavailable(ctx: &Ctx, m: Incoming<'_>) -> pb::PeerResponse {
+    reject_unlogged(
+        ctx,
+        m.peer,
+        Some(Seen {
+            id: &m.body.message_id,
+            hash: m.hash,
+        }),
+        RejectReason::Unavailable,
+        "store unavailable",
+    )
+}
+
+/// A refused check, unless a copy of this message was stored between the duplicate check
+/// and the thread check (then the thread check refuses it): then it is a duplicate.
+fn refused_unless_stored_meanwhile(
+    ctx: &Ctx,
+    peer: &str,
+    body: &pb::Body,
+    hash: [u8; 32],
+    refusal: Refusal,
+) -> Attempt {
+    if let Ok(Some(old)) = ctx.store.received(peer, &body.message_id) {
+        return Attempt::Answer(duplicate(ctx, peer, body, &old.envelope, old.receipt, hash));
+    }
+    Attempt::Refused(refusal)
+}
+
+/// The stored form of a received message.
+fn received_record(
+    peer: &str,
+    kind: &str,
+    body: &pb::Body,
+    envelope_bytes: &[u8],
+    sealed: Vec<crate::store::SealedGroup>,
+    receipt: &pb::Signed,
+    now: i64,
+) -> ReceivedRecord {
+    ReceivedRecord {
+        id: body.message_id.clone(),
+        peer: peer.to_string(),
+        kind: kind.to_string(),
+        envelope: envelope_bytes.to_vec(),
+        disclosures: sealed,
+        receipt: receipt.encode_to_vec(),
+        received_ms: now,
+        case_ref: body.case_ref.clone(),
+        erased: vec![],
+    }
+}
+
+/// The audit entries of a stored message: `received`, then `receipt_sent`.
+fn receive_audits(
+    peer: &str,
+    kind: &str,
+    env: &pb::Envelope,
+    body: &pb::Body,
+    hash: [u8; 32],
+    receipt: &pb::Signed,
+    now: i64,
+) -> [Op; 2] {
+    [
         Op::Audit(AuditEntry {
             time_ms: now,
             kind: AuditKind::Received.into(),
@@ -488,64 +582,51 @@ async fn receive_once(
             result: "stored".into(),
             ..Default::default()
         }),
-    ]);
-    if let Some(card) = &rotated {
-        ops.extend(crate::federation::rotation::pin_ops(ctx, card));
-    }
-    ops.extend(checked.writes);
-    if erasure {
-        // Durable with the message: carried out (and confirmed) even after a crash.
-        ops.push(Op::PutMeta(
-            crate::referral::lifecycle::pending_erasure_key(peer, &body.message_id),
-            env.body.clone(),
+    ]
+}
+
+/// A received message handed to the store, for what follows its commit.
+struct Stored {
+    kind: &'static str,
+    erasure: bool,
+    rotated: Option<VerifiedCard>,
+    receipt: pb::Signed,
+    envelope_bytes: Vec<u8>,
+}
+
+/// Answers a committed message: the first receipt for a duplicate, a retry on a conflict,
+/// otherwise pins an announced card, starts an erasure and sends the receipt.
+fn after_commit(ctx: &Arc<Ctx>, m: Incoming<'_>, s: Stored, outcomes: &[Outcome]) -> Attempt {
+    if let Some(Outcome::Duplicate(first)) =
+        outcomes.iter().find(|o| matches!(o, Outcome::Duplicate(_)))
+    {
+        return Attempt::Answer(duplicate(
+            ctx,
+            m.peer,
+            m.body,
+            &s.envelope_bytes,
+            first.clone(),
+            m.hash,
         ));
     }
-    let committed = ctx.store.commit(ops).await;
-    drop(ku);
-    match committed {
-        Ok(outcomes) => {
-            if let Some(Outcome::Duplicate(first)) =
-                outcomes.iter().find(|o| matches!(o, Outcome::Duplicate(_)))
-            {
-                return Attempt::Answer(duplicate(
-                    ctx,
-                    peer,
-                    body,
-                    &envelope_bytes,
-                    first.clone(),
-                    hash,
-                ));
-            }
-            if outcomes.iter().any(|o| matches!(o, Outcome::Conflict)) {
-                return Attempt::Conflict;
-            }
-            if let Some(card) = rotated {
-                crate::federation::rotation::pin(ctx, card);
-            }
-            ctx.metrics.inc(Counter::Received, peer, kind);
-            if erasure {
-                tokio::spawn(crate::referral::lifecycle::carry_out_erasure(
-                    ctx.clone(),
-                    peer.to_string(),
-                    body.clone(),
-                ));
-            }
-            tracing::info!(kind, message = %hex::encode(&body.message_id), "stored and receipted");
-            Attempt::Answer(pb::PeerResponse {
-                kind: Some(peer_response::Kind::Receipt(receipt)),
-            })
-        }
-        Err(e) => {
-            tracing::error!(error = %e, "could not store a received message; refusing it for now");
-            Attempt::Answer(reject_unlogged(
-                ctx,
-                peer,
-                Some(seen()),
-                RejectReason::Unavailable,
-                "store unavailable",
-            ))
-        }
+    if outcomes.iter().any(|o| matches!(o, Outcome::Conflict)) {
+        return Attempt::Conflict;
     }
+    if let Some(card) = s.rotated {
+        crate::federation::rotation::pin(ctx, card);
+    }
+    ctx.metrics.inc(Counter::Received, m.peer, s.kind);
+    if s.erasure {
+        tokio::spawn(crate::referral::lifecycle::carry_out_erasure(
+            ctx.clone(),
+            m.peer.to_string(),
+            m.body.clone(),
+        ));
+    }
+    tracing::info!(kind = s.kind, message = %hex::encode(&m.body.message_id), "stored and receipted");
+    Attempt::Answer(pb::PeerResponse {
+        kind: Some(peer_response::Kind::Receipt(s.receipt)),
+    })
 }
 
 fn duplicate(
@@ -616,30 +697,7 @@ pub fn check(
     body: &pb::Body,
     t: &pb::Transmission,
 ) -> Result<crate::referral::lifecycle::Checked, Refusal> {
-    if body.version != trm_proto::PROTOCOL_VERSION {
-        return Err(Refusal::new(
-            RejectReason::UnsupportedVersion,
-            format!("protocol version {} is not supported", body.version),
-        ));
-    }
-    if body.sender != peer {
-        return Err(Refusal::new(
-            RejectReason::SenderMismatch,
-            "envelope sender is not the node behind this connection",
-        ));
-    }
-    if body.recipient != ctx.country() {
-        return Err(Refusal::new(
-            RejectReason::WrongRecipient,
-            "recipient is not this node",
-        ));
-    }
-    if body.message_id.len() != 16 {
-        return Err(Refusal::new(
-            RejectReason::Malformed,
-            "message id must be 16 bytes",
-        ));
-    }
+    check_addressing(body, peer, ctx.country())?;
     let p = ctx
         .peers
         .get(peer)
@@ -647,40 +705,13 @@ pub fn check(
     if p.revoked {
         return Err(Refusal::new(RejectReason::Revoked, "peer is revoked"));
     }
-    // Freshness at the receiver's clock: a message may not claim to be made later than now
-    // plus the allowed skew, and its key must not have ended before now minus the skew
-    // (a retired or stolen key cannot sign today with a backdated time).
-    let now = ctx.clock.now_ms();
-    let skew = ctx.cfg.limits.max_clock_skew_ms();
-    if body.created_ms > now.saturating_add(skew) {
-        return Err(Refusal::new(
-            RejectReason::Malformed,
-            format!(
-                "message created {} s in the future (allowed clock skew {} s)",
-                body.created_ms.saturating_sub(now) / 1000,
-                skew / 1000
-            ),
-        ));
-    }
-    let key = p
-        .card
-        .key_valid_at(&env.signer, body.created_ms)
-        .ok_or_else(|| {
-            Refusal::new(
-                RejectReason::KeyNotValid,
-                "signing key is not the sender's or was not valid at the message's time",
-            )
-        })?;
-    if !trm_proto::card::key_open_at(
-        &p.card.card.key_history,
-        &env.signer,
-        now.saturating_sub(skew),
-    ) {
-        return Err(Refusal::new(
-            RejectReason::KeyNotValid,
-            "signing key was retired before this message arrived",
-        ));
-    }
+    let key = fresh_signing_key(
+        &p.card,
+        env,
+        body,
+        ctx.clock.now_ms(),
+        ctx.cfg.limits.max_clock_skew_ms(),
+    )?;
     signing::verify(&key, Tag::Envelope, &env.body, &env.signature)
         .map_err(|e| Refusal::new(RejectReason::BadSignature, e.to_string()))?;
     crate::referral::lifecycle::check_header(ctx, body, t)?;
@@ -700,6 +731,79 @@ pub fn check(
         });
     }
     crate::referral::lifecycle::check_incoming(ctx, peer, body, t)
+}
+
+/// The body's version, sender (`peer`, the node behind the connection), recipient (`me`)
+/// and message id length.
+fn check_addressing(body: &pb::Body, peer: &str, me: &str) -> Result<(), Refusal> {
+    if body.version != trm_proto::PROTOCOL_VERSION {
+        return Err(Refusal::new(
+            RejectReason::UnsupportedVersion,
+            format!("protocol version {} is not supported", body.version),
+        ));
+    }
+    if body.sender != peer {
+        return Err(Refusal::new(
+            RejectReason::SenderMismatch,
+            "envelope sender is not the node behind this connection",
+        ));
+    }
+    if body.recipient != me {
+        return Err(Refusal::new(
+            RejectReason::WrongRecipient,
+            "recipient is not this node",
+        ));
+    }
+    if body.message_id.len() != 16 {
+        return Err(Refusal::new(
+            RejectReason::Malformed,
+            "message id must be 16 bytes",
+        ));
+    }
+    Ok(())
+}
+
+/// The sender's key that signed `env`, if the message is fresh at the receiver's clock.
+///
+/// A message may not claim to be made later than `now` plus the allowed `skew`, and its key
+/// must not have ended before `now` minus the skew (a retired or stolen key cannot sign today
+/// with a backdated time).
+fn fresh_signing_key(
+    card: &VerifiedCard,
+    env: &pb::Envelope,
+    body: &pb::Body,
+    now: i64,
+    skew: i64,
+) -> Result<ed25519_dalek::VerifyingKey, Refusal> {
+    if body.created_ms > now.saturating_add(skew) {
+        return Err(Refusal::new(
+            RejectReason::Malformed,
+            format!(
+                "message created {} s in the future (allowed clock skew {} s)",
+                body.created_ms.saturating_sub(now) / 1000,
+                skew / 1000
+            ),
+        ));
+    }
+    let key = card
+        .key_valid_at(&env.signer, body.created_ms)
+        .ok_or_else(|| {
+            Refusal::new(
+                RejectReason::KeyNotValid,
+                "signing key is not the sender's or was not valid at the message's time",
+            )
+        })?;
+    if !trm_proto::card::key_open_at(
+        &card.card.key_history,
+        &env.signer,
+        now.saturating_sub(skew),
+    ) {
+        return Err(Refusal::new(
+            RejectReason::KeyNotValid,
+            "signing key was retired before this message arrived",
+        ));
+    }
+    Ok(key)
 }
 
 fn sign_receipt(

@@ -100,25 +100,12 @@ pub fn rotate_with_overlap_ms(
     let mut secret = [0u8; 32];
     OsRng.fill_bytes(&mut secret);
     let new_key = SigningKey::from_bytes(&secret);
-    let old_pk = old.public_key().to_vec();
     let until = now_ms.saturating_add(overlap_ms);
-    let mut history = old.history.clone();
-    if let Some(last) = history.last_mut() {
-        if last.valid_until_ms == 0 || last.valid_until_ms > until {
-            last.valid_until_ms = until;
-        }
-    }
-    let mut record = pb::KeyRecord {
-        public_key: new_key.verifying_key().to_bytes().to_vec(),
-        valid_from_ms: now_ms,
-        valid_until_ms: 0,
-        endorsement: vec![],
-        endorser: old_pk.clone(),
-    };
-    let endorsed = card::key_endorsement_bytes(&record);
-    record.endorsement = signing::sign(&old.signing, Tag::Key, &endorsed).to_vec();
-    history.push(record.clone());
-    card::verify_key_history(&history)?;
+    let NextKey {
+        history,
+        record,
+        endorsed,
+    } = next_history(&old, &new_key, now_ms, until)?;
 
     let new_keys = NodeKeys {
         signing: new_key,
@@ -129,21 +116,7 @@ pub fn rotate_with_overlap_ms(
     };
     let new_card = new_keys.card_in(dir, &cfg);
 
-    let mut ops = vec![Op::Audit(AuditEntry {
-        time_ms: now_ms,
-        kind: AuditKind::Key.into(),
-        officer: "trm-node key rotate".into(),
-        call: "rotate".into(),
-        target: signing::fingerprint(&record.public_key),
-        result: format!(
-            "ok: old key valid until {}",
-            crate::base::time::format_ms(until)
-        ),
-        signed_body: endorsed,
-        signature: record.endorsement.clone(),
-        signer: old_pk,
-        ..Default::default()
-    })];
+    let mut ops = vec![rotation_audit(&record, endorsed, until, now_ms)];
     let mut announced_to = Vec::new();
     for (cc, peer) in store.peers()? {
         if peer.revoked {
@@ -172,6 +145,68 @@ pub fn rotate_with_overlap_ms(
         new_key: signing::fingerprint(&new_keys.public_key()),
         old_valid_until_ms: until,
         announced_to,
+    })
+}
+
+/// The key history after a rotation to `new_key` at `now_ms`.
+struct NextKey {
+    /// The old history, its last key valid until the overlap ends, then the new key's record.
+    history: Vec<pb::KeyRecord>,
+    /// The new key's record, endorsed by the old key.
+    record: pb::KeyRecord,
+    /// The bytes the old key signed to endorse the new one.
+    endorsed: Vec<u8>,
+}
+
+/// The key history of `old` with `new_key` appended (endorsed by the old key), the old key
+/// ending at `until`; verified.
+fn next_history(
+    old: &NodeKeys,
+    new_key: &SigningKey,
+    now_ms: i64,
+    until: i64,
+) -> Result<NextKey, RotateError> {
+    let old_pk = old.public_key().to_vec();
+    let mut history = old.history.clone();
+    if let Some(last) = history.last_mut() {
+        if last.valid_until_ms == 0 || last.valid_until_ms > until {
+            last.valid_until_ms = until;
+        }
+    }
+    let mut record = pb::KeyRecord {
+        public_key: new_key.verifying_key().to_bytes().to_vec(),
+        valid_from_ms: now_ms,
+        valid_until_ms: 0,
+        endorsement: vec![],
+        endorser: old_pk,
+    };
+    let endorsed = card::key_endorsement_bytes(&record);
+    record.endorsement = signing::sign(&old.signing, Tag::Key, &endorsed).to_vec();
+    history.push(record.clone());
+    card::verify_key_history(&history)?;
+    Ok(NextKey {
+        history,
+        record,
+        endorsed,
+    })
+}
+
+/// The audit entry of a rotation to the key of `record`, the old key valid until `until`.
+fn rotation_audit(record: &pb::KeyRecord, endorsed: Vec<u8>, until: i64, now_ms: i64) -> Op {
+    Op::Audit(AuditEntry {
+        time_ms: now_ms,
+        kind: AuditKind::Key.into(),
+        officer: "trm-node key rotate".into(),
+        call: "rotate".into(),
+        target: signing::fingerprint(&record.public_key),
+        result: format!(
+            "ok: old key valid until {}",
+            crate::base::time::format_ms(until)
+        ),
+        signed_body: endorsed,
+        signature: record.endorsement.clone(),
+        signer: record.endorser.clone(),
+        ..Default::default()
     })
 }
 

@@ -607,6 +607,54 @@ fn write_backup_inner(
     online: bool,
     now_ms: i64,
 ) -> Result<Header, BackupError> {
+    let written = write_content(dir, cfg, store, content_path, include_keys)?;
+    let header = Header {
+        format: FORMAT,
+        schema: store
+            .meta("schema")?
+            .and_then(|v| v.try_into().ok().map(u32::from_be_bytes))
+            .unwrap_or(SCHEMA_VERSION),
+        country: cfg.country.clone(),
+        node_name: cfg.name.clone(),
+        taken_ms: now_ms,
+        taken: format_ms(now_ms),
+        trm_node_version: env!("CARGO_PKG_VERSION").to_string(),
+        online,
+        includes_private_keys: include_keys,
+        files: written.files,
+        records: written.records,
+        content_bytes: written.bytes,
+        content_sha256: written.sha256,
+    };
+    let final_tmp = tmp_beside(out, "tmp");
+    let _ = std::fs::remove_file(&final_tmp);
+    if let Err(e) = write_header_and_content(&final_tmp, &header, content_path) {
+        let _ = std::fs::remove_file(&final_tmp);
+        return Err(e);
+    }
+    move_no_clobber(&final_tmp, out).inspect_err(|_| {
+        let _ = std::fs::remove_file(&final_tmp);
+    })?;
+    Ok(header)
+}
+
+/// What [`write_content`] wrote, for the header.
+struct WrittenContent {
+    files: Vec<String>,
+    records: u64,
+    bytes: u64,
+    sha256: String,
+}
+
+/// Writes the content of a backup (the node's files, then the store's records) to
+/// `content_path`, flushed to disk.
+fn write_content(
+    dir: &Path,
+    cfg: &NodeConfig,
+    store: &Store,
+    content_path: &Path,
+    include_keys: bool,
+) -> Result<WrittenContent, BackupError> {
     let mut w = ContentWriter {
         w: BufWriter::new(create_private(content_path)?),
         hash: Sha256::new(),
@@ -640,52 +688,36 @@ fn write_backup_inner(
     })?;
     file.sync_all().map_err(wio)?;
     drop(file);
-
-    let header = Header {
-        format: FORMAT,
-        schema: store
-            .meta("schema")?
-            .and_then(|v| v.try_into().ok().map(u32::from_be_bytes))
-            .unwrap_or(SCHEMA_VERSION),
-        country: cfg.country.clone(),
-        node_name: cfg.name.clone(),
-        taken_ms: now_ms,
-        taken: format_ms(now_ms),
-        trm_node_version: env!("CARGO_PKG_VERSION").to_string(),
-        online,
-        includes_private_keys: include_keys,
+    Ok(WrittenContent {
         files: names,
         records,
-        content_bytes: bytes,
-        content_sha256: hex::encode(hash.finalize()),
-    };
-    let final_tmp = tmp_beside(out, "tmp");
-    let _ = std::fs::remove_file(&final_tmp);
-    let written = (|| -> Result<(), BackupError> {
-        let mut f = BufWriter::new(create_private(&final_tmp)?);
-        let fio = || io_err(&final_tmp);
-        let json = serde_json::to_string(&header).map_err(|e| BackupError::Io {
-            path: final_tmp.clone(),
-            source: e.into(),
-        })?;
-        writeln!(f, "{MAGIC}\n{json}").map_err(fio())?;
-        let mut content = std::fs::File::open(content_path).map_err(io_err(content_path))?;
-        std::io::copy(&mut content, &mut f).map_err(fio())?;
-        let f = f.into_inner().map_err(|e| BackupError::Io {
-            path: final_tmp.clone(),
-            source: e.into_error(),
-        })?;
-        f.sync_all().map_err(fio())?;
-        Ok(())
-    })();
-    if let Err(e) = written {
-        let _ = std::fs::remove_file(&final_tmp);
-        return Err(e);
-    }
-    move_no_clobber(&final_tmp, out).inspect_err(|_| {
-        let _ = std::fs::remove_file(&final_tmp);
+        bytes,
+        sha256: hex::encode(hash.finalize()),
+    })
+}
+
+/// Writes the backup file `final_tmp`: the magic line, the header, then the content copied
+/// from `content_path`, flushed to disk.
+fn write_header_and_content(
+    final_tmp: &Path,
+    header: &Header,
+    content_path: &Path,
+) -> Result<(), BackupError> {
+    let mut f = BufWriter::new(create_private(final_tmp)?);
+    let fio = || io_err(final_tmp);
+    let json = serde_json::to_string(header).map_err(|e| BackupError::Io {
+        path: final_tmp.to_path_buf(),
+        source: e.into(),
     })?;
-    Ok(header)
+    writeln!(f, "{MAGIC}\n{json}").map_err(fio())?;
+    let mut content = std::fs::File::open(content_path).map_err(io_err(content_path))?;
+    std::io::copy(&mut content, &mut f).map_err(fio())?;
+    let f = f.into_inner().map_err(|e| BackupError::Io {
+        path: final_tmp.to_path_buf(),
+        source: e.into_error(),
+    })?;
+    f.sync_all().map_err(fio())?;
+    Ok(())
 }
 
 /// `trm-node backup` on a stopped node: opens the store itself (which fails with
@@ -804,53 +836,11 @@ pub fn restore(from: &Path, dir: &Path, now_ms: i64) -> Result<RestoreReport, Ba
         path: from.to_path_buf(),
         done: false,
     };
-    // Files come first in the content; read them up to the first store record.
-    let mut files = Vec::new();
-    let mut first_record = None;
-    while let Some(item) = content.next_item()? {
-        match item {
-            Item::File { path, mode, data } => {
-                let rel = safe_relative(&path).ok_or_else(|| BackupError::Damaged {
-                    path: from.to_path_buf(),
-                    detail: format!("file name {path:?} is not a plain relative path"),
-                })?;
-                files.push((rel, mode, data));
-            }
-            record @ Item::Record { .. } => {
-                first_record = Some(record);
-                break;
-            }
-        }
-    }
+    let (files, first_record) = read_files(&mut content, from)?;
     let cfg = if existing {
-        let cfg = NodeConfig::load(dir)?;
-        if cfg.country != header.country {
-            return Err(BackupError::Country {
-                backup: header.country.clone(),
-                node: cfg.country,
-            });
-        }
-        cfg
+        existing_config(dir, &header)?
     } else {
-        if dir.exists()
-            && std::fs::read_dir(dir)
-                .map_err(io_err(dir))?
-                .next()
-                .is_some()
-        {
-            return Err(BackupError::NotEmpty(dir.to_path_buf()));
-        }
-        let text = files
-            .iter()
-            .find(|(rel, _, _)| rel == Path::new(CONFIG_FILE))
-            .map(|(_, _, d)| String::from_utf8_lossy(d).into_owned())
-            .ok_or_else(|| BackupError::Damaged {
-                path: from.to_path_buf(),
-                detail: "no node.toml in the backup".into(),
-            })?;
-        let cfg = NodeConfig::parse(&text)?;
-        cfg.validate()?;
-        cfg
+        new_config(dir, &files, from)?
     };
     let store_path = dir.join(&cfg.paths.store);
     Store::ensure_unlocked(&store_path)?;
@@ -860,10 +850,7 @@ pub fn restore(from: &Path, dir: &Path, now_ms: i64) -> Result<RestoreReport, Ba
     // The store: import beside, then swap.
     let staging = store_path.with_file_name(format!(
         ".{}.restoring-{}",
-        store_path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "store".into()),
+        file_name_or_store(&store_path),
         std::process::id()
     ));
     if staging.exists() {
@@ -876,8 +863,117 @@ pub fn restore(from: &Path, dir: &Path, now_ms: i64) -> Result<RestoreReport, Ba
         backup_sha256: header.content_sha256.clone(),
     };
     let marker = serde_json::to_vec(&info).unwrap_or_default();
+    import_records(&mut content, first_record, from, &staging, marker)?;
+    let replaced = if store_path.exists() {
+        let aside = store_path.with_file_name(format!(
+            "{}.replaced-{now_ms}",
+            file_name_or_store(&store_path)
+        ));
+        std::fs::rename(&store_path, &aside).map_err(io_err(&store_path))?;
+        Some(aside)
+    } else {
+        None
+    };
+    std::fs::rename(&staging, &store_path).map_err(io_err(&store_path))?;
+    sync_parent(&store_path);
+
+    // Then the files the folder does not have (all of them in a new folder).
+    let (files_written, files_kept) = write_missing_files(dir, &files)?;
+
+    let p = &cfg.paths;
+    let missing_keys = [&p.signing_key, &p.tls_key, &p.store_key]
+        .into_iter()
+        .filter(|k| !dir.join(k).is_file())
+        .map(|k| k.to_string_lossy().into_owned())
+        .collect();
+    Ok(RestoreReport {
+        header,
+        store: store_path,
+        replaced,
+        files_written,
+        files_kept,
+        missing_keys,
+    })
+}
+
+/// A file taken from a backup: its relative path, mode and content.
+type BackupFile = (PathBuf, u32, Vec<u8>);
+
+/// The files of a backup's content, which come first, and the first store record after them.
+fn read_files<R: Read>(
+    content: &mut ContentReader<R>,
+    from: &Path,
+) -> Result<(Vec<BackupFile>, Option<Item>), BackupError> {
+    let mut files = Vec::new();
+    while let Some(item) = content.next_item()? {
+        match item {
+            Item::File { path, mode, data } => {
+                let rel = safe_relative(&path).ok_or_else(|| BackupError::Damaged {
+                    path: from.to_path_buf(),
+                    detail: format!("file name {path:?} is not a plain relative path"),
+                })?;
+                files.push((rel, mode, data));
+            }
+            record @ Item::Record { .. } => return Ok((files, Some(record))),
+        }
+    }
+    Ok((files, None))
+}
+
+/// The configuration of the existing node in `dir`, which must be of the backup's country.
+fn existing_config(dir: &Path, header: &Header) -> Result<NodeConfig, BackupError> {
+    let cfg = NodeConfig::load(dir)?;
+    if cfg.country != header.country {
+        return Err(BackupError::Country {
+            backup: header.country.clone(),
+            node: cfg.country,
+        });
+    }
+    Ok(cfg)
+}
+
+/// The configuration in the backup `from`, restored into `dir`, which must be new or empty.
+fn new_config(dir: &Path, files: &[BackupFile], from: &Path) -> Result<NodeConfig, BackupError> {
+    if dir.exists()
+        && std::fs::read_dir(dir)
+            .map_err(io_err(dir))?
+            .next()
+            .is_some()
+    {
+        return Err(BackupError::NotEmpty(dir.to_path_buf()));
+    }
+    let text = files
+        .iter()
+        .find(|(rel, _, _)| rel == Path::new(CONFIG_FILE))
+        .map(|(_, _, d)| String::from_utf8_lossy(d).into_owned())
+        .ok_or_else(|| BackupError::Damaged {
+            path: from.to_path_buf(),
+            detail: "no node.toml in the backup".into(),
+        })?;
+    let cfg = NodeConfig::parse(&text)?;
+    cfg.validate()?;
+    Ok(cfg)
+}
+
+/// The file name of the store folder, for the names of folders beside it.
+fn file_name_or_store(store_path: &Path) -> String {
+    store_path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "store".into())
+}
+
+/// Imports the store records of the backup (`first`, then the rest of `content`) into a new
+/// store at `staging`, with the restore marker `marker` last; removes `staging` on failure.
+fn import_records<R: Read>(
+    content: &mut ContentReader<R>,
+    first: Option<Item>,
+    from: &Path,
+    staging: &Path,
+    marker: Vec<u8>,
+) -> Result<(), BackupError> {
     let mut failure: Option<BackupError> = None;
-    let mut pending = first_record;
+    let mut pending = first;
     let records = std::iter::from_fn(|| {
         if failure.is_some() {
             return None;
@@ -909,31 +1005,23 @@ pub fn restore(from: &Path, dir: &Path, now_ms: i64) -> Result<RestoreReport, Ba
         RESTORE_PENDING.as_bytes().to_vec(),
         marker,
     ))));
-    let imported = Store::import(&staging, records);
+    let imported = Store::import(staging, records);
     if let Err(e) = imported {
-        let _ = std::fs::remove_dir_all(&staging);
+        let _ = std::fs::remove_dir_all(staging);
         return Err(failure.take().unwrap_or(BackupError::Store(e)));
     }
-    let replaced = if store_path.exists() {
-        let aside = store_path.with_file_name(format!(
-            "{}.replaced-{now_ms}",
-            store_path
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_else(|| "store".into())
-        ));
-        std::fs::rename(&store_path, &aside).map_err(io_err(&store_path))?;
-        Some(aside)
-    } else {
-        None
-    };
-    std::fs::rename(&staging, &store_path).map_err(io_err(&store_path))?;
-    sync_parent(&store_path);
+    Ok(())
+}
 
-    // Then the files the folder does not have (all of them in a new folder).
+/// Writes the backup's files that `dir` does not have; returns the names written and the
+/// names kept as they are.
+fn write_missing_files(
+    dir: &Path,
+    files: &[BackupFile],
+) -> Result<(Vec<String>, Vec<String>), BackupError> {
     let mut files_written = Vec::new();
     let mut files_kept = Vec::new();
-    for (rel, mode, data) in &files {
+    for (rel, mode, data) in files {
         let target = dir.join(rel);
         let name = rel.to_string_lossy().into_owned();
         if target.exists() {
@@ -950,21 +1038,7 @@ pub fn restore(from: &Path, dir: &Path, now_ms: i64) -> Result<RestoreReport, Ba
         }
         files_written.push(name);
     }
-
-    let p = &cfg.paths;
-    let missing_keys = [&p.signing_key, &p.tls_key, &p.store_key]
-        .into_iter()
-        .filter(|k| !dir.join(k).is_file())
-        .map(|k| k.to_string_lossy().into_owned())
-        .collect();
-    Ok(RestoreReport {
-        header,
-        store: store_path,
-        replaced,
-        files_written,
-        files_kept,
-        missing_keys,
-    })
+    Ok((files_written, files_kept))
 }
 
 fn make_private_dir(dir: &Path) -> Result<(), BackupError> {

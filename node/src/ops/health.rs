@@ -82,7 +82,6 @@ pub struct CheckReport {
 /// card against the keys, the store (integrity, schema; migrates an older one) and the
 /// stored peer cards.
 pub fn check(dir: &Path, now_ms: i64) -> Result<CheckReport, CheckError> {
-    use std::os::unix::fs::PermissionsExt;
     let mut r = CheckReport::default();
     let cfg = NodeConfig::load(dir)?;
     r.lines.push(format!(
@@ -99,6 +98,25 @@ pub fn check(dir: &Path, now_ms: i64) -> Result<CheckReport, CheckError> {
     }
 
     let keys = NodeKeys::load(dir, &cfg)?;
+    check_key_files(dir, &cfg, &keys, &mut r)?;
+    check_card(&dir.join(&cfg.paths.card), &cfg, &keys, now_ms, &mut r)?;
+
+    if !store_path.is_dir() {
+        return Err(CheckError::NoStore(store_path));
+    }
+    let store = Store::open(&store_path)?;
+    check_store(dir, &cfg, &keys, &store, &mut r)?;
+    Ok(r)
+}
+
+/// The keys folder is private; warns about a first operator's key left in the folder.
+fn check_key_files(
+    dir: &Path,
+    cfg: &NodeConfig,
+    keys: &NodeKeys,
+    r: &mut CheckReport,
+) -> Result<(), CheckError> {
+    use std::os::unix::fs::PermissionsExt;
     let keys_dir = dir.join(&cfg.paths.signing_key);
     if let Some(folder) = keys_dir.parent() {
         let mode = std::fs::metadata(folder)
@@ -125,13 +143,23 @@ pub fn check(dir: &Path, now_ms: i64) -> Result<CheckReport, CheckError> {
         keys.history.len(),
         trm_proto::signing::fingerprint(&keys.public_key())
     ));
+    Ok(())
+}
 
-    let card_path = dir.join(&cfg.paths.card);
+/// The identity card at `card_path` verifies, is the configured country's and names the
+/// node's current keys; warns when it expires within 30 days of `now_ms`.
+fn check_card(
+    card_path: &Path,
+    cfg: &NodeConfig,
+    keys: &NodeKeys,
+    now_ms: i64,
+    r: &mut CheckReport,
+) -> Result<(), CheckError> {
     let card_err = |reason: String| CheckError::Card {
-        path: card_path.clone(),
+        path: card_path.to_path_buf(),
         reason,
     };
-    let raw = std::fs::read(&card_path).map_err(|e| card_err(e.to_string()))?;
+    let raw = std::fs::read(card_path).map_err(|e| card_err(e.to_string()))?;
     let card = trm_proto::card::verify_card(&raw)
         .map_err(|e| card_err(format!("does not verify: {e}")))?;
     if card.country() != cfg.country {
@@ -163,11 +191,17 @@ pub fn check(dir: &Path, now_ms: i64) -> Result<CheckReport, CheckError> {
         card_path.display(),
         format_ms(card.card.valid_until_ms)
     ));
+    Ok(())
+}
 
-    if !store_path.is_dir() {
-        return Err(CheckError::NoStore(store_path));
-    }
-    let store = Store::open(&store_path)?;
+/// The opened store: its key, its stored peer cards, the rollback tripwire and any restore.
+fn check_store(
+    dir: &Path,
+    cfg: &NodeConfig,
+    keys: &NodeKeys,
+    store: &Store,
+    r: &mut CheckReport,
+) -> Result<(), CheckError> {
     if let Some(from) = store.migrated_from() {
         r.lines.push(format!(
             "store: migrated from schema {from} to {}",
@@ -196,8 +230,31 @@ pub fn check(dir: &Path, now_ms: i64) -> Result<CheckReport, CheckError> {
         outbox,
         store.size_on_disk()
     ));
-    let tripwire = crate::audit::tripwire_path(dir, &cfg);
-    match crate::audit::check_tripwire(&store, &keys, &cfg.country, &tripwire)
+    check_tripwire(dir, cfg, keys, store, r)?;
+    if let Some(info) = crate::ops::backup::pending_restore(store) {
+        r.lines.push(format!(
+            "store: restored from a backup taken at {}; the next start records it in the audit log",
+            info.taken
+        ));
+    } else if let Some(info) = crate::ops::backup::last_restore(store) {
+        r.lines.push(format!(
+            "store: restored from a backup taken at {}",
+            info.taken
+        ));
+    }
+    Ok(())
+}
+
+/// The store reaches the last checkpoint recorded in the rollback tripwire, if there is one.
+fn check_tripwire(
+    dir: &Path,
+    cfg: &NodeConfig,
+    keys: &NodeKeys,
+    store: &Store,
+    r: &mut CheckReport,
+) -> Result<(), CheckError> {
+    let tripwire = crate::audit::tripwire_path(dir, cfg);
+    match crate::audit::check_tripwire(store, keys, &cfg.country, &tripwire)
         .map_err(CheckError::Rollback)?
     {
         crate::audit::Tripwire::Holds => r.lines.push(format!(
@@ -209,18 +266,7 @@ pub fn check(dir: &Path, now_ms: i64) -> Result<CheckReport, CheckError> {
             .push("rollback tripwire: none yet (written at the next audit checkpoint)".into()),
         crate::audit::Tripwire::Restored => {}
     }
-    if let Some(info) = crate::ops::backup::pending_restore(&store) {
-        r.lines.push(format!(
-            "store: restored from a backup taken at {}; the next start records it in the audit log",
-            info.taken
-        ));
-    } else if let Some(info) = crate::ops::backup::last_restore(&store) {
-        r.lines.push(format!(
-            "store: restored from a backup taken at {}",
-            info.taken
-        ));
-    }
-    Ok(r)
+    Ok(())
 }
 
 /// Why the live probe failed.

@@ -10,7 +10,7 @@ use trm_proto::signing;
 
 use crate::base::metrics::Counter;
 use crate::state::ctx::Ctx;
-use crate::store::{AuditEntry, Op, SentRecord, SentState, StoreError};
+use crate::store::{AuditEntry, Op, SealedGroup, SentRecord, SentState, StoreError};
 use trm_proto::audit::AuditKind;
 
 /// Why a message could not be sent.
@@ -102,62 +102,19 @@ pub async fn enqueue_with(
     .map_err(|r| SendError::OutOfOrder(r.detail))?
     .map(Op::PutThread);
     let envelope = ctx.keys.seal(&body);
-    let hash = signing::envelope_hash(&envelope.body, &envelope.signature);
-    let audit = AuditEntry {
-        time_ms: now,
-        kind: AuditKind::Sent.into(),
-        peer: out.to.clone(),
-        message_id: id.clone(),
-        envelope_hash: hash.to_vec(),
-        signature: envelope.signature.clone(),
-        signer: envelope.signer.clone(),
-        officer: out.officer.clone(),
-        call: kind.into(),
-        target: out.case_ref.clone(),
-        result: "enqueued".into(),
-        signed_body: envelope.body.clone(),
-        ..Default::default()
-    };
+    let audit = sent_audit(&body, &envelope, &out.officer, kind, now);
     let mut ops = Vec::new();
     let mut ku = ctx.vault.begin().await;
     let scope = crate::store::casedata::sent_scope(&out.case_id, &out.to, &out.case_ref);
-    let cat = |p: &str| ctx.template.category_of(p);
-    use crate::store::casedata::{sent_record, SentPart};
-    let released = crate::store::casedata::seal(
-        &ctx.vault,
+    let sealed = seal_sent(
+        ctx,
         &mut ku,
         &scope,
-        &sent_record(&id, SentPart::Released),
-        &out.released,
-        cat,
+        &id,
+        (&out.released, &out.committed),
         &mut ops,
     )?;
-    let committed = crate::store::casedata::seal(
-        &ctx.vault,
-        &mut ku,
-        &scope,
-        &sent_record(&id, SentPart::Committed),
-        &out.committed,
-        cat,
-        &mut ops,
-    )?;
-    let record = SentRecord {
-        id: id.clone(),
-        peer: out.to.clone(),
-        case_id: out.case_id,
-        kind: kind.into(),
-        envelope: envelope.encode_to_vec(),
-        released,
-        state: SentState::Pending as u32,
-        answer: vec![],
-        answered_ms: 0,
-        created_ms: now,
-        outbox_seq: 0,
-        officer: out.officer,
-        committed,
-        erased: vec![],
-        earlier_envelope_hashes: vec![],
-    };
+    let record = pending_record(&body, &envelope, kind, out.case_id, out.officer, sealed);
     if thread_op.is_some() {
         // Re-checked in the commit's transaction: of two concurrent moves of one thread,
         // only the first commits.
@@ -181,4 +138,92 @@ pub async fn enqueue_with(
     ctx.metrics.inc(Counter::Sent, &out.to, kind);
     ctx.delivery.wake(ctx, &out.to);
     Ok(id)
+}
+
+/// The outbox record of a new message (`body` sealed in `envelope`), with its sealed
+/// (released, committed) disclosures.
+fn pending_record(
+    body: &pb::Body,
+    envelope: &pb::Envelope,
+    kind: &str,
+    case_id: String,
+    officer: String,
+    (released, committed): (Vec<SealedGroup>, Vec<SealedGroup>),
+) -> SentRecord {
+    SentRecord {
+        id: body.message_id.clone(),
+        peer: body.recipient.clone(),
+        case_id,
+        kind: kind.into(),
+        envelope: envelope.encode_to_vec(),
+        released,
+        state: SentState::Pending as u32,
+        answer: vec![],
+        answered_ms: 0,
+        created_ms: body.created_ms,
+        outbox_seq: 0,
+        officer,
+        committed,
+        erased: vec![],
+        earlier_envelope_hashes: vec![],
+    }
+}
+
+/// The `sent` audit entry of a message enqueued by `officer`.
+fn sent_audit(
+    body: &pb::Body,
+    envelope: &pb::Envelope,
+    officer: &str,
+    kind: &str,
+    now: i64,
+) -> AuditEntry {
+    let hash = signing::envelope_hash(&envelope.body, &envelope.signature);
+    AuditEntry {
+        time_ms: now,
+        kind: AuditKind::Sent.into(),
+        peer: body.recipient.clone(),
+        message_id: body.message_id.clone(),
+        envelope_hash: hash.to_vec(),
+        signature: envelope.signature.clone(),
+        signer: envelope.signer.clone(),
+        officer: officer.to_string(),
+        call: kind.into(),
+        target: body.case_ref.clone(),
+        result: "enqueued".into(),
+        signed_body: envelope.body.clone(),
+        ..Default::default()
+    }
+}
+
+/// Seals the (released, committed) disclosures of message `id` in `scope`; the vault writes
+/// go to `ops`.
+fn seal_sent(
+    ctx: &Ctx,
+    ku: &mut crate::store::vault::KeyUse<'_>,
+    scope: &str,
+    id: &[u8],
+    (released, committed): (&[pb::FieldDisclosure], &[pb::FieldDisclosure]),
+    ops: &mut Vec<Op>,
+) -> Result<(Vec<SealedGroup>, Vec<SealedGroup>), SendError> {
+    use crate::store::casedata::{seal, sent_record, SentPart};
+    let cat = |p: &str| ctx.template.category_of(p);
+    let released = seal(
+        &ctx.vault,
+        ku,
+        scope,
+        &sent_record(id, SentPart::Released),
+        released,
+        cat,
+        ops,
+    )?;
+    let committed = seal(
+        &ctx.vault,
+        ku,
+        scope,
+        &sent_record(id, SentPart::Committed),
+        committed,
+        cat,
+        ops,
+    )?;
+    Ok((released, committed))
 }
