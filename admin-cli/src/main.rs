@@ -11,8 +11,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use serde_json::Value;
-use trm_node::admin::client::{AdminClient, ClientError};
-use trm_node::identity::Credential;
+use trm_admin_api::client::{AdminClient, ClientError};
+use trm_admin_api::credential::Credential;
 use trm_proto::admin::{self as api, admin_request::Call};
 
 mod render;
@@ -591,7 +591,7 @@ fn keygen(
     node_cert: &str,
     out: &Path,
 ) -> Result<(), Failure> {
-    if trm_node::admin::Role::parse(role).is_none() {
+    if trm_admin_api::Role::parse(role).is_none() {
         return Err(Failure::usage(format!(
             "unknown role {role:?}: use operator, officer, supervisor or auditor"
         )));
@@ -618,8 +618,8 @@ fn keygen(
             )));
         }
     }
-    let made =
-        trm_node::identity::self_signed(name, role).map_err(|e| Failure::new(1, e.to_string()))?;
+    let made = trm_admin_api::credential::self_signed(name, role)
+        .map_err(|e| Failure::new(1, e.to_string()))?;
     let cred = Credential {
         name: name.to_string(),
         role: role.to_string(),
@@ -630,7 +630,7 @@ fn keygen(
         key_pem: made.key_pem.clone(),
     };
     cred.save(out).map_err(|e| Failure::new(1, e.to_string()))?;
-    trm_node::identity::write_public(&cert_path, made.cert_pem.as_bytes())
+    trm_admin_api::credential::write_public(&cert_path, made.cert_pem.as_bytes())
         .map_err(|e| Failure::new(1, e.to_string()))?;
     println!(
         "wrote {} (private, mode 0600: keep it on this machine)
@@ -811,7 +811,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 if data.is_empty() {
                     return Err(Failure::new(1, "the node sent no bundle"));
                 }
-                trm_node::identity::write_public(&path, data)
+                trm_admin_api::credential::write_public(&path, data)
                     .map_err(|e| Failure::new(1, e.to_string()))
             };
             (
@@ -837,7 +837,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             cert: Some(cert),
             ..
         }) => {
-            if trm_node::admin::Role::parse(&role).is_none() {
+            if trm_admin_api::Role::parse(&role).is_none() {
                 return Err(Failure::usage(format!(
                     "unknown role {role:?}: use operator, officer, supervisor or auditor"
                 )));
@@ -859,7 +859,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             out: Some(out),
             ..
         }) => {
-            if trm_node::admin::Role::parse(&role).is_none() {
+            if trm_admin_api::Role::parse(&role).is_none() {
                 return Err(Failure::usage(format!(
                     "unknown role {role:?}: use operator, officer, supervisor or auditor"
                 )));
@@ -870,7 +870,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                     out.display()
                 )));
             }
-            let cert = trm_node::identity::self_signed(&name, &role)
+            let cert = trm_admin_api::credential::self_signed(&name, &role)
                 .map_err(|e| Failure::usage(e.to_string()))?;
             let (n, r) = (name.clone(), role.clone());
             let (cert_pem, key_pem) = (cert.cert_pem.clone(), cert.key_pem.clone());
