@@ -34,6 +34,9 @@ const VOLATILE: &[&str] = &[
     "peer_log_inconsistent",
     "content_bytes",
     "file",
+    "records",
+    "seen_checkpoint_time",
+    "seen_tree_size",
 ];
 
 fn golden_dir() -> PathBuf {

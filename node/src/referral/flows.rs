@@ -6,6 +6,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use serde_json::{json, Value};
+use trm_admin_api::answers as a;
 use trm_proto::admin as api;
 use trm_proto::pb::{self, body::Payload, Category};
 use trm_proto::template;
@@ -94,7 +95,7 @@ pub async fn approve(
     caller: &Caller,
     referral: &str,
     categories: &[String],
-) -> Result<Value, CallError> {
+) -> Result<a::Approved, CallError> {
     let (case_id, peer) = resolve_sent(ctx, referral)?;
     let cats = parse_categories(categories)?;
     if cats.is_empty() {
@@ -122,13 +123,18 @@ pub async fn approve(
         supervisor: caller.name.clone(),
         at_ms: ctx.clock.now_ms(),
     };
-    let names: Vec<&str> = rec
+    let approved = rec
         .categories
         .iter()
         .filter_map(|c| Category::try_from(*c).ok())
-        .map(template::category_name)
-        .collect::<Vec<_>>();
-    let out = json!({ "case": case_id, "to": peer, "approved": names, "supervisor": caller.name });
+        .map(|c| template::category_name(c).to_string())
+        .collect();
+    let out = a::Approved {
+        case: case_id.clone(),
+        to: peer.clone(),
+        approved,
+        supervisor: caller.name.clone(),
+    };
     ctx.store
         .commit(vec![Op::PutApproval(case_id, peer, rec)])
         .await?;
@@ -152,7 +158,7 @@ pub async fn disclose(
     referral: &str,
     fields: &[String],
     categories: &[String],
-) -> Result<Value, CallError> {
+) -> Result<a::Disclosed, CallError> {
     let (case_id, peer) = resolve_sent(ctx, referral)?;
     let sent = latest_referral(ctx, &case_id, &peer)?;
     use crate::store::casedata::{open_sent, SentPart};
@@ -228,9 +234,13 @@ pub async fn disclose(
         },
     )
     .await?;
-    Ok(
-        json!({ "message": hex::encode(id), "to": peer, "case": case_id, "released": n, "still_withheld": refused }),
-    )
+    Ok(a::Disclosed {
+        message: hex::encode(id),
+        to: peer.to_string(),
+        case: case_id.to_string(),
+        released: n as u64,
+        still_withheld: refused,
+    })
 }
 
 /// `referral accept|decline`.
@@ -238,7 +248,7 @@ pub async fn answer(
     ctx: &Arc<Ctx>,
     caller: &Caller,
     r: api::ReferralAnswer,
-) -> Result<Value, CallError> {
+) -> Result<a::Enqueued, CallError> {
     // Declining an information request (named by its message id).
     if let Some(req) = hex::decode(&r.referral)
         .ok()
@@ -293,7 +303,7 @@ async fn send_plain(
     case_ref: &str,
     in_reply_to: Vec<u8>,
     payload: Payload,
-) -> Result<Value, CallError> {
+) -> Result<a::Enqueued, CallError> {
     let kind = messages::kind_name(&pb::Body {
         payload: Some(payload.clone()),
         ..Default::default()
@@ -312,9 +322,13 @@ async fn send_plain(
         },
     )
     .await?;
-    Ok(
-        json!({ "message": hex::encode(id), "to": to, "case": case_ref, "kind": kind, "state": "pending" }),
-    )
+    Ok(a::Enqueued {
+        message: hex::encode(id),
+        to: to.to_string(),
+        case: case_ref.to_string(),
+        kind: kind.to_string(),
+        state: "pending".into(),
+    })
 }
 
 /// The case id for local-case scoped data, and the consent records that govern release.
@@ -339,7 +353,7 @@ pub async fn follow_up(
     ctx: &Arc<Ctx>,
     caller: &Caller,
     r: api::FollowUpSend,
-) -> Result<Value, CallError> {
+) -> Result<a::FollowUpSent, CallError> {
     let phase = crate::referral::lifecycle::parse_phase(&r.phase).ok_or_else(|| {
         CallError::msg("phase must be identification, first_assistance, long_term_assistance, return or proceedings")
     })?;
@@ -417,10 +431,14 @@ pub async fn follow_up(
         },
     )
     .await?;
-    Ok(
-        json!({ "message": hex::encode(id), "to": r.to, "case": t.case_ref, "kind": "follow_up",
-               "released": n, "withheld": decisions.len() - n }),
-    )
+    Ok(a::FollowUpSent {
+        message: hex::encode(id),
+        to: r.to,
+        case: t.case_ref,
+        kind: "follow_up".into(),
+        released: n as u64,
+        withheld: (decisions.len() - n) as u64,
+    })
 }
 
 fn flatten(v: &Value, prefix: &str, out: &mut Vec<(String, Value)>) {
@@ -451,7 +469,7 @@ pub async fn info_request(
     ctx: &Arc<Ctx>,
     caller: &Caller,
     r: api::InfoRequest,
-) -> Result<Value, CallError> {
+) -> Result<a::Enqueued, CallError> {
     if r.purpose.trim().is_empty() {
         return Err(CallError::msg(
             "an information request states its purpose (--purpose)",
@@ -478,7 +496,11 @@ pub async fn info_request(
 }
 
 /// `case close`.
-pub async fn close(ctx: &Arc<Ctx>, caller: &Caller, r: api::CaseClose) -> Result<Value, CallError> {
+pub async fn close(
+    ctx: &Arc<Ctx>,
+    caller: &Caller,
+    r: api::CaseClose,
+) -> Result<a::Enqueued, CallError> {
     let outcome = crate::referral::lifecycle::parse_outcome(&r.outcome).ok_or_else(|| {
         CallError::msg("outcome must be returned_reintegrating, staying_in_destination, transferred, contact_lost or other")
     })?;
@@ -551,8 +573,8 @@ pub fn summary(b: &pb::Body) -> String {
 }
 
 /// `case timeline`: the whole exchange about a case in both directions, in order.
-pub async fn timeline(ctx: &Ctx, id: &str) -> Result<Value, CallError> {
-    let mut items: Vec<Value> = Vec::new();
+pub async fn timeline(ctx: &Ctx, id: &str) -> Result<a::Timeline, CallError> {
+    let mut items: Vec<a::MessageView> = Vec::new();
     for s in ctx.store.sent_all()? {
         let env_case = calls::referral_case_ref(&s.envelope);
         if s.case_id == id || env_case.as_deref() == Some(id) {
@@ -567,15 +589,19 @@ pub async fn timeline(ctx: &Ctx, id: &str) -> Result<Value, CallError> {
     if items.is_empty() && ctx.store.case(id)?.is_none() {
         return Err(CallError::msg(format!("no case {id}")));
     }
-    items.sort_by_key(|v| v["created_ms"].as_i64().unwrap_or(0));
-    let threads: Vec<Value> = ctx
+    items.sort_by_key(|v| v.created_ms);
+    let threads: Vec<a::Thread> = ctx
         .store
         .threads()?
         .iter()
         .filter(|t| t.case_ref == id)
         .map(|t| calls::thread_json(ctx, t))
         .collect();
-    Ok(json!({ "case": id, "threads": threads, "messages": items }))
+    Ok(a::Timeline {
+        case: id.to_string(),
+        threads,
+        messages: items,
+    })
 }
 
 /// `case consent`: records consent given or withdrawn; a withdrawal erases the category here
@@ -584,7 +610,7 @@ pub async fn consent(
     ctx: &Arc<Ctx>,
     caller: &Caller,
     r: api::CaseConsent,
-) -> Result<Value, CallError> {
+) -> Result<a::Consent, CallError> {
     let (name, give) = match (r.withdraw.is_empty(), r.give.is_empty()) {
         (false, true) => (r.withdraw.clone(), false),
         (true, false) => (r.give.clone(), true),
@@ -632,9 +658,12 @@ pub async fn consent(
     });
     reseal_case(ctx, &case, &fields).await?;
     if give {
-        return Ok(
-            json!({ "case": case.id, "consent": template::category_name(cat), "status": "given" }),
-        );
+        return Ok(a::Consent {
+            case: case.id,
+            consent: template::category_name(cat).into(),
+            status: "given".into(),
+            ..Default::default()
+        });
     }
     let informed =
         crate::referral::erasure::erase_case(ctx, &case.id, &[cat as i32], "consent_withdrawn")
@@ -649,10 +678,13 @@ pub async fn consent(
         &caller.name,
     )
     .await;
-    Ok(
-        json!({ "case": case.id, "consent": template::category_name(cat), "status": "withdrawn",
-               "erased": template::category_name(cat), "erasure_requests": requests }),
-    )
+    Ok(a::Consent {
+        case: case.id,
+        consent: template::category_name(cat).into(),
+        status: "withdrawn".into(),
+        erased: Some(template::category_name(cat).into()),
+        erasure_requests: Some(requests),
+    })
 }
 
 async fn reseal_case(
@@ -680,7 +712,7 @@ async fn reseal_case(
 }
 
 /// `directory edit`: replaces this node's own contact entries (not yet published).
-pub async fn directory_edit(ctx: &Ctx, text: &str) -> Result<Value, CallError> {
+pub async fn directory_edit(ctx: &Ctx, text: &str) -> Result<a::DirectoryEdited, CallError> {
     let contacts = crate::federation::directory::parse_edit(text, ctx.clock.now_ms())
         .map_err(CallError::msg)?;
     let old = crate::federation::directory::own(ctx);
@@ -697,11 +729,17 @@ pub async fn directory_edit(ctx: &Ctx, text: &str) -> Result<Value, CallError> {
             prost::Message::encode_to_vec(&d),
         )])
         .await?;
-    Ok(json!({ "entries": n, "published": false }))
+    Ok(a::DirectoryEdited {
+        entries: n as u64,
+        published: false,
+    })
 }
 
 /// `directory publish`: signs a new version and sends it to every peer.
-pub async fn directory_publish(ctx: &Arc<Ctx>, caller: &Caller) -> Result<Value, CallError> {
+pub async fn directory_publish(
+    ctx: &Arc<Ctx>,
+    caller: &Caller,
+) -> Result<a::DirectoryPublished, CallError> {
     let mut d = crate::federation::directory::own(ctx)
         .ok_or_else(|| CallError::msg("edit the directory first (`directory edit --file`)"))?;
     d.version += 1;
@@ -732,7 +770,13 @@ pub async fn directory_publish(ctx: &Arc<Ctx>, caller: &Caller) -> Result<Value,
             },
         )
         .await?;
-        sent.push(json!({ "to": cc, "message": hex::encode(id) }));
+        sent.push(a::SentTo {
+            to: cc,
+            message: hex::encode(id),
+        });
     }
-    Ok(json!({ "version": d.version, "sent": sent }))
+    Ok(a::DirectoryPublished {
+        version: d.version,
+        sent,
+    })
 }
