@@ -557,7 +557,7 @@ mod tests {
             ("colour = \"red\"\n", "unknown field `colour`"),
             ("name = \"open\n", "unterminated string"),
         ] {
-            let e = Credential::parse(text).err().expect(text);
+            let e = Credential::parse(text).expect_err(text);
             assert!(e.contains(want), "{text:?}: {e}");
         }
     }

@@ -437,8 +437,8 @@ pub(crate) fn message(v: &a::MessageView) -> String {
     out
 }
 
-/// The result of `audit verify`, for people or as JSON.
-pub(crate) fn audit_summary(sum: &trm_proto::audit::Summary, json: bool) -> String {
+/// The result of `audit verify` as a JSON document (keys sorted).
+fn audit_summary_json(sum: &trm_proto::audit::Summary) -> String {
     use trm_proto::date::format_ms;
     let messages: Vec<Value> = sum
         .messages
@@ -447,37 +447,43 @@ pub(crate) fn audit_summary(sum: &trm_proto::audit::Summary, json: bool) -> Stri
             serde_json::json!({ "peer": peer, "direction": dir, "kind": kind, "count": n })
         })
         .collect();
+    let v = serde_json::json!({
+        "verified": true,
+        "country": sum.country,
+        "name": sum.name,
+        "keys": sum.keys,
+        "peers": sum.peers,
+        "entries": sum.entries,
+        "tree_size": sum.tree_size,
+        "root": sum.root,
+        "checkpoints": sum.checkpoints,
+        "signatures": sum.signatures,
+        "first": format_ms(sum.first_ms.unwrap_or(0)),
+        "last": format_ms(sum.last_ms.unwrap_or(0)),
+        "first_index": sum.first_index,
+        "last_index": sum.last_index,
+        "kinds": sum.kinds,
+        "messages": messages,
+        "coverage": sum.coverage.to_string(),
+        "complete": sum.coverage == trm_proto::audit::Coverage::Complete,
+        "exported": sum.exported_ms.map(format_ms),
+        "signed": sum.signed_ms.map(format_ms),
+        "legacy_checkpoints": sum.legacy_checkpoints,
+        "replaced_cards": sum.replaced_cards,
+        "key_fingerprints": sum.key_fingerprints,
+        "peer_keys": sum.peer_keys,
+        "witnessed": sum.witnessed.iter().map(|w| serde_json::json!({
+            "by": w.by, "checkpoints": w.checkpoints, "largest_tree_size": w.largest,
+        })).collect::<Vec<_>>(),
+    });
+    serde_json::to_string_pretty(&v).unwrap_or_default() + "\n"
+}
+
+/// The result of `audit verify`, for people or as JSON.
+pub(crate) fn audit_summary(sum: &trm_proto::audit::Summary, json: bool) -> String {
+    use trm_proto::date::format_ms;
     if json {
-        let v = serde_json::json!({
-            "verified": true,
-            "country": sum.country,
-            "name": sum.name,
-            "keys": sum.keys,
-            "peers": sum.peers,
-            "entries": sum.entries,
-            "tree_size": sum.tree_size,
-            "root": sum.root,
-            "checkpoints": sum.checkpoints,
-            "signatures": sum.signatures,
-            "first": format_ms(sum.first_ms.unwrap_or(0)),
-            "last": format_ms(sum.last_ms.unwrap_or(0)),
-            "first_index": sum.first_index,
-            "last_index": sum.last_index,
-            "kinds": sum.kinds,
-            "messages": messages,
-            "coverage": sum.coverage.to_string(),
-            "complete": sum.coverage == trm_proto::audit::Coverage::Complete,
-            "exported": sum.exported_ms.map(format_ms),
-            "signed": sum.signed_ms.map(format_ms),
-            "legacy_checkpoints": sum.legacy_checkpoints,
-            "replaced_cards": sum.replaced_cards,
-            "key_fingerprints": sum.key_fingerprints,
-            "peer_keys": sum.peer_keys,
-            "witnessed": sum.witnessed.iter().map(|w| serde_json::json!({
-                "by": w.by, "checkpoints": w.checkpoints, "largest_tree_size": w.largest,
-            })).collect::<Vec<_>>(),
-        });
-        return serde_json::to_string_pretty(&v).unwrap_or_default() + "\n";
+        return audit_summary_json(sum);
     }
     let mut keys = format!(
         "  node keys    {}\n",
