@@ -150,6 +150,49 @@ fn latest_referral(ctx: &Ctx, case_id: &str, peer: &str) -> Result<SentRecord, C
         .ok_or_else(|| CallError::msg(format!("case {case_id} was not referred to {peer}")))
 }
 
+/// A follow-up's updated template fields (a partial case as JSON; none when empty).
+fn follow_up_fields(ctx: &Ctx, json: &str) -> Result<Vec<pb::FieldDisclosure>, CallError> {
+    if json.trim().is_empty() {
+        return Ok(Vec::new());
+    }
+    let doc: Value =
+        serde_json::from_str(json).map_err(|e| CallError::msg(format!("fields: not JSON: {e}")))?;
+    let mut pairs = Vec::new();
+    flatten(&doc, "", &mut pairs);
+    let case = template::Case::from_fields(&ctx.template, pairs)
+        .map_err(|e| CallError::msg(format!("fields refused: {e}")))?;
+    Ok(case
+        .committed_fields()
+        .into_iter()
+        .map(|(path, value)| pb::FieldDisclosure {
+            path,
+            salt: vec![],
+            value,
+        })
+        .collect())
+}
+
+/// Paths already released to `peer` about `case_id`: by the referral `referral_id` and by
+/// every disclosure after it.
+async fn released_paths(
+    ctx: &Ctx,
+    case_id: &str,
+    peer: &str,
+    referral_id: &[u8],
+) -> Result<BTreeSet<String>, CallError> {
+    use crate::store::casedata::{open_sent, SentPart};
+    let mut already = BTreeSet::new();
+    for s in ctx.store.sent_all()? {
+        if s.case_id == case_id && s.peer == peer && (s.id == referral_id || s.kind == "disclosure")
+        {
+            for d in open_sent(&ctx.vault, &s, SentPart::Released).await? {
+                already.insert(d.path);
+            }
+        }
+    }
+    Ok(already)
+}
+
 /// `referral disclose`: releases more fields of a sent referral, verifiable against its
 /// original digests, if the rules now allow them.
 pub async fn disclose(
@@ -163,14 +206,7 @@ pub async fn disclose(
     let sent = latest_referral(ctx, &case_id, &peer)?;
     use crate::store::casedata::{open_sent, SentPart};
     let committed = open_sent(&ctx.vault, &sent, SentPart::Committed).await?;
-    let mut already: BTreeSet<String> = BTreeSet::new();
-    for s in ctx.store.sent_all()? {
-        if s.case_id == case_id && s.peer == peer && (s.id == sent.id || s.kind == "disclosure") {
-            for d in open_sent(&ctx.vault, &s, SentPart::Released).await? {
-                already.insert(d.path);
-            }
-        }
-    }
+    let already = released_paths(ctx, &case_id, &peer, &sent.id).await?;
     let cats = parse_categories(categories)?;
     let wanted: Vec<&pb::FieldDisclosure> = committed
         .iter()
@@ -360,24 +396,7 @@ pub async fn follow_up(
     check_date("date", &r.date)?;
     let t = thread(ctx, &r.to, &r.case_id)?;
     let (case_id, consent) = consent_source(ctx, &r.to, &t.case_ref).await?;
-    let mut fields: Vec<pb::FieldDisclosure> = Vec::new();
-    if !r.fields_json.trim().is_empty() {
-        let doc: Value = serde_json::from_str(&r.fields_json)
-            .map_err(|e| CallError::msg(format!("fields: not JSON: {e}")))?;
-        let mut pairs = Vec::new();
-        flatten(&doc, "", &mut pairs);
-        let case = template::Case::from_fields(&ctx.template, pairs)
-            .map_err(|e| CallError::msg(format!("fields refused: {e}")))?;
-        fields = case
-            .committed_fields()
-            .into_iter()
-            .map(|(path, value)| pb::FieldDisclosure {
-                path,
-                salt: vec![],
-                value,
-            })
-            .collect();
-    }
+    let fields = follow_up_fields(ctx, &r.fields_json)?;
     let peer = ctx
         .peers
         .get(&r.to)
@@ -633,20 +652,7 @@ pub async fn consent(
     if by != "person" && by != "guardian" {
         return Err(CallError::msg("--by must be person or guardian"));
     }
-    let mut record = fields
-        .iter()
-        .find(|f| f.path == path)
-        .and_then(|f| serde_json::from_slice::<Value>(&f.value).ok())
-        .unwrap_or_else(|| json!({}));
-    if give {
-        record = json!({ "status": "given", "date": today, "by": by });
-    } else {
-        record["withdrawn"] = json!(today);
-        if record.get("status").is_none() {
-            record["status"] = json!("given");
-        }
-    }
-    let value = template::canonical_json(&record);
+    let value = consent_value(&fields, &path, give, &today, &by);
     ctx.template
         .parse_field_value(&path, &value)
         .map_err(|e| CallError::msg(format!("{path}: {}", e.reason)))?;
@@ -685,6 +691,31 @@ pub async fn consent(
         erased: Some(template::category_name(cat).into()),
         erasure_requests: Some(requests),
     })
+}
+
+/// The consent record at `path` after consent is given (replacing it) or withdrawn (dated,
+/// keeping what was given), as canonical value bytes.
+fn consent_value(
+    fields: &[pb::FieldDisclosure],
+    path: &str,
+    give: bool,
+    today: &str,
+    by: &str,
+) -> Vec<u8> {
+    let mut record = fields
+        .iter()
+        .find(|f| f.path == path)
+        .and_then(|f| serde_json::from_slice::<Value>(&f.value).ok())
+        .unwrap_or_else(|| json!({}));
+    if give {
+        record = json!({ "status": "given", "date": today, "by": by });
+    } else {
+        record["withdrawn"] = json!(today);
+        if record.get("status").is_none() {
+            record["status"] = json!("given");
+        }
+    }
+    template::canonical_json(&record)
 }
 
 async fn reseal_case(
