@@ -6,20 +6,20 @@
 //! node's JSON document for scripts. Errors are one line on stderr with a non-zero exit:
 //! 64 bad usage or input, 69 node unreachable, 77 refused for the caller's role, 1 otherwise.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use serde_json::Value;
-use trm_node::admin::client::{AdminClient, ClientError};
-use trm_node::identity::Credential;
-use trm_proto::admin::{self as api, admin_request::Call};
+use trm_proto::admin as api;
 
+mod cmd;
+mod failure;
+mod files;
 mod render;
 
-/// What to do with the node's answer (JSON and binary data) after a successful call (e.g.
-/// write a credential or an audit bundle).
-type After = Option<Box<dyn FnOnce(&Value, &[u8]) -> Result<(), Failure>>>;
+use cmd::referrals::name_referral;
+use cmd::Session;
+use failure::Failure;
 
 /// Command line for TRM officers, supervisors, auditors and operators.
 #[derive(Parser)]
@@ -386,13 +386,6 @@ enum ReferralCmd {
     },
 }
 
-fn name_referral(referral: String, peer: Option<String>) -> String {
-    match peer {
-        Some(cc) => format!("{referral}/{cc}"),
-        None => referral,
-    }
-}
-
 #[derive(Subcommand)]
 enum MessageCmd {
     /// A message with its verification result and delivery state.
@@ -402,648 +395,43 @@ enum MessageCmd {
     },
 }
 
-/// A user-facing failure: one line (a refused case file: one line per field error) and an
-/// exit code.
-struct Failure {
-    code: u8,
-    lines: Vec<String>,
-}
-
-/// `text` on one line: its non-empty lines joined with "; ".
-fn one_line(text: &str) -> String {
-    let parts: Vec<&str> = text
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .collect();
-    parts.join("; ")
-}
-
-impl Failure {
-    fn new(code: u8, message: impl AsRef<str>) -> Self {
-        Self {
-            code,
-            lines: vec![one_line(message.as_ref())],
+/// Commands that need no node and no credential.
+fn run_offline(cli: &Cli) -> Option<Result<(), Failure>> {
+    Some(match &cli.cmd {
+        Cmd::Audit(AuditCmd::Verify {
+            file,
+            partial,
+            expect_key,
+            witness,
+        }) => cmd::audit::verify_bundle(file, *partial, expect_key, witness, cli.json),
+        Cmd::Audit(AuditCmd::Extract { file, entry, dir }) => {
+            cmd::audit::extract_entry(file, *entry, dir)
         }
-    }
-
-    fn usage(message: impl AsRef<str>) -> Self {
-        Self::new(64, message)
-    }
-
-    /// The node refused a case file: every field error on its own line, each naming the file.
-    fn case_refused(file: &str, message: &str) -> Self {
-        let errors = message.strip_prefix("case refused: ").unwrap_or(message);
-        Self {
-            code: 64,
-            lines: errors
-                .lines()
-                .map(str::trim)
-                .filter(|l| !l.is_empty())
-                .map(|l| format!("{file}: {l}"))
-                .collect(),
-        }
-    }
-}
-
-impl From<ClientError> for Failure {
-    fn from(e: ClientError) -> Self {
-        let code = match &e {
-            ClientError::Credential(_) => 64,
-            ClientError::Unreachable { .. } => 69,
-            ClientError::Refused {
-                required_role: Some(_),
-                ..
-            } => 77,
-            _ => 1,
-        };
-        Failure::new(code, e.to_string())
-    }
-}
-
-/// The kinds of file `trm-admin` reads, each with the most it reads of it (docs/CLI.md).
-#[derive(Clone, Copy, Debug)]
-enum FileKind {
-    /// A JSON case file: the node refuses more than [`trm_proto::template::MAX_CASE_BYTES`].
-    Case,
-    /// A follow-up's JSON fields file: a partial case, same limit.
-    Fields,
-    /// A directory JSON file.
-    Directory,
-    /// A partner's identity card.
-    Card,
-    /// An audit bundle: at most what an export can carry over the admin API.
-    Bundle,
-    /// A credential file.
-    Credential,
-    /// An officer's certificate file (PEM or DER).
-    Certificate,
-}
-
-impl FileKind {
-    fn limit(self) -> u64 {
-        match self {
-            FileKind::Case | FileKind::Fields => trm_proto::template::MAX_CASE_BYTES as u64,
-            FileKind::Directory => 1 << 20,
-            FileKind::Card | FileKind::Credential | FileKind::Certificate => 64 << 10,
-            FileKind::Bundle => 64 << 20,
-        }
-    }
-
-    fn name(self) -> &'static str {
-        match self {
-            FileKind::Case => "a case file",
-            FileKind::Fields => "a fields file",
-            FileKind::Directory => "a directory file",
-            FileKind::Card => "an identity card",
-            FileKind::Bundle => "an audit bundle",
-            FileKind::Credential => "a credential file",
-            FileKind::Certificate => "an officer certificate",
-        }
-    }
-
-    /// The one-line refusal of a file of `size` bytes (or more) at `path`.
-    fn too_large(self, path: &Path, size: u64) -> Failure {
-        Failure::usage(format!(
-            "{}: {} is over the limit of {} for {}",
-            path.display(),
-            human_bytes(size),
-            human_bytes(self.limit()),
-            self.name()
-        ))
-    }
-}
-
-/// `n` bytes for a message: exact below 1 KiB, else in KiB or MiB.
-fn human_bytes(n: u64) -> String {
-    match n {
-        n if n >= 1 << 20 => format!("{:.1} MiB", n as f64 / f64::from(1u32 << 20)),
-        n if n >= 1 << 10 => format!("{:.1} KiB", n as f64 / 1024.0),
-        n => format!("{n} bytes"),
-    }
-    .replace(".0 ", " ")
-}
-
-/// Reads a whole file of `kind`, refusing (exit 64, naming the limit) one over its limit
-/// before reading it, and never reading more than the limit (a file that grows, a device).
-fn read_file(path: &Path, kind: FileKind) -> Result<Vec<u8>, Failure> {
-    use std::io::Read;
-    let io = |e: std::io::Error| Failure::usage(format!("{}: {e}", path.display()));
-    let file = std::fs::File::open(path).map_err(io)?;
-    let size = file.metadata().map_err(io)?.len();
-    let limit = kind.limit();
-    if size > limit {
-        return Err(kind.too_large(path, size));
-    }
-    let mut bytes = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
-    file.take(limit + 1).read_to_end(&mut bytes).map_err(io)?;
-    if bytes.len() as u64 > limit {
-        return Err(kind.too_large(path, bytes.len() as u64));
-    }
-    Ok(bytes)
-}
-
-fn load_cred(path: Option<&Path>) -> Result<Credential, Failure> {
-    let path =
-        path.ok_or_else(|| Failure::usage("no credential: pass --cred FILE or set TRM_CRED"))?;
-    if let Ok(m) = std::fs::metadata(path) {
-        if m.len() > FileKind::Credential.limit() {
-            return Err(FileKind::Credential.too_large(path, m.len()));
-        }
-    }
-    Credential::load(path).map_err(|e| Failure::usage(e.to_string()))
-}
-
-/// Parses `YYYY-MM-DD`, `YYYY-MM-DDTHH:MM:SSZ` or Unix milliseconds; a bare date is the
-/// start of the day, or its last millisecond when `end_of_day`.
-fn parse_time(s: &str, end_of_day: bool) -> Result<i64, Failure> {
-    let bad = || {
-        Failure::usage(format!(
-            "{s:?} is not a time: use YYYY-MM-DD, YYYY-MM-DDTHH:MM:SSZ or Unix milliseconds"
-        ))
-    };
-    trm_proto::date::parse_instant_ms(s, end_of_day).ok_or_else(bad)
-}
-
-/// Reads a certificate file: PEM, or raw DER.
-fn read_cert(path: &Path) -> Result<Vec<u8>, Failure> {
-    use rustls::pki_types::pem::PemObject;
-    let bytes = read_file(path, FileKind::Certificate)?;
-    let der = match rustls::pki_types::CertificateDer::from_pem_slice(&bytes) {
-        Ok(c) => c.to_vec(),
-        Err(_) if bytes.first() == Some(&0x30) => bytes,
-        Err(e) => {
-            return Err(Failure::usage(format!(
-                "{}: not a certificate ({e})",
-                path.display()
-            )))
-        }
-    };
-    Ok(der)
-}
-
-/// `officer keygen`: the officer's key pair, made on their own machine. Writes the
-/// credential (mode 0600) and the certificate for the operator; contacts no node.
-fn keygen(
-    name: &str,
-    role: &str,
-    node: std::net::SocketAddr,
-    node_cert: &str,
-    out: &Path,
-) -> Result<(), Failure> {
-    if trm_node::admin::Role::parse(role).is_none() {
-        return Err(Failure::usage(format!(
-            "unknown role {role:?}: use operator, officer, supervisor or auditor"
-        )));
-    }
-    if name.trim().is_empty() || name.len() > 64 {
-        return Err(Failure::usage("officer name must be 1 to 64 characters"));
-    }
-    let fp: String = node_cert
-        .chars()
-        .filter(|c| !matches!(c, ' ' | ':'))
-        .collect::<String>()
-        .to_ascii_lowercase();
-    if fp.len() != 64 || !fp.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Err(Failure::usage(
-            "--node-cert must be the 64 hex digits of the node's TLS certificate SHA-256",
-        ));
-    }
-    let cert_path = out.with_extension("crt");
-    for p in [out, cert_path.as_path()] {
-        if p.exists() {
-            return Err(Failure::usage(format!(
-                "{} already exists; refusing to overwrite",
-                p.display()
-            )));
-        }
-    }
-    let made =
-        trm_node::identity::self_signed(name, role).map_err(|e| Failure::new(1, e.to_string()))?;
-    let cred = Credential {
-        name: name.to_string(),
-        role: role.to_string(),
-        country: String::new(),
-        node,
-        node_cert_sha256: fp,
-        cert_pem: made.cert_pem.clone(),
-        key_pem: made.key_pem.clone(),
-    };
-    cred.save(out).map_err(|e| Failure::new(1, e.to_string()))?;
-    trm_node::identity::write_public(&cert_path, made.cert_pem.as_bytes())
-        .map_err(|e| Failure::new(1, e.to_string()))?;
-    println!(
-        "wrote {} (private, mode 0600: keep it on this machine)
-wrote {} (certificate {}): give it to your operator, who runs
-  trm-admin officer add {name:?} --role {role} --cert {}",
-        out.display(),
-        cert_path.display(),
-        trm_proto::signing::fingerprint(&made.cert_der),
-        cert_path.display()
-    );
-    Ok(())
-}
-
-/// `audit verify`: offline, no credential.
-fn verify_bundle(
-    file: &Path,
-    partial: bool,
-    expect_key: &[String],
-    witness: &[PathBuf],
-    json: bool,
-) -> Result<(), Failure> {
-    for k in expect_key {
-        trm_proto::audit::parse_fingerprint(k)
-            .map_err(|e| Failure::usage(format!("--expect-key: {e}")))?;
-    }
-    let bytes = read_file(file, FileKind::Bundle)?;
-    let opts = trm_proto::audit::Options {
-        allow_partial: partial,
-        expect_keys: expect_key.to_vec(),
-        witnesses: witness
-            .iter()
-            .map(|w| read_file(w, FileKind::Bundle))
-            .collect::<Result<_, _>>()?,
-    };
-    match trm_proto::audit::verify_bundle_with(&bytes, &opts) {
-        Ok(s) => {
-            print!("{}", render::audit_summary(&s, json));
-            Ok(())
-        }
-        Err(f) => {
-            let of = match f.location {
-                trm_proto::audit::Location::Witness { bundle, .. } => witness
-                    .get(bundle)
-                    .map(|w| format!(" ({})", w.display()))
-                    .unwrap_or_default(),
-                _ => String::new(),
-            };
-            Err(Failure::new(
-                1,
-                format!("{}: verification FAILED at {f}{of}", file.display()),
-            ))
-        }
-    }
-}
-
-/// `audit extract`: one entry's signed body, signature and signer as raw files.
-fn extract_entry(file: &Path, index: u64, dir: &Path) -> Result<(), Failure> {
-    use prost::Message;
-    let bytes = read_file(file, FileKind::Bundle)?;
-    let bundle = trm_proto::auditpb::AuditBundle::decode(bytes.as_slice())
-        .map_err(|e| Failure::usage(format!("{}: not an audit bundle ({e})", file.display())))?;
-    let entry = bundle
-        .entries
-        .iter()
-        .filter_map(|e| trm_proto::auditpb::AuditEntry::decode(e.entry.as_slice()).ok())
-        .find(|e| e.index == index)
-        .ok_or_else(|| Failure::usage(format!("the bundle has no entry {index}")))?;
-    use trm_proto::audit::AuditKind as K;
-    let tag = match K::parse(&entry.kind) {
-        Some(K::Sent | K::Received) => "trm/1 envelope",
-        Some(K::ReceiptSent | K::ReceiptReceived) => "trm/1 receipt",
-        Some(K::RejectionSent | K::RejectionReceived) => "trm/1 rejection",
-        Some(K::Key) => "trm/1 key",
-        Some(K::Witness) => "trm/1 checkpoint",
-        Some(K::PeerHeld | K::Export | K::Admin | K::Erasure | K::Restore) | None => {
-            return Err(Failure::usage(format!(
-                "entry {index} ({}) carries no signature",
-                entry.kind
-            )))
-        }
-    };
-    let io = |e: std::io::Error| Failure::new(1, format!("{}: {e}", dir.display()));
-    std::fs::create_dir_all(dir).map_err(io)?;
-    for (name, data) in [
-        ("body.bin", &entry.signed_body),
-        ("sig.bin", &entry.signature),
-        ("pub.raw", &entry.signer),
-    ] {
-        std::fs::write(dir.join(name), data).map_err(io)?;
-    }
-    println!(
-        "entry {index} ({} {} {}): wrote body.bin, sig.bin, pub.raw to {}\nsigned bytes = \"{tag}\" 0x00 || body.bin; see docs/PROTOCOL.md section 8",
-        entry.kind,
-        entry.peer,
-        entry.call,
-        dir.display()
-    );
-    Ok(())
+        Cmd::Officer(OfficerCmd::Keygen {
+            name,
+            role,
+            node,
+            node_cert,
+            out,
+        }) => cmd::officers::keygen(name, role, *node, node_cert, out),
+        _ => return None,
+    })
 }
 
 async fn run(cli: Cli) -> Result<(), Failure> {
-    match &cli.cmd {
-        Cmd::Audit(AuditCmd::Verify {
-            file,
-            partial,
-            expect_key,
-            witness,
-        }) => return verify_bundle(file, *partial, expect_key, witness, cli.json),
-        Cmd::Audit(AuditCmd::Extract { file, entry, dir }) => {
-            return extract_entry(file, *entry, dir)
-        }
-        _ => {}
+    if let Some(done) = run_offline(&cli) {
+        return done;
     }
-    if let Cmd::Officer(OfficerCmd::Keygen {
-        name,
-        role,
-        node,
-        node_cert,
-        out,
-    }) = &cli.cmd
-    {
-        return keygen(name, role, *node, node_cert, out);
-    }
-    let cred = load_cred(cli.cred.as_deref())?;
-    // Everything that can fail locally is checked before the node is contacted.
-    let (call, view, after): (Call, render::View, After) = match cli.cmd {
-        Cmd::Status => (Call::Status(api::Status {}), render::View::Status, None),
-        Cmd::Peer(PeerCmd::Add { card, replace }) => {
-            let bytes = read_file(&card, FileKind::Card)?;
-            // The node verifies the card too; checking here names the file and pins nothing.
-            if let Err(e) = trm_proto::card::verify_card(&bytes) {
-                return Err(Failure::usage(format!(
-                    "{}: identity card refused: {e}",
-                    card.display()
-                )));
-            }
-            let call = if replace {
-                Call::PeerReplace(api::PeerReplace { card: bytes })
-            } else {
-                Call::PeerAdd(api::PeerAdd { card: bytes })
-            };
-            (call, render::View::Peer, None)
-        }
-        Cmd::Peer(PeerCmd::List) => (Call::PeerList(api::PeerList {}), render::View::Peers, None),
-        Cmd::Peer(PeerCmd::Remove { country }) => (
-            Call::PeerRemove(api::PeerRemove { country }),
-            render::View::Done,
-            None,
-        ),
-        Cmd::Peer(PeerCmd::Revoke { country }) => (
-            Call::PeerRevoke(api::PeerRevoke { country }),
-            render::View::Done,
-            None,
-        ),
-        Cmd::Peer(PeerCmd::Trust { country }) => (
-            Call::PeerTrust(api::PeerTrust { country }),
-            render::View::Done,
-            None,
-        ),
-        Cmd::Audit(AuditCmd::Verify {
-            file,
-            partial,
-            expect_key,
-            witness,
-        }) => return verify_bundle(&file, partial, &expect_key, &witness, cli.json),
-        Cmd::Audit(AuditCmd::Extract { file, entry, dir }) => {
-            return extract_entry(&file, entry, &dir)
-        }
-        Cmd::Audit(AuditCmd::Export { out, from, to }) => {
-            if out.exists() {
-                return Err(Failure::usage(format!(
-                    "{} already exists; refusing to overwrite",
-                    out.display()
-                )));
-            }
-            let from_ms = from.as_deref().map(|s| parse_time(s, false)).transpose()?;
-            let to_ms = to.as_deref().map(|s| parse_time(s, true)).transpose()?;
-            let path = out.clone();
-            let write = move |_: &Value, data: &[u8]| -> Result<(), Failure> {
-                if data.is_empty() {
-                    return Err(Failure::new(1, "the node sent no bundle"));
-                }
-                trm_node::identity::write_public(&path, data)
-                    .map_err(|e| Failure::new(1, e.to_string()))
-            };
-            (
-                Call::AuditExport(api::AuditExport {
-                    from_ms: from_ms.unwrap_or(0),
-                    to_ms: to_ms.unwrap_or(0),
-                }),
-                render::View::Exported(out.display().to_string()),
-                Some(Box::new(write)),
-            )
-        }
-        Cmd::Officer(OfficerCmd::Keygen { .. }) => {
-            return Err(Failure::usage("officer keygen contacts no node"))
-        }
-        Cmd::Officer(OfficerCmd::Revoke { name }) => (
-            Call::OfficerRevoke(api::OfficerRevoke { name }),
-            render::View::Json,
-            None,
-        ),
-        Cmd::Officer(OfficerCmd::Add {
-            name,
-            role,
-            cert: Some(cert),
-            ..
-        }) => {
-            if trm_node::admin::Role::parse(&role).is_none() {
-                return Err(Failure::usage(format!(
-                    "unknown role {role:?}: use operator, officer, supervisor or auditor"
-                )));
-            }
-            let cert_der = read_cert(&cert)?;
-            (
-                Call::OfficerAdd(api::OfficerAdd {
-                    name,
-                    role,
-                    cert_der,
-                }),
-                render::View::Officer,
-                None,
-            )
-        }
-        Cmd::Officer(OfficerCmd::Add {
-            name,
-            role,
-            out: Some(out),
-            ..
-        }) => {
-            if trm_node::admin::Role::parse(&role).is_none() {
-                return Err(Failure::usage(format!(
-                    "unknown role {role:?}: use operator, officer, supervisor or auditor"
-                )));
-            }
-            if out.exists() {
-                return Err(Failure::usage(format!(
-                    "{} already exists; refusing to overwrite a credential",
-                    out.display()
-                )));
-            }
-            let cert = trm_node::identity::self_signed(&name, &role)
-                .map_err(|e| Failure::usage(e.to_string()))?;
-            let (n, r) = (name.clone(), role.clone());
-            let (cert_pem, key_pem) = (cert.cert_pem.clone(), cert.key_pem.clone());
-            let write = move |v: &Value, _: &[u8]| -> Result<(), Failure> {
-                let field = |k: &str| {
-                    v.get(k)
-                        .and_then(Value::as_str)
-                        .unwrap_or_default()
-                        .to_string()
-                };
-                let c = Credential {
-                    name: n,
-                    role: r,
-                    country: field("country"),
-                    node: field("node")
-                        .parse()
-                        .map_err(|_| Failure::new(1, "node returned a bad address"))?,
-                    node_cert_sha256: field("node_cert_sha256"),
-                    cert_pem,
-                    key_pem,
-                };
-                c.save(&out).map_err(|e| Failure::new(1, e.to_string()))?;
-                eprintln!("trm-admin: warning: --out made the officer's private key on this machine: for local testing only (real officers use `officer keygen`, the operator `officer add --cert`)");
-                Ok(())
-            };
-            (
-                Call::OfficerAdd(api::OfficerAdd {
-                    name,
-                    role,
-                    cert_der: cert.cert_der,
-                }),
-                render::View::Officer,
-                Some(Box::new(write)),
-            )
-        }
-        Cmd::Officer(OfficerCmd::Add { .. }) => {
-            return Err(Failure::usage(
-                "officer add needs --cert FILE (or --out for local testing)",
-            ))
-        }
-        Cmd::Officer(OfficerCmd::List) => (
-            Call::OfficerList(api::OfficerList {}),
-            render::View::Officers,
-            None,
-        ),
-        Cmd::Case(CaseCmd::Create { file }) => {
-            let bytes = read_file(&file, FileKind::Case)?;
-            let json = String::from_utf8(bytes)
-                .map_err(|_| Failure::usage(format!("{}: not UTF-8 text", file.display())))?;
-            // Syntax is checked here so the error names the file; the node checks fields.
-            if let Err(e) = serde_json::from_str::<Value>(&json) {
-                return Err(Failure::usage(format!("{}: not JSON: {e}", file.display())));
-            }
-            (
-                Call::CaseCreate(api::CaseCreate { json }),
-                render::View::Created(file.display().to_string()),
-                None,
-            )
-        }
-        Cmd::Case(CaseCmd::List) => (Call::CaseList(api::CaseList {}), render::View::Cases, None),
-        Cmd::Case(CaseCmd::Show { id }) => (
-            Call::CaseShow(api::CaseShow { id }),
-            render::View::Case,
-            None,
-        ),
-        Cmd::Case(CaseCmd::Template) => (
-            Call::CaseTemplate(api::CaseTemplate {}),
-            render::View::Template,
-            None,
-        ),
-        Cmd::Referral(ReferralCmd::Preview { case_id, to }) => (
-            Call::ReferralPreview(api::ReferralPreview { case_id, to }),
-            render::View::Preview,
-            None,
-        ),
-        Cmd::Referral(ReferralCmd::Send { case_id, to }) => (
-            Call::ReferralSend(api::ReferralSend { case_id, to }),
-            render::View::Sent,
-            None,
-        ),
-        Cmd::Referral(ReferralCmd::Approve {
-            referral,
-            to,
-            categories,
-        }) => (
-            Call::ReferralApprove(api::ReferralApprove {
-                referral: name_referral(referral, to),
-                categories,
-            }),
-            render::View::Json,
-            None,
-        ),
-        Cmd::Referral(ReferralCmd::Disclose {
-            referral,
-            to,
-            fields,
-            categories,
-        }) => (
-            Call::ReferralDisclose(api::ReferralDisclose {
-                referral: name_referral(referral, to),
-                fields,
-                categories,
-            }),
-            render::View::Json,
-            None,
-        ),
-        Cmd::Referral(ReferralCmd::Accept {
-            referral,
-            from,
-            institution,
-            focal_point,
-        }) => (
-            Call::ReferralAnswer(api::ReferralAnswer {
-                referral: name_referral(referral, from),
-                decline: false,
-                responsible_institution: institution,
-                focal_point,
-                reason: String::new(),
-            }),
-            render::View::Json,
-            None,
-        ),
-        Cmd::Referral(ReferralCmd::Decline {
-            referral,
-            from,
-            reason,
-        }) => (
-            Call::ReferralAnswer(api::ReferralAnswer {
-                referral: name_referral(referral, from),
-                decline: true,
-                reason,
-                ..Default::default()
-            }),
-            render::View::Json,
-            None,
-        ),
-        Cmd::Case(CaseCmd::Timeline { id }) => (
-            Call::CaseTimeline(api::CaseTimeline { id }),
-            render::View::Timeline,
-            None,
-        ),
-        Cmd::Case(CaseCmd::Consent {
-            case_id,
-            withdraw,
-            give,
-            by,
-        }) => (
-            Call::CaseConsent(api::CaseConsent {
-                case_id,
-                withdraw: withdraw.unwrap_or_default(),
-                give: give.unwrap_or_default(),
-                by,
-            }),
-            render::View::Json,
-            None,
-        ),
-        Cmd::Case(CaseCmd::Close {
-            case_id,
-            to,
-            outcome,
-            date,
-        }) => (
-            Call::CaseClose(api::CaseClose {
-                case_id,
-                to,
-                outcome,
-                date,
-            }),
-            render::View::Json,
-            None,
-        ),
+    let s = Session {
+        cred: files::load_cred(cli.cred.as_deref())?,
+        json: cli.json,
+    };
+    match cli.cmd {
+        Cmd::Status => cmd::peers::status(&s).await,
+        Cmd::Peer(c) => peer(&s, c).await,
+        Cmd::Officer(c) => officer(&s, c).await,
+        Cmd::Case(c) => case(&s, c).await,
+        Cmd::Referral(c) => referral(&s, c).await,
         Cmd::Followup(FollowupCmd::Send {
             case_id,
             to,
@@ -1053,30 +441,16 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             fields_file,
             in_reply_to,
         }) => {
-            let fields_json = match fields_file {
-                Some(f) => {
-                    let text = String::from_utf8(read_file(&f, FileKind::Fields)?)
-                        .map_err(|_| Failure::usage(format!("{}: not UTF-8 text", f.display())))?;
-                    if let Err(e) = serde_json::from_str::<Value>(&text) {
-                        return Err(Failure::usage(format!("{}: not JSON: {e}", f.display())));
-                    }
-                    text
-                }
-                None => String::new(),
+            let request = api::FollowUpSend {
+                case_id,
+                to,
+                phase,
+                status,
+                date,
+                fields_json: String::new(),
+                in_reply_to,
             };
-            (
-                Call::FollowUpSend(api::FollowUpSend {
-                    case_id,
-                    to,
-                    phase,
-                    status,
-                    date,
-                    fields_json,
-                    in_reply_to,
-                }),
-                render::View::Json,
-                None,
-            )
+            cmd::referrals::follow_up(&s, request, fields_file).await
         }
         Cmd::Info(InfoCmd::Request {
             case_id,
@@ -1084,80 +458,154 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             fields,
             categories,
             purpose,
-        }) => (
-            Call::InfoRequest(api::InfoRequest {
+        }) => {
+            let request = api::InfoRequest {
                 case_id,
                 to,
                 fields,
                 categories,
                 purpose,
-            }),
-            render::View::Json,
-            None,
-        ),
-        Cmd::Directory(DirectoryCmd::List { country }) => (
-            Call::DirectoryList(api::DirectoryList {
-                country: country.unwrap_or_default(),
-            }),
-            render::View::Directory,
-            None,
-        ),
-        Cmd::Directory(DirectoryCmd::Edit { file }) => {
-            let json = String::from_utf8(read_file(&file, FileKind::Directory)?)
-                .map_err(|_| Failure::usage(format!("{}: not UTF-8 text", file.display())))?;
-            (
-                Call::DirectoryEdit(api::DirectoryEdit { json }),
-                render::View::Json,
-                None,
-            )
+            };
+            cmd::referrals::info_request(&s, request).await
         }
-        Cmd::Directory(DirectoryCmd::Publish) => (
-            Call::DirectoryPublish(api::DirectoryPublish {}),
-            render::View::Json,
-            None,
-        ),
-        Cmd::Inbox => (Call::Inbox(api::Inbox {}), render::View::Inbox, None),
-        Cmd::Message(MessageCmd::Show { id }) => (
-            Call::MessageShow(api::MessageShow { id }),
-            render::View::Message,
-            None,
-        ),
-    };
-    let client = AdminClient::connect(&cred).await?;
-    let result = client.call_with_data(call).await;
-    client.close().await;
-    let (value, data) = result.map_err(|e| match (&view, e) {
-        // A refused card (invalid, expired, another country's certificate or key, or a
-        // country already pinned without --replace) is bad input.
-        (
-            render::View::Peer,
-            ClientError::Refused {
-                message,
-                required_role: None,
-            },
-        ) => Failure::usage(message),
-        // A refused case file is bad input (64) and names the file; a refused role stays 77.
-        (
-            render::View::Created(file),
-            ClientError::Refused {
-                message,
-                required_role: None,
-            },
-        ) => Failure::case_refused(file, &message),
-        (_, other) => other.into(),
-    })?;
-    if let Some(after) = after {
-        after(&value, &data)?;
+        Cmd::Directory(DirectoryCmd::List { country }) => cmd::directory::list(&s, country).await,
+        Cmd::Directory(DirectoryCmd::Edit { file }) => cmd::directory::edit(&s, &file).await,
+        Cmd::Directory(DirectoryCmd::Publish) => cmd::directory::publish(&s).await,
+        Cmd::Inbox => cmd::messages::inbox(&s).await,
+        Cmd::Message(MessageCmd::Show { id }) => cmd::messages::show(&s, id).await,
+        Cmd::Audit(AuditCmd::Export { out, from, to }) => {
+            cmd::audit::export(&s, &out, from.as_deref(), to.as_deref()).await
+        }
+        Cmd::Audit(_) => Err(Failure::usage("this audit command contacts no node")),
     }
-    if cli.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&value).unwrap_or_default()
-        );
-    } else {
-        print!("{}", render::render(&view, &value));
+}
+
+async fn peer(s: &Session, c: PeerCmd) -> Result<(), Failure> {
+    match c {
+        PeerCmd::Add { card, replace } => cmd::peers::add(s, &card, replace).await,
+        PeerCmd::List => cmd::peers::list(s).await,
+        PeerCmd::Remove { country } => cmd::peers::remove(s, country).await,
+        PeerCmd::Revoke { country } => cmd::peers::revoke(s, country).await,
+        PeerCmd::Trust { country } => cmd::peers::trust(s, country).await,
     }
-    Ok(())
+}
+
+async fn officer(s: &Session, c: OfficerCmd) -> Result<(), Failure> {
+    match c {
+        OfficerCmd::Add {
+            name,
+            role,
+            cert: Some(cert),
+            ..
+        } => cmd::officers::add_cert(s, name, role, &cert).await,
+        OfficerCmd::Add {
+            name,
+            role,
+            out: Some(out),
+            ..
+        } => cmd::officers::add_out(s, name, role, &out).await,
+        OfficerCmd::Add { .. } => Err(Failure::usage(
+            "officer add needs --cert FILE (or --out for local testing)",
+        )),
+        OfficerCmd::Revoke { name } => cmd::officers::revoke(s, name).await,
+        OfficerCmd::List => cmd::officers::list(s).await,
+        OfficerCmd::Keygen { .. } => Err(Failure::usage("officer keygen contacts no node")),
+    }
+}
+
+async fn case(s: &Session, c: CaseCmd) -> Result<(), Failure> {
+    match c {
+        CaseCmd::Create { file } => cmd::cases::create(s, &file).await,
+        CaseCmd::List => cmd::cases::list(s).await,
+        CaseCmd::Show { id } => cmd::cases::show_case(s, id).await,
+        CaseCmd::Template => cmd::cases::template(s).await,
+        CaseCmd::Timeline { id } => cmd::cases::timeline(s, id).await,
+        CaseCmd::Consent {
+            case_id,
+            withdraw,
+            give,
+            by,
+        } => cmd::cases::consent(s, case_id, withdraw, give, by).await,
+        CaseCmd::Close {
+            case_id,
+            to,
+            outcome,
+            date,
+        } => {
+            let request = api::CaseClose {
+                case_id,
+                to,
+                outcome,
+                date,
+            };
+            cmd::cases::close(s, request).await
+        }
+    }
+}
+
+async fn referral(s: &Session, c: ReferralCmd) -> Result<(), Failure> {
+    use cmd::referrals as r;
+    match c {
+        ReferralCmd::Preview { case_id, to } => r::preview(s, case_id, to).await,
+        ReferralCmd::Send { case_id, to } => r::send(s, case_id, to).await,
+        ReferralCmd::Approve {
+            referral,
+            to,
+            categories,
+        } => {
+            let referral = name_referral(referral, to);
+            r::approve(
+                s,
+                api::ReferralApprove {
+                    referral,
+                    categories,
+                },
+            )
+            .await
+        }
+        ReferralCmd::Disclose {
+            referral,
+            to,
+            fields,
+            categories,
+        } => {
+            let referral = name_referral(referral, to);
+            let request = api::ReferralDisclose {
+                referral,
+                fields,
+                categories,
+            };
+            r::disclose(s, request).await
+        }
+        ReferralCmd::Accept {
+            referral,
+            from,
+            institution,
+            focal_point,
+        } => {
+            let request = api::ReferralAnswer {
+                referral: name_referral(referral, from),
+                decline: false,
+                responsible_institution: institution,
+                focal_point,
+                reason: String::new(),
+            };
+            r::answer(s, request).await
+        }
+        ReferralCmd::Decline {
+            referral,
+            from,
+            reason,
+        } => {
+            let request = api::ReferralAnswer {
+                referral: name_referral(referral, from),
+                decline: true,
+                reason,
+                ..Default::default()
+            };
+            r::answer(s, request).await
+        }
+    }
 }
 
 /// Parses the command line; a usage error is one line and exit 64 (clap's own is several
@@ -1218,7 +666,7 @@ fn main() -> ExitCode {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_time;
+    use crate::files::parse_time;
 
     #[test]
     fn times_parse_as_dates_date_times_or_milliseconds() {

@@ -1,36 +1,9 @@
-//! Human output: readable tables and summaries of the node's JSON documents.
+//! Human output: readable tables and summaries of the node's typed answers (one function per
+//! answer type; `--json` prints the answers themselves).
 
+use serde::Serialize;
 use serde_json::Value;
-
-/// Which document a command printed.
-pub(crate) enum View {
-    Status,
-    Peer,
-    Peers,
-    Done,
-    Officer,
-    Officers,
-    Created(String),
-    Cases,
-    Case,
-    Template,
-    Preview,
-    Sent,
-    Inbox,
-    Message,
-    Timeline,
-    Directory,
-    Json,
-    Exported(String),
-}
-
-fn s(v: &Value, k: &str) -> String {
-    match v.get(k) {
-        Some(Value::String(x)) => x.clone(),
-        Some(Value::Null) | None => String::new(),
-        Some(other) => other.to_string(),
-    }
-}
+use trm_admin_api::answers as a;
 
 /// A plain text table with a header row.
 pub(crate) fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
@@ -63,294 +36,409 @@ pub(crate) fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
     out
 }
 
-fn list<'a>(v: &'a Value, k: &str) -> &'a [Value] {
-    v.get(k)
-        .and_then(Value::as_array)
-        .map(Vec::as_slice)
-        .unwrap_or(&[])
+/// The first 19 characters of a fingerprint (four groups).
+fn short(fp: &str) -> String {
+    fp.chars().take(19).collect()
 }
 
-fn peer_block(p: &Value) -> String {
+/// A JSON document (a case, released fields) as indented text.
+fn pretty(v: &Value) -> String {
+    serde_json::to_string_pretty(v).unwrap_or_default()
+}
+
+/// Any answer as `key: value` lines (strings bare, other values as JSON), keys sorted.
+pub(crate) fn fields<T: Serialize>(answer: &T) -> String {
+    let mut out = String::new();
+    if let Ok(Value::Object(m)) = serde_json::to_value(answer) {
+        for (k, x) in m {
+            let shown = match x {
+                Value::String(t) => t,
+                other => other.to_string(),
+            };
+            out.push_str(&format!("{k}: {shown}\n"));
+        }
+    }
+    out
+}
+
+/// `peer remove | revoke | trust`.
+pub(crate) fn done<T: Serialize>(answer: &T) -> String {
+    format!("done: {}\n", trm_admin_api::answers::to_json_text(answer))
+}
+
+/// `peer remove`.
+pub(crate) fn removed(r: &a::PeerRemoved) -> String {
+    format!("removed peer {}\n", r.removed)
+}
+
+/// `status`: the node, then one row per peer, then overdue referrals.
+pub(crate) fn status(v: &a::Status) -> String {
+    let au = &v.audit;
+    let mut out = format!(
+        "node {} ({})\npeer listener {}   admin listener {}\nsigning key     {}\nTLS certificate {}\nreceived {}   outbox {}   audit entries {}   last checkpoint {} at {}\nprocessing      {}\n",
+        v.country, v.name, v.peer_listen, v.admin_listen, v.signing_key, v.tls_certificate,
+        v.received_total, v.outbox_total, v.audit_entries, au.checkpoint_size, au.checkpoint_time,
+        au.processing,
+    );
+    if let Some(r) = &v.last_restore {
+        out.push_str(&format!(
+            "RESTORED from a backup taken at {}: anything recorded after that is not on this node\n\n",
+            r.taken
+        ));
+    }
+    if !au.write_failure.is_empty() {
+        out.push_str(&format!("audit log failure: {}\n", au.write_failure));
+    }
+    for p in v.peers.iter().filter(|p| p.audit_log.held) {
+        let log = &p.audit_log;
+        out.push_str(&format!(
+            "peer {} HELD since {}: {}\n  re-accept with: trm-admin peer trust {}\n",
+            p.country, log.held_since, log.reason, p.country
+        ));
+    }
+    out.push('\n');
+    let rows: Vec<Vec<String>> = v
+        .peers
+        .iter()
+        .map(|p| {
+            vec![
+                p.country.clone(),
+                p.state.clone(),
+                p.last_contact.clone(),
+                p.outbox.to_string(),
+                p.oldest_pending.clone(),
+                p.last_error.clone(),
+            ]
+        })
+        .collect();
+    out.push_str(&table(
+        &[
+            "peer",
+            "state",
+            "last contact",
+            "outbox",
+            "oldest pending",
+            "last error",
+        ],
+        &rows,
+    ));
+    if !v.overdue.is_empty() {
+        out.push_str("\nOVERDUE referrals (no acceptance or decline by the response date):\n");
+        let rows: Vec<Vec<String>> = v
+            .overdue
+            .iter()
+            .map(|t| {
+                vec![
+                    t.case_ref.clone(),
+                    t.peer.clone(),
+                    t.role.clone(),
+                    t.response_due.clone(),
+                ]
+            })
+            .collect();
+        out.push_str(&table(&["case", "with", "role", "due"], &rows));
+    }
+    out
+}
+
+/// `peer add`.
+pub(crate) fn peer(p: &a::PeerCard) -> String {
+    let mut out = format!(
+        "pinned peer\ncountry:          {}\nname:             {}\naddresses:        {}\nsigning key:      {}\nTLS certificate:  {}\naccepts:          {}\nvalid until:      {}\n",
+        p.country,
+        p.name,
+        p.addresses.join(", "),
+        p.signing_key,
+        p.tls_certificate,
+        p.acceptance.join(", "),
+        p.valid_until,
+    );
+    if let Some(w) = &p.warning {
+        out.push_str(&format!("warning:          {w}\n"));
+    }
+    out
+}
+
+/// `peer list`.
+pub(crate) fn peers(v: &a::PeerList) -> String {
+    let rows: Vec<Vec<String>> = v
+        .peers
+        .iter()
+        .map(|p| {
+            let state = if p.revoked { "revoked" } else { "active" };
+            vec![
+                p.country.clone(),
+                p.name.clone(),
+                short(&p.signing_key),
+                state.into(),
+            ]
+        })
+        .collect();
+    table(&["country", "name", "signing key", "state"], &rows)
+}
+
+/// `audit export`.
+pub(crate) fn exported(file: &str, v: &a::AuditExported) -> String {
     format!(
-        "country:          {}\nname:             {}\naddresses:        {}\nsigning key:      {}\nTLS certificate:  {}\naccepts:          {}\nvalid until:      {}\n",
-        s(p, "country"),
-        s(p, "name"),
-        list(p, "addresses").iter().map(|a| a.as_str().unwrap_or("")).collect::<Vec<_>>().join(", "),
-        s(p, "signing_key"),
-        s(p, "tls_certificate"),
-        list(p, "acceptance").iter().map(|a| a.as_str().unwrap_or("")).collect::<Vec<_>>().join(", "),
-        s(p, "valid_until"),
+        "wrote {file}: {} entries of a log of {}, {} checkpoints, {} peer cards\ncheck it offline with: trm-admin audit verify {file}\n",
+        v.entries, v.tree_size, v.checkpoints, v.peer_cards
     )
 }
 
-/// Renders `v` for people.
-pub(crate) fn render(view: &View, v: &Value) -> String {
-    match view {
-        View::Status => {
-            let audit = v.get("audit").cloned().unwrap_or(Value::Null);
-            let mut out = format!(
-                "node {} ({})\npeer listener {}   admin listener {}\nsigning key     {}\nTLS certificate {}\nreceived {}   outbox {}   audit entries {}   last checkpoint {} at {}\nprocessing      {}\n",
-                s(v, "country"), s(v, "name"), s(v, "peer_listen"), s(v, "admin_listen"),
-                s(v, "signing_key"), s(v, "tls_certificate"),
-                s(v, "received_total"), s(v, "outbox_total"), s(v, "audit_entries"),
-                s(&audit, "checkpoint_size"), s(&audit, "checkpoint_time"), s(&audit, "processing"),
-            );
-            if let Some(r) = v.get("last_restore").filter(|r| !r.is_null()) {
-                out.push_str(&format!(
-                    "RESTORED from a backup taken at {}: anything recorded after that is not on this node\n\n",
-                    s(r, "taken")
-                ));
-            }
-            if !s(&audit, "write_failure").is_empty() {
-                out.push_str(&format!("audit log failure: {}\n", s(&audit, "write_failure")));
-            }
-            for p in list(v, "peers") {
-                let log = p.get("audit_log").cloned().unwrap_or(Value::Null);
-                if log.get("held") == Some(&Value::Bool(true)) {
-                    out.push_str(&format!(
-                        "peer {} HELD since {}: {}\n  re-accept with: trm-admin peer trust {}\n",
-                        s(p, "country"), s(&log, "held_since"), s(&log, "reason"), s(p, "country")
-                    ));
-                }
-            }
-            out.push('\n');
-            let rows: Vec<Vec<String>> = list(v, "peers")
-                .iter()
-                .map(|p| {
-                    vec![
-                        s(p, "country"),
-                        s(p, "state"),
-                        s(p, "last_contact"),
-                        s(p, "outbox"),
-                        s(p, "oldest_pending"),
-                        s(p, "last_error"),
-                    ]
-                })
-                .collect();
-            out.push_str(&table(
-                &["peer", "state", "last contact", "outbox", "oldest pending", "last error"],
-                &rows,
-            ));
-            let overdue = list(v, "overdue");
-            if !overdue.is_empty() {
-                out.push_str("\nOVERDUE referrals (no acceptance or decline by the response date):\n");
-                let rows: Vec<Vec<String>> = overdue
-                    .iter()
-                    .map(|t| vec![s(t, "case_ref"), s(t, "peer"), s(t, "role"), s(t, "response_due")])
-                    .collect();
-                out.push_str(&table(&["case", "with", "role", "due"], &rows));
-            }
-            out
-        }
-        View::Peer => {
-            let mut out = format!("pinned peer\n{}", peer_block(v));
-            if let Some(w) = v.get("warning").and_then(Value::as_str) {
-                out.push_str(&format!("warning:          {w}\n"));
-            }
-            out
-        }
-        View::Peers => {
-            let rows: Vec<Vec<String>> = list(v, "peers")
-                .iter()
-                .map(|p| {
-                    vec![
-                        s(p, "country"),
-                        s(p, "name"),
-                        s(p, "signing_key").chars().take(19).collect(),
-                        if p.get("revoked") == Some(&Value::Bool(true)) { "revoked".into() } else { "active".into() },
-                    ]
-                })
-                .collect();
-            table(&["country", "name", "signing key", "state"], &rows)
-        }
-        View::Done => match v.get("removed").and_then(Value::as_str) {
-            Some(cc) => format!("removed peer {cc}\n"),
-            None => format!("done: {v}\n"),
-        },
-        View::Exported(file) => format!(
-            "wrote {file}: {} entries of a log of {}, {} checkpoints, {} peer cards\ncheck it offline with: trm-admin audit verify {file}\n",
-            s(v, "entries"), s(v, "tree_size"), s(v, "checkpoints"), s(v, "peer_cards")
-        ),
-        View::Officer => format!(
-            "registered {} (role {}, certificate {}) on node {}\nthe officer's credential names node {} and node certificate {}\n",
-            s(v, "name"),
-            s(v, "role"),
-            s(v, "certificate"),
-            s(v, "country"),
-            s(v, "node"),
-            s(v, "node_cert_sha256")
-        ),
-        View::Officers => {
-            let rows: Vec<Vec<String>> = list(v, "officers")
-                .iter()
-                .map(|o| {
-                    let state = match o.get("revoked").and_then(Value::as_str) {
-                        Some(at) => format!("revoked {at}"),
-                        None => "active".into(),
-                    };
-                    vec![s(o, "name"), s(o, "role"), s(o, "added"), s(o, "certificate").chars().take(19).collect(), state]
-                })
-                .collect();
-            table(&["name", "role", "added", "certificate", "state"], &rows)
-        }
-        View::Created(_) => format!("recorded case {} ({} fields)\n", s(v, "id"), s(v, "fields")),
-        View::Cases => {
-            let rows: Vec<Vec<String>> = list(v, "cases")
-                .iter()
-                .map(|c| {
-                    let refs: Vec<String> = list(c, "referrals")
-                        .iter()
-                        .map(|r| format!("{}:{}", s(r, "to"), s(r, "state")))
-                        .collect();
-                    vec![s(c, "id"), s(c, "created"), s(c, "created_by"), s(c, "fields"), refs.join(" ")]
-                })
-                .collect();
-            table(&["case", "created", "by", "fields", "referrals"], &rows)
-        }
-        View::Case => format!(
-            "case {} (recorded {} by {})\n{}\n",
-            s(v, "id"),
-            s(v, "created"),
-            s(v, "created_by"),
-            serde_json::to_string_pretty(v.get("case").unwrap_or(&Value::Null)).unwrap_or_default()
-        ),
-        View::Template => s(v, "template") + "\n",
-        View::Preview => {
-            let fields = list(v, "fields");
-            let released = fields.iter().filter(|f| f.get("released") == Some(&Value::Bool(true))).count();
-            let rows: Vec<Vec<String>> = fields
-                .iter()
-                .map(|f| {
-                    let why: Vec<String> = list(f, "withheld_by").iter().map(|w| w.as_str().unwrap_or("").replace('_', " ")).collect();
-                    vec![
-                        s(f, "path"),
-                        s(f, "category"),
-                        if why.is_empty() { "released".into() } else { "withheld".into() },
-                        why.join(", "),
-                    ]
-                })
-                .collect();
-            format!(
-                "referral of case {} to {}: {} of {} fields released\n{}",
-                s(v, "case"),
-                s(v, "to"),
-                released,
-                fields.len(),
-                table(&["field", "category", "decision", "withheld by"], &rows)
-            )
-        }
-        View::Sent => format!(
-            "referral {} of case {} to {} is in the outbox ({} fields released, {} withheld)\nfollow it with: trm-admin message show {}\n",
-            s(v, "message"), s(v, "case"), s(v, "to"), s(v, "released"), s(v, "withheld"), s(v, "message")
-        ),
-        View::Inbox => {
-            let rows: Vec<Vec<String>> = list(v, "messages")
-                .iter()
-                .map(|m| {
-                    let cats: Vec<&str> = list(m, "categories").iter().filter_map(Value::as_str).collect();
-                    vec![s(m, "id"), s(m, "from"), s(m, "kind"), s(m, "case_ref"), s(m, "received"), cats.join(",")]
-                })
-                .collect();
-            table(&["message", "from", "kind", "case", "received", "categories"], &rows)
-        }
-        View::Timeline => {
-            let mut out = format!("case {}\n", s(v, "case"));
-            for t in list(v, "threads") {
-                out.push_str(&format!(
-                    "  with {} ({}): {}{}  phase: {}  due: {}\n",
-                    s(t, "peer"),
-                    s(t, "role"),
-                    s(t, "state"),
-                    if t.get("overdue") == Some(&Value::Bool(true)) { " OVERDUE" } else { "" },
-                    s(t, "phase"),
-                    s(t, "response_due"),
-                ));
-            }
-            let rows: Vec<Vec<String>> = list(v, "messages")
-                .iter()
-                .map(|m| {
-                    let ver = m.get("verification").cloned().unwrap_or(Value::Null);
-                    let del = m.get("delivery").cloned().unwrap_or(Value::Null);
-                    vec![
-                        s(m, "created"),
-                        if s(m, "direction") == "sent" { format!("→ {}", s(m, "peer")) } else { format!("← {}", s(m, "peer")) },
-                        s(m, "kind"),
-                        s(m, "summary"),
-                        s(&ver, "signature"),
-                        s(&del, "state"),
-                    ]
-                })
-                .collect();
-            out.push_str(&table(&["time", "way", "kind", "summary", "signature", "delivery"], &rows));
-            out
-        }
-        View::Directory => {
-            let rows: Vec<Vec<String>> = list(v, "entries")
-                .iter()
-                .map(|e| {
-                    let ch: Vec<&str> = list(e, "channels").iter().filter_map(Value::as_str).collect();
-                    vec![
-                        s(e, "country"),
-                        s(e, "role"),
-                        format!("{} {}", s(e, "institution"), s(e, "unit")).trim().to_string(),
-                        ch.join(" "),
-                        s(e, "hours"),
-                        s(e, "last_confirmed"),
-                        if e.get("stale") == Some(&Value::Bool(true)) { "STALE".into() } else { String::new() },
-                    ]
-                })
-                .collect();
-            table(&["country", "role", "institution", "channels", "hours", "confirmed", ""], &rows)
-        }
-        View::Json => {
-            let mut out = String::new();
-            if let Some(m) = v.as_object() {
-                for (k, x) in m {
-                    let shown = match x {
-                        Value::String(t) => t.clone(),
-                        other => other.to_string(),
-                    };
-                    out.push_str(&format!("{k}: {shown}\n"));
-                }
-            }
-            out
-        }
-        View::Message => {
-            let ver = v.get("verification").cloned().unwrap_or(Value::Null);
-            let del = v.get("delivery").cloned().unwrap_or(Value::Null);
-            let mut out = format!(
-                "message {}\n  {} {} {} -> {}   case {}   created {}\n  signature:    {}\n  disclosures:  {}\n  envelope hash {}\n  delivery:     {}",
-                s(v, "id"), s(v, "direction"), s(v, "kind"), s(v, "sender"), s(v, "recipient"),
-                s(v, "case_ref"), s(v, "created"), s(&ver, "signature"), s(&ver, "disclosures"),
-                s(&ver, "envelope_hash"), s(&del, "state"),
-            );
-            if let Some(a) = del.get("answer").filter(|a| !a.is_null()) {
-                out.push_str(&format!(" ({} {}, signature {})", s(a, "kind"), s(a, "reason"), s(a, "signature")));
-            }
-            out.push('\n');
-            for e in list(v, "extensions") {
-                let declared = if e.get("known_here") == Some(&Value::Bool(false)) {
-                    ", declared by the sender"
-                } else {
-                    ""
-                };
-                out.push_str(&format!(
-                    "  extension {} (category {}{declared}): {}\n",
-                    s(e, "path"),
-                    s(e, "category"),
-                    s(e, "help")
-                ));
-            }
-            out.push_str("  fields:\n");
-            out.push_str(&serde_json::to_string_pretty(v.get("fields").unwrap_or(&Value::Null)).unwrap_or_default());
-            out.push('\n');
-            out
-        }
-    }
+/// `officer add`.
+pub(crate) fn officer(v: &a::OfficerAdded) -> String {
+    format!(
+        "registered {} (role {}, certificate {}) on node {}\nthe officer's credential names node {} and node certificate {}\n",
+        v.name, v.role, v.certificate, v.country, v.node, v.node_cert_sha256
+    )
 }
 
-/// The result of `audit verify`, for people or as JSON.
-pub(crate) fn audit_summary(sum: &trm_proto::audit::Summary, json: bool) -> String {
+/// `officer list`.
+pub(crate) fn officers(v: &a::OfficerList) -> String {
+    let rows: Vec<Vec<String>> = v
+        .officers
+        .iter()
+        .map(|o| {
+            let state = match &o.revoked {
+                Some(at) => format!("revoked {at}"),
+                None => "active".into(),
+            };
+            vec![
+                o.name.clone(),
+                o.role.clone(),
+                o.added.clone(),
+                short(&o.certificate),
+                state,
+            ]
+        })
+        .collect();
+    table(&["name", "role", "added", "certificate", "state"], &rows)
+}
+
+/// `case create`.
+pub(crate) fn created(v: &a::CaseCreated) -> String {
+    format!("recorded case {} ({} fields)\n", v.id, v.fields)
+}
+
+/// `case list`: one row per case, its referrals as `COUNTRY:state`.
+pub(crate) fn cases(v: &a::CaseList) -> String {
+    let rows: Vec<Vec<String>> = v
+        .cases
+        .iter()
+        .map(|c| {
+            let refs: Vec<String> = c
+                .referrals
+                .iter()
+                .map(|r| format!("{}:{}", r.peer, r.state))
+                .collect();
+            // The listing carries no field count: the column stays empty, as it always was.
+            vec![
+                c.id.clone(),
+                c.created.clone(),
+                c.created_by.clone(),
+                String::new(),
+                refs.join(" "),
+            ]
+        })
+        .collect();
+    table(&["case", "created", "by", "fields", "referrals"], &rows)
+}
+
+/// `case show`.
+pub(crate) fn case(v: &a::CaseShow) -> String {
+    format!(
+        "case {} (recorded {} by {})\n{}\n",
+        v.id,
+        v.created.as_deref().unwrap_or_default(),
+        v.created_by.as_deref().unwrap_or_default(),
+        pretty(&v.case)
+    )
+}
+
+/// `case template`.
+pub(crate) fn template(v: &a::CaseTemplate) -> String {
+    format!("{}\n", v.template)
+}
+
+/// `referral preview`.
+pub(crate) fn preview(v: &a::Preview) -> String {
+    let released = v.fields.iter().filter(|f| f.released).count();
+    let rows: Vec<Vec<String>> = v
+        .fields
+        .iter()
+        .map(|f| {
+            let why: Vec<String> = f.withheld_by.iter().map(|w| w.replace('_', " ")).collect();
+            let decision = if why.is_empty() {
+                "released"
+            } else {
+                "withheld"
+            };
+            vec![
+                f.path.clone(),
+                f.category.clone(),
+                decision.into(),
+                why.join(", "),
+            ]
+        })
+        .collect();
+    format!(
+        "referral of case {} to {}: {} of {} fields released\n{}",
+        v.case,
+        v.to,
+        released,
+        v.fields.len(),
+        table(&["field", "category", "decision", "withheld by"], &rows)
+    )
+}
+
+/// `referral send`.
+pub(crate) fn sent(v: &a::ReferralSent) -> String {
+    format!(
+        "referral {} of case {} to {} is in the outbox ({} fields released, {} withheld)\nfollow it with: trm-admin message show {}\n",
+        v.message, v.case, v.to, v.released, v.withheld, v.message
+    )
+}
+
+/// `inbox`.
+pub(crate) fn inbox(v: &a::Inbox) -> String {
+    let rows: Vec<Vec<String>> = v
+        .messages
+        .iter()
+        .map(|m| {
+            vec![
+                m.id.clone(),
+                m.from.clone(),
+                m.kind.clone(),
+                m.case_ref.clone(),
+                m.received.clone(),
+                m.categories.join(","),
+            ]
+        })
+        .collect();
+    table(
+        &["message", "from", "kind", "case", "received", "categories"],
+        &rows,
+    )
+}
+
+/// `case timeline`: the threads, then every message in both directions.
+pub(crate) fn timeline(v: &a::Timeline) -> String {
+    let mut out = format!("case {}\n", v.case);
+    for t in &v.threads {
+        out.push_str(&format!(
+            "  with {} ({}): {}{}  phase: {}  due: {}\n",
+            t.peer,
+            t.role,
+            t.state,
+            if t.overdue { " OVERDUE" } else { "" },
+            t.phase,
+            t.response_due,
+        ));
+    }
+    let rows: Vec<Vec<String>> = v
+        .messages
+        .iter()
+        .map(|m| {
+            let way = if m.direction == "sent" { "→" } else { "←" };
+            vec![
+                m.created.clone(),
+                format!("{way} {}", m.peer),
+                m.kind.clone(),
+                m.summary.clone(),
+                m.verification.signature.clone(),
+                m.delivery.state().to_string(),
+            ]
+        })
+        .collect();
+    out.push_str(&table(
+        &["time", "way", "kind", "summary", "signature", "delivery"],
+        &rows,
+    ));
+    out
+}
+
+/// `directory list`.
+pub(crate) fn directory(v: &a::DirectoryList) -> String {
+    let rows: Vec<Vec<String>> = v
+        .entries
+        .iter()
+        .map(|e| {
+            vec![
+                e.country.clone(),
+                e.role.clone(),
+                format!("{} {}", e.institution, e.unit).trim().to_string(),
+                e.channels.join(" "),
+                e.hours.clone(),
+                e.last_confirmed.clone(),
+                if e.stale {
+                    "STALE".into()
+                } else {
+                    String::new()
+                },
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "country",
+            "role",
+            "institution",
+            "channels",
+            "hours",
+            "confirmed",
+            "",
+        ],
+        &rows,
+    )
+}
+
+/// The peer's signed answer after a sent message's delivery state.
+fn answer_note(answer: &a::SignedAnswer) -> String {
+    let (kind, reason, signature) = match answer {
+        a::SignedAnswer::Receipt { signature, .. } => ("receipt", "", signature.as_str()),
+        a::SignedAnswer::Rejection {
+            reason, signature, ..
+        } => ("rejection", reason.as_str(), signature.as_str()),
+        a::SignedAnswer::Unreadable => ("unreadable", "", ""),
+    };
+    format!(" ({kind} {reason}, signature {signature})")
+}
+
+/// `message show`.
+pub(crate) fn message(v: &a::MessageView) -> String {
+    let ver = &v.verification;
+    let mut out = format!(
+        "message {}\n  {} {} {} -> {}   case {}   created {}\n  signature:    {}\n  disclosures:  {}\n  envelope hash {}\n  delivery:     {}",
+        v.id, v.direction, v.kind, v.sender, v.recipient, v.case_ref, v.created, ver.signature,
+        ver.disclosures, ver.envelope_hash, v.delivery.state(),
+    );
+    if let a::Delivery::Sent {
+        answer: Some(answer),
+        ..
+    } = &v.delivery
+    {
+        out.push_str(&answer_note(answer));
+    }
+    out.push('\n');
+    for e in v.extensions.iter().flatten() {
+        let declared = if e.known_here {
+            ""
+        } else {
+            ", declared by the sender"
+        };
+        out.push_str(&format!(
+            "  extension {} (category {}{declared}): {}\n",
+            e.path, e.category, e.help
+        ));
+    }
+    out.push_str("  fields:\n");
+    out.push_str(&pretty(&v.fields));
+    out.push('\n');
+    out
+}
+
+/// The result of `audit verify` as a JSON document (keys sorted).
+fn audit_summary_json(sum: &trm_proto::audit::Summary) -> String {
     use trm_proto::date::format_ms;
     let messages: Vec<Value> = sum
         .messages
@@ -359,37 +447,43 @@ pub(crate) fn audit_summary(sum: &trm_proto::audit::Summary, json: bool) -> Stri
             serde_json::json!({ "peer": peer, "direction": dir, "kind": kind, "count": n })
         })
         .collect();
+    let v = serde_json::json!({
+        "verified": true,
+        "country": sum.country,
+        "name": sum.name,
+        "keys": sum.keys,
+        "peers": sum.peers,
+        "entries": sum.entries,
+        "tree_size": sum.tree_size,
+        "root": sum.root,
+        "checkpoints": sum.checkpoints,
+        "signatures": sum.signatures,
+        "first": format_ms(sum.first_ms.unwrap_or(0)),
+        "last": format_ms(sum.last_ms.unwrap_or(0)),
+        "first_index": sum.first_index,
+        "last_index": sum.last_index,
+        "kinds": sum.kinds,
+        "messages": messages,
+        "coverage": sum.coverage.to_string(),
+        "complete": sum.coverage == trm_proto::audit::Coverage::Complete,
+        "exported": sum.exported_ms.map(format_ms),
+        "signed": sum.signed_ms.map(format_ms),
+        "legacy_checkpoints": sum.legacy_checkpoints,
+        "replaced_cards": sum.replaced_cards,
+        "key_fingerprints": sum.key_fingerprints,
+        "peer_keys": sum.peer_keys,
+        "witnessed": sum.witnessed.iter().map(|w| serde_json::json!({
+            "by": w.by, "checkpoints": w.checkpoints, "largest_tree_size": w.largest,
+        })).collect::<Vec<_>>(),
+    });
+    serde_json::to_string_pretty(&v).unwrap_or_default() + "\n"
+}
+
+/// The result of `audit verify`, for people or as JSON.
+pub(crate) fn audit_summary(sum: &trm_proto::audit::Summary, json: bool) -> String {
+    use trm_proto::date::format_ms;
     if json {
-        let v = serde_json::json!({
-            "verified": true,
-            "country": sum.country,
-            "name": sum.name,
-            "keys": sum.keys,
-            "peers": sum.peers,
-            "entries": sum.entries,
-            "tree_size": sum.tree_size,
-            "root": sum.root,
-            "checkpoints": sum.checkpoints,
-            "signatures": sum.signatures,
-            "first": format_ms(sum.first_ms.unwrap_or(0)),
-            "last": format_ms(sum.last_ms.unwrap_or(0)),
-            "first_index": sum.first_index,
-            "last_index": sum.last_index,
-            "kinds": sum.kinds,
-            "messages": messages,
-            "coverage": sum.coverage.to_string(),
-            "complete": sum.coverage == trm_proto::audit::Coverage::Complete,
-            "exported": sum.exported_ms.map(format_ms),
-            "signed": sum.signed_ms.map(format_ms),
-            "legacy_checkpoints": sum.legacy_checkpoints,
-            "replaced_cards": sum.replaced_cards,
-            "key_fingerprints": sum.key_fingerprints,
-            "peer_keys": sum.peer_keys,
-            "witnessed": sum.witnessed.iter().map(|w| serde_json::json!({
-                "by": w.by, "checkpoints": w.checkpoints, "largest_tree_size": w.largest,
-            })).collect::<Vec<_>>(),
-        });
-        return serde_json::to_string_pretty(&v).unwrap_or_default() + "\n";
+        return audit_summary_json(sum);
     }
     let mut keys = format!(
         "  node keys    {}\n",

@@ -87,3 +87,50 @@ fn the_container_file_copies_every_member_manifest() {
         );
     }
 }
+
+/// `trm-admin` links the admin API's client crate, not the node: no store, no store cipher,
+/// no TOML parser, no log subscriber (issue 11).
+#[test]
+fn the_command_line_does_not_link_the_node() {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let out = std::process::Command::new(cargo)
+        .args([
+            "tree",
+            "-p",
+            "trm-admin",
+            "-e",
+            "normal",
+            "--locked",
+            "--offline",
+        ])
+        .args(["--prefix", "none", "--format", "{p}"])
+        .current_dir(root())
+        .output()
+        .expect("cargo tree runs");
+    assert!(
+        out.status.success(),
+        "cargo tree: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let tree = String::from_utf8_lossy(&out.stdout);
+    let names: Vec<&str> = tree
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    assert!(
+        names.contains(&"trm-admin-api"),
+        "trm-admin uses trm-admin-api"
+    );
+    for banned in [
+        "sled",
+        "chacha20poly1305",
+        "toml",
+        "trm-node",
+        "tracing-subscriber",
+    ] {
+        assert!(
+            !names.contains(&banned),
+            "trm-admin depends on {banned} (cargo tree -p trm-admin -e normal)"
+        );
+    }
+}

@@ -5,7 +5,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use prost::Message;
-use serde_json::{json, Value};
+use serde_json::Value;
+use trm_admin_api::answers as a;
 use trm_proto::admin::admin_request::Call;
 use trm_proto::pb::{self, body::Payload, Category};
 use trm_proto::signing::{self, Tag};
@@ -51,49 +52,63 @@ fn card_country(raw: &[u8]) -> String {
         .unwrap_or_default()
 }
 
-/// Runs one call.
+/// A typed answer as the JSON document sent (`trm_admin_api::answers`).
+fn doc<T: serde::Serialize>(answer: T) -> Result<Value, CallError> {
+    Ok(serde_json::to_value(answer)?)
+}
+
+/// Runs one call; each handler returns its call's answer type.
 pub async fn run(ctx: &Arc<Ctx>, caller: &Caller, call: Call) -> Result<Value, CallError> {
+    use crate::admin::flows;
     match call {
-        Call::Status(_) => status(ctx),
-        Call::PeerAdd(r) => peer_add(ctx, &r.card, false).await,
-        Call::PeerReplace(r) => peer_add(ctx, &r.card, true).await,
-        Call::PeerList(_) => Ok(json!({ "peers": peer_list(ctx) })),
-        Call::PeerRemove(r) => peer_remove(ctx, &r.country).await,
-        Call::PeerRevoke(r) => crate::federation::trust::revoke(ctx, &r.country).await,
-        Call::PeerTrust(r) => crate::federation::trust::trust(ctx, &r.country).await,
-        Call::OfficerAdd(r) => officer_add(ctx, &r.name, &r.role, &r.cert_der).await,
-        Call::OfficerList(_) => officer_list(ctx),
-        Call::OfficerRevoke(r) => officer_revoke(ctx, caller, &r.name).await,
-        Call::CaseCreate(r) => case_create(ctx, caller, &r.json).await,
-        Call::CaseList(_) => case_list(ctx),
-        Call::CaseShow(r) => case_show(ctx, &r.id).await,
-        Call::CaseTemplate(_) => Ok(json!({ "template": ctx.template.template_json() })),
+        Call::Status(_) => doc(status(ctx)?),
+        Call::PeerAdd(r) => doc(peer_add(ctx, &r.card, false).await?),
+        Call::PeerReplace(r) => doc(peer_add(ctx, &r.card, true).await?),
+        Call::PeerList(_) => doc(a::PeerList {
+            peers: peer_list(ctx),
+        }),
+        Call::PeerRemove(r) => doc(peer_remove(ctx, &r.country).await?),
+        Call::PeerRevoke(r) => doc(crate::federation::trust::revoke(ctx, &r.country).await?),
+        Call::PeerTrust(r) => doc(crate::federation::trust::trust(ctx, &r.country).await?),
+        Call::OfficerAdd(r) => doc(officer_add(ctx, &r.name, &r.role, &r.cert_der).await?),
+        Call::OfficerList(_) => doc(officer_list(ctx)?),
+        Call::OfficerRevoke(r) => doc(officer_revoke(ctx, caller, &r.name).await?),
+        Call::CaseCreate(r) => doc(case_create(ctx, caller, &r.json).await?),
+        Call::CaseList(_) => doc(case_list(ctx)?),
+        Call::CaseShow(r) => doc(case_show(ctx, &r.id).await?),
+        Call::CaseTemplate(_) => doc(a::CaseTemplate {
+            template: ctx.template.template_json(),
+        }),
         Call::ReferralPreview(r) => {
             let (_, decisions) = preview(ctx, &r.case_id, &r.to, &caller.name).await?;
-            Ok(json!({ "case": r.case_id, "to": r.to, "fields": decisions }))
+            doc(a::Preview {
+                case: r.case_id,
+                to: r.to,
+                fields: decisions.iter().map(decision).collect(),
+            })
         }
-        Call::ReferralSend(r) => referral_send(ctx, caller, &r.case_id, &r.to).await,
+        Call::ReferralSend(r) => doc(referral_send(ctx, caller, &r.case_id, &r.to).await?),
         Call::ReferralApprove(r) => {
-            crate::admin::flows::approve(ctx, caller, &r.referral, &r.categories).await
+            doc(flows::approve(ctx, caller, &r.referral, &r.categories).await?)
         }
         Call::ReferralDisclose(r) => {
-            crate::admin::flows::disclose(ctx, caller, &r.referral, &r.fields, &r.categories).await
+            doc(flows::disclose(ctx, caller, &r.referral, &r.fields, &r.categories).await?)
         }
-        Call::ReferralAnswer(r) => crate::admin::flows::answer(ctx, caller, r).await,
-        Call::FollowUpSend(r) => crate::admin::flows::follow_up(ctx, caller, r).await,
-        Call::InfoRequest(r) => crate::admin::flows::info_request(ctx, caller, r).await,
-        Call::CaseClose(r) => crate::admin::flows::close(ctx, caller, r).await,
-        Call::CaseTimeline(r) => crate::admin::flows::timeline(ctx, &r.id).await,
-        Call::CaseConsent(r) => crate::admin::flows::consent(ctx, caller, r).await,
-        Call::DirectoryList(r) => Ok(crate::federation::directory::list(
+        Call::ReferralAnswer(r) => doc(flows::answer(ctx, caller, r).await?),
+        Call::FollowUpSend(r) => doc(flows::follow_up(ctx, caller, r).await?),
+        Call::InfoRequest(r) => doc(flows::info_request(ctx, caller, r).await?),
+        Call::CaseClose(r) => doc(flows::close(ctx, caller, r).await?),
+        Call::CaseTimeline(r) => doc(flows::timeline(ctx, &r.id).await?),
+        Call::CaseConsent(r) => doc(flows::consent(ctx, caller, r).await?),
+        Call::DirectoryList(r) => doc(crate::federation::directory::list(
             ctx,
             (!r.country.is_empty()).then_some(r.country.as_str()),
         )),
-        Call::DirectoryEdit(r) => crate::admin::flows::directory_edit(ctx, &r.json).await,
-        Call::DirectoryPublish(_) => crate::admin::flows::directory_publish(ctx, caller).await,
-        Call::Inbox(_) => inbox(ctx),
-        Call::MessageShow(r) => message_show(ctx, &r.id).await,
-        Call::Backup(r) => Ok(crate::ops::backup::online(ctx, r.include_keys).await?),
+        Call::DirectoryEdit(r) => doc(flows::directory_edit(ctx, &r.json).await?),
+        Call::DirectoryPublish(_) => doc(flows::directory_publish(ctx, caller).await?),
+        Call::Inbox(_) => doc(inbox(ctx)?),
+        Call::MessageShow(r) => doc(message_show(ctx, &r.id).await?),
+        Call::Backup(r) => doc(crate::ops::backup::online(ctx, r.include_keys).await?),
         other => Err(CallError::msg(format!(
             "`{}` is not available on this node version",
             crate::admin::call_rules(&other).0
@@ -101,11 +116,28 @@ pub async fn run(ctx: &Arc<Ctx>, caller: &Caller, call: Call) -> Result<Value, C
     }
 }
 
-fn status(ctx: &Ctx) -> Result<Value, CallError> {
+/// A field's release decision as the answer carries it.
+fn decision(d: &crate::referral::policy::FieldDecision) -> a::FieldDecision {
+    a::FieldDecision {
+        category: d.category.to_string(),
+        path: d.path.clone(),
+        released: d.released,
+        withheld_by: d
+            .withheld_by
+            .iter()
+            .map(|w| {
+                serde_json::to_value(w)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_string))
+                    .unwrap_or_default()
+            })
+            .collect(),
+    }
+}
+
+fn status(ctx: &Ctx) -> Result<a::Status, CallError> {
     let depths = ctx.store.outbox_depths()?;
-    let now = ctx.clock.now_ms();
-    let down_after = ctx.cfg.delivery.unreachable_after_secs as i64 * 1000;
-    let peers: Vec<Value> = ctx
+    let peers: Vec<a::PeerStatus> = ctx
         .peers
         .all()
         .into_iter()
@@ -114,71 +146,96 @@ fn status(ctx: &Ctx) -> Result<Value, CallError> {
             let h = ctx.peers.health(&cc);
             let (depth, oldest) = depths.get(&cc).copied().unwrap_or((0, 0));
             let (held, audit_log) = crate::federation::trust::peer_json(ctx, &cc);
-            let state = if let Some(held) = held {
-                held
-            } else if p.revoked {
-                "revoked"
-            } else if h.failing_since_ms != 0 {
-                if now - h.failing_since_ms >= down_after || h.last_contact_ms == 0 {
-                    "unreachable"
-                } else {
-                    "retrying"
-                }
-            } else if h.last_contact_ms != 0 {
-                "reachable"
-            } else {
-                "no contact yet"
-            };
-            json!({
-                "country": cc,
-                "name": p.card.card.name,
-                "state": state,
-                "last_contact": format_ms(h.last_contact_ms),
-                "last_contact_ms": h.last_contact_ms,
-                "failing_since": format_ms(h.failing_since_ms),
-                "last_error": h.last_error,
-                "attempts": h.attempts,
-                "outbox": depth,
-                "oldest_pending": format_ms(if depth > 0 { oldest } else { 0 }),
-                "audit_log": audit_log,
-            })
+            a::PeerStatus {
+                state: peer_state(ctx, held, p.revoked, &h).to_string(),
+                country: cc,
+                name: p.card.card.name.clone(),
+                last_contact: format_ms(h.last_contact_ms),
+                last_contact_ms: h.last_contact_ms,
+                failing_since: format_ms(h.failing_since_ms),
+                last_error: h.last_error.clone(),
+                attempts: u64::from(h.attempts),
+                outbox: depth,
+                oldest_pending: format_ms(if depth > 0 { oldest } else { 0 }),
+                audit_log,
+            }
         })
         .collect();
-    Ok(json!({
-        "country": ctx.cfg.country,
-        "name": ctx.cfg.name,
-        "peer_listen": ctx.peer_addr.to_string(),
-        "admin_listen": ctx.admin_addr.to_string(),
-        "signing_key": signing::fingerprint(&ctx.keys.public_key()),
-        "tls_certificate": signing::fingerprint(&ctx.keys.tls_cert),
-        "peers": peers,
-        "overdue": ctx.store.threads()?.iter().filter(|t| is_overdue(ctx, t)).map(|t| thread_json(ctx, t)).collect::<Vec<_>>(),
-        "outbox_total": depths.values().map(|d| d.0).sum::<u64>(),
-        "received_total": ctx.store.received_count(),
-        "audit_entries": ctx.store.audit_len(),
-        "last_restore": crate::ops::backup::last_restore(&ctx.store),
-        "audit": crate::audit::status_json(ctx),
-        "peer_log_inconsistent": ctx.metrics.total(Counter::PeerLogInconsistent),
-    }))
+    let overdue = ctx.store.threads()?;
+    Ok(a::Status {
+        country: ctx.cfg.country.clone(),
+        name: ctx.cfg.name.clone(),
+        peer_listen: ctx.peer_addr.to_string(),
+        admin_listen: ctx.admin_addr.to_string(),
+        signing_key: signing::fingerprint(&ctx.keys.public_key()),
+        tls_certificate: signing::fingerprint(&ctx.keys.tls_cert),
+        peers,
+        overdue: overdue
+            .iter()
+            .filter(|t| is_overdue(ctx, t))
+            .map(|t| thread_json(ctx, t))
+            .collect(),
+        outbox_total: depths.values().map(|d| d.0).sum::<u64>(),
+        received_total: ctx.store.received_count() as u64,
+        audit_entries: ctx.store.audit_len(),
+        last_restore: crate::ops::backup::last_restore(&ctx.store).map(|r| a::LastRestore {
+            taken_ms: r.taken_ms,
+            taken: r.taken,
+            restored_ms: r.restored_ms,
+            backup_sha256: r.backup_sha256,
+        }),
+        audit: crate::audit::status_json(ctx),
+        peer_log_inconsistent: ctx.metrics.total(Counter::PeerLogInconsistent),
+    })
 }
 
-fn card_json(card: &trm_proto::card::VerifiedCard, revoked: bool) -> Value {
-    json!({
-        "country": card.country(),
-        "name": card.card.name,
-        "addresses": card.card.addresses,
-        "signing_key": card.signing_fingerprint(),
-        "tls_certificate": card.tls_fingerprint(),
-        "acceptance": card.acceptance().iter().map(|c| template::category_name(*c)).collect::<Vec<_>>(),
-        "valid_until": format_ms(card.card.valid_until_ms),
-        "revoked": revoked,
-    })
+/// A peer's state in `status`: held or paused (witnessing), revoked, or its reachability.
+fn peer_state(
+    ctx: &Ctx,
+    held: Option<&'static str>,
+    revoked: bool,
+    h: &crate::state::peers::Health,
+) -> &'static str {
+    let down_after = ctx.cfg.delivery.unreachable_after_secs as i64 * 1000;
+    if let Some(held) = held {
+        held
+    } else if revoked {
+        "revoked"
+    } else if h.failing_since_ms != 0 {
+        if ctx.clock.now_ms() - h.failing_since_ms >= down_after || h.last_contact_ms == 0 {
+            "unreachable"
+        } else {
+            "retrying"
+        }
+    } else if h.last_contact_ms != 0 {
+        "reachable"
+    } else {
+        "no contact yet"
+    }
+}
+
+fn card_json(card: &trm_proto::card::VerifiedCard, revoked: bool) -> a::PeerCard {
+    a::PeerCard {
+        country: card.country().to_string(),
+        name: card.card.name.clone(),
+        addresses: card.card.addresses.clone(),
+        signing_key: card.signing_fingerprint(),
+        tls_certificate: card.tls_fingerprint(),
+        acceptance: card
+            .acceptance()
+            .iter()
+            .map(|c| template::category_name(*c).to_string())
+            .collect(),
+        valid_until: format_ms(card.card.valid_until_ms),
+        revoked,
+        warning: None,
+    }
 }
 
 /// `peer add [--replace]`: pins a verified, unexpired card whose certificate and keys are no
 /// other country's. A country already pinned with another card, or revoked, is re-pinned only
 /// with `replace` (the operator's explicit re-approval; it also lifts a revocation).
-async fn peer_add(ctx: &Ctx, raw: &[u8], replace: bool) -> Result<Value, CallError> {
+async fn peer_add(ctx: &Ctx, raw: &[u8], replace: bool) -> Result<a::PeerCard, CallError> {
     let card = trm_proto::card::verify_card(raw)
         .map_err(|e| CallError::msg(format!("identity card refused: {e}")))?;
     let cc = card.country().to_string();
@@ -241,7 +298,7 @@ async fn peer_add(ctx: &Ctx, raw: &[u8], replace: bool) -> Result<Value, CallErr
     }
     let mut out = card_json(&card, false);
     if card.card.valid_from_ms > now {
-        out["warning"] = json!(format!(
+        out.warning = Some(format!(
             "the card is not valid before {}: connections with {cc} are refused until then",
             format_ms(card.card.valid_from_ms)
         ));
@@ -252,7 +309,7 @@ async fn peer_add(ctx: &Ctx, raw: &[u8], replace: bool) -> Result<Value, CallErr
     Ok(out)
 }
 
-fn peer_list(ctx: &Ctx) -> Vec<Value> {
+fn peer_list(ctx: &Ctx) -> Vec<a::PeerCard> {
     ctx.peers
         .all()
         .iter()
@@ -260,7 +317,7 @@ fn peer_list(ctx: &Ctx) -> Vec<Value> {
         .collect()
 }
 
-async fn peer_remove(ctx: &Ctx, cc: &str) -> Result<Value, CallError> {
+async fn peer_remove(ctx: &Ctx, cc: &str) -> Result<a::PeerRemoved, CallError> {
     if ctx.peers.get(cc).is_none() {
         return Err(CallError::msg(format!("unknown peer {cc}")));
     }
@@ -268,7 +325,9 @@ async fn peer_remove(ctx: &Ctx, cc: &str) -> Result<Value, CallError> {
         .commit(vec![Op::RemovePeer(cc.to_string())])
         .await?;
     ctx.peers.remove(cc);
-    Ok(json!({ "removed": cc }))
+    Ok(a::PeerRemoved {
+        removed: cc.to_string(),
+    })
 }
 
 async fn officer_add(
@@ -276,7 +335,7 @@ async fn officer_add(
     name: &str,
     role: &str,
     cert_der: &[u8],
-) -> Result<Value, CallError> {
+) -> Result<a::OfficerAdded, CallError> {
     let role = Role::parse(role).ok_or_else(|| {
         CallError::msg(format!(
             "unknown role {role:?}: use operator, officer, supervisor or auditor"
@@ -308,34 +367,41 @@ async fn officer_add(
             not_after_ms: i64::MAX,
         },
     );
-    Ok(json!({
-        "name": name,
-        "role": role.name(),
-        "certificate": signing::fingerprint(cert_der),
-        "country": ctx.cfg.country,
-        "node": ctx.admin_addr.to_string(),
-        "node_cert_sha256": hex::encode(signing::sha256(&ctx.keys.tls_cert)),
-    }))
+    Ok(a::OfficerAdded {
+        name: name.to_string(),
+        role: role.name().to_string(),
+        certificate: signing::fingerprint(cert_der),
+        country: ctx.cfg.country.clone(),
+        node: ctx.admin_addr.to_string(),
+        node_cert_sha256: hex::encode(signing::sha256(&ctx.keys.tls_cert)),
+    })
 }
 
-fn officer_list(ctx: &Ctx) -> Result<Value, CallError> {
-    let list: Vec<Value> = ctx
+fn officer_list(ctx: &Ctx) -> Result<a::OfficerList, CallError> {
+    let officers = ctx
         .store
         .officers()?
         .into_iter()
-        .map(|(fp, o)| {
-            json!({ "name": o.name, "role": o.role, "certificate": signing::fingerprint(&o.cert_der),
-                    "added": format_ms(o.added_ms), "id": hex::encode(&fp[..8]),
-                    "revoked": (o.revoked_ms != 0).then(|| format_ms(o.revoked_ms)) })
+        .map(|(fp, o)| a::OfficerEntry {
+            certificate: signing::fingerprint(&o.cert_der),
+            added: format_ms(o.added_ms),
+            id: hex::encode(&fp[..8]),
+            revoked: (o.revoked_ms != 0).then(|| format_ms(o.revoked_ms)),
+            name: o.name,
+            role: o.role,
         })
         .collect();
-    Ok(json!({ "officers": list }))
+    Ok(a::OfficerList { officers })
 }
 
 /// `officer revoke NAME`: marks every active credential of `name` revoked (kept for the
 /// audit), unpins them so new handshakes fail, and wakes live admin sessions, which close
 /// when their credential is revoked. The last active operator cannot be revoked.
-async fn officer_revoke(ctx: &Ctx, caller: &Caller, name: &str) -> Result<Value, CallError> {
+async fn officer_revoke(
+    ctx: &Ctx,
+    caller: &Caller,
+    name: &str,
+) -> Result<a::OfficerRevoked, CallError> {
     let officers = ctx.store.officers()?;
     let now = ctx.clock.now_ms();
     let mut ops = Vec::new();
@@ -363,10 +429,14 @@ async fn officer_revoke(ctx: &Ctx, caller: &Caller, name: &str) -> Result<Value,
     ctx.officer_pins.remove_who(name);
     ctx.trust.notify();
     tracing::warn!(officer = %name, by = %caller.name, credentials = n, "officer revoked: sessions closed, calls refused");
-    Ok(json!({ "revoked": name, "credentials": n, "at": format_ms(now) }))
+    Ok(a::OfficerRevoked {
+        revoked: name.to_string(),
+        credentials: n as u64,
+        at: format_ms(now),
+    })
 }
 
-async fn case_create(ctx: &Ctx, caller: &Caller, text: &str) -> Result<Value, CallError> {
+async fn case_create(ctx: &Ctx, caller: &Caller, text: &str) -> Result<a::CaseCreated, CallError> {
     let case = ctx
         .template
         .parse_case(text)
@@ -411,19 +481,37 @@ async fn case_create(ctx: &Ctx, caller: &Caller, text: &str) -> Result<Value, Ca
     }));
     ctx.store.commit(ops).await?;
     drop(ku);
-    Ok(json!({ "id": id, "fields": n }))
+    Ok(a::CaseCreated {
+        id,
+        fields: n as u64,
+    })
 }
 
 /// A thread as JSON, with its overdue flag.
-pub fn thread_json(ctx: &Ctx, t: &ThreadRecord) -> Value {
-    json!({
-        "peer": t.peer, "case_ref": t.case_ref, "role": t.role, "state": t.state,
-        "referral": hex::encode(&t.referral_id), "phase": t.phase,
-        "response_due": format_ms(t.response_due_ms),
-        "overdue": is_overdue(ctx, t),
-        "responsible_institution": t.responsible_institution, "focal_point": t.focal_point,
-        "note": t.note, "updated": format_ms(t.updated_ms),
-    })
+pub fn thread_json(ctx: &Ctx, t: &ThreadRecord) -> a::Thread {
+    a::Thread {
+        peer: t.peer.clone(),
+        case_ref: t.case_ref.clone(),
+        role: t.role.clone(),
+        state: t.state.clone(),
+        referral: hex::encode(&t.referral_id),
+        phase: t.phase.clone(),
+        response_due: format_ms(t.response_due_ms),
+        overdue: is_overdue(ctx, t),
+        responsible_institution: t.responsible_institution.clone(),
+        focal_point: t.focal_point.clone(),
+        note: t.note.clone(),
+        updated: format_ms(t.updated_ms),
+    }
+}
+
+/// Names of the erased categories.
+fn erased_names(erased: &[crate::store::Erased]) -> Vec<String> {
+    erased
+        .iter()
+        .filter_map(|e| Category::try_from(e.category).ok())
+        .map(|c| template::category_name(c).to_string())
+        .collect()
 }
 
 /// A referral not accepted or declined by its response-due time ([`ThreadRecord::is_overdue`]).
@@ -431,30 +519,36 @@ pub fn is_overdue(ctx: &Ctx, t: &ThreadRecord) -> bool {
     t.is_overdue(ctx.clock.now_ms())
 }
 
-fn case_list(ctx: &Ctx) -> Result<Value, CallError> {
+fn case_list(ctx: &Ctx) -> Result<a::CaseList, CallError> {
     let threads = ctx.store.threads()?;
-    let cases: Vec<Value> = ctx
+    let cases: Vec<a::CaseEntry> = ctx
         .store
         .cases()?
         .into_iter()
         .map(|c| {
-            let referrals: Vec<Value> = threads
+            let referrals: Vec<a::Thread> = threads
                 .iter()
                 .filter(|t| t.role() == Some(ThreadRole::Sent) && t.case_ref == c.case_ref)
                 .map(|t| thread_json(ctx, t))
                 .collect();
-            json!({ "id": c.id, "created": format_ms(c.created_ms), "created_by": c.created_by,
-                    "referrals": referrals,
-                    "overdue": threads.iter().any(|t| t.role() == Some(ThreadRole::Sent) && t.case_ref == c.case_ref && is_overdue(ctx, t)),
-                    "erased": c.erased.iter().filter_map(|e| Category::try_from(e.category).ok()).map(template::category_name).collect::<Vec<_>>() })
+            a::CaseEntry {
+                overdue: threads
+                    .iter()
+                    .any(|t| t.role == "sent" && t.case_ref == c.case_ref && is_overdue(ctx, t)),
+                erased: erased_names(&c.erased),
+                created: format_ms(c.created_ms),
+                id: c.id,
+                created_by: c.created_by,
+                referrals,
+            }
         })
         .collect();
-    let received: Vec<Value> = threads
+    let received: Vec<a::Thread> = threads
         .iter()
         .filter(|t| t.role() == Some(ThreadRole::Received))
         .map(|t| thread_json(ctx, t))
         .collect();
-    Ok(json!({ "cases": cases, "received": received }))
+    Ok(a::CaseList { cases, received })
 }
 
 /// Nests `path → value` pairs back into the case document shape.
@@ -566,22 +660,29 @@ pub async fn received_fields(
     Ok(by_path.into_values().collect())
 }
 
-async fn case_show(ctx: &Ctx, id: &str) -> Result<Value, CallError> {
+async fn case_show(ctx: &Ctx, id: &str) -> Result<a::CaseShow, CallError> {
     if ctx.store.case(id)?.is_some() {
         let (c, fields) = load_case(ctx, id).await?;
-        return Ok(
-            json!({ "id": c.id, "created": format_ms(c.created_ms), "created_by": c.created_by,
-            "origin": "recorded here", "case": disclosures_document(&fields),
-            "erased": c.erased.iter().filter_map(|e| Category::try_from(e.category).ok()).map(template::category_name).collect::<Vec<_>>() }),
-        );
+        return Ok(a::CaseShow {
+            created: Some(format_ms(c.created_ms)),
+            erased: Some(erased_names(&c.erased)),
+            id: c.id,
+            created_by: Some(c.created_by),
+            origin: "recorded here".into(),
+            case: disclosures_document(&fields),
+            thread: None,
+        });
     }
     for t in ctx.store.threads()? {
         if t.role() == Some(ThreadRole::Received) && t.case_ref == id {
             let fields = received_fields(ctx, &t.peer, id).await?;
-            return Ok(
-                json!({ "id": id, "origin": format!("received from {}", t.peer),
-                "thread": thread_json(ctx, &t), "case": disclosures_document(&fields) }),
-            );
+            return Ok(a::CaseShow {
+                id: id.to_string(),
+                origin: format!("received from {}", t.peer),
+                thread: Some(thread_json(ctx, &t)),
+                case: disclosures_document(&fields),
+                ..Default::default()
+            });
         }
     }
     Err(CallError::msg(format!("no case {id}")))
@@ -651,7 +752,7 @@ async fn referral_send(
     caller: &Caller,
     case_id: &str,
     to: &str,
-) -> Result<Value, CallError> {
+) -> Result<a::ReferralSent, CallError> {
     let ((case, fields), decisions) = preview(ctx, case_id, to, &caller.name).await?;
     let (c, released) = crate::referral::policy::commit_and_release(&fields, &decisions)
         .map_err(|e| CallError::msg(format!("cannot commit the case: {e}")))?;
@@ -693,31 +794,37 @@ async fn referral_send(
         },
     )
     .await?;
-    Ok(json!({
-        "message": hex::encode(&id),
-        "to": to,
-        "case": case.id,
-        "released": n_released,
-        "withheld": decisions.len() - n_released,
-        "state": "pending",
-    }))
+    Ok(a::ReferralSent {
+        message: hex::encode(&id),
+        to: to.to_string(),
+        case: case.id,
+        released: n_released as u64,
+        withheld: (decisions.len() - n_released) as u64,
+        state: "pending".into(),
+    })
 }
 
-fn inbox(ctx: &Ctx) -> Result<Value, CallError> {
-    let list: Vec<Value> = ctx
+fn inbox(ctx: &Ctx) -> Result<a::Inbox, CallError> {
+    let messages = ctx
         .store
         .inbox()?
         .into_iter()
         .map(|r| {
-            let cats: Vec<&str> = crate::store::casedata::categories(&r.disclosures)
+            let categories = crate::store::casedata::categories(&r.disclosures)
                 .into_iter()
-                .map(template::category_name)
+                .map(|c| template::category_name(c).to_string())
                 .collect();
-            json!({ "id": hex::encode(&r.id), "from": r.peer, "kind": r.kind, "case_ref": r.case_ref,
-                    "received": format_ms(r.received_ms), "categories": cats })
+            a::InboxEntry {
+                id: hex::encode(&r.id),
+                from: r.peer,
+                kind: r.kind,
+                case_ref: r.case_ref,
+                received: format_ms(r.received_ms),
+                categories,
+            }
         })
         .collect();
-    Ok(json!({ "messages": list }))
+    Ok(a::Inbox { messages })
 }
 
 /// Re-verifies a stored envelope and its disclosures: signature by the named key, valid for
@@ -728,7 +835,7 @@ pub fn verify_stored(
     env: &pb::Envelope,
     disclosures: &[pb::FieldDisclosure],
     referral_digests: Option<&[Vec<u8>]>,
-) -> (Option<pb::Body>, Value) {
+) -> (Option<pb::Body>, a::Verification) {
     let body = pb::Body::decode(env.body.as_slice()).ok();
     let sig = match &body {
         None => "body does not decode".to_string(),
@@ -755,8 +862,11 @@ pub fn verify_stored(
     };
     (
         body,
-        json!({ "signature": sig, "disclosures": disc,
-                "envelope_hash": hex::encode(signing::envelope_hash(&env.body, &env.signature)) }),
+        a::Verification {
+            signature: sig,
+            disclosures: disc,
+            envelope_hash: hex::encode(signing::envelope_hash(&env.body, &env.signature)),
+        },
     )
 }
 
@@ -776,7 +886,7 @@ pub fn referral_digests(envelope: &[u8]) -> Option<Vec<Vec<u8>>> {
 }
 
 /// A stored sent message, opened and re-verified.
-pub async fn sent_view(ctx: &Ctx, s: &SentRecord) -> Result<Value, CallError> {
+pub async fn sent_view(ctx: &Ctx, s: &SentRecord) -> Result<a::MessageView, CallError> {
     let env = pb::Envelope::decode(s.envelope.as_slice())?;
     let disclosures = crate::store::casedata::open_sent(
         &ctx.vault,
@@ -800,26 +910,24 @@ pub async fn sent_view(ctx: &Ctx, s: &SentRecord) -> Result<Value, CallError> {
         ref_digests.as_deref(),
     );
     let answer = pb::Signed::decode(s.answer.as_slice()).ok();
-    let answer_json = answer
-        .map(|a| describe_answer(ctx, &s.peer, &a))
-        .unwrap_or(Value::Null);
+    let answer = answer.map(|a| describe_answer(ctx, &s.peer, &a));
     Ok(message_json(
         "sent",
         &s.peer,
         body,
         &disclosures,
         verification,
-        json!({
-            "state": SentState::from_u32(s.state).name(),
-            "answered": format_ms(s.answered_ms),
-            "answer": answer_json,
-        }),
+        a::Delivery::Sent {
+            state: SentState::from_u32(s.state).name().to_string(),
+            answered: format_ms(s.answered_ms),
+            answer,
+        },
         &s.erased,
     ))
 }
 
 /// A stored received message, opened and re-verified.
-pub async fn received_view(ctx: &Ctx, r: &ReceivedRecord) -> Result<Value, CallError> {
+pub async fn received_view(ctx: &Ctx, r: &ReceivedRecord) -> Result<a::MessageView, CallError> {
     let env = pb::Envelope::decode(r.envelope.as_slice())?;
     let scope = crate::store::casedata::received_scope(&r.peer, &r.case_ref);
     let record = crate::store::casedata::received_record(&r.peer, &r.id);
@@ -846,7 +954,10 @@ pub async fn received_view(ctx: &Ctx, r: &ReceivedRecord) -> Result<Value, CallE
         body,
         &disclosures,
         verification,
-        json!({ "state": "stored", "received": format_ms(r.received_ms) }),
+        a::Delivery::Received {
+            state: "stored".into(),
+            received: format_ms(r.received_ms),
+        },
         &r.erased,
     );
     // Extension fields this node does not know are shown with the category the sender declared.
@@ -855,22 +966,25 @@ pub async fn received_view(ctx: &Ctx, r: &ReceivedRecord) -> Result<Value, CallE
         .thread(&r.peer, &r.case_ref)?
         .map(|t| t.extensions)
         .unwrap_or_default();
-    v["extensions"] = declared
-        .iter()
-        .filter(|e| disclosures.iter().any(|d| d.path == e.path))
-        .map(|e| {
-            json!({
-                "path": e.path,
-                "category": Category::try_from(e.category).map(template::category_name).unwrap_or("unknown"),
-                "help": e.help,
-                "known_here": ctx.template.field(&e.path).is_some(),
+    v.extensions = Some(
+        declared
+            .iter()
+            .filter(|e| disclosures.iter().any(|d| d.path == e.path))
+            .map(|e| a::Extension {
+                path: e.path.clone(),
+                category: Category::try_from(e.category)
+                    .map(template::category_name)
+                    .unwrap_or("unknown")
+                    .to_string(),
+                help: e.help.clone(),
+                known_here: ctx.template.field(&e.path).is_some(),
             })
-        })
-        .collect();
+            .collect(),
+    );
     Ok(v)
 }
 
-async fn message_show(ctx: &Ctx, id_hex: &str) -> Result<Value, CallError> {
+async fn message_show(ctx: &Ctx, id_hex: &str) -> Result<a::MessageView, CallError> {
     let id = hex::decode(id_hex)
         .ok()
         .filter(|v| v.len() == 16)
@@ -886,7 +1000,7 @@ async fn message_show(ctx: &Ctx, id_hex: &str) -> Result<Value, CallError> {
     Err(CallError::msg(format!("no message {id_hex}")))
 }
 
-fn describe_answer(ctx: &Ctx, peer: &str, a: &pb::Signed) -> Value {
+fn describe_answer(ctx: &Ctx, peer: &str, a: &pb::Signed) -> a::SignedAnswer {
     // The key must have been valid when the answer was signed (not now: keys rotate).
     let key_at = |time_ms: i64| {
         ctx.peers.get(peer).and_then(|p| {
@@ -898,19 +1012,26 @@ fn describe_answer(ctx: &Ctx, peer: &str, a: &pb::Signed) -> Value {
         if r.receiver == peer {
             let valid = key_ok
                 .is_some_and(|k| signing::verify(&k, Tag::Receipt, &a.body, &a.signature).is_ok());
-            return json!({ "kind": "receipt", "received": format_ms(r.received_ms),
-                           "signature": if valid { "valid" } else { "INVALID" } });
+            return a::SignedAnswer::Receipt {
+                received: format_ms(r.received_ms),
+                signature: if valid { "valid" } else { "INVALID" }.into(),
+            };
         }
     }
     if let Ok(r) = pb::Rejection::decode(a.body.as_slice()) {
         let valid = key_at(r.rejected_ms)
             .is_some_and(|k| signing::verify(&k, Tag::Rejection, &a.body, &a.signature).is_ok());
-        return json!({ "kind": "rejection",
-            "reason": pb::RejectReason::try_from(r.reason).map(|x| x.as_str_name()).unwrap_or("?"),
-            "detail": r.detail, "fields": r.fields,
-            "signature": if valid { "valid" } else { "INVALID" } });
+        return a::SignedAnswer::Rejection {
+            reason: pb::RejectReason::try_from(r.reason)
+                .map(|x| x.as_str_name())
+                .unwrap_or("?")
+                .to_string(),
+            detail: r.detail,
+            fields: r.fields,
+            signature: if valid { "valid" } else { "INVALID" }.into(),
+        };
     }
-    json!({ "kind": "unreadable" })
+    a::SignedAnswer::Unreadable
 }
 
 /// A message as JSON: header, verification, delivery, payload summary, fields.
@@ -919,26 +1040,27 @@ pub fn message_json(
     peer: &str,
     body: Option<pb::Body>,
     disclosures: &[pb::FieldDisclosure],
-    verification: Value,
-    delivery: Value,
+    verification: a::Verification,
+    delivery: a::Delivery,
     erased: &[crate::store::Erased],
-) -> Value {
+) -> a::MessageView {
     let b = body.unwrap_or_default();
-    json!({
-        "id": hex::encode(&b.message_id),
-        "direction": direction,
-        "peer": peer,
-        "kind": messages::kind_name(&b),
-        "sender": b.sender,
-        "recipient": b.recipient,
-        "created": format_ms(b.created_ms),
-        "created_ms": b.created_ms,
-        "case_ref": b.case_ref,
-        "in_reply_to": hex::encode(&b.in_reply_to),
-        "summary": crate::admin::flows::summary(&b),
-        "verification": verification,
-        "delivery": delivery,
-        "fields": disclosures_document(disclosures),
-        "erased": erased.iter().filter_map(|e| Category::try_from(e.category).ok()).map(template::category_name).collect::<Vec<_>>(),
-    })
+    a::MessageView {
+        id: hex::encode(&b.message_id),
+        direction: direction.to_string(),
+        peer: peer.to_string(),
+        kind: messages::kind_name(&b).to_string(),
+        summary: crate::admin::flows::summary(&b),
+        created: format_ms(b.created_ms),
+        created_ms: b.created_ms,
+        in_reply_to: hex::encode(&b.in_reply_to),
+        sender: b.sender,
+        recipient: b.recipient,
+        case_ref: b.case_ref,
+        verification,
+        delivery,
+        fields: disclosures_document(disclosures),
+        erased: erased_names(erased),
+        extensions: None,
+    }
 }

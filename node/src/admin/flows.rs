@@ -6,6 +6,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use serde_json::{json, Value};
+use trm_admin_api::answers as a;
 use trm_proto::admin as api;
 use trm_proto::pb::{self, body::Payload, Category};
 use trm_proto::template;
@@ -94,7 +95,7 @@ pub async fn approve(
     caller: &Caller,
     referral: &str,
     categories: &[String],
-) -> Result<Value, CallError> {
+) -> Result<a::Approved, CallError> {
     let (case_id, peer) = resolve_sent(ctx, referral)?;
     let cats = parse_categories(categories)?;
     if cats.is_empty() {
@@ -122,13 +123,18 @@ pub async fn approve(
         supervisor: caller.name.clone(),
         at_ms: ctx.clock.now_ms(),
     };
-    let names: Vec<&str> = rec
+    let approved = rec
         .categories
         .iter()
         .filter_map(|c| Category::try_from(*c).ok())
-        .map(template::category_name)
-        .collect::<Vec<_>>();
-    let out = json!({ "case": case_id, "to": peer, "approved": names, "supervisor": caller.name });
+        .map(|c| template::category_name(c).to_string())
+        .collect();
+    let out = a::Approved {
+        case: case_id.clone(),
+        to: peer.clone(),
+        approved,
+        supervisor: caller.name.clone(),
+    };
     ctx.store
         .commit(vec![Op::PutApproval(case_id, peer, rec)])
         .await?;
@@ -144,6 +150,49 @@ fn latest_referral(ctx: &Ctx, case_id: &str, peer: &str) -> Result<SentRecord, C
         .ok_or_else(|| CallError::msg(format!("case {case_id} was not referred to {peer}")))
 }
 
+/// A follow-up's updated template fields (a partial case as JSON; none when empty).
+fn follow_up_fields(ctx: &Ctx, json: &str) -> Result<Vec<pb::FieldDisclosure>, CallError> {
+    if json.trim().is_empty() {
+        return Ok(Vec::new());
+    }
+    let doc: Value =
+        serde_json::from_str(json).map_err(|e| CallError::msg(format!("fields: not JSON: {e}")))?;
+    let mut pairs = Vec::new();
+    flatten(&doc, "", &mut pairs);
+    let case = template::Case::from_fields(&ctx.template, pairs)
+        .map_err(|e| CallError::msg(format!("fields refused: {e}")))?;
+    Ok(case
+        .committed_fields()
+        .into_iter()
+        .map(|(path, value)| pb::FieldDisclosure {
+            path,
+            salt: vec![],
+            value,
+        })
+        .collect())
+}
+
+/// Paths already released to `peer` about `case_id`: by the referral `referral_id` and by
+/// every disclosure after it.
+async fn released_paths(
+    ctx: &Ctx,
+    case_id: &str,
+    peer: &str,
+    referral_id: &[u8],
+) -> Result<BTreeSet<String>, CallError> {
+    use crate::store::casedata::{open_sent, SentPart};
+    let mut already = BTreeSet::new();
+    for s in ctx.store.sent_all()? {
+        if s.case_id == case_id && s.peer == peer && (s.id == referral_id || s.kind == "disclosure")
+        {
+            for d in open_sent(&ctx.vault, &s, SentPart::Released).await? {
+                already.insert(d.path);
+            }
+        }
+    }
+    Ok(already)
+}
+
 /// `referral disclose`: releases more fields of a sent referral, verifiable against its
 /// original digests, if the rules now allow them.
 pub async fn disclose(
@@ -152,19 +201,12 @@ pub async fn disclose(
     referral: &str,
     fields: &[String],
     categories: &[String],
-) -> Result<Value, CallError> {
+) -> Result<a::Disclosed, CallError> {
     let (case_id, peer) = resolve_sent(ctx, referral)?;
     let sent = latest_referral(ctx, &case_id, &peer)?;
     use crate::store::casedata::{open_sent, SentPart};
     let committed = open_sent(&ctx.vault, &sent, SentPart::Committed).await?;
-    let mut already: BTreeSet<String> = BTreeSet::new();
-    for s in ctx.store.sent_all()? {
-        if s.case_id == case_id && s.peer == peer && (s.id == sent.id || s.kind == "disclosure") {
-            for d in open_sent(&ctx.vault, &s, SentPart::Released).await? {
-                already.insert(d.path);
-            }
-        }
-    }
+    let already = released_paths(ctx, &case_id, &peer, &sent.id).await?;
     let cats = parse_categories(categories)?;
     let wanted: Vec<&pb::FieldDisclosure> = committed
         .iter()
@@ -228,9 +270,13 @@ pub async fn disclose(
         },
     )
     .await?;
-    Ok(
-        json!({ "message": hex::encode(id), "to": peer, "case": case_id, "released": n, "still_withheld": refused }),
-    )
+    Ok(a::Disclosed {
+        message: hex::encode(id),
+        to: peer.to_string(),
+        case: case_id.to_string(),
+        released: n as u64,
+        still_withheld: refused,
+    })
 }
 
 /// `referral accept|decline`.
@@ -238,7 +284,7 @@ pub async fn answer(
     ctx: &Arc<Ctx>,
     caller: &Caller,
     r: api::ReferralAnswer,
-) -> Result<Value, CallError> {
+) -> Result<a::Enqueued, CallError> {
     // Declining an information request (named by its message id).
     if let Some(req) = hex::decode(&r.referral)
         .ok()
@@ -293,7 +339,7 @@ async fn send_plain(
     case_ref: &str,
     in_reply_to: Vec<u8>,
     payload: Payload,
-) -> Result<Value, CallError> {
+) -> Result<a::Enqueued, CallError> {
     let kind = messages::kind_name(&pb::Body {
         payload: Some(payload.clone()),
         ..Default::default()
@@ -312,9 +358,13 @@ async fn send_plain(
         },
     )
     .await?;
-    Ok(
-        json!({ "message": hex::encode(id), "to": to, "case": case_ref, "kind": kind, "state": "pending" }),
-    )
+    Ok(a::Enqueued {
+        message: hex::encode(id),
+        to: to.to_string(),
+        case: case_ref.to_string(),
+        kind: kind.to_string(),
+        state: "pending".into(),
+    })
 }
 
 /// The case id for local-case scoped data, and the consent records that govern release.
@@ -339,31 +389,14 @@ pub async fn follow_up(
     ctx: &Arc<Ctx>,
     caller: &Caller,
     r: api::FollowUpSend,
-) -> Result<Value, CallError> {
+) -> Result<a::FollowUpSent, CallError> {
     let phase = crate::referral::lifecycle::parse_phase(&r.phase).ok_or_else(|| {
         CallError::msg("phase must be identification, first_assistance, long_term_assistance, return or proceedings")
     })?;
     check_date("date", &r.date)?;
     let t = thread(ctx, &r.to, &r.case_id)?;
     let (case_id, consent) = consent_source(ctx, &r.to, &t.case_ref).await?;
-    let mut fields: Vec<pb::FieldDisclosure> = Vec::new();
-    if !r.fields_json.trim().is_empty() {
-        let doc: Value = serde_json::from_str(&r.fields_json)
-            .map_err(|e| CallError::msg(format!("fields: not JSON: {e}")))?;
-        let mut pairs = Vec::new();
-        flatten(&doc, "", &mut pairs);
-        let case = template::Case::from_fields(&ctx.template, pairs)
-            .map_err(|e| CallError::msg(format!("fields refused: {e}")))?;
-        fields = case
-            .committed_fields()
-            .into_iter()
-            .map(|(path, value)| pb::FieldDisclosure {
-                path,
-                salt: vec![],
-                value,
-            })
-            .collect();
-    }
+    let fields = follow_up_fields(ctx, &r.fields_json)?;
     let peer = ctx
         .peers
         .get(&r.to)
@@ -416,10 +449,14 @@ pub async fn follow_up(
         },
     )
     .await?;
-    Ok(
-        json!({ "message": hex::encode(id), "to": r.to, "case": t.case_ref, "kind": "follow_up",
-               "released": n, "withheld": decisions.len() - n }),
-    )
+    Ok(a::FollowUpSent {
+        message: hex::encode(id),
+        to: r.to,
+        case: t.case_ref,
+        kind: "follow_up".into(),
+        released: n as u64,
+        withheld: (decisions.len() - n) as u64,
+    })
 }
 
 fn flatten(v: &Value, prefix: &str, out: &mut Vec<(String, Value)>) {
@@ -450,7 +487,7 @@ pub async fn info_request(
     ctx: &Arc<Ctx>,
     caller: &Caller,
     r: api::InfoRequest,
-) -> Result<Value, CallError> {
+) -> Result<a::Enqueued, CallError> {
     if r.purpose.trim().is_empty() {
         return Err(CallError::msg(
             "an information request states its purpose (--purpose)",
@@ -477,7 +514,11 @@ pub async fn info_request(
 }
 
 /// `case close`.
-pub async fn close(ctx: &Arc<Ctx>, caller: &Caller, r: api::CaseClose) -> Result<Value, CallError> {
+pub async fn close(
+    ctx: &Arc<Ctx>,
+    caller: &Caller,
+    r: api::CaseClose,
+) -> Result<a::Enqueued, CallError> {
     let outcome = crate::referral::lifecycle::parse_outcome(&r.outcome).ok_or_else(|| {
         CallError::msg("outcome must be returned_reintegrating, staying_in_destination, transferred, contact_lost or other")
     })?;
@@ -550,8 +591,8 @@ pub fn summary(b: &pb::Body) -> String {
 }
 
 /// `case timeline`: the whole exchange about a case in both directions, in order.
-pub async fn timeline(ctx: &Ctx, id: &str) -> Result<Value, CallError> {
-    let mut items: Vec<Value> = Vec::new();
+pub async fn timeline(ctx: &Ctx, id: &str) -> Result<a::Timeline, CallError> {
+    let mut items: Vec<a::MessageView> = Vec::new();
     for s in ctx.store.sent_all()? {
         let env_case = calls::referral_case_ref(&s.envelope);
         if s.case_id == id || env_case.as_deref() == Some(id) {
@@ -566,15 +607,19 @@ pub async fn timeline(ctx: &Ctx, id: &str) -> Result<Value, CallError> {
     if items.is_empty() && ctx.store.case(id)?.is_none() {
         return Err(CallError::msg(format!("no case {id}")));
     }
-    items.sort_by_key(|v| v["created_ms"].as_i64().unwrap_or(0));
-    let threads: Vec<Value> = ctx
+    items.sort_by_key(|v| v.created_ms);
+    let threads: Vec<a::Thread> = ctx
         .store
         .threads()?
         .iter()
         .filter(|t| t.case_ref == id)
         .map(|t| calls::thread_json(ctx, t))
         .collect();
-    Ok(json!({ "case": id, "threads": threads, "messages": items }))
+    Ok(a::Timeline {
+        case: id.to_string(),
+        threads,
+        messages: items,
+    })
 }
 
 /// `case consent`: records consent given or withdrawn; a withdrawal erases the category here
@@ -583,7 +628,7 @@ pub async fn consent(
     ctx: &Arc<Ctx>,
     caller: &Caller,
     r: api::CaseConsent,
-) -> Result<Value, CallError> {
+) -> Result<a::Consent, CallError> {
     let (name, give) = match (r.withdraw.is_empty(), r.give.is_empty()) {
         (false, true) => (r.withdraw.clone(), false),
         (true, false) => (r.give.clone(), true),
@@ -606,20 +651,7 @@ pub async fn consent(
     if by != "person" && by != "guardian" {
         return Err(CallError::msg("--by must be person or guardian"));
     }
-    let mut record = fields
-        .iter()
-        .find(|f| f.path == path)
-        .and_then(|f| serde_json::from_slice::<Value>(&f.value).ok())
-        .unwrap_or_else(|| json!({}));
-    if give {
-        record = json!({ "status": "given", "date": today, "by": by });
-    } else {
-        record["withdrawn"] = json!(today);
-        if record.get("status").is_none() {
-            record["status"] = json!("given");
-        }
-    }
-    let value = template::canonical_json(&record);
+    let value = consent_value(&fields, &path, give, &today, &by);
     ctx.template
         .parse_field_value(&path, &value)
         .map_err(|e| CallError::msg(format!("{path}: {}", e.reason)))?;
@@ -631,9 +663,12 @@ pub async fn consent(
     });
     reseal_case(ctx, &case, &fields).await?;
     if give {
-        return Ok(
-            json!({ "case": case.id, "consent": template::category_name(cat), "status": "given" }),
-        );
+        return Ok(a::Consent {
+            case: case.id,
+            consent: template::category_name(cat).into(),
+            status: "given".into(),
+            ..Default::default()
+        });
     }
     let informed =
         crate::referral::erasure::erase_case(ctx, &case.id, &[cat as i32], "consent_withdrawn")
@@ -648,10 +683,38 @@ pub async fn consent(
         &caller.name,
     )
     .await;
-    Ok(
-        json!({ "case": case.id, "consent": template::category_name(cat), "status": "withdrawn",
-               "erased": template::category_name(cat), "erasure_requests": requests }),
-    )
+    Ok(a::Consent {
+        case: case.id,
+        consent: template::category_name(cat).into(),
+        status: "withdrawn".into(),
+        erased: Some(template::category_name(cat).into()),
+        erasure_requests: Some(requests),
+    })
+}
+
+/// The consent record at `path` after consent is given (replacing it) or withdrawn (dated,
+/// keeping what was given), as canonical value bytes.
+fn consent_value(
+    fields: &[pb::FieldDisclosure],
+    path: &str,
+    give: bool,
+    today: &str,
+    by: &str,
+) -> Vec<u8> {
+    let mut record = fields
+        .iter()
+        .find(|f| f.path == path)
+        .and_then(|f| serde_json::from_slice::<Value>(&f.value).ok())
+        .unwrap_or_else(|| json!({}));
+    if give {
+        record = json!({ "status": "given", "date": today, "by": by });
+    } else {
+        record["withdrawn"] = json!(today);
+        if record.get("status").is_none() {
+            record["status"] = json!("given");
+        }
+    }
+    template::canonical_json(&record)
 }
 
 async fn reseal_case(
@@ -679,7 +742,7 @@ async fn reseal_case(
 }
 
 /// `directory edit`: replaces this node's own contact entries (not yet published).
-pub async fn directory_edit(ctx: &Ctx, text: &str) -> Result<Value, CallError> {
+pub async fn directory_edit(ctx: &Ctx, text: &str) -> Result<a::DirectoryEdited, CallError> {
     let contacts = crate::federation::directory::parse_edit(text, ctx.clock.now_ms())
         .map_err(CallError::msg)?;
     let old = crate::federation::directory::own(ctx);
@@ -696,11 +759,17 @@ pub async fn directory_edit(ctx: &Ctx, text: &str) -> Result<Value, CallError> {
             prost::Message::encode_to_vec(&d),
         )])
         .await?;
-    Ok(json!({ "entries": n, "published": false }))
+    Ok(a::DirectoryEdited {
+        entries: n as u64,
+        published: false,
+    })
 }
 
 /// `directory publish`: signs a new version and sends it to every peer.
-pub async fn directory_publish(ctx: &Arc<Ctx>, caller: &Caller) -> Result<Value, CallError> {
+pub async fn directory_publish(
+    ctx: &Arc<Ctx>,
+    caller: &Caller,
+) -> Result<a::DirectoryPublished, CallError> {
     let mut d = crate::federation::directory::own(ctx)
         .ok_or_else(|| CallError::msg("edit the directory first (`directory edit --file`)"))?;
     d.version += 1;
@@ -731,7 +800,13 @@ pub async fn directory_publish(ctx: &Arc<Ctx>, caller: &Caller) -> Result<Value,
             },
         )
         .await?;
-        sent.push(json!({ "to": cc, "message": hex::encode(id) }));
+        sent.push(a::SentTo {
+            to: cc,
+            message: hex::encode(id),
+        });
     }
-    Ok(json!({ "version": d.version, "sent": sent }))
+    Ok(a::DirectoryPublished {
+        version: d.version,
+        sent,
+    })
 }

@@ -399,24 +399,25 @@ pub async fn export(
 }
 
 /// The audit part of `status`.
-pub fn status_json(ctx: &Ctx) -> Value {
+pub fn status_json(ctx: &Ctx) -> trm_admin_api::answers::AuditStatus {
     let (size, root) = ctx.store.audit_head();
     let latest = ctx
         .audit
         .latest()
         .and_then(|s| pb::Checkpoint::decode(s.body.as_slice()).ok());
     let failure = ctx.store.write_failure();
-    json!({
-        "entries": size,
-        "root": hex::encode(root),
-        "checkpoint_size": latest.as_ref().map_or(0, |c| c.tree_size),
-        "checkpoint_time": format_ms(latest.as_ref().map_or(0, |c| c.time_ms)),
-        "writable": failure.is_none(),
-        "write_failure": failure.clone().unwrap_or_default(),
-        "processing": if failure.is_some() {
+    trm_admin_api::answers::AuditStatus {
+        entries: size,
+        root: hex::encode(root),
+        checkpoint_size: latest.as_ref().map_or(0, |c| c.tree_size),
+        checkpoint_time: format_ms(latest.as_ref().map_or(0, |c| c.time_ms)),
+        writable: failure.is_none(),
+        processing: if failure.is_some() {
             "stopped: the audit log cannot be written, no message is accepted or sent"
         } else {
             "accepting and sending"
-        },
-    })
+        }
+        .to_string(),
+        write_failure: failure.unwrap_or_default(),
+    }
 }

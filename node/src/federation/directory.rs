@@ -2,7 +2,7 @@
 //! keep the latest valid version of each country's list.
 
 use prost::Message;
-use serde_json::{json, Value};
+use serde_json::Value;
 use trm_proto::pb::{self, RejectReason};
 use trm_proto::signing::{self, Tag};
 
@@ -170,7 +170,7 @@ pub fn sign_own(ctx: &Ctx, d: &pb::Directory) -> pb::Signed {
 }
 
 /// Every country's entries as JSON, with stale marking.
-pub fn list(ctx: &Ctx, country: Option<&str>) -> Value {
+pub fn list(ctx: &Ctx, country: Option<&str>) -> trm_admin_api::answers::DirectoryList {
     let now = ctx.clock.now_ms();
     let stale_ms = ctx.cfg.directory_stale_days as i64 * 86_400_000;
     let mut dirs: Vec<(String, pb::Directory, bool)> = Vec::new();
@@ -182,25 +182,32 @@ pub fn list(ctx: &Ctx, country: Option<&str>) -> Value {
             dirs.push((p.card.country().to_string(), d, false));
         }
     }
-    let entries: Vec<Value> = dirs
+    let entries = dirs
         .into_iter()
         .filter(|(cc, _, _)| country.is_none_or(|c| c == cc))
         .flat_map(|(cc, d, own)| {
             d.contacts
                 .into_iter()
-                .map(move |c| {
-                    json!({
-                        "country": cc, "own": own, "version": d.version,
-                        "institution": c.institution, "unit": c.unit, "role": c.role,
-                        "channels": c.channels, "languages": c.languages, "hours": c.hours,
-                        "last_confirmed": crate::base::time::format_ms(c.last_confirmed_ms),
-                        "stale": now - c.last_confirmed_ms > stale_ms,
-                    })
+                .map(move |c| trm_admin_api::answers::DirectoryEntry {
+                    country: cc.clone(),
+                    own,
+                    version: d.version,
+                    last_confirmed: crate::base::time::format_ms(c.last_confirmed_ms),
+                    stale: now - c.last_confirmed_ms > stale_ms,
+                    institution: c.institution,
+                    unit: c.unit,
+                    role: c.role,
+                    channels: c.channels,
+                    languages: c.languages,
+                    hours: c.hours,
                 })
                 .collect::<Vec<_>>()
         })
         .collect();
-    json!({ "entries": entries, "stale_after_days": ctx.cfg.directory_stale_days })
+    trm_admin_api::answers::DirectoryList {
+        entries,
+        stale_after_days: u64::from(ctx.cfg.directory_stale_days),
+    }
 }
 
 #[cfg(test)]

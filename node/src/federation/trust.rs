@@ -27,7 +27,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use prost::Message;
-use serde_json::{json, Value};
 use trm_proto::card::VerifiedCard;
 use trm_proto::merkle;
 use trm_proto::pb::{self, peer_response};
@@ -464,7 +463,10 @@ async fn hold(
 
 /// `peer trust CC`: re-accepts a held peer. Its latest checkpoint (the one that contradicted
 /// the earlier ones) becomes the new baseline for witnessing.
-pub async fn trust(ctx: &Arc<Ctx>, cc: &str) -> Result<Value, CallError> {
+pub async fn trust(
+    ctx: &Arc<Ctx>,
+    cc: &str,
+) -> Result<trm_admin_api::answers::PeerTrusted, CallError> {
     let mut rec = ctx
         .trust
         .record(cc)
@@ -483,13 +485,19 @@ pub async fn trust(ctx: &Arc<Ctx>, cc: &str) -> Result<Value, CallError> {
     ctx.trust.set(cc, rec);
     tracing::warn!(peer = %cc, was = %was, "peer re-accepted by an operator; its audit log is witnessed from its current checkpoint on");
     ctx.delivery.wake(ctx, cc);
-    Ok(json!({ "trusted": cc, "was_held_for": was }))
+    Ok(trm_admin_api::answers::PeerTrusted {
+        trusted: cc.to_string(),
+        was_held_for: was,
+    })
 }
 
 /// `peer revoke CC`: unpins the peer's certificate (new handshakes fail), closes its open
 /// connections, rejects its later messages and pauses delivery to it. Its card stays in the
 /// store and the archive, so its earlier signatures still verify in audits.
-pub async fn revoke(ctx: &Arc<Ctx>, cc: &str) -> Result<Value, CallError> {
+pub async fn revoke(
+    ctx: &Arc<Ctx>,
+    cc: &str,
+) -> Result<trm_admin_api::answers::PeerRevoked, CallError> {
     let peer = ctx
         .peers
         .get(cc)
@@ -514,7 +522,10 @@ pub async fn revoke(ctx: &Arc<Ctx>, cc: &str) -> Result<Value, CallError> {
     ctx.trust.notify();
     ctx.delivery.wake(ctx, cc);
     tracing::warn!(peer = %cc, "peer revoked: connections closed, handshakes and messages refused");
-    Ok(json!({ "revoked": cc, "at": format_ms(now) }))
+    Ok(trm_admin_api::answers::PeerRevoked {
+        revoked: cc.to_string(),
+        at: format_ms(now),
+    })
 }
 
 /// The op that archives a peer card, so audits can verify its signatures for ever.
@@ -542,7 +553,10 @@ pub fn archived_cards(ctx: &Ctx) -> Result<Vec<Vec<u8>>, StoreError> {
 }
 
 /// The witness part of a peer's `status`, and the state that overrides reachability.
-pub fn peer_json(ctx: &Ctx, cc: &str) -> (Option<&'static str>, Value) {
+pub fn peer_json(
+    ctx: &Ctx,
+    cc: &str,
+) -> (Option<&'static str>, trm_admin_api::answers::PeerAuditLog) {
     let rec = ctx.trust.record(cc).unwrap_or_default();
     let seen = pb::Signed::decode(rec.seen.as_slice())
         .ok()
@@ -557,12 +571,12 @@ pub fn peer_json(ctx: &Ctx, cc: &str) -> (Option<&'static str>, Value) {
     };
     (
         state,
-        json!({
-            "held": rec.held,
-            "reason": rec.reason,
-            "held_since": format_ms(rec.held_ms),
-            "seen_tree_size": seen.as_ref().map_or(0, |c| c.tree_size),
-            "seen_checkpoint_time": format_ms(seen.as_ref().map_or(0, |c| c.time_ms)),
-        }),
+        trm_admin_api::answers::PeerAuditLog {
+            held: rec.held,
+            reason: rec.reason,
+            held_since: format_ms(rec.held_ms),
+            seen_tree_size: seen.as_ref().map_or(0, |c| c.tree_size),
+            seen_checkpoint_time: format_ms(seen.as_ref().map_or(0, |c| c.time_ms)),
+        },
     )
 }

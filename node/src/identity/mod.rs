@@ -15,7 +15,6 @@ use rand::rngs::OsRng;
 use rand::RngCore;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
-use serde::{Deserialize, Serialize};
 use trm_proto::{card, pb, signing};
 
 use crate::base::config::{NodeConfig, CONFIG_FILE};
@@ -59,6 +58,9 @@ pub enum IdentityError {
     /// Configuration problem.
     #[error(transparent)]
     Config(#[from] crate::base::config::ConfigError),
+    /// The operator credential could not be written.
+    #[error(transparent)]
+    Credential(#[from] trm_admin_api::credential::CredentialError),
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> IdentityError + '_ {
@@ -254,133 +256,8 @@ pub fn write_history(dir: &Path, history: &[pb::KeyRecord]) -> Result<(), Identi
     write_public(&dir.join(HISTORY_FILE), &holder.encode_to_vec())
 }
 
-/// A self-signed certificate and its key, both DER.
-pub struct SelfSigned {
-    /// Certificate DER.
-    pub cert_der: Vec<u8>,
-    /// Certificate PEM.
-    pub cert_pem: String,
-    /// PKCS#8 private key PEM.
-    pub key_pem: String,
-}
-
-/// Makes a self-signed ECDSA P-256 certificate for `common_name`.
-pub fn self_signed(common_name: &str, unit: &str) -> Result<SelfSigned, IdentityError> {
-    let key = rcgen::KeyPair::generate()?;
-    let mut params = rcgen::CertificateParams::new(vec![dns_safe(common_name)])?;
-    params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, common_name);
-    params
-        .distinguished_name
-        .push(rcgen::DnType::OrganizationalUnitName, unit);
-    let now = std::time::SystemTime::now();
-    params.not_before = (now - std::time::Duration::from_secs(3600)).into();
-    params.not_after = (now + std::time::Duration::from_millis(CARD_VALIDITY_MS as u64)).into();
-    let cert = params.self_signed(&key)?;
-    Ok(SelfSigned {
-        cert_der: cert.der().to_vec(),
-        cert_pem: cert.pem(),
-        key_pem: key.serialize_pem(),
-    })
-}
-
-fn dns_safe(s: &str) -> String {
-    let mut out: String = s
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() {
-                c.to_ascii_lowercase()
-            } else {
-                '-'
-            }
-        })
-        .collect();
-    out.truncate(60);
-    let out = out.trim_matches('-').to_string();
-    if out.is_empty() {
-        "trm".into()
-    } else {
-        format!("{out}.trm.invalid")
-    }
-}
-
-/// An officer's credential file for `trm-admin`: who they are, which node, and the key.
-#[derive(Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Credential {
-    /// Officer name.
-    pub name: String,
-    /// operator, officer, supervisor or auditor.
-    pub role: String,
-    /// Country of the node.
-    pub country: String,
-    /// Admin address of the node.
-    pub node: SocketAddr,
-    /// Pinned SHA-256 (hex) of the node's TLS certificate.
-    pub node_cert_sha256: String,
-    /// The officer's client certificate, PEM.
-    pub cert_pem: String,
-    /// The officer's private key, PKCS#8 PEM.
-    pub key_pem: String,
-}
-
-/// Never prints the private key.
-impl std::fmt::Debug for Credential {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Credential")
-            .field("name", &self.name)
-            .field("role", &self.role)
-            .field("country", &self.country)
-            .field("node", &self.node)
-            .field("node_cert_sha256", &self.node_cert_sha256)
-            .field("cert_pem", &self.cert_pem)
-            .field("key_pem", &"<redacted>")
-            .finish()
-    }
-}
-
-/// The private key is wiped from memory when the credential is dropped.
-impl Drop for Credential {
-    fn drop(&mut self) {
-        zeroize::Zeroize::zeroize(&mut self.key_pem);
-    }
-}
-
-impl Credential {
-    /// Reads a credential file (mode 0600 enforced).
-    pub fn load(path: &Path) -> Result<Self, IdentityError> {
-        let mut bytes = read_private(path)?;
-        let Ok(text) = std::str::from_utf8(&bytes) else {
-            zeroize::Zeroize::zeroize(&mut bytes);
-            return Err(IdentityError::Malformed {
-                path: path.to_path_buf(),
-                reason: "not UTF-8".into(),
-            });
-        };
-        let parsed = toml::from_str(text).map_err(|e| IdentityError::Malformed {
-            path: path.to_path_buf(),
-            reason: format!("not a credential file: {}", e.message()),
-        });
-        // The file's text holds the private key too.
-        zeroize::Zeroize::zeroize(&mut bytes);
-        parsed
-    }
-
-    /// Writes the credential file with mode 0600, refusing to overwrite.
-    pub fn save(&self, path: &Path) -> Result<(), IdentityError> {
-        if path.exists() {
-            return Err(IdentityError::Exists(path.to_path_buf()));
-        }
-        let mut text = toml::to_string_pretty(self).map_err(|e| IdentityError::Malformed {
-            path: path.to_path_buf(),
-            reason: e.to_string(),
-        })?;
-        let written = write_private(path, text.as_bytes());
-        zeroize::Zeroize::zeroize(&mut text);
-        written
-    }
-}
+// The officer's credential file and certificates are the admin client's (trm-admin-api).
+pub use trm_admin_api::credential::{self_signed, Credential, SelfSigned};
 
 /// What `init` created, for the operator.
 #[derive(Debug)]

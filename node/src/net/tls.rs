@@ -14,24 +14,19 @@
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::client::danger::HandshakeSignatureValid;
+use rustls::crypto::{verify_tls12_signature, CryptoProvider};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::{CertificateError, DigitallySignedStruct, DistinguishedName, SignatureScheme};
+use trm_admin_api::tls::{client_config_with, transport, verify_signature13, Side};
+// The client half (the admin client's and the dialer's) lives in trm-admin-api, which the
+// command line uses without the node.
+pub use trm_admin_api::tls::{
+    client_config, provider, PinnedServerVerifier, QuicLimits, TlsError, SERVER_NAME,
+};
 
 use crate::base::time::now_ms;
-
-/// Why a TLS configuration could not be built.
-#[derive(Debug, thiserror::Error)]
-pub enum TlsError {
-    /// rustls refused the configuration (e.g. a key that does not match the certificate).
-    #[error("TLS configuration: {0}")]
-    Rustls(#[from] rustls::Error),
-    /// quinn refused the configuration.
-    #[error("QUIC TLS configuration: {0}")]
-    Quic(String),
-}
 
 /// Who a pinned certificate belongs to, and until when it is valid.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -188,25 +183,6 @@ impl HandshakeRefusal {
     }
 }
 
-/// The one crypto provider of the process: ring.
-pub fn provider() -> Arc<CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
-}
-
-fn verify_signature13(
-    provider: &CryptoProvider,
-    message: &[u8],
-    cert: &CertificateDer<'_>,
-    dss: &DigitallySignedStruct,
-) -> Result<HandshakeSignatureValid, rustls::Error> {
-    verify_tls13_signature(
-        message,
-        cert,
-        dss,
-        &provider.signature_verification_algorithms,
-    )
-}
-
 /// Server side: requires a client certificate and accepts only pinned ones.
 #[derive(Debug)]
 pub struct PinnedClientVerifier {
@@ -276,139 +252,6 @@ impl ClientCertVerifier for PinnedClientVerifier {
     }
 }
 
-/// Client side: accepts exactly one pinned server certificate, within its validity.
-#[derive(Debug)]
-pub struct PinnedServerVerifier {
-    expected: [u8; 32],
-    valid: (i64, i64),
-    provider: Arc<CryptoProvider>,
-}
-
-impl PinnedServerVerifier {
-    /// Accepts only the certificate whose SHA-256 is `expected`, at any time (the admin
-    /// client: an officer's credential names the node's certificate, with no validity).
-    pub fn new(expected: [u8; 32], provider: Arc<CryptoProvider>) -> Self {
-        Self {
-            expected,
-            valid: (i64::MIN, i64::MAX),
-            provider,
-        }
-    }
-
-    /// Accepts only the certificate whose SHA-256 is `expected`, and only while now is within
-    /// `[not_before_ms, not_after_ms]` (a peer card's validity).
-    pub fn within(
-        expected: [u8; 32],
-        not_before_ms: i64,
-        not_after_ms: i64,
-        provider: Arc<CryptoProvider>,
-    ) -> Self {
-        Self {
-            expected,
-            valid: (not_before_ms, not_after_ms),
-            provider,
-        }
-    }
-}
-
-impl ServerCertVerifier for PinnedServerVerifier {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        let now = now_ms();
-        if trm_proto::signing::sha256(end_entity) != self.expected {
-            Err(rustls::Error::InvalidCertificate(
-                CertificateError::ApplicationVerificationFailure,
-            ))
-        } else if now < self.valid.0 {
-            Err(rustls::Error::InvalidCertificate(
-                CertificateError::NotValidYet,
-            ))
-        } else if now > self.valid.1 {
-            Err(rustls::Error::InvalidCertificate(CertificateError::Expired))
-        } else {
-            Ok(ServerCertVerified::assertion())
-        }
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_signature13(&self.provider, message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider
-            .signature_verification_algorithms
-            .supported_schemes()
-    }
-}
-
-/// Transport limits applied to every connection.
-#[derive(Clone, Copy, Debug)]
-pub struct QuicLimits {
-    /// Concurrent bidirectional streams the other side may open.
-    pub max_streams: u32,
-    /// Per-stream and per-connection receive window, bytes.
-    pub window: u32,
-    /// Idle timeout.
-    pub idle_timeout: std::time::Duration,
-}
-
-/// Which side a transport configuration is for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Side {
-    Server,
-    Client,
-}
-
-fn transport(limits: QuicLimits, side: Side) -> Result<quinn::TransportConfig, TlsError> {
-    let mut t = quinn::TransportConfig::default();
-    t.max_concurrent_uni_streams(0u32.into());
-    t.max_concurrent_bidi_streams(limits.max_streams.into());
-    t.stream_receive_window(limits.window.into());
-    t.receive_window((limits.window.saturating_mul(4)).into());
-    t.send_window(u64::from(limits.window) * 4);
-    t.max_idle_timeout(Some(
-        limits
-            .idle_timeout
-            .try_into()
-            .map_err(|_| TlsError::Quic("idle timeout out of range".into()))?,
-    ));
-    // Only the client keeps a connection alive: a server that pinged would hold every idle
-    // connection (and its slot) forever on behalf of a peer that went quiet.
-    t.keep_alive_interval(match side {
-        Side::Client => Some(limits.idle_timeout / 3),
-        Side::Server => None,
-    });
-    // No QUIC datagrams: nothing reads them, so none are accepted or buffered.
-    t.datagram_receive_buffer_size(None);
-    t.datagram_send_buffer_size(0);
-    Ok(t)
-}
-
 /// A QUIC server config: TLS 1.3, `alpn`, client certificate required and pinned, 0-RTT off,
 /// no session resumption (no session cache, no tickets), no keep-alive, no datagrams.
 pub fn server_config(
@@ -436,20 +279,6 @@ pub fn server_config(
     Ok(sc)
 }
 
-/// A QUIC client config that presents `cert` and accepts only the server certificate whose
-/// SHA-256 is `server_fp`, at any time (the admin client). TLS 1.3, `alpn`, 0-RTT off, no
-/// resumption, no datagrams.
-pub fn client_config(
-    cert: CertificateDer<'static>,
-    key: PrivateKeyDer<'static>,
-    server_fp: [u8; 32],
-    alpn: &[u8],
-    limits: QuicLimits,
-) -> Result<quinn::ClientConfig, TlsError> {
-    let verifier = PinnedServerVerifier::new(server_fp, provider());
-    client_config_with(cert, key, verifier, alpn, limits)
-}
-
 /// A QUIC client config for dialing a peer: accepts only the server certificate pinned by
 /// `pin_cert_der`, and only within `pin`'s validity (the peer's card).
 pub fn peer_client_config(
@@ -466,30 +295,6 @@ pub fn peer_client_config(
         provider(),
     );
     client_config_with(cert, key, verifier, trm_proto::ALPN_PEER, limits)
-}
-
-fn client_config_with(
-    cert: CertificateDer<'static>,
-    key: PrivateKeyDer<'static>,
-    verifier: PinnedServerVerifier,
-    alpn: &[u8],
-    limits: QuicLimits,
-) -> Result<quinn::ClientConfig, TlsError> {
-    let provider = verifier.provider.clone();
-    let verifier = Arc::new(verifier);
-    let mut cfg = rustls::ClientConfig::builder_with_provider(provider)
-        .with_protocol_versions(&[&rustls::version::TLS13])?
-        .dangerous()
-        .with_custom_certificate_verifier(verifier)
-        .with_client_auth_cert(vec![cert], key)?;
-    cfg.alpn_protocols = vec![alpn.to_vec()];
-    cfg.enable_early_data = false;
-    cfg.resumption = rustls::client::Resumption::disabled();
-    let quic = quinn::crypto::rustls::QuicClientConfig::try_from(cfg)
-        .map_err(|e| TlsError::Quic(e.to_string()))?;
-    let mut cc = quinn::ClientConfig::new(Arc::new(quic));
-    cc.transport_config(Arc::new(transport(limits, Side::Client)?));
-    Ok(cc)
 }
 
 /// SHA-256 of the other side's end-entity certificate, after the handshake.
@@ -512,9 +317,6 @@ pub fn server_still_pinned(conn: &quinn::Connection, pin_cert_der: &[u8], pin: &
             trm_proto::signing::sha256(&c) == trm_proto::signing::sha256(pin_cert_der)
         })
 }
-
-/// The server name used when dialing; pinning makes the name irrelevant to security.
-pub const SERVER_NAME: &str = "trm.invalid";
 
 #[cfg(test)]
 mod tests {

@@ -741,7 +741,10 @@ pub fn offline(dir: &Path, out: &Path, include_keys: bool) -> Result<Header, Bac
 /// The admin call `Backup`: the running node writes a backup into `DIR/backups/` and
 /// answers with its file name (relative to the node folder), size and hash. The file never
 /// travels over the admin connection: `trm-node backup`, running beside the node, moves it.
-pub async fn online(ctx: &Arc<Ctx>, include_keys: bool) -> Result<serde_json::Value, BackupError> {
+pub async fn online(
+    ctx: &Arc<Ctx>,
+    include_keys: bool,
+) -> Result<trm_admin_api::answers::BackupTaken, BackupError> {
     use rand::RngCore;
     let now = ctx.clock.now_ms();
     let mut tag = [0u8; 4];
@@ -781,14 +784,14 @@ pub async fn online(ctx: &Arc<Ctx>, include_keys: bool) -> Result<serde_json::Va
         bytes = header.content_bytes,
         "backup written"
     );
-    Ok(serde_json::json!({
-        "file": rel.to_string_lossy(),
-        "taken": header.taken,
-        "records": header.records,
-        "content_bytes": header.content_bytes,
-        "content_sha256": header.content_sha256,
-        "includes_private_keys": header.includes_private_keys,
-    }))
+    Ok(trm_admin_api::answers::BackupTaken {
+        file: rel.to_string_lossy().into_owned(),
+        taken: header.taken,
+        records: header.records,
+        content_bytes: header.content_bytes,
+        content_sha256: header.content_sha256,
+        includes_private_keys: header.includes_private_keys,
+    })
 }
 
 /// What `restore` did.

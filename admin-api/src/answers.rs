@@ -1,0 +1,771 @@
+//! One type per admin call's answer: what the node serialises and `trm-admin` reads.
+//!
+//! A document's keys come out sorted (the node serialises through `serde_json::Value`, whose
+//! map is ordered), and a key absent today is `skip_serializing_if`, so `trm-admin --json`
+//! prints the same bytes as when the answers were built by hand.
+
+use trm_proto::admin::admin_request::Call;
+
+/// An admin request and the type of its answer: adding a call is a request type (in
+/// `trm_proto::admin`), its answer type here, a handler in the node and a renderer in the CLI.
+pub trait AdminCall {
+    /// What the node answers.
+    type Answer: serde::de::DeserializeOwned + serde::Serialize;
+    /// The request on the wire.
+    fn into_call(self) -> Call;
+}
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use trm_proto::admin as api;
+
+/// Links each request type to its answer type.
+macro_rules! calls {
+    ($($req:ident => $variant:ident => $answer:ty;)*) => {
+        $(impl AdminCall for api::$req {
+            type Answer = $answer;
+            fn into_call(self) -> Call {
+                Call::$variant(self)
+            }
+        })*
+    };
+}
+
+calls! {
+    Status => Status => Status;
+    PeerAdd => PeerAdd => PeerCard;
+    PeerReplace => PeerReplace => PeerCard;
+    PeerList => PeerList => PeerList;
+    PeerRemove => PeerRemove => PeerRemoved;
+    PeerRevoke => PeerRevoke => PeerRevoked;
+    PeerTrust => PeerTrust => PeerTrusted;
+    OfficerAdd => OfficerAdd => OfficerAdded;
+    OfficerList => OfficerList => OfficerList;
+    OfficerRevoke => OfficerRevoke => OfficerRevoked;
+    CaseCreate => CaseCreate => CaseCreated;
+    CaseList => CaseList => CaseList;
+    CaseShow => CaseShow => CaseShow;
+    CaseTemplate => CaseTemplate => CaseTemplate;
+    CaseTimeline => CaseTimeline => Timeline;
+    CaseConsent => CaseConsent => Consent;
+    CaseClose => CaseClose => Enqueued;
+    ReferralPreview => ReferralPreview => Preview;
+    ReferralSend => ReferralSend => ReferralSent;
+    ReferralApprove => ReferralApprove => Approved;
+    ReferralDisclose => ReferralDisclose => Disclosed;
+    ReferralAnswer => ReferralAnswer => Enqueued;
+    FollowUpSend => FollowUpSend => FollowUpSent;
+    InfoRequest => InfoRequest => Enqueued;
+    Inbox => Inbox => Inbox;
+    MessageShow => MessageShow => MessageView;
+    DirectoryList => DirectoryList => DirectoryList;
+    DirectoryEdit => DirectoryEdit => DirectoryEdited;
+    DirectoryPublish => DirectoryPublish => DirectoryPublished;
+    AuditExport => AuditExport => AuditExported;
+    Backup => Backup => BackupTaken;
+}
+
+/// An answer as the JSON text the node sends: keys sorted (through `serde_json::Value`).
+pub fn to_json_text<T: Serialize>(answer: &T) -> String {
+    serde_json::to_value(answer)
+        .map(|v| v.to_string())
+        .unwrap_or_else(|e| format!("{{\"error\":\"cannot serialise the answer: {e}\"}}"))
+}
+
+/// An answer as `trm-admin --json` prints it: pretty, keys sorted.
+pub fn to_json_pretty<T: Serialize>(answer: &T) -> String {
+    serde_json::to_value(answer)
+        .and_then(|v| serde_json::to_string_pretty(&v))
+        .unwrap_or_default()
+}
+
+/// `status`: the node, its peers, its audit log.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Status {
+    /// Admin listener address.
+    pub admin_listen: String,
+    /// The audit log.
+    pub audit: AuditStatus,
+    /// Entries in the audit log.
+    pub audit_entries: u64,
+    /// Country code.
+    pub country: String,
+    /// The last restore from a backup, if any.
+    pub last_restore: Option<LastRestore>,
+    /// Node name.
+    pub name: String,
+    /// Messages waiting in the outbox.
+    pub outbox_total: u64,
+    /// Referrals past their response date.
+    pub overdue: Vec<Thread>,
+    /// Peer listener address.
+    pub peer_listen: String,
+    /// Peer log inconsistencies seen.
+    pub peer_log_inconsistent: u64,
+    /// Every pinned peer.
+    pub peers: Vec<PeerStatus>,
+    /// Messages received.
+    pub received_total: u64,
+    /// Signing key fingerprint.
+    pub signing_key: String,
+    /// TLS certificate fingerprint.
+    pub tls_certificate: String,
+}
+
+/// The audit part of `status`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct AuditStatus {
+    /// Tree size of the latest checkpoint.
+    pub checkpoint_size: u64,
+    /// Time of the latest checkpoint.
+    pub checkpoint_time: String,
+    /// Entries in the log.
+    pub entries: u64,
+    /// Whether the node accepts and sends messages.
+    pub processing: String,
+    /// Root hash, hex.
+    pub root: String,
+    /// The log can be written.
+    pub writable: bool,
+    /// Why it cannot ("" when it can).
+    pub write_failure: String,
+}
+
+/// What a restore left for `status`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct LastRestore {
+    /// When the backup was taken (Unix ms).
+    pub taken_ms: i64,
+    /// RFC 3339 of the same.
+    pub taken: String,
+    /// When it was restored (Unix ms).
+    pub restored_ms: i64,
+    /// SHA-256 of the backup's content.
+    pub backup_sha256: String,
+}
+
+/// One peer in `status`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct PeerStatus {
+    /// Consecutive failed attempts.
+    pub attempts: u64,
+    /// What this node witnessed of the peer's audit log.
+    pub audit_log: PeerAuditLog,
+    /// Country code.
+    pub country: String,
+    /// Failing since ("-" if not).
+    pub failing_since: String,
+    /// Last contact ("-" if none).
+    pub last_contact: String,
+    /// Last contact, Unix ms (0 if none).
+    pub last_contact_ms: i64,
+    /// Last error.
+    pub last_error: String,
+    /// Node name.
+    pub name: String,
+    /// Oldest pending message ("-" if none).
+    pub oldest_pending: String,
+    /// Messages waiting for this peer.
+    pub outbox: u64,
+    /// reachable, retrying, unreachable, no contact yet, revoked, paused, held: ….
+    pub state: String,
+}
+
+/// The witness part of a peer's `status`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct PeerAuditLog {
+    /// Held because its log contradicted earlier checkpoints.
+    pub held: bool,
+    /// Since when ("-" if not held).
+    pub held_since: String,
+    /// Why.
+    pub reason: String,
+    /// Time of the latest checkpoint seen.
+    pub seen_checkpoint_time: String,
+    /// Tree size of the latest checkpoint seen.
+    pub seen_tree_size: u64,
+}
+
+/// A pinned identity card (`peer add`, `peer list`).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct PeerCard {
+    /// Categories the peer accepts.
+    pub acceptance: Vec<String>,
+    /// Its addresses.
+    pub addresses: Vec<String>,
+    /// Country code.
+    pub country: String,
+    /// Node name.
+    pub name: String,
+    /// Revoked by an operator.
+    pub revoked: bool,
+    /// Signing key fingerprint.
+    pub signing_key: String,
+    /// TLS certificate fingerprint.
+    pub tls_certificate: String,
+    /// End of validity.
+    pub valid_until: String,
+    /// A card not valid yet (`peer add` only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warning: Option<String>,
+}
+
+/// `peer list`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct PeerList {
+    /// Pinned peers.
+    pub peers: Vec<PeerCard>,
+}
+
+/// `peer remove`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct PeerRemoved {
+    /// Country code.
+    pub removed: String,
+}
+
+/// `peer revoke`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct PeerRevoked {
+    /// When.
+    pub at: String,
+    /// Country code.
+    pub revoked: String,
+}
+
+/// `peer trust`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct PeerTrusted {
+    /// Country code.
+    pub trusted: String,
+    /// Why it was held.
+    pub was_held_for: String,
+}
+
+/// `officer add`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct OfficerAdded {
+    /// Certificate fingerprint.
+    pub certificate: String,
+    /// The node's country.
+    pub country: String,
+    /// Officer name.
+    pub name: String,
+    /// The node's admin address.
+    pub node: String,
+    /// SHA-256 (hex) of the node's TLS certificate.
+    pub node_cert_sha256: String,
+    /// Role.
+    pub role: String,
+}
+
+/// `officer list`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct OfficerList {
+    /// Issued credentials.
+    pub officers: Vec<OfficerEntry>,
+}
+
+/// One issued credential.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct OfficerEntry {
+    /// When it was added.
+    pub added: String,
+    /// Certificate fingerprint.
+    pub certificate: String,
+    /// Short id (hex).
+    pub id: String,
+    /// Officer name.
+    pub name: String,
+    /// When it was revoked (null while active).
+    pub revoked: Option<String>,
+    /// Role.
+    pub role: String,
+}
+
+/// `officer revoke`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct OfficerRevoked {
+    /// When.
+    pub at: String,
+    /// Credentials revoked.
+    pub credentials: u64,
+    /// Officer name.
+    pub revoked: String,
+}
+
+/// `case create`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct CaseCreated {
+    /// Fields recorded.
+    pub fields: u64,
+    /// Case id.
+    pub id: String,
+}
+
+/// A referral thread with one country about one case.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Thread {
+    /// Case reference.
+    pub case_ref: String,
+    /// Focal point of the responsible institution.
+    pub focal_point: String,
+    /// Note (e.g. a decline's reason).
+    pub note: String,
+    /// Past its response date without an answer.
+    pub overdue: bool,
+    /// The other country.
+    pub peer: String,
+    /// TRM phase.
+    pub phase: String,
+    /// Referral message id (hex).
+    pub referral: String,
+    /// Response date ("-" if none).
+    pub response_due: String,
+    /// Responsible institution.
+    pub responsible_institution: String,
+    /// sent or received.
+    pub role: String,
+    /// Thread state.
+    pub state: String,
+    /// Last change.
+    pub updated: String,
+}
+
+/// `case list`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct CaseList {
+    /// Cases recorded here.
+    pub cases: Vec<CaseEntry>,
+    /// Threads of referrals received.
+    pub received: Vec<Thread>,
+}
+
+/// One case in `case list`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct CaseEntry {
+    /// Recorded at.
+    pub created: String,
+    /// Recorded by.
+    pub created_by: String,
+    /// Categories erased.
+    pub erased: Vec<String>,
+    /// Case id.
+    pub id: String,
+    /// A referral of it is overdue.
+    pub overdue: bool,
+    /// Its referrals.
+    pub referrals: Vec<Thread>,
+}
+
+/// `case show`: a case recorded here, or one received (with its thread).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct CaseShow {
+    /// The case document (the case file's shape).
+    pub case: Value,
+    /// Recorded at (recorded here only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created: Option<String>,
+    /// Recorded by (recorded here only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_by: Option<String>,
+    /// Categories erased (recorded here only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub erased: Option<Vec<String>>,
+    /// Case id.
+    pub id: String,
+    /// "recorded here" or "received from CC".
+    pub origin: String,
+    /// The thread (received only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thread: Option<Thread>,
+}
+
+/// `case template`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct CaseTemplate {
+    /// The commented JSON template.
+    pub template: String,
+}
+
+/// `referral preview`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Preview {
+    /// Case id.
+    pub case: String,
+    /// Every field's decision.
+    pub fields: Vec<FieldDecision>,
+    /// Recipient.
+    pub to: String,
+}
+
+/// The decision for one field.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct FieldDecision {
+    /// Category name.
+    pub category: String,
+    /// Field path.
+    pub path: String,
+    /// Released to the peer.
+    pub released: bool,
+    /// Rules that withheld it (snake_case; empty when released).
+    pub withheld_by: Vec<String>,
+}
+
+/// `referral send`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct ReferralSent {
+    /// Case id.
+    pub case: String,
+    /// Message id (hex).
+    pub message: String,
+    /// Fields released.
+    pub released: u64,
+    /// Delivery state.
+    pub state: String,
+    /// Recipient.
+    pub to: String,
+    /// Fields withheld.
+    pub withheld: u64,
+}
+
+/// `referral approve`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Approved {
+    /// Categories approved.
+    pub approved: Vec<String>,
+    /// Case id.
+    pub case: String,
+    /// The approving supervisor.
+    pub supervisor: String,
+    /// Recipient.
+    pub to: String,
+}
+
+/// `referral disclose`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Disclosed {
+    /// Case id.
+    pub case: String,
+    /// Message id (hex).
+    pub message: String,
+    /// Fields released.
+    pub released: u64,
+    /// Paths asked for and still withheld.
+    pub still_withheld: Vec<String>,
+    /// Recipient.
+    pub to: String,
+}
+
+/// A message enqueued: `referral accept|decline`, `info request`, `case close`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Enqueued {
+    /// Case reference.
+    pub case: String,
+    /// Message kind.
+    pub kind: String,
+    /// Message id (hex).
+    pub message: String,
+    /// Delivery state.
+    pub state: String,
+    /// Recipient.
+    pub to: String,
+}
+
+/// `followup send`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct FollowUpSent {
+    /// Case reference.
+    pub case: String,
+    /// Message kind.
+    pub kind: String,
+    /// Message id (hex).
+    pub message: String,
+    /// Fields released.
+    pub released: u64,
+    /// Recipient.
+    pub to: String,
+    /// Fields withheld.
+    pub withheld: u64,
+}
+
+/// `case consent`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Consent {
+    /// Case id.
+    pub case: String,
+    /// Category.
+    pub consent: String,
+    /// Category erased (withdrawal only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub erased: Option<String>,
+    /// Erasure requests sent (withdrawal only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub erasure_requests: Option<Vec<String>>,
+    /// given or withdrawn.
+    pub status: String,
+}
+
+/// `case timeline`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Timeline {
+    /// Case id or reference.
+    pub case: String,
+    /// Every message, oldest first.
+    pub messages: Vec<MessageView>,
+    /// Its threads.
+    pub threads: Vec<Thread>,
+}
+
+/// `message show`: a message, its verification and delivery.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct MessageView {
+    /// Case reference.
+    pub case_ref: String,
+    /// Created at.
+    pub created: String,
+    /// Created at, Unix ms.
+    pub created_ms: i64,
+    /// Delivery state.
+    pub delivery: Delivery,
+    /// sent or received.
+    pub direction: String,
+    /// Categories erased.
+    pub erased: Vec<String>,
+    /// Extension fields (received only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub extensions: Option<Vec<Extension>>,
+    /// Released fields (the case file's shape).
+    pub fields: Value,
+    /// Message id (hex).
+    pub id: String,
+    /// Message it answers (hex, "" if none).
+    pub in_reply_to: String,
+    /// Kind.
+    pub kind: String,
+    /// The other country.
+    pub peer: String,
+    /// Recipient.
+    pub recipient: String,
+    /// Sender.
+    pub sender: String,
+    /// One line about the payload.
+    pub summary: String,
+    /// Re-verification.
+    pub verification: Verification,
+}
+
+/// Delivery of a message: sent (with the peer's signed answer) or received.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Delivery {
+    /// A sent message.
+    Sent {
+        /// The peer's signed answer (null until it arrives).
+        answer: Option<SignedAnswer>,
+        /// When it was answered ("-" if not).
+        answered: String,
+        /// Delivery state.
+        state: String,
+    },
+    /// A received message.
+    Received {
+        /// When it arrived.
+        received: String,
+        /// "stored".
+        state: String,
+    },
+}
+
+impl Default for Delivery {
+    fn default() -> Self {
+        Delivery::Received {
+            received: String::new(),
+            state: String::new(),
+        }
+    }
+}
+
+impl Delivery {
+    /// Delivery state.
+    pub fn state(&self) -> &str {
+        match self {
+            Delivery::Sent { state, .. } | Delivery::Received { state, .. } => state,
+        }
+    }
+}
+
+/// A peer's signed answer to a sent message.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum SignedAnswer {
+    /// A receipt.
+    Receipt {
+        /// When the peer received it.
+        received: String,
+        /// valid or INVALID.
+        signature: String,
+    },
+    /// A rejection.
+    Rejection {
+        /// Reason code.
+        reason: String,
+        /// Detail.
+        detail: String,
+        /// Fields concerned.
+        fields: Vec<String>,
+        /// valid or INVALID.
+        signature: String,
+    },
+    /// Not a receipt or rejection.
+    Unreadable,
+}
+
+/// A message's re-verification.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Verification {
+    /// Disclosures against the signed digests.
+    pub disclosures: String,
+    /// Envelope hash (hex).
+    pub envelope_hash: String,
+    /// The envelope signature.
+    pub signature: String,
+}
+
+/// An extension field of a received message.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Extension {
+    /// Category (as declared by the sender when unknown here).
+    pub category: String,
+    /// Help text.
+    pub help: String,
+    /// This node's template knows it.
+    pub known_here: bool,
+    /// Field path.
+    pub path: String,
+}
+
+/// `inbox`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Inbox {
+    /// Received messages.
+    pub messages: Vec<InboxEntry>,
+}
+
+/// One received message.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct InboxEntry {
+    /// Case reference.
+    pub case_ref: String,
+    /// Categories of its fields.
+    pub categories: Vec<String>,
+    /// Sender country.
+    pub from: String,
+    /// Message id (hex).
+    pub id: String,
+    /// Kind.
+    pub kind: String,
+    /// Received at.
+    pub received: String,
+}
+
+/// `directory list`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct DirectoryList {
+    /// Contact entries.
+    pub entries: Vec<DirectoryEntry>,
+    /// Entries older than this are stale.
+    pub stale_after_days: u64,
+}
+
+/// One focal point.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct DirectoryEntry {
+    /// Channels.
+    pub channels: Vec<String>,
+    /// Country.
+    pub country: String,
+    /// Hours.
+    pub hours: String,
+    /// Institution.
+    pub institution: String,
+    /// Languages.
+    pub languages: Vec<String>,
+    /// Last confirmed.
+    pub last_confirmed: String,
+    /// This node's own entry.
+    pub own: bool,
+    /// Role.
+    pub role: String,
+    /// Not confirmed recently.
+    pub stale: bool,
+    /// Unit.
+    pub unit: String,
+    /// Directory version.
+    pub version: u64,
+}
+
+/// `directory edit`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct DirectoryEdited {
+    /// Entries.
+    pub entries: u64,
+    /// Published (always false: publish is separate).
+    pub published: bool,
+}
+
+/// `directory publish`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct DirectoryPublished {
+    /// One update per peer.
+    pub sent: Vec<SentTo>,
+    /// New version.
+    pub version: u64,
+}
+
+/// A message enqueued for one peer.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct SentTo {
+    /// Message id (hex).
+    pub message: String,
+    /// Recipient.
+    pub to: String,
+}
+
+/// `audit export` (the bundle travels beside the answer).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct AuditExported {
+    /// Checkpoints in the bundle.
+    pub checkpoints: u64,
+    /// Country.
+    pub country: String,
+    /// complete or partial.
+    pub coverage: String,
+    /// Entries in the bundle.
+    pub entries: u64,
+    /// Range start.
+    pub from: String,
+    /// Peer cards in the bundle.
+    pub peer_cards: u64,
+    /// Range end.
+    pub to: String,
+    /// Size of the log.
+    pub tree_size: u64,
+}
+
+/// `backup` through the admin API (`trm-node backup` on a running node).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct BackupTaken {
+    /// Content bytes.
+    pub content_bytes: u64,
+    /// Content SHA-256 (hex).
+    pub content_sha256: String,
+    /// The file, relative to the node folder.
+    pub file: String,
+    /// Holds private keys.
+    pub includes_private_keys: bool,
+    /// Records.
+    pub records: u64,
+    /// When it was taken.
+    pub taken: String,
+}

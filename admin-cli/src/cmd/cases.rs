@@ -1,0 +1,66 @@
+//! `case create | list | show | template | timeline | consent | close`.
+
+use std::path::Path;
+
+use serde_json::Value;
+use trm_proto::admin as api;
+
+use super::{ask, call, show, Refused, Session};
+use crate::failure::Failure;
+use crate::files::{read_file, FileKind};
+use crate::render;
+
+/// A JSON file's text; its syntax is checked here so the error names the file (the node
+/// checks the fields).
+pub(crate) fn json_file(file: &Path, kind: FileKind) -> Result<String, Failure> {
+    let text = String::from_utf8(read_file(file, kind)?)
+        .map_err(|_| Failure::usage(format!("{}: not UTF-8 text", file.display())))?;
+    if let Err(e) = serde_json::from_str::<Value>(&text) {
+        return Err(Failure::usage(format!("{}: not JSON: {e}", file.display())));
+    }
+    Ok(text)
+}
+
+pub(crate) async fn create(s: &Session, file: &Path) -> Result<(), Failure> {
+    let json = json_file(file, FileKind::Case)?;
+    let name = file.display().to_string();
+    let (answer, _) = ask(s, api::CaseCreate { json }, Refused::CaseFile(&name)).await?;
+    show(s, &answer, render::created);
+    Ok(())
+}
+
+pub(crate) async fn list(s: &Session) -> Result<(), Failure> {
+    call(s, api::CaseList {}, render::cases).await
+}
+
+pub(crate) async fn show_case(s: &Session, id: String) -> Result<(), Failure> {
+    call(s, api::CaseShow { id }, render::case).await
+}
+
+pub(crate) async fn template(s: &Session) -> Result<(), Failure> {
+    call(s, api::CaseTemplate {}, render::template).await
+}
+
+pub(crate) async fn timeline(s: &Session, id: String) -> Result<(), Failure> {
+    call(s, api::CaseTimeline { id }, render::timeline).await
+}
+
+pub(crate) async fn consent(
+    s: &Session,
+    case_id: String,
+    withdraw: Option<String>,
+    give: Option<String>,
+    by: String,
+) -> Result<(), Failure> {
+    let request = api::CaseConsent {
+        case_id,
+        withdraw: withdraw.unwrap_or_default(),
+        give: give.unwrap_or_default(),
+        by,
+    };
+    call(s, request, render::fields).await
+}
+
+pub(crate) async fn close(s: &Session, request: api::CaseClose) -> Result<(), Failure> {
+    call(s, request, render::fields).await
+}
