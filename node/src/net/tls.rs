@@ -88,6 +88,20 @@ impl Pins {
         self.changed.send_modify(|n| *n = n.wrapping_add(1));
     }
 
+    /// Replaces every pin of `who` with `pin` (none: removes them) in one step, so that a
+    /// connection re-checking its peer never sees the moment between removal and insertion
+    /// (a rotation re-pins the same certificate: its live connections must stay up).
+    pub fn replace_who(&self, who: &str, pin: Option<(&[u8], Pin)>) {
+        {
+            let mut map = self.map.write().unwrap_or_else(|p| p.into_inner());
+            map.retain(|_, p| p.who != who);
+            if let Some((cert_der, pin)) = pin {
+                map.insert(trm_proto::signing::sha256(cert_der), pin);
+            }
+        }
+        self.changed.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
     /// Changes whenever a pin is added or removed: holders of live connections re-check.
     pub fn watch(&self) -> tokio::sync::watch::Receiver<u64> {
         self.changed.subscribe()
@@ -343,5 +357,32 @@ mod tests {
             HandshakeRefusal::of(&quinn::ConnectionError::TimedOut),
             HandshakeRefusal::Other
         );
+    }
+
+    /// A re-pin (a rotation keeps the certificate) is one change: whoever the change wakes
+    /// finds the certificate pinned. Two changes (removal, then insertion) let a live
+    /// connection woken by the first close itself, the receipt it was about to send lost.
+    #[test]
+    fn a_re_pin_is_one_change_and_never_leaves_the_certificate_unpinned() {
+        let pins = Pins::default();
+        let cert = [7u8; 40];
+        let pin = |until| Pin {
+            who: "AL".into(),
+            not_before_ms: 0,
+            not_after_ms: until,
+        };
+        pins.insert(&cert, pin(i64::MAX - 1));
+        let mut watch = pins.watch();
+        watch.mark_unchanged();
+        let before = *watch.borrow();
+        pins.replace_who("AL", Some((&cert, pin(i64::MAX))));
+        assert_eq!(
+            *watch.borrow_and_update(),
+            before.wrapping_add(1),
+            "one change"
+        );
+        assert_eq!(pins.lookup(&cert).map(|p| p.not_after_ms), Some(i64::MAX));
+        pins.replace_who("AL", None);
+        assert!(pins.lookup(&cert).is_none(), "removed");
     }
 }

@@ -62,21 +62,20 @@ impl PeerTable {
     /// Adds or replaces a peer and updates the pins.
     pub fn put(&self, card: VerifiedCard, revoked: bool) {
         let cc = card.country().to_string();
-        self.pins.remove_who(&cc);
-        if !revoked {
-            self.pins.insert(
-                &card.card.tls_cert_der,
-                Pin {
-                    who: cc.clone(),
-                    not_before_ms: card.card.valid_from_ms,
-                    not_after_ms: card.card.valid_until_ms,
-                },
-            );
-        }
+        let pin = Pin {
+            who: cc.clone(),
+            not_before_ms: card.card.valid_from_ms,
+            not_after_ms: card.card.valid_until_ms,
+        };
+        // The table first, then the pins (one step): a connection woken by the pin change
+        // re-checks against both and sees the new card, never a moment without it.
+        let cert = card.card.tls_cert_der.clone();
         self.peers
             .write()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(cc, Peer { card, revoked });
+            .insert(cc.clone(), Peer { card, revoked });
+        self.pins
+            .replace_who(&cc, (!revoked).then_some((cert.as_slice(), pin)));
     }
 
     /// Removes a peer and its pin.
