@@ -1,9 +1,12 @@
 //! `trm-node`: initialise and run a country's node. Parses arguments, sets up tracing,
-//! installs the crypto provider and calls into the library.
+//! installs the crypto provider, calls into the library and prints what it did; the work
+//! (backup, restore, checks, rotation, the node itself) is all in the library.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+
 use std::process::ExitCode;
+use trm_node::base::time::now_ms;
 
 use clap::{Parser, Subcommand};
 
@@ -157,17 +160,7 @@ fn fail(code: u8, msg: impl std::fmt::Display) -> ExitCode {
     ExitCode::from(code)
 }
 
-fn backup_exit(e: &trm_node::ops::backup::BackupError) -> u8 {
-    use trm_node::ops::backup::BackupError as B;
-    match e {
-        B::Config(_) | B::Exists(_) | B::NotEmpty(_) | B::Country { .. } => 64,
-        B::NotABackup(_) | B::Damaged { .. } | B::Format(_) | B::TooNew { .. } => 65,
-        B::Store(trm_node::store::StoreError::Locked(_)) => 75,
-        _ => 1,
-    }
-}
-
-fn print_header(h: &trm_node::ops::backup::Header, out: &std::path::Path) {
+fn print_header(h: &trm_node::ops::backup::Header, out: &Path) {
     println!(
         "backup of node {} taken at {} ({}): {}",
         h.country,
@@ -189,115 +182,171 @@ fn print_header(h: &trm_node::ops::backup::Header, out: &std::path::Path) {
     }
 }
 
-/// `trm-node backup`: offline if the store can be opened, else through the admin API.
-fn backup(
-    dir: &std::path::Path,
-    out: &std::path::Path,
-    include_keys: bool,
-    cred: Option<PathBuf>,
-) -> ExitCode {
-    use trm_node::ops::backup::{self, BackupError};
-    use trm_node::store::StoreError;
-    if out.exists() {
-        return fail(
-            64,
-            format!("{} already exists; refusing to overwrite it", out.display()),
-        );
-    }
-    match backup::offline(dir, out, include_keys) {
+/// `trm-node backup`.
+fn backup(dir: &Path, out: &Path, include_keys: bool, cred: Option<PathBuf>) -> ExitCode {
+    match trm_node::ops::backup::take(dir, out, include_keys, cred.as_deref()) {
         Ok(h) => {
             print_header(&h, out);
-            return ExitCode::SUCCESS;
+            ExitCode::SUCCESS
         }
-        Err(BackupError::Store(StoreError::Locked(_))) => {}
-        Err(e) => return fail(backup_exit(&e), e),
+        Err(e) => fail(e.exit_code(), e),
     }
-    // The node is running: ask it for a snapshot.
-    let cred_path = cred.unwrap_or_else(|| dir.join(trm_node::identity::OPERATOR_CRED));
-    let cred = match trm_node::identity::Credential::load(&cred_path) {
-        Ok(c) => c,
-        Err(e) => {
-            return fail(
-                64,
-                format!("the node is running; a backup needs an operator credential: {e}"),
-            )
+}
+
+/// `trm-node restore`.
+fn restore(from: &Path, dir: &Path) -> ExitCode {
+    let r = match trm_node::ops::backup::restore(from, dir, now_ms()) {
+        Ok(r) => r,
+        Err(e) => return fail(e.exit_code(), e),
+    };
+    let h = &r.header;
+    println!(
+        "restored node {} from the backup taken at {} into {}",
+        h.country,
+        h.taken,
+        r.store.display()
+    );
+    if let Some(old) = &r.replaced {
+        println!(
+            "  the replaced store is kept at {} (delete it when satisfied)",
+            old.display()
+        );
+    }
+    let list = |label: &str, items: &[String]| {
+        if !items.is_empty() {
+            println!("  {label}: {}", items.join(", "));
         }
     };
-    let rt = match tokio::runtime::Builder::new_current_thread()
+    list("files written", &r.files_written);
+    list("files kept as they are in the folder", &r.files_kept);
+    if !r.missing_keys.is_empty() {
+        println!(
+            "  MISSING private keys: {}; copy them from your key backup before starting",
+            r.missing_keys.join(", ")
+        );
+    }
+    println!("  anything recorded after {} is gone from this node; the next start writes the restore to the audit log", h.taken);
+    println!("  messages still in the restored outbox are sent again; partners answer duplicates with their first receipt");
+    ExitCode::SUCCESS
+}
+
+/// `trm-node init`.
+fn init(
+    dir: &Path,
+    country: &str,
+    name: &str,
+    listen: (SocketAddr, SocketAddr),
+    accept: Option<Vec<String>>,
+) -> ExitCode {
+    use trm_node::base::config::ConfigError;
+    use trm_node::identity::IdentityError;
+    match trm_node::identity::init(dir, country, name, listen.0, listen.1, accept) {
+        Ok(r) => {
+            println!("created node {country} in {}", r.dir.display());
+            println!("  identity card:        {}", r.card.display());
+            println!(
+                "  operator credential:  {}",
+                r.operator_credential.display()
+            );
+            println!("  signing key:          {}", r.signing_fingerprint);
+            println!("  TLS certificate:      {}", r.tls_fingerprint);
+            println!("give the identity card to partner countries; check fingerprints by phone");
+            ExitCode::SUCCESS
+        }
+        // init writes node.toml from the options, so a refused value names the option.
+        Err(IdentityError::Config(ConfigError::Invalid { key, reason })) => {
+            fail(64, format!("{}: {reason}", init_option(&key)))
+        }
+        Err(e) => fail(64, e),
+    }
+}
+
+/// `trm-node check-config`.
+fn check_config(dir: &Path) -> ExitCode {
+    match trm_node::base::config::NodeConfig::load(dir) {
+        Ok(_) => {
+            println!(
+                "{}: configuration is valid",
+                dir.join("node.toml").display()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(64, e),
+    }
+}
+
+/// `trm-node check`.
+fn check(dir: &Path) -> ExitCode {
+    match trm_node::ops::health::check(dir, now_ms()) {
+        Ok(r) => {
+            for l in &r.lines {
+                println!("ok  {l}");
+            }
+            for w in &r.warnings {
+                println!("warning  {w}");
+            }
+            println!("{}: healthy", dir.display());
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(e.exit_code(), format!("check failed: {e}")),
+    }
+}
+
+/// `trm-node health`.
+fn health(dir: &Path) -> ExitCode {
+    match trm_node::ops::health::probe(dir, std::time::Duration::from_secs(3)) {
+        Ok(msg) => {
+            println!("{msg}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(1, e),
+    }
+}
+
+/// `trm-node key rotate`.
+fn rotate(dir: &Path, overlap_days: u32) -> ExitCode {
+    let r = match trm_node::federation::rotation::rotate(dir, overlap_days, now_ms()) {
+        Ok(r) => r,
+        Err(e) => return fail(1, e),
+    };
+    println!("rotated the signing key of {}", dir.display());
+    println!(
+        "  old key:   {} (valid until {})",
+        r.old_key,
+        trm_node::base::time::format_ms(r.old_valid_until_ms)
+    );
+    println!("  new key:   {}", r.new_key);
+    if r.announced_to.is_empty() {
+        println!("  no peer to announce it to");
+    } else {
+        println!(
+            "  announced to {} when the node runs again",
+            r.announced_to.join(", ")
+        );
+    }
+    ExitCode::SUCCESS
+}
+
+/// `trm-node run`: until SIGINT or SIGTERM.
+fn run(dir: &Path, log_format: Option<String>) -> ExitCode {
+    use trm_node::node::StartError;
+    let cfg = match trm_node::base::config::NodeConfig::load(dir) {
+        Ok(c) => c,
+        Err(e) => return fail(64, e),
+    };
+    setup_tracing(&log_format.unwrap_or(cfg.log.format), &cfg.log.filter);
+    let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
     {
         Ok(rt) => rt,
         Err(e) => return fail(1, e),
     };
-    let answer = rt.block_on(async {
-        let client = trm_node::admin::client::AdminClient::connect(&cred).await?;
-        let r = client
-            .call(trm_proto::admin::admin_request::Call::Backup(
-                trm_proto::admin::Backup { include_keys },
-            ))
-            .await;
-        client.close().await;
-        r
-    });
-    let v = match answer {
-        Ok(v) => v,
-        Err(e) => return fail(1, format!("backup through the admin API failed: {e}")),
-    };
-    let Some(file) = v.get("file").and_then(|f| f.as_str()) else {
-        return fail(1, "the node's answer names no file");
-    };
-    let written = dir.join(file);
-    if let Err(e) = backup::move_no_clobber(&written, out) {
-        return fail(
-            1,
-            format!("{e} (the backup is still at {})", written.display()),
-        );
-    }
-    match backup::verify(out) {
-        Ok(h) => {
-            print_header(&h, out);
-            ExitCode::SUCCESS
-        }
-        Err(e) => fail(backup_exit(&e), e),
-    }
-}
-
-fn restore(from: &std::path::Path, dir: &std::path::Path) -> ExitCode {
-    match trm_node::ops::backup::restore(from, dir, trm_node::base::time::now_ms()) {
-        Ok(r) => {
-            println!(
-                "restored node {} from the backup taken at {} into {}",
-                r.header.country,
-                r.header.taken,
-                r.store.display()
-            );
-            if let Some(old) = &r.replaced {
-                println!(
-                    "  the replaced store is kept at {} (delete it when satisfied)",
-                    old.display()
-                );
-            }
-            if !r.files_written.is_empty() {
-                println!("  files written: {}", r.files_written.join(", "));
-            }
-            if !r.files_kept.is_empty() {
-                println!(
-                    "  files kept as they are in the folder: {}",
-                    r.files_kept.join(", ")
-                );
-            }
-            if !r.missing_keys.is_empty() {
-                println!(
-                    "  MISSING private keys: {}; copy them from your key backup before starting",
-                    r.missing_keys.join(", ")
-                );
-            }
-            println!("  anything recorded after {} is gone from this node; the next start writes the restore to the audit log", r.header.taken);
-            println!("  messages still in the restored outbox are sent again; partners answer duplicates with their first receipt");
-            ExitCode::SUCCESS
-        }
-        Err(e) => fail(backup_exit(&e), e),
+    match rt.block_on(trm_node::run(dir, shutdown_signal())) {
+        Ok(()) => ExitCode::SUCCESS,
+        // A bad node.toml or key file is the operator's input: 64, like check-config.
+        Err(e @ (StartError::Config(_) | StartError::Identity(_))) => fail(64, e),
+        Err(e) => fail(1, e),
     }
 }
 
@@ -359,88 +408,11 @@ fn main() -> ExitCode {
             listen,
             admin_listen,
             accept,
-        } => match trm_node::identity::init(&dir, &country, &name, listen, admin_listen, accept) {
-            Ok(r) => {
-                println!("created node {country} in {}", r.dir.display());
-                println!("  identity card:        {}", r.card.display());
-                println!(
-                    "  operator credential:  {}",
-                    r.operator_credential.display()
-                );
-                println!("  signing key:          {}", r.signing_fingerprint);
-                println!("  TLS certificate:      {}", r.tls_fingerprint);
-                println!(
-                    "give the identity card to partner countries; check fingerprints by phone"
-                );
-                ExitCode::SUCCESS
-            }
-            // init writes node.toml from the options, so a refused value names the option.
-            Err(trm_node::identity::IdentityError::Config(
-                trm_node::base::config::ConfigError::Invalid { key, reason },
-            )) => fail(64, format!("{}: {reason}", init_option(&key))),
-            Err(e) => fail(64, e),
-        },
-        Cmd::CheckConfig { dir } => match trm_node::base::config::NodeConfig::load(&dir) {
-            Ok(_) => {
-                println!(
-                    "{}: configuration is valid",
-                    dir.join("node.toml").display()
-                );
-                ExitCode::SUCCESS
-            }
-            Err(e) => fail(64, e),
-        },
-        Cmd::Check { dir } => {
-            match trm_node::ops::health::check(&dir, trm_node::base::time::now_ms()) {
-                Ok(r) => {
-                    for l in &r.lines {
-                        println!("ok  {l}");
-                    }
-                    for w in &r.warnings {
-                        println!("warning  {w}");
-                    }
-                    println!("{}: healthy", dir.display());
-                    ExitCode::SUCCESS
-                }
-                Err(e) => fail(e.exit_code(), format!("check failed: {e}")),
-            }
-        }
-        Cmd::Health { dir } => {
-            match trm_node::ops::health::probe(&dir, std::time::Duration::from_secs(3)) {
-                Ok(msg) => {
-                    println!("{msg}");
-                    ExitCode::SUCCESS
-                }
-                Err(e) => fail(1, e),
-            }
-        }
-        Cmd::Key(KeyCmd::Rotate { dir, overlap_days }) => {
-            match trm_node::federation::rotation::rotate(
-                &dir,
-                overlap_days,
-                trm_node::base::time::now_ms(),
-            ) {
-                Ok(r) => {
-                    println!("rotated the signing key of {}", dir.display());
-                    println!(
-                        "  old key:   {} (valid until {})",
-                        r.old_key,
-                        trm_node::base::time::format_ms(r.old_valid_until_ms)
-                    );
-                    println!("  new key:   {}", r.new_key);
-                    if r.announced_to.is_empty() {
-                        println!("  no peer to announce it to");
-                    } else {
-                        println!(
-                            "  announced to {} when the node runs again",
-                            r.announced_to.join(", ")
-                        );
-                    }
-                    ExitCode::SUCCESS
-                }
-                Err(e) => fail(1, e),
-            }
-        }
+        } => init(&dir, &country, &name, (listen, admin_listen), accept),
+        Cmd::CheckConfig { dir } => check_config(&dir),
+        Cmd::Check { dir } => check(&dir),
+        Cmd::Health { dir } => health(&dir),
+        Cmd::Key(KeyCmd::Rotate { dir, overlap_days }) => rotate(&dir, overlap_days),
         Cmd::Backup {
             dir,
             out,
@@ -448,29 +420,6 @@ fn main() -> ExitCode {
             cred,
         } => backup(&dir, &out, include_keys, cred),
         Cmd::Restore { from, dir } => restore(&from, &dir),
-        Cmd::Run { dir } => {
-            let cfg = match trm_node::base::config::NodeConfig::load(&dir) {
-                Ok(c) => c,
-                Err(e) => return fail(64, e),
-            };
-            let format = cli.log_format.unwrap_or(cfg.log.format.clone());
-            setup_tracing(&format, &cfg.log.filter);
-            let rt = match tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-            {
-                Ok(rt) => rt,
-                Err(e) => return fail(1, e),
-            };
-            match rt.block_on(trm_node::run(&dir, shutdown_signal())) {
-                Ok(()) => ExitCode::SUCCESS,
-                // A bad node.toml or key file is the operator's input: 64, like check-config.
-                Err(
-                    e @ (trm_node::node::StartError::Config(_)
-                    | trm_node::node::StartError::Identity(_)),
-                ) => fail(64, e),
-                Err(e) => fail(1, e),
-            }
-        }
+        Cmd::Run { dir } => run(&dir, cli.log_format),
     }
 }

@@ -531,6 +531,101 @@ fn tmp_beside(path: &Path, what: &str) -> PathBuf {
     path.with_file_name(format!(".{name}.{what}-{}", std::process::id()))
 }
 
+/// Why `trm-node backup` could not take a backup.
+#[derive(Debug, thiserror::Error)]
+pub enum TakeError {
+    /// The output file exists.
+    #[error("{0} already exists; refusing to overwrite it")]
+    OutExists(PathBuf),
+    /// Writing or checking the backup failed.
+    #[error(transparent)]
+    Backup(#[from] BackupError),
+    /// The node runs and no operator credential could be loaded.
+    #[error("the node is running; a backup needs an operator credential: {0}")]
+    Credential(String),
+    /// The node runs and refused or failed the `Backup` call.
+    #[error("backup through the admin API failed: {0}")]
+    Online(String),
+    /// The node wrote the backup but it could not be moved to the output file.
+    #[error("{source} (the backup is still at {})", kept.display())]
+    Move {
+        /// cause
+        source: BackupError,
+        /// where the node wrote it
+        kept: PathBuf,
+    },
+}
+
+impl TakeError {
+    /// The exit code of `trm-node backup` for this failure.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            TakeError::OutExists(_) | TakeError::Credential(_) => 64,
+            TakeError::Backup(e) => e.exit_code(),
+            TakeError::Online(_) | TakeError::Move { .. } => 1,
+        }
+    }
+}
+
+impl BackupError {
+    /// The exit code of `trm-node backup` and `restore` for this failure: 64 the operator's
+    /// input, 65 a file that is not a usable backup, 75 the node is running, 1 otherwise.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            BackupError::Config(_)
+            | BackupError::Exists(_)
+            | BackupError::NotEmpty(_)
+            | BackupError::Country { .. } => 64,
+            BackupError::NotABackup(_)
+            | BackupError::Damaged { .. }
+            | BackupError::Format(_)
+            | BackupError::TooNew { .. } => 65,
+            BackupError::Store(StoreError::Locked(_)) => 75,
+            _ => 1,
+        }
+    }
+}
+
+/// `trm-node backup`: straight from the store while the node is stopped; while it runs (the
+/// store is locked), through its admin API with an operator credential (`cred`, default
+/// `DIR/operator.cred`): the node writes the file into its `backups/` folder, which is then
+/// moved to `out` and verified. Blocks; runs its own small runtime for the admin call.
+pub fn take(
+    dir: &Path,
+    out: &Path,
+    include_keys: bool,
+    cred: Option<&Path>,
+) -> Result<Header, TakeError> {
+    if out.exists() {
+        return Err(TakeError::OutExists(out.to_path_buf()));
+    }
+    match offline(dir, out, include_keys) {
+        Err(BackupError::Store(StoreError::Locked(_))) => {}
+        done => return Ok(done?),
+    }
+    let cred_path = cred.map_or_else(|| dir.join(identity::OPERATOR_CRED), Path::to_path_buf);
+    let cred =
+        identity::Credential::load(&cred_path).map_err(|e| TakeError::Credential(e.to_string()))?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| TakeError::Online(e.to_string()))?;
+    let taken = rt
+        .block_on(async {
+            let client = trm_admin_api::client::AdminClient::connect(&cred).await?;
+            let r = client.ask(trm_proto::admin::Backup { include_keys }).await;
+            client.close().await;
+            r
+        })
+        .map_err(|e| TakeError::Online(e.to_string()))?;
+    let written = dir.join(&taken.file);
+    move_no_clobber(&written, out).map_err(|source| TakeError::Move {
+        source,
+        kept: written,
+    })?;
+    Ok(verify(out)?)
+}
+
 /// Moves `from` to `to` without ever overwriting `to` (hard link, then unlink; a copy when
 /// they are on different file systems). The result has mode 0600.
 pub fn move_no_clobber(from: &Path, to: &Path) -> Result<(), BackupError> {
