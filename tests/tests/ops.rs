@@ -3,13 +3,11 @@
 //! offline check, schema refusal and migration, backup and restore. Real `trm-node`
 //! processes on loopback, ports from the OS.
 //!
-//! The binaries are found next to this test executable (`target/<profile>/trm-node`);
-//! `cargo test --workspace` builds them. With `-p trm-tests` alone, build them first
-//! (`cargo build -p trm-node`).
+//! The binaries are built and found by `trm_tests::bins` (never a stale one).
 
 use std::collections::BTreeSet;
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -22,21 +20,7 @@ use trm_node::ops::backup::{self, Item};
 use trm_node::store::{Op, SentState, Store, SCHEMA_VERSION};
 use trm_proto::admin::{self as api, admin_request::Call};
 
-fn bin(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("test executable");
-    // target/<profile>/deps/ops-xxxx -> target/<profile>/<name>
-    let p = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target dir")
-        .join(name);
-    assert!(
-        p.is_file(),
-        "{} is not built: run `cargo test --workspace` or `cargo build -p trm-node`",
-        p.display()
-    );
-    p
-}
+use trm_tests::bins::bin;
 
 fn trm_node(args: &[&str]) -> Output {
     Command::new(bin("trm-node"))
@@ -73,12 +57,6 @@ fn failure(o: &Output) -> (i32, String) {
     (o.status.code().unwrap_or(-1), err.trim().to_string())
 }
 
-fn free_udp() -> SocketAddr {
-    UdpSocket::bind("127.0.0.1:0")
-        .and_then(|s| s.local_addr())
-        .expect("loopback port")
-}
-
 fn s(p: &Path) -> &str {
     p.to_str().expect("utf-8 path")
 }
@@ -106,9 +84,9 @@ impl Node {
             "--name",
             &format!("{cc} ops test unit"),
             "--listen",
-            &free_udp().to_string(),
+            &trm_tests::proc::free_addr().to_string(),
             "--admin-listen",
-            &free_udp().to_string(),
+            &trm_tests::proc::free_addr().to_string(),
         ]);
         assert!(out.status.success(), "init {cc}: {}", stderr(&out));
         let n = Self {
@@ -498,7 +476,7 @@ fn check_config_names_the_offending_key() {
 async fn environment_overrides_the_admin_listener() {
     let tmp = tempfile::tempdir().unwrap();
     let mut n = Node::init(tmp.path(), "IT");
-    let moved = free_udp().to_string();
+    let moved = trm_tests::proc::free_addr().to_string();
     n.start(&[], &[("TRM_ADMIN_LISTEN", &moved)]).await;
     let st = n.op(Call::Status(api::Status {})).await;
     assert_eq!(st["admin_listen"], moved.as_str());

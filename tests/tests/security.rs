@@ -4,25 +4,19 @@
 //! oversized frames). CI runs short versions; `TRM_LONG_TESTS=1` runs the long ones.
 
 use std::collections::BTreeSet;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use prost::Message;
-use trm_bench::proc::NodeProc;
 use trm_node::store::SentState;
 use trm_proto::admin::{self as api, admin_request::Call};
 use trm_proto::pb::{self, RejectReason};
 use trm_tests::net;
+use trm_tests::proc::NodeProc;
 use trm_tests::raw::{self, TlsId};
 use trm_tests::*;
 
-const BIN: &str = env!("CARGO_BIN_EXE_trm-node-under-test");
 const DAY: i64 = 86_400_000;
-
-fn long() -> bool {
-    std::env::var("TRM_LONG_TESTS").is_ok_and(|v| v == "1")
-}
 
 async fn pair() -> (tempfile::TempDir, TestNode, TestNode) {
     started_pair("IT", "AL").await
@@ -454,7 +448,7 @@ async fn floods_and_stalled_streams_leave_a_legitimate_peer_delivering_in_bounde
     } else {
         (200, 500, 40)
     };
-    let bin = PathBuf::from(BIN);
+    let bin = bins::bin("trm-node");
     let tmp = tempfile::tempdir().unwrap();
     let mut it = NodeProc::init(tmp.path(), "IT", &bin).unwrap();
     let mut al = NodeProc::init(tmp.path(), "AL", &bin).unwrap();
@@ -474,7 +468,7 @@ async fn floods_and_stalled_streams_leave_a_legitimate_peer_delivering_in_bounde
         .await
         .unwrap();
     c.call(Call::CaseCreate(api::CaseCreate {
-        json: trm_bench::workload::case_json("BENCH-0001", "AL"),
+        json: case_json("BENCH-0001", "AL"),
     }))
     .await
     .unwrap();
@@ -487,7 +481,7 @@ async fn floods_and_stalled_streams_leave_a_legitimate_peer_delivering_in_bounde
         let (peak, stop) = (peak.clone(), stop.clone());
         tokio::spawn(async move {
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                if let Some(k) = trm_bench::proc::rss_kib(pid) {
+                if let Some(k) = trm_tests::proc::rss_kib(pid) {
                     peak.fetch_max(k, std::sync::atomic::Ordering::Relaxed);
                 }
                 tokio::time::sleep(Duration::from_millis(50)).await;

@@ -531,7 +531,7 @@ async fn absurd_limits_in_node_toml_refuse_start_naming_key_and_range() {
             .join("\n");
         assert_ne!(text, good, "{key} not in node.toml");
         std::fs::write(node.dir.join("node.toml"), &text).unwrap();
-        let e = match trm_node::start(&node.dir, trm_node::StartOptions::default()).await {
+        let e = match trm_node::start(&node.dir, node.start_options()).await {
             Ok(h) => {
                 h.shutdown().await;
                 panic!("{set}: the node started")

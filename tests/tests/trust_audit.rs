@@ -16,8 +16,6 @@ use trm_proto::pb;
 use trm_tests::auditx::*;
 use trm_tests::*;
 
-const NODE_BIN: &str = env!("CARGO_BIN_EXE_trm-node-under-test");
-
 async fn pair() -> (tempfile::TempDir, TestNode, TestNode) {
     let tmp = tempfile::tempdir().unwrap();
     let mut it = TestNode::init(tmp.path(), "IT");
@@ -189,7 +187,7 @@ async fn a_partial_export_says_which_indices_it_holds_and_still_refuses_gaps() {
 /// Runs the node binary with `args`; returns (exit code, last line on stderr). A `run` that
 /// does not exit within the limit is killed and reported as still running (`None`).
 fn node_cmd(args: &[&str], limit: Duration) -> (Option<i32>, String) {
-    let mut child = Command::new(NODE_BIN)
+    let mut child = Command::new(trm_tests::bins::bin("trm-node"))
         .args(args)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())

@@ -3,18 +3,16 @@
 //! legitimate peer; refused handshakes are logged, rate-limited.
 
 use std::net::{IpAddr, SocketAddr};
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use trm_bench::proc::NodeProc;
 use trm_proto::admin::{self as api, admin_request::Call};
 use trm_tests::net::{self, Handshake};
+use trm_tests::proc::NodeProc;
 use trm_tests::raw::{self, TlsId};
 use trm_tests::*;
 
-const BIN: &str = env!("CARGO_BIN_EXE_trm-node-under-test");
 const DAY: i64 = 86_400_000;
 
 fn loopback(last: u8) -> IpAddr {
@@ -416,7 +414,7 @@ fn scrape(node: &NodeProc) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refused_handshakes_are_logged_once_per_address_with_fingerprint_and_address() {
     let tmp = tempfile::tempdir().unwrap();
-    let mut al = NodeProc::init(tmp.path(), "AL", &PathBuf::from(BIN)).unwrap();
+    let mut al = NodeProc::init(tmp.path(), "AL", &bins::bin("trm-node")).unwrap();
     al.start().await.unwrap();
     let al_cert = al.keys().unwrap().tls_cert.to_vec();
     let stranger = TlsId::new("trm-node-XX");
@@ -476,7 +474,7 @@ async fn cap_sized_frames_trickled_on_every_allowed_stream_keep_memory_bounded()
     const PER_PEER: usize = 8;
     const STREAMS: usize = 64;
     const REFERRALS: usize = 10;
-    let bin = PathBuf::from(BIN);
+    let bin = bins::bin("trm-node");
     let tmp = tempfile::tempdir().unwrap();
     let mut it = NodeProc::init(tmp.path(), "IT", &bin).unwrap();
     let mut al = NodeProc::init(tmp.path(), "AL", &bin).unwrap();
@@ -494,14 +492,14 @@ async fn cap_sized_frames_trickled_on_every_allowed_stream_keep_memory_bounded()
     let officer = it.officer("Officer Example", "officer").await.unwrap();
     let al_cert = al.keys().unwrap().tls_cert.to_vec();
     let pid = al.pid().unwrap();
-    let baseline = trm_bench::proc::rss_kib(pid).unwrap_or(0);
+    let baseline = trm_tests::proc::rss_kib(pid).unwrap_or(0);
     let peak = Arc::new(std::sync::atomic::AtomicU64::new(baseline));
     let stop = Arc::new(AtomicBool::new(false));
     let sampler = {
         let (peak, stop) = (peak.clone(), stop.clone());
         tokio::spawn(async move {
             while !stop.load(Ordering::Relaxed) {
-                if let Some(k) = trm_bench::proc::rss_kib(pid) {
+                if let Some(k) = trm_tests::proc::rss_kib(pid) {
                     peak.fetch_max(k, Ordering::Relaxed);
                 }
                 tokio::time::sleep(Duration::from_millis(50)).await;
