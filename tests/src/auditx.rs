@@ -27,6 +27,13 @@ pub fn fast(node: &TestNode) {
     });
 }
 
+/// IT and AL with [`fast`] settings, started and pinned to each other, in a fresh folder.
+pub async fn fast_pair() -> (tempfile::TempDir, TestNode, TestNode) {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let (it, al) = crate::start_pair_in(tmp.path(), "IT", "AL", fast).await;
+    (tmp, it, al)
+}
+
 /// Exports the node's audit bundle as `auditor`, over `[from_ms, to_ms]` (0 = open).
 pub async fn export_range(
     node: &TestNode,

@@ -242,6 +242,20 @@ pub async fn wait_until(secs: u64, mut f: impl FnMut() -> bool) -> bool {
     f()
 }
 
+/// The calendar date (`YYYY-MM-DD`, UTC) `days` from today on the node's clock: a due date
+/// that stays in the future (or the past) whichever day the tests run.
+pub fn date_in_days(days: i64) -> String {
+    let ms = trm_node::base::time::now_ms() + days * 86_400_000;
+    trm_proto::date::format_ms(ms)[..10].to_string()
+}
+
+/// Waits until the node's clock (the system clock) is past `until_ms`.
+pub async fn wait_past(until_ms: i64) {
+    while trm_node::base::time::now_ms() <= until_ms {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
 /// The example case file text.
 pub fn example(name: &str) -> String {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -425,12 +439,26 @@ pub fn rejection_of(resp: &pb::PeerResponse) -> pb::Rejection {
 /// Two started nodes, pinned to each other, in a fresh temporary folder.
 pub async fn started_pair(a: &str, b: &str) -> (tempfile::TempDir, TestNode, TestNode) {
     let tmp = tempfile::tempdir().expect("temp dir");
-    let mut x = TestNode::init(tmp.path(), a);
-    let mut y = TestNode::init(tmp.path(), b);
+    let (x, y) = start_pair_in(tmp.path(), a, b, |_| {}).await;
+    (tmp, x, y)
+}
+
+/// Two nodes in `root`, each changed by `configure` before it starts, started and pinned to
+/// each other.
+pub async fn start_pair_in(
+    root: &Path,
+    a: &str,
+    b: &str,
+    configure: impl Fn(&TestNode),
+) -> (TestNode, TestNode) {
+    let mut x = TestNode::init(root, a);
+    let mut y = TestNode::init(root, b);
+    configure(&x);
+    configure(&y);
     x.start().await;
     y.start().await;
     pin_all(&[&x, &y]).await;
-    (tmp, x, y)
+    (x, y)
 }
 
 /// Records [`small_case`] `case_ref` as `officer` and refers it to `to`; returns the message

@@ -400,3 +400,61 @@ pub async fn pin_all(nodes: &mut [NodeProc]) -> Result<()> {
     }
     Ok(())
 }
+
+/// The peak resident memory (VmRSS, KiB) of a process, sampled every 50 ms until
+/// [`RssPeak::stop`].
+pub struct RssPeak {
+    peak: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl RssPeak {
+    /// Starts sampling `pid`; the peak starts at `floor`.
+    pub fn start(pid: u32, floor: u64) -> Self {
+        use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+        use std::sync::Arc;
+        let peak = Arc::new(AtomicU64::new(floor));
+        let stop = Arc::new(AtomicBool::new(false));
+        let task = {
+            let (peak, stop) = (peak.clone(), stop.clone());
+            tokio::spawn(async move {
+                while !stop.load(Ordering::Relaxed) {
+                    if let Some(k) = rss_kib(pid) {
+                        peak.fetch_max(k, Ordering::Relaxed);
+                    }
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            })
+        };
+        Self { peak, stop, task }
+    }
+
+    /// Stops sampling; the peak seen, in KiB.
+    pub async fn stop(self) -> u64 {
+        use std::sync::atomic::Ordering;
+        self.stop.store(true, Ordering::Relaxed);
+        self.task.await.expect("RSS sampler");
+        self.peak.load(Ordering::Relaxed)
+    }
+}
+
+/// IT and AL as processes in `root`, for the flood tests: AL stops a stalled stream after
+/// `stream_timeout_secs`, IT retries deliveries within 500 ms; both started and pinned to
+/// each other.
+pub async fn flood_pair(root: &Path, stream_timeout_secs: u64) -> Result<(NodeProc, NodeProc)> {
+    let bin = crate::bins::bin("trm-node");
+    let mut it = NodeProc::init(root, "IT", &bin)?;
+    let mut al = NodeProc::init(root, "AL", &bin)?;
+    al.set_in_table(
+        "limits",
+        "stream_timeout_secs",
+        &stream_timeout_secs.to_string(),
+    )?;
+    it.set_in_table("delivery", "backoff_max_ms", "500")?;
+    it.start().await?;
+    al.start().await?;
+    it.pin_card(al.card()).await?;
+    al.pin_card(it.card()).await?;
+    Ok((it, al))
+}

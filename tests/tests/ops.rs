@@ -21,6 +21,7 @@ use trm_node::store::{Op, SentState, Store, SCHEMA_VERSION};
 use trm_proto::admin::{self as api, admin_request::Call};
 
 use trm_tests::bins::bin;
+use trm_tests::date_in_days;
 
 fn trm_node(args: &[&str]) -> Output {
     Command::new(bin("trm-node"))
@@ -523,7 +524,7 @@ async fn json_logs_carry_no_case_values() {
     it.pin(&al).await;
     al.pin(&it).await;
     let officer = it.officer("Officer Example-Logs").await;
-    let id = send_referral(&it, &officer, CASE_VALUES[2], "2030-01-01").await;
+    let id = send_referral(&it, &officer, CASE_VALUES[2], &date_in_days(365)).await;
     // A case with a canary identity, its identity released by a supervisor and sent.
     let canary = format!("Canarylogova{}", rand::random::<u32>());
     call_as(
@@ -842,7 +843,7 @@ async fn a_schema_0_store_is_migrated_by_check_and_by_run() {
     it.pin(&al).await;
     al.pin(&it).await;
     let officer = it.officer("Officer Example-Schema").await;
-    let id = send_referral(&it, &officer, "IT-OPS-SCHEMA-01", "2030-01-01").await;
+    let id = send_referral(&it, &officer, "IT-OPS-SCHEMA-01", &date_in_days(365)).await;
     wait_outbox_empty(&it).await;
     it.stop();
     al.stop();
@@ -981,7 +982,7 @@ async fn restoring_the_sender_resends_its_outbox_and_loses_nothing_silently() {
     al.stop();
 
     // R1 waits in Italy's outbox while Albania is down; the backup is taken online.
-    let r1 = send_referral(&it, &officer, "IT-OPS-BACKUP-01", "2030-01-01").await;
+    let r1 = send_referral(&it, &officer, "IT-OPS-BACKUP-01", &date_in_days(365)).await;
     let b = tmp.path().join("it.trmbak");
     let dir = s(&it.dir).to_string();
     let out = trm_node(&["backup", "--dir", &dir, "--out", s(&b)]);
@@ -996,7 +997,7 @@ async fn restoring_the_sender_resends_its_outbox_and_loses_nothing_silently() {
     // Albania comes back: R1 delivered. Then R2 is sent and delivered.
     al.start(&[], &[]).await;
     wait_outbox_empty(&it).await;
-    let r2 = send_referral(&it, &officer, "IT-OPS-BACKUP-02", "2030-01-01").await;
+    let r2 = send_referral(&it, &officer, "IT-OPS-BACKUP-02", &date_in_days(365)).await;
     wait_outbox_empty(&it).await;
 
     // Restore refuses while Italy runs.

@@ -28,26 +28,9 @@ async fn send_referrals(
     count: usize,
 ) -> Vec<String> {
     static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-    let mut ids = Vec::with_capacity(count);
-    for _ in 0..count {
-        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let case_ref = format!("REL-{}-{n:06}", std::process::id());
-        client
-            .call(Call::CaseCreate(api::CaseCreate {
-                json: case_json(&case_ref, to),
-            }))
-            .await
-            .expect("case create");
-        let v = client
-            .call(Call::ReferralSend(api::ReferralSend {
-                case_id: case_ref,
-                to: to.into(),
-            }))
-            .await
-            .expect("referral send");
-        ids.push(v["message"].as_str().unwrap().to_string());
-    }
-    ids
+    let batch = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let prefix = format!("REL-{}-{batch}", std::process::id());
+    send_referrals_on(client, &prefix, count, to).await
 }
 
 async fn officer_client(
@@ -268,7 +251,7 @@ async fn partition_then_degraded_network_delivers_everything_exactly_once() {
     let tmp = tempfile::tempdir().unwrap();
     let mut it = TestNode::init(tmp.path(), "IT");
     let mut al = TestNode::init(tmp.path(), "AL");
-    let proxy = Proxy::start(al.peer_addr).await;
+    let proxy = Proxy::start(al.peer_addr, seeded_rng("partition test")).await;
     // Albania's card announces the proxy: Italy reaches Albania only through it.
     al.edit_config(|t| {
         t.replace(
@@ -327,8 +310,13 @@ async fn partition_then_degraded_network_delivers_everything_exactly_once() {
             wait_until(20, || it.ctx().peers.health("AL").failing_since_ms != 0).await,
             "status shows delivery failing during the partition"
         );
-        tokio::time::sleep(Duration::from_millis(1200)).await;
-        seen_down = peer_state(&it, &officer).await == "unreachable";
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while !seen_down && tokio::time::Instant::now() < deadline {
+            seen_down = peer_state(&it, &officer).await == "unreachable";
+            if !seen_down {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
     }
     assert!(seen_down, "status showed the peer unreachable");
     assert_eq!(al.ctx().store.received_count(), 5, "nothing crossed");

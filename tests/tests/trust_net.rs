@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use trm_proto::admin::{self as api, admin_request::Call};
 use trm_tests::net::{self, Handshake};
-use trm_tests::proc::NodeProc;
+use trm_tests::proc::{self, NodeProc};
 use trm_tests::raw::{self, TlsId};
 use trm_tests::*;
 
@@ -474,18 +474,8 @@ async fn cap_sized_frames_trickled_on_every_allowed_stream_keep_memory_bounded()
     const PER_PEER: usize = 8;
     const STREAMS: usize = 64;
     const REFERRALS: usize = 10;
-    let bin = bins::bin("trm-node");
     let tmp = tempfile::tempdir().unwrap();
-    let mut it = NodeProc::init(tmp.path(), "IT", &bin).unwrap();
-    let mut al = NodeProc::init(tmp.path(), "AL", &bin).unwrap();
-    al.set_in_table("limits", "stream_timeout_secs", "4")
-        .unwrap();
-    it.set_in_table("delivery", "backoff_max_ms", "500")
-        .unwrap();
-    it.start().await.unwrap();
-    al.start().await.unwrap();
-    it.pin_card(al.card()).await.unwrap();
-    al.pin_card(it.card()).await.unwrap();
+    let (mut it, mut al) = proc::flood_pair(tmp.path(), 4).await.unwrap();
     let now = trm_node::base::time::now_ms();
     let fr = net::made_up_peer("FR", &[], now - DAY, now + DAY);
     al.pin_card(fr.card.clone()).await.unwrap();
@@ -493,19 +483,7 @@ async fn cap_sized_frames_trickled_on_every_allowed_stream_keep_memory_bounded()
     let al_cert = al.keys().unwrap().tls_cert.to_vec();
     let pid = al.pid().unwrap();
     let baseline = trm_tests::proc::rss_kib(pid).unwrap_or(0);
-    let peak = Arc::new(std::sync::atomic::AtomicU64::new(baseline));
-    let stop = Arc::new(AtomicBool::new(false));
-    let sampler = {
-        let (peak, stop) = (peak.clone(), stop.clone());
-        tokio::spawn(async move {
-            while !stop.load(Ordering::Relaxed) {
-                if let Some(k) = trm_tests::proc::rss_kib(pid) {
-                    peak.fetch_max(k, Ordering::Relaxed);
-                }
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        })
-    };
+    let sampler = proc::RssPeak::start(pid, baseline);
 
     // Twice the allowed connections.
     let ep = net::client_endpoint(loopback(1));
@@ -573,9 +551,7 @@ async fn cap_sized_frames_trickled_on_every_allowed_stream_keep_memory_bounded()
     while let Some(r) = trickles.join_next().await {
         stopped += usize::from(r.unwrap());
     }
-    stop.store(true, Ordering::Relaxed);
-    sampler.await.unwrap();
-    let grew = peak.load(Ordering::Relaxed).saturating_sub(baseline) / 1024;
+    let grew = sampler.stop().await.saturating_sub(baseline) / 1024;
     eprintln!(
         "trickle: {open} connections x {STREAMS} streams announcing 1 MiB, {stopped} stopped by the \
          stream timeout; receiver VmRSS grew by {grew} MiB over {} MiB",
