@@ -92,3 +92,51 @@ pub fn bin(name: &str) -> PathBuf {
     assert!(p.is_file(), "{} is missing", p.display());
     p
 }
+
+/// What one run of a binary printed.
+#[derive(Debug)]
+pub struct Ran {
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Runs the built binary `name` with `args` (no TRM_CRED or RUST_BACKTRACE inherited, stdin
+/// empty), killed after 30 s; its output goes through files, so a long one never blocks it.
+pub fn run(name: &str, args: &[impl AsRef<std::ffi::OsStr> + std::fmt::Debug]) -> Ran {
+    use std::io::{Read, Seek};
+    let mut out = tempfile::tempfile().unwrap();
+    let mut err = tempfile::tempfile().unwrap();
+    let mut child = Command::new(bin(name))
+        .args(args)
+        .env_remove("TRM_CRED")
+        .env_remove("RUST_BACKTRACE")
+        .stdin(std::process::Stdio::null())
+        .stdout(out.try_clone().unwrap())
+        .stderr(err.try_clone().unwrap())
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn {name}: {e}"));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("wait") {
+            break s;
+        }
+        if std::time::Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{name} {args:?} did not finish within 30 s");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let read = |f: &mut std::fs::File| {
+        let mut s = String::new();
+        f.rewind().unwrap();
+        f.read_to_string(&mut s).unwrap();
+        s
+    };
+    Ran {
+        code: status.code(),
+        stdout: read(&mut out),
+        stderr: read(&mut err),
+    }
+}

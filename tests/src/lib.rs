@@ -49,6 +49,13 @@ pub struct TestNode {
     admin_socket: UdpSocket,
 }
 
+/// Reads and drops every datagram waiting on `s`.
+fn drain(s: &UdpSocket) {
+    s.set_nonblocking(true).expect("non-blocking socket");
+    let mut buf = vec![0u8; 65_536];
+    while s.recv_from(&mut buf).is_ok() {}
+}
+
 fn free_socket() -> UdpSocket {
     UdpSocket::bind("127.0.0.1:0").expect("bind loopback")
 }
@@ -103,7 +110,13 @@ impl TestNode {
     }
 
     /// Start options that hand the node clones of this node's kept sockets.
+    ///
+    /// Datagrams that reached the sockets while the node was stopped are discarded first: a
+    /// stopped node is down, as if its port were closed, and does not answer them later.
     pub fn start_options(&self) -> StartOptions {
+        for s in [&self.peer_socket, &self.admin_socket] {
+            drain(s);
+        }
         StartOptions {
             peer_socket: Some(self.peer_socket.try_clone().expect("clone peer socket")),
             admin_socket: Some(self.admin_socket.try_clone().expect("clone admin socket")),

@@ -890,7 +890,9 @@ fn strs(args: &[&str]) -> Vec<String> {
 async fn the_officer_makes_the_key_the_operator_registers_the_certificate_and_refusals_exit_64() {
     use std::os::unix::fs::PermissionsExt;
     // Build the binaries before any node runs.
-    tokio::task::spawn_blocking(pins::bin_dir).await.unwrap();
+    tokio::task::spawn_blocking(trm_tests::bins::bin_dir)
+        .await
+        .unwrap();
     let tmp = tempfile::tempdir().unwrap();
     let mut it = TestNode::init(tmp.path(), "IT");
     it.start().await;
