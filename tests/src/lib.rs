@@ -157,7 +157,12 @@ impl TestNode {
     /// Stops the node cleanly.
     pub async fn stop(&mut self) {
         if let Some(h) = self.handle.take() {
+            let state = std::sync::Arc::downgrade(&h.ctx);
             h.shutdown().await;
+            // The stopped node's last tasks may hold its state, and so its endpoint reading the
+            // kept sockets, a moment longer: wait (bounded) until it is gone, so that a restart
+            // never shares the sockets with it.
+            wait_until(10, || state.strong_count() == 0).await;
         }
     }
 
