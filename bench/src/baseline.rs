@@ -31,7 +31,7 @@ fn cert(name: &str) -> Result<(CertificateDer<'static>, PrivateKeyDer<'static>)>
 /// the node's own TLS configuration (TLS 1.3, pinned certificates on both sides). The server
 /// runs on its own runtime thread, as the other process would.
 pub fn quinn_round_trips(n: usize, concurrency: usize, size: usize) -> Result<f64> {
-    crate::proc::setup();
+    trm_tests::setup();
     let (server_cert, server_key) = cert("baseline-server")?;
     let (client_cert, client_key) = cert("baseline-client")?;
     let pins = Pins::new();

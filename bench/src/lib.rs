@@ -1,7 +1,9 @@
 //! `trm-bench`: measures trm-node against raw baselines of the same machine, in one run, and
 //! prints product/baseline ratios. See docs/PERFORMANCE.md for the figures and the command.
 //!
-//! - [`proc`]: nodes as separate `trm-node` processes (also used by the reliability tests).
+//! Nodes run as separate `trm-node` processes through the tests' harness
+//! (`trm_tests::proc`, binaries found by `trm_tests::bins`).
+//!
 //! - [`workload`]: synthetic ~1 KiB referrals, signed as the node signs them, and fast
 //!   pre-filling of a stopped node's store through the library.
 //! - [`baseline`]: raw quinn, Ed25519 and sled.
@@ -10,7 +12,6 @@
 #![forbid(unsafe_code)]
 
 pub mod baseline;
-pub mod proc;
 pub mod report;
 pub mod scenario;
 pub mod workload;

@@ -60,14 +60,16 @@ enum What {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    trm_bench::proc::setup();
-    let bin = match trm_bench::proc::node_binary() {
-        Ok(b) => b,
-        Err(e) => {
-            eprintln!("trm-bench: {e}");
-            return ExitCode::from(64);
-        }
-    };
+    trm_tests::setup();
+    // Built first when run by cargo, so the figures are never those of a stale binary.
+    let bin = trm_tests::bins::bin_dir().join("trm-node");
+    if !bin.is_file() {
+        eprintln!(
+            "trm-bench: {} not found: run `cargo run --release -p trm-bench` or set TRM_BIN_DIR",
+            bin.display()
+        );
+        return ExitCode::from(64);
+    }
     let mut opts = if cli.quick {
         Options::quick(bin)
     } else {

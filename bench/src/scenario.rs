@@ -15,8 +15,8 @@ use trm_proto::admin::{self as api, admin_request::Call};
 use trm_proto::pb::{self, body::Payload};
 use trm_proto::{commit, template};
 
-use crate::proc::{self, NodeProc};
 use crate::workload;
+use trm_tests::proc::{self, NodeProc};
 
 /// Order statistics of a set of durations.
 #[derive(Clone, Debug, Default)]

@@ -14,34 +14,8 @@ use trm_proto::pb::{self, body::Payload};
 use trm_proto::signing::{self, Tag};
 use trm_proto::{commit, template};
 
-/// A synthetic, obviously fictional case whose non-identifying fields (all released under the
-/// default outgoing profile) hold about 1 KiB of values.
-pub fn case_json(case_ref: &str, to: &str) -> String {
-    let filler = |what: &str| {
-        let mut s = format!("Synthetic benchmark text about {what}. ");
-        while s.len() < 300 {
-            s.push_str("Fictional details for load testing only. ");
-        }
-        s.trim_end().to_string()
-    };
-    serde_json::json!({
-        "reference": {
-            "case_ref": case_ref,
-            "sending_institution": "Synthetic Benchmark Unit",
-            "receiving_country": to,
-            "date": "2026-11-01",
-            "urgency": "routine",
-            "reason": filler("the reason for referral"),
-        },
-        "exploitation": {
-            "forms": ["labour"],
-            "victim_status": "presumed",
-            "recruitment_method": filler("recruitment"),
-            "route": filler("the route"),
-        }
-    })
-    .to_string()
-}
+/// The synthetic ~1 KiB case (it lives in the tests' harness, which sends it too).
+pub use trm_tests::case_json;
 
 /// The committed fields of [`case_json`], as the node stores them.
 pub fn case_fields(case_ref: &str, to: &str) -> Result<Vec<(String, Vec<u8>)>> {

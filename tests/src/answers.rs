@@ -304,32 +304,8 @@ async fn serve(
     }
 }
 
-pub use crate::bins::bin_dir;
-
 /// Runs `trm-admin` with `args` (bounded in time); returns exit code, stdout and stderr.
 pub fn admin(args: &[&std::ffi::OsStr]) -> (i32, String, String) {
-    let mut child = std::process::Command::new(bin_dir().join("trm-admin"))
-        .args(args)
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("run trm-admin");
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Some(_status) = child.try_wait().expect("wait") {
-            break;
-        }
-        if std::time::Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("trm-admin {args:?} did not finish within 30 s");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let out = child.wait_with_output().expect("output");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    let r = crate::bins::run("trm-admin", args);
+    (r.code.unwrap_or(-1), r.stdout, r.stderr)
 }

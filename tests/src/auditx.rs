@@ -2,14 +2,13 @@
 //! rebuilt as a dishonest exporter without the node's key would rebuild them, and starting a
 //! node that may refuse.
 
-use std::net::UdpSocket;
 use std::path::Path;
 
 use prost::Message;
 use trm_node::admin::client::AdminClient;
 use trm_node::identity::Credential;
 use trm_node::node::StartError;
-use trm_node::{NodeHandle, StartOptions};
+use trm_node::NodeHandle;
 use trm_proto::admin::{self as api, admin_request::Call};
 use trm_proto::auditpb::{AuditBundle, AuditEntry, ExportedEntry, Proof};
 use trm_proto::merkle::{self, MerkleLog};
@@ -26,6 +25,13 @@ pub fn fast(node: &TestNode) {
         )
         .replace("backoff_max_ms = 30000", "backoff_max_ms = 500")
     });
+}
+
+/// IT and AL with [`fast`] settings, started and pinned to each other, in a fresh folder.
+pub async fn fast_pair() -> (tempfile::TempDir, TestNode, TestNode) {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let (it, al) = crate::start_pair_in(tmp.path(), "IT", "AL", fast).await;
+    (tmp, it, al)
 }
 
 /// Exports the node's audit bundle as `auditor`, over `[from_ms, to_ms]` (0 = open).
@@ -121,26 +127,9 @@ pub fn reprove(
     .encode_to_vec()
 }
 
-/// Starts `node` on its addresses, returning the start error instead of panicking.
+/// Starts `node` on its kept sockets, returning the start error instead of panicking.
 pub async fn try_start(node: &TestNode) -> Result<NodeHandle, StartError> {
-    for _ in 0..50 {
-        if let (Ok(p), Ok(a)) = (
-            UdpSocket::bind(node.peer_addr),
-            UdpSocket::bind(node.admin_addr),
-        ) {
-            return trm_node::start(
-                &node.dir,
-                StartOptions {
-                    peer_socket: Some(p),
-                    admin_socket: Some(a),
-                    clock: None,
-                },
-            )
-            .await;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    panic!("cannot rebind {}", node.country);
+    trm_node::start(&node.dir, node.start_options()).await
 }
 
 /// Copies a folder tree.

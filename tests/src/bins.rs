@@ -1,36 +1,62 @@
-//! The project's binaries, built once per test run, for tests that run them as a person would.
+//! The one way to find the project's binaries (`trm-node`, `trm-admin`): built once per run,
+//! so a test or the benchmark never runs a stale binary.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
-/// `target/<profile>/`, with `trm-node` and `trm-admin` built and up to date.
+/// `target/<profile>/`, with the binaries built and up to date.
 ///
-/// The test executable is `target/<profile>/deps/cli-<hash>`; the binaries sit two levels up.
-/// `cargo test` builds a package's binaries only for that package's own integration tests,
-/// so they are built here once per test run. The build selects the whole workspace with all
-/// targets so that features resolve exactly as in `cargo test --workspace`: after that command
-/// only the two binaries are compiled (seconds), where `-p trm-node -p trm-admin` would resolve
-/// features differently and recompile some twenty dependencies. The variables cargo sets for
-/// this test process are removed first: build scripts watch some of them (ring watches
-/// CARGO_MANIFEST_DIR), and leaving them would rebuild the dependencies too.
+/// - `TRM_BIN_DIR` set: that folder, used as it is (nothing is built), to test or measure a
+///   given build.
+/// - In a test (the executable is `target/<profile>/deps/<test>-<hash>`): builds the whole
+///   workspace with all targets, so that features resolve exactly as in
+///   `cargo test --workspace`: after that command only the binaries are compiled (seconds),
+///   where `-p trm-node -p trm-admin` would resolve features differently and recompile some
+///   twenty dependencies. `cargo test` builds a package's binaries only for that package's
+///   own integration tests, hence this build.
+/// - In a tool run by cargo (`cargo run -p trm-bench`; the executable is
+///   `target/<profile>/<tool>`): builds `trm-node` together with the tool's package, so that
+///   shared dependencies keep the tool's features and nothing is rebuilt back and forth
+///   (`trm-admin` is not built there).
+/// - Run outside cargo: nothing is built; the binaries must already sit beside the executable.
+///
+/// The variables cargo sets for the running process are removed from the build command first:
+/// build scripts watch some of them (ring watches CARGO_MANIFEST_DIR), and leaving them would
+/// rebuild the dependencies too.
 pub fn bin_dir() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
-        let exe = std::env::current_exe().expect("test executable path");
-        let dir = exe
-            .parent()
-            .and_then(Path::parent)
-            .expect("test executable under target/<profile>/deps")
-            .to_path_buf();
+        if let Some(dir) = std::env::var_os("TRM_BIN_DIR") {
+            return PathBuf::from(dir);
+        }
+        let exe = std::env::current_exe().expect("path of the running executable");
+        let parent = exe.parent().expect("executable in a folder");
+        let in_test = parent.ends_with("deps");
+        let dir = if in_test {
+            parent
+                .parent()
+                .expect("test executable under target/<profile>/deps")
+        } else {
+            parent
+        }
+        .to_path_buf();
+        let Some(cargo) = std::env::var_os("CARGO") else {
+            return dir;
+        };
         let profile = match dir.file_name().and_then(|n| n.to_str()) {
             Some("debug") | None => "dev".to_string(),
             Some(other) => other.to_string(),
         };
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
         let mut cmd = Command::new(cargo);
-        cmd.args(["build", "--quiet", "--workspace", "--all-targets"])
-            .args(["--profile", &profile])
+        cmd.args(["build", "--quiet", "--locked"]);
+        if in_test {
+            cmd.args(["--workspace", "--all-targets"]);
+        } else {
+            let tool = std::env::var("CARGO_PKG_NAME").unwrap_or_else(|_| "trm-node".into());
+            cmd.args(["-p", "trm-node", "-p", &tool]);
+        }
+        cmd.args(["--profile", &profile])
             .arg("--target-dir")
             .arg(dir.parent().expect("target folder"))
             .current_dir(env!("CARGO_MANIFEST_DIR"));
@@ -54,8 +80,63 @@ pub fn bin_dir() -> &'static Path {
         let status = cmd.status().expect("run cargo build");
         assert!(
             status.success(),
-            "cargo build of the workspace (for trm-node and trm-admin) failed"
+            "cargo build of the binaries (trm-node, trm-admin) failed"
         );
         dir
     })
+}
+
+/// The path of the built binary `name` (`trm-node` or `trm-admin`); panics if it is missing.
+pub fn bin(name: &str) -> PathBuf {
+    let p = bin_dir().join(name);
+    assert!(p.is_file(), "{} is missing", p.display());
+    p
+}
+
+/// What one run of a binary printed.
+#[derive(Debug)]
+pub struct Ran {
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Runs the built binary `name` with `args` (no TRM_CRED or RUST_BACKTRACE inherited, stdin
+/// empty), killed after 30 s; its output goes through files, so a long one never blocks it.
+pub fn run(name: &str, args: &[impl AsRef<std::ffi::OsStr> + std::fmt::Debug]) -> Ran {
+    use std::io::{Read, Seek};
+    let mut out = tempfile::tempfile().unwrap();
+    let mut err = tempfile::tempfile().unwrap();
+    let mut child = Command::new(bin(name))
+        .args(args)
+        .env_remove("TRM_CRED")
+        .env_remove("RUST_BACKTRACE")
+        .stdin(std::process::Stdio::null())
+        .stdout(out.try_clone().unwrap())
+        .stderr(err.try_clone().unwrap())
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn {name}: {e}"));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("wait") {
+            break s;
+        }
+        if std::time::Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{name} {args:?} did not finish within 30 s");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let read = |f: &mut std::fs::File| {
+        let mut s = String::new();
+        f.rewind().unwrap();
+        f.read_to_string(&mut s).unwrap();
+        s
+    };
+    Ran {
+        code: status.code(),
+        stdout: read(&mut out),
+        stderr: read(&mut err),
+    }
 }

@@ -1,4 +1,7 @@
 //! Test support: real nodes on loopback, in temporary folders, with ports chosen by the OS.
+//!
+//! The harness of every suite (see tests/README.md): in-process nodes ([`TestNode`]), node
+//! processes ([`proc`]), the built binaries ([`bins`]), shared waits and seeds.
 #![allow(missing_docs, unreachable_pub)] // test support crate
 
 pub mod answers;
@@ -6,6 +9,7 @@ pub mod auditx;
 pub mod bins;
 pub mod net;
 pub mod pins;
+pub mod proc;
 pub mod proxy;
 pub mod raw;
 pub mod recv;
@@ -29,7 +33,11 @@ pub fn setup() {
     let _ = std::panic::catch_unwind(|| {});
 }
 
-/// A node under test.
+/// A node under test, run in this process.
+///
+/// Its two UDP sockets are bound once, on ports chosen by the OS, and kept for the node's
+/// whole life: each start hands the node clones of them. A restart therefore never has to
+/// rebind a port that another test may have taken meanwhile.
 pub struct TestNode {
     pub country: String,
     pub dir: PathBuf,
@@ -37,10 +45,36 @@ pub struct TestNode {
     pub admin_addr: SocketAddr,
     pub operator: Credential,
     pub handle: Option<NodeHandle>,
+    peer_socket: UdpSocket,
+    admin_socket: UdpSocket,
+}
+
+/// Reads and drops every datagram waiting on `s`.
+fn drain(s: &UdpSocket) {
+    s.set_nonblocking(true).expect("non-blocking socket");
+    let mut buf = vec![0u8; 65_536];
+    while s.recv_from(&mut buf).is_ok() {}
 }
 
 fn free_socket() -> UdpSocket {
     UdpSocket::bind("127.0.0.1:0").expect("bind loopback")
+}
+
+/// Whether the long versions of the fault and flood tests run (`TRM_LONG_TESTS=1`).
+pub fn long() -> bool {
+    std::env::var("TRM_LONG_TESTS").is_ok_and(|v| v == "1")
+}
+
+/// The random generator of a test: seeded from `TRM_TEST_SEED` if set, else from a fresh
+/// seed; the seed is printed either way so that a failing run can be replayed.
+pub fn seeded_rng(test: &str) -> rand::rngs::StdRng {
+    use rand::SeedableRng;
+    let seed = std::env::var("TRM_TEST_SEED")
+        .ok()
+        .map(|s| s.trim().parse::<u64>().expect("TRM_TEST_SEED is a u64"))
+        .unwrap_or_else(rand::random);
+    eprintln!("{test}: seed {seed} (replay with TRM_TEST_SEED={seed})");
+    rand::rngs::StdRng::seed_from_u64(seed)
 }
 
 impl TestNode {
@@ -48,9 +82,11 @@ impl TestNode {
     pub fn init(root: &Path, country: &str) -> Self {
         setup();
         let dir = root.join(country);
-        let (p, a) = (free_socket(), free_socket());
-        let (peer_addr, admin_addr) = (p.local_addr().unwrap(), a.local_addr().unwrap());
-        drop((p, a));
+        let (peer_socket, admin_socket) = (free_socket(), free_socket());
+        let (peer_addr, admin_addr) = (
+            peer_socket.local_addr().unwrap(),
+            admin_socket.local_addr().unwrap(),
+        );
         identity::init(
             &dir,
             country,
@@ -68,6 +104,23 @@ impl TestNode {
             admin_addr,
             operator,
             handle: None,
+            peer_socket,
+            admin_socket,
+        }
+    }
+
+    /// Start options that hand the node clones of this node's kept sockets.
+    ///
+    /// Datagrams that reached the sockets while the node was stopped are discarded first: a
+    /// stopped node is down, as if its port were closed, and does not answer them later.
+    pub fn start_options(&self) -> StartOptions {
+        for s in [&self.peer_socket, &self.admin_socket] {
+            drain(s);
+        }
+        StartOptions {
+            peer_socket: Some(self.peer_socket.try_clone().expect("clone peer socket")),
+            admin_socket: Some(self.admin_socket.try_clone().expect("clone admin socket")),
+            clock: None,
         }
     }
 
@@ -93,40 +146,23 @@ impl TestNode {
         }
     }
 
-    /// Starts the node on its addresses.
+    /// Starts the node on its kept sockets.
     pub async fn start(&mut self) {
-        let mut last = None;
-        for _ in 0..50 {
-            let (p, a) = (
-                UdpSocket::bind(self.peer_addr),
-                UdpSocket::bind(self.admin_addr),
-            );
-            match (p, a) {
-                (Ok(p), Ok(a)) => {
-                    let h = trm_node::start(
-                        &self.dir,
-                        StartOptions {
-                            peer_socket: Some(p),
-                            admin_socket: Some(a),
-                            clock: None,
-                        },
-                    )
-                    .await
-                    .expect("start node");
-                    self.handle = Some(h);
-                    return;
-                }
-                (p, a) => last = Some(format!("{:?} {:?}", p.err(), a.err())),
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        panic!("cannot rebind {}: {last:?}", self.country);
+        let h = trm_node::start(&self.dir, self.start_options())
+            .await
+            .expect("start node");
+        self.handle = Some(h);
     }
 
     /// Stops the node cleanly.
     pub async fn stop(&mut self) {
         if let Some(h) = self.handle.take() {
+            let state = std::sync::Arc::downgrade(&h.ctx);
             h.shutdown().await;
+            // The stopped node's last tasks may hold its state, and so its endpoint reading the
+            // kept sockets, a moment longer: wait (bounded) until it is gone, so that a restart
+            // never shares the sockets with it.
+            wait_until(10, || state.strong_count() == 0).await;
         }
     }
 
@@ -224,6 +260,20 @@ pub async fn wait_until(secs: u64, mut f: impl FnMut() -> bool) -> bool {
     f()
 }
 
+/// The calendar date (`YYYY-MM-DD`, UTC) `days` from today on the node's clock: a due date
+/// that stays in the future (or the past) whichever day the tests run.
+pub fn date_in_days(days: i64) -> String {
+    let ms = trm_node::base::time::now_ms() + days * 86_400_000;
+    trm_proto::date::format_ms(ms)[..10].to_string()
+}
+
+/// Waits until the node's clock (the system clock) is past `until_ms`.
+pub async fn wait_past(until_ms: i64) {
+    while trm_node::base::time::now_ms() <= until_ms {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
 /// The example case file text.
 pub fn example(name: &str) -> String {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -256,6 +306,35 @@ pub fn adult_case(case_ref: &str, family_name: Option<&str>) -> String {
         v["identity"]["family_name"] = Value::String(n.into());
     }
     v.to_string()
+}
+
+/// A synthetic, obviously fictional case whose non-identifying fields (all released under the
+/// default outgoing profile) hold about 1 KiB of values.
+pub fn case_json(case_ref: &str, to: &str) -> String {
+    let filler = |what: &str| {
+        let mut s = format!("Synthetic benchmark text about {what}. ");
+        while s.len() < 300 {
+            s.push_str("Fictional details for load testing only. ");
+        }
+        s.trim_end().to_string()
+    };
+    serde_json::json!({
+        "reference": {
+            "case_ref": case_ref,
+            "sending_institution": "Synthetic Benchmark Unit",
+            "receiving_country": to,
+            "date": "2026-11-01",
+            "urgency": "routine",
+            "reason": filler("the reason for referral"),
+        },
+        "exploitation": {
+            "forms": ["labour"],
+            "victim_status": "presumed",
+            "recruitment_method": filler("recruitment"),
+            "route": filler("the route"),
+        }
+    })
+    .to_string()
 }
 
 /// Every category name.
@@ -378,12 +457,26 @@ pub fn rejection_of(resp: &pb::PeerResponse) -> pb::Rejection {
 /// Two started nodes, pinned to each other, in a fresh temporary folder.
 pub async fn started_pair(a: &str, b: &str) -> (tempfile::TempDir, TestNode, TestNode) {
     let tmp = tempfile::tempdir().expect("temp dir");
-    let mut x = TestNode::init(tmp.path(), a);
-    let mut y = TestNode::init(tmp.path(), b);
+    let (x, y) = start_pair_in(tmp.path(), a, b, |_| {}).await;
+    (tmp, x, y)
+}
+
+/// Two nodes in `root`, each changed by `configure` before it starts, started and pinned to
+/// each other.
+pub async fn start_pair_in(
+    root: &Path,
+    a: &str,
+    b: &str,
+    configure: impl Fn(&TestNode),
+) -> (TestNode, TestNode) {
+    let mut x = TestNode::init(root, a);
+    let mut y = TestNode::init(root, b);
+    configure(&x);
+    configure(&y);
     x.start().await;
     y.start().await;
     pin_all(&[&x, &y]).await;
-    (tmp, x, y)
+    (x, y)
 }
 
 /// Records [`small_case`] `case_ref` as `officer` and refers it to `to`; returns the message
@@ -427,7 +520,7 @@ pub async fn send_referrals_on(
         let case_ref = format!("{prefix}-{i:06}");
         client
             .call(Call::CaseCreate(api::CaseCreate {
-                json: trm_bench::workload::case_json(&case_ref, to),
+                json: case_json(&case_ref, to),
             }))
             .await
             .expect("case create");

@@ -133,51 +133,9 @@ pub fn pinned_for(node: &crate::TestNode, cert_der: &[u8]) -> Option<String> {
     node.ctx().peers.pins().lookup(cert_der).map(|p| p.who)
 }
 
-pub use crate::bins::bin_dir;
-
-/// What one `trm-admin` run printed.
-#[derive(Debug)]
-pub struct Ran {
-    pub code: Option<i32>,
-    pub stdout: String,
-    pub stderr: String,
-}
+pub use crate::bins::Ran;
 
 /// Runs `trm-admin ARGS` (no TRM_CRED inherited), killed after 30 s.
 pub fn trm_admin(args: &[&str]) -> Ran {
-    use std::io::{Read, Seek};
-    let mut out = tempfile::tempfile().unwrap();
-    let mut err = tempfile::tempfile().unwrap();
-    let mut child = std::process::Command::new(bin_dir().join("trm-admin"))
-        .args(args)
-        .env_remove("TRM_CRED")
-        .env_remove("RUST_BACKTRACE")
-        .stdin(std::process::Stdio::null())
-        .stdout(out.try_clone().unwrap())
-        .stderr(err.try_clone().unwrap())
-        .spawn()
-        .expect("spawn trm-admin");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    let status = loop {
-        if let Some(s) = child.try_wait().expect("wait") {
-            break s;
-        }
-        if std::time::Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("trm-admin {args:?} did not finish within 30 s");
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    };
-    let read = |f: &mut std::fs::File| {
-        let mut s = String::new();
-        f.rewind().unwrap();
-        f.read_to_string(&mut s).unwrap();
-        s
-    };
-    Ran {
-        code: status.code(),
-        stdout: read(&mut out),
-        stderr: read(&mut err),
-    }
+    crate::bins::run("trm-admin", args)
 }

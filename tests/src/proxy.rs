@@ -36,8 +36,10 @@ pub struct Proxy {
 }
 
 impl Proxy {
-    /// Binds a front socket on 127.0.0.1 and forwards to `target`.
-    pub async fn start(target: SocketAddr) -> Self {
+    /// Binds a front socket on 127.0.0.1 and forwards to `target`; the chaos mode draws its
+    /// losses, duplicates and delays from `rng` (a test's [`crate::seeded_rng`]).
+    pub async fn start(target: SocketAddr, rng: rand::rngs::StdRng) -> Self {
+        let rng = Arc::new(Mutex::new(rng));
         let front = Arc::new(UdpSocket::bind("127.0.0.1:0").await.expect("bind front"));
         let back = Arc::new(UdpSocket::bind("127.0.0.1:0").await.expect("bind back"));
         back.connect(target).await.expect("connect back");
@@ -56,14 +58,14 @@ impl Proxy {
                         let Ok((n, from)) = r else { continue };
                         *client.lock().unwrap() = Some(from);
                         let mode = *m.lock().unwrap();
-                        forward(mode, a[..n].to_vec(), back.clone(), None, fw.clone());
+                        forward(mode, a[..n].to_vec(), back.clone(), None, fw.clone(), &rng);
                     }
                     r = back.recv(&mut b) => {
                         let Ok(n) = r else { continue };
                         let to = *client.lock().unwrap();
                         if let Some(to) = to {
                             let mode = *m.lock().unwrap();
-                            forward(mode, b[..n].to_vec(), front.clone(), Some(to), fw.clone());
+                            forward(mode, b[..n].to_vec(), front.clone(), Some(to), fw.clone(), &rng);
                         }
                     }
                 }
@@ -103,6 +105,7 @@ fn forward(
     sock: Arc<UdpSocket>,
     to: Option<SocketAddr>,
     counts: Arc<[AtomicU64; 2]>,
+    rng: &Mutex<rand::rngs::StdRng>,
 ) {
     let send = |data: Vec<u8>, sock: Arc<UdpSocket>, delay: Duration| {
         let counts = counts.clone();
@@ -127,7 +130,7 @@ fn forward(
             dup,
             max_delay_ms,
         } => {
-            let mut rng = rand::thread_rng();
+            let mut rng = rng.lock().unwrap_or_else(|p| p.into_inner());
             if rng.gen_bool(loss) {
                 return;
             }

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use prost::Message;
-use rand::{Rng, SeedableRng};
+use rand::Rng;
 use trm_node::admin::client::AdminClient;
 use trm_node::identity::Credential;
 use trm_node::store::SentState;
@@ -14,30 +14,8 @@ use trm_proto::audit::{verify_bundle, Location, Summary};
 use trm_proto::auditpb::{AuditBundle, AuditEntry};
 use trm_proto::pb::{self, peer_response, RejectReason};
 use trm_proto::signing::{self, Tag};
+use trm_tests::auditx::{copy_dir, fast_pair};
 use trm_tests::*;
-
-/// Checkpoints after every entry and short retry delays, so tests need no long waits.
-fn fast(node: &TestNode) {
-    node.edit_config(|t| {
-        t.replace(
-            "checkpoint_every_entries = 64",
-            "checkpoint_every_entries = 1",
-        )
-        .replace("backoff_max_ms = 30000", "backoff_max_ms = 500")
-    });
-}
-
-async fn pair() -> (tempfile::TempDir, TestNode, TestNode) {
-    let tmp = tempfile::tempdir().unwrap();
-    let mut it = TestNode::init(tmp.path(), "IT");
-    let mut al = TestNode::init(tmp.path(), "AL");
-    fast(&it);
-    fast(&al);
-    it.start().await;
-    al.start().await;
-    pin_all(&[&it, &al]).await;
-    (tmp, it, al)
-}
 
 async fn send(node: &TestNode, officer: &Credential, case_ref: &str, to: &str) -> Vec<u8> {
     hex::decode(create_and_send(node, officer, case_ref, to).await).unwrap()
@@ -85,13 +63,9 @@ fn messages(s: &Summary, peer: &str, dir: &str) -> u64 {
         .sum()
 }
 
-async fn stop(mut n: TestNode) {
-    n.stop().await;
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn export_after_a_full_exchange_verifies_on_both_sides() {
-    let (_tmp, it, al) = pair().await;
+    let (_tmp, it, al) = fast_pair().await;
     let o_it = it.officer("Officer Example IT", "officer").await;
     let o_al = al.officer("Officer Example AL", "officer").await;
     for (n, case) in ["IT-TEST-0101", "IT-TEST-0102"].iter().enumerate() {
@@ -129,13 +103,13 @@ async fn export_after_a_full_exchange_verifies_on_both_sides() {
             .unwrap_err();
         assert!(refused.to_string().contains("auditor"), "{refused}");
     }
-    stop(it).await;
-    stop(al).await;
+    it.finish().await;
+    al.finish().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tampering_with_entries_signatures_checkpoints_or_key_histories_is_named() {
-    let (_tmp, it, al) = pair().await;
+    let (_tmp, it, al) = fast_pair().await;
     let o_it = it.officer("Officer Example IT", "officer").await;
     let id = send(&it, &o_it, "IT-TEST-0201", "AL").await;
     delivered(&it, &id).await;
@@ -144,7 +118,7 @@ async fn tampering_with_entries_signatures_checkpoints_or_key_histories_is_named
     verify_bundle(&bytes).expect("untouched bundle verifies");
 
     // A large sample of single changed bytes anywhere: every one fails.
-    let mut rng = rand::rngs::StdRng::seed_from_u64(42);
+    let mut rng = seeded_rng("byte flips");
     for _ in 0..300 {
         let i = rng.gen_range(0..bytes.len());
         let mut bad = bytes.clone();
@@ -230,26 +204,13 @@ async fn tampering_with_entries_signatures_checkpoints_or_key_histories_is_named
         b.peer_cards[0] = s.encode_to_vec();
     });
     assert_eq!(f.location, Location::PeerCard(0), "{f}");
-    stop(it).await;
-    stop(al).await;
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let target = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &target);
-        } else {
-            std::fs::copy(e.path(), target).unwrap();
-        }
-    }
+    it.finish().await;
+    al.finish().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_peer_restored_from_an_older_copy_is_caught_and_held_until_trusted() {
-    let (tmp, it, mut al) = pair().await;
+    let (tmp, it, mut al) = fast_pair().await;
     let o_it = it.officer("Officer Example IT", "officer").await;
     let id = send(&it, &o_it, "IT-TEST-0301", "AL").await;
     delivered(&it, &id).await;
@@ -341,13 +302,13 @@ async fn a_peer_restored_from_an_older_copy_is_caught_and_held_until_trusted() {
     assert!(!it.ctx().trust.is_held("AL"));
     delivered(&it, &paused).await;
     delivered(&al, &held_msg).await;
-    stop(it).await;
-    stop(al).await;
+    it.finish().await;
+    al.finish().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn key_rotation_mid_conversation_keeps_every_message_verifiable() {
-    let (_tmp, mut it, al) = pair().await;
+    let (_tmp, mut it, al) = fast_pair().await;
     let o_it = it.officer("Officer Example IT", "officer").await;
     let o_al = al.officer("Officer Example AL", "officer").await;
     let before_it = send(&it, &o_it, "IT-TEST-0401", "AL").await;
@@ -505,8 +466,8 @@ async fn key_rotation_mid_conversation_keeps_every_message_verifiable() {
         al.ctx().peers.get("IT").unwrap().card.card.signing_key,
         new_key.to_vec()
     );
-    stop(it).await;
-    stop(al).await;
+    it.finish().await;
+    al.finish().await;
 }
 
 /// A raw connection to `to` with `keys`' TLS identity.
@@ -568,7 +529,7 @@ async fn raw_send(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_revoked_peer_is_cut_off_and_its_older_messages_still_verify() {
-    let (_tmp, it, al) = pair().await;
+    let (_tmp, it, al) = fast_pair().await;
     let o_al = al.officer("Officer Example AL", "officer").await;
     let early = send(&al, &o_al, "AL-TEST-0501", "IT").await;
     delivered(&al, &early).await;
@@ -635,8 +596,8 @@ async fn a_revoked_peer_is_cut_off_and_its_older_messages_still_verify() {
     let auditor = it.officer("Auditor Example", "auditor").await;
     let s = verify_bundle(&export(&it, &auditor).await).expect("verifies");
     assert_eq!(messages(&s, "AL", "received"), 1);
-    stop(it).await;
-    stop(al).await;
+    it.finish().await;
+    al.finish().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -652,7 +613,7 @@ async fn openssl_verifies_an_exported_envelope_signature_as_the_protocol_doc_say
         "openssl is not on PATH: install it (Debian: apt-get install openssl) to run the \
          OpenSSL cross-check of docs/PROTOCOL.md §8"
     );
-    let (tmp, it, al) = pair().await;
+    let (tmp, it, al) = fast_pair().await;
     let o_it = it.officer("Officer Example IT", "officer").await;
     let id = send(&it, &o_it, "IT-TEST-0601", "AL").await;
     delivered(&it, &id).await;
@@ -735,13 +696,13 @@ openssl pkeyutl -verify -pubin -inkey pub.pem -rawin -in msg.bin -sigfile sig.bi
     );
     assert!(text.contains("weak key or R: refused"), "{text}");
     assert!(!out.status.success(), "{text}");
-    stop(it).await;
-    stop(al).await;
+    it.finish().await;
+    al.finish().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn when_the_log_cannot_be_written_the_node_stops_processing_and_says_why() {
-    let (_tmp, it, mut al) = pair().await;
+    let (_tmp, it, mut al) = fast_pair().await;
     let o_it = it.officer("Officer Example IT", "officer").await;
     let o_al = al.officer("Officer Example AL", "officer").await;
     al.stop().await;
@@ -796,6 +757,6 @@ async fn when_the_log_cannot_be_written_the_node_stops_processing_and_says_why()
     assert_eq!(al.ctx().store.received_count(), 0);
     let status = it.op(Call::Status(api::Status {})).await;
     assert_eq!(status["peers"][0]["state"], "paused", "{status}");
-    stop(it).await;
-    stop(al).await;
+    it.finish().await;
+    al.finish().await;
 }

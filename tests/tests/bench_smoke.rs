@@ -2,15 +2,11 @@
 //! tiny sizes, completes and produces numbers. It asserts no timing: figures come from
 //! `cargo run --release -p trm-bench -- all` (docs/PERFORMANCE.md).
 
-use std::path::PathBuf;
-
 use trm_bench::report::{self, Options, Selection};
-
-const BIN: &str = env!("CARGO_BIN_EXE_trm-node-under-test");
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bench_quick_path_completes_and_produces_numbers() {
-    let mut opts = Options::quick(PathBuf::from(BIN));
+    let mut opts = Options::quick(trm_tests::bins::bin("trm-node"));
     opts.throughput_n = 40;
     opts.quinn_n = 128;
     opts.ed25519_n = 50;

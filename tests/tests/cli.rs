@@ -7,7 +7,6 @@
 
 use std::collections::BTreeMap;
 use std::io::{Read, Seek};
-use std::net::{SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
@@ -21,11 +20,7 @@ const COMMAND_LIMIT: Duration = Duration::from_secs(30);
 // Finding and running the binaries
 // ---------------------------------------------------------------------------------------------
 
-fn bin(name: &str) -> PathBuf {
-    let p = trm_tests::bins::bin_dir().join(name);
-    assert!(p.is_file(), "{} is missing", p.display());
-    p
-}
+use trm_tests::bins::bin;
 
 /// What a finished command printed.
 #[derive(Debug)]
@@ -142,11 +137,8 @@ fn assert_refused(out: &Output, code: i32, lines: usize, needles: &[&str]) {
 // Nodes as child processes
 // ---------------------------------------------------------------------------------------------
 
-/// A UDP address on loopback that was free a moment ago.
-fn free_addr() -> SocketAddr {
-    let s = UdpSocket::bind("127.0.0.1:0").expect("bind loopback");
-    s.local_addr().unwrap()
-}
+// Ports for child processes: see trm_tests::proc::free_addr (below the ephemeral range).
+use trm_tests::proc::free_addr;
 
 fn mode(path: &Path) -> u32 {
     use std::os::unix::fs::PermissionsExt;

@@ -11,10 +11,6 @@ use trm_proto::pb::{self, peer_response, RejectReason};
 use trm_proto::signing::{self, Tag};
 use trm_tests::*;
 
-async fn pair() -> (tempfile::TempDir, TestNode, TestNode) {
-    started_pair("IT", "AL").await
-}
-
 fn sent_state(node: &TestNode, id_hex: &str) -> SentState {
     let id = hex::decode(id_hex).unwrap();
     SentState::from_u32(node.ctx().store.sent(&id).unwrap().unwrap().state)
@@ -22,7 +18,7 @@ fn sent_state(node: &TestNode, id_hex: &str) -> SentState {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn happy_path_referral_is_stored_and_receipted() {
-    let (_tmp, it, al) = pair().await;
+    let (_tmp, it, al) = started_pair("IT", "AL").await;
     let officer = it.officer("Officer Example", "officer").await;
     let id = create_and_send(&it, &officer, "IT-TEST-0001", "AL").await;
     assert!(
@@ -73,7 +69,7 @@ async fn happy_path_referral_is_stored_and_receipted() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn receiver_down_when_sent_is_delivered_exactly_once_when_it_starts() {
-    let (_tmp, it, mut al) = pair().await;
+    let (_tmp, it, mut al) = started_pair("IT", "AL").await;
     al.stop().await;
     let officer = it.officer("Officer Example", "officer").await;
     let id = create_and_send(&it, &officer, "IT-TEST-0002", "AL").await;
@@ -94,7 +90,7 @@ async fn receiver_down_when_sent_is_delivered_exactly_once_when_it_starts() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sender_restarted_with_full_outbox_delivers_each_exactly_once() {
-    let (_tmp, mut it, mut al) = pair().await;
+    let (_tmp, mut it, mut al) = started_pair("IT", "AL").await;
     al.stop().await;
     let officer = it.officer("Officer Example", "officer").await;
     let mut ids = Vec::new();
@@ -167,7 +163,7 @@ fn rejection(resp: &pb::PeerResponse, from: &TestNode) -> pb::Rejection {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unpinned_and_certificateless_clients_are_refused() {
-    let (_tmp, it, al) = pair().await;
+    let (_tmp, it, al) = started_pair("IT", "AL").await;
     // A certificate of no pinned peer.
     let stranger = trm_node::identity::self_signed("stranger", "node").unwrap();
     let cert = rustls::pki_types::CertificateDer::from(stranger.cert_der.clone());
@@ -288,7 +284,7 @@ async fn forged_sender_tampered_signature_and_oversized_frames_are_rejected() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn same_message_id_twice_is_stored_once_with_the_same_receipt() {
-    let (_tmp, it, al) = pair().await;
+    let (_tmp, it, al) = started_pair("IT", "AL").await;
     let itk = it.keys();
     let conn = raw_conn_with(&al, itk.tls_cert.clone(), itk.tls_key.clone_key())
         .await
@@ -323,7 +319,7 @@ async fn same_message_id_twice_is_stored_once_with_the_same_receipt() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn officer_without_the_right_role_is_refused() {
-    let (_tmp, it, al) = pair().await;
+    let (_tmp, it, al) = started_pair("IT", "AL").await;
     let auditor = it.officer("Auditor Example", "auditor").await;
     let err = it
         .call_as(

@@ -10,15 +10,6 @@ use trm_proto::pb::{self, peer_response, RejectReason};
 use trm_proto::signing::{self, Tag};
 use trm_tests::*;
 
-async fn pair(tmp: &std::path::Path) -> (TestNode, TestNode) {
-    let mut it = TestNode::init(tmp, "IT");
-    let mut al = TestNode::init(tmp, "AL");
-    it.start().await;
-    al.start().await;
-    pin_all(&[&it, &al]).await;
-    (it, al)
-}
-
 async fn sent_ok(node: &TestNode, cred: &trm_node::identity::Credential, call: Call) -> String {
     let v = node.ok(cred, call).await;
     let id = v["message"].as_str().unwrap().to_string();
@@ -41,7 +32,7 @@ fn thread_state(node: &TestNode, peer: &str, case_ref: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_case_across_two_nodes() {
     let tmp = tempfile::tempdir().unwrap();
-    let (it, al) = pair(tmp.path()).await;
+    let (it, al) = start_pair_in(tmp.path(), "IT", "AL", |_| {}).await;
     let it_off = it.officer("Officer IT", "officer").await;
     let al_off = al.officer("Officer AL", "officer").await;
     it.ok(
@@ -279,7 +270,7 @@ async fn a_full_case_across_two_nodes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_overdue_referral_shows_on_both_sides_and_a_decline_ends_it() {
     let tmp = tempfile::tempdir().unwrap();
-    let (it, al) = pair(tmp.path()).await;
+    let (it, al) = start_pair_in(tmp.path(), "IT", "AL", |_| {}).await;
     let it_off = it.officer("Officer IT", "officer").await;
     let al_off = al.officer("Officer AL", "officer").await;
     // The example's response date is 2026-03-16.
@@ -341,7 +332,7 @@ async fn an_overdue_referral_shows_on_both_sides_and_a_decline_ends_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_child_case_requires_the_child_section() {
     let tmp = tempfile::tempdir().unwrap();
-    let (it, al) = pair(tmp.path()).await;
+    let (it, al) = start_pair_in(tmp.path(), "IT", "AL", |_| {}).await;
     let off = it.officer("Officer IT", "officer").await;
     let mut child: serde_json::Value =
         serde_json::from_str(&example("child-unaccompanied.json")).unwrap();
@@ -460,7 +451,7 @@ async fn reject_reason(conn: &quinn::Connection, env: pb::Envelope) -> i32 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_and_out_of_order_messages_are_rejected_and_change_nothing() {
     let tmp = tempfile::tempdir().unwrap();
-    let (it, al) = pair(tmp.path()).await;
+    let (it, al) = start_pair_in(tmp.path(), "IT", "AL", |_| {}).await;
     let conn = raw_peer(&it, &al).await;
     let before = al.ctx().store.received_count();
     let follow_up = pb::body::Payload::FollowUp(pb::FollowUp {

@@ -3,13 +3,11 @@
 //! offline check, schema refusal and migration, backup and restore. Real `trm-node`
 //! processes on loopback, ports from the OS.
 //!
-//! The binaries are found next to this test executable (`target/<profile>/trm-node`);
-//! `cargo test --workspace` builds them. With `-p trm-tests` alone, build them first
-//! (`cargo build -p trm-node`).
+//! The binaries are built and found by `trm_tests::bins` (never a stale one).
 
 use std::collections::BTreeSet;
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -22,21 +20,8 @@ use trm_node::ops::backup::{self, Item};
 use trm_node::store::{Op, SentState, Store, SCHEMA_VERSION};
 use trm_proto::admin::{self as api, admin_request::Call};
 
-fn bin(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("test executable");
-    // target/<profile>/deps/ops-xxxx -> target/<profile>/<name>
-    let p = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target dir")
-        .join(name);
-    assert!(
-        p.is_file(),
-        "{} is not built: run `cargo test --workspace` or `cargo build -p trm-node`",
-        p.display()
-    );
-    p
-}
+use trm_tests::bins::bin;
+use trm_tests::date_in_days;
 
 fn trm_node(args: &[&str]) -> Output {
     Command::new(bin("trm-node"))
@@ -73,12 +58,6 @@ fn failure(o: &Output) -> (i32, String) {
     (o.status.code().unwrap_or(-1), err.trim().to_string())
 }
 
-fn free_udp() -> SocketAddr {
-    UdpSocket::bind("127.0.0.1:0")
-        .and_then(|s| s.local_addr())
-        .expect("loopback port")
-}
-
 fn s(p: &Path) -> &str {
     p.to_str().expect("utf-8 path")
 }
@@ -106,9 +85,9 @@ impl Node {
             "--name",
             &format!("{cc} ops test unit"),
             "--listen",
-            &free_udp().to_string(),
+            &trm_tests::proc::free_addr().to_string(),
             "--admin-listen",
-            &free_udp().to_string(),
+            &trm_tests::proc::free_addr().to_string(),
         ]);
         assert!(out.status.success(), "init {cc}: {}", stderr(&out));
         let n = Self {
@@ -498,7 +477,7 @@ fn check_config_names_the_offending_key() {
 async fn environment_overrides_the_admin_listener() {
     let tmp = tempfile::tempdir().unwrap();
     let mut n = Node::init(tmp.path(), "IT");
-    let moved = free_udp().to_string();
+    let moved = trm_tests::proc::free_addr().to_string();
     n.start(&[], &[("TRM_ADMIN_LISTEN", &moved)]).await;
     let st = n.op(Call::Status(api::Status {})).await;
     assert_eq!(st["admin_listen"], moved.as_str());
@@ -545,7 +524,7 @@ async fn json_logs_carry_no_case_values() {
     it.pin(&al).await;
     al.pin(&it).await;
     let officer = it.officer("Officer Example-Logs").await;
-    let id = send_referral(&it, &officer, CASE_VALUES[2], "2030-01-01").await;
+    let id = send_referral(&it, &officer, CASE_VALUES[2], &date_in_days(365)).await;
     // A case with a canary identity, its identity released by a supervisor and sent.
     let canary = format!("Canarylogova{}", rand::random::<u32>());
     call_as(
@@ -864,7 +843,7 @@ async fn a_schema_0_store_is_migrated_by_check_and_by_run() {
     it.pin(&al).await;
     al.pin(&it).await;
     let officer = it.officer("Officer Example-Schema").await;
-    let id = send_referral(&it, &officer, "IT-OPS-SCHEMA-01", "2030-01-01").await;
+    let id = send_referral(&it, &officer, "IT-OPS-SCHEMA-01", &date_in_days(365)).await;
     wait_outbox_empty(&it).await;
     it.stop();
     al.stop();
@@ -1003,7 +982,7 @@ async fn restoring_the_sender_resends_its_outbox_and_loses_nothing_silently() {
     al.stop();
 
     // R1 waits in Italy's outbox while Albania is down; the backup is taken online.
-    let r1 = send_referral(&it, &officer, "IT-OPS-BACKUP-01", "2030-01-01").await;
+    let r1 = send_referral(&it, &officer, "IT-OPS-BACKUP-01", &date_in_days(365)).await;
     let b = tmp.path().join("it.trmbak");
     let dir = s(&it.dir).to_string();
     let out = trm_node(&["backup", "--dir", &dir, "--out", s(&b)]);
@@ -1018,7 +997,7 @@ async fn restoring_the_sender_resends_its_outbox_and_loses_nothing_silently() {
     // Albania comes back: R1 delivered. Then R2 is sent and delivered.
     al.start(&[], &[]).await;
     wait_outbox_empty(&it).await;
-    let r2 = send_referral(&it, &officer, "IT-OPS-BACKUP-02", "2030-01-01").await;
+    let r2 = send_referral(&it, &officer, "IT-OPS-BACKUP-02", &date_in_days(365)).await;
     wait_outbox_empty(&it).await;
 
     // Restore refuses while Italy runs.

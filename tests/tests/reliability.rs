@@ -11,23 +11,13 @@ use std::time::Duration;
 use prost::Message;
 use rand::seq::SliceRandom;
 use rand::Rng;
-use trm_bench::proc::NodeProc;
 use trm_node::store::SentState;
 use trm_proto::admin::{self as api, admin_request::Call};
 use trm_proto::pb;
 use trm_proto::signing::{self, Tag};
+use trm_tests::proc::NodeProc;
 use trm_tests::proxy::{Mode, Proxy};
 use trm_tests::*;
-
-const BIN: &str = env!("CARGO_BIN_EXE_trm-node-under-test");
-
-fn long() -> bool {
-    std::env::var("TRM_LONG_TESTS").is_ok_and(|v| v == "1")
-}
-
-fn bin() -> PathBuf {
-    PathBuf::from(BIN)
-}
 
 /// Records `count` synthetic cases and refers each to `to` through the admin API (one open
 /// referral per case); returns the ids the node acknowledged (each acknowledgement means
@@ -38,26 +28,9 @@ async fn send_referrals(
     count: usize,
 ) -> Vec<String> {
     static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-    let mut ids = Vec::with_capacity(count);
-    for _ in 0..count {
-        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let case_ref = format!("REL-{}-{n:06}", std::process::id());
-        client
-            .call(Call::CaseCreate(api::CaseCreate {
-                json: trm_bench::workload::case_json(&case_ref, to),
-            }))
-            .await
-            .expect("case create");
-        let v = client
-            .call(Call::ReferralSend(api::ReferralSend {
-                case_id: case_ref,
-                to: to.into(),
-            }))
-            .await
-            .expect("referral send");
-        ids.push(v["message"].as_str().unwrap().to_string());
-    }
-    ids
+    let batch = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let prefix = format!("REL-{}-{batch}", std::process::id());
+    send_referrals_on(client, &prefix, count, to).await
 }
 
 async fn officer_client(
@@ -145,8 +118,8 @@ fn check_exactly_once(sender: &NodeProc, receiver: &NodeProc, acknowledged: &[St
 }
 
 async fn process_pair(root: &Path) -> (NodeProc, NodeProc, trm_node::identity::Credential) {
-    let mut it = NodeProc::init(root, "IT", &bin()).unwrap();
-    let mut al = NodeProc::init(root, "AL", &bin()).unwrap();
+    let mut it = NodeProc::init(root, "IT", &bins::bin("trm-node")).unwrap();
+    let mut al = NodeProc::init(root, "AL", &bins::bin("trm-node")).unwrap();
     it.set_in_table("delivery", "backoff_initial_ms", "20")
         .unwrap();
     it.set_in_table("delivery", "backoff_max_ms", "300")
@@ -158,24 +131,12 @@ async fn process_pair(root: &Path) -> (NodeProc, NodeProc, trm_node::identity::C
     let officer = it.officer("Officer Example", "officer").await.unwrap();
     let c = officer_client(&mut it, &officer).await;
     c.call(Call::CaseCreate(api::CaseCreate {
-        json: trm_bench::workload::case_json("BENCH-0001", "AL"),
+        json: case_json("BENCH-0001", "AL"),
     }))
     .await
     .unwrap();
     c.close().await;
     (it, al, officer)
-}
-
-/// The random seed of a test: `TRM_TEST_SEED` if set, else a fresh one; printed either way so
-/// that a failing run can be replayed.
-fn seeded_rng(test: &str) -> rand::rngs::StdRng {
-    use rand::SeedableRng;
-    let seed = std::env::var("TRM_TEST_SEED")
-        .ok()
-        .map(|s| s.trim().parse::<u64>().expect("TRM_TEST_SEED is a u64"))
-        .unwrap_or_else(rand::random);
-    eprintln!("{test}: seed {seed} (replay with TRM_TEST_SEED={seed})");
-    rand::rngs::StdRng::seed_from_u64(seed)
 }
 
 /// Sends SIGSTOP or SIGCONT to a node process this test started.
@@ -290,7 +251,7 @@ async fn partition_then_degraded_network_delivers_everything_exactly_once() {
     let tmp = tempfile::tempdir().unwrap();
     let mut it = TestNode::init(tmp.path(), "IT");
     let mut al = TestNode::init(tmp.path(), "AL");
-    let proxy = Proxy::start(al.peer_addr).await;
+    let proxy = Proxy::start(al.peer_addr, seeded_rng("partition test")).await;
     // Albania's card announces the proxy: Italy reaches Albania only through it.
     al.edit_config(|t| {
         t.replace(
@@ -311,7 +272,7 @@ async fn partition_then_degraded_network_delivers_everything_exactly_once() {
     it.call_as(
         &officer,
         Call::CaseCreate(api::CaseCreate {
-            json: trm_bench::workload::case_json("BENCH-0001", "AL"),
+            json: case_json("BENCH-0001", "AL"),
         }),
     )
     .await
@@ -349,8 +310,13 @@ async fn partition_then_degraded_network_delivers_everything_exactly_once() {
             wait_until(20, || it.ctx().peers.health("AL").failing_since_ms != 0).await,
             "status shows delivery failing during the partition"
         );
-        tokio::time::sleep(Duration::from_millis(1200)).await;
-        seen_down = peer_state(&it, &officer).await == "unreachable";
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while !seen_down && tokio::time::Instant::now() < deadline {
+            seen_down = peer_state(&it, &officer).await == "unreachable";
+            if !seen_down {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
     }
     assert!(seen_down, "status showed the peer unreachable");
     assert_eq!(al.ctx().store.received_count(), 5, "nothing crossed");
@@ -497,8 +463,8 @@ async fn corrupted_store_is_refused_or_detected_never_served_short_or_altered() 
     setup();
     let rounds = if long() { 50 } else { 10 };
     let tmp = tempfile::tempdir().unwrap();
-    let it = NodeProc::init(tmp.path(), "IT", &bin()).unwrap();
-    let al = NodeProc::init(tmp.path(), "AL", &bin()).unwrap();
+    let it = NodeProc::init(tmp.path(), "IT", &bins::bin("trm-node")).unwrap();
+    let al = NodeProc::init(tmp.path(), "AL", &bins::bin("trm-node")).unwrap();
     trm_bench::workload::prefill_received(&al.dir, "IT", &it.keys().unwrap(), 200, 50, |_| {})
         .unwrap();
     let reference = history(&al.open_store().unwrap());
@@ -524,7 +490,7 @@ async fn corrupted_store_is_refused_or_detected_never_served_short_or_altered() 
         std::fs::write(&file, &bytes).unwrap();
         eprintln!("round {round}: {what}");
         // The node process: it refuses to start with a message naming the store, or starts.
-        let mut node = NodeProc::init_existing(&al.dir, "AL", &bin());
+        let mut node = NodeProc::init_existing(&al.dir, "AL", &bins::bin("trm-node"));
         node.spawn().unwrap();
         let limit = trm_node::node::store_open_limit(&node.store_dir());
         if let Err(e) = node.wait_ready(limit + Duration::from_secs(30)).await {

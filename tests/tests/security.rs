@@ -4,29 +4,19 @@
 //! oversized frames). CI runs short versions; `TRM_LONG_TESTS=1` runs the long ones.
 
 use std::collections::BTreeSet;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use prost::Message;
-use trm_bench::proc::NodeProc;
 use trm_node::store::SentState;
 use trm_proto::admin::{self as api, admin_request::Call};
 use trm_proto::pb::{self, RejectReason};
 use trm_tests::net;
+use trm_tests::proc::{self, NodeProc};
 use trm_tests::raw::{self, TlsId};
 use trm_tests::*;
 
-const BIN: &str = env!("CARGO_BIN_EXE_trm-node-under-test");
 const DAY: i64 = 86_400_000;
-
-fn long() -> bool {
-    std::env::var("TRM_LONG_TESTS").is_ok_and(|v| v == "1")
-}
-
-async fn pair() -> (tempfile::TempDir, TestNode, TestNode) {
-    started_pair("IT", "AL").await
-}
 
 /// One attempt to deliver a properly signed referral over a connection made with `id`.
 /// Returns how the handshake ended and, if the connection stayed open, the answer.
@@ -55,7 +45,7 @@ async fn attempt(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn certificates_of_no_valid_peer_are_refused_before_any_application_data() {
     let n = if long() { 100 } else { 10 };
-    let (_tmp, it, al) = pair().await;
+    let (_tmp, it, al) = started_pair("IT", "AL").await;
     let now = trm_node::base::time::now_ms();
     // An expired card: pinned while valid (an expired card is refused by `peer add`), then
     // its validity passes.
@@ -85,9 +75,7 @@ async fn certificates_of_no_valid_peer_are_refused_before_any_application_data()
         country: "PL".into(),
     }))
     .await;
-    while trm_node::base::time::now_ms() <= expires {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_past(expires).await;
     let audit_before = al.ctx().store.audit_len();
     let it_keys = it.keys();
     // The same name and country as Italy's certificate, another key.
@@ -174,7 +162,7 @@ async fn certificates_of_no_valid_peer_are_refused_before_any_application_data()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn envelopes_not_bound_to_a_valid_sender_key_are_rejected_and_not_stored() {
-    let (_tmp, it, al) = pair().await;
+    let (_tmp, it, al) = started_pair("IT", "AL").await;
     let now = trm_node::base::time::now_ms();
     // France rotated its key yesterday: k0 was valid until then, k1 since.
     let fr = raw::fake_peer(
@@ -454,18 +442,8 @@ async fn floods_and_stalled_streams_leave_a_legitimate_peer_delivering_in_bounde
     } else {
         (200, 500, 40)
     };
-    let bin = PathBuf::from(BIN);
     let tmp = tempfile::tempdir().unwrap();
-    let mut it = NodeProc::init(tmp.path(), "IT", &bin).unwrap();
-    let mut al = NodeProc::init(tmp.path(), "AL", &bin).unwrap();
-    al.set_in_table("limits", "stream_timeout_secs", "2")
-        .unwrap();
-    it.set_in_table("delivery", "backoff_max_ms", "500")
-        .unwrap();
-    it.start().await.unwrap();
-    al.start().await.unwrap();
-    it.pin_card(al.card()).await.unwrap();
-    al.pin_card(it.card()).await.unwrap();
+    let (mut it, mut al) = proc::flood_pair(tmp.path(), 2).await.unwrap();
     let now = trm_node::base::time::now_ms();
     let fr = raw::fake_peer("FR", now - DAY, now + DAY, &[(now - DAY, 0)]);
     al.pin_card(fr.card.clone()).await.unwrap();
@@ -474,26 +452,14 @@ async fn floods_and_stalled_streams_leave_a_legitimate_peer_delivering_in_bounde
         .await
         .unwrap();
     c.call(Call::CaseCreate(api::CaseCreate {
-        json: trm_bench::workload::case_json("BENCH-0001", "AL"),
+        json: case_json("BENCH-0001", "AL"),
     }))
     .await
     .unwrap();
     let al_cert = al.keys().unwrap().tls_cert.to_vec();
     let al_addr = al.peer_addr;
     let pid = al.pid().unwrap();
-    let peak = Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let sampler = {
-        let (peak, stop) = (peak.clone(), stop.clone());
-        tokio::spawn(async move {
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                if let Some(k) = trm_bench::proc::rss_kib(pid) {
-                    peak.fetch_max(k, std::sync::atomic::Ordering::Relaxed);
-                }
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        })
-    };
+    let sampler = proc::RssPeak::start(pid, 0);
 
     // A stalled stream: a byte every 250 ms from a pinned peer. It must be stopped by the
     // receiver (STOP_SENDING) between the stream timeout and twice that, the connection
@@ -609,9 +575,7 @@ async fn floods_and_stalled_streams_leave_a_legitimate_peer_delivering_in_bounde
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    sampler.await.unwrap();
-    let peak_mib = peak.load(std::sync::atomic::Ordering::Relaxed) / 1024;
+    let peak_mib = sampler.stop().await / 1024;
     eprintln!(
         "exhaustion: {handshakes} handshakes refused, {answered} junk streams answered, \
          stalled stream stopped after {closed_after:?}, peak VmRSS {peak_mib} MiB"

@@ -369,7 +369,7 @@ fn sparse(path: &std::path::Path, len: u64) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oversized_files_are_refused_before_reading_naming_the_limit() {
     // Build the binaries first, so that the time bound below measures only the refusal.
-    trm_tests::answers::bin_dir();
+    trm_tests::bins::bin_dir();
     let tmp = tempfile::tempdir().unwrap();
     // A credential is needed before the case file is read; the node need not run.
     let it = TestNode::init(tmp.path(), "IT");
@@ -531,7 +531,7 @@ async fn absurd_limits_in_node_toml_refuse_start_naming_key_and_range() {
             .join("\n");
         assert_ne!(text, good, "{key} not in node.toml");
         std::fs::write(node.dir.join("node.toml"), &text).unwrap();
-        let e = match trm_node::start(&node.dir, trm_node::StartOptions::default()).await {
+        let e = match trm_node::start(&node.dir, node.start_options()).await {
             Ok(h) => {
                 h.shutdown().await;
                 panic!("{set}: the node started")

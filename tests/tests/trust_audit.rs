@@ -16,20 +16,6 @@ use trm_proto::pb;
 use trm_tests::auditx::*;
 use trm_tests::*;
 
-const NODE_BIN: &str = env!("CARGO_BIN_EXE_trm-node-under-test");
-
-async fn pair() -> (tempfile::TempDir, TestNode, TestNode) {
-    let tmp = tempfile::tempdir().unwrap();
-    let mut it = TestNode::init(tmp.path(), "IT");
-    let mut al = TestNode::init(tmp.path(), "AL");
-    fast(&it);
-    fast(&al);
-    it.start().await;
-    al.start().await;
-    pin_all(&[&it, &al]).await;
-    (tmp, it, al)
-}
-
 /// Sends a small referral and waits until it is delivered (its receipt stored).
 async fn exchange(node: &TestNode, officer: &Credential, case_ref: &str, to: &str) {
     let id = hex::decode(create_and_send(node, officer, case_ref, to).await).unwrap();
@@ -43,17 +29,13 @@ async fn exchange(node: &TestNode, officer: &Credential, case_ref: &str, to: &st
     assert!(wait_until(20, done).await, "{case_ref} not delivered");
 }
 
-async fn stop(mut n: TestNode) {
-    n.stop().await;
-}
-
 // ------------------------------------------------------------------------------------------
 // Item 11: hiding entries or checkpoints
 // ------------------------------------------------------------------------------------------
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn entries_or_checkpoints_hidden_from_a_full_export_fail_verification() {
-    let (_tmp, it, al) = pair().await;
+    let (_tmp, it, al) = fast_pair().await;
     let o_it = it.officer("Officer Example IT", "officer").await;
     for n in 0..3 {
         exchange(&it, &o_it, &format!("IT-TEST-110{n}"), "AL").await;
@@ -123,23 +105,24 @@ async fn entries_or_checkpoints_hidden_from_a_full_export_fail_verification() {
     // Sanity: the rebuild itself is faithful (all checkpoints kept: it verifies).
     let all: Vec<usize> = (0..b.checkpoints.len()).collect();
     verify_bundle(&reprove(&bytes, &all, |_| true)).expect("a faithful rebuild verifies");
-    stop(it).await;
-    stop(al).await;
+    it.finish().await;
+    al.finish().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_partial_export_says_which_indices_it_holds_and_still_refuses_gaps() {
     use trm_proto::audit::{verify_bundle_with, Coverage, Options};
-    let (_tmp, it, al) = pair().await;
+    let (_tmp, it, al) = fast_pair().await;
     let o_it = it.officer("Officer Example IT", "officer").await;
     exchange(&it, &o_it, "IT-TEST-1110", "AL").await;
-    tokio::time::sleep(Duration::from_millis(20)).await;
+    // Every entry so far is strictly before `from`, every later one strictly after `to`.
+    wait_past(trm_node::base::time::now_ms()).await;
     let from = trm_node::base::time::now_ms();
     for n in 1..4 {
         exchange(&it, &o_it, &format!("IT-TEST-111{n}"), "AL").await;
     }
     let to = trm_node::base::time::now_ms();
-    tokio::time::sleep(Duration::from_millis(20)).await;
+    wait_past(to).await;
     exchange(&it, &o_it, "IT-TEST-1119", "AL").await;
     let auditor = it.officer("Auditor Example", "auditor").await;
     let part = export_range(&it, &auditor, from, to).await;
@@ -178,8 +161,8 @@ async fn a_partial_export_says_which_indices_it_holds_and_still_refuses_gaps() {
     let full = verify_bundle(&export(&it, &auditor).await).expect("full export verifies");
     assert_eq!(full.coverage, Coverage::Complete);
     assert!(full.exported_ms.is_some());
-    stop(it).await;
-    stop(al).await;
+    it.finish().await;
+    al.finish().await;
 }
 
 // ------------------------------------------------------------------------------------------
@@ -189,7 +172,7 @@ async fn a_partial_export_says_which_indices_it_holds_and_still_refuses_gaps() {
 /// Runs the node binary with `args`; returns (exit code, last line on stderr). A `run` that
 /// does not exit within the limit is killed and reported as still running (`None`).
 fn node_cmd(args: &[&str], limit: Duration) -> (Option<i32>, String) {
-    let mut child = Command::new(NODE_BIN)
+    let mut child = Command::new(trm_tests::bins::bin("trm-node"))
         .args(args)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
@@ -315,7 +298,7 @@ async fn a_store_copied_back_from_an_older_copy_is_refused_at_start_unless_resto
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_log_cut_back_to_an_earlier_export_is_caught_by_a_witness_bundle() {
     use trm_proto::audit::{verify_bundle_with, Options};
-    let (_tmp, it, al) = pair().await;
+    let (_tmp, it, al) = fast_pair().await;
     let o_it = it.officer("Officer Example IT", "officer").await;
     let a_al = al.officer("Auditor Example", "auditor").await;
     let a_it = it.officer("Auditor Example", "auditor").await;
@@ -364,8 +347,8 @@ async fn a_log_cut_back_to_an_earlier_export_is_caught_by_a_witness_bundle() {
     assert_eq!(s.witnessed[0].by, "IT");
     assert!(s.witnessed[0].checkpoints >= 3, "{:?}", s.witnessed);
     assert!(s.witnessed[0].largest > first_sum.tree_size);
-    stop(it).await;
-    stop(al).await;
+    it.finish().await;
+    al.finish().await;
 }
 
 // ------------------------------------------------------------------------------------------
@@ -376,7 +359,7 @@ async fn a_log_cut_back_to_an_earlier_export_is_caught_by_a_witness_bundle() {
 async fn a_bundle_made_with_fresh_keys_fails_against_the_expected_key() {
     use trm_proto::audit::{verify_bundle_with, Options};
     use trm_proto::signing::fingerprint;
-    let (_tmp, it, al) = pair().await;
+    let (_tmp, it, al) = fast_pair().await;
     let o_it = it.officer("Officer Example IT", "officer").await;
     exchange(&it, &o_it, "IT-TEST-1300", "AL").await;
     let auditor = it.officer("Auditor Example", "auditor").await;
@@ -423,8 +406,8 @@ async fn a_bundle_made_with_fresh_keys_fails_against_the_expected_key() {
         f.what.contains("unrelated key histories for AL") && f.what.contains("no operator's"),
         "{f}"
     );
-    stop(it).await;
-    stop(al).await;
+    it.finish().await;
+    al.finish().await;
 }
 
 /// The largest tree size of `of`'s checkpoints that `bundle`'s receipts carry.

@@ -3,18 +3,16 @@
 //! legitimate peer; refused handshakes are logged, rate-limited.
 
 use std::net::{IpAddr, SocketAddr};
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use trm_bench::proc::NodeProc;
 use trm_proto::admin::{self as api, admin_request::Call};
 use trm_tests::net::{self, Handshake};
+use trm_tests::proc::{self, NodeProc};
 use trm_tests::raw::{self, TlsId};
 use trm_tests::*;
 
-const BIN: &str = env!("CARGO_BIN_EXE_trm-node-under-test");
 const DAY: i64 = 86_400_000;
 
 fn loopback(last: u8) -> IpAddr {
@@ -419,7 +417,7 @@ fn scrape(node: &NodeProc) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refused_handshakes_are_logged_once_per_address_with_fingerprint_and_address() {
     let tmp = tempfile::tempdir().unwrap();
-    let mut al = NodeProc::init(tmp.path(), "AL", &PathBuf::from(BIN)).unwrap();
+    let mut al = NodeProc::init(tmp.path(), "AL", &bins::bin("trm-node")).unwrap();
     al.start().await.unwrap();
     let al_cert = al.keys().unwrap().tls_cert.to_vec();
     let stranger = TlsId::new("trm-node-XX");
@@ -479,38 +477,16 @@ async fn cap_sized_frames_trickled_on_every_allowed_stream_keep_memory_bounded()
     const PER_PEER: usize = 8;
     const STREAMS: usize = 64;
     const REFERRALS: usize = 10;
-    let bin = PathBuf::from(BIN);
     let tmp = tempfile::tempdir().unwrap();
-    let mut it = NodeProc::init(tmp.path(), "IT", &bin).unwrap();
-    let mut al = NodeProc::init(tmp.path(), "AL", &bin).unwrap();
-    al.set_in_table("limits", "stream_timeout_secs", "4")
-        .unwrap();
-    it.set_in_table("delivery", "backoff_max_ms", "500")
-        .unwrap();
-    it.start().await.unwrap();
-    al.start().await.unwrap();
-    it.pin_card(al.card()).await.unwrap();
-    al.pin_card(it.card()).await.unwrap();
+    let (mut it, mut al) = proc::flood_pair(tmp.path(), 4).await.unwrap();
     let now = trm_node::base::time::now_ms();
     let fr = net::made_up_peer("FR", &[], now - DAY, now + DAY);
     al.pin_card(fr.card.clone()).await.unwrap();
     let officer = it.officer("Officer Example", "officer").await.unwrap();
     let al_cert = al.keys().unwrap().tls_cert.to_vec();
     let pid = al.pid().unwrap();
-    let baseline = trm_bench::proc::rss_kib(pid).unwrap_or(0);
-    let peak = Arc::new(std::sync::atomic::AtomicU64::new(baseline));
-    let stop = Arc::new(AtomicBool::new(false));
-    let sampler = {
-        let (peak, stop) = (peak.clone(), stop.clone());
-        tokio::spawn(async move {
-            while !stop.load(Ordering::Relaxed) {
-                if let Some(k) = trm_bench::proc::rss_kib(pid) {
-                    peak.fetch_max(k, Ordering::Relaxed);
-                }
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        })
-    };
+    let baseline = trm_tests::proc::rss_kib(pid).unwrap_or(0);
+    let sampler = proc::RssPeak::start(pid, baseline);
 
     // Twice the allowed connections.
     let ep = net::client_endpoint(loopback(1));
@@ -578,9 +554,7 @@ async fn cap_sized_frames_trickled_on_every_allowed_stream_keep_memory_bounded()
     while let Some(r) = trickles.join_next().await {
         stopped += usize::from(r.unwrap());
     }
-    stop.store(true, Ordering::Relaxed);
-    sampler.await.unwrap();
-    let grew = peak.load(Ordering::Relaxed).saturating_sub(baseline) / 1024;
+    let grew = sampler.stop().await.saturating_sub(baseline) / 1024;
     eprintln!(
         "trickle: {open} connections x {STREAMS} streams announcing 1 MiB, {stopped} stopped by the \
          stream timeout; receiver VmRSS grew by {grew} MiB over {} MiB",

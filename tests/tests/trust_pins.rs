@@ -611,13 +611,6 @@ async fn hand_over(it: &TestNode, al: &TestNode, envelopes: Vec<pb::Envelope>) {
     conn.close(0u32.into(), b"");
 }
 
-/// Waits until the clock is past `until_ms`.
-async fn wait_past(until_ms: i64) {
-    while now() <= until_ms {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_queued_message_whose_key_retired_is_re_signed_by_the_current_key() {
     // Rotate with an overlap of a few seconds; hand the announcement to Albania while the old
@@ -897,7 +890,9 @@ fn strs(args: &[&str]) -> Vec<String> {
 async fn the_officer_makes_the_key_the_operator_registers_the_certificate_and_refusals_exit_64() {
     use std::os::unix::fs::PermissionsExt;
     // Build the binaries before any node runs.
-    tokio::task::spawn_blocking(pins::bin_dir).await.unwrap();
+    tokio::task::spawn_blocking(trm_tests::bins::bin_dir)
+        .await
+        .unwrap();
     let tmp = tempfile::tempdir().unwrap();
     let mut it = TestNode::init(tmp.path(), "IT");
     it.start().await;

@@ -1,6 +1,7 @@
-//! Nodes as separate processes: the `trm-node` binary run on a folder made by the library's
-//! `init`, on loopback ports chosen by the OS, driven through the admin API. Shared by the
-//! benchmarks and the reliability and security tests.
+//! Nodes as separate processes: the `trm-node` binary (found by [`crate::bins`]) run on a
+//! folder made by the library's `init`, on loopback ports below the ephemeral range (see
+//! [`free_addr`]), driven through the admin API. Shared by the benchmarks (`trm-bench`) and
+//! the reliability, security and network tests.
 
 use std::net::{SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
@@ -14,21 +15,26 @@ use trm_node::identity::{self, Credential, NodeKeys};
 use trm_proto::admin as api;
 use trm_proto::admin::admin_request::Call;
 
-/// Installs the process-wide crypto provider (idempotent).
-pub fn setup() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-}
-
-/// A free loopback UDP port for a node to bind later. Ports come from below Linux's
-/// ephemeral range (32768 and up), so that the OS does not hand them to the clients' own
-/// sockets meanwhile, and are never handed out twice by this process.
+/// A free loopback UDP port for a node process to bind later (its port is written in its
+/// node.toml, so the harness cannot hand it a bound socket as it does to in-process nodes).
+///
+/// Ports come from the 12,000 just below Linux's ephemeral range
+/// (`/proc/sys/net/ipv4/ip_local_port_range`, usually 32768-60999), so that the OS never hands
+/// them to the clients' own sockets (bound to port 0) between this choice and the node's
+/// start or restart; each is checked free when chosen and never handed out twice by this
+/// process.
 pub fn free_addr() -> SocketAddr {
     use rand::Rng;
     static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
     let mut given = GIVEN.lock().unwrap_or_else(|p| p.into_inner());
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|t| t.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32_768)
+        .clamp(13_024, 32_768);
     let mut rng = rand::thread_rng();
     for _ in 0..1000 {
-        let port = rng.gen_range(20_000..32_000u16);
+        let port = rng.gen_range(ephemeral_low - 12_000..ephemeral_low);
         if given.contains(&port) {
             continue;
         }
@@ -38,9 +44,7 @@ pub fn free_addr() -> SocketAddr {
             return addr;
         }
     }
-    UdpSocket::bind("127.0.0.1:0")
-        .and_then(|s| s.local_addr())
-        .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)))
+    panic!("no free loopback UDP port below the ephemeral range");
 }
 
 /// One node folder and, while it runs, its `trm-node run` process.
@@ -66,7 +70,7 @@ pub struct NodeProc {
 impl NodeProc {
     /// Makes a node folder `root/<country>` with the library's `init` (not started).
     pub fn init(root: &Path, country: &str, bin: &Path) -> Result<Self> {
-        setup();
+        crate::setup();
         let dir = root.join(country);
         let (peer_addr, admin_addr) = (free_addr(), free_addr());
         identity::init(
@@ -95,7 +99,7 @@ impl NodeProc {
 
     /// A handle on an existing node folder `dir` (made by [`NodeProc::init`]).
     pub fn init_existing(dir: &Path, country: &str, bin: &Path) -> Self {
-        setup();
+        crate::setup();
         let cfg = trm_node::base::config::NodeConfig::load(dir).ok();
         let operator = Credential::load(&dir.join(identity::OPERATOR_CRED)).ok();
         let fallback = free_addr();
@@ -397,51 +401,60 @@ pub async fn pin_all(nodes: &mut [NodeProc]) -> Result<()> {
     Ok(())
 }
 
-/// Finds the `trm-node` binary: `TRM_NODE_BIN`, else beside the running executable (cargo
-/// puts every binary of a profile in one folder). When run by cargo (`CARGO` is set), builds
-/// it first with the same profile so the figures are never those of a stale binary.
-pub fn node_binary() -> Result<PathBuf> {
-    if let Ok(p) = std::env::var("TRM_NODE_BIN") {
-        return Ok(PathBuf::from(p));
+/// The peak resident memory (VmRSS, KiB) of a process, sampled every 50 ms until
+/// [`RssPeak::stop`].
+pub struct RssPeak {
+    peak: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl RssPeak {
+    /// Starts sampling `pid`; the peak starts at `floor`.
+    pub fn start(pid: u32, floor: u64) -> Self {
+        use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+        use std::sync::Arc;
+        let peak = Arc::new(AtomicU64::new(floor));
+        let stop = Arc::new(AtomicBool::new(false));
+        let task = {
+            let (peak, stop) = (peak.clone(), stop.clone());
+            tokio::spawn(async move {
+                while !stop.load(Ordering::Relaxed) {
+                    if let Some(k) = rss_kib(pid) {
+                        peak.fetch_max(k, Ordering::Relaxed);
+                    }
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            })
+        };
+        Self { peak, stop, task }
     }
-    let exe = std::env::current_exe()?;
-    let dir = exe
-        .parent()
-        .ok_or_else(|| anyhow!("executable has no folder"))?;
-    // Test executables live in <profile>/deps.
-    let dir = if dir.ends_with("deps") {
-        dir.parent().unwrap_or(dir)
-    } else {
-        dir
-    };
-    let bin = dir.join("trm-node");
-    if let Ok(cargo) = std::env::var("CARGO") {
-        let release = dir.file_name().is_some_and(|n| n == "release");
-        let mut cmd = Command::new(cargo);
-        // Built together with trm-bench so that the shared dependencies get the same
-        // features as in `cargo run -p trm-bench` and nothing is rebuilt back and forth.
-        cmd.args([
-            "build",
-            "--quiet",
-            "--locked",
-            "-p",
-            "trm-node",
-            "-p",
-            "trm-bench",
-        ]);
-        if release {
-            cmd.arg("--release");
-        }
-        let status = cmd.status().context("cargo build -p trm-node")?;
-        if !status.success() {
-            bail!("cargo build -p trm-node failed");
-        }
+
+    /// Stops sampling; the peak seen, in KiB.
+    pub async fn stop(self) -> u64 {
+        use std::sync::atomic::Ordering;
+        self.stop.store(true, Ordering::Relaxed);
+        self.task.await.expect("RSS sampler");
+        self.peak.load(Ordering::Relaxed)
     }
-    if !bin.is_file() {
-        bail!(
-            "{} not found: build it with `cargo build --release -p trm-node` or set TRM_NODE_BIN",
-            bin.display()
-        );
-    }
-    Ok(bin)
+}
+
+/// IT and AL as processes in `root`, for the flood tests: AL stops a stalled stream after
+/// `stream_timeout_secs`, IT retries deliveries within 500 ms; both started and pinned to
+/// each other.
+pub async fn flood_pair(root: &Path, stream_timeout_secs: u64) -> Result<(NodeProc, NodeProc)> {
+    let bin = crate::bins::bin("trm-node");
+    let mut it = NodeProc::init(root, "IT", &bin)?;
+    let mut al = NodeProc::init(root, "AL", &bin)?;
+    al.set_in_table(
+        "limits",
+        "stream_timeout_secs",
+        &stream_timeout_secs.to_string(),
+    )?;
+    it.set_in_table("delivery", "backoff_max_ms", "500")?;
+    it.start().await?;
+    al.start().await?;
+    it.pin_card(al.card()).await?;
+    al.pin_card(it.card()).await?;
+    Ok((it, al))
 }

@@ -1,28 +1,25 @@
-//! `trm-node key rotate` through the real binary.
+//! `trm-node key rotate` through the real binary (moved from node/tests so that it finds the
+//! binary the one way, `trm_tests::bins`, and its node keeps its sockets across restarts).
 
-use std::net::SocketAddr;
 use std::process::Command;
 
-fn addr() -> SocketAddr {
-    std::net::UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-}
+use trm_tests::TestNode;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn key_rotate_makes_an_endorsed_key_and_refuses_while_the_node_runs() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
     let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("IT");
-    trm_node::identity::init(&dir, "IT", "IT test unit", addr(), addr(), None).unwrap();
+    let mut node = TestNode::init(tmp.path(), "IT");
+    let dir = node.dir.clone();
+    let bin = tokio::task::spawn_blocking(|| trm_tests::bins::bin("trm-node"))
+        .await
+        .unwrap();
     let cfg = trm_node::base::config::NodeConfig::load(&dir).unwrap();
     let old = trm_node::identity::NodeKeys::load(&dir, &cfg).unwrap();
     let rotate = || {
-        let dir = dir.clone();
+        let (dir, bin) = (dir.clone(), bin.clone());
         async move {
             tokio::task::spawn_blocking(move || {
-                Command::new(env!("CARGO_BIN_EXE_trm-node"))
+                Command::new(bin)
                     .args(["key", "rotate", "--dir"])
                     .arg(&dir)
                     .args(["--overlap-days", "3"])
@@ -35,14 +32,12 @@ async fn key_rotate_makes_an_endorsed_key_and_refuses_while_the_node_runs() {
     };
 
     // While the node runs, its store is locked: refused, nothing changed.
-    let node = trm_node::start(&dir, trm_node::StartOptions::default())
-        .await
-        .expect("start");
+    node.start().await;
     let o = rotate().await;
     assert!(!o.status.success());
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("is the node running"), "{err}");
-    node.shutdown().await;
+    node.stop().await;
     let same = trm_node::identity::NodeKeys::load(&dir, &cfg).unwrap();
     assert_eq!(same.public_key(), old.public_key());
 
@@ -60,10 +55,8 @@ async fn key_rotate_makes_an_endorsed_key_and_refuses_while_the_node_runs() {
         trm_proto::card::verify_card(&std::fs::read(dir.join("card.trm")).unwrap()).expect("card");
     assert_eq!(card.card.signing_key, new.public_key().to_vec());
     // The rotation is in the audit log, and the node starts with the new key.
-    let node = trm_node::start(&dir, trm_node::StartOptions::default())
-        .await
-        .expect("starts after rotation");
-    let entries = node.ctx.store.audit_entries(0).unwrap();
+    node.start().await;
+    let entries = node.ctx().store.audit_entries(0).unwrap();
     assert!(entries.iter().any(|e| e.kind == "key"));
-    node.shutdown().await;
+    node.finish().await;
 }
