@@ -595,11 +595,7 @@ fn check_witness(log: &Log, bundle: usize, other: &[u8]) -> Result<Witnessed, Au
                 ),
             );
         }
-        let root = if let Some(c) = log.checkpoints.iter().find(|c| c.size == w.size) {
-            c.root
-        } else if log.first == 0 && w.size <= log.leaves.len() as u64 {
-            merkle::root(&log.leaves[..w.size as usize])
-        } else {
+        let Some(root) = root_at(log, w.size) else {
             return fail(
                 at,
                 "this partial bundle has neither a checkpoint at that size nor the entries to check it",
@@ -624,6 +620,18 @@ fn check_witness(log: &Log, bundle: usize, other: &[u8]) -> Result<Witnessed, Au
         ));
     }
     Ok(out)
+}
+
+/// The root of `log` at tree size `size`: from its checkpoint there, or from its entries when
+/// it holds them from the first.
+fn root_at(log: &Log, size: u64) -> Option<Hash> {
+    if let Some(c) = log.checkpoints.iter().find(|c| c.size == size) {
+        Some(c.root)
+    } else if log.first == 0 && size <= log.leaves.len() as u64 {
+        Some(merkle::root(&log.leaves[..size as usize]))
+    } else {
+        None
+    }
 }
 
 /// Checks 1 to 5 of the module documentation.
@@ -692,12 +700,15 @@ fn verify_own_card(bundle: &AuditBundle, sum: &mut Summary) -> Result<VerifiedCa
     Ok(own)
 }
 
+/// The peers' cards of a bundle, by country.
+type PeerCards = BTreeMap<String, Vec<VerifiedCard>>;
+
 /// Step 2, the peers' cards: each verified, grouped by country; the breaks in a country's key
 /// history are returned to be matched against the operator's logged `peer add`s (step 4).
 fn verify_peer_cards(
     bundle: &AuditBundle,
     sum: &mut Summary,
-) -> Result<(BTreeMap<String, Vec<VerifiedCard>>, Vec<CardBreak>), AuditFailure> {
+) -> Result<(PeerCards, Vec<CardBreak>), AuditFailure> {
     let mut peers: BTreeMap<String, Vec<VerifiedCard>> = BTreeMap::new();
     let mut positions: BTreeMap<String, Vec<usize>> = BTreeMap::new();
     for (i, raw) in bundle.peer_cards.iter().enumerate() {

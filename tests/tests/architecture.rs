@@ -3,10 +3,15 @@
 //! - the node's subsystems (the folders of `node/src`) import only subsystems below them in
 //!   [`LAYERS`], so there is no import cycle between them, and a new folder must be placed;
 //! - `trm-proto` is pure: no I/O, no runtime, no storage;
-//! - sled (the crate: `sled::` paths) is named only inside the node's store.
+//! - sled (the crate: `sled::` paths) is named only inside the node's store;
+//! - no production function (node, admin client and CLI, proto) is longer than
+//!   [`MAX_FN_LINES`] lines unless a `// Long:` comment right above it says why.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
+
+/// Longest production function, in lines, without a written reason.
+const MAX_FN_LINES: usize = 80;
 
 /// The node's subsystems, bottom first. A subsystem may import only those before it.
 const LAYERS: &[&str] = &[
@@ -238,5 +243,92 @@ fn sled_is_named_only_in_the_store() {
     assert!(
         outside.is_empty(),
         "sled named outside node/src/store: {outside:?}"
+    );
+}
+
+/// (file, function, lines) of production functions longer than [`MAX_FN_LINES`] without a
+/// `// Long:` reason in the lines right above them. A function ends at the first line that is
+/// its indentation followed by `}` (rustfmt's layout); `#[cfg(test)]` modules are skipped.
+fn long_functions(text: &str) -> Vec<(String, usize)> {
+    let lines: Vec<&str> = text.lines().collect();
+    let end = lines
+        .iter()
+        .position(|l| l.starts_with("#[cfg(test)]"))
+        .unwrap_or(lines.len());
+    let mut out = vec![];
+    for i in 0..end {
+        let line = lines[i];
+        let trimmed = line.trim_start();
+        let indent = &line[..line.len() - trimmed.len()];
+        let head = trimmed
+            .trim_start_matches("pub(crate) ")
+            .trim_start_matches("pub ")
+            .trim_start_matches("async ")
+            .trim_start_matches("const ");
+        let Some(sig) = head.strip_prefix("fn ") else {
+            continue;
+        };
+        if trimmed.ends_with(';') {
+            continue; // a declaration without a body (in a trait)
+        }
+        let close = format!("{indent}}}");
+        let Some(len) = lines[i + 1..end].iter().position(|l| *l == close) else {
+            continue;
+        };
+        let len = len + 2;
+        let reasoned = lines[i.saturating_sub(6)..i]
+            .iter()
+            .any(|l| l.trim_start().starts_with("// Long:"));
+        if len > MAX_FN_LINES && !reasoned {
+            let name: String = sig
+                .chars()
+                .take_while(|c| c.is_alphanumeric() || *c == '_')
+                .collect();
+            out.push((name, len));
+        }
+    }
+    out
+}
+
+#[test]
+fn long_functions_say_why() {
+    let mut long = vec![];
+    for dir in ["node/src", "admin-cli/src", "proto/src", "admin-api/src"] {
+        let dir = repo().join(dir);
+        if !dir.exists() {
+            continue;
+        }
+        for file in rust_files(&dir) {
+            let text = std::fs::read_to_string(&file).expect("read");
+            for (name, len) in long_functions(&text) {
+                let rel = file.strip_prefix(repo()).expect("in repo");
+                long.push(format!("{} {name}: {len} lines", rel.display()));
+            }
+        }
+    }
+    assert!(
+        long.is_empty(),
+        "functions over {MAX_FN_LINES} lines: split them, or write `// Long: <why>` above \
+         them:\n  {}",
+        long.join("\n  ")
+    );
+}
+
+#[test]
+fn the_length_check_counts_lines() {
+    let body = "    x();\n".repeat(MAX_FN_LINES);
+    let long = format!("pub fn big() {{\n{body}}}\n");
+    assert_eq!(
+        long_functions(&long),
+        vec![("big".to_string(), MAX_FN_LINES + 2)]
+    );
+    let reasoned = format!("// Long: a table.\n{long}");
+    assert!(long_functions(&reasoned).is_empty());
+    let short = "fn small() {\n    x();\n}\n";
+    assert!(long_functions(short).is_empty());
+    let declared = format!("trait T {{\n    fn f(self) -> u8;\n{body}}}\n");
+    assert!(
+        long_functions(&declared).is_empty(),
+        "a declaration has no body"
     );
 }

@@ -208,19 +208,7 @@ pub async fn disclose(
     let committed = open_sent(&ctx.vault, &sent, SentPart::Committed).await?;
     let already = released_paths(ctx, &case_id, &peer, &sent.id).await?;
     let cats = parse_categories(categories)?;
-    let wanted: Vec<&pb::FieldDisclosure> = committed
-        .iter()
-        .filter(|d| {
-            fields
-                .iter()
-                .flat_map(|f| f.split(','))
-                .any(|f| f.trim() == d.path)
-                || ctx
-                    .template
-                    .category_of(&d.path)
-                    .is_some_and(|c| cats.contains(&c))
-        })
-        .collect();
+    let wanted = named_fields(&ctx.template, &committed, fields, &cats);
     if wanted.is_empty() {
         return Err(CallError::msg(
             "none of the named fields is in the referral",
@@ -277,6 +265,28 @@ pub async fn disclose(
         released: n as u64,
         still_withheld: refused,
     })
+}
+
+/// The committed fields an officer named, by path (`fields`, comma-separated allowed) or by
+/// category.
+fn named_fields<'a>(
+    template: &trm_proto::template::Template,
+    committed: &'a [pb::FieldDisclosure],
+    fields: &[String],
+    cats: &[Category],
+) -> Vec<&'a pb::FieldDisclosure> {
+    committed
+        .iter()
+        .filter(|d| {
+            fields
+                .iter()
+                .flat_map(|f| f.split(','))
+                .any(|f| f.trim() == d.path)
+                || template
+                    .category_of(&d.path)
+                    .is_some_and(|c| cats.contains(&c))
+        })
+        .collect()
 }
 
 /// `referral accept|decline`.

@@ -172,28 +172,7 @@ pub async fn dispatch(ctx: &Arc<Ctx>, caller: &Caller, req: AdminRequest) -> Adm
             ..Default::default()
         };
     }
-    let mut data = Vec::new();
-    let result = if roles.contains(&caller.role) {
-        match call {
-            Call::AuditExport(r) => crate::audit::export(ctx, caller, r.from_ms, r.to_ms)
-                .await
-                .map(|(v, bundle)| {
-                    data = bundle;
-                    v
-                }),
-            call => crate::admin::calls::run(ctx, caller, call).await,
-        }
-    } else {
-        let names: Vec<&str> = roles.iter().map(|r| r.name()).collect();
-        Err(CallError {
-            message: format!(
-                "`{name}` needs role {} (you are {})",
-                names.join(" or "),
-                caller.role.name()
-            ),
-            required_role: Some(names.join(",")),
-        })
-    };
+    let result = run_if_allowed(ctx, caller, call, name, roles).await;
     let outcome = match &result {
         Ok(_) => "ok".to_string(),
         Err(e) if e.required_role.is_some() => "refused: role".to_string(),
@@ -218,7 +197,7 @@ pub async fn dispatch(ctx: &Arc<Ctx>, caller: &Caller, req: AdminRequest) -> Adm
         };
     }
     match result {
-        Ok(v) => AdminResponse {
+        Ok((v, data)) => AdminResponse {
             ok: true,
             json: v.to_string(),
             data,
@@ -231,6 +210,35 @@ pub async fn dispatch(ctx: &Arc<Ctx>, caller: &Caller, req: AdminRequest) -> Adm
             json: String::new(),
             data: Vec::new(),
         },
+    }
+}
+
+/// Runs `call` if the caller's role is one of `roles`: its JSON answer and binary data (the
+/// bundle of an audit export), or why not.
+async fn run_if_allowed(
+    ctx: &Arc<Ctx>,
+    caller: &Caller,
+    call: Call,
+    name: &str,
+    roles: &[Role],
+) -> Result<(serde_json::Value, Vec<u8>), CallError> {
+    if !roles.contains(&caller.role) {
+        let names: Vec<&str> = roles.iter().map(|r| r.name()).collect();
+        return Err(CallError {
+            message: format!(
+                "`{name}` needs role {} (you are {})",
+                names.join(" or "),
+                caller.role.name()
+            ),
+            required_role: Some(names.join(",")),
+        });
+    }
+    match call {
+        Call::AuditExport(r) => crate::audit::export(ctx, caller, r.from_ms, r.to_ms).await,
+        call => Ok((
+            crate::admin::calls::run(ctx, caller, call).await?,
+            Vec::new(),
+        )),
     }
 }
 

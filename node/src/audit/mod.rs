@@ -25,7 +25,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use prost::Message;
-use serde_json::{json, Value};
+use serde_json::Value;
 use trm_proto::auditpb::{AuditBundle, ExportedEntry, Proof};
 use trm_proto::pb;
 use trm_proto::signing::{self, Tag};
@@ -326,25 +326,7 @@ pub async fn export(
         })])
         .await?;
     checkpoint_now(ctx).await?;
-    let mut checkpoints = Vec::new();
-    let mut sizes = Vec::new();
-    for (_, raw) in ctx.store.meta_prefix(CHECKPOINT_PREFIX)? {
-        let size = pb::Signed::decode(raw.as_slice())
-            .ok()
-            .and_then(|s| pb::Checkpoint::decode(s.body.as_slice()).ok())
-            .map(|c| c.tree_size)
-            .ok_or_else(|| CallError::msg("a stored checkpoint is unreadable"))?;
-        sizes.push(size);
-        checkpoints.push(raw);
-    }
-    let tree_size = sizes.last().copied().unwrap_or(0);
-    let mut consistency = Vec::with_capacity(sizes.len().saturating_sub(1));
-    for pair in sizes.windows(2) {
-        let hashes = ctx.store.audit_consistency_proof(pair[0], pair[1])?;
-        consistency.push(Proof {
-            hashes: hashes.into_iter().map(|h| h.to_vec()).collect(),
-        });
-    }
+    let (checkpoints, consistency, tree_size) = checkpoints_and_proofs(&ctx.store)?;
     let leaves: Vec<Vec<u8>> = ctx
         .store
         .audit_leaves(0)?
@@ -354,17 +336,7 @@ pub async fn export(
     let range = if full {
         (0..tree_size).collect::<Vec<u64>>()
     } else {
-        let mut inside = Vec::new();
-        for (index, leaf) in (0..tree_size).zip(&leaves) {
-            let e = AuditEntry::decode(leaf.as_slice())?;
-            if !((from_ms != 0 && e.time_ms < from_ms) || (to_ms != 0 && e.time_ms > to_ms)) {
-                inside.push(index);
-            }
-        }
-        match (inside.first(), inside.last()) {
-            (Some(&a), Some(&b)) => (a..=b).collect(),
-            _ => return Err(CallError::msg("no audit entry in that time range")),
-        }
+        entries_between(&leaves, from_ms, to_ms)?
     };
     let mut entries = Vec::new();
     for index in range {
@@ -385,17 +357,62 @@ pub async fn export(
         checkpoints,
         consistency,
     };
-    let summary = json!({
-        "country": ctx.country(),
-        "entries": bundle.entries.len(),
-        "tree_size": tree_size,
-        "checkpoints": bundle.checkpoints.len(),
-        "peer_cards": bundle.peer_cards.len(),
-        "from": format_ms(from_ms),
-        "to": format_ms(to_ms),
-        "coverage": if full { "complete" } else { "partial" },
-    });
+    let summary = trm_admin_api::answers::AuditExported {
+        country: ctx.country().to_string(),
+        entries: bundle.entries.len() as u64,
+        tree_size,
+        checkpoints: bundle.checkpoints.len() as u64,
+        peer_cards: bundle.peer_cards.len() as u64,
+        from: format_ms(from_ms),
+        to: format_ms(to_ms),
+        coverage: if full { "complete" } else { "partial" }.into(),
+    };
+    let summary = serde_json::to_value(summary).map_err(|e| CallError::msg(e.to_string()))?;
     Ok((summary, bundle.encode_to_vec()))
+}
+
+/// Every stored checkpoint (encoded), the consistency proofs between consecutive ones, and
+/// the tree size of the last.
+type CheckpointChain = (Vec<Vec<u8>>, Vec<Proof>, u64);
+
+/// The node's [`CheckpointChain`] as stored.
+fn checkpoints_and_proofs(store: &Store) -> Result<CheckpointChain, CallError> {
+    let mut checkpoints = Vec::new();
+    let mut sizes = Vec::new();
+    for (_, raw) in store.meta_prefix(CHECKPOINT_PREFIX)? {
+        let size = pb::Signed::decode(raw.as_slice())
+            .ok()
+            .and_then(|s| pb::Checkpoint::decode(s.body.as_slice()).ok())
+            .map(|c| c.tree_size)
+            .ok_or_else(|| CallError::msg("a stored checkpoint is unreadable"))?;
+        sizes.push(size);
+        checkpoints.push(raw);
+    }
+    let tree_size = sizes.last().copied().unwrap_or(0);
+    let mut consistency = Vec::with_capacity(sizes.len().saturating_sub(1));
+    for pair in sizes.windows(2) {
+        let hashes = store.audit_consistency_proof(pair[0], pair[1])?;
+        consistency.push(Proof {
+            hashes: hashes.into_iter().map(|h| h.to_vec()).collect(),
+        });
+    }
+    Ok((checkpoints, consistency, tree_size))
+}
+
+/// The indices from the first to the last entry written within `from_ms..=to_ms` (0: open
+/// end), entries between them included whatever their time: a partial bundle is contiguous.
+fn entries_between(leaves: &[Vec<u8>], from_ms: i64, to_ms: i64) -> Result<Vec<u64>, CallError> {
+    let mut inside = Vec::new();
+    for (index, leaf) in (0u64..).zip(leaves) {
+        let e = AuditEntry::decode(leaf.as_slice())?;
+        if !((from_ms != 0 && e.time_ms < from_ms) || (to_ms != 0 && e.time_ms > to_ms)) {
+            inside.push(index);
+        }
+    }
+    match (inside.first(), inside.last()) {
+        (Some(&a), Some(&b)) => Ok((a..=b).collect()),
+        _ => Err(CallError::msg("no audit entry in that time range")),
+    }
 }
 
 /// The audit part of `status`.

@@ -516,6 +516,16 @@ impl NodeConfig {
 
     /// Checks every value once; the error names the key.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        self.check_identity()?;
+        self.check_categories()?;
+        self.check_limits()?;
+        self.check_delivery_and_logs()?;
+        self.template()?;
+        Ok(())
+    }
+
+    /// The node's country, name, public addresses and file paths.
+    fn check_identity(&self) -> Result<(), ConfigError> {
         if !trm_proto::card::valid_country(&self.country) {
             return Err(invalid(
                 "country",
@@ -553,6 +563,11 @@ impl NodeConfig {
                 ));
             }
         }
+        Ok(())
+    }
+
+    /// The category lists: acceptance, outgoing profiles, retention.
+    fn check_categories(&self) -> Result<(), ConfigError> {
         parse_categories("acceptance", &self.acceptance)?;
         parse_categories("default_outgoing", &self.default_outgoing)?;
         for (cc, cats) in &self.outgoing {
@@ -569,6 +584,11 @@ impl NodeConfig {
                 0..=MAX_RETENTION_DAYS,
             )?;
         }
+        Ok(())
+    }
+
+    /// The transport and admission limits.
+    fn check_limits(&self) -> Result<(), ConfigError> {
         let l = &self.limits;
         in_range("limits.max_frame_bytes", l.max_frame_bytes, 1024..=64 << 20)?;
         in_range(
@@ -605,6 +625,11 @@ impl NodeConfig {
             l.max_connections_per_peer,
             1..=256,
         )?;
+        Ok(())
+    }
+
+    /// Delivery, audit checkpoints, directory staleness and logging.
+    fn check_delivery_and_logs(&self) -> Result<(), ConfigError> {
         let d = &self.delivery;
         in_range(
             "delivery.backoff_initial_ms",
@@ -639,7 +664,6 @@ impl NodeConfig {
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.filter) {
             return Err(invalid("log.filter", format!("not a tracing filter: {e}")));
         }
-        self.template()?;
         Ok(())
     }
 

@@ -134,24 +134,7 @@ pub fn transition(
         }
         Payload::FollowUp(f) => follow_up(&mut next, f)?,
         Payload::Disclosure(d) => return disclosure(t, own_role, d).map(|()| None),
-        Payload::Closure(c) => {
-            if state == Some(ThreadState::Closed) {
-                return Err(refuse(
-                    RejectReason::OutOfOrder,
-                    "the case is already closed",
-                ));
-            }
-            let outcome = pb::ClosureOutcome::try_from(c.outcome)
-                .unwrap_or(pb::ClosureOutcome::ClosureUnspecified);
-            if outcome == pb::ClosureOutcome::ClosureUnspecified {
-                return Err(refuse(
-                    RejectReason::Malformed,
-                    "closure without an outcome",
-                ));
-            }
-            next.set_state(ThreadState::Closed);
-            next.note = outcome.as_str_name().to_ascii_lowercase();
-        }
+        Payload::Closure(c) => close(&mut next, state, c)?,
         Payload::ErasureRequest(_)
         | Payload::ErasureConfirmation(_)
         | Payload::Referral(_)
@@ -159,6 +142,31 @@ pub fn transition(
         | Payload::KeyAnnouncement(_) => return Ok(None),
     }
     Ok(Some(next))
+}
+
+/// A closure: once, and with an outcome, which becomes the thread's note.
+fn close(
+    next: &mut ThreadRecord,
+    state: Option<ThreadState>,
+    c: &pb::Closure,
+) -> Result<(), Refusal> {
+    if state == Some(ThreadState::Closed) {
+        return Err(refuse(
+            RejectReason::OutOfOrder,
+            "the case is already closed",
+        ));
+    }
+    let outcome =
+        pb::ClosureOutcome::try_from(c.outcome).unwrap_or(pb::ClosureOutcome::ClosureUnspecified);
+    if outcome == pb::ClosureOutcome::ClosureUnspecified {
+        return Err(refuse(
+            RejectReason::Malformed,
+            "closure without an outcome",
+        ));
+    }
+    next.set_state(ThreadState::Closed);
+    next.note = outcome.as_str_name().to_ascii_lowercase();
+    Ok(())
 }
 
 /// A referral opens a thread (a new one, or again after a decline or closure), pending, on
@@ -459,51 +467,15 @@ fn check_payload(
         .map(|t| t.extensions.clone())
         .unwrap_or_default();
     match body.payload.as_ref() {
-        Some(Payload::Referral(r)) => {
-            let template =
-                crate::referral::policy::receiving_template(&ctx.template, &r.extensions)?;
-            crate::referral::policy::check_disclosures(
-                &ctx.cfg.acceptance_categories(),
-                &template,
-                &r.digests,
-                &t.disclosures,
-            )?;
-            Ok(template)
-        }
+        Some(Payload::Referral(r)) => disclosed(ctx, &r.extensions, &r.digests, t),
         Some(Payload::FollowUp(f)) => {
             let mut exts = declared;
             exts.extend(f.extensions.iter().cloned());
-            let template = crate::referral::policy::receiving_template(&ctx.template, &exts)?;
-            crate::referral::policy::check_disclosures(
-                &ctx.cfg.acceptance_categories(),
-                &template,
-                &f.digests,
-                &t.disclosures,
-            )?;
-            Ok(template)
+            disclosed(ctx, &exts, &f.digests, t)
         }
         Some(Payload::Disclosure(d)) => {
-            let referral = ctx
-                .store
-                .received(peer, &d.referral_id)
-                .map_err(unavailable)?
-                .ok_or_else(|| refuse(RejectReason::UnknownCase, "unknown referral"))?;
-            let digests = pb::Envelope::decode(referral.envelope.as_slice())
-                .ok()
-                .and_then(|e| pb::Body::decode(e.body.as_slice()).ok())
-                .and_then(|b| match b.payload {
-                    Some(Payload::Referral(r)) => Some(r.digests),
-                    _ => None,
-                })
-                .ok_or_else(|| refuse(RejectReason::UnknownCase, "unknown referral"))?;
-            let template = crate::referral::policy::receiving_template(&ctx.template, &declared)?;
-            crate::referral::policy::check_disclosures(
-                &ctx.cfg.acceptance_categories(),
-                &template,
-                &digests,
-                &t.disclosures,
-            )?;
-            Ok(template)
+            let digests = referral_digests(ctx, peer, &d.referral_id)?;
+            disclosed(ctx, &declared, &digests, t)
         }
         Some(Payload::Decline(_))
             if thread
@@ -534,6 +506,44 @@ fn check_payload(
         Some(_) => no_disclosures(),
         None => Err(refuse(RejectReason::Malformed, "message has no payload")),
     }
+}
+
+/// The template as extended by `extensions`, once the transmission's disclosures are checked
+/// against the signed `digests` and this node's acceptance.
+fn disclosed(
+    ctx: &Ctx,
+    extensions: &[pb::ExtensionField],
+    digests: &[Vec<u8>],
+    t: &pb::Transmission,
+) -> Result<Template, Refusal> {
+    let template = crate::referral::policy::receiving_template(&ctx.template, extensions)?;
+    crate::referral::policy::check_disclosures(
+        &ctx.cfg.acceptance_categories(),
+        &template,
+        digests,
+        &t.disclosures,
+    )?;
+    Ok(template)
+}
+
+/// The signed digests of the referral `referral_id` received from `peer`.
+fn referral_digests(ctx: &Ctx, peer: &str, referral_id: &[u8]) -> Result<Vec<Vec<u8>>, Refusal> {
+    let referral = ctx
+        .store
+        .received(peer, referral_id)
+        .map_err(|e| {
+            tracing::error!(error = %e, "store read failed");
+            refuse(RejectReason::Unavailable, "store unavailable")
+        })?
+        .ok_or_else(|| refuse(RejectReason::UnknownCase, "unknown referral"))?;
+    pb::Envelope::decode(referral.envelope.as_slice())
+        .ok()
+        .and_then(|e| pb::Body::decode(e.body.as_slice()).ok())
+        .and_then(|b| match b.payload {
+            Some(Payload::Referral(r)) => Some(r.digests),
+            _ => None,
+        })
+        .ok_or_else(|| refuse(RejectReason::UnknownCase, "unknown referral"))
 }
 
 /// Meta key prefix of erasure requests received and not yet carried out and confirmed.

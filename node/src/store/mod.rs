@@ -486,6 +486,26 @@ struct Trees {
     threads: sled::Tree,
 }
 
+impl Trees {
+    /// The trees a commit group's transaction opens, in the order `Txn` names them.
+    fn in_txn_order(&self) -> [&sled::Tree; 12] {
+        [
+            &self.meta,
+            &self.peers,
+            &self.officers,
+            &self.cases,
+            &self.sent,
+            &self.outbox,
+            &self.received,
+            &self.inbox,
+            &self.audit,
+            &self.deks,
+            &self.approvals,
+            &self.threads,
+        ]
+    }
+}
+
 struct Counters {
     next_outbox: u64,
     next_inbox: u64,
@@ -849,21 +869,7 @@ impl Store {
     }
 
     fn apply_durably(&self, jobs: &[&[Op]]) -> Result<Vec<Vec<Outcome>>, StoreError> {
-        let t = &self.inner.t;
-        let trees = [
-            &t.meta,
-            &t.peers,
-            &t.officers,
-            &t.cases,
-            &t.sent,
-            &t.outbox,
-            &t.received,
-            &t.inbox,
-            &t.audit,
-            &t.deks,
-            &t.approvals,
-            &t.threads,
-        ];
+        let trees = self.inner.t.in_txn_order();
         let mut counters = self
             .inner
             .counters
