@@ -9,7 +9,7 @@ use trm_proto::admin::{self as api, admin_request::Call};
 use trm_tests::*;
 
 fn trm_admin(args: &[&str], cwd: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_trm-admin"))
+    Command::new(trm_tests::bins::bin("trm-admin"))
         .args(args)
         .env_remove("TRM_CRED")
         .current_dir(cwd)
