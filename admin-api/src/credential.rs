@@ -5,7 +5,6 @@
 //! read and written here by [`toml_lite`] so that the command line needs no TOML parser: the
 //! format is the flat subset the node has always written.
 
-use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -37,13 +36,6 @@ pub enum CredentialError {
     /// Certificate generation failed.
     #[error("certificate generation failed: {0}")]
     Certificate(#[from] rcgen::Error),
-}
-
-fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> CredentialError + '_ {
-    move |source| CredentialError::Io {
-        path: path.to_path_buf(),
-        source,
-    }
 }
 
 /// Validity of a fresh officer certificate (about two years).
@@ -170,7 +162,7 @@ impl Credential {
         let mut text = self.to_text();
         let written = write_private(path, text.as_bytes());
         zeroize::Zeroize::zeroize(&mut text);
-        written
+        Ok(written?)
     }
 }
 
@@ -225,49 +217,15 @@ fn dns_safe(s: &str) -> String {
     }
 }
 
-/// Writes a private file, mode 0600, atomically (temp file + rename), flushed to disk.
-pub fn write_private(path: &Path, bytes: &[u8]) -> Result<(), CredentialError> {
-    write_file(path, bytes, 0o600)
-}
+pub use crate::fsx::{read_private, write_private, write_public};
 
-/// Writes a public file, mode 0644, atomically.
-pub fn write_public(path: &Path, bytes: &[u8]) -> Result<(), CredentialError> {
-    write_file(path, bytes, 0o644)
-}
-
-/// Temp file, sync it, rename over `path`, sync the folder: a power cut leaves the old file
-/// or the new one.
-fn write_file(path: &Path, bytes: &[u8], mode: u32) -> Result<(), CredentialError> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let parent = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    std::fs::create_dir_all(parent).map_err(io_err(parent))?;
-    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(mode)
-        .open(&tmp)
-        .map_err(io_err(&tmp))?;
-    f.write_all(bytes).map_err(io_err(&tmp))?;
-    f.sync_all().map_err(io_err(&tmp))?;
-    drop(f);
-    std::fs::rename(&tmp, path).map_err(io_err(path))?;
-    std::fs::File::open(parent)
-        .and_then(|d| d.sync_all())
-        .map_err(io_err(parent))
-}
-
-/// Reads a private file, refusing one that group or others can read.
-pub fn read_private(path: &Path) -> Result<Vec<u8>, CredentialError> {
-    use std::os::unix::fs::PermissionsExt;
-    let meta = std::fs::metadata(path).map_err(io_err(path))?;
-    if meta.permissions().mode() & 0o077 != 0 {
-        return Err(CredentialError::Permissions(path.to_path_buf()));
+impl From<crate::fsx::FileError> for CredentialError {
+    fn from(e: crate::fsx::FileError) -> Self {
+        match e {
+            crate::fsx::FileError::Io { path, source } => CredentialError::Io { path, source },
+            crate::fsx::FileError::Permissions(path) => CredentialError::Permissions(path),
+        }
     }
-    std::fs::read(path).map_err(io_err(path))
 }
 
 /// The flat subset of TOML a credential file uses: `key = string` lines (basic, literal and

@@ -10,6 +10,7 @@
 pub mod answers;
 pub mod client;
 pub mod credential;
+pub mod fsx;
 pub mod quic;
 mod role;
 pub mod tls;
