@@ -1117,3 +1117,39 @@ pub fn message_json(
         extensions: None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inbox_puts_emergency_then_children_then_urgent_first_keeping_arrival_order() {
+        let entry = |id: &str, urgency: Option<&str>, minor: Option<bool>| a::InboxEntry {
+            id: id.into(),
+            urgency: urgency.map(str::to_string),
+            minor,
+            ..Default::default()
+        };
+        let mut v = [
+            entry("unknown", None, None),
+            entry("urgent", Some("urgent"), Some(false)),
+            entry("routine-child", Some("routine"), Some(true)),
+            entry("routine", Some("routine"), None),
+            entry("emergency", Some("emergency"), Some(false)),
+            entry("unknown-child", None, Some(true)),
+        ];
+        v.sort_by_key(inbox_rank);
+        let ids: Vec<&str> = v.iter().map(|e| e.id.as_str()).collect();
+        assert_eq!(
+            ids,
+            [
+                "emergency",
+                "routine-child",
+                "unknown-child",
+                "urgent",
+                "unknown",
+                "routine"
+            ]
+        );
+    }
+}
