@@ -376,6 +376,9 @@ pub struct CaseShow {
     pub id: String,
     /// "recorded here" or "received from CC".
     pub origin: String,
+    /// The threads of its referrals (recorded here only; absent while it has none).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub referrals: Vec<Thread>,
     /// The thread (received only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub thread: Option<Thread>,
@@ -648,7 +651,8 @@ pub struct Extension {
 /// `inbox`.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Inbox {
-    /// Received messages.
+    /// Received messages: emergency first, then child cases, then urgent, then the rest; in
+    /// arrival order within each.
     pub messages: Vec<InboxEntry>,
 }
 
@@ -665,8 +669,14 @@ pub struct InboxEntry {
     pub id: String,
     /// Kind.
     pub kind: String,
+    /// The person is a child (`child.minor` as disclosed to this node); `null`: unknown (not
+    /// disclosed).
+    pub minor: Option<bool>,
     /// Received at.
     pub received: String,
+    /// routine, urgent or emergency (`reference.urgency` as disclosed to this node); `null`:
+    /// unknown (not disclosed).
+    pub urgency: Option<String>,
 }
 
 /// `directory list`.

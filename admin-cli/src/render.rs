@@ -220,39 +220,194 @@ pub(crate) fn created(v: &a::CaseCreated) -> String {
     format!("recorded case {} ({} fields)\n", v.id, v.fields)
 }
 
-/// `case list`: one row per case, its referrals as `COUNTRY:state`.
+/// A referral's state as `CC:state`, `(overdue)` after it when past its response date.
+fn referral_state(t: &a::Thread) -> String {
+    let overdue = if t.overdue { "(overdue)" } else { "" };
+    format!("{}:{}{overdue}", t.peer, t.state)
+}
+
+/// `case list`: one row per case recorded here, then one per case received; the referrals
+/// as `CC:state`.
 pub(crate) fn cases(v: &a::CaseList) -> String {
-    let rows: Vec<Vec<String>> = v
+    let mut rows: Vec<Vec<String>> = v
         .cases
         .iter()
         .map(|c| {
-            let refs: Vec<String> = c
-                .referrals
-                .iter()
-                .map(|r| format!("{}:{}", r.peer, r.state))
-                .collect();
-            // The listing carries no field count: the column stays empty, as it always was.
+            let refs: Vec<String> = c.referrals.iter().map(referral_state).collect();
             vec![
                 c.id.clone(),
+                "recorded here".into(),
                 c.created.clone(),
                 c.created_by.clone(),
-                String::new(),
                 refs.join(" "),
             ]
         })
         .collect();
-    table(&["case", "created", "by", "fields", "referrals"], &rows)
+    rows.extend(v.received.iter().map(|t| {
+        vec![
+            t.case_ref.clone(),
+            format!("received from {}", t.peer),
+            "-".into(),
+            "-".into(),
+            referral_state(t),
+        ]
+    }));
+    table(&["case", "origin", "recorded", "by", "referrals"], &rows)
 }
 
-/// `case show`.
+/// A template name as a label: `response_due` → `Response due`.
+fn label(name: &str) -> String {
+    let words = name.replace('_', " ");
+    let mut chars = words.chars();
+    match chars.next() {
+        Some(first) => first.to_uppercase().chain(chars).collect(),
+        None => words,
+    }
+}
+
+/// A scalar or a list of scalars as text (booleans as yes/no).
+fn scalar_text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Bool(b) => if *b { "yes" } else { "no" }.into(),
+        Value::Array(items) => items.iter().map(scalar_text).collect::<Vec<_>>().join(", "),
+        Value::Null => "-".into(),
+        other => other.to_string(),
+    }
+}
+
+/// A record (a consent, a document, a family member) on one line, its fields in template
+/// order (`cols`), any others after them.
+fn record_text(cols: &[(&str, trm_proto::template::Kind)], v: &Value) -> String {
+    let Value::Object(m) = v else {
+        return scalar_text(v);
+    };
+    let known: Vec<&str> = cols.iter().map(|(n, _)| *n).collect();
+    let mut names = known.clone();
+    names.extend(m.keys().map(String::as_str).filter(|k| !known.contains(k)));
+    names
+        .iter()
+        .filter_map(|n| m.get(*n).filter(|x| !x.is_null()).map(|x| (n, x)))
+        .map(|(n, x)| format!("{}: {}", label(n).to_lowercase(), scalar_text(x)))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// One field as `  Label   value` lines (a list of records: one line per record).
+fn field_lines(name: &str, kind: trm_proto::template::Kind, v: &Value) -> String {
+    let cols = kind.record_fields();
+    let pad = |first: &str| format!("  {:<28} {first}\n", label(name));
+    match v {
+        Value::Array(items) if !cols.is_empty() => {
+            let mut out = pad("");
+            for item in items {
+                out.push_str(&format!("    - {}\n", record_text(cols, item)));
+            }
+            out
+        }
+        Value::Object(_) => pad(&record_text(cols, v)),
+        other => {
+            let text = scalar_text(other).replace('\n', &format!("\n  {:<28} ", ""));
+            pad(&text)
+        }
+    }
+}
+
+/// Leaf paths of a case document (`section.field` or deeper), in document order.
+fn leaf_paths(prefix: &str, v: &Value, out: &mut Vec<(String, Value)>) {
+    match v {
+        Value::Object(m) if prefix.is_empty() || prefix.starts_with("ext") => {
+            for (k, x) in m {
+                let path = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                leaf_paths(&path, x, out);
+            }
+        }
+        Value::Object(m) if !prefix.contains('.') => {
+            for (k, x) in m {
+                out.push((format!("{prefix}.{k}"), x.clone()));
+            }
+        }
+        Value::Null => {}
+        other => out.push((prefix.to_string(), other.clone())),
+    }
+}
+
+/// The case's fields in template order, under their section's label; then any field the
+/// core template does not name (national extensions) by path.
+fn case_fields(doc: &Value) -> String {
+    use trm_proto::template::{core_field, core_fields, SECTIONS};
+    let mut out = String::new();
+    for section in SECTIONS {
+        let mut lines = String::new();
+        for f in core_fields().iter().filter(|f| f.section() == section) {
+            match &doc[section][f.name()] {
+                Value::Null => {}
+                v => lines.push_str(&field_lines(f.name(), f.kind, v)),
+            }
+        }
+        if !lines.is_empty() {
+            out.push_str(&format!("\n{}\n{lines}", label(section)));
+        }
+    }
+    let mut others = Vec::new();
+    leaf_paths("", doc, &mut others);
+    others.retain(|(p, x)| core_field(p).is_none() && !x.is_null());
+    if !others.is_empty() {
+        out.push_str("\nOther fields (national extensions)\n");
+        for (path, x) in others {
+            out.push_str(&format!("  {path:<28} {}\n", scalar_text(&x)));
+        }
+    }
+    out
+}
+
+/// The header of `case show`: reference, urgency, due date, phase and state per partner.
+fn case_header(v: &a::CaseShow) -> String {
+    let (origin, threads, missing) = match &v.thread {
+        Some(t) => (v.origin.clone(), vec![t.clone()], "not disclosed"),
+        None => (
+            format!(
+                "{}, {} by {}",
+                v.origin,
+                v.created.as_deref().unwrap_or("-"),
+                v.created_by.as_deref().unwrap_or("-")
+            ),
+            v.referrals.clone(),
+            "not recorded",
+        ),
+    };
+    let reference = &v.case["reference"];
+    let value = |name: &str| reference[name].as_str().unwrap_or(missing).to_string();
+    let phases: Vec<String> = threads
+        .iter()
+        .map(|t| format!("{}: {}", t.peer, t.phase))
+        .collect();
+    let states: Vec<String> = threads.iter().map(referral_state).collect();
+    let mut rows = vec![
+        ("case", v.id.clone()),
+        ("origin", origin),
+        ("urgency", value("urgency")),
+        ("response due", value("response_due")),
+        ("phase", phases.join("; ")),
+        ("state", states.join(" ")),
+    ];
+    if threads.is_empty() {
+        rows[4].1 = "-".into();
+        rows[5].1 = "not referred".into();
+    }
+    if let Some(erased) = v.erased.as_ref().filter(|e| !e.is_empty()) {
+        rows.push(("erased", erased.join(", ")));
+    }
+    rows.iter().map(|(k, x)| format!("{k:<13} {x}\n")).collect()
+}
+
+/// `case show`: the header, then the fields in template order with their labels.
 pub(crate) fn case(v: &a::CaseShow) -> String {
-    format!(
-        "case {} (recorded {} by {})\n{}\n",
-        v.id,
-        v.created.as_deref().unwrap_or_default(),
-        v.created_by.as_deref().unwrap_or_default(),
-        pretty(&v.case)
-    )
+    case_header(v) + &case_fields(&v.case)
 }
 
 /// `case template`.
@@ -299,24 +454,41 @@ pub(crate) fn sent(v: &a::ReferralSent) -> String {
     )
 }
 
-/// `inbox`.
+/// `inbox`: emergency and child cases first (the node's order), with both flags.
 pub(crate) fn inbox(v: &a::Inbox) -> String {
     let rows: Vec<Vec<String>> = v
         .messages
         .iter()
         .map(|m| {
+            let minor = match m.minor {
+                Some(true) => "yes",
+                Some(false) => "no",
+                None => "unknown",
+            };
+            let urgency = m.urgency.as_deref().unwrap_or("unknown");
             vec![
                 m.id.clone(),
                 m.from.clone(),
                 m.kind.clone(),
                 m.case_ref.clone(),
+                urgency.into(),
+                minor.into(),
                 m.received.clone(),
                 m.categories.join(","),
             ]
         })
         .collect();
     table(
-        &["message", "from", "kind", "case", "received", "categories"],
+        &[
+            "message",
+            "from",
+            "kind",
+            "case",
+            "urgency",
+            "child",
+            "received",
+            "categories",
+        ],
         &rows,
     )
 }

@@ -106,7 +106,7 @@ pub async fn run(ctx: &Arc<Ctx>, caller: &Caller, call: Call) -> Result<Value, C
         )),
         Call::DirectoryEdit(r) => doc(flows::directory_edit(ctx, &r.json).await?),
         Call::DirectoryPublish(_) => doc(flows::directory_publish(ctx, caller).await?),
-        Call::Inbox(_) => doc(inbox(ctx)?),
+        Call::Inbox(_) => doc(inbox(ctx).await?),
         Call::MessageShow(r) => doc(message_show(ctx, &r.id).await?),
         Call::Backup(r) => doc(crate::ops::backup::online(ctx, r.include_keys).await?),
         other => Err(CallError::msg(format!(
@@ -663,6 +663,13 @@ pub async fn received_fields(
 async fn case_show(ctx: &Ctx, id: &str) -> Result<a::CaseShow, CallError> {
     if ctx.store.case(id)?.is_some() {
         let (c, fields) = load_case(ctx, id).await?;
+        let referrals = ctx
+            .store
+            .threads()?
+            .iter()
+            .filter(|t| t.role() == Some(ThreadRole::Sent) && t.case_ref == c.case_ref)
+            .map(|t| thread_json(ctx, t))
+            .collect();
         return Ok(a::CaseShow {
             created: Some(format_ms(c.created_ms)),
             erased: Some(erased_names(&c.erased)),
@@ -670,6 +677,7 @@ async fn case_show(ctx: &Ctx, id: &str) -> Result<a::CaseShow, CallError> {
             created_by: Some(c.created_by),
             origin: "recorded here".into(),
             case: disclosures_document(&fields),
+            referrals,
             thread: None,
         });
     }
@@ -804,26 +812,71 @@ async fn referral_send(
     })
 }
 
-fn inbox(ctx: &Ctx) -> Result<a::Inbox, CallError> {
-    let messages = ctx
-        .store
-        .inbox()?
-        .into_iter()
-        .map(|r| {
-            let categories = crate::store::casedata::categories(&r.disclosures)
-                .into_iter()
-                .map(|c| template::category_name(c).to_string())
-                .collect();
-            a::InboxEntry {
-                id: hex::encode(&r.id),
-                from: r.peer,
-                kind: r.kind,
-                case_ref: r.case_ref,
-                received: format_ms(r.received_ms),
-                categories,
-            }
-        })
-        .collect();
+/// Urgency and minority of a case as this node holds them: its own record for a case it
+/// referred, else the values the sender disclosed. `None`: not disclosed (never guessed).
+async fn case_flags(
+    ctx: &Ctx,
+    peer: &str,
+    case_ref: &str,
+) -> Result<(Option<String>, Option<bool>), CallError> {
+    let Some(thread) = ctx.store.thread(peer, case_ref)? else {
+        return Ok((None, None));
+    };
+    let fields =
+        if thread.role() == Some(ThreadRole::Sent) && ctx.store.case(&thread.case_id)?.is_some() {
+            load_case(ctx, &thread.case_id).await?.1
+        } else {
+            received_fields(ctx, peer, case_ref).await?
+        };
+    let value = |path: &str| {
+        fields
+            .iter()
+            .find(|f| f.path == path)
+            .and_then(|f| serde_json::from_slice::<Value>(&f.value).ok())
+    };
+    let urgency = value("reference.urgency").and_then(|v| v.as_str().map(str::to_string));
+    let minor = value("child.minor").and_then(|v| v.as_bool());
+    Ok((urgency, minor))
+}
+
+/// Inbox order: emergency, then child cases, then urgent, then the rest (unknown counts as
+/// neither).
+fn inbox_rank(e: &a::InboxEntry) -> u8 {
+    match (e.urgency.as_deref(), e.minor) {
+        (Some("emergency"), _) => 0,
+        (_, Some(true)) => 1,
+        (Some("urgent"), _) => 2,
+        _ => 3,
+    }
+}
+
+async fn inbox(ctx: &Ctx) -> Result<a::Inbox, CallError> {
+    let mut flags: BTreeMap<(String, String), (Option<String>, Option<bool>)> = BTreeMap::new();
+    let mut messages = Vec::new();
+    for r in ctx.store.inbox()? {
+        let key = (r.peer.clone(), r.case_ref.clone());
+        if !flags.contains_key(&key) {
+            let found = case_flags(ctx, &r.peer, &r.case_ref).await?;
+            flags.insert(key.clone(), found);
+        }
+        let (urgency, minor) = flags.get(&key).cloned().unwrap_or_default();
+        let categories = crate::store::casedata::categories(&r.disclosures)
+            .into_iter()
+            .map(|c| template::category_name(c).to_string())
+            .collect();
+        messages.push(a::InboxEntry {
+            id: hex::encode(&r.id),
+            from: r.peer,
+            kind: r.kind,
+            case_ref: r.case_ref,
+            received: format_ms(r.received_ms),
+            categories,
+            urgency,
+            minor,
+        });
+    }
+    // Stable: arrival order within each rank.
+    messages.sort_by_key(inbox_rank);
     Ok(a::Inbox { messages })
 }
 
@@ -1062,5 +1115,41 @@ pub fn message_json(
         fields: disclosures_document(disclosures),
         erased: erased_names(erased),
         extensions: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inbox_puts_emergency_then_children_then_urgent_first_keeping_arrival_order() {
+        let entry = |id: &str, urgency: Option<&str>, minor: Option<bool>| a::InboxEntry {
+            id: id.into(),
+            urgency: urgency.map(str::to_string),
+            minor,
+            ..Default::default()
+        };
+        let mut v = [
+            entry("unknown", None, None),
+            entry("urgent", Some("urgent"), Some(false)),
+            entry("routine-child", Some("routine"), Some(true)),
+            entry("routine", Some("routine"), None),
+            entry("emergency", Some("emergency"), Some(false)),
+            entry("unknown-child", None, Some(true)),
+        ];
+        v.sort_by_key(inbox_rank);
+        let ids: Vec<&str> = v.iter().map(|e| e.id.as_str()).collect();
+        assert_eq!(
+            ids,
+            [
+                "emergency",
+                "routine-child",
+                "unknown-child",
+                "urgent",
+                "unknown",
+                "routine"
+            ]
+        );
     }
 }
