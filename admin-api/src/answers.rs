@@ -546,6 +546,9 @@ pub struct MessageView {
     pub in_reply_to: String,
     /// Kind.
     pub kind: String,
+    /// What the message says, field by field (`message show` only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payload: Option<PayloadView>,
     /// The other country.
     pub peer: String,
     /// Recipient.
@@ -570,6 +573,9 @@ pub enum Delivery {
         answered: String,
         /// Delivery state.
         state: String,
+        /// While pending: what the node knows of the delivery (`message show` only).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pending: Option<Box<PendingDelivery>>,
     },
     /// A received message.
     Received {
@@ -608,6 +614,16 @@ pub enum SignedAnswer {
         received: String,
         /// valid or INVALID.
         signature: String,
+        /// Who signed it (country code; `message show` only).
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        receiver: String,
+        /// stored (first delivery) or duplicate.
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        outcome: String,
+        /// Fingerprint of the receiver's pinned key the signature was checked against ("" if
+        /// none was valid then).
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        signer_key: String,
     },
     /// A rejection.
     Rejection {
@@ -622,6 +638,116 @@ pub enum SignedAnswer {
     },
     /// Not a receipt or rejection.
     Unreadable,
+}
+
+/// A pending sent message: what the node knows of its delivery. The delivery worker retries
+/// by itself; these are the peer's health and the outbox as `status` shows them.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct PendingDelivery {
+    /// Messages before it in the peer's outbox.
+    pub ahead: u64,
+    /// Consecutive failed attempts to reach the peer.
+    pub attempts: u64,
+    /// Since when delivery to the peer fails ("-" if it does not).
+    pub failing_since: String,
+    /// Last successful exchange with the peer ("-" if none).
+    pub last_contact: String,
+    /// Last delivery error ("" if none).
+    pub last_error: String,
+    /// When the next attempt comes, in words.
+    pub next_attempt: String,
+    /// The peer's state as in `status`: reachable, retrying, unreachable, no contact yet,
+    /// revoked, held or paused.
+    pub peer_state: String,
+}
+
+/// What a message says, one variant per payload kind (`kind`: the message kind).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum PayloadView {
+    /// A referral (its fields are in `fields`).
+    Referral {
+        /// TRM phase.
+        phase: String,
+        /// Response date ("-" if none).
+        response_due: String,
+        /// routine, urgent or emergency.
+        urgency: String,
+    },
+    /// A referral accepted.
+    Acceptance {
+        /// Focal point (a role or functional mailbox).
+        focal_point: String,
+        /// Responsible institution.
+        responsible_institution: String,
+    },
+    /// A referral or information request declined.
+    Decline {
+        /// Why.
+        reason: String,
+    },
+    /// Progress in one phase (updated fields are in `fields`).
+    FollowUp {
+        /// Date of the progress (YYYY-MM-DD).
+        date: String,
+        /// TRM phase.
+        phase: String,
+        /// Status text.
+        status: String,
+    },
+    /// More information asked for.
+    InformationRequest {
+        /// Categories asked for.
+        categories: Vec<String>,
+        /// Field paths asked for.
+        fields: Vec<String>,
+        /// Why.
+        purpose: String,
+    },
+    /// A later release of fields of a referral (the fields are in `fields`).
+    Disclosure {
+        /// The referral's message id (hex).
+        referral: String,
+    },
+    /// Erasure of categories asked for.
+    ErasureRequest {
+        /// Categories to erase.
+        categories: Vec<String>,
+        /// consent_withdrawn or retention_expired.
+        reason: String,
+        /// The referral's message id (hex).
+        referral: String,
+    },
+    /// Erasure done.
+    ErasureConfirmation {
+        /// Categories erased.
+        categories: Vec<String>,
+        /// When they were erased.
+        erased: String,
+        /// The request's message id (hex).
+        request: String,
+    },
+    /// The case closed with this country.
+    Closure {
+        /// Date of closure (YYYY-MM-DD).
+        date: String,
+        /// Outcome.
+        outcome: String,
+    },
+    /// A new directory of focal points.
+    DirectoryUpdate {
+        /// Its contacts.
+        contacts: u64,
+        /// Directory version.
+        version: u64,
+    },
+    /// A new signing key.
+    KeyAnnouncement {
+        /// The new key's fingerprint.
+        key: String,
+    },
+    /// No payload could be read.
+    Unknown,
 }
 
 /// A message's re-verification.

@@ -564,34 +564,194 @@ pub(crate) fn directory(v: &a::DirectoryList) -> String {
     )
 }
 
-/// The peer's signed answer after a sent message's delivery state.
-fn answer_note(answer: &a::SignedAnswer) -> String {
-    let (kind, reason, signature) = match answer {
-        a::SignedAnswer::Receipt { signature, .. } => ("receipt", "", signature.as_str()),
+/// The peer's signed answer to a sent message, in words.
+fn answer_lines(answer: &a::SignedAnswer, peer: &str) -> String {
+    match answer {
+        a::SignedAnswer::Receipt {
+            received,
+            signature,
+            receiver,
+            outcome,
+            signer_key,
+        } => {
+            let outcome = if outcome.is_empty() {
+                String::new()
+            } else {
+                format!(" ({outcome})")
+            };
+            let key = if signer_key.is_empty() {
+                format!("no key of {peer} pinned here was valid when it was signed")
+            } else {
+                format!("checked against {peer}'s pinned key {signer_key}")
+            };
+            format!(
+                "  receipt:      {receiver} received it at {received}{outcome}\n                signature {signature}, {key}\n"
+            )
+        }
         a::SignedAnswer::Rejection {
-            reason, signature, ..
-        } => ("rejection", reason.as_str(), signature.as_str()),
-        a::SignedAnswer::Unreadable => ("unreadable", "", ""),
-    };
-    format!(" ({kind} {reason}, signature {signature})")
+            reason,
+            detail,
+            fields,
+            signature,
+        } => {
+            let fields = if fields.is_empty() {
+                String::new()
+            } else {
+                format!(" (fields: {})", fields.join(", "))
+            };
+            format!("  rejection:    {reason} by {peer}: {detail}{fields}\n                signature {signature}\n")
+        }
+        a::SignedAnswer::Unreadable => "  answer:       unreadable\n".into(),
+    }
+}
+
+/// A pending message's delivery, in words.
+fn pending_lines(p: &a::PendingDelivery, peer: &str) -> String {
+    let mut out = format!("  waiting for:  {peer} ({})", p.peer_state);
+    if p.failing_since != "-" {
+        out.push_str(&format!(
+            ", failing since {} ({} failed attempts)",
+            p.failing_since, p.attempts
+        ));
+    }
+    out.push('\n');
+    if !p.last_error.is_empty() {
+        out.push_str(&format!("  last error:   {}\n", p.last_error));
+    }
+    out.push_str(&format!(
+        "  last contact: {}   messages ahead of it: {}\n  next attempt: {}\n",
+        p.last_contact, p.ahead, p.next_attempt
+    ));
+    out
+}
+
+/// A message's delivery: the state in words, then what the node knows of it.
+fn delivery_lines(v: &a::MessageView) -> String {
+    match &v.delivery {
+        a::Delivery::Received { received, state } => {
+            format!("  delivery:     {state} (received {received})\n")
+        }
+        a::Delivery::Sent {
+            answer,
+            answered,
+            state,
+            pending,
+        } => {
+            let mut out = match pending {
+                Some(_) => format!("  delivery:     {state}: not delivered yet\n"),
+                None if answered != "-" => {
+                    format!("  delivery:     {state} (answered {answered})\n")
+                }
+                None => format!("  delivery:     {state}\n"),
+            };
+            if let Some(p) = pending {
+                out.push_str(&pending_lines(p, &v.peer));
+            }
+            if let Some(answer) = answer {
+                out.push_str(&answer_lines(answer, &v.peer));
+            }
+            out
+        }
+    }
+}
+
+fn list_or_none(v: &[String]) -> String {
+    if v.is_empty() {
+        "none".into()
+    } else {
+        v.join(", ")
+    }
+}
+
+/// What a message says, one labelled line each.
+fn payload_lines(p: &a::PayloadView) -> Vec<(&'static str, String)> {
+    use a::PayloadView as P;
+    match p {
+        P::Referral {
+            phase,
+            response_due,
+            urgency,
+        } => vec![
+            ("urgency", urgency.clone()),
+            ("response due", response_due.clone()),
+            ("phase", phase.clone()),
+        ],
+        P::Acceptance {
+            focal_point,
+            responsible_institution,
+        } => vec![
+            ("accepted by", responsible_institution.clone()),
+            ("focal point", focal_point.clone()),
+        ],
+        P::Decline { reason } => vec![("declined", reason.clone())],
+        P::FollowUp {
+            date,
+            phase,
+            status,
+        } => vec![
+            ("phase", phase.clone()),
+            ("status", status.clone()),
+            ("date", date.clone()),
+        ],
+        P::InformationRequest {
+            categories,
+            fields,
+            purpose,
+        } => {
+            let whole = categories.iter().map(|c| format!("every {c} field"));
+            let asked: Vec<String> = fields.iter().cloned().chain(whole).collect();
+            vec![
+                ("asks for", list_or_none(&asked)),
+                ("purpose", purpose.clone()),
+            ]
+        }
+        P::Disclosure { referral } => vec![("more fields of", format!("referral {referral}"))],
+        P::ErasureRequest {
+            categories,
+            reason,
+            referral,
+        } => vec![
+            ("erase", list_or_none(categories)),
+            ("reason", reason.clone()),
+            ("of", format!("referral {referral}")),
+        ],
+        P::ErasureConfirmation {
+            categories,
+            erased,
+            request,
+        } => vec![
+            ("erased", list_or_none(categories)),
+            ("at", erased.clone()),
+            ("request", request.clone()),
+        ],
+        P::Closure { date, outcome } => vec![
+            ("outcome", outcome.replace('_', " ")),
+            ("closed on", date.clone()),
+        ],
+        P::DirectoryUpdate { contacts, version } => vec![(
+            "directory",
+            format!("version {version}, {contacts} contacts"),
+        )],
+        P::KeyAnnouncement { key } => vec![("new key", key.clone())],
+        P::Unknown => vec![("content", "unreadable".into())],
+    }
 }
 
 /// `message show`.
 pub(crate) fn message(v: &a::MessageView) -> String {
     let ver = &v.verification;
     let mut out = format!(
-        "message {}\n  {} {} {} -> {}   case {}   created {}\n  signature:    {}\n  disclosures:  {}\n  envelope hash {}\n  delivery:     {}",
+        "message {}\n  {} {} {} -> {}   case {}   created {}\n  signature:    {}\n  disclosures:  {}\n  envelope hash {}\n",
         v.id, v.direction, v.kind, v.sender, v.recipient, v.case_ref, v.created, ver.signature,
-        ver.disclosures, ver.envelope_hash, v.delivery.state(),
+        ver.disclosures, ver.envelope_hash,
     );
-    if let a::Delivery::Sent {
-        answer: Some(answer),
-        ..
-    } = &v.delivery
-    {
-        out.push_str(&answer_note(answer));
+    out.push_str(&delivery_lines(v));
+    if !v.in_reply_to.is_empty() {
+        out.push_str(&format!("  in reply to:  {}\n", v.in_reply_to));
     }
-    out.push('\n');
+    for (label, value) in v.payload.as_ref().map(payload_lines).unwrap_or_default() {
+        out.push_str(&format!("  {:<13} {value}\n", format!("{label}:")));
+    }
     for e in v.extensions.iter().flatten() {
         let declared = if e.known_here {
             ""
@@ -602,6 +762,10 @@ pub(crate) fn message(v: &a::MessageView) -> String {
             "  extension {} (category {}{declared}): {}\n",
             e.path, e.category, e.help
         ));
+    }
+    if v.fields.as_object().is_some_and(|m| m.is_empty()) {
+        out.push_str("  fields:       none carried by this message\n");
+        return out;
     }
     out.push_str("  fields:\n");
     out.push_str(&pretty(&v.fields));

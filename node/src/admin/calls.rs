@@ -190,7 +190,7 @@ fn status(ctx: &Ctx) -> Result<a::Status, CallError> {
 }
 
 /// A peer's state in `status`: held or paused (witnessing), revoked, or its reachability.
-fn peer_state(
+pub fn peer_state(
     ctx: &Ctx,
     held: Option<&'static str>,
     revoked: bool,
@@ -940,6 +940,15 @@ pub fn referral_digests(envelope: &[u8]) -> Option<Vec<Vec<u8>>> {
 
 /// A stored sent message, opened and re-verified.
 pub async fn sent_view(ctx: &Ctx, s: &SentRecord) -> Result<a::MessageView, CallError> {
+    sent_view_with(ctx, s, false).await
+}
+
+/// [`sent_view`], with the receipt's details (receiver, outcome, key) when `detailed`.
+async fn sent_view_with(
+    ctx: &Ctx,
+    s: &SentRecord,
+    detailed: bool,
+) -> Result<a::MessageView, CallError> {
     let env = pb::Envelope::decode(s.envelope.as_slice())?;
     let disclosures = crate::store::casedata::open_sent(
         &ctx.vault,
@@ -962,8 +971,11 @@ pub async fn sent_view(ctx: &Ctx, s: &SentRecord) -> Result<a::MessageView, Call
         &disclosures,
         ref_digests.as_deref(),
     );
-    let answer = pb::Signed::decode(s.answer.as_slice()).ok();
-    let answer = answer.map(|a| describe_answer(ctx, &s.peer, &a));
+    // Nothing is stored until the peer answers: an empty answer is no answer.
+    let answer = pb::Signed::decode(s.answer.as_slice())
+        .ok()
+        .filter(|_| !s.answer.is_empty());
+    let answer = answer.map(|a| describe_answer(ctx, &s.peer, &a, detailed));
     Ok(message_json(
         "sent",
         &s.peer,
@@ -974,6 +986,7 @@ pub async fn sent_view(ctx: &Ctx, s: &SentRecord) -> Result<a::MessageView, Call
             state: SentState::from_u32(s.state).name().to_string(),
             answered: format_ms(s.answered_ms),
             answer,
+            pending: None,
         },
         &s.erased,
     ))
@@ -1042,18 +1055,32 @@ async fn message_show(ctx: &Ctx, id_hex: &str) -> Result<a::MessageView, CallErr
         .ok()
         .filter(|v| v.len() == 16)
         .ok_or_else(|| CallError::msg("message id must be 32 hex digits"))?;
-    if let Some(s) = ctx.store.sent(&id)? {
-        return sent_view(ctx, &s).await;
-    }
-    for r in ctx.store.inbox()? {
-        if r.id == id {
-            return received_view(ctx, &r).await;
+    let (mut view, envelope) = if let Some(s) = ctx.store.sent(&id)? {
+        let mut v = sent_view_with(ctx, &s, true).await?;
+        if let a::Delivery::Sent { pending, .. } = &mut v.delivery {
+            *pending = crate::admin::showing::pending(ctx, &s)?;
         }
-    }
-    Err(CallError::msg(format!("no message {id_hex}")))
+        (v, s.envelope)
+    } else {
+        let r = ctx
+            .store
+            .inbox()?
+            .into_iter()
+            .find(|r| r.id == id)
+            .ok_or_else(|| CallError::msg(format!("no message {id_hex}")))?;
+        (received_view(ctx, &r).await?, r.envelope)
+    };
+    let body = pb::Envelope::decode(envelope.as_slice())
+        .ok()
+        .and_then(|e| pb::Body::decode(e.body.as_slice()).ok())
+        .unwrap_or_default();
+    view.payload = Some(crate::admin::showing::payload_view(&body));
+    Ok(view)
 }
 
-fn describe_answer(ctx: &Ctx, peer: &str, a: &pb::Signed) -> a::SignedAnswer {
+/// The peer's signed answer, checked; the receipt's receiver, outcome and key only when
+/// `detailed` (`message show`).
+fn describe_answer(ctx: &Ctx, peer: &str, a: &pb::Signed, detailed: bool) -> a::SignedAnswer {
     // The key must have been valid when the answer was signed (not now: keys rotate).
     let key_at = |time_ms: i64| {
         ctx.peers.get(peer).and_then(|p| {
@@ -1065,9 +1092,21 @@ fn describe_answer(ctx: &Ctx, peer: &str, a: &pb::Signed) -> a::SignedAnswer {
         if r.receiver == peer {
             let valid = key_ok
                 .is_some_and(|k| signing::verify(&k, Tag::Receipt, &a.body, &a.signature).is_ok());
+            let shown = |s: String| if detailed { s } else { String::new() };
             return a::SignedAnswer::Receipt {
                 received: format_ms(r.received_ms),
                 signature: if valid { "valid" } else { "INVALID" }.into(),
+                receiver: shown(r.receiver.clone()),
+                outcome: shown(
+                    pb::ReceiptOutcome::try_from(r.outcome)
+                        .map(|o| o.as_str_name().to_ascii_lowercase())
+                        .unwrap_or_default(),
+                ),
+                signer_key: shown(
+                    key_ok
+                        .map(|k| signing::fingerprint(k.as_bytes()))
+                        .unwrap_or_default(),
+                ),
             };
         }
     }
@@ -1115,6 +1154,7 @@ pub fn message_json(
         fields: disclosures_document(disclosures),
         erased: erased_names(erased),
         extensions: None,
+        payload: None,
     }
 }
 

@@ -7,6 +7,7 @@
 
 pub mod calls;
 pub mod flows;
+pub mod showing;
 
 use std::sync::Arc;
 use std::time::Duration;
