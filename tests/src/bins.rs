@@ -140,3 +140,25 @@ pub fn run(name: &str, args: &[impl AsRef<std::ffi::OsStr> + std::fmt::Debug]) -
         stderr: read(&mut err),
     }
 }
+
+/// `trm-admin --cred CRED ARGS` on a blocking thread (the nodes under test answer on the
+/// runtime's workers): what it printed and its exit code.
+pub async fn admin_as(cred: &Path, args: &[&str]) -> Ran {
+    let mut all: Vec<String> = vec!["--cred".into(), cred.display().to_string()];
+    all.extend(args.iter().map(|a| a.to_string()));
+    tokio::task::spawn_blocking(move || run("trm-admin", &all))
+        .await
+        .expect("trm-admin thread")
+}
+
+/// [`admin_as`], which must exit 0: its stdout.
+pub async fn admin_ok(cred: &Path, args: &[&str]) -> String {
+    let ran = admin_as(cred, args).await;
+    assert_eq!(
+        ran.code,
+        Some(0),
+        "trm-admin {args:?} failed: {}",
+        ran.stderr
+    );
+    ran.stdout
+}

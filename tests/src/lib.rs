@@ -535,3 +535,17 @@ pub async fn send_referrals_on(
     }
     ids
 }
+
+/// Italy and Albania started and pinned to each other in `root`, Italy sending every category
+/// to Albania (the officer suites, which show what arrives).
+pub async fn open_pair(root: &Path) -> (TestNode, TestNode) {
+    let mut it = TestNode::init(root, "IT");
+    let mut al = TestNode::init(root, "AL");
+    it.configure(|c| {
+        c.outgoing.insert("AL".into(), all_categories());
+    });
+    it.start().await;
+    al.start().await;
+    pin_all(&[&it, &al]).await;
+    (it, al)
+}

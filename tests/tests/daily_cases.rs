@@ -6,27 +6,9 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 use trm_node::identity::OPERATOR_CRED;
-use trm_tests::pins::{trm_admin, Ran};
-use trm_tests::{date_in_days, pin_all, wait_until, TestNode};
+use trm_tests::{date_in_days, wait_until, TestNode};
 
-/// `trm-admin --cred CRED ARGS` on a blocking thread; must exit 0. Its stdout.
-async fn admin(cred: &Path, args: &[&str]) -> String {
-    let mut all = vec!["--cred".to_string(), cred.display().to_string()];
-    all.extend(args.iter().map(|a| a.to_string()));
-    let ran: Ran = tokio::task::spawn_blocking(move || {
-        let refs: Vec<&str> = all.iter().map(String::as_str).collect();
-        trm_admin(&refs)
-    })
-    .await
-    .expect("trm-admin thread");
-    assert_eq!(
-        ran.code,
-        Some(0),
-        "trm-admin {args:?} failed: {}",
-        ran.stderr
-    );
-    ran.stdout
-}
+use trm_tests::bins::admin_ok as admin;
 
 /// A synthetic case file: `case_ref`, optional urgency, an optional child section.
 fn case_file(dir: &Path, case_ref: &str, urgency: Option<&str>, minor: bool) -> String {
@@ -127,14 +109,7 @@ async fn refer_three(root: &Path, it: &TestNode, o: &Officers) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_officer_works_from_list_show_and_inbox() {
     let tmp = tempfile::tempdir().expect("temp dir");
-    let mut it = TestNode::init(tmp.path(), "IT");
-    let mut al = TestNode::init(tmp.path(), "AL");
-    it.configure(|c| {
-        c.outgoing.insert("AL".into(), trm_tests::all_categories());
-    });
-    it.start().await;
-    al.start().await;
-    pin_all(&[&it, &al]).await;
+    let (it, al) = trm_tests::open_pair(tmp.path()).await;
     let o = officers(tmp.path(), &it, &al).await;
     let ids = refer_three(tmp.path(), &it, &o).await;
 

@@ -12,27 +12,9 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 use trm_node::identity::OPERATOR_CRED;
-use trm_tests::pins::{trm_admin, Ran};
-use trm_tests::{pin_all, wait_until, TestNode};
+use trm_tests::{wait_until, TestNode};
 
-/// `trm-admin --cred CRED ARGS` off the runtime's threads (the nodes run in this process).
-async fn admin(cred: &Path, args: &[&str]) -> Ran {
-    let mut all: Vec<String> = vec!["--cred".into(), cred.display().to_string()];
-    all.extend(args.iter().map(|a| a.to_string()));
-    tokio::task::spawn_blocking(move || {
-        let refs: Vec<&str> = all.iter().map(String::as_str).collect();
-        trm_admin(&refs)
-    })
-    .await
-    .expect("trm-admin thread")
-}
-
-/// Runs `args`, which must succeed; returns stdout.
-async fn ok(cred: &Path, args: &[&str]) -> String {
-    let ran = admin(cred, args).await;
-    assert_eq!(ran.code, Some(0), "trm-admin {args:?}: {}", ran.stderr);
-    ran.stdout
-}
+use trm_tests::bins::admin_ok as ok;
 
 /// Runs `--json args`, which must succeed; returns the document.
 async fn json(cred: &Path, args: &[&str]) -> Value {
@@ -66,14 +48,7 @@ struct Pair {
 
 async fn pair() -> Pair {
     let tmp = tempfile::tempdir().expect("temp dir");
-    let mut it = TestNode::init(tmp.path(), "IT");
-    let mut al = TestNode::init(tmp.path(), "AL");
-    it.configure(|c| {
-        c.outgoing.insert("AL".into(), trm_tests::all_categories());
-    });
-    it.start().await;
-    al.start().await;
-    pin_all(&[&it, &al]).await;
+    let (it, al) = trm_tests::open_pair(tmp.path()).await;
     let olivia = tmp.path().join("olivia.cred");
     let otto = tmp.path().join("otto.cred");
     for (name, file, node) in [
