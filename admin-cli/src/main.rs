@@ -441,6 +441,8 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             fields_file,
             in_reply_to,
         }) => {
+            check_phase(&phase)?;
+            check_date(&date)?;
             let request = api::FollowUpSend {
                 case_id,
                 to,
@@ -532,6 +534,8 @@ async fn case(s: &Session, c: CaseCmd) -> Result<(), Failure> {
             outcome,
             date,
         } => {
+            check_outcome(&outcome)?;
+            check_date(&date)?;
             let request = api::CaseClose {
                 case_id,
                 to,
@@ -583,6 +587,7 @@ async fn referral(s: &Session, c: ReferralCmd) -> Result<(), Failure> {
             institution,
             focal_point,
         } => {
+            check_received_name(&referral, from.as_deref())?;
             let request = api::ReferralAnswer {
                 referral: name_referral(referral, from),
                 decline: false,
@@ -597,6 +602,7 @@ async fn referral(s: &Session, c: ReferralCmd) -> Result<(), Failure> {
             from,
             reason,
         } => {
+            check_received_name(&referral, from.as_deref())?;
             let request = api::ReferralAnswer {
                 referral: name_referral(referral, from),
                 decline: true,
@@ -606,6 +612,51 @@ async fn referral(s: &Session, c: ReferralCmd) -> Result<(), Failure> {
             r::answer(s, request).await
         }
     }
+}
+
+/// `--phase`: one of the words the node accepts (exit 64 before contacting it).
+fn check_phase(phase: &str) -> Result<(), Failure> {
+    match trm_proto::phases::parse_phase(phase) {
+        Some(_) => Ok(()),
+        None => Err(Failure::usage(format!(
+            "--phase {phase:?} is not a phase: use one of {}",
+            trm_proto::phases::PHASES
+        ))),
+    }
+}
+
+/// `--outcome`: one of the words the node accepts.
+fn check_outcome(outcome: &str) -> Result<(), Failure> {
+    match trm_proto::phases::parse_outcome(outcome) {
+        Some(_) => Ok(()),
+        None => Err(Failure::usage(format!(
+            "--outcome {outcome:?} is not an outcome: use one of {}",
+            trm_proto::phases::OUTCOMES
+        ))),
+    }
+}
+
+/// `--date`: empty (none) or a real calendar date.
+fn check_date(date: &str) -> Result<(), Failure> {
+    if date.is_empty() || trm_proto::date::parse_date_ms(date).is_some() {
+        Ok(())
+    } else {
+        Err(Failure::usage(format!(
+            "--date {date:?} is not a date: use YYYY-MM-DD"
+        )))
+    }
+}
+
+/// A received referral is named by its message id (32 hex digits), or by its case reference
+/// with `--from CC`.
+fn check_received_name(referral: &str, from: Option<&str>) -> Result<(), Failure> {
+    let message_id = referral.len() == 32 && referral.bytes().all(|b| b.is_ascii_hexdigit());
+    if from.is_some() || message_id || referral.contains('/') {
+        return Ok(());
+    }
+    Err(Failure::usage(format!(
+        "{referral} is a case reference: add --from CC, the country that referred it (or give the referral's message id)"
+    )))
 }
 
 /// Parses the command line; a usage error is one line and exit 64 (clap's own is several

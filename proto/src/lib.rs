@@ -32,6 +32,7 @@ pub mod commit;
 pub mod date;
 pub mod frame;
 pub mod merkle;
+pub mod phases;
 pub mod signing;
 pub mod template;
 

@@ -81,7 +81,9 @@ fn resolve_received(ctx: &Ctx, referral: &str) -> Result<ThreadRecord, CallError
     let id = hex::decode(referral)
         .ok()
         .filter(|v| v.len() == 16)
-        .ok_or_else(|| CallError::msg("name the referral as CASE_REF/CC or by its message id"))?;
+        .ok_or_else(|| CallError::msg(
+            "name the referral by its message id, or by its case reference and the country that referred it (--from CC)",
+        ))?;
     ctx.store
         .threads()?
         .into_iter()

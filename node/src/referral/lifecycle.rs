@@ -47,29 +47,7 @@ pub fn phase_name(p: i32) -> &'static str {
     }
 }
 
-/// Parses a phase as officers type it.
-pub fn parse_phase(s: &str) -> Option<pb::Phase> {
-    Some(match s {
-        "identification" => pb::Phase::Identification,
-        "first_assistance" | "first-assistance" => pb::Phase::FirstAssistance,
-        "long_term_assistance" | "long-term-assistance" => pb::Phase::LongTermAssistance,
-        "return" | "return_and_inclusion" => pb::Phase::ReturnAndInclusion,
-        "proceedings" => pb::Phase::ProceedingsPhase,
-        _ => return None,
-    })
-}
-
-/// Parses a closure outcome.
-pub fn parse_outcome(s: &str) -> Option<pb::ClosureOutcome> {
-    Some(match s {
-        "returned_reintegrating" => pb::ClosureOutcome::ReturnedReintegrating,
-        "staying_in_destination" => pb::ClosureOutcome::StayingInDestination,
-        "transferred" => pb::ClosureOutcome::Transferred,
-        "contact_lost" => pb::ClosureOutcome::ContactLost,
-        "other" => pb::ClosureOutcome::Other,
-        _ => return None,
-    })
-}
+pub use trm_proto::phases::{parse_outcome, parse_phase};
 
 /// Validates `body` against the thread it belongs to and returns the thread after it, or
 /// `None` when the message does not change a thread.
