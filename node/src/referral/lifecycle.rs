@@ -35,6 +35,13 @@ fn refuse(reason: RejectReason, detail: impl Into<String>) -> Refusal {
     Refusal::new(reason, detail)
 }
 
+/// A store read failed while checking a message: logged, and answered `UNAVAILABLE` (the
+/// sender tries again later).
+fn unavailable(e: crate::store::StoreError) -> Refusal {
+    tracing::error!(error = %e, "store read failed");
+    refuse(RejectReason::Unavailable, "store unavailable")
+}
+
 /// The TRM phase's name.
 pub fn phase_name(p: i32) -> &'static str {
     match pb::Phase::try_from(p).unwrap_or(pb::Phase::Unspecified) {
@@ -376,10 +383,10 @@ pub fn check_incoming(
     body: &pb::Body,
     t: &pb::Transmission,
 ) -> Result<Checked, Refusal> {
-    let thread = ctx.store.thread(peer, &body.case_ref).map_err(|e| {
-        tracing::error!(error = %e, "store read failed");
-        refuse(RejectReason::Unavailable, "store unavailable")
-    })?;
+    let thread = ctx
+        .store
+        .thread(peer, &body.case_ref)
+        .map_err(unavailable)?;
     let next = transition(
         thread.as_ref(),
         Direction::Incoming,
@@ -426,10 +433,6 @@ fn check_payload(
     t: &pb::Transmission,
     thread: Option<&ThreadRecord>,
 ) -> Result<Template, Refusal> {
-    let unavailable = |e: crate::store::StoreError| {
-        tracing::error!(error = %e, "store read failed");
-        refuse(RejectReason::Unavailable, "store unavailable")
-    };
     let no_disclosures = || {
         if t.disclosures.is_empty() {
             Ok(ctx.template.clone())
@@ -509,10 +512,7 @@ fn referral_digests(ctx: &Ctx, peer: &str, referral_id: &[u8]) -> Result<Vec<Vec
     let referral = ctx
         .store
         .received(peer, referral_id)
-        .map_err(|e| {
-            tracing::error!(error = %e, "store read failed");
-            refuse(RejectReason::Unavailable, "store unavailable")
-        })?
+        .map_err(unavailable)?
         .ok_or_else(|| refuse(RejectReason::UnknownCase, "unknown referral"))?;
     pb::Envelope::decode(referral.envelope.as_slice())
         .ok()
