@@ -92,6 +92,25 @@ pub fn fake_peer(country: &str, from: i64, until: i64, history: &[(i64, i64)]) -
     }
 }
 
+/// [`connect`] as a pinned peer does it while a listener sheds load: a refused handshake (a
+/// handshake flood from the same loopback address filling the per-address places) is tried
+/// again every 100 ms, for at most `within`.
+pub async fn connect_retrying(
+    addr: SocketAddr,
+    server_cert: &[u8],
+    id: &TlsId,
+    within: std::time::Duration,
+) -> Result<quinn::Connection, String> {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        match connect(addr, server_cert, id).await {
+            Ok(c) => return Ok(c),
+            Err(e) if tokio::time::Instant::now() >= deadline => return Err(e),
+            Err(_) => tokio::time::sleep(std::time::Duration::from_millis(100)).await,
+        }
+    }
+}
+
 /// A raw client connection to `addr`, presenting `id`, accepting only `server_cert`.
 pub async fn connect(
     addr: SocketAddr,
