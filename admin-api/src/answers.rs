@@ -63,6 +63,8 @@ calls! {
     DirectoryPublish => DirectoryPublish => DirectoryPublished;
     AuditExport => AuditExport => AuditExported;
     Backup => Backup => BackupTaken;
+    PolicyShow => PolicyShow => PolicyShow;
+    PolicyReload => PolicyReload => PolicyReloaded;
 }
 
 /// An answer as the JSON text the node sends: keys sorted (through `serde_json::Value`).
@@ -904,4 +906,58 @@ pub struct BackupTaken {
     pub records: u64,
     /// When it was taken.
     pub taken: String,
+}
+
+/// `policy show`: what this country's law lets it send to each partner, and what each partner
+/// accepts.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct PolicyShow {
+    /// This node's country code.
+    pub country: String,
+    /// Categories this node accepts (published in its identity card).
+    pub acceptance: Vec<String>,
+    /// `default_outgoing`: the profile of partners without their own entry.
+    pub default_outgoing: Vec<String>,
+    /// One entry per partner: every pinned peer and every country named in `outgoing`.
+    pub partners: Vec<PartnerPolicy>,
+}
+
+/// One partner's side of [`PolicyShow`].
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct PartnerPolicy {
+    /// Country code.
+    pub country: String,
+    /// The `node.toml` key that decides this partner's profile (`outgoing.CC` or
+    /// `default_outgoing`).
+    pub profile_key: String,
+    /// Categories this country's law lets it send there.
+    pub outgoing: Vec<String>,
+    /// Categories the partner accepts, from its pinned card; `null`: not pinned.
+    pub acceptance: Option<Vec<String>>,
+    /// Categories both allow: the most a referral there can carry (consent, approval and the
+    /// four-eyes rule still decide per case).
+    pub may_send: Vec<String>,
+}
+
+/// `policy reload`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct PolicyReloaded {
+    /// Profile entries that changed, each with its `node.toml` key.
+    pub changed: Vec<ProfileChange>,
+    /// Other top-level `node.toml` keys that differ from the running configuration: they take
+    /// effect only at the next restart.
+    pub restart_needed: Vec<String>,
+}
+
+/// One changed entry of the outgoing profile.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct ProfileChange {
+    /// `outgoing.CC` or `default_outgoing`.
+    pub key: String,
+    /// Categories before (empty: no entry).
+    pub before: Vec<String>,
+    /// Categories now (empty: no entry, or an empty list).
+    pub after: Vec<String>,
+    /// Whether the entry exists now.
+    pub present: bool,
 }

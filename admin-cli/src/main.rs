@@ -60,6 +60,9 @@ enum Cmd {
     /// The contact directory of TRM focal points.
     #[command(subcommand)]
     Directory(DirectoryCmd),
+    /// The outgoing law profile: what this country may send to each partner.
+    #[command(subcommand)]
+    Policy(PolicyCmd),
     /// Messages received from partner countries.
     Inbox,
     /// One message.
@@ -299,6 +302,18 @@ enum InfoCmd {
 }
 
 #[derive(Subcommand)]
+enum PolicyCmd {
+    /// The outgoing profile per partner beside the partner's published acceptance.
+    Show {
+        /// Only this partner country.
+        #[arg(long)]
+        to: Option<String>,
+    },
+    /// Put node.toml's outgoing profile in force without a restart (operator).
+    Reload,
+}
+
+#[derive(Subcommand)]
 enum DirectoryCmd {
     /// All countries' focal points; entries not confirmed recently are marked stale.
     List {
@@ -473,6 +488,8 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         Cmd::Directory(DirectoryCmd::List { country }) => cmd::directory::list(&s, country).await,
         Cmd::Directory(DirectoryCmd::Edit { file }) => cmd::directory::edit(&s, &file).await,
         Cmd::Directory(DirectoryCmd::Publish) => cmd::directory::publish(&s).await,
+        Cmd::Policy(PolicyCmd::Show { to }) => cmd::policy::show(&s, to).await,
+        Cmd::Policy(PolicyCmd::Reload) => cmd::policy::reload(&s).await,
         Cmd::Inbox => cmd::messages::inbox(&s).await,
         Cmd::Message(MessageCmd::Show { id }) => cmd::messages::show(&s, id).await,
         Cmd::Audit(AuditCmd::Export { out, from, to }) => {

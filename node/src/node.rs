@@ -190,6 +190,7 @@ pub async fn start(dir: &Path, opts: StartOptions) -> Result<NodeHandle, StartEr
         trust,
         delivery: Delivery::new(crate::exchange::delivery::spawn_worker),
         clock,
+        outgoing: std::sync::RwLock::new(cfg.outgoing_profile()),
         cfg,
         keys,
         own_card,
@@ -366,8 +367,23 @@ fn spawn_tasks(
 /// Runs the node in `dir` until `shutdown` completes, then stops cleanly (the outbox is kept).
 pub async fn run(dir: &Path, shutdown: impl Future<Output = ()>) -> Result<(), StartError> {
     let node = start(dir, StartOptions::default()).await?;
+    let hangup = tokio::spawn(reload_on_hangup(node.ctx.clone()));
     shutdown.await;
+    hangup.abort();
     tracing::info!("shutting down");
     node.shutdown().await;
     Ok(())
+}
+
+/// SIGHUP puts `node.toml`'s outgoing profile in force (`trm-admin policy reload` does the
+/// same over the admin API).
+async fn reload_on_hangup(ctx: Arc<Ctx>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let Ok(mut hangups) = signal(SignalKind::hangup()) else {
+        tracing::warn!("cannot listen for SIGHUP; use `trm-admin policy reload`");
+        return;
+    };
+    while hangups.recv().await.is_some() {
+        crate::ops::policy::reload_on_signal(&ctx).await;
+    }
 }

@@ -8,6 +8,7 @@ pub(crate) mod directory;
 pub(crate) mod messages;
 pub(crate) mod officers;
 pub(crate) mod peers;
+pub(crate) mod policy;
 pub(crate) mod referrals;
 
 use serde::Serialize;

@@ -41,6 +41,7 @@ pub fn target(call: &Call) -> String {
         Call::ReferralSend(r) => format!("{} -> {}", r.case_id, r.to),
         Call::ReferralPreview(r) => format!("{} -> {}", r.case_id, r.to),
         Call::MessageShow(r) => r.id.clone(),
+        Call::PolicyShow(r) => r.to.clone(),
         Call::Backup(r) if r.include_keys => "with private keys".into(),
         _ => String::new(),
     }
@@ -109,6 +110,11 @@ pub async fn run(ctx: &Arc<Ctx>, caller: &Caller, call: Call) -> Result<Value, C
         Call::Inbox(_) => doc(inbox(ctx).await?),
         Call::MessageShow(r) => doc(message_show(ctx, &r.id).await?),
         Call::Backup(r) => doc(crate::ops::backup::online(ctx, r.include_keys).await?),
+        Call::PolicyShow(r) => doc(crate::ops::policy::show(
+            ctx,
+            (!r.to.is_empty()).then_some(r.to.as_str()),
+        )),
+        Call::PolicyReload(_) => doc(crate::ops::policy::reload(ctx)?),
         other => Err(CallError::msg(format!(
             "`{}` is not available on this node version",
             crate::admin::call_rules(&other).0
@@ -741,7 +747,7 @@ pub async fn preview(
         &fields,
         &fields,
         &peer.card.acceptance(),
-        &ctx.cfg.outgoing_for(to),
+        &ctx.outgoing_for(to),
         &approved,
     );
     Ok(((case, fields), decisions))

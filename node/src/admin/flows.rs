@@ -423,7 +423,7 @@ pub async fn follow_up(
         &fields,
         &consent,
         &peer.card.acceptance(),
-        &ctx.cfg.outgoing_for(&r.to),
+        &ctx.outgoing_for(&r.to),
         &approved,
     );
     let (c, released) = crate::referral::policy::commit_and_release(&fields, &decisions)

@@ -56,6 +56,8 @@ pub fn call_rules(call: &Call) -> (&'static str, &'static [Role]) {
         Call::DirectoryPublish(_) => ("directory publish", &[Operator]),
         Call::AuditExport(_) => ("audit export", &[Auditor]),
         Call::Backup(_) => ("backup", &[Operator]),
+        Call::PolicyShow(_) => ("policy show", &[Operator, Officer, Supervisor, Auditor]),
+        Call::PolicyReload(_) => ("policy reload", &[Operator]),
     }
 }
 

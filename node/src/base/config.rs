@@ -399,6 +399,39 @@ fn key_at(text: &str, offset: usize) -> Option<String> {
     })
 }
 
+/// The outgoing law profile (`outgoing` and `default_outgoing` in `node.toml`): the data
+/// categories this country's law lets it send to each partner. The one part of the
+/// configuration a running node can take again without a restart (`trm-admin policy reload`,
+/// SIGHUP).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct OutgoingProfile {
+    /// `outgoing.<CC>`: category names per partner country.
+    pub per_peer: BTreeMap<String, Vec<String>>,
+    /// `default_outgoing`: category names for partners without an entry.
+    pub default: Vec<String>,
+}
+
+impl OutgoingProfile {
+    /// The categories `peer` may be sent (validated at load: names are known).
+    pub fn for_peer(&self, peer: &str) -> Vec<Category> {
+        parse_categories("outgoing", self.names_for(peer)).unwrap_or_default()
+    }
+
+    /// The category names listed for `peer`, as written in `node.toml`.
+    pub fn names_for(&self, peer: &str) -> &[String] {
+        self.per_peer.get(peer).unwrap_or(&self.default)
+    }
+
+    /// The `node.toml` key that decides `peer`'s profile: `outgoing.<CC>` or `default_outgoing`.
+    pub fn key_for(&self, peer: &str) -> String {
+        if self.per_peer.contains_key(peer) {
+            format!("outgoing.{peer}")
+        } else {
+            "default_outgoing".to_owned()
+        }
+    }
+}
+
 /// Parses a list of category names, naming `key` on error.
 pub fn parse_categories(key: &str, names: &[String]) -> Result<Vec<Category>, ConfigError> {
     let mut out = Vec::new();
@@ -697,8 +730,29 @@ impl NodeConfig {
 
     /// Outgoing profile for `peer`.
     pub fn outgoing_for(&self, peer: &str) -> Vec<Category> {
-        let names = self.outgoing.get(peer).unwrap_or(&self.default_outgoing);
-        parse_categories("outgoing", names).unwrap_or_default()
+        self.outgoing_profile().for_peer(peer)
+    }
+
+    /// The outgoing law profile: what this country may send to each partner.
+    pub fn outgoing_profile(&self) -> OutgoingProfile {
+        OutgoingProfile {
+            per_peer: self.outgoing.clone(),
+            default: self.default_outgoing.clone(),
+        }
+    }
+
+    /// The top-level `node.toml` keys whose values differ between `self` and `other`.
+    pub fn changed_keys(&self, other: &NodeConfig) -> Vec<String> {
+        let table = |c: &NodeConfig| match toml::Value::try_from(c) {
+            Ok(toml::Value::Table(t)) => t,
+            _ => toml::value::Table::new(),
+        };
+        let (a, b) = (table(self), table(other));
+        let mut keys: Vec<String> = a.keys().chain(b.keys()).cloned().collect();
+        keys.sort();
+        keys.dedup();
+        keys.retain(|k| a.get(k) != b.get(k));
+        keys
     }
 
     /// Serializes to TOML.

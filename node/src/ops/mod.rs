@@ -2,4 +2,5 @@
 
 pub mod backup;
 pub mod health;
+pub mod policy;
 pub mod prometheus;

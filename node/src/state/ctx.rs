@@ -3,13 +3,14 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use tokio::sync::watch;
+use trm_proto::pb::Category;
 use trm_proto::template::Template;
 
-use crate::base::config::NodeConfig;
+use crate::base::config::{NodeConfig, OutgoingProfile};
 use crate::base::time::Clock;
 use crate::identity::NodeKeys;
 use crate::net::tls::{Pins, QuicLimits};
@@ -60,12 +61,36 @@ pub struct Ctx {
     pub shutdown: watch::Receiver<bool>,
     /// Receive-side budgets per peer and erasures in progress.
     pub recv: RecvState,
+    /// The outgoing law profile in force: `cfg`'s at start, replaced by a reload. Read it
+    /// through [`Ctx::outgoing_for`], never `cfg.outgoing_for`.
+    pub outgoing: RwLock<OutgoingProfile>,
 }
 
 impl Ctx {
     /// Transport limits from the config.
     pub fn quic_limits(&self) -> QuicLimits {
         quic_limits(&self.cfg)
+    }
+
+    /// The categories this country's law lets it send to `peer`, as the profile in force.
+    pub fn outgoing_for(&self, peer: &str) -> Vec<Category> {
+        self.outgoing_profile().for_peer(peer)
+    }
+
+    /// The outgoing profile in force (a copy).
+    pub fn outgoing_profile(&self) -> OutgoingProfile {
+        self.outgoing
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    /// Puts `profile` in force for every later send.
+    pub fn set_outgoing_profile(&self, profile: OutgoingProfile) {
+        *self
+            .outgoing
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = profile;
     }
 
     /// Own country code.
