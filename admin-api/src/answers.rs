@@ -210,6 +210,10 @@ pub struct PeerCard {
     /// A card not valid yet (`peer add` only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub warning: Option<String>,
+    /// `peer list` only: the state `status` shows (held, revoked, reachable, retrying,
+    /// unreachable, no contact yet).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<String>,
 }
 
 /// `peer list`.
@@ -812,6 +816,10 @@ pub struct InboxEntry {
 pub struct DirectoryList {
     /// Contact entries.
     pub entries: Vec<DirectoryEntry>,
+    /// The directory version held for each country: this node's own and each partner's last
+    /// `DirectoryUpdate` (these updates are shown here, not in the inbox).
+    #[serde(default)]
+    pub versions: Vec<DirectoryVersion>,
     /// Entries older than this are stale.
     pub stale_after_days: u64,
 }
@@ -829,7 +837,7 @@ pub struct DirectoryEntry {
     pub institution: String,
     /// Languages.
     pub languages: Vec<String>,
-    /// Last confirmed.
+    /// Last confirmed (empty: the entry was never confirmed; it counts as stale).
     pub last_confirmed: String,
     /// This node's own entry.
     pub own: bool,
@@ -841,6 +849,21 @@ pub struct DirectoryEntry {
     pub unit: String,
     /// Directory version.
     pub version: u64,
+}
+
+/// One country's directory as held here.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct DirectoryVersion {
+    /// Country code.
+    pub country: String,
+    /// This node's own directory.
+    pub own: bool,
+    /// Version (0: edited here, never published).
+    pub version: u64,
+    /// When the country signed it (empty: never published).
+    pub published: String,
+    /// Entries.
+    pub entries: u64,
 }
 
 /// `directory edit`.

@@ -61,11 +61,6 @@ pub(crate) fn fields<T: Serialize>(answer: &T) -> String {
     out
 }
 
-/// `peer remove | revoke | trust`.
-pub(crate) fn done<T: Serialize>(answer: &T) -> String {
-    format!("done: {}\n", trm_admin_api::answers::to_json_text(answer))
-}
-
 /// `peer remove`.
 pub(crate) fn removed(r: &a::PeerRemoved) -> String {
     format!("removed peer {}\n", r.removed)
@@ -165,7 +160,11 @@ pub(crate) fn peers(v: &a::PeerList) -> String {
         .peers
         .iter()
         .map(|p| {
-            let state = if p.revoked { "revoked" } else { "active" };
+            let state = match (&p.state, p.revoked) {
+                (Some(s), _) => s.as_str(),
+                (None, true) => "revoked",
+                (None, false) => "pinned",
+            };
             vec![
                 p.country.clone(),
                 p.name.clone(),
@@ -540,9 +539,16 @@ pub(crate) fn directory(v: &a::DirectoryList) -> String {
                 e.role.clone(),
                 format!("{} {}", e.institution, e.unit).trim().to_string(),
                 e.channels.join(" "),
+                e.languages.join(" "),
                 e.hours.clone(),
-                e.last_confirmed.clone(),
-                if e.stale {
+                if e.last_confirmed.is_empty() {
+                    "never".into()
+                } else {
+                    e.last_confirmed.clone()
+                },
+                if e.last_confirmed.is_empty() {
+                    "UNCONFIRMED".into()
+                } else if e.stale {
                     "STALE".into()
                 } else {
                     String::new()
@@ -550,18 +556,33 @@ pub(crate) fn directory(v: &a::DirectoryList) -> String {
             ]
         })
         .collect();
-    table(
+    let mut out = String::new();
+    for d in &v.versions {
+        let whose = if d.own { " (this node)" } else { "" };
+        let when = if d.published.is_empty() {
+            "never published".to_string()
+        } else {
+            format!("published {}", d.published)
+        };
+        out.push_str(&format!(
+            "{}{whose}: version {}, {when}, {} entries\n",
+            d.country, d.version, d.entries
+        ));
+    }
+    out.push_str(&table(
         &[
             "country",
             "role",
             "institution",
             "channels",
+            "languages",
             "hours",
             "confirmed",
             "",
         ],
         &rows,
-    )
+    ));
+    out
 }
 
 /// The peer's signed answer to a sent message, in words.
@@ -690,8 +711,8 @@ fn payload_lines(p: &a::PayloadView) -> Vec<(&'static str, String)> {
             status,
         } => vec![
             ("phase", phase.clone()),
-            ("status", status.clone()),
-            ("date", date.clone()),
+            ("status", or_none(status, "no status text")),
+            ("date", or_none(date, "undated")),
         ],
         P::InformationRequest {
             categories,
@@ -726,7 +747,7 @@ fn payload_lines(p: &a::PayloadView) -> Vec<(&'static str, String)> {
         ],
         P::Closure { date, outcome } => vec![
             ("outcome", outcome.replace('_', " ")),
-            ("closed on", date.clone()),
+            ("closed on", or_none(date, "undated")),
         ],
         P::DirectoryUpdate { contacts, version } => vec![(
             "directory",
@@ -875,4 +896,98 @@ pub(crate) fn audit_summary(sum: &trm_proto::audit::Summary, json: bool) -> Stri
         kinds.join(", "),
         table(&["peer", "direction", "kind", "messages"], &rows),
     )
+}
+
+/// A message put in the outbox (`referral accept | decline`, `case close`, `info request`):
+/// what was sent to whom, and how to follow it. Delivery comes later: `message show`.
+pub(crate) fn enqueued(v: &a::Enqueued) -> String {
+    let what = match v.kind.as_str() {
+        "acceptance" => "acceptance",
+        "decline" => "decline",
+        "closure" => "closure",
+        "information_request" => "information request",
+        other => other,
+    };
+    format!(
+        "{what} of case {} to {} is in the outbox: message {}\nfollow it with: trm-admin message show {}\n",
+        v.case, v.to, v.message, v.message
+    )
+}
+
+/// `referral disclose`.
+pub(crate) fn disclosed(v: &a::Disclosed) -> String {
+    let mut out = format!(
+        "{} more fields of case {} released to {}: message {}\n",
+        v.released, v.case, v.to, v.message
+    );
+    if !v.still_withheld.is_empty() {
+        out.push_str(&format!(
+            "still withheld: {} (see trm-admin referral preview {} --to {})\n",
+            v.still_withheld.join(", "),
+            v.case,
+            v.to
+        ));
+    }
+    out
+}
+
+/// `directory edit`.
+pub(crate) fn directory_edited(v: &a::DirectoryEdited) -> String {
+    format!(
+        "saved {} entries of this node's directory; not sent yet: send them with trm-admin directory publish\n",
+        v.entries
+    )
+}
+
+/// `directory publish`.
+pub(crate) fn directory_published(v: &a::DirectoryPublished) -> String {
+    if v.sent.is_empty() {
+        return format!(
+            "signed version {} of this node's directory; no partner to send it to yet\n",
+            v.version
+        );
+    }
+    let to: Vec<String> = v
+        .sent
+        .iter()
+        .map(|s| format!("{} (message {})", s.to, s.message))
+        .collect();
+    format!(
+        "signed version {} of this node's directory; in the outbox for {}\n",
+        v.version,
+        to.join(", ")
+    )
+}
+
+/// `peer revoke`.
+pub(crate) fn peer_revoked(v: &a::PeerRevoked) -> String {
+    format!(
+        "revoked {} at {}: its connections are closed and its messages refused\n",
+        v.revoked, v.at
+    )
+}
+
+/// `peer trust`.
+pub(crate) fn peer_trusted(v: &a::PeerTrusted) -> String {
+    format!(
+        "trusted {} again (it was held: {})\n",
+        v.trusted, v.was_held_for
+    )
+}
+
+/// `officer revoke`.
+pub(crate) fn officer_revoked(v: &a::OfficerRevoked) -> String {
+    format!(
+        "revoked {} ({} credential(s)) at {}: their sessions are closed\n",
+        v.revoked, v.credentials, v.at
+    )
+}
+
+/// `text`, or `none` in words when it is empty (never a blank where a value is expected).
+fn or_none(text: &str, none: &str) -> String {
+    if text.is_empty() {
+        none.to_owned()
+    } else {
+        text.to_owned()
+    }
 }

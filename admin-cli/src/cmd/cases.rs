@@ -62,5 +62,5 @@ pub(crate) async fn consent(
 }
 
 pub(crate) async fn close(s: &Session, request: api::CaseClose) -> Result<(), Failure> {
-    call(s, request, render::fields).await
+    call(s, request, render::enqueued).await
 }

@@ -17,9 +17,9 @@ pub(crate) async fn list(s: &Session, country: Option<String>) -> Result<(), Fai
 pub(crate) async fn edit(s: &Session, file: &Path) -> Result<(), Failure> {
     let json = String::from_utf8(read_file(file, FileKind::Directory)?)
         .map_err(|_| Failure::usage(format!("{}: not UTF-8 text", file.display())))?;
-    call(s, api::DirectoryEdit { json }, render::fields).await
+    call(s, api::DirectoryEdit { json }, render::directory_edited).await
 }
 
 pub(crate) async fn publish(s: &Session) -> Result<(), Failure> {
-    call(s, api::DirectoryPublish {}, render::fields).await
+    call(s, api::DirectoryPublish {}, render::directory_published).await
 }

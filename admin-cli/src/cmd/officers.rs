@@ -95,7 +95,7 @@ fn write_issued(
 }
 
 pub(crate) async fn revoke(s: &Session, name: String) -> Result<(), Failure> {
-    call(s, api::OfficerRevoke { name }, render::fields).await
+    call(s, api::OfficerRevoke { name }, render::officer_revoked).await
 }
 
 pub(crate) async fn list(s: &Session) -> Result<(), Failure> {

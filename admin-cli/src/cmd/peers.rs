@@ -40,9 +40,9 @@ pub(crate) async fn remove(s: &Session, country: String) -> Result<(), Failure> 
 }
 
 pub(crate) async fn revoke(s: &Session, country: String) -> Result<(), Failure> {
-    call(s, api::PeerRevoke { country }, render::done).await
+    call(s, api::PeerRevoke { country }, render::peer_revoked).await
 }
 
 pub(crate) async fn trust(s: &Session, country: String) -> Result<(), Failure> {
-    call(s, api::PeerTrust { country }, render::done).await
+    call(s, api::PeerTrust { country }, render::peer_trusted).await
 }

@@ -31,12 +31,12 @@ pub(crate) async fn approve(s: &Session, request: api::ReferralApprove) -> Resul
 }
 
 pub(crate) async fn disclose(s: &Session, request: api::ReferralDisclose) -> Result<(), Failure> {
-    call(s, request, render::fields).await
+    call(s, request, render::disclosed).await
 }
 
 /// `referral accept` and `referral decline`.
 pub(crate) async fn answer(s: &Session, request: api::ReferralAnswer) -> Result<(), Failure> {
-    call(s, request, render::fields).await
+    call(s, request, render::enqueued).await
 }
 
 /// `followup send`; `fields_file` holds updated template fields (a partial case).
@@ -52,5 +52,5 @@ pub(crate) async fn follow_up(
 }
 
 pub(crate) async fn info_request(s: &Session, request: api::InfoRequest) -> Result<(), Failure> {
-    call(s, request, render::fields).await
+    call(s, request, render::enqueued).await
 }

@@ -235,6 +235,7 @@ fn card_json(card: &trm_proto::card::VerifiedCard, revoked: bool) -> a::PeerCard
         valid_until: format_ms(card.card.valid_until_ms),
         revoked,
         warning: None,
+        state: None,
     }
 }
 
@@ -319,7 +320,15 @@ fn peer_list(ctx: &Ctx) -> Vec<a::PeerCard> {
     ctx.peers
         .all()
         .iter()
-        .map(|p| card_json(&p.card, p.revoked))
+        .map(|p| {
+            let cc = p.card.country();
+            let (held, _) = crate::federation::trust::peer_json(ctx, cc);
+            let state = peer_state(ctx, held, p.revoked, &ctx.peers.health(cc));
+            a::PeerCard {
+                state: Some(state.to_string()),
+                ..card_json(&p.card, p.revoked)
+            }
+        })
         .collect()
 }
 
@@ -859,7 +868,9 @@ fn inbox_rank(e: &a::InboxEntry) -> u8 {
 async fn inbox(ctx: &Ctx) -> Result<a::Inbox, CallError> {
     let mut flags: BTreeMap<(String, String), (Option<String>, Option<bool>)> = BTreeMap::new();
     let mut messages = Vec::new();
-    for r in ctx.store.inbox()? {
+    // A partner's new directory is shown by `directory list`, not in the officers' inbox.
+    let inbox = ctx.store.inbox()?.into_iter();
+    for r in inbox.filter(|r| r.kind != "directory_update") {
         let key = (r.peer.clone(), r.case_ref.clone());
         if !flags.contains_key(&key) {
             let found = case_flags(ctx, &r.peer, &r.case_ref).await?;

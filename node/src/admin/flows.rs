@@ -559,23 +559,37 @@ pub fn summary(b: &pb::Body) -> String {
     };
     match &b.payload {
         Some(Payload::Referral(r)) => format!(
-            "referral, urgency {}, response due {}",
+            "referral, urgency {}, {}",
             pb::Urgency::try_from(r.urgency)
                 .map(|u| u.as_str_name().to_ascii_lowercase())
                 .unwrap_or_default(),
-            format_ms(r.response_due_ms)
+            if r.response_due_ms == 0 {
+                "no response date".to_string()
+            } else {
+                format!("response due {}", format_ms(r.response_due_ms))
+            }
         ),
         Some(Payload::Acceptance(a)) => format!(
             "accepted by {} (focal point: {})",
             a.responsible_institution, a.focal_point
         ),
         Some(Payload::Decline(d)) => format!("declined: {}", d.reason),
-        Some(Payload::FollowUp(f)) => format!(
-            "{}: {} ({})",
-            crate::referral::lifecycle::phase_name(f.phase),
-            f.status,
-            f.date
-        ),
+        Some(Payload::FollowUp(f)) => {
+            let dated = if f.date.is_empty() {
+                "undated".to_string()
+            } else {
+                f.date.clone()
+            };
+            let status = if f.status.is_empty() {
+                "no status text"
+            } else {
+                &f.status
+            };
+            format!(
+                "{}: {status} ({dated})",
+                crate::referral::lifecycle::phase_name(f.phase),
+            )
+        }
         Some(Payload::InformationRequest(i)) => format!(
             "asks for {} {} — purpose: {}",
             i.fields.join(","),
@@ -590,11 +604,15 @@ pub fn summary(b: &pb::Body) -> String {
             format!("confirms erasure of {}", cats(&e.categories))
         }
         Some(Payload::Closure(c)) => format!(
-            "closed: {} ({})",
+            "closed: {}{}",
             pb::ClosureOutcome::try_from(c.outcome)
                 .map(|o| o.as_str_name().to_ascii_lowercase())
                 .unwrap_or_default(),
-            c.date
+            if c.date.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", c.date)
+            }
         ),
         Some(Payload::DirectoryUpdate(_)) => "directory update".into(),
         Some(Payload::KeyAnnouncement(_)) => "key announcement".into(),
@@ -755,8 +773,7 @@ async fn reseal_case(
 
 /// `directory edit`: replaces this node's own contact entries (not yet published).
 pub async fn directory_edit(ctx: &Ctx, text: &str) -> Result<a::DirectoryEdited, CallError> {
-    let contacts = crate::federation::directory::parse_edit(text, ctx.clock.now_ms())
-        .map_err(CallError::msg)?;
+    let contacts = crate::federation::directory::parse_edit(text).map_err(CallError::msg)?;
     let old = crate::federation::directory::own(ctx);
     let d = pb::Directory {
         country: ctx.country().to_string(),

@@ -111,7 +111,7 @@ pub fn own(ctx: &Ctx) -> Option<pb::Directory> {
 
 /// Parses an edited directory (JSON: `{"contacts": [{institution, unit, role, channels,
 /// languages, hours, last_confirmed}]}`), naming the offending entry on error.
-pub fn parse_edit(text: &str, now_ms: i64) -> Result<Vec<pb::Contact>, String> {
+pub fn parse_edit(text: &str) -> Result<Vec<pb::Contact>, String> {
     let v: Value = serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))?;
     let list = v
         .get("contacts")
@@ -144,7 +144,8 @@ pub fn parse_edit(text: &str, now_ms: i64) -> Result<Vec<pb::Contact>, String> {
             Some(d) => crate::base::time::parse_date_ms(d).ok_or_else(|| {
                 format!("contacts[{i}].last_confirmed: expected a date YYYY-MM-DD")
             })?,
-            None => now_ms,
+            // Not confirmed is not "confirmed today": the entry shows as never confirmed.
+            None => 0,
         };
         out.push(pb::Contact {
             institution: s("institution"),
@@ -182,9 +183,23 @@ pub fn list(ctx: &Ctx, country: Option<&str>) -> trm_admin_api::answers::Directo
             dirs.push((p.card.country().to_string(), d, false));
         }
     }
+    dirs.retain(|(cc, _, _)| country.is_none_or(|c| c == cc));
+    let versions = dirs
+        .iter()
+        .map(|(cc, d, own)| trm_admin_api::answers::DirectoryVersion {
+            country: cc.clone(),
+            own: *own,
+            version: d.version,
+            published: if d.published_ms == 0 {
+                String::new()
+            } else {
+                crate::base::time::format_ms(d.published_ms)
+            },
+            entries: d.contacts.len() as u64,
+        })
+        .collect();
     let entries = dirs
         .into_iter()
-        .filter(|(cc, _, _)| country.is_none_or(|c| c == cc))
         .flat_map(|(cc, d, own)| {
             d.contacts
                 .into_iter()
@@ -192,8 +207,12 @@ pub fn list(ctx: &Ctx, country: Option<&str>) -> trm_admin_api::answers::Directo
                     country: cc.clone(),
                     own,
                     version: d.version,
-                    last_confirmed: crate::base::time::format_ms(c.last_confirmed_ms),
-                    stale: now - c.last_confirmed_ms > stale_ms,
+                    last_confirmed: if c.last_confirmed_ms == 0 {
+                        String::new()
+                    } else {
+                        crate::base::time::format_ms(c.last_confirmed_ms)
+                    },
+                    stale: c.last_confirmed_ms == 0 || now - c.last_confirmed_ms > stale_ms,
                     institution: c.institution,
                     unit: c.unit,
                     role: c.role,
@@ -206,6 +225,7 @@ pub fn list(ctx: &Ctx, country: Option<&str>) -> trm_admin_api::answers::Directo
         .collect();
     trm_admin_api::answers::DirectoryList {
         entries,
+        versions,
         stale_after_days: u64::from(ctx.cfg.directory_stale_days),
     }
 }
@@ -477,9 +497,9 @@ mod tests {
         let rows: Vec<EditRow> = vec![
             ("no contacts", r#"{"contacts": []}"#.into(), Ok(vec![])),
             (
-                "one contact, confirmed now",
+                "one contact without a confirmation date: never confirmed",
                 format!(r#"{{"contacts": [{nru}]}}"#),
-                Ok(vec![("Synthetic NRU", NOW)]),
+                Ok(vec![("Synthetic NRU", 0)]),
             ),
             (
                 "a contact confirmed on a given day",
@@ -523,7 +543,7 @@ mod tests {
             ),
         ];
         for (case, text, want) in rows {
-            let got = parse_edit(&text, NOW).map(|cs| {
+            let got = parse_edit(&text).map(|cs| {
                 cs.iter()
                     .map(|c| (c.institution.clone(), c.last_confirmed_ms))
                     .collect::<Vec<_>>()
