@@ -7,6 +7,7 @@
 
 pub mod calls;
 pub mod flows;
+pub mod queue;
 pub mod showing;
 
 use std::sync::Arc;
@@ -56,6 +57,9 @@ pub fn call_rules(call: &Call) -> (&'static str, &'static [Role]) {
         Call::DirectoryPublish(_) => ("directory publish", &[Operator]),
         Call::AuditExport(_) => ("audit export", &[Auditor]),
         Call::Backup(_) => ("backup", &[Operator]),
+        Call::Queue(_) => ("queue", &[Operator, Officer, Supervisor]),
+        Call::ReferralApprovals(_) => ("referral approvals", READ_CASES),
+        Call::FollowUpPreview(_) => ("followup preview", READ_CASES),
     }
 }
 
