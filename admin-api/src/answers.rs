@@ -65,6 +65,9 @@ calls! {
     Backup => Backup => BackupTaken;
     PolicyShow => PolicyShow => PolicyShow;
     PolicyReload => PolicyReload => PolicyReloaded;
+    Queue => Queue => Queue;
+    ReferralApprovals => ReferralApprovals => Approvals;
+    FollowUpPreview => FollowUpPreview => Preview;
 }
 
 /// An answer as the JSON text the node sends: keys sorted (through `serde_json::Value`).
@@ -441,14 +444,26 @@ pub struct ReferralSent {
 /// `referral approve`.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Approved {
-    /// Categories approved.
+    /// Every category approved for the referral so far (by any supervisor).
     pub approved: Vec<String>,
     /// Case id.
     pub case: String,
+    /// Every grant for the referral, oldest first.
+    #[serde(default)]
+    pub granted: Vec<Grant>,
+    /// The referral (message id; "" for the next referral, not sent yet).
+    #[serde(default)]
+    pub referral: String,
     /// The approving supervisor.
     pub supervisor: String,
     /// Recipient.
     pub to: String,
+    /// Categories still withheld for want of another supervisor's approval only.
+    #[serde(default)]
+    pub waiting: Vec<String>,
+    /// Approved categories the outgoing profile blocks, naming its node.toml line.
+    #[serde(default)]
+    pub warnings: Vec<String>,
 }
 
 /// `referral disclose`.
@@ -496,6 +511,9 @@ pub struct FollowUpSent {
     pub to: String,
     /// Fields withheld.
     pub withheld: u64,
+    /// Each withheld field with the rules that withheld it (absent when none).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub withheld_fields: Vec<FieldDecision>,
 }
 
 /// `case consent`.
@@ -548,6 +566,10 @@ pub struct MessageView {
     pub fields: Value,
     /// Message id (hex).
     pub id: String,
+    /// Information requests only: the ids of the messages that answer it, in either
+    /// direction (empty: not answered yet).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub answered_by: Option<Vec<String>>,
     /// Message it answers (hex, "" if none).
     pub in_reply_to: String,
     /// Kind.
@@ -983,4 +1005,119 @@ pub struct ProfileChange {
     pub after: Vec<String>,
     /// Whether the entry exists now.
     pub present: bool,
+}
+
+/// `queue`: what needs doing, for the caller's role, most pressing first.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Queue {
+    /// The caller's role (officer, supervisor or operator): what the queue holds.
+    pub role: String,
+    /// What needs doing.
+    pub items: Vec<QueueItem>,
+    /// Operators: the last backup this node took (null: none taken).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_backup: Option<LastBackup>,
+}
+
+/// One thing to do.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct QueueItem {
+    /// What kind of work.
+    pub kind: QueueKind,
+    /// Case reference ("" for operator items).
+    pub case_ref: String,
+    /// The other country ("" if none).
+    pub peer: String,
+    /// Referral or message id (hex) to act on ("" if none).
+    pub id: String,
+    /// When it is or was due (RFC 3339; "-" if no date).
+    pub due: String,
+    /// Past its due time.
+    pub overdue: bool,
+    /// routine, urgent or emergency as known here (null: unknown).
+    pub urgency: Option<String>,
+    /// The person is a child, as known here (null: unknown).
+    pub minor: Option<bool>,
+    /// One line about it (never a case field value).
+    pub what: String,
+    /// The command to act with.
+    pub command: String,
+}
+
+/// The kinds of work in the queue.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum QueueKind {
+    /// Officer: a referral received, not yet accepted or declined.
+    #[default]
+    AnswerReferral,
+    /// Officer: a referral sent, unanswered by the partner past its response date.
+    ResponseOverdue,
+    /// Officer: an information request received, not yet answered.
+    AnswerInformationRequest,
+    /// Officer: an accepted referral without a follow-up from this node for too long.
+    FollowUpDue,
+    /// Supervisor: sensitive categories of a referral wait for approval.
+    Approval,
+    /// Operator: a partner unreachable, held or revoked.
+    PeerDown,
+    /// Operator: a partner's identity card expires soon.
+    CardExpiring,
+    /// Operator: no recent backup.
+    Backup,
+}
+
+/// The last backup this node took (`queue`, operators).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct LastBackup {
+    /// When (RFC 3339).
+    pub taken: String,
+    /// Whole days since.
+    pub age_days: u64,
+}
+
+/// `referral approvals`: what waits for a supervisor, and who approved what.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Approvals {
+    /// Referrals whose sensitive categories wait for approval.
+    pub waiting: Vec<ApprovalWait>,
+    /// Approvals given, per referral.
+    pub approvals: Vec<ApprovalView>,
+}
+
+/// Categories of one referral that wait for a supervisor's approval.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct ApprovalWait {
+    /// Case id.
+    pub case: String,
+    /// Recipient.
+    pub to: String,
+    /// The sent referral's message id ("" before it is sent).
+    pub referral: String,
+    /// Categories withheld only for want of approval.
+    pub categories: Vec<String>,
+}
+
+/// The approvals of one referral.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct ApprovalView {
+    /// Case id.
+    pub case: String,
+    /// Recipient.
+    pub to: String,
+    /// The referral they belong to (message id; "" for the next referral, not sent yet).
+    pub referral: String,
+    /// Every grant, oldest first.
+    pub granted: Vec<Grant>,
+}
+
+/// One supervisor's approval of one category.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Grant {
+    /// Category.
+    pub category: String,
+    /// Supervisor.
+    pub supervisor: String,
+    /// When (RFC 3339).
+    pub at: String,
 }

@@ -65,6 +65,10 @@ enum Cmd {
     Policy(PolicyCmd),
     /// Messages received from partner countries.
     Inbox,
+    /// What needs doing, for your role: officers (referrals to answer, responses overdue,
+    /// information requests to answer, follow-ups due), supervisors (referrals waiting for
+    /// approval), operators (peers down or held, cards expiring, the last backup).
+    Queue,
     /// One message.
     #[command(subcommand)]
     Message(MessageCmd),
@@ -253,31 +257,38 @@ enum CaseCmd {
     },
 }
 
+/// The options of `followup send` and `followup preview`.
+#[derive(clap::Args)]
+struct FollowupArgs {
+    /// Case reference.
+    case_id: String,
+    /// The other country.
+    #[arg(long)]
+    to: String,
+    /// identification, first_assistance, long_term_assistance, return, proceedings.
+    #[arg(long)]
+    phase: String,
+    /// Status in that phase (free text; no personal data).
+    #[arg(long)]
+    status: String,
+    /// Date, YYYY-MM-DD.
+    #[arg(long, default_value = "")]
+    date: String,
+    /// JSON file with updated template fields (same shape as a case file).
+    #[arg(long)]
+    fields_file: Option<PathBuf>,
+    /// Message id of the information request this answers (marks it answered on both sides).
+    #[arg(long, default_value = "")]
+    in_reply_to: String,
+}
+
 #[derive(Subcommand)]
 enum FollowupCmd {
     /// Report progress in one TRM phase, optionally with updated template fields.
-    Send {
-        /// Case reference.
-        case_id: String,
-        /// The other country.
-        #[arg(long)]
-        to: String,
-        /// identification, first_assistance, long_term_assistance, return, proceedings.
-        #[arg(long)]
-        phase: String,
-        /// Status in that phase (free text; no personal data).
-        #[arg(long)]
-        status: String,
-        /// Date, YYYY-MM-DD.
-        #[arg(long, default_value = "")]
-        date: String,
-        /// JSON file with updated template fields (same shape as a case file).
-        #[arg(long)]
-        fields_file: Option<PathBuf>,
-        /// Message id of the information request this answers.
-        #[arg(long, default_value = "")]
-        in_reply_to: String,
-    },
+    Send(FollowupArgs),
+    /// Show what `followup send` with the same options would release, and every withheld
+    /// field with its rule; sends nothing.
+    Preview(FollowupArgs),
 }
 
 #[derive(Subcommand)]
@@ -360,6 +371,9 @@ enum ReferralCmd {
         #[arg(long, value_delimiter = ',', required = true)]
         categories: Vec<String>,
     },
+    /// What waits for a supervisor's approval, and who approved which categories for which
+    /// referral.
+    Approvals,
     /// Release more fields of a sent referral (after consent or approval was added).
     Disclose {
         /// Case id (with --to) or the referral's message id.
@@ -447,28 +461,15 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         Cmd::Officer(c) => officer(&s, c).await,
         Cmd::Case(c) => case(&s, c).await,
         Cmd::Referral(c) => referral(&s, c).await,
-        Cmd::Followup(FollowupCmd::Send {
-            case_id,
-            to,
-            phase,
-            status,
-            date,
-            fields_file,
-            in_reply_to,
-        }) => {
-            check_phase(&phase)?;
-            check_date(&date)?;
-            let request = api::FollowUpSend {
-                case_id,
-                to,
-                phase,
-                status,
-                date,
-                fields_json: String::new(),
-                in_reply_to,
-            };
+        Cmd::Followup(FollowupCmd::Send(f)) => {
+            let (request, fields_file) = follow_up_request(f)?;
             cmd::referrals::follow_up(&s, request, fields_file).await
         }
+        Cmd::Followup(FollowupCmd::Preview(f)) => {
+            let (request, fields_file) = follow_up_request(f)?;
+            cmd::referrals::follow_up_preview(&s, request, fields_file).await
+        }
+        Cmd::Queue => cmd::messages::queue(&s).await,
         Cmd::Info(InfoCmd::Request {
             case_id,
             to,
@@ -598,6 +599,7 @@ async fn referral(s: &Session, c: ReferralCmd) -> Result<(), Failure> {
             };
             r::disclose(s, request).await
         }
+        ReferralCmd::Approvals => r::approvals(s).await,
         ReferralCmd::Accept {
             referral,
             from,
@@ -629,6 +631,22 @@ async fn referral(s: &Session, c: ReferralCmd) -> Result<(), Failure> {
             r::answer(s, request).await
         }
     }
+}
+
+/// The request of `followup send|preview`, checked (exit 64 before contacting the node).
+fn follow_up_request(f: FollowupArgs) -> Result<(api::FollowUpSend, Option<PathBuf>), Failure> {
+    check_phase(&f.phase)?;
+    check_date(&f.date)?;
+    let request = api::FollowUpSend {
+        case_id: f.case_id,
+        to: f.to,
+        phase: f.phase,
+        status: f.status,
+        date: f.date,
+        fields_json: String::new(),
+        in_reply_to: f.in_reply_to,
+    };
+    Ok((request, f.fields_file))
 }
 
 /// `--phase`: one of the words the node accepts (exit 64 before contacting it).

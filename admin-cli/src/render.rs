@@ -417,8 +417,197 @@ pub(crate) fn template(v: &a::CaseTemplate) -> String {
 /// `referral preview`.
 pub(crate) fn preview(v: &a::Preview) -> String {
     let released = v.fields.iter().filter(|f| f.released).count();
+    format!(
+        "referral of case {} to {}: {} of {} fields released\n{}",
+        v.case,
+        v.to,
+        released,
+        v.fields.len(),
+        decisions(&v.fields)
+    )
+}
+
+/// `followup preview`.
+pub(crate) fn follow_up_preview(v: &a::Preview) -> String {
+    let released = v.fields.iter().filter(|f| f.released).count();
+    format!(
+        "follow-up of case {} to {}: {} of {} fields released (nothing sent)\n{}",
+        v.case,
+        v.to,
+        released,
+        v.fields.len(),
+        decisions(&v.fields)
+    )
+}
+
+/// `followup send`: what left, and each withheld field with its rules.
+pub(crate) fn follow_up_sent(v: &a::FollowUpSent) -> String {
+    let mut out = format!(
+        "follow-up {} of case {} to {} is in the outbox ({} fields released, {} withheld)\n",
+        v.message, v.case, v.to, v.released, v.withheld
+    );
+    if !v.withheld_fields.is_empty() {
+        out.push_str("withheld:\n");
+        out.push_str(&decisions(&v.withheld_fields));
+    }
+    out.push_str(&format!(
+        "follow it with: trm-admin message show {}\n",
+        v.message
+    ));
+    out
+}
+
+/// `referral approve`: who approved what for which referral, and what still waits.
+pub(crate) fn approved(v: &a::Approved) -> String {
+    let which = if v.referral.is_empty() {
+        format!("the next referral of case {} to {}", v.case, v.to)
+    } else {
+        format!("referral {} of case {} to {}", v.referral, v.case, v.to)
+    };
+    let mine: Vec<&str> = v
+        .granted
+        .iter()
+        .filter(|g| g.supervisor == v.supervisor)
+        .map(|g| g.category.as_str())
+        .collect();
+    let mut out = format!(
+        "{} approved {} for {which}\napproved so far: {}\n",
+        v.supervisor,
+        mine.join(","),
+        grants(&v.granted)
+    );
+    for w in &v.warnings {
+        out.push_str(&format!("warning: {w}\n"));
+    }
+    if v.waiting.is_empty() {
+        out.push_str("nothing else waits for approval\n");
+    } else {
+        out.push_str(&format!(
+            "still waiting for approval: {}\n",
+            v.waiting.join(",")
+        ));
+    }
+    out
+}
+
+/// Grants as `category (supervisor)`, comma separated.
+fn grants(list: &[a::Grant]) -> String {
+    let shown: Vec<String> = list
+        .iter()
+        .map(|g| format!("{} ({})", g.category, g.supervisor))
+        .collect();
+    if shown.is_empty() {
+        "nothing".into()
+    } else {
+        shown.join(", ")
+    }
+}
+
+/// `referral approvals`.
+pub(crate) fn approvals(v: &a::Approvals) -> String {
     let rows: Vec<Vec<String>> = v
-        .fields
+        .waiting
+        .iter()
+        .map(|w| {
+            vec![
+                w.case.clone(),
+                w.to.clone(),
+                referral_name(&w.referral),
+                w.categories.join(","),
+            ]
+        })
+        .collect();
+    let mut out = format!(
+        "waiting for approval\n{}",
+        table(&["case", "to", "referral", "categories"], &rows)
+    );
+    let rows: Vec<Vec<String>> = v
+        .approvals
+        .iter()
+        .flat_map(|ap| {
+            ap.granted.iter().map(|g| {
+                vec![
+                    ap.case.clone(),
+                    ap.to.clone(),
+                    referral_name(&ap.referral),
+                    g.category.clone(),
+                    g.supervisor.clone(),
+                    g.at.clone(),
+                ]
+            })
+        })
+        .collect();
+    out.push_str(&format!(
+        "\napproved\n{}",
+        table(
+            &["case", "to", "referral", "category", "supervisor", "at"],
+            &rows
+        )
+    ));
+    out
+}
+
+fn referral_name(id: &str) -> String {
+    if id.is_empty() {
+        "next".into()
+    } else {
+        id.into()
+    }
+}
+
+/// `queue`: one block per item, most pressing first.
+pub(crate) fn queue(v: &a::Queue) -> String {
+    let mut out = format!(
+        "queue of a{} {}\n",
+        if v.role.starts_with('o') { "n" } else { "" },
+        v.role
+    );
+    if v.role == "operator" {
+        match &v.last_backup {
+            Some(b) => out.push_str(&format!(
+                "last backup: {} ({} days ago)\n",
+                b.taken, b.age_days
+            )),
+            None => out.push_str("last backup: none taken by this node\n"),
+        }
+    }
+    if v.items.is_empty() {
+        out.push_str("nothing to do\n");
+    }
+    for i in &v.items {
+        let mut flags = Vec::new();
+        if let Some(u) = &i.urgency {
+            flags.push(u.clone());
+        }
+        if i.minor == Some(true) {
+            flags.push("child".into());
+        }
+        if i.overdue {
+            flags.push("OVERDUE".into());
+        }
+        let kind = serde_json::to_value(i.kind)
+            .ok()
+            .and_then(|k| k.as_str().map(str::to_string))
+            .unwrap_or_default()
+            .replace('_', " ");
+        out.push_str(&format!("\n[{kind}] {}\n", i.what));
+        if !i.id.is_empty() {
+            out.push_str(&format!("  id: {}\n", i.id));
+        }
+        if !flags.is_empty() {
+            out.push_str(&format!("  flags: {}\n", flags.join(", ")));
+        }
+        if i.due != "-" {
+            out.push_str(&format!("  due: {}\n", i.due));
+        }
+        out.push_str(&format!("  do: {}\n", i.command));
+    }
+    out
+}
+
+/// Field decisions as a table: field, category, decision, the rules that withheld it.
+fn decisions(fields: &[a::FieldDecision]) -> String {
+    let rows: Vec<Vec<String>> = fields
         .iter()
         .map(|f| {
             let why: Vec<String> = f.withheld_by.iter().map(|w| w.replace('_', " ")).collect();
@@ -435,14 +624,7 @@ pub(crate) fn preview(v: &a::Preview) -> String {
             ]
         })
         .collect();
-    format!(
-        "referral of case {} to {}: {} of {} fields released\n{}",
-        v.case,
-        v.to,
-        released,
-        v.fields.len(),
-        table(&["field", "category", "decision", "withheld by"], &rows)
-    )
+    table(&["field", "category", "decision", "withheld by"], &rows)
 }
 
 /// `referral send`.
@@ -492,6 +674,15 @@ pub(crate) fn inbox(v: &a::Inbox) -> String {
     )
 }
 
+/// An information request's answered state (nothing for other messages).
+fn answered_line(v: &a::MessageView) -> String {
+    match &v.answered_by {
+        Some(ids) if ids.is_empty() => "  answered:     not yet\n".to_string(),
+        Some(ids) => format!("  answered:     yes, by {}\n", ids.join(", ")),
+        None => String::new(),
+    }
+}
+
 /// `case timeline`: the threads, then every message in both directions.
 pub(crate) fn timeline(v: &a::Timeline) -> String {
     let mut out = format!("case {}\n", v.case);
@@ -511,18 +702,32 @@ pub(crate) fn timeline(v: &a::Timeline) -> String {
         .iter()
         .map(|m| {
             let way = if m.direction == "sent" { "→" } else { "←" };
+            let summary = match &m.answered_by {
+                Some(ids) if ids.is_empty() => format!("{} [not answered yet]", m.summary),
+                Some(ids) => format!("{} [answered by {}]", m.summary, ids.join(",")),
+                None => m.summary.clone(),
+            };
             vec![
                 m.created.clone(),
+                m.id.clone(),
                 format!("{way} {}", m.peer),
                 m.kind.clone(),
-                m.summary.clone(),
+                summary,
                 m.verification.signature.clone(),
                 m.delivery.state().to_string(),
             ]
         })
         .collect();
     out.push_str(&table(
-        &["time", "way", "kind", "summary", "signature", "delivery"],
+        &[
+            "time",
+            "message",
+            "way",
+            "kind",
+            "summary",
+            "signature",
+            "delivery",
+        ],
         &rows,
     ));
     out
@@ -770,6 +975,7 @@ pub(crate) fn message(v: &a::MessageView) -> String {
     if !v.in_reply_to.is_empty() {
         out.push_str(&format!("  in reply to:  {}\n", v.in_reply_to));
     }
+    out.push_str(&answered_line(v));
     for (label, value) in v.payload.as_ref().map(payload_lines).unwrap_or_default() {
         out.push_str(&format!("  {:<13} {value}\n", format!("{label}:")));
     }

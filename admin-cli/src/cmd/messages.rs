@@ -1,4 +1,4 @@
-//! `inbox` and `message show`.
+//! `inbox`, `queue` and `message show`.
 
 use trm_proto::admin as api;
 
@@ -12,4 +12,8 @@ pub(crate) async fn inbox(s: &Session) -> Result<(), Failure> {
 
 pub(crate) async fn show(s: &Session, id: String) -> Result<(), Failure> {
     call(s, api::MessageShow { id }, render::message).await
+}
+
+pub(crate) async fn queue(s: &Session) -> Result<(), Failure> {
+    call(s, api::Queue {}, render::queue).await
 }

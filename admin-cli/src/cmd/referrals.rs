@@ -1,4 +1,5 @@
-//! `referral preview | send | approve | disclose | accept | decline`, `followup send` and
+//! `referral preview | send | approve | approvals | disclose | accept | decline`,
+//! `followup send | preview` and
 //! `info request`.
 
 use std::path::PathBuf;
@@ -27,7 +28,12 @@ pub(crate) async fn send(s: &Session, case_id: String, to: String) -> Result<(),
 }
 
 pub(crate) async fn approve(s: &Session, request: api::ReferralApprove) -> Result<(), Failure> {
-    call(s, request, render::fields).await
+    call(s, request, render::approved).await
+}
+
+/// `referral approvals`.
+pub(crate) async fn approvals(s: &Session) -> Result<(), Failure> {
+    call(s, api::ReferralApprovals {}, render::approvals).await
 }
 
 pub(crate) async fn disclose(s: &Session, request: api::ReferralDisclose) -> Result<(), Failure> {
@@ -48,7 +54,22 @@ pub(crate) async fn follow_up(
     if let Some(f) = fields_file {
         request.fields_json = super::cases::json_file(&f, FileKind::Fields)?;
     }
-    call(s, request, render::fields).await
+    call(s, request, render::follow_up_sent).await
+}
+
+/// `followup preview`: the same request as `followup send`, sent nowhere.
+pub(crate) async fn follow_up_preview(
+    s: &Session,
+    mut request: api::FollowUpSend,
+    fields_file: Option<PathBuf>,
+) -> Result<(), Failure> {
+    if let Some(f) = fields_file {
+        request.fields_json = super::cases::json_file(&f, FileKind::Fields)?;
+    }
+    let preview = api::FollowUpPreview {
+        request: Some(request),
+    };
+    call(s, preview, render::follow_up_preview).await
 }
 
 pub(crate) async fn info_request(s: &Session, request: api::InfoRequest) -> Result<(), Failure> {

@@ -42,6 +42,11 @@ pub fn target(call: &Call) -> String {
         Call::ReferralPreview(r) => format!("{} -> {}", r.case_id, r.to),
         Call::MessageShow(r) => r.id.clone(),
         Call::PolicyShow(r) => r.to.clone(),
+        Call::FollowUpPreview(r) => r
+            .request
+            .as_ref()
+            .map(|f| format!("{} -> {}", f.case_id, f.to))
+            .unwrap_or_default(),
         Call::Backup(r) if r.include_keys => "with private keys".into(),
         _ => String::new(),
     }
@@ -81,7 +86,7 @@ pub async fn run(ctx: &Arc<Ctx>, caller: &Caller, call: Call) -> Result<Value, C
             template: ctx.template.template_json(),
         }),
         Call::ReferralPreview(r) => {
-            let (_, decisions) = preview(ctx, &r.case_id, &r.to, &caller.name).await?;
+            let (_, decisions) = preview(ctx, &r.case_id, &r.to, None, &caller.name).await?;
             doc(a::Preview {
                 case: r.case_id,
                 to: r.to,
@@ -115,6 +120,12 @@ pub async fn run(ctx: &Arc<Ctx>, caller: &Caller, call: Call) -> Result<Value, C
             (!r.to.is_empty()).then_some(r.to.as_str()),
         )),
         Call::PolicyReload(_) => doc(crate::ops::policy::reload(ctx)?),
+        Call::Queue(_) => doc(crate::admin::queue::queue(ctx, caller).await?),
+        Call::ReferralApprovals(_) => doc(crate::admin::queue::approvals(ctx).await?),
+        Call::FollowUpPreview(r) => {
+            let r = r.request.unwrap_or_default();
+            doc(flows::follow_up_preview(ctx, caller, r).await?)
+        }
         other => Err(CallError::msg(format!(
             "`{}` is not available on this node version",
             crate::admin::call_rules(&other).0
@@ -123,7 +134,7 @@ pub async fn run(ctx: &Arc<Ctx>, caller: &Caller, call: Call) -> Result<Value, C
 }
 
 /// A field's release decision as the answer carries it.
-fn decision(d: &crate::referral::policy::FieldDecision) -> a::FieldDecision {
+pub fn decision(d: &crate::referral::policy::FieldDecision) -> a::FieldDecision {
     a::FieldDecision {
         category: d.category.to_string(),
         path: d.path.clone(),
@@ -711,12 +722,14 @@ async fn case_show(ctx: &Ctx, id: &str) -> Result<a::CaseShow, CallError> {
     Err(CallError::msg(format!("no case {id}")))
 }
 
-/// Categories approved for (case, peer) by a supervisor who is neither `officer` (the caller
-/// who sends or releases) nor the case's creator: four eyes.
+/// Categories approved for one referral of (case, peer) (`referral` `None`: the next one) by
+/// supervisors who are neither `officer` (the caller who sends or releases) nor the case's
+/// creator: four eyes.
 pub fn approved_for(
     ctx: &Ctx,
     case_id: &str,
     peer: &str,
+    referral: Option<&[u8]>,
     officer: &str,
 ) -> Result<BTreeSet<Category>, CallError> {
     let creator = ctx
@@ -724,7 +737,7 @@ pub fn approved_for(
         .case(case_id)?
         .map(|c| c.created_by)
         .unwrap_or_default();
-    let approval = ctx.store.approval(case_id, peer)?;
+    let approval = ctx.store.approval_of(case_id, peer, referral)?;
     Ok(crate::referral::policy::approved_categories(
         approval.as_ref(),
         officer,
@@ -732,11 +745,13 @@ pub fn approved_for(
     ))
 }
 
-/// The decisions for every field of a local case sent to `to` by `officer`.
+/// The decisions for every field of a local case sent to `to` by `officer`, in the referral
+/// `referral` (`None`: the next one; its approvals apply).
 pub async fn preview(
     ctx: &Ctx,
     case_id: &str,
     to: &str,
+    referral: Option<&[u8]>,
     officer: &str,
 ) -> Result<
     (
@@ -750,7 +765,7 @@ pub async fn preview(
         .peers
         .get(to)
         .ok_or_else(|| CallError::msg(format!("unknown peer {to}: add its identity card first")))?;
-    let approved = approved_for(ctx, case_id, to, officer)?;
+    let approved = approved_for(ctx, case_id, to, referral, officer)?;
     let decisions = crate::referral::policy::decide(
         &ctx.template,
         &fields,
@@ -776,7 +791,7 @@ async fn referral_send(
     case_id: &str,
     to: &str,
 ) -> Result<a::ReferralSent, CallError> {
-    let ((case, fields), decisions) = preview(ctx, case_id, to, &caller.name).await?;
+    let ((case, fields), decisions) = preview(ctx, case_id, to, None, &caller.name).await?;
     let (c, released) = crate::referral::policy::commit_and_release(&fields, &decisions)
         .map_err(|e| CallError::msg(format!("cannot commit the case: {e}")))?;
     let extensions: Vec<pb::ExtensionField> = ctx
@@ -803,7 +818,13 @@ async fn referral_send(
         phase: pb::Phase::Identification as i32,
     });
     let n_released = released.len();
-    let id = messages::enqueue(
+    // The approvals given for the next referral belong to this one from now on.
+    let bind = Op::BindApproval {
+        case_id: case.id.clone(),
+        peer: to.to_string(),
+        referral_id: vec![],
+    };
+    let id = messages::enqueue_with(
         ctx,
         Outgoing {
             to: to.to_string(),
@@ -815,6 +836,7 @@ async fn referral_send(
             committed: c.disclosures,
             officer: caller.name.clone(),
         },
+        vec![bind],
     )
     .await?;
     Ok(a::ReferralSent {
@@ -829,7 +851,7 @@ async fn referral_send(
 
 /// Urgency and minority of a case as this node holds them: its own record for a case it
 /// referred, else the values the sender disclosed. `None`: not disclosed (never guessed).
-async fn case_flags(
+pub async fn case_flags(
     ctx: &Ctx,
     peer: &str,
     case_ref: &str,
@@ -1092,6 +1114,9 @@ async fn message_show(ctx: &Ctx, id_hex: &str) -> Result<a::MessageView, CallErr
         .and_then(|e| pb::Body::decode(e.body.as_slice()).ok())
         .unwrap_or_default();
     view.payload = Some(crate::admin::showing::payload_view(&body));
+    if view.kind == "information_request" {
+        view.answered_by = Some(crate::admin::queue::answers_to(ctx, &id)?);
+    }
     Ok(view)
 }
 
@@ -1172,6 +1197,7 @@ pub fn message_json(
         erased: erased_names(erased),
         extensions: None,
         payload: None,
+        answered_by: None,
     }
 }
 

@@ -13,10 +13,11 @@ use trm_proto::template;
 
 use crate::admin::calls::{self, load_case};
 use crate::base::time::format_ms;
+use crate::base::vocab::ThreadState;
 use crate::base::vocab::{CallError, Caller};
 use crate::referral::messages::{self, Outgoing};
 use crate::state::ctx::Ctx;
-use crate::store::{ApprovalRecord, CaseRecord, Op, SentRecord, ThreadRecord, ThreadRole};
+use crate::store::{CaseRecord, Op, SentRecord, ThreadRecord, ThreadRole};
 
 fn parse_categories(names: &[String]) -> Result<Vec<Category>, CallError> {
     let mut out = Vec::new();
@@ -91,14 +92,42 @@ fn resolve_received(ctx: &Ctx, referral: &str) -> Result<ThreadRecord, CallError
         .ok_or_else(|| CallError::msg(format!("no referral {referral} received by this node")))
 }
 
-/// `referral approve`: a supervisor approves sensitive categories for one referral.
+/// The referral an approval is for: a sent referral named by its message id, or `CASE/CC`:
+/// the open (pending or accepted) referral of the case to CC, else the next one (empty id).
+fn approval_target(ctx: &Ctx, referral: &str) -> Result<(String, String, Vec<u8>), CallError> {
+    let (case_id, peer) = resolve_sent(ctx, referral)?;
+    if !referral.contains('/') {
+        let id = hex::decode(referral).unwrap_or_default();
+        return Ok((case_id, peer, id));
+    }
+    let case_ref = ctx.store.case(&case_id)?.unwrap_or_default().case_ref;
+    let open = ctx
+        .store
+        .thread(&peer, &case_ref)?
+        .filter(|t| t.role() == Some(ThreadRole::Sent))
+        .filter(|t| {
+            matches!(
+                t.state(),
+                Some(ThreadState::Pending | ThreadState::Accepted)
+            )
+        });
+    Ok((
+        case_id,
+        peer,
+        open.map(|t| t.referral_id).unwrap_or_default(),
+    ))
+}
+
+/// `referral approve`: a supervisor approves sensitive categories for one referral. Grants
+/// accumulate (another supervisor's approval adds to the first); approving a category the
+/// outgoing profile blocks for the peer warns, naming the profile's node.toml line.
 pub async fn approve(
     ctx: &Ctx,
     caller: &Caller,
     referral: &str,
     categories: &[String],
 ) -> Result<a::Approved, CallError> {
-    let (case_id, peer) = resolve_sent(ctx, referral)?;
+    let (case_id, peer, referral_id) = approval_target(ctx, referral)?;
     let cats = parse_categories(categories)?;
     if cats.is_empty() {
         return Err(CallError::msg(
@@ -111,36 +140,51 @@ pub async fn approve(
             template::category_name(*c)
         )));
     }
-    let mut rec = ctx.store.approval(&case_id, &peer)?.unwrap_or_default();
-    if !rec.supervisor.is_empty() && rec.supervisor != caller.name {
-        rec.categories.clear();
-    }
+    let bound = (!referral_id.is_empty()).then_some(referral_id.as_slice());
+    let mut rec = ctx
+        .store
+        .approval_of(&case_id, &peer, bound)?
+        .unwrap_or_default();
+    rec.referral_id.clone_from(&referral_id);
+    let now = ctx.clock.now_ms();
     for c in &cats {
-        if !rec.categories.contains(&(*c as i32)) {
-            rec.categories.push(*c as i32);
-        }
+        rec.grant(*c as i32, &caller.name, now);
     }
-    let rec = ApprovalRecord {
-        categories: rec.categories,
-        supervisor: caller.name.clone(),
-        at_ms: ctx.clock.now_ms(),
-    };
-    let approved = rec
-        .categories
+    let outgoing = ctx.outgoing_for(&peer);
+    let warnings = cats
         .iter()
-        .filter_map(|c| Category::try_from(*c).ok())
-        .map(|c| template::category_name(c).to_string())
+        .filter(|c| !outgoing.contains(c))
+        .map(|c| {
+            format!(
+                "{}: the outgoing profile for {peer} (node.toml `{}`) does not release it; the approval has no effect while it does not",
+                template::category_name(*c),
+                ctx.cfg.outgoing_key(&peer)
+            )
+        })
         .collect();
-    let out = a::Approved {
-        case: case_id.clone(),
-        to: peer.clone(),
-        approved,
-        supervisor: caller.name.clone(),
-    };
     ctx.store
-        .commit(vec![Op::PutApproval(case_id, peer, rec)])
+        .commit(vec![Op::PutApproval(
+            case_id.clone(),
+            peer.clone(),
+            rec.clone(),
+        )])
         .await?;
-    Ok(out)
+    let waiting = crate::admin::queue::waiting_categories(ctx, &case_id, &peer, bound).await?;
+    let view = crate::admin::queue::approval_view(&case_id, &peer, &rec);
+    let mut approved: Vec<String> = view.granted.iter().map(|g| g.category.clone()).collect();
+    approved.dedup();
+    approved.sort();
+    approved.dedup();
+    Ok(a::Approved {
+        case: case_id,
+        to: peer,
+        referral: view.referral,
+        approved,
+        granted: view.granted,
+        supervisor: caller.name.clone(),
+        waiting,
+        warnings,
+    })
 }
 
 fn latest_referral(ctx: &Ctx, case_id: &str, peer: &str) -> Result<SentRecord, CallError> {
@@ -218,7 +262,7 @@ pub async fn disclose(
     }
     // Four eyes against the caller who releases now (and the case's creator), not the
     // original sender.
-    let (_, decisions) = calls::preview(ctx, &case_id, &peer, &caller.name).await?;
+    let (_, decisions) = calls::preview(ctx, &case_id, &peer, Some(&sent.id), &caller.name).await?;
     let allowed: BTreeSet<&str> = decisions
         .iter()
         .filter(|d| d.released)
@@ -395,14 +439,14 @@ async fn consent_source(
     ))
 }
 
-/// `followup send`: progress in one TRM phase, with updated template fields released under
-/// the same rules as a referral.
-pub async fn follow_up(
-    ctx: &Arc<Ctx>,
+/// What a follow-up to `r.to` would carry: its thread, the local case id ("" for a case
+/// received), the fields and every field's decision, under the same rules as a referral.
+async fn follow_up_decisions(
+    ctx: &Ctx,
     caller: &Caller,
-    r: api::FollowUpSend,
-) -> Result<a::FollowUpSent, CallError> {
-    let phase = crate::referral::lifecycle::parse_phase(&r.phase).ok_or_else(|| {
+    r: &api::FollowUpSend,
+) -> Result<FollowUpPlan, CallError> {
+    crate::referral::lifecycle::parse_phase(&r.phase).ok_or_else(|| {
         CallError::msg("phase must be identification, first_assistance, long_term_assistance, return or proceedings")
     })?;
     check_date("date", &r.date)?;
@@ -416,7 +460,7 @@ pub async fn follow_up(
     let approved = if case_id.is_empty() {
         BTreeSet::new()
     } else {
-        calls::approved_for(ctx, &case_id, &r.to, &caller.name)?
+        calls::approved_for(ctx, &case_id, &r.to, Some(&t.referral_id), &caller.name)?
     };
     let decisions = crate::referral::policy::decide(
         &ctx.template,
@@ -426,20 +470,78 @@ pub async fn follow_up(
         &ctx.outgoing_for(&r.to),
         &approved,
     );
+    Ok(FollowUpPlan {
+        thread: t,
+        case_id,
+        fields,
+        decisions,
+    })
+}
+
+/// What [`follow_up_decisions`] found.
+struct FollowUpPlan {
+    thread: ThreadRecord,
+    case_id: String,
+    fields: Vec<pb::FieldDisclosure>,
+    decisions: Vec<crate::referral::policy::FieldDecision>,
+}
+
+/// `followup preview`: what `followup send` with the same options would release, and every
+/// withheld field with its rules. Sends nothing.
+pub async fn follow_up_preview(
+    ctx: &Ctx,
+    caller: &Caller,
+    r: api::FollowUpSend,
+) -> Result<a::Preview, CallError> {
+    let plan = follow_up_decisions(ctx, caller, &r).await?;
+    Ok(a::Preview {
+        case: plan.thread.case_ref,
+        to: r.to,
+        fields: plan.decisions.iter().map(calls::decision).collect(),
+    })
+}
+
+/// The id of the information request a follow-up answers: one received from `peer` about
+/// `case_ref` (empty: none).
+fn reply_target(ctx: &Ctx, r: &api::FollowUpSend, case_ref: &str) -> Result<Vec<u8>, CallError> {
+    if r.in_reply_to.is_empty() {
+        return Ok(vec![]);
+    }
+    let id = hex::decode(&r.in_reply_to)
+        .ok()
+        .filter(|v| v.len() == 16)
+        .ok_or_else(|| CallError::msg("--in-reply-to must be a message id (32 hex digits)"))?;
+    ctx.store
+        .received(&r.to, &id)?
+        .filter(|m| m.kind == "information_request" && m.case_ref == case_ref)
+        .ok_or_else(|| {
+            CallError::msg(format!(
+                "--in-reply-to: no information request {} from {} about {case_ref}",
+                r.in_reply_to, r.to
+            ))
+        })?;
+    Ok(id)
+}
+
+/// `followup send`: progress in one TRM phase, with updated template fields released under
+/// the same rules as a referral; `in_reply_to` names the information request it answers.
+pub async fn follow_up(
+    ctx: &Arc<Ctx>,
+    caller: &Caller,
+    r: api::FollowUpSend,
+) -> Result<a::FollowUpSent, CallError> {
+    let plan = follow_up_decisions(ctx, caller, &r).await?;
+    let phase = crate::referral::lifecycle::parse_phase(&r.phase).unwrap_or_default();
+    let (t, fields, decisions) = (plan.thread, plan.fields, plan.decisions);
+    let in_reply_to = reply_target(ctx, &r, &t.case_ref)?;
     let (c, released) = crate::referral::policy::commit_and_release(&fields, &decisions)
         .map_err(|e| CallError::msg(format!("cannot commit the fields: {e}")))?;
-    let in_reply_to = if r.in_reply_to.is_empty() {
-        vec![]
-    } else {
-        hex::decode(&r.in_reply_to)
-            .map_err(|_| CallError::msg("--in-reply-to must be a message id"))?
-    };
     let n = released.len();
     let id = messages::enqueue(
         ctx,
         Outgoing {
             to: r.to.clone(),
-            case_id,
+            case_id: plan.case_id,
             case_ref: t.case_ref.clone(),
             in_reply_to,
             payload: Payload::FollowUp(pb::FollowUp {
@@ -468,6 +570,11 @@ pub async fn follow_up(
         kind: "follow_up".into(),
         released: n as u64,
         withheld: (decisions.len() - n) as u64,
+        withheld_fields: decisions
+            .iter()
+            .filter(|d| !d.released)
+            .map(calls::decision)
+            .collect(),
     })
 }
 
@@ -638,6 +745,7 @@ pub async fn timeline(ctx: &Ctx, id: &str) -> Result<a::Timeline, CallError> {
         return Err(CallError::msg(format!("no case {id}")));
     }
     items.sort_by_key(|v| v.created_ms);
+    crate::admin::queue::mark_answers(&mut items);
     let threads: Vec<a::Thread> = ctx
         .store
         .threads()?

@@ -7,6 +7,7 @@
 
 pub mod calls;
 pub mod flows;
+pub mod queue;
 pub mod showing;
 
 use std::sync::Arc;
@@ -58,6 +59,9 @@ pub fn call_rules(call: &Call) -> (&'static str, &'static [Role]) {
         Call::Backup(_) => ("backup", &[Operator]),
         Call::PolicyShow(_) => ("policy show", &[Operator, Officer, Supervisor, Auditor]),
         Call::PolicyReload(_) => ("policy reload", &[Operator]),
+        Call::Queue(_) => ("queue", &[Operator, Officer, Supervisor]),
+        Call::ReferralApprovals(_) => ("referral approvals", READ_CASES),
+        Call::FollowUpPreview(_) => ("followup preview", READ_CASES),
     }
 }
 

@@ -129,6 +129,11 @@ pub struct NodeConfig {
     /// 1 ..= 3650).
     #[serde(default = "default_stale_days")]
     pub directory_stale_days: u32,
+    /// `trm-admin queue`: an accepted referral is due a follow-up from this node when it sent
+    /// none for this many days since the acceptance or its last follow-up (default 30;
+    /// 0 ..= 3650, 0 = due at once).
+    #[serde(default = "default_followup_due_days")]
+    pub followup_due_days: u32,
     /// Audit log checkpoints.
     #[serde(default)]
     pub audit: AuditConfig,
@@ -362,6 +367,10 @@ fn default_stale_days() -> u32 {
     180
 }
 
+fn default_followup_due_days() -> u32 {
+    30
+}
+
 /// The dotted key whose value (or name) is at byte `offset` of a TOML text, found from the
 /// line's `key =` (or the nearest one above it, inside a multi-line value) and the last
 /// `[table]` header before it. Good enough to name the key in an error; `None` if unsure.
@@ -470,6 +479,7 @@ impl NodeConfig {
             template: TemplateConfig::default(),
             retention_days: BTreeMap::new(),
             directory_stale_days: default_stale_days(),
+            followup_due_days: default_followup_due_days(),
             audit: AuditConfig::default(),
             log: LogConfig::default(),
             metrics: MetricsConfig::default(),
@@ -691,6 +701,7 @@ impl NodeConfig {
             1..=86_400,
         )?;
         in_range("directory_stale_days", self.directory_stale_days, 1..=3650)?;
+        in_range("followup_due_days", self.followup_due_days, 0..=3650)?;
         if !matches!(self.log.format.as_str(), "human" | "json") {
             return Err(invalid("log.format", "must be \"human\" or \"json\""));
         }
@@ -753,6 +764,16 @@ impl NodeConfig {
         keys.dedup();
         keys.retain(|k| a.get(k) != b.get(k));
         keys
+    }
+
+    /// The node.toml line that holds the outgoing profile for `peer`: `outgoing.CC`, or
+    /// `default_outgoing` for a peer without its own entry.
+    pub fn outgoing_key(&self, peer: &str) -> String {
+        if self.outgoing.contains_key(peer) {
+            format!("outgoing.{peer}")
+        } else {
+            "default_outgoing".to_string()
+        }
     }
 
     /// Serializes to TOML.
@@ -982,7 +1003,7 @@ mod table {
             (
                 "unknown top-level key",
                 "colour = \"blue\"",
-                Err("node.toml: `colour`: unknown field `colour`, expected one of `country`, `name`, `listen`, `public_addresses`, `admin_listen`, `paths`, `limits`, `delivery`, `acceptance`, `outgoing`, `default_outgoing`, `template`, `retention_days`, `directory_stale_days`, `audit`, `log`, `metrics` (line 6)"),
+                Err("node.toml: `colour`: unknown field `colour`, expected one of `country`, `name`, `listen`, `public_addresses`, `admin_listen`, `paths`, `limits`, `delivery`, `acceptance`, `outgoing`, `default_outgoing`, `template`, `retention_days`, `directory_stale_days`, `followup_due_days`, `audit`, `log`, `metrics` (line 6)"),
             ),
             (
                 "public addresses as IP socket addresses",

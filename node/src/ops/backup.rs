@@ -45,6 +45,10 @@ pub const FORMAT: u32 = 1;
 /// Folder (inside the node folder) where a running node writes online backups.
 pub const BACKUP_DIR: &str = "backups";
 pub use crate::audit::RESTORE_PENDING;
+/// Store metadata key: when this node last wrote a backup (Unix ms, 8 bytes big-endian;
+/// `trm-admin queue` shows its age to operators).
+pub const LAST_BACKUP: &str = "last_backup";
+
 /// Store metadata key: the last restore (JSON [`RestoreInfo`]).
 pub const LAST_RESTORE: &str = "last_restore";
 
@@ -873,6 +877,10 @@ pub async fn online(
         path: out.clone(),
         source: std::io::Error::other(e.to_string()),
     })??;
+    let at = Op::PutMeta(LAST_BACKUP.into(), now.to_be_bytes().to_vec());
+    if let Err(e) = ctx.store.commit(vec![at]).await {
+        tracing::warn!(error = %e, "backup written, but its time could not be recorded");
+    }
     tracing::info!(
         file = %rel.display(),
         records = header.records,

@@ -64,11 +64,23 @@ pub async fn enqueue(ctx: &Arc<Ctx>, out: Outgoing) -> Result<Vec<u8>, SendError
     enqueue_with(ctx, out, vec![]).await
 }
 
-/// [`enqueue`], with `extra` writes committed in the same transaction.
+/// Fills the empty referral id of every [`Op::BindApproval`] in `ops` with `id`.
+fn bind_to(ops: &mut [Op], id: &[u8]) {
+    for op in ops {
+        if let Op::BindApproval { referral_id, .. } = op {
+            if referral_id.is_empty() {
+                referral_id.extend_from_slice(id);
+            }
+        }
+    }
+}
+
+/// [`enqueue`], with `extra` writes committed in the same transaction (an
+/// [`Op::BindApproval`] with an empty referral id binds to the message enqueued here).
 pub async fn enqueue_with(
     ctx: &Arc<Ctx>,
     out: Outgoing,
-    extra: Vec<Op>,
+    mut extra: Vec<Op>,
 ) -> Result<Vec<u8>, SendError> {
     let peer = ctx
         .peers
@@ -79,6 +91,7 @@ pub async fn enqueue_with(
     }
     let mut id = vec![0u8; 16];
     rand::rngs::OsRng.fill_bytes(&mut id);
+    bind_to(&mut extra, &id);
     let now = ctx.clock.now_ms();
     let body = pb::Body {
         version: trm_proto::PROTOCOL_VERSION,

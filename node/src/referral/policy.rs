@@ -59,20 +59,20 @@ pub fn consent_given(fields: &[pb::FieldDisclosure], cat: Category) -> bool {
         .unwrap_or(false)
 }
 
-/// The categories a supervisor's approval releases for a referral sent by `sender`: four
-/// eyes. None when there is no approval, or when the approver is the sender or the case's
-/// `creator` (nobody approves their own case). Unknown category numbers are ignored.
+/// The categories supervisors' approvals release for a referral sent by `sender`: four eyes.
+/// Grants accumulate; a grant by the sender or the case's `creator` does not count (nobody
+/// approves their own case). Unknown category numbers are ignored.
 pub fn approved_categories(
     approval: Option<&ApprovalRecord>,
     sender: &str,
     creator: &str,
 ) -> BTreeSet<Category> {
     approval
-        .filter(|a| a.supervisor != sender && a.supervisor != creator)
         .map(|a| {
-            a.categories
+            a.all_grants()
                 .iter()
-                .filter_map(|c| Category::try_from(*c).ok())
+                .filter(|g| g.supervisor != sender && g.supervisor != creator)
+                .filter_map(|g| Category::try_from(g.category).ok())
                 .collect()
         })
         .unwrap_or_default()
@@ -548,7 +548,17 @@ mod tests {
             categories: categories.to_vec(),
             supervisor: supervisor.to_string(),
             at_ms: 1,
+            ..Default::default()
         }
+    }
+
+    /// Grants by several supervisors: (supervisor, category).
+    fn grants(list: &[(&str, Category)]) -> ApprovalRecord {
+        let mut rec = ApprovalRecord::default();
+        for (who, c) in list {
+            rec.grant(*c as i32, who, 2);
+        }
+        rec
     }
 
     /// A case, the approval kept, the sender, the case's creator, and what it approves.
@@ -563,7 +573,32 @@ mod tests {
     #[test]
     fn four_eyes() {
         let both = [Identity as i32, Health as i32];
-        let rows: [ApprovalRow; 7] = [
+        let rows: [ApprovalRow; 10] = [
+            (
+                "two supervisors' grants accumulate",
+                Some(grants(&[("sam", Identity), ("sue", Health)])),
+                "olga",
+                "olga",
+                &[Identity, Health],
+            ),
+            (
+                "the creator's grant is ignored, a colleague's kept",
+                Some(grants(&[("oscar", Health), ("sam", Identity)])),
+                "olga",
+                "oscar",
+                &[Identity],
+            ),
+            (
+                "a grant after a record written before issue 12 adds to it",
+                Some({
+                    let mut r = approval("sam", &[Identity as i32]);
+                    r.grant(Child as i32, "sue", 3);
+                    r
+                }),
+                "olga",
+                "olga",
+                &[Identity, Child],
+            ),
             ("no approval", None, "olga", "olga", &[]),
             (
                 "another supervisor approved",

@@ -259,18 +259,71 @@ impl ThreadRecord {
     }
 }
 
-/// A supervisor's approval of sensitive categories for one referral (case and peer).
+/// Supervisors' approvals of sensitive categories for ONE referral of a case to a peer: the
+/// next referral (`referral_id` empty; bound to the referral when it is enqueued, see
+/// [`Op::BindApproval`]) or a sent one. Approvals accumulate: one grant per category and
+/// supervisor.
 #[derive(Clone, PartialEq, Message)]
 pub struct ApprovalRecord {
-    /// Approved `pb::Category` numbers.
+    /// Records before issue 12: approved `pb::Category` numbers (all by `supervisor`). Read
+    /// through [`ApprovalRecord::all_grants`].
     #[prost(int32, repeated, tag = "1")]
     pub categories: Vec<i32>,
+    /// Records before issue 12: the one supervisor.
+    #[prost(string, tag = "2")]
+    pub supervisor: String,
+    /// Records before issue 12: when.
+    #[prost(int64, tag = "3")]
+    pub at_ms: i64,
+    /// Every grant, oldest first.
+    #[prost(message, repeated, tag = "4")]
+    pub grants: Vec<Grant>,
+    /// The referral's message id; empty: the next referral.
+    #[prost(bytes = "vec", tag = "5")]
+    pub referral_id: Vec<u8>,
+}
+
+/// One supervisor's approval of one category.
+#[derive(Clone, PartialEq, Message)]
+pub struct Grant {
+    /// `pb::Category` number.
+    #[prost(int32, tag = "1")]
+    pub category: i32,
     /// Supervisor name.
     #[prost(string, tag = "2")]
     pub supervisor: String,
     /// When.
     #[prost(int64, tag = "3")]
     pub at_ms: i64,
+}
+
+impl ApprovalRecord {
+    /// Every grant, those of a record written before issue 12 included.
+    pub fn all_grants(&self) -> Vec<Grant> {
+        let legacy = self.categories.iter().map(|c| Grant {
+            category: *c,
+            supervisor: self.supervisor.clone(),
+            at_ms: self.at_ms,
+        });
+        legacy.chain(self.grants.iter().cloned()).collect()
+    }
+
+    /// Adds `category` approved by `supervisor` (kept once per category and supervisor);
+    /// true if it was new.
+    pub fn grant(&mut self, category: i32, supervisor: &str, at_ms: i64) -> bool {
+        let known = self
+            .all_grants()
+            .iter()
+            .any(|g| g.category == category && g.supervisor == supervisor);
+        if !known {
+            self.grants.push(Grant {
+                category,
+                supervisor: supervisor.to_string(),
+                at_ms,
+            });
+        }
+        !known
+    }
 }
 
 /// Delivery state of a sent message.
@@ -433,6 +486,17 @@ pub enum Op {
     PutReceived(ReceivedRecord),
     /// Store a supervisor's approval for (case id, peer).
     PutApproval(String, String, ApprovalRecord),
+    /// Binds the approval waiting for the next referral of (case id, peer), if any, to the
+    /// referral `referral_id` (an empty id is filled by `referral::messages::enqueue_with`
+    /// with the message it enqueues in the same job).
+    BindApproval {
+        /// local case id
+        case_id: String,
+        /// recipient
+        peer: String,
+        /// the referral's message id
+        referral_id: Vec<u8>,
+    },
     /// Store a referral thread.
     PutThread(ThreadRecord),
     /// Precondition: the thread of (peer, case_ref) is still `expected` (`None`: absent).
@@ -1160,17 +1224,30 @@ impl Store {
         Ok(out)
     }
 
-    /// The approval of sensitive categories for (case, peer), if any.
-    pub fn approval(
+    /// The approvals of one referral of (case, peer): `referral` `None` for the next one.
+    pub fn approval_of(
         &self,
         case_id: &str,
         peer: &str,
+        referral: Option<&[u8]>,
     ) -> Result<Option<ApprovalRecord>, StoreError> {
-        self.get(
-            &self.inner.t.approvals,
-            "approval",
-            &approval_key(case_id, peer),
-        )
+        let key = bound_approval_key(case_id, peer, referral.unwrap_or_default());
+        self.get(&self.inner.t.approvals, "approval", &key)
+    }
+
+    /// Every approval record with its case id and peer.
+    pub fn approvals(&self) -> Result<Vec<(String, String, ApprovalRecord)>, StoreError> {
+        Ok(self
+            .all::<ApprovalRecord>(&self.inner.t.approvals, "approval")?
+            .into_iter()
+            .filter_map(|(k, rec)| {
+                let text = String::from_utf8(k).ok()?;
+                let mut parts = text.split('\0');
+                let case = parts.next()?.to_string();
+                let peer = parts.next()?.to_string();
+                Some((case, peer, rec))
+            })
+            .collect())
     }
 
     /// The referral thread with `peer` about `case_ref`.
@@ -1472,6 +1549,17 @@ fn approval_key(case_id: &str, peer: &str) -> Vec<u8> {
     format!("{case_id}\0{peer}").into_bytes()
 }
 
+/// The key of the approvals of one referral: (case, peer) for the next one (as before issue
+/// 12), (case, peer, referral id) for a sent one.
+fn bound_approval_key(case_id: &str, peer: &str, referral_id: &[u8]) -> Vec<u8> {
+    let mut k = approval_key(case_id, peer);
+    if !referral_id.is_empty() {
+        k.push(0);
+        k.extend_from_slice(hex::encode(referral_id).as_bytes());
+    }
+    k
+}
+
 impl StoreError {
     /// The same error for every job of a failed group commit.
     fn sticky_copy(&self) -> StoreError {
@@ -1602,8 +1690,20 @@ impl Txn<'_> {
                     .insert(received_key(&rec.peer, &rec.id), rec.encode_to_vec())?;
             }
             Op::PutApproval(case_id, peer, rec) => {
-                self.approvals
-                    .insert(approval_key(case_id, peer), rec.encode_to_vec())?;
+                let key = bound_approval_key(case_id, peer, &rec.referral_id);
+                self.approvals.insert(key, rec.encode_to_vec())?;
+            }
+            Op::BindApproval {
+                case_id,
+                peer,
+                referral_id,
+            } => {
+                if let Some(v) = self.approvals.remove(approval_key(case_id, peer))? {
+                    let mut rec = ApprovalRecord::decode(v.as_ref()).unwrap_or_default();
+                    rec.referral_id = referral_id.clone();
+                    let key = bound_approval_key(case_id, peer, referral_id);
+                    self.approvals.insert(key, rec.encode_to_vec())?;
+                }
             }
             Op::PutThread(rec) => {
                 self.threads
