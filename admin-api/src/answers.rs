@@ -63,6 +63,8 @@ calls! {
     DirectoryPublish => DirectoryPublish => DirectoryPublished;
     AuditExport => AuditExport => AuditExported;
     Backup => Backup => BackupTaken;
+    CaseAccessLog => CaseAccessLog => AccessLog;
+    CaseExport => CaseExport => CaseExport;
 }
 
 /// An answer as the JSON text the node sends: keys sorted (through `serde_json::Value`).
@@ -904,4 +906,50 @@ pub struct BackupTaken {
     pub records: u64,
     /// When it was taken.
     pub taken: String,
+}
+
+/// `case access-log`: every admin call that named the case, from the audit log.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct AccessLog {
+    /// Case id or reference.
+    pub case: String,
+    /// Oldest first.
+    pub entries: Vec<AccessEntry>,
+}
+
+/// One admin call that named a case.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct AccessEntry {
+    /// The call (`case show`, `referral send`, ...).
+    pub call: String,
+    /// Position in the audit log.
+    pub index: u64,
+    /// Officer name.
+    pub officer: String,
+    /// ok, failed or `refused: role`.
+    pub result: String,
+    /// The officer's role.
+    pub role: String,
+    /// The audit target as logged (the case, `CASE -> CC`, `CASE message ID`, ...).
+    pub target: String,
+    /// When.
+    pub time: String,
+    /// When, Unix ms.
+    pub time_ms: i64,
+}
+
+/// `case export`: everything this node holds on one case.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct CaseExport {
+    /// The case as `case show` shows it (values, threads).
+    pub case: CaseShow,
+    /// The exporting node's country.
+    pub country: String,
+    /// When the export was made.
+    pub exported: String,
+    /// Who made it.
+    pub exported_by: String,
+    /// Every message sent and received about the case, with its signature verification and
+    /// delivery, oldest first, each with its payload in words.
+    pub timeline: Timeline,
 }

@@ -15,6 +15,7 @@ use trm_proto::admin as api;
 mod cmd;
 mod failure;
 mod files;
+mod html;
 mod render;
 
 use cmd::referrals::name_referral;
@@ -233,6 +234,23 @@ enum CaseCmd {
         /// Who gives consent: person or guardian.
         #[arg(long, default_value = "person")]
         by: String,
+    },
+    /// Supervisor or auditor: every admin call that named the case (who, role, when, what
+    /// call, result), from this node's audit log.
+    AccessLog {
+        /// Case id or case reference.
+        id: String,
+    },
+    /// Supervisor or auditor: everything this node holds on the case (values, every message
+    /// with its verification and delivery, the threads) as JSON in FILE and a printable page
+    /// in FILE with the extension .html, both mode 0600, for a subject access request or a
+    /// court. Refuses to overwrite either file. Audited.
+    Export {
+        /// Case id or case reference.
+        id: String,
+        /// The JSON file to write (new); the HTML page goes beside it with extension .html.
+        #[arg(long)]
+        out: PathBuf,
     },
     /// Close the case with a country, with its outcome.
     Close {
@@ -522,6 +540,8 @@ async fn case(s: &Session, c: CaseCmd) -> Result<(), Failure> {
         CaseCmd::Show { id } => cmd::cases::show_case(s, id).await,
         CaseCmd::Template => cmd::cases::template(s).await,
         CaseCmd::Timeline { id } => cmd::cases::timeline(s, id).await,
+        CaseCmd::AccessLog { id } => cmd::cases::access_log(s, id).await,
+        CaseCmd::Export { id, out } => cmd::cases::export(s, id, &out).await,
         CaseCmd::Consent {
             case_id,
             withdraw,

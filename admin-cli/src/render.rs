@@ -876,3 +876,29 @@ pub(crate) fn audit_summary(sum: &trm_proto::audit::Summary, json: bool) -> Stri
         table(&["peer", "direction", "kind", "messages"], &rows),
     )
 }
+
+/// `case access-log`.
+pub(crate) fn access_log(v: &a::AccessLog) -> String {
+    let rows: Vec<Vec<String>> = v
+        .entries
+        .iter()
+        .map(|e| {
+            vec![
+                e.time.clone(),
+                e.officer.clone(),
+                e.role.clone(),
+                e.call.clone(),
+                e.target.clone(),
+                e.result.clone(),
+            ]
+        })
+        .collect();
+    format!(
+        "case {}: {} admin call(s) named it\n",
+        v.case,
+        v.entries.len()
+    ) + &table(
+        &["time", "officer", "role", "call", "target", "result"],
+        &rows,
+    )
+}

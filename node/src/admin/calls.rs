@@ -22,7 +22,8 @@ use crate::store::{
     CaseRecord, Op, ReceivedRecord, SentRecord, SentState, ThreadRecord, ThreadRole,
 };
 
-/// What an admin call is about, for the audit log (ids and countries, never values).
+/// What an admin call that names no case is about, for the audit log (ids and countries,
+/// never values); calls that name a case: [`crate::admin::records::case_target`].
 pub fn target(call: &Call) -> String {
     match call {
         Call::PeerAdd(r) => {
@@ -36,11 +37,6 @@ pub fn target(call: &Call) -> String {
         Call::PeerRevoke(r) => r.country.clone(),
         Call::PeerTrust(r) => r.country.clone(),
         Call::OfficerAdd(r) => format!("{} ({})", r.name, r.role),
-        Call::CaseShow(r) => r.id.clone(),
-        Call::CaseTimeline(r) => r.id.clone(),
-        Call::ReferralSend(r) => format!("{} -> {}", r.case_id, r.to),
-        Call::ReferralPreview(r) => format!("{} -> {}", r.case_id, r.to),
-        Call::MessageShow(r) => r.id.clone(),
         Call::Backup(r) if r.include_keys => "with private keys".into(),
         _ => String::new(),
     }
@@ -109,6 +105,8 @@ pub async fn run(ctx: &Arc<Ctx>, caller: &Caller, call: Call) -> Result<Value, C
         Call::Inbox(_) => doc(inbox(ctx).await?),
         Call::MessageShow(r) => doc(message_show(ctx, &r.id).await?),
         Call::Backup(r) => doc(crate::ops::backup::online(ctx, r.include_keys).await?),
+        Call::CaseAccessLog(r) => doc(crate::admin::records::access_log(ctx, &r.id)?),
+        Call::CaseExport(r) => doc(crate::admin::records::export(ctx, caller, &r.id).await?),
         other => Err(CallError::msg(format!(
             "`{}` is not available on this node version",
             crate::admin::call_rules(&other).0
@@ -660,7 +658,7 @@ pub async fn received_fields(
     Ok(by_path.into_values().collect())
 }
 
-async fn case_show(ctx: &Ctx, id: &str) -> Result<a::CaseShow, CallError> {
+pub async fn case_show(ctx: &Ctx, id: &str) -> Result<a::CaseShow, CallError> {
     if ctx.store.case(id)?.is_some() {
         let (c, fields) = load_case(ctx, id).await?;
         let referrals = ctx
@@ -1050,7 +1048,7 @@ pub async fn received_view(ctx: &Ctx, r: &ReceivedRecord) -> Result<a::MessageVi
     Ok(v)
 }
 
-async fn message_show(ctx: &Ctx, id_hex: &str) -> Result<a::MessageView, CallError> {
+pub async fn message_show(ctx: &Ctx, id_hex: &str) -> Result<a::MessageView, CallError> {
     let id = hex::decode(id_hex)
         .ok()
         .filter(|v| v.len() == 16)

@@ -7,6 +7,7 @@
 
 pub mod calls;
 pub mod flows;
+pub mod records;
 pub mod showing;
 
 use std::sync::Arc;
@@ -56,6 +57,8 @@ pub fn call_rules(call: &Call) -> (&'static str, &'static [Role]) {
         Call::DirectoryPublish(_) => ("directory publish", &[Operator]),
         Call::AuditExport(_) => ("audit export", &[Auditor]),
         Call::Backup(_) => ("backup", &[Operator]),
+        Call::CaseAccessLog(_) => ("case access-log", &[Supervisor, Auditor]),
+        Call::CaseExport(_) => ("case export", &[Supervisor, Auditor]),
     }
 }
 
@@ -154,7 +157,8 @@ pub async fn dispatch(ctx: &Arc<Ctx>, caller: &Caller, req: AdminRequest) -> Adm
         };
     };
     let (name, roles) = call_rules(&call);
-    let target = crate::admin::calls::target(&call);
+    let target = crate::admin::records::case_target(ctx, &call)
+        .unwrap_or_else(|| crate::admin::calls::target(&call));
     // Fail closed: while the audit log cannot be written only `status` answers (unlogged, it
     // changes nothing), so that it can say why.
     if let Some(why) = ctx.store.write_failure() {
