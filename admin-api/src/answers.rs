@@ -65,6 +65,7 @@ calls! {
     Backup => Backup => BackupTaken;
     CaseAccessLog => CaseAccessLog => AccessLog;
     CaseExport => CaseExport => CaseExport;
+    Stats => Stats => Stats;
 }
 
 /// An answer as the JSON text the node sends: keys sorted (through `serde_json::Value`).
@@ -952,4 +953,72 @@ pub struct CaseExport {
     /// Every message sent and received about the case, with its signature verification and
     /// delivery, oldest first, each with its payload in words.
     pub timeline: Timeline,
+}
+
+/// A count as published: the number, or `"<5"` when it is suppressed (small, or derivable
+/// from the others and the total).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Cell {
+    /// Shown.
+    Count(u64),
+    /// Suppressed: always the text `<5`.
+    Suppressed(String),
+}
+
+impl Cell {
+    /// The suppressed cell.
+    pub fn suppressed() -> Self {
+        Cell::Suppressed("<5".into())
+    }
+}
+
+impl std::fmt::Display for Cell {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Cell::Count(n) => write!(f, "{n}"),
+            Cell::Suppressed(s) => f.write_str(s),
+        }
+    }
+}
+
+/// `stats`: counts of cases and referrals by category, for monitoring and evaluation.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Stats {
+    /// First day counted (YYYY-MM-DD), "" = open.
+    pub from: String,
+    /// Median days from referral to acceptance, by direction ("sent", "received"): a number
+    /// with one decimal, "<5" when fewer than 5 referrals were accepted, "-" when none.
+    pub median_days_to_acceptance: std::collections::BTreeMap<String, String>,
+    /// Tables, in a fixed order.
+    pub tables: Vec<StatTable>,
+    /// Cells from 1 to this minus one are suppressed.
+    pub threshold: u64,
+    /// Last day counted (YYYY-MM-DD), "" = open.
+    pub to: String,
+}
+
+/// One table of counts.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct StatTable {
+    /// What is counted by: `exploitation_form`, `sex`, `age_band`, `minor`, `partner`,
+    /// `phase_reached`, `outcome`.
+    pub by: String,
+    /// A case may count in several rows (forms of exploitation).
+    pub multiple: bool,
+    /// Rows, in a fixed order.
+    pub rows: Vec<StatRow>,
+    /// Total cases or referrals counted.
+    pub total: Cell,
+    /// `cases` or `referrals`.
+    pub unit: String,
+}
+
+/// One row of a table.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct StatRow {
+    /// How many.
+    pub count: Cell,
+    /// The category.
+    pub label: String,
 }

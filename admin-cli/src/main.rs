@@ -69,6 +69,20 @@ enum Cmd {
     /// The audit log: export a bundle (auditor), verify one offline (no node, no credential).
     #[command(subcommand)]
     Audit(AuditCmd),
+    /// Supervisor or auditor: counts of cases and referrals by category (form of
+    /// exploitation, sex, age band, minor, partner, phase reached, outcome) and median days to
+    /// acceptance; counts under 5 are shown as <5.
+    Stats {
+        /// First day counted, YYYY-MM-DD (default: from the start).
+        #[arg(long)]
+        from: Option<String>,
+        /// Last day counted, YYYY-MM-DD (default: to today).
+        #[arg(long)]
+        to: Option<String>,
+        /// Print comma-separated values (table,label,count) instead of tables.
+        #[arg(long)]
+        csv: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -493,6 +507,17 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         Cmd::Directory(DirectoryCmd::Publish) => cmd::directory::publish(&s).await,
         Cmd::Inbox => cmd::messages::inbox(&s).await,
         Cmd::Message(MessageCmd::Show { id }) => cmd::messages::show(&s, id).await,
+        Cmd::Stats { from, to, csv } => {
+            let (from, to) = (from.unwrap_or_default(), to.unwrap_or_default());
+            for (name, d) in [("--from", &from), ("--to", &to)] {
+                if !d.is_empty() && trm_proto::date::parse_date_ms(d).is_none() {
+                    return Err(Failure::usage(format!(
+                        "{name} {d:?} is not a date: use YYYY-MM-DD"
+                    )));
+                }
+            }
+            cmd::cases::stats(&s, api::Stats { from, to }, csv).await
+        }
         Cmd::Audit(AuditCmd::Export { out, from, to }) => {
             cmd::audit::export(&s, &out, from.as_deref(), to.as_deref()).await
         }

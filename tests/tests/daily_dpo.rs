@@ -335,3 +335,135 @@ async fn audit_log_still_verifies(root: &Path, p: &People) {
         "no case value in the audit log"
     );
 }
+
+/// A case file with the given forms of exploitation.
+fn forms_case(dir: &Path, case_ref: &str, forms: &[&str]) -> String {
+    let v = serde_json::json!({
+        "reference": {
+            "case_ref": case_ref,
+            "sending_institution": "Synthetic Test Unit",
+            "receiving_country": "AL",
+            "date": "2026-11-01",
+            "reason": "Synthetic statistics reason.",
+        },
+        "exploitation": { "forms": forms, "victim_status": "presumed" },
+    });
+    let file = dir.join(format!("{case_ref}.json"));
+    std::fs::write(&file, v.to_string()).expect("case file");
+    file.display().to_string()
+}
+
+/// `stats` (item 22): six labour cases, two of them also sexual exploitation, five referred to
+/// and accepted by Albania: labour (6) and the partner row (5) are shown, sexual (2) is `<5`;
+/// the median is shown; no case value; a range with nothing in it counts nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rapporteur_gets_counts_with_small_cells_suppressed() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let root = tmp.path();
+    let (it, al) = trm_tests::open_pair(root).await;
+    let p = people(root, &it, &al).await;
+    for i in 1..=6 {
+        let case_ref = format!("IT-STAT-{i}");
+        let forms: &[&str] = if i <= 2 {
+            &["labour", "sexual"]
+        } else {
+            &["labour"]
+        };
+        let file = forms_case(root, &case_ref, forms);
+        admin(&p.olivia, &["case", "create", "--file", &file]).await;
+        if i == 6 {
+            break;
+        }
+        let sent = admin(
+            &p.olivia,
+            &["--json", "referral", "send", &case_ref, "--to", "AL"],
+        )
+        .await;
+        let id = json(&sent)["message"].as_str().expect("id").to_string();
+        assert!(wait_until(20, || it.delivered(&id)).await, "delivered");
+        let accept = [
+            "referral",
+            "accept",
+            &id,
+            "--institution",
+            "Synthetic Unit",
+            "--focal-point",
+            "desk",
+        ];
+        admin(&p.otto, &accept).await;
+    }
+    let all_accepted = || {
+        (1..=5).all(|i| trm_tests::recv::state(&it, "AL", &format!("IT-STAT-{i}")) == "accepted")
+    };
+    assert!(wait_until(30, all_accepted).await, "acceptances arrived");
+
+    let refused = admin_as(&p.olivia, &["stats"]).await;
+    assert_eq!(refused.code, Some(77), "{}", refused.stderr);
+    let bad = admin_as(&p.dora, &["stats", "--to", "yesterday"]).await;
+    assert_eq!(bad.code, Some(64), "{}", bad.stderr);
+    assert!(bad.stderr.contains("--to"), "{}", bad.stderr);
+
+    let doc = json(&admin(&p.dora, &["--json", "stats"]).await);
+    let table = |by: &str| {
+        doc["tables"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["by"] == by)
+            .unwrap_or_else(|| panic!("table {by}: {doc}"))
+            .clone()
+    };
+    let row = |t: &Value, label: &str| {
+        t["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["label"] == label)
+            .unwrap_or_else(|| panic!("row {label}: {t}"))["count"]
+            .clone()
+    };
+    let forms = table("exploitation_form");
+    assert_eq!(row(&forms, "labour"), 6, "{forms}");
+    assert_eq!(row(&forms, "sexual"), "<5", "{forms}");
+    assert_eq!(row(&forms, "organ_removal"), 0, "{forms}");
+    assert_eq!(forms["total"], 6);
+    let partner = table("partner");
+    assert_eq!(row(&partner, "AL (sent)"), 5, "{partner}");
+    let outcome = table("outcome");
+    assert_eq!(row(&outcome, "accepted"), 5, "{outcome}");
+    let median = doc["median_days_to_acceptance"]["sent"].as_str().unwrap();
+    assert!(
+        median.parse::<f64>().is_ok(),
+        "a number with 5 acceptances: {doc}"
+    );
+    assert!(
+        !doc.to_string().contains("Synthetic statistics"),
+        "no case value"
+    );
+
+    let text = admin(&p.sam, &["stats"]).await;
+    eprintln!("{text}");
+    assert!(line_with(&text, "sexual").contains("<5"), "{text}");
+    let csv = admin(&p.sam, &["stats", "--csv"]).await;
+    assert!(
+        csv.lines().any(|l| l == "exploitation_form,sexual,<5"),
+        "{csv}"
+    );
+    assert!(
+        csv.lines().any(|l| l == "exploitation_form,labour,6"),
+        "{csv}"
+    );
+
+    let later = json(&admin(&p.dora, &["--json", "stats", "--from", "2999-01-01"]).await);
+    let forms = later["tables"][0].clone();
+    assert_eq!(forms["total"], 0, "{later}");
+    it.finish().await;
+    al.finish().await;
+}
+
+/// The first line of `text` that holds `needle`.
+fn line_with<'a>(text: &'a str, needle: &str) -> &'a str {
+    text.lines()
+        .find(|l| l.contains(needle))
+        .unwrap_or_else(|| panic!("no line with {needle:?} in:\n{text}"))
+}

@@ -108,3 +108,17 @@ pub(crate) async fn export(s: &Session, id: String, out: &Path) -> Result<(), Fa
     });
     Ok(())
 }
+
+/// `stats`: tables, `--json` the document, `--csv` one line per cell.
+pub(crate) async fn stats(s: &Session, request: api::Stats, csv: bool) -> Result<(), Failure> {
+    if csv && s.json {
+        return Err(Failure::usage("choose one of --json and --csv"));
+    }
+    let (answer, _) = ask(s, request, Refused::Call).await?;
+    if csv {
+        print!("{}", render::stats_csv(&answer));
+    } else {
+        show(s, &answer, render::stats);
+    }
+    Ok(())
+}

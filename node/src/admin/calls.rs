@@ -38,7 +38,17 @@ pub fn target(call: &Call) -> String {
         Call::PeerTrust(r) => r.country.clone(),
         Call::OfficerAdd(r) => format!("{} ({})", r.name, r.role),
         Call::Backup(r) if r.include_keys => "with private keys".into(),
+        Call::Stats(r) => format!("from {} to {}", or_open(&r.from), or_open(&r.to)),
         _ => String::new(),
+    }
+}
+
+/// A date bound as logged: `open` when empty.
+fn or_open(d: &str) -> &str {
+    if d.is_empty() {
+        "open"
+    } else {
+        d
     }
 }
 
@@ -107,6 +117,7 @@ pub async fn run(ctx: &Arc<Ctx>, caller: &Caller, call: Call) -> Result<Value, C
         Call::Backup(r) => doc(crate::ops::backup::online(ctx, r.include_keys).await?),
         Call::CaseAccessLog(r) => doc(crate::admin::records::access_log(ctx, &r.id)?),
         Call::CaseExport(r) => doc(crate::admin::records::export(ctx, caller, &r.id).await?),
+        Call::Stats(r) => doc(crate::admin::stats::stats(ctx, &r.from, &r.to).await?),
         other => Err(CallError::msg(format!(
             "`{}` is not available on this node version",
             crate::admin::call_rules(&other).0

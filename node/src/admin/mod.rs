@@ -9,6 +9,7 @@ pub mod calls;
 pub mod flows;
 pub mod records;
 pub mod showing;
+pub mod stats;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -59,6 +60,7 @@ pub fn call_rules(call: &Call) -> (&'static str, &'static [Role]) {
         Call::Backup(_) => ("backup", &[Operator]),
         Call::CaseAccessLog(_) => ("case access-log", &[Supervisor, Auditor]),
         Call::CaseExport(_) => ("case export", &[Supervisor, Auditor]),
+        Call::Stats(_) => ("stats", &[Supervisor, Auditor]),
     }
 }
 
