@@ -68,6 +68,9 @@ calls! {
     Queue => Queue => Queue;
     ReferralApprovals => ReferralApprovals => Approvals;
     FollowUpPreview => FollowUpPreview => Preview;
+    CaseAccessLog => CaseAccessLog => AccessLog;
+    CaseExport => CaseExport => CaseExport;
+    Stats => Stats => Stats;
 }
 
 /// An answer as the JSON text the node sends: keys sorted (through `serde_json::Value`).
@@ -1120,4 +1123,118 @@ pub struct Grant {
     pub supervisor: String,
     /// When (RFC 3339).
     pub at: String,
+}
+
+/// `case access-log`: every admin call that named the case, from the audit log.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct AccessLog {
+    /// Case id or reference.
+    pub case: String,
+    /// Oldest first.
+    pub entries: Vec<AccessEntry>,
+}
+
+/// One admin call that named a case.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct AccessEntry {
+    /// The call (`case show`, `referral send`, ...).
+    pub call: String,
+    /// Position in the audit log.
+    pub index: u64,
+    /// Officer name.
+    pub officer: String,
+    /// ok, failed or `refused: role`.
+    pub result: String,
+    /// The officer's role.
+    pub role: String,
+    /// The audit target as logged (the case, `CASE -> CC`, `CASE message ID`, ...).
+    pub target: String,
+    /// When.
+    pub time: String,
+    /// When, Unix ms.
+    pub time_ms: i64,
+}
+
+/// `case export`: everything this node holds on one case.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct CaseExport {
+    /// The case as `case show` shows it (values, threads).
+    pub case: CaseShow,
+    /// The exporting node's country.
+    pub country: String,
+    /// When the export was made.
+    pub exported: String,
+    /// Who made it.
+    pub exported_by: String,
+    /// Every message sent and received about the case, with its signature verification and
+    /// delivery, oldest first, each with its payload in words.
+    pub timeline: Timeline,
+}
+
+/// A count as published: the number, or `"<5"` when it is suppressed (small, or derivable
+/// from the others and the total).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Cell {
+    /// Shown.
+    Count(u64),
+    /// Suppressed: always the text `<5`.
+    Suppressed(String),
+}
+
+impl Cell {
+    /// The suppressed cell.
+    pub fn suppressed() -> Self {
+        Cell::Suppressed("<5".into())
+    }
+}
+
+impl std::fmt::Display for Cell {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Cell::Count(n) => write!(f, "{n}"),
+            Cell::Suppressed(s) => f.write_str(s),
+        }
+    }
+}
+
+/// `stats`: counts of cases and referrals by category, for monitoring and evaluation.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Stats {
+    /// First day counted (YYYY-MM-DD), "" = open.
+    pub from: String,
+    /// Median days from referral to acceptance, by direction ("sent", "received"): a number
+    /// with one decimal, "<5" when fewer than 5 referrals were accepted, "-" when none.
+    pub median_days_to_acceptance: std::collections::BTreeMap<String, String>,
+    /// Tables, in a fixed order.
+    pub tables: Vec<StatTable>,
+    /// Cells from 1 to this minus one are suppressed.
+    pub threshold: u64,
+    /// Last day counted (YYYY-MM-DD), "" = open.
+    pub to: String,
+}
+
+/// One table of counts.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct StatTable {
+    /// What is counted by: `exploitation_form`, `sex`, `age_band`, `minor`, `partner`,
+    /// `phase_reached`, `outcome`.
+    pub by: String,
+    /// A case may count in several rows (forms of exploitation).
+    pub multiple: bool,
+    /// Rows, in a fixed order.
+    pub rows: Vec<StatRow>,
+    /// Total cases or referrals counted.
+    pub total: Cell,
+    /// `cases` or `referrals`.
+    pub unit: String,
+}
+
+/// One row of a table.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct StatRow {
+    /// How many.
+    pub count: Cell,
+    /// The category.
+    pub label: String,
 }

@@ -126,3 +126,25 @@ pub(crate) fn read_cert(path: &Path) -> Result<Vec<u8>, Failure> {
     };
     Ok(der)
 }
+
+/// Writes a new private file (mode 0600 from creation), refusing one that exists, and syncs
+/// it: a case export holds case values.
+pub(crate) fn write_new_private(path: &Path, bytes: &[u8]) -> Result<(), Failure> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let fail = |e: std::io::Error| match e.kind() {
+        std::io::ErrorKind::AlreadyExists => Failure::usage(format!(
+            "{} already exists; refusing to overwrite",
+            path.display()
+        )),
+        _ => Failure::new(1, format!("{}: {e}", path.display())),
+    };
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(fail)?;
+    f.write_all(bytes).map_err(fail)?;
+    f.sync_all().map_err(fail)
+}

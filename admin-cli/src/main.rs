@@ -15,6 +15,7 @@ use trm_proto::admin as api;
 mod cmd;
 mod failure;
 mod files;
+mod html;
 mod render;
 
 use cmd::referrals::name_referral;
@@ -75,6 +76,20 @@ enum Cmd {
     /// The audit log: export a bundle (auditor), verify one offline (no node, no credential).
     #[command(subcommand)]
     Audit(AuditCmd),
+    /// Supervisor or auditor: counts of cases and referrals by category (form of
+    /// exploitation, sex, age band, minor, partner, phase reached, outcome) and median days to
+    /// acceptance; counts under 5 are shown as <5.
+    Stats {
+        /// First day counted, YYYY-MM-DD (default: from the start).
+        #[arg(long)]
+        from: Option<String>,
+        /// Last day counted, YYYY-MM-DD (default: to today).
+        #[arg(long)]
+        to: Option<String>,
+        /// Print comma-separated values (table,label,count) instead of tables.
+        #[arg(long)]
+        csv: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -240,6 +255,23 @@ enum CaseCmd {
         /// Who gives consent: person or guardian.
         #[arg(long, default_value = "person")]
         by: String,
+    },
+    /// Supervisor or auditor: every admin call that named the case (who, role, when, what
+    /// call, result), from this node's audit log.
+    AccessLog {
+        /// Case id or case reference.
+        id: String,
+    },
+    /// Supervisor or auditor: everything this node holds on the case (values, every message
+    /// with its verification and delivery, the threads) as JSON in FILE and a printable page
+    /// in FILE with the extension .html, both mode 0600, for a subject access request or a
+    /// court. Refuses to overwrite either file. Audited.
+    Export {
+        /// Case id or case reference.
+        id: String,
+        /// The JSON file to write (new); the HTML page goes beside it with extension .html.
+        #[arg(long)]
+        out: PathBuf,
     },
     /// Close the case with a country, with its outcome.
     Close {
@@ -493,6 +525,17 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         Cmd::Policy(PolicyCmd::Reload) => cmd::policy::reload(&s).await,
         Cmd::Inbox => cmd::messages::inbox(&s).await,
         Cmd::Message(MessageCmd::Show { id }) => cmd::messages::show(&s, id).await,
+        Cmd::Stats { from, to, csv } => {
+            let (from, to) = (from.unwrap_or_default(), to.unwrap_or_default());
+            for (name, d) in [("--from", &from), ("--to", &to)] {
+                if !d.is_empty() && trm_proto::date::parse_date_ms(d).is_none() {
+                    return Err(Failure::usage(format!(
+                        "{name} {d:?} is not a date: use YYYY-MM-DD"
+                    )));
+                }
+            }
+            cmd::cases::stats(&s, api::Stats { from, to }, csv).await
+        }
         Cmd::Audit(AuditCmd::Export { out, from, to }) => {
             cmd::audit::export(&s, &out, from.as_deref(), to.as_deref()).await
         }
@@ -540,6 +583,8 @@ async fn case(s: &Session, c: CaseCmd) -> Result<(), Failure> {
         CaseCmd::Show { id } => cmd::cases::show_case(s, id).await,
         CaseCmd::Template => cmd::cases::template(s).await,
         CaseCmd::Timeline { id } => cmd::cases::timeline(s, id).await,
+        CaseCmd::AccessLog { id } => cmd::cases::access_log(s, id).await,
+        CaseCmd::Export { id, out } => cmd::cases::export(s, id, &out).await,
         CaseCmd::Consent {
             case_id,
             withdraw,

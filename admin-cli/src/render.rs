@@ -1197,3 +1197,98 @@ fn or_none(text: &str, none: &str) -> String {
         text.to_owned()
     }
 }
+/// `case access-log`.
+pub(crate) fn access_log(v: &a::AccessLog) -> String {
+    let rows: Vec<Vec<String>> = v
+        .entries
+        .iter()
+        .map(|e| {
+            vec![
+                e.time.clone(),
+                e.officer.clone(),
+                e.role.clone(),
+                e.call.clone(),
+                e.target.clone(),
+                e.result.clone(),
+            ]
+        })
+        .collect();
+    format!(
+        "case {}: {} admin call(s) named it\n",
+        v.case,
+        v.entries.len()
+    ) + &table(
+        &["time", "officer", "role", "call", "target", "result"],
+        &rows,
+    )
+}
+
+/// The period of `stats`.
+fn period(v: &a::Stats) -> String {
+    let or = |d: &str, open: &str| {
+        if d.is_empty() {
+            open.to_string()
+        } else {
+            d.to_string()
+        }
+    };
+    format!("{} to {}", or(&v.from, "the start"), or(&v.to, "today"))
+}
+
+/// `stats`: one table per category, then the medians.
+pub(crate) fn stats(v: &a::Stats) -> String {
+    let mut out = format!(
+        "statistics from {} (counts from 1 to {} shown as <5, and one more where a hidden count could be found by subtraction)\n",
+        period(v),
+        v.threshold - 1
+    );
+    for t in &v.tables {
+        let mut rows: Vec<Vec<String>> = t
+            .rows
+            .iter()
+            .map(|r| vec![r.label.clone(), r.count.to_string()])
+            .collect();
+        rows.push(vec!["total".into(), t.total.to_string()]);
+        let note = if t.multiple {
+            " (a case may count in several rows)"
+        } else {
+            ""
+        };
+        out.push_str(&format!(
+            "\n{} by {}{note}\n",
+            t.unit,
+            t.by.replace('_', " ")
+        ));
+        out.push_str(&table(&[&t.by, &t.unit], &rows));
+    }
+    out.push_str("\nmedian days to acceptance\n");
+    let rows: Vec<Vec<String>> = v
+        .median_days_to_acceptance
+        .iter()
+        .map(|(way, d)| vec![format!("referrals {way}"), d.clone()])
+        .collect();
+    out + &table(&["direction", "days"], &rows)
+}
+
+/// `stats --csv`: `table,label,count`, one line per cell (totals as label `total`), then
+/// `median_days_to_acceptance,DIRECTION,DAYS`.
+pub(crate) fn stats_csv(v: &a::Stats) -> String {
+    let quote = |s: &str| {
+        if s.contains([',', '"', '\n']) {
+            format!("\"{}\"", s.replace('"', "\"\""))
+        } else {
+            s.to_string()
+        }
+    };
+    let mut out = String::from("table,label,count\n");
+    for t in &v.tables {
+        for r in &t.rows {
+            out.push_str(&format!("{},{},{}\n", t.by, quote(&r.label), r.count));
+        }
+        out.push_str(&format!("{},total,{}\n", t.by, t.total));
+    }
+    for (way, d) in &v.median_days_to_acceptance {
+        out.push_str(&format!("median_days_to_acceptance,{way},{d}\n"));
+    }
+    out
+}

@@ -64,3 +64,61 @@ pub(crate) async fn consent(
 pub(crate) async fn close(s: &Session, request: api::CaseClose) -> Result<(), Failure> {
     call(s, request, render::enqueued).await
 }
+
+pub(crate) async fn access_log(s: &Session, id: String) -> Result<(), Failure> {
+    call(s, api::CaseAccessLog { id }, render::access_log).await
+}
+
+/// What `case export --json` prints: where the export went (the files hold the case).
+#[derive(serde::Serialize)]
+struct ExportWritten {
+    case: String,
+    html: String,
+    json: String,
+    messages: usize,
+}
+
+/// `case export CASE --out F`: the JSON document in F and the printable page beside it
+/// (F with extension `.html`), both new files, mode 0600.
+pub(crate) async fn export(s: &Session, id: String, out: &Path) -> Result<(), Failure> {
+    let page = crate::html::page_path(out)?;
+    for f in [out, page.as_path()] {
+        if f.exists() {
+            return Err(Failure::usage(format!(
+                "{} already exists; refusing to overwrite",
+                f.display()
+            )));
+        }
+    }
+    let (answer, _) = ask(s, api::CaseExport { id }, Refused::Call).await?;
+    let json = trm_admin_api::answers::to_json_pretty(&answer) + "\n";
+    crate::files::write_new_private(out, json.as_bytes())?;
+    crate::files::write_new_private(&page, crate::html::case_export(&answer).as_bytes())?;
+    let written = ExportWritten {
+        case: answer.case.id.clone(),
+        html: page.display().to_string(),
+        json: out.display().to_string(),
+        messages: answer.timeline.messages.len(),
+    };
+    show(s, &written, |w| {
+        format!(
+            "case {} exported ({} messages): {} (JSON), {} (printable page); both mode 0600\n",
+            w.case, w.messages, w.json, w.html
+        )
+    });
+    Ok(())
+}
+
+/// `stats`: tables, `--json` the document, `--csv` one line per cell.
+pub(crate) async fn stats(s: &Session, request: api::Stats, csv: bool) -> Result<(), Failure> {
+    if csv && s.json {
+        return Err(Failure::usage("choose one of --json and --csv"));
+    }
+    let (answer, _) = ask(s, request, Refused::Call).await?;
+    if csv {
+        print!("{}", render::stats_csv(&answer));
+    } else {
+        show(s, &answer, render::stats);
+    }
+    Ok(())
+}

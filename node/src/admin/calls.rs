@@ -22,7 +22,8 @@ use crate::store::{
     CaseRecord, Op, ReceivedRecord, SentRecord, SentState, ThreadRecord, ThreadRole,
 };
 
-/// What an admin call is about, for the audit log (ids and countries, never values).
+/// What an admin call that names no case is about, for the audit log (ids and countries,
+/// never values); calls that name a case: [`crate::admin::records::case_target`].
 pub fn target(call: &Call) -> String {
     match call {
         Call::PeerAdd(r) => {
@@ -48,7 +49,17 @@ pub fn target(call: &Call) -> String {
             .map(|f| format!("{} -> {}", f.case_id, f.to))
             .unwrap_or_default(),
         Call::Backup(r) if r.include_keys => "with private keys".into(),
+        Call::Stats(r) => format!("from {} to {}", or_open(&r.from), or_open(&r.to)),
         _ => String::new(),
+    }
+}
+
+/// A date bound as logged: `open` when empty.
+fn or_open(d: &str) -> &str {
+    if d.is_empty() {
+        "open"
+    } else {
+        d
     }
 }
 
@@ -126,6 +137,9 @@ pub async fn run(ctx: &Arc<Ctx>, caller: &Caller, call: Call) -> Result<Value, C
             let r = r.request.unwrap_or_default();
             doc(flows::follow_up_preview(ctx, caller, r).await?)
         }
+        Call::CaseAccessLog(r) => doc(crate::admin::records::access_log(ctx, &r.id)?),
+        Call::CaseExport(r) => doc(crate::admin::records::export(ctx, caller, &r.id).await?),
+        Call::Stats(r) => doc(crate::admin::stats::stats(ctx, &r.from, &r.to).await?),
         other => Err(CallError::msg(format!(
             "`{}` is not available on this node version",
             crate::admin::call_rules(&other).0
@@ -686,7 +700,7 @@ pub async fn received_fields(
     Ok(by_path.into_values().collect())
 }
 
-async fn case_show(ctx: &Ctx, id: &str) -> Result<a::CaseShow, CallError> {
+pub async fn case_show(ctx: &Ctx, id: &str) -> Result<a::CaseShow, CallError> {
     if ctx.store.case(id)?.is_some() {
         let (c, fields) = load_case(ctx, id).await?;
         let referrals = ctx
@@ -1089,7 +1103,7 @@ pub async fn received_view(ctx: &Ctx, r: &ReceivedRecord) -> Result<a::MessageVi
     Ok(v)
 }
 
-async fn message_show(ctx: &Ctx, id_hex: &str) -> Result<a::MessageView, CallError> {
+pub async fn message_show(ctx: &Ctx, id_hex: &str) -> Result<a::MessageView, CallError> {
     let id = hex::decode(id_hex)
         .ok()
         .filter(|v| v.len() == 16)

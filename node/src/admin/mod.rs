@@ -8,7 +8,9 @@
 pub mod calls;
 pub mod flows;
 pub mod queue;
+pub mod records;
 pub mod showing;
+pub mod stats;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -62,6 +64,9 @@ pub fn call_rules(call: &Call) -> (&'static str, &'static [Role]) {
         Call::Queue(_) => ("queue", &[Operator, Officer, Supervisor]),
         Call::ReferralApprovals(_) => ("referral approvals", READ_CASES),
         Call::FollowUpPreview(_) => ("followup preview", READ_CASES),
+        Call::CaseAccessLog(_) => ("case access-log", &[Supervisor, Auditor]),
+        Call::CaseExport(_) => ("case export", &[Supervisor, Auditor]),
+        Call::Stats(_) => ("stats", &[Supervisor, Auditor]),
     }
 }
 
@@ -160,7 +165,8 @@ pub async fn dispatch(ctx: &Arc<Ctx>, caller: &Caller, req: AdminRequest) -> Adm
         };
     };
     let (name, roles) = call_rules(&call);
-    let target = crate::admin::calls::target(&call);
+    let target = crate::admin::records::case_target(ctx, &call)
+        .unwrap_or_else(|| crate::admin::calls::target(&call));
     // Fail closed: while the audit log cannot be written only `status` answers (unlogged, it
     // changes nothing), so that it can say why.
     if let Some(why) = ctx.store.write_failure() {
