@@ -439,12 +439,12 @@ pub async fn follow_up(
         ctx,
         Outgoing {
             to: r.to.clone(),
-            case_id,
+            case_id: case_id.clone(),
             case_ref: t.case_ref.clone(),
             in_reply_to,
             payload: Payload::FollowUp(pb::FollowUp {
                 phase: phase as i32,
-                status: r.status,
+                status: r.status.clone(),
                 date: r.date,
                 digests: c.digest_bytes(),
                 extensions: ctx
@@ -461,6 +461,13 @@ pub async fn follow_up(
         },
     )
     .await?;
+    let own = crate::admin::current::OwnFollowUp {
+        message: &id,
+        phase: &r.phase,
+        status: &r.status,
+        fields: &fields,
+    };
+    crate::admin::current::record_own_follow_up(ctx, caller, &case_id, own).await?;
     Ok(a::FollowUpSent {
         message: hex::encode(id),
         to: r.to,
@@ -627,10 +634,23 @@ pub async fn timeline(ctx: &Ctx, id: &str) -> Result<a::Timeline, CallError> {
         .filter(|t| t.case_ref == id)
         .map(|t| calls::thread_json(ctx, t))
         .collect();
+    let records: Vec<ThreadRecord> = ctx
+        .store
+        .threads()?
+        .into_iter()
+        .filter(|t| t.case_ref == id)
+        .collect();
+    let versions = ctx
+        .store
+        .case(id)?
+        .map(|c| crate::admin::current::later_versions(&c))
+        .unwrap_or_default();
     Ok(a::Timeline {
         case: id.to_string(),
         threads,
         messages: items,
+        reopened: crate::admin::current::reopenings(&records),
+        versions,
     })
 }
 
