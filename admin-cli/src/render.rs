@@ -543,10 +543,7 @@ pub(crate) fn timeline(v: &a::Timeline) -> String {
 fn timeline_changes(v: &a::Timeline) -> String {
     let mut out = String::new();
     if !v.versions.is_empty() {
-        out.push_str(
-            "versions of this node's record:
-",
-        );
+        out.push_str("versions of this node's record:\n");
     }
     for c in &v.versions {
         let changed = if c.changed.is_empty() {
@@ -554,16 +551,19 @@ fn timeline_changes(v: &a::Timeline) -> String {
         } else {
             c.changed.join(", ")
         };
+        let phase = if c.phase.is_empty() {
+            String::new()
+        } else {
+            format!("  reported phase: {}", c.phase)
+        };
         out.push_str(&format!(
-            "  version {}  {}  by {}  ({})  changed: {changed}
-",
+            "  version {}  {}  by {}  ({})  changed: {changed}{phase}\n",
             c.version, c.at, c.by, c.cause
         ));
     }
     for r in &v.reopened {
         out.push_str(&format!(
-            "reopened {}'s side with {}: {} by {} ({})
-",
+            "reopened {}'s side with {}: {} by {} ({})\n",
             r.side, r.peer, r.at, r.by, r.reason
         ));
     }
@@ -573,8 +573,7 @@ fn timeline_changes(v: &a::Timeline) -> String {
 /// `case update`.
 pub(crate) fn updated(v: &a::CaseUpdated) -> String {
     format!(
-        "case {} is now at version {}; changed: {}
-",
+        "case {} is now at version {}; changed: {}\n",
         v.id,
         v.version,
         v.changed.join(", ")
