@@ -139,10 +139,19 @@ async fn save_version(
         &mut ops,
     )?;
     let v = c.current_version();
+    ops.push(Op::ExpectCase {
+        id: c.id.clone(),
+        expected: Some(record.clone()),
+    });
     ops.push(Op::Audit(version_audit(caller, &c.id, &v)));
     ops.push(Op::PutCase(c));
-    ctx.store.commit(ops).await?;
+    let outcomes = ctx.store.commit(ops).await?;
     drop(ku);
+    if outcomes.contains(&crate::store::Outcome::Conflict) {
+        return Err(CallError::msg(
+            "the case changed while this version was prepared; nothing was saved, try again",
+        ));
+    }
     Ok(v)
 }
 

@@ -539,6 +539,15 @@ pub enum Op {
     },
     /// Remove a metadata value.
     DeleteMeta(String),
+    /// Precondition: the case `id` is still `expected` (`None`: absent). Otherwise the whole
+    /// job is skipped and this op answers [`Outcome::Conflict`] (two concurrent versions of a
+    /// case: only the first commits, so no version is lost).
+    ExpectCase {
+        /// case id
+        id: String,
+        /// the case as read when the job was prepared
+        expected: Option<CaseRecord>,
+    },
 }
 
 /// What one op did.
@@ -1648,6 +1657,20 @@ impl Txn<'_> {
                         Outcome::Skipped
                     }
                 }
+                Op::ExpectCase { id, expected } => {
+                    let now = self
+                        .cases
+                        .get(id.as_bytes())?
+                        .map(|b| CaseRecord::decode(b.as_ref()))
+                        .transpose()
+                        .map_err(abort)?;
+                    if &now != expected {
+                        failed = true;
+                        Outcome::Conflict
+                    } else {
+                        Outcome::Skipped
+                    }
+                }
                 _ => Outcome::Skipped,
             });
         }
@@ -1701,7 +1724,7 @@ impl Txn<'_> {
                 self.threads
                     .insert(approval_key(&rec.peer, &rec.case_ref), rec.encode_to_vec())?;
             }
-            Op::ExpectThread { .. } => {}
+            Op::ExpectThread { .. } | Op::ExpectCase { .. } => {}
             Op::DeleteMeta(k) => {
                 self.meta.remove(k.as_bytes())?;
             }
