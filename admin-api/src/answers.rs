@@ -427,7 +427,7 @@ pub struct CaseVersion {
     pub at_ms: i64,
     /// The officer.
     pub by: String,
-    /// "case create", "case update" or "follow-up <message id>".
+    /// "case create", "case update", "case consent" or "follow-up <message id>".
     pub cause: String,
     /// Field paths added, changed or removed.
     pub changed: Vec<String>,

@@ -155,6 +155,25 @@ async fn save_version(
     Ok(v)
 }
 
+/// A consent given or withdrawn (`path`, a `consent.*` record): the case's next version.
+pub async fn consent_version(
+    ctx: &Ctx,
+    caller: &Caller,
+    record: &CaseRecord,
+    values: (&[pb::FieldDisclosure], &[pb::FieldDisclosure]),
+    path: &str,
+) -> Result<(), CallError> {
+    let next = CaseVersion {
+        at_ms: ctx.clock.now_ms(),
+        by: caller.name.clone(),
+        cause: "case consent".into(),
+        changed: vec![path.to_string()],
+        ..Default::default()
+    };
+    save_version(ctx, caller, record, values, next).await?;
+    Ok(())
+}
+
 /// What a follow-up sent about a local case changes in this node's own record.
 pub struct OwnFollowUp<'a> {
     /// The follow-up's message id.

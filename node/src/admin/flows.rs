@@ -16,7 +16,7 @@ use crate::base::time::format_ms;
 use crate::base::vocab::{CallError, Caller};
 use crate::referral::messages::{self, Outgoing};
 use crate::state::ctx::Ctx;
-use crate::store::{ApprovalRecord, CaseRecord, Op, SentRecord, ThreadRecord, ThreadRole};
+use crate::store::{ApprovalRecord, Op, SentRecord, ThreadRecord, ThreadRole};
 
 fn parse_categories(names: &[String]) -> Result<Vec<Category>, CallError> {
     let mut out = Vec::new();
@@ -687,13 +687,14 @@ pub async fn consent(
     ctx.template
         .parse_field_value(&path, &value)
         .map_err(|e| CallError::msg(format!("{path}: {}", e.reason)))?;
+    let old = fields.clone();
     fields.retain(|f| f.path != path);
     fields.push(pb::FieldDisclosure {
         path: path.clone(),
         salt: vec![],
         value,
     });
-    reseal_case(ctx, &case, &fields).await?;
+    crate::admin::current::consent_version(ctx, caller, &case, (&old, &fields), &path).await?;
     if give {
         return Ok(a::Consent {
             case: case.id,
@@ -747,30 +748,6 @@ fn consent_value(
         }
     }
     template::canonical_json(&record)
-}
-
-async fn reseal_case(
-    ctx: &Ctx,
-    case: &CaseRecord,
-    fields: &[pb::FieldDisclosure],
-) -> Result<(), CallError> {
-    let mut ops = Vec::new();
-    let mut ku = ctx.vault.begin().await;
-    let sealed = crate::store::casedata::seal(
-        &ctx.vault,
-        &mut ku,
-        &crate::store::casedata::case_scope(&case.id),
-        &crate::store::casedata::case_record(&case.id),
-        fields,
-        |p| ctx.template.category_of(p),
-        &mut ops,
-    )?;
-    let mut c = case.clone();
-    c.sealed = sealed;
-    ops.push(Op::PutCase(c));
-    ctx.store.commit(ops).await?;
-    drop(ku);
-    Ok(())
 }
 
 /// `directory edit`: replaces this node's own contact entries (not yet published).

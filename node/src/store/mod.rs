@@ -177,7 +177,7 @@ pub struct CaseVersion {
     /// The officer.
     #[prost(string, tag = "3")]
     pub by: String,
-    /// "case create", "case update", or "follow-up <message id>".
+    /// "case create", "case update", "case consent", or "follow-up <message id>".
     #[prost(string, tag = "4")]
     pub cause: String,
     /// Field paths added, changed or removed by this version.
