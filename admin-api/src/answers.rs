@@ -49,6 +49,8 @@ calls! {
     CaseTimeline => CaseTimeline => Timeline;
     CaseConsent => CaseConsent => Consent;
     CaseClose => CaseClose => Enqueued;
+    CaseUpdate => CaseUpdate => CaseUpdated;
+    CaseReopen => CaseReopen => CaseReopened;
     ReferralPreview => ReferralPreview => Preview;
     ReferralSend => ReferralSend => ReferralSent;
     ReferralApprove => ReferralApprove => Approved;
@@ -394,6 +396,78 @@ pub struct CaseShow {
     /// The thread (received only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub thread: Option<Thread>,
+    /// The latest follow-up this node sent about it, as its own record keeps it: the
+    /// version it made, with the phase and status sent (recorded here only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reported: Option<CaseVersion>,
+    /// The current version (recorded here only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<CaseVersion>,
+    /// How many versions the case has (recorded here only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub versions: Option<u64>,
+}
+
+/// `case update`: the case's new version.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct CaseUpdated {
+    /// Field paths added, changed or removed (never their values).
+    pub changed: Vec<String>,
+    /// Case id.
+    pub id: String,
+    /// The new version's number.
+    pub version: u64,
+}
+
+/// `case reopen`: this node's side of a referral opened again.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct CaseReopened {
+    /// Case reference.
+    pub case: String,
+    /// The referral's state now (closed while the other side's closure stands).
+    pub state: String,
+    /// The other country.
+    pub to: String,
+}
+
+/// One version of a local case, as the timeline and `case show` list it: never a value.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct CaseVersion {
+    /// When.
+    pub at: String,
+    /// When, Unix ms.
+    pub at_ms: i64,
+    /// The officer.
+    pub by: String,
+    /// "case create", "case update", "case consent" or "follow-up <message id>".
+    pub cause: String,
+    /// Field paths added, changed or removed.
+    pub changed: Vec<String>,
+    /// The TRM phase reported by the follow-up that made it, if any.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub phase: String,
+    /// Its status text, if any.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub status: String,
+    /// Version number (1 = as recorded).
+    pub version: u64,
+}
+
+/// A side of a closed referral opened again.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Reopening {
+    /// When.
+    pub at: String,
+    /// When, Unix ms.
+    pub at_ms: i64,
+    /// The officer (this side) or the country (the partner's side).
+    pub by: String,
+    /// The other country of the referral.
+    pub peer: String,
+    /// Why: the officer's reason, or the partner's follow-up that reopened its side.
+    pub reason: String,
+    /// The side reopened: sent (the referring country's) or received.
+    pub side: String,
 }
 
 /// `case template`.
@@ -543,8 +617,14 @@ pub struct Timeline {
     pub case: String,
     /// Every message, oldest first.
     pub messages: Vec<MessageView>,
+    /// Reopenings of a side of its referrals, oldest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reopened: Vec<Reopening>,
     /// Its threads.
     pub threads: Vec<Thread>,
+    /// Its versions after the first (updates of the case recorded here), oldest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub versions: Vec<CaseVersion>,
 }
 
 /// `message show`: a message, its verification and delivery.

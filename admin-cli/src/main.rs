@@ -227,6 +227,15 @@ enum CaseCmd {
         #[arg(long)]
         file: PathBuf,
     },
+    /// Replace a case's values with a new version from a JSON case file (validated as
+    /// `case create`; every version is kept).
+    Update {
+        /// Case id (its pseudonymous reference).
+        id: String,
+        /// The case file with the case's values now (see `case show --json`).
+        #[arg(long)]
+        file: PathBuf,
+    },
     /// List cases.
     List,
     /// Show one case.
@@ -286,6 +295,17 @@ enum CaseCmd {
         /// Date of closure, YYYY-MM-DD.
         #[arg(long, default_value = "")]
         date: String,
+    },
+    /// Reopen this node's side of a closed referral of the case with a country.
+    Reopen {
+        /// Case reference.
+        case_id: String,
+        /// The other country.
+        #[arg(long)]
+        to: String,
+        /// Why (no personal data).
+        #[arg(long)]
+        reason: String,
     },
 }
 
@@ -579,6 +599,19 @@ async fn officer(s: &Session, c: OfficerCmd) -> Result<(), Failure> {
 async fn case(s: &Session, c: CaseCmd) -> Result<(), Failure> {
     match c {
         CaseCmd::Create { file } => cmd::cases::create(s, &file).await,
+        CaseCmd::Update { id, file } => cmd::cases::update(s, id, &file).await,
+        CaseCmd::Reopen {
+            case_id,
+            to,
+            reason,
+        } => {
+            let request = api::CaseReopen {
+                case_id,
+                to,
+                reason,
+            };
+            cmd::cases::reopen(s, request).await
+        }
         CaseCmd::List => cmd::cases::list(s).await,
         CaseCmd::Show { id } => cmd::cases::show_case(s, id).await,
         CaseCmd::Template => cmd::cases::template(s).await,

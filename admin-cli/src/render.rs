@@ -398,6 +398,16 @@ fn case_header(v: &a::CaseShow) -> String {
         rows[4].1 = "-".into();
         rows[5].1 = "not referred".into();
     }
+    if let (Some(c), Some(n)) = (&v.version, v.versions) {
+        let cause = c.cause.replace('-', " ");
+        let version = format!("{} of {n}, {} by {} ({cause})", c.version, c.at, c.by);
+        rows.push(("version", version));
+    }
+    if let Some(r) = &v.reported {
+        let status = if r.status.is_empty() { "-" } else { &r.status };
+        let reported = format!("{}: {status} ({}, {})", r.phase, r.at, r.cause);
+        rows.push(("reported", reported));
+    }
     if let Some(erased) = v.erased.as_ref().filter(|e| !e.is_empty()) {
         rows.push(("erased", erased.join(", ")));
     }
@@ -730,7 +740,61 @@ pub(crate) fn timeline(v: &a::Timeline) -> String {
         ],
         &rows,
     ));
+    out + &timeline_changes(v)
+}
+
+/// The case's versions (field paths changed, never values) and the reopenings of a side.
+fn timeline_changes(v: &a::Timeline) -> String {
+    let mut out = String::new();
+    if !v.versions.is_empty() {
+        out.push_str("versions of this node's record:\n");
+    }
+    for c in &v.versions {
+        let changed = if c.changed.is_empty() {
+            "no field".to_string()
+        } else {
+            c.changed.join(", ")
+        };
+        let phase = if c.phase.is_empty() {
+            String::new()
+        } else {
+            format!("  reported phase: {}", c.phase)
+        };
+        out.push_str(&format!(
+            "  version {}  {}  by {}  ({})  changed: {changed}{phase}\n",
+            c.version, c.at, c.by, c.cause
+        ));
+    }
+    for r in &v.reopened {
+        out.push_str(&format!(
+            "reopened {}'s side with {}: {} by {} ({})\n",
+            r.side, r.peer, r.at, r.by, r.reason
+        ));
+    }
     out
+}
+
+/// `case update`.
+pub(crate) fn updated(v: &a::CaseUpdated) -> String {
+    format!(
+        "case {} is now at version {}; changed: {}\n",
+        v.id,
+        v.version,
+        v.changed.join(", ")
+    )
+}
+
+/// `case reopen`.
+pub(crate) fn reopened(v: &a::CaseReopened) -> String {
+    let note = if v.state == "closed" {
+        " (still closed by the other side)"
+    } else {
+        ""
+    };
+    format!(
+        "reopened this side of case {} with {}: {}{note}; the next follow-up tells {}\n",
+        v.case, v.to, v.state, v.to
+    )
 }
 
 /// `directory list`.

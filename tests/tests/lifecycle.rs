@@ -248,14 +248,15 @@ async fn a_full_case_across_two_nodes() {
         "Met by the synthetic reception service"
     );
 
-    // After closure nothing more is in order.
+    // After Italy's closure Albania may only report on the later phases (issue 12: closure
+    // is per side; tests/tests/daily_current.rs has the rest).
     let err = al
         .call_as(
             &al_off,
             Call::FollowUpSend(api::FollowUpSend {
                 case_id: "IT-LIFE-0001".into(),
                 to: "IT".into(),
-                phase: "return".into(),
+                phase: "first_assistance".into(),
                 status: "late".into(),
                 ..Default::default()
             }),

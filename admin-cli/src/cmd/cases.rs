@@ -1,4 +1,4 @@
-//! `case create | list | show | template | timeline | consent | close`.
+//! `case create | update | list | show | template | timeline | consent | close | reopen`.
 
 use std::path::Path;
 
@@ -27,6 +27,19 @@ pub(crate) async fn create(s: &Session, file: &Path) -> Result<(), Failure> {
     let (answer, _) = ask(s, api::CaseCreate { json }, Refused::CaseFile(&name)).await?;
     show(s, &answer, render::created);
     Ok(())
+}
+
+pub(crate) async fn update(s: &Session, id: String, file: &Path) -> Result<(), Failure> {
+    let json = json_file(file, FileKind::Case)?;
+    let name = file.display().to_string();
+    let request = api::CaseUpdate { id, json };
+    let (answer, _) = ask(s, request, Refused::CaseUpdate(&name)).await?;
+    show(s, &answer, render::updated);
+    Ok(())
+}
+
+pub(crate) async fn reopen(s: &Session, request: api::CaseReopen) -> Result<(), Failure> {
+    call(s, request, render::reopened).await
 }
 
 pub(crate) async fn list(s: &Session) -> Result<(), Failure> {

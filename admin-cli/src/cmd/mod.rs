@@ -33,6 +33,9 @@ pub(crate) enum Refused<'a> {
     Input,
     /// A refused case file is bad input (64), one line per field error naming the file.
     CaseFile(&'a str),
+    /// `case update`: a refused case file (the node's "case refused: ...") as [`Refused::CaseFile`];
+    /// any other refusal (no such case, nothing changed) as [`Refused::Call`].
+    CaseUpdate(&'a str),
 }
 
 impl Refused<'_> {
@@ -52,6 +55,13 @@ impl Refused<'_> {
                     required_role: None,
                 },
             ) => Failure::case_refused(file, &message),
+            (
+                Refused::CaseUpdate(file),
+                ClientError::Refused {
+                    message,
+                    required_role: None,
+                },
+            ) if message.starts_with("case refused: ") => Failure::case_refused(file, &message),
             (_, other) => other.into(),
         }
     }

@@ -12,7 +12,7 @@ use trm_proto::pb::{self, body::Payload, Category};
 use trm_proto::signing::{self, Tag};
 use trm_proto::{commit, template};
 
-use crate::admin::{CallError, Caller, Role};
+use crate::admin::{current, CallError, Caller, Role};
 use crate::base::metrics::Counter;
 use crate::base::time::format_ms;
 use crate::net::tls::Pin;
@@ -39,6 +39,8 @@ pub fn target(call: &Call) -> String {
         Call::OfficerAdd(r) => format!("{} ({})", r.name, r.role),
         Call::CaseShow(r) => r.id.clone(),
         Call::CaseTimeline(r) => r.id.clone(),
+        Call::CaseUpdate(r) => r.id.clone(),
+        Call::CaseReopen(r) => format!("{} -> {}", r.case_id, r.to),
         Call::ReferralSend(r) => format!("{} -> {}", r.case_id, r.to),
         Call::ReferralPreview(r) => format!("{} -> {}", r.case_id, r.to),
         Call::MessageShow(r) => r.id.clone(),
@@ -115,6 +117,8 @@ pub async fn run(ctx: &Arc<Ctx>, caller: &Caller, call: Call) -> Result<Value, C
         Call::FollowUpSend(r) => doc(flows::follow_up(ctx, caller, r).await?),
         Call::InfoRequest(r) => doc(flows::info_request(ctx, caller, r).await?),
         Call::CaseClose(r) => doc(flows::close(ctx, caller, r).await?),
+        Call::CaseUpdate(r) => doc(current::update(ctx, caller, &r.id, &r.json).await?),
+        Call::CaseReopen(r) => doc(current::reopen(ctx, caller, r).await?),
         Call::CaseTimeline(r) => doc(flows::timeline(ctx, &r.id).await?),
         Call::CaseConsent(r) => doc(flows::consent(ctx, caller, r).await?),
         Call::DirectoryList(r) => doc(crate::federation::directory::list(
@@ -518,6 +522,8 @@ async fn case_create(ctx: &Ctx, caller: &Caller, text: &str) -> Result<a::CaseCr
         created_by: caller.name.clone(),
         sealed,
         erased: vec![],
+        history: vec![],
+        current: None,
     }));
     ctx.store.commit(ops).await?;
     drop(ku);
@@ -710,7 +716,11 @@ pub async fn case_show(ctx: &Ctx, id: &str) -> Result<a::CaseShow, CallError> {
             .filter(|t| t.role() == Some(ThreadRole::Sent) && t.case_ref == c.case_ref)
             .map(|t| thread_json(ctx, t))
             .collect();
+        let version = c.current_version();
         return Ok(a::CaseShow {
+            version: Some(current::version_json(&version)),
+            versions: Some(version.number as u64),
+            reported: current::last_reported(&c),
             created: Some(format_ms(c.created_ms)),
             erased: Some(erased_names(&c.erased)),
             id: c.id,
@@ -805,6 +815,9 @@ async fn referral_send(
     case_id: &str,
     to: &str,
 ) -> Result<a::ReferralSent, CallError> {
+    if let Some(case) = ctx.store.case(case_id)? {
+        current::check_not_open(ctx, &case.case_ref, to)?;
+    }
     let ((case, fields), decisions) = preview(ctx, case_id, to, None, &caller.name).await?;
     let (c, released) = crate::referral::policy::commit_and_release(&fields, &decisions)
         .map_err(|e| CallError::msg(format!("cannot commit the case: {e}")))?;

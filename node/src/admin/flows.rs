@@ -17,7 +17,7 @@ use crate::base::vocab::ThreadState;
 use crate::base::vocab::{CallError, Caller};
 use crate::referral::messages::{self, Outgoing};
 use crate::state::ctx::Ctx;
-use crate::store::{CaseRecord, Op, SentRecord, ThreadRecord, ThreadRole};
+use crate::store::{Op, SentRecord, ThreadRecord, ThreadRole};
 
 fn parse_categories(names: &[String]) -> Result<Vec<Category>, CallError> {
     let mut out = Vec::new();
@@ -158,7 +158,7 @@ pub async fn approve(
             format!(
                 "{}: the outgoing profile for {peer} (node.toml `{}`) does not release it; the approval has no effect while it does not",
                 template::category_name(*c),
-                ctx.cfg.outgoing_key(&peer)
+                ctx.outgoing_profile().key_for(&peer)
             )
         })
         .collect();
@@ -541,12 +541,12 @@ pub async fn follow_up(
         ctx,
         Outgoing {
             to: r.to.clone(),
-            case_id: plan.case_id,
+            case_id: plan.case_id.clone(),
             case_ref: t.case_ref.clone(),
             in_reply_to,
             payload: Payload::FollowUp(pb::FollowUp {
                 phase: phase as i32,
-                status: r.status,
+                status: r.status.clone(),
                 date: r.date,
                 digests: c.digest_bytes(),
                 extensions: ctx
@@ -563,6 +563,13 @@ pub async fn follow_up(
         },
     )
     .await?;
+    let own = crate::admin::current::OwnFollowUp {
+        message: &id,
+        phase: &r.phase,
+        status: &r.status,
+        fields: &fields,
+    };
+    crate::admin::current::record_own_follow_up(ctx, caller, &plan.case_id, own).await?;
     Ok(a::FollowUpSent {
         message: hex::encode(id),
         to: r.to,
@@ -753,10 +760,23 @@ pub async fn timeline(ctx: &Ctx, id: &str) -> Result<a::Timeline, CallError> {
         .filter(|t| t.case_ref == id)
         .map(|t| calls::thread_json(ctx, t))
         .collect();
+    let records: Vec<ThreadRecord> = ctx
+        .store
+        .threads()?
+        .into_iter()
+        .filter(|t| t.case_ref == id)
+        .collect();
+    let versions = ctx
+        .store
+        .case(id)?
+        .map(|c| crate::admin::current::later_versions(&c))
+        .unwrap_or_default();
     Ok(a::Timeline {
         case: id.to_string(),
         threads,
         messages: items,
+        reopened: crate::admin::current::reopenings(&records),
+        versions,
     })
 }
 
@@ -793,13 +813,14 @@ pub async fn consent(
     ctx.template
         .parse_field_value(&path, &value)
         .map_err(|e| CallError::msg(format!("{path}: {}", e.reason)))?;
+    let old = fields.clone();
     fields.retain(|f| f.path != path);
     fields.push(pb::FieldDisclosure {
         path: path.clone(),
         salt: vec![],
         value,
     });
-    reseal_case(ctx, &case, &fields).await?;
+    crate::admin::current::consent_version(ctx, caller, &case, (&old, &fields), &path).await?;
     if give {
         return Ok(a::Consent {
             case: case.id,
@@ -853,30 +874,6 @@ fn consent_value(
         }
     }
     template::canonical_json(&record)
-}
-
-async fn reseal_case(
-    ctx: &Ctx,
-    case: &CaseRecord,
-    fields: &[pb::FieldDisclosure],
-) -> Result<(), CallError> {
-    let mut ops = Vec::new();
-    let mut ku = ctx.vault.begin().await;
-    let sealed = crate::store::casedata::seal(
-        &ctx.vault,
-        &mut ku,
-        &crate::store::casedata::case_scope(&case.id),
-        &crate::store::casedata::case_record(&case.id),
-        fields,
-        |p| ctx.template.category_of(p),
-        &mut ops,
-    )?;
-    let mut c = case.clone();
-    c.sealed = sealed;
-    ops.push(Op::PutCase(c));
-    ctx.store.commit(ops).await?;
-    drop(ku);
-    Ok(())
 }
 
 /// `directory edit`: replaces this node's own contact entries (not yet published).

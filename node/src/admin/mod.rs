@@ -6,6 +6,7 @@
 //! [`crate::admin::calls`].
 
 pub mod calls;
+pub mod current;
 pub mod flows;
 pub mod queue;
 pub mod records;
@@ -45,6 +46,8 @@ pub fn call_rules(call: &Call) -> (&'static str, &'static [Role]) {
         Call::CaseTimeline(_) => ("case timeline", READ_CASES),
         Call::CaseConsent(_) => ("case consent", &[Officer]),
         Call::CaseClose(_) => ("case close", &[Officer]),
+        Call::CaseUpdate(_) => ("case update", &[Officer]),
+        Call::CaseReopen(_) => ("case reopen", &[Officer]),
         Call::ReferralSend(_) => ("referral send", &[Officer]),
         Call::ReferralPreview(_) => ("referral preview", READ_CASES),
         Call::ReferralApprove(_) => ("referral approve", &[Supervisor]),

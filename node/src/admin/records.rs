@@ -30,6 +30,8 @@ pub fn case_target(ctx: &Ctx, call: &Call) -> Option<String> {
         Call::CaseAccessLog(r) => r.id.clone(),
         Call::CaseExport(r) => r.id.clone(),
         Call::CaseConsent(r) => r.case_id.clone(),
+        Call::CaseUpdate(r) => r.id.clone(),
+        Call::CaseReopen(r) => with(&r.case_id, &r.to),
         Call::CaseCreate(r) => ctx
             .template
             .parse_case(&r.json)

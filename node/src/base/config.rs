@@ -766,16 +766,6 @@ impl NodeConfig {
         keys
     }
 
-    /// The node.toml line that holds the outgoing profile for `peer`: `outgoing.CC`, or
-    /// `default_outgoing` for a peer without its own entry.
-    pub fn outgoing_key(&self, peer: &str) -> String {
-        if self.outgoing.contains_key(peer) {
-            format!("outgoing.{peer}")
-        } else {
-            "default_outgoing".to_string()
-        }
-    }
-
     /// Serializes to TOML.
     pub fn to_toml(&self) -> String {
         toml::to_string_pretty(self).unwrap_or_default()

@@ -111,6 +111,9 @@ pub async fn erase_case(
     let mut informed = BTreeMap::new();
     if let Some(mut c) = ctx.store.case(case_id)? {
         c.sealed.retain(|g| !cats.contains(&g.category));
+        for v in &mut c.history {
+            v.sealed.retain(|g| !cats.contains(&g.category));
+        }
         c.erased.extend(erased(cats, now, reason));
         ops.push(Op::PutCase(c));
     }

@@ -97,6 +97,11 @@ pub fn transition(
     })?;
     let state = t.state();
     let open = state.is_some_and(ThreadState::is_open);
+    // The side that sends this message.
+    let sender = match dir {
+        Direction::Outgoing => t.role(),
+        Direction::Incoming => t.role().map(ThreadRole::other),
+    };
     let mut next = t.clone();
     next.updated_ms = now_ms;
     match payload {
@@ -117,9 +122,13 @@ pub fn transition(
             next.set_state(ThreadState::Declined);
             next.note = d.reason.clone();
         }
+        Payload::FollowUp(f) if state == Some(ThreadState::Closed) => {
+            let by = Side { sender, dir, peer };
+            follow_up_after_closure(&mut next, by, &body.message_id, f, now_ms)?
+        }
         Payload::FollowUp(f) => follow_up(&mut next, f)?,
         Payload::Disclosure(d) => return disclosure(t, own_role, d).map(|()| None),
-        Payload::Closure(c) => close(&mut next, state, c)?,
+        Payload::Closure(c) => close(&mut next, sender, c)?,
         Payload::ErasureRequest(_)
         | Payload::ErasureConfirmation(_)
         | Payload::Referral(_)
@@ -129,18 +138,147 @@ pub fn transition(
     Ok(Some(next))
 }
 
-/// A closure: once, and with an outcome, which becomes the thread's note.
-fn close(
+/// The TRM phases a side may still report on after the other side closed its side: what
+/// happens to the person after the referral's work is done (long-term assistance and social
+/// inclusion, return and social inclusion, criminal and civil proceedings).
+pub const AFTER_CLOSURE_PHASES: [pb::Phase; 3] = [
+    pb::Phase::LongTermAssistance,
+    pb::Phase::ReturnAndInclusion,
+    pb::Phase::ProceedingsPhase,
+];
+
+/// Who sends a message about a thread.
+#[derive(Clone, Copy)]
+struct Side<'a> {
+    /// The sender's role on the thread.
+    sender: Option<ThreadRole>,
+    /// Which way the message goes.
+    dir: Direction,
+    /// The other country.
+    peer: &'a str,
+}
+
+/// The state a closed thread had before its first closure (an older thread that did not
+/// record it: accepted if an acceptance named an institution, else pending).
+fn state_before_close(t: &ThreadRecord) -> Option<ThreadState> {
+    ThreadState::parse(&t.before_close).or(Some(if t.responsible_institution.is_empty() {
+        ThreadState::Pending
+    } else {
+        ThreadState::Accepted
+    }))
+}
+
+/// A follow-up about a closed thread. Closure is per side: the side that did not close may
+/// report on the [`AFTER_CLOSURE_PHASES`] of a referral that was accepted; a side that closed
+/// sends nothing until its officer reopens it ([`reopen`]), and its next follow-up, received,
+/// reopens its side on the partner's node too.
+fn follow_up_after_closure(
     next: &mut ThreadRecord,
-    state: Option<ThreadState>,
-    c: &pb::Closure,
+    by: Side<'_>,
+    message_id: &[u8],
+    f: &pb::FollowUp,
+    now_ms: i64,
 ) -> Result<(), Refusal> {
-    if state == Some(ThreadState::Closed) {
+    let closed = next.closed();
+    let before = state_before_close(next);
+    let Some(sender) = by.sender.filter(|_| before == Some(ThreadState::Accepted)) else {
         return Err(refuse(
             RejectReason::OutOfOrder,
-            "the case is already closed",
+            "a follow-up needs an accepted referral (it is closed)",
+        ));
+    };
+    if closed.contains(&sender) {
+        if by.dir == Direction::Outgoing {
+            return Err(refuse(
+                RejectReason::OutOfOrder,
+                "a follow-up needs an accepted referral (it is closed on this side: reopen it first with `case reopen`)",
+            ));
+        }
+        let why = format!("follow-up {}", hex::encode(message_id));
+        *next = reopened(next, sender, by.peer, &why, now_ms);
+        if next.state() != Some(ThreadState::Closed) {
+            return follow_up(next, f);
+        }
+    }
+    let phase = pb::Phase::try_from(f.phase).unwrap_or(pb::Phase::Unspecified);
+    if !AFTER_CLOSURE_PHASES.contains(&phase) {
+        return Err(refuse(
+            RejectReason::OutOfOrder,
+            "the other side closed the referral: only follow-ups of the long-term assistance, return or proceedings phase may still be sent",
         ));
     }
+    next.phase = phase_name(f.phase).into();
+    add_extensions(next, f);
+    Ok(())
+}
+
+/// The thread with `side` reopened (back to its state before closure once no side is closed).
+fn reopened(
+    t: &ThreadRecord,
+    side: ThreadRole,
+    by: &str,
+    reason: &str,
+    now_ms: i64,
+) -> ThreadRecord {
+    let mut next = t.clone();
+    let before = state_before_close(t).unwrap_or(ThreadState::Pending);
+    let still: Vec<ThreadRole> = t.closed().into_iter().filter(|s| *s != side).collect();
+    next.closed_sides = still.iter().map(|s| s.as_str().to_string()).collect();
+    next.before_close = before.as_str().to_string();
+    if still.is_empty() {
+        next.set_state(before);
+        next.note.clear();
+    }
+    next.reopened.push(crate::store::Reopened {
+        at_ms: now_ms,
+        side: side.as_str().to_string(),
+        by: by.to_string(),
+        reason: reason.to_string(),
+    });
+    next.updated_ms = now_ms;
+    next
+}
+
+/// `case reopen`: this node's side of a closed referral opens again, locally; the partner
+/// learns it from this side's next follow-up.
+pub fn reopen(
+    t: &ThreadRecord,
+    officer: &str,
+    reason: &str,
+    now_ms: i64,
+) -> Result<ThreadRecord, Refusal> {
+    let own = t.role().ok_or_else(|| {
+        refuse(
+            RejectReason::OutOfOrder,
+            format!("unknown thread role {:?}", t.role),
+        )
+    })?;
+    if !t.closed().contains(&own) {
+        return Err(refuse(
+            RejectReason::OutOfOrder,
+            format!(
+                "this side of the referral is not closed (it is {})",
+                t.state
+            ),
+        ));
+    }
+    Ok(reopened(t, own, officer, reason, now_ms))
+}
+
+/// A closure of one side: once per side, and with an outcome, which becomes the thread's
+/// note. The other side may still report on the [`AFTER_CLOSURE_PHASES`].
+fn close(
+    next: &mut ThreadRecord,
+    sender: Option<ThreadRole>,
+    c: &pb::Closure,
+) -> Result<(), Refusal> {
+    let closed = next.closed();
+    let Some(sender) = sender.filter(|s| !closed.contains(s)) else {
+        return Err(refuse(
+            RejectReason::OutOfOrder,
+            "the case is already closed on this side",
+        ));
+    };
     let outcome =
         pb::ClosureOutcome::try_from(c.outcome).unwrap_or(pb::ClosureOutcome::ClosureUnspecified);
     if outcome == pb::ClosureOutcome::ClosureUnspecified {
@@ -149,6 +287,14 @@ fn close(
             "closure without an outcome",
         ));
     }
+    if closed.is_empty() {
+        next.before_close = next.state.clone();
+    }
+    next.closed_sides = closed
+        .into_iter()
+        .chain([sender])
+        .map(|s| s.as_str().to_string())
+        .collect();
     next.set_state(ThreadState::Closed);
     next.note = outcome.as_str_name().to_ascii_lowercase();
     Ok(())
@@ -204,12 +350,17 @@ fn follow_up(next: &mut ThreadRecord, f: &pb::FollowUp) -> Result<(), Refusal> {
         ));
     }
     next.phase = phase_name(f.phase).into();
+    add_extensions(next, f);
+    Ok(())
+}
+
+/// The extension fields a follow-up declares, added to the thread's.
+fn add_extensions(next: &mut ThreadRecord, f: &pb::FollowUp) {
     for e in &f.extensions {
         if !next.extensions.iter().any(|x| x.path == e.path) {
             next.extensions.push(e.clone());
         }
     }
-    Ok(())
 }
 
 /// Only the referring country releases more fields, of its referral, while not declined or
@@ -841,6 +992,211 @@ mod tests {
                 (want, got) => panic!("{case}: wanted {want:?}, got {got:?}"),
             }
         }
+    }
+
+    /// A follow-up of `phase`.
+    fn follow_up_in(phase: pb::Phase) -> pb::Body {
+        let mut b = body(Ev::FollowUp);
+        b.payload = Some(Payload::FollowUp(pb::FollowUp {
+            phase: phase as i32,
+            ..Default::default()
+        }));
+        b
+    }
+
+    /// A thread of `role`, accepted, then closed by `sides` (before this version: none).
+    fn closed_by(role: ThreadRole, sides: &[ThreadRole]) -> ThreadRecord {
+        let mut t = thread(role, Closed);
+        t.before_close = "accepted".into();
+        t.closed_sides = sides.iter().map(|s| s.as_str().to_string()).collect();
+        t
+    }
+
+    #[test]
+    fn closure_is_per_side() {
+        use pb::Phase::{FirstAssistance as First, LongTermAssistance as LongTerm};
+        use pb::Phase::{ProceedingsPhase as Proceedings, ReturnAndInclusion as Return};
+        /// (this node's role, sides closed, direction, message, wanted: Ok(sides closed
+        /// after, state after) or Err(detail)).
+        type Row = (
+            ThreadRole,
+            &'static [ThreadRole],
+            Direction,
+            pb::Body,
+            Result<(&'static [ThreadRole], ThreadState), &'static str>,
+        );
+        let table: Vec<Row> = vec![
+            // Italy (sent) closes: its side only.
+            (Sent, &[], Out, body(Ev::Closure), Ok((&[Sent], Closed))),
+            (Rcv, &[], In, body(Ev::Closure), Ok((&[Sent], Closed))),
+            // Albania (received side) may then report on the three later phases, and Italy
+            // receives them; the thread stays closed.
+            (
+                Rcv,
+                &[Sent],
+                Out,
+                follow_up_in(LongTerm),
+                Ok((&[Sent], Closed)),
+            ),
+            (
+                Rcv,
+                &[Sent],
+                Out,
+                follow_up_in(Return),
+                Ok((&[Sent], Closed)),
+            ),
+            (
+                Sent,
+                &[Sent],
+                In,
+                follow_up_in(Proceedings),
+                Ok((&[Sent], Closed)),
+            ),
+            (
+                Rcv,
+                &[Sent],
+                Out,
+                follow_up_in(First),
+                Err("only follow-ups of the long-term"),
+            ),
+            (
+                Sent,
+                &[Sent],
+                In,
+                follow_up_in(First),
+                Err("only follow-ups of the long-term"),
+            ),
+            // The side that closed sends nothing until it reopens.
+            (
+                Sent,
+                &[Sent],
+                Out,
+                follow_up_in(LongTerm),
+                Err("reopen it first"),
+            ),
+            // Its next follow-up, received, reopens its side on the partner's node.
+            (Rcv, &[Sent], In, follow_up_in(First), Ok((&[], Accepted))),
+            (
+                Rcv,
+                &[Sent, Rcv],
+                In,
+                follow_up_in(LongTerm),
+                Ok((&[Rcv], Closed)),
+            ),
+            // The other side closes too; a side closes once.
+            (
+                Rcv,
+                &[Sent],
+                Out,
+                body(Ev::Closure),
+                Ok((&[Sent, Rcv], Closed)),
+            ),
+            (
+                Sent,
+                &[Sent],
+                In,
+                body(Ev::Closure),
+                Ok((&[Sent, Rcv], Closed)),
+            ),
+            (
+                Sent,
+                &[Sent],
+                Out,
+                body(Ev::Closure),
+                Err("already closed on this side"),
+            ),
+            (
+                Rcv,
+                &[Sent],
+                In,
+                body(Ev::Closure),
+                Err("already closed on this side"),
+            ),
+            // Both closed: nothing more, but a new referral.
+            (
+                Rcv,
+                &[Sent, Rcv],
+                Out,
+                follow_up_in(Return),
+                Err("reopen it first"),
+            ),
+            (
+                Sent,
+                &[Sent, Rcv],
+                Out,
+                body(Ev::Referral),
+                Ok((&[], Pending)),
+            ),
+            // Information requests and disclosures stay refused once any side closed.
+            (
+                Rcv,
+                &[Sent],
+                Out,
+                body(Ev::InfoRequest),
+                Err("the referral is closed"),
+            ),
+            (
+                Sent,
+                &[Rcv],
+                Out,
+                body(Ev::Disclosure),
+                Err("the referral is closed"),
+            ),
+        ];
+        for (row, (role, sides, dir, b, want)) in table.into_iter().enumerate() {
+            let before = if sides.is_empty() {
+                thread(role, Accepted)
+            } else {
+                closed_by(role, sides)
+            };
+            let got = transition(Some(&before), dir, "AL", &b, NOW);
+            let case = format!("row {row}: {role:?} closed by {sides:?} {dir:?}");
+            match (want, got) {
+                (Ok((after, state)), Ok(Some(next))) => {
+                    assert_eq!(next.closed(), after.to_vec(), "{case}");
+                    assert_eq!(next.state(), Some(state), "{case}");
+                }
+                (Err(text), Err(r)) => assert!(r.detail.contains(text), "{case}: {}", r.detail),
+                (want, got) => panic!("{case}: wanted {want:?}, got {got:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn reopen_opens_this_side_only() {
+        // (role, sides closed, state after, sides closed after) or refused.
+        /// (this node's role, sides closed before, (state, sides closed) after or refused).
+        type Row = (
+            ThreadRole,
+            &'static [ThreadRole],
+            Option<(ThreadState, &'static [ThreadRole])>,
+        );
+        let table: &[Row] = &[
+            (Sent, &[Sent], Some((Accepted, &[]))),
+            (Sent, &[Sent, Rcv], Some((Closed, &[Rcv]))),
+            (Rcv, &[Rcv], Some((Accepted, &[]))),
+            (Rcv, &[Sent], None),
+        ];
+        for (row, (role, sides, want)) in table.iter().enumerate() {
+            let t = closed_by(*role, sides);
+            let got = reopen(&t, "Olivia Example", "new information", NOW);
+            match (want, got) {
+                (Some((state, after)), Ok(next)) => {
+                    assert_eq!(next.state(), Some(*state), "row {row}");
+                    assert_eq!(next.closed(), after.to_vec(), "row {row}");
+                    let r = next.reopened.last().expect("recorded");
+                    assert_eq!((r.by.as_str(), r.at_ms), ("Olivia Example", NOW));
+                }
+                (None, Err(r)) => assert!(r.detail.contains("not closed"), "row {row}"),
+                (want, got) => panic!("row {row}: wanted {want:?}, got {got:?}"),
+            }
+        }
+        // A thread closed before sides were recorded counts as closed by both.
+        let legacy = thread(Sent, Closed);
+        assert_eq!(legacy.closed(), vec![Sent, Rcv]);
+        let next = reopen(&legacy, "Olivia Example", "r", NOW).unwrap();
+        assert_eq!((next.state(), next.closed()), (Some(Closed), vec![Rcv]));
+        assert!(reopen(&thread(Sent, Accepted), "O", "r", NOW).is_err());
     }
 
     #[test]

@@ -142,3 +142,69 @@ pub fn categories(groups: &[SealedGroup]) -> Vec<Category> {
         .filter_map(|g| Category::try_from(g.category).ok())
         .collect()
 }
+
+/// The record label bound into the sealed values of earlier version `number` of a local case.
+pub fn version_record(id: &str, number: u32) -> Vec<u8> {
+    [case_record(id), format!("\0v{number}").into_bytes()].concat()
+}
+
+/// The field paths whose value differs between `old` and `new` (added, changed or removed),
+/// sorted.
+pub fn changed_paths(old: &[pb::FieldDisclosure], new: &[pb::FieldDisclosure]) -> Vec<String> {
+    let map = |f: &[pb::FieldDisclosure]| -> std::collections::BTreeMap<String, Vec<u8>> {
+        f.iter()
+            .map(|d| (d.path.clone(), d.value.clone()))
+            .collect()
+    };
+    let (a, b) = (map(old), map(new));
+    let mut paths: Vec<String> = a
+        .keys()
+        .chain(b.keys())
+        .filter(|p| a.get(*p) != b.get(*p))
+        .cloned()
+        .collect();
+    paths.sort();
+    paths.dedup();
+    paths
+}
+
+/// A case's next version: the current values (`old`) sealed into its history under their
+/// version's label, `new` sealed as the current values, `next` (who, when, why, what changed)
+/// as the current version. The vault writes go to `ops`; the caller commits them with
+/// `Op::PutCase` of the result and its audit entry in one job.
+pub fn next_version(
+    vault: &Vault,
+    ku: &mut KeyUse<'_>,
+    case: &crate::store::CaseRecord,
+    (old, new): (&[pb::FieldDisclosure], &[pb::FieldDisclosure]),
+    mut next: crate::store::CaseVersion,
+    category_of: impl Fn(&str) -> Option<Category>,
+    ops: &mut Vec<Op>,
+) -> Result<crate::store::CaseRecord, VaultError> {
+    let scope = case_scope(&case.id);
+    let mut prev = case.current_version();
+    prev.sealed = seal(
+        vault,
+        ku,
+        &scope,
+        &version_record(&case.id, prev.number),
+        old,
+        &category_of,
+        ops,
+    )?;
+    next.number = prev.number + 1;
+    next.sealed.clear();
+    let mut c = case.clone();
+    c.sealed = seal(
+        vault,
+        ku,
+        &scope,
+        &case_record(&case.id),
+        new,
+        &category_of,
+        ops,
+    )?;
+    c.history.push(prev);
+    c.current = Some(next);
+    Ok(c)
+}

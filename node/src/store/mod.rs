@@ -141,6 +141,57 @@ pub struct CaseRecord {
     /// Categories erased, and when.
     #[prost(message, repeated, tag = "8")]
     pub erased: Vec<Erased>,
+    /// Every earlier version, oldest first, each with its values (sealed under the case's
+    /// scope with its own record label, so erasing a category erases it from every version).
+    #[prost(message, repeated, tag = "9")]
+    pub history: Vec<CaseVersion>,
+    /// Who made the current version, when and why (its values are `sealed`); absent on a
+    /// case never changed since it was recorded (version 1, by `created_by`).
+    #[prost(message, optional, tag = "10")]
+    pub current: Option<CaseVersion>,
+}
+
+impl CaseRecord {
+    /// The current version's description: `current`, or version 1 as recorded.
+    pub fn current_version(&self) -> CaseVersion {
+        self.current.clone().unwrap_or_else(|| CaseVersion {
+            number: 1,
+            at_ms: self.created_ms,
+            by: self.created_by.clone(),
+            cause: "case create".into(),
+            ..Default::default()
+        })
+    }
+}
+
+/// One version of a case: who made it, when, why, the field paths it changed (never the
+/// values) and, for an earlier version, its values.
+#[derive(Clone, PartialEq, Message)]
+pub struct CaseVersion {
+    /// 1 for the case as recorded, then one more per change.
+    #[prost(uint32, tag = "1")]
+    pub number: u32,
+    /// When.
+    #[prost(int64, tag = "2")]
+    pub at_ms: i64,
+    /// The officer.
+    #[prost(string, tag = "3")]
+    pub by: String,
+    /// "case create", "case update", "case consent", or "follow-up <message id>".
+    #[prost(string, tag = "4")]
+    pub cause: String,
+    /// Field paths added, changed or removed by this version.
+    #[prost(string, repeated, tag = "5")]
+    pub changed: Vec<String>,
+    /// The version's values (earlier versions only; see `casedata::version_record`).
+    #[prost(message, repeated, tag = "6")]
+    pub sealed: Vec<SealedGroup>,
+    /// The TRM phase this node reported in the follow-up that made it ("" otherwise).
+    #[prost(string, tag = "7")]
+    pub phase: String,
+    /// The status text of that follow-up.
+    #[prost(string, tag = "8")]
+    pub status: String,
 }
 
 /// Values of one category sealed under that category's data key (see `vault`).
@@ -227,6 +278,33 @@ pub struct ThreadRecord {
     /// Extension fields the sender declared in the referral (for categories of later values).
     #[prost(message, repeated, tag = "13")]
     pub extensions: Vec<trm_proto::pb::ExtensionField>,
+    /// The sides ([`ThreadRole`] strings) that closed the referral: closure is per side. A
+    /// thread closed before this field existed has none and counts as closed by both.
+    #[prost(string, repeated, tag = "14")]
+    pub closed_sides: Vec<String>,
+    /// The state before the first closure (what a reopen returns to).
+    #[prost(string, tag = "15")]
+    pub before_close: String,
+    /// Reopenings of a side, oldest first.
+    #[prost(message, repeated, tag = "16")]
+    pub reopened: Vec<Reopened>,
+}
+
+/// A side of a closed referral reopened.
+#[derive(Clone, PartialEq, Message)]
+pub struct Reopened {
+    /// When.
+    #[prost(int64, tag = "1")]
+    pub at_ms: i64,
+    /// The side ([`ThreadRole`] string) reopened.
+    #[prost(string, tag = "2")]
+    pub side: String,
+    /// The officer (this node's side) or the country (the partner's side).
+    #[prost(string, tag = "3")]
+    pub by: String,
+    /// The officer's reason, or "follow-up <message id>" for the partner's side.
+    #[prost(string, tag = "4")]
+    pub reason: String,
 }
 
 impl ThreadRecord {
@@ -248,6 +326,20 @@ impl ThreadRecord {
     /// Sets the state.
     pub fn set_state(&mut self, state: ThreadState) {
         self.state = state.as_str().to_string();
+    }
+
+    /// The sides whose closure is recorded: `closed_sides`, or both for a closed thread of a
+    /// version that did not record them.
+    pub fn closed(&self) -> Vec<ThreadRole> {
+        let sides: Vec<ThreadRole> = self
+            .closed_sides
+            .iter()
+            .filter_map(|s| ThreadRole::parse(s))
+            .collect();
+        if sides.is_empty() && self.state() == Some(ThreadState::Closed) {
+            return vec![ThreadRole::Sent, ThreadRole::Received];
+        }
+        sides
     }
 
     /// The one overdue rule: a referral neither accepted nor declined by its response-due
@@ -511,6 +603,15 @@ pub enum Op {
     },
     /// Remove a metadata value.
     DeleteMeta(String),
+    /// Precondition: the case `id` is still `expected` (`None`: absent). Otherwise the whole
+    /// job is skipped and this op answers [`Outcome::Conflict`] (two concurrent versions of a
+    /// case: only the first commits, so no version is lost).
+    ExpectCase {
+        /// case id
+        id: String,
+        /// the case as read when the job was prepared
+        expected: Option<CaseRecord>,
+    },
 }
 
 /// What one op did.
@@ -1644,6 +1745,20 @@ impl Txn<'_> {
                         Outcome::Skipped
                     }
                 }
+                Op::ExpectCase { id, expected } => {
+                    let now = self
+                        .cases
+                        .get(id.as_bytes())?
+                        .map(|b| CaseRecord::decode(b.as_ref()))
+                        .transpose()
+                        .map_err(abort)?;
+                    if &now != expected {
+                        failed = true;
+                        Outcome::Conflict
+                    } else {
+                        Outcome::Skipped
+                    }
+                }
                 _ => Outcome::Skipped,
             });
         }
@@ -1709,7 +1824,7 @@ impl Txn<'_> {
                 self.threads
                     .insert(approval_key(&rec.peer, &rec.case_ref), rec.encode_to_vec())?;
             }
-            Op::ExpectThread { .. } => {}
+            Op::ExpectThread { .. } | Op::ExpectCase { .. } => {}
             Op::DeleteMeta(k) => {
                 self.meta.remove(k.as_bytes())?;
             }

@@ -188,3 +188,41 @@ fn snapshot_is_consistent_while_jobs_commit() {
     }
     writer.join().unwrap();
 }
+
+#[test]
+fn a_case_version_made_from_a_stale_read_is_refused_whole() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = Store::open(&tmp.path().join("s")).unwrap();
+    let v1 = CaseRecord {
+        id: "TEST-0001".into(),
+        ..Default::default()
+    };
+    s.commit_blocking(vec![Op::PutCase(v1.clone())]).unwrap();
+    let version = |by: &str| CaseRecord {
+        current: Some(CaseVersion {
+            number: 2,
+            by: by.into(),
+            ..Default::default()
+        }),
+        ..v1.clone()
+    };
+    // Two versions prepared from the same read: the first commits, the second is skipped
+    // whole (its audit entry included), so no version is lost silently.
+    let job = |by: &str| {
+        vec![
+            Op::ExpectCase {
+                id: "TEST-0001".into(),
+                expected: Some(v1.clone()),
+            },
+            Op::Audit(audit(1)),
+            Op::PutCase(version(by)),
+        ]
+    };
+    let first = s.commit_blocking(job("first")).unwrap();
+    assert!(!first.contains(&Outcome::Conflict));
+    let audit_len = s.audit_len();
+    let second = s.commit_blocking(job("second")).unwrap();
+    assert_eq!(second[0], Outcome::Conflict);
+    assert_eq!(s.case("TEST-0001").unwrap(), Some(version("first")));
+    assert_eq!(s.audit_len(), audit_len);
+}
