@@ -971,7 +971,7 @@ fn payload_lines(p: &a::PayloadView) -> Vec<(&'static str, String)> {
             responsible_institution,
         } => vec![
             ("accepted by", responsible_institution.clone()),
-            ("focal point", focal_point.clone()),
+            ("focal point", or_none(focal_point, "not named")),
         ],
         P::Decline { reason } => vec![("declined", reason.clone())],
         P::FollowUp {

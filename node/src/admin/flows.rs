@@ -683,6 +683,9 @@ pub fn summary(b: &pb::Body) -> String {
                 format!("response due {}", format_ms(r.response_due_ms))
             }
         ),
+        Some(Payload::Acceptance(a)) if a.focal_point.is_empty() => {
+            format!("accepted by {}", a.responsible_institution)
+        }
         Some(Payload::Acceptance(a)) => format!(
             "accepted by {} (focal point: {})",
             a.responsible_institution, a.focal_point
