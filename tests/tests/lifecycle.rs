@@ -555,7 +555,8 @@ async fn a_directory_change_reaches_every_peer_and_a_tampered_one_is_refused() {
     pin_all(&[&it, &al, &fr]).await;
     let edit = json!({ "contacts": [
         { "institution": "Synthetic NRU Italy", "unit": "TRM desk", "role": "national_referral_unit",
-          "channels": ["mailto:trm-desk@example.invalid"], "languages": ["it", "en"], "hours": "Mon-Fri 9-17" },
+          "channels": ["mailto:trm-desk@example.invalid"], "languages": ["it", "en"], "hours": "Mon-Fri 9-17",
+          "last_confirmed": date_in_days(-1) },
         { "institution": "Synthetic Labour Inspectorate", "role": "labour_inspectorate", "last_confirmed": "2020-01-01" }
     ]});
     it.op(Call::DirectoryEdit(api::DirectoryEdit {
