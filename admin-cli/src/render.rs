@@ -437,20 +437,45 @@ pub(crate) fn preview(v: &a::Preview) -> String {
         })
         .collect();
     format!(
-        "referral of case {} to {}: {} of {} fields released\n{}",
+        "referral of case {} to {}: {} of {} fields released\n{}{}",
         v.case,
         v.to,
         released,
         v.fields.len(),
+        warnings(&v.warnings),
         table(&["field", "category", "decision", "withheld by"], &rows)
     )
+}
+
+/// `case consent`.
+pub(crate) fn consent(v: &a::Consent) -> String {
+    let mut out = format!("consent for {} on case {}: {}", v.consent, v.case, v.status);
+    if let Some(by) = &v.by {
+        out.push_str(&format!(" (by the {by})"));
+    }
+    out.push('\n');
+    if let Some(officer) = &v.recorded_by {
+        out.push_str(&format!("recorded by: {officer}\n"));
+    }
+    if let Some(erased) = &v.erased {
+        out.push_str(&format!("erased here: {erased}\n"));
+    }
+    if let Some(requests) = &v.erasure_requests {
+        out.push_str(&format!("erasure requests sent: {}\n", requests.join(", ")));
+    }
+    out + &warnings(&v.warnings)
+}
+
+/// One `warning: ...` line per warning.
+fn warnings(w: &[a::Warning]) -> String {
+    w.iter().map(|w| format!("warning: {}\n", w.text)).collect()
 }
 
 /// `referral send`.
 pub(crate) fn sent(v: &a::ReferralSent) -> String {
     format!(
-        "referral {} of case {} to {} is in the outbox ({} fields released, {} withheld)\nfollow it with: trm-admin message show {}\n",
-        v.message, v.case, v.to, v.released, v.withheld, v.message
+        "referral {} of case {} to {} is in the outbox ({} fields released, {} withheld)\n{}follow it with: trm-admin message show {}\n",
+        v.message, v.case, v.to, v.released, v.withheld, warnings(&v.warnings), v.message
     )
 }
 
@@ -751,6 +776,19 @@ pub(crate) fn message(v: &a::MessageView) -> String {
     }
     for (label, value) in v.payload.as_ref().map(payload_lines).unwrap_or_default() {
         out.push_str(&format!("  {:<13} {value}\n", format!("{label}:")));
+    }
+    // The referral's header says whether the person is a child, even when child.* is withheld.
+    if let Some(minor) = v
+        .fields
+        .pointer("/reference/minor")
+        .and_then(Value::as_bool)
+    {
+        let said = if minor {
+            "yes: the person is a child"
+        } else {
+            "no"
+        };
+        out.push_str(&format!("  minor:        {said}\n"));
     }
     for e in v.extensions.iter().flatten() {
         let declared = if e.known_here {

@@ -80,8 +80,9 @@ pub async fn run(ctx: &Arc<Ctx>, caller: &Caller, call: Call) -> Result<Value, C
             template: ctx.template.template_json(),
         }),
         Call::ReferralPreview(r) => {
-            let (_, decisions) = preview(ctx, &r.case_id, &r.to, &caller.name).await?;
+            let ((_, fields), decisions) = preview(ctx, &r.case_id, &r.to, &caller.name).await?;
             doc(a::Preview {
+                warnings: send_warnings(ctx, &fields, &decisions),
                 case: r.case_id,
                 to: r.to,
                 fields: decisions.iter().map(decision).collect(),
@@ -731,6 +732,7 @@ pub async fn preview(
     CallError,
 > {
     let (case, fields) = load_case(ctx, case_id).await?;
+    let fields = crate::referral::policy::with_header(fields);
     let peer = ctx
         .peers
         .get(to)
@@ -753,6 +755,34 @@ fn field_str(fields: &[pb::FieldDisclosure], path: &str) -> Option<String> {
         .find(|f| f.path == path)
         .and_then(|f| serde_json::from_slice::<Value>(&f.value).ok())
         .and_then(|v| v.as_str().map(str::to_string))
+}
+
+/// What the officer is told before a referral of `fields` leaves under `decisions`: a child
+/// case whose child section is withheld, a response due date already past.
+fn send_warnings(
+    ctx: &Ctx,
+    fields: &[pb::FieldDisclosure],
+    decisions: &[crate::referral::policy::FieldDecision],
+) -> Vec<a::Warning> {
+    let mut out = Vec::new();
+    if crate::referral::policy::child_section_withheld(fields, decisions) {
+        out.push(a::Warning {
+            code: "child_section_withheld".into(),
+            text: "child case: the child section (child.*) is withheld; the partner is told only \
+                   that the person is a minor (reference.minor) and the urgency"
+                .into(),
+        });
+    }
+    let today = format_ms(ctx.clock.now_ms())[..10].to_string();
+    if field_str(fields, "reference.response_due").is_some_and(|d| d < today) {
+        out.push(a::Warning {
+            code: "response_due_past".into(),
+            text: "the response due date (reference.response_due) is already past: the referral \
+                   is overdue as soon as it arrives"
+                .into(),
+        });
+    }
+    out
 }
 
 async fn referral_send(
@@ -803,6 +833,7 @@ async fn referral_send(
     )
     .await?;
     Ok(a::ReferralSent {
+        warnings: send_warnings(ctx, &fields, &decisions),
         message: hex::encode(&id),
         to: to.to_string(),
         case: case.id,
@@ -835,7 +866,10 @@ async fn case_flags(
             .and_then(|f| serde_json::from_slice::<Value>(&f.value).ok())
     };
     let urgency = value("reference.urgency").and_then(|v| v.as_str().map(str::to_string));
-    let minor = value("child.minor").and_then(|v| v.as_bool());
+    // The child section when disclosed, else the referral's header (reference.minor).
+    let minor = value("child.minor")
+        .or_else(|| value(template::REFERENCE_MINOR))
+        .and_then(|v| v.as_bool());
     Ok((urgency, minor))
 }
 

@@ -652,18 +652,31 @@ pub async fn consent(
     };
     let cat = template::parse_category(&name)
         .ok_or_else(|| CallError::msg(format!("unknown category {name:?}")))?;
+    if !give && !r.confirmed {
+        return Err(CallError::msg(
+            "withdrawing consent erases the category at once, here and at every partner: confirm it (--yes)",
+        ));
+    }
     let (case, mut fields) = load_case(ctx, &r.case_id).await?;
+    let child = template::is_child(|p| {
+        fields
+            .iter()
+            .find(|f| f.path == p)
+            .and_then(|f| serde_json::from_slice(&f.value).ok())
+    });
+    let by = consent_by(&r.by, child)?;
+    if !matches!(r.form.as_str(), "" | "written" | "oral") {
+        return Err(CallError::msg("--form must be written or oral"));
+    }
     let today = format_ms(ctx.clock.now_ms())[..10].to_string();
     let path = format!("consent.{}", template::category_name(cat));
-    let by = if r.by.is_empty() {
-        "person".to_string()
-    } else {
-        r.by.clone()
+    let record = ConsentChange {
+        give,
+        today: &today,
+        by,
+        form: &r.form,
     };
-    if by != "person" && by != "guardian" {
-        return Err(CallError::msg("--by must be person or guardian"));
-    }
-    let value = consent_value(&fields, &path, give, &today, &by);
+    let value = consent_value(&fields, &path, &record);
     ctx.template
         .parse_field_value(&path, &value)
         .map_err(|e| CallError::msg(format!("{path}: {}", e.reason)))?;
@@ -674,11 +687,14 @@ pub async fn consent(
         value,
     });
     reseal_case(ctx, &case, &fields).await?;
+    let warnings = consent_warnings(child, by);
     if give {
         return Ok(a::Consent {
             case: case.id,
             consent: template::category_name(cat).into(),
             status: "given".into(),
+            by: Some(by.into()),
+            warnings,
             ..Default::default()
         });
     }
@@ -699,29 +715,66 @@ pub async fn consent(
         case: case.id,
         consent: template::category_name(cat).into(),
         status: "withdrawn".into(),
+        by: Some(by.into()),
         erased: Some(template::category_name(cat).into()),
         erasure_requests: Some(requests),
+        warnings,
+        recorded_by: Some(caller.name.clone()),
     })
 }
 
-/// The consent record at `path` after consent is given (replacing it) or withdrawn (dated,
-/// keeping what was given), as canonical value bytes.
-fn consent_value(
-    fields: &[pb::FieldDisclosure],
-    path: &str,
+/// Who gave or withdrew consent (`--by`): as given, else the guardian on a child case and
+/// the person otherwise.
+fn consent_by(by: &str, child: bool) -> Result<&'static str, CallError> {
+    match by {
+        "" if child => Ok("guardian"),
+        "" | "person" => Ok("person"),
+        "guardian" => Ok("guardian"),
+        _ => Err(CallError::msg("--by must be person or guardian")),
+    }
+}
+
+/// `--by person` on a child case is recorded as said (a child old enough may consent under
+/// national law), with a warning that the guardian's consent is the rule.
+fn consent_warnings(child: bool, by: &str) -> Vec<a::Warning> {
+    if child && by == "person" {
+        vec![a::Warning {
+            code: "child_consent_by_person".into(),
+            text: "child case: recorded as given by the child (--by person); the guardian's \
+                   consent is the rule unless national law lets the child decide"
+                .into(),
+        }]
+    } else {
+        Vec::new()
+    }
+}
+
+/// A consent change to record: given (replacing the record) or withdrawn.
+struct ConsentChange<'a> {
     give: bool,
-    today: &str,
-    by: &str,
-) -> Vec<u8> {
+    today: &'a str,
+    /// `person` or `guardian`: who gave it, or who withdrew it.
+    by: &'a str,
+    /// `written`, `oral` or empty (not recorded).
+    form: &'a str,
+}
+
+/// The consent record at `path` after consent is given (replacing it: status, date, by, form)
+/// or withdrawn (dated, with who withdrew it, keeping what was given), as canonical bytes.
+fn consent_value(fields: &[pb::FieldDisclosure], path: &str, c: &ConsentChange) -> Vec<u8> {
     let mut record = fields
         .iter()
         .find(|f| f.path == path)
         .and_then(|f| serde_json::from_slice::<Value>(&f.value).ok())
         .unwrap_or_else(|| json!({}));
-    if give {
-        record = json!({ "status": "given", "date": today, "by": by });
+    if c.give {
+        record = json!({ "status": "given", "date": c.today, "by": c.by });
+        if !c.form.is_empty() {
+            record["form"] = json!(c.form);
+        }
     } else {
-        record["withdrawn"] = json!(today);
+        record["withdrawn"] = json!(c.today);
+        record["withdrawn_by"] = json!(c.by);
         if record.get("status").is_none() {
             record["status"] = json!("given");
         }
