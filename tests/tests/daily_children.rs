@@ -131,8 +131,59 @@ async fn france_is_told_the_person_is_a_child_and_the_sender_is_warned() {
     );
     assert!(shown.contains("urgency:      emergency"), "{shown}");
     assert!(!shown.contains("\"child\""), "{shown}");
+
+    dates_in_the_future_are_refused(&olivia).await;
+    let file = child_case(tmp.path(), "IT-CHILD-3", &date_in_days(-2));
+    admin(&olivia, &["case", "create", "--file", &file]).await;
+    let sent = json(&olivia, &["referral", "send", "IT-CHILD-3", "--to", "FR"]).await;
+    let codes: Vec<&Value> = sent["warnings"]
+        .as_array()
+        .expect("warnings")
+        .iter()
+        .map(|w| &w["code"])
+        .collect();
+    assert_eq!(
+        codes,
+        ["child_section_withheld", "response_due_past"],
+        "{sent}"
+    );
     it.finish().await;
     fr.finish().await;
+}
+
+/// Item 16: a follow-up or closure dated after the node's today is refused, nothing sent.
+async fn dates_in_the_future_are_refused(olivia: &Path) {
+    let tomorrow = date_in_days(1);
+    let followup = [
+        &["followup", "send", "IT-CHILD-1", "--to", "FR"][..],
+        &[
+            "--phase",
+            "first_assistance",
+            "--status",
+            "placed",
+            "--date",
+            &tomorrow,
+        ],
+    ]
+    .concat();
+    let close = [
+        &["case", "close", "IT-CHILD-1", "--to", "FR"][..],
+        &["--outcome", "other", "--date", &tomorrow],
+    ]
+    .concat();
+    for args in [followup, close] {
+        let ran = admin_as(olivia, &args).await;
+        assert_ne!(ran.code, Some(0), "{args:?}: {ran:?}");
+        assert!(ran.stderr.contains("is in the future"), "{ran:?}");
+        assert_eq!(ran.stderr.trim().lines().count(), 1, "{ran:?}");
+    }
+    let today = date_in_days(0);
+    let close = [
+        &["case", "close", "IT-CHILD-1", "--to", "FR"][..],
+        &["--outcome", "other", "--date", &today],
+    ]
+    .concat();
+    admin(olivia, &close).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
