@@ -82,6 +82,8 @@ async fn france_is_told_the_person_is_a_child_and_the_sender_is_warned() {
     let felix = officer(tmp.path(), &fr, "Felix Example", "officer").await;
     let file = child_case(tmp.path(), "IT-CHILD-1", &date_in_days(3));
     admin(&olivia, &["case", "create", "--file", &file]).await;
+    let give = ["case", "consent", "IT-CHILD-1", "--give", "exploitation"];
+    admin(&olivia, &[&give[..], &["--form", "written"]].concat()).await;
 
     // Preview and send both say that the child section stays behind.
     let preview = json(
@@ -133,6 +135,7 @@ async fn france_is_told_the_person_is_a_child_and_the_sender_is_warned() {
     assert!(!shown.contains("\"child\""), "{shown}");
 
     dates_in_the_future_are_refused(&olivia).await;
+    withdrawal_is_confirmed_recorded_and_reaches_france(&olivia, &felix).await;
     let file = child_case(tmp.path(), "IT-CHILD-3", &date_in_days(-2));
     admin(&olivia, &["case", "create", "--file", &file]).await;
     let sent = json(&olivia, &["referral", "send", "IT-CHILD-3", "--to", "FR"]).await;
@@ -242,4 +245,51 @@ async fn consent_on_a_child_case_is_the_guardians_with_its_form() {
     let bad = admin_as(&olivia, &[&given[..], &["--form", "email"]].concat()).await;
     assert_eq!(bad.code, Some(64), "{bad:?}");
     it.finish().await;
+}
+
+/// Item 17: a withdrawal is confirmed (`--yes`; refused without a terminal), records on whose
+/// request and which officer, and France's copy of the consent record says withdrawn.
+async fn withdrawal_is_confirmed_recorded_and_reaches_france(olivia: &Path, felix: &Path) {
+    let withdraw = [
+        "case",
+        "consent",
+        "IT-CHILD-1",
+        "--withdraw",
+        "exploitation",
+    ];
+    let ran = admin_as(olivia, &withdraw).await;
+    assert_eq!(ran.code, Some(64), "{ran:?}");
+    assert!(ran.stderr.contains("add --yes"), "{ran:?}");
+    let case = json(olivia, &["case", "show", "IT-CHILD-1"]).await;
+    let record = &case["case"]["consent"]["exploitation"];
+    assert!(record.get("withdrawn").is_none(), "unchanged: {record}");
+    assert_eq!(record["by"], "guardian", "{record}");
+    assert_eq!(record["form"], "written", "{record}");
+
+    let yes = [&withdraw[..], &["--by", "person", "--yes"]].concat();
+    let v = json(olivia, &yes).await;
+    assert_eq!(v["status"], "withdrawn");
+    assert_eq!(v["by"], "person");
+    assert_eq!(v["recorded_by"], "Olivia Example");
+    assert_eq!(
+        v["erasure_requests"].as_array().map(Vec::len),
+        Some(1),
+        "{v}"
+    );
+    let case = json(olivia, &["case", "show", "IT-CHILD-1"]).await;
+    let record = &case["case"]["consent"]["exploitation"];
+    assert_eq!(record["withdrawn"], date_in_days(0), "{record}");
+    assert_eq!(record["withdrawn_by"], "person", "{record}");
+
+    let mut seen = Value::Null;
+    for _ in 0..150 {
+        let fr = json(felix, &["case", "show", "IT-CHILD-1"]).await;
+        seen = fr["case"]["consent"]["exploitation"].clone();
+        if seen.get("withdrawn").is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert_eq!(seen["withdrawn"], date_in_days(0), "France's copy: {seen}");
+    assert_eq!(seen["status"], "given", "{seen}");
 }

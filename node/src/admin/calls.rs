@@ -661,6 +661,62 @@ pub async fn received_fields(
     Ok(by_path.into_values().collect())
 }
 
+/// The consent records of a received case as this node now holds them: what `peer` disclosed,
+/// with `withdrawn` (the date of the request) set on `consent.<cat>` for every category of an
+/// `ErasureRequest` of `peer` with reason `consent_withdrawn` (a record that was not disclosed
+/// reads `{status: given, withdrawn}`: only given consent can be withdrawn). The marked value no
+/// longer matches its signed digest: it is this node's note on the partner's record.
+pub async fn received_with_withdrawals(
+    ctx: &Ctx,
+    peer: &str,
+    case_ref: &str,
+) -> Result<Vec<pb::FieldDisclosure>, CallError> {
+    let mut fields = received_fields(ctx, peer, case_ref).await?;
+    for r in ctx.store.received_for_case(peer, case_ref)? {
+        let Some(body) = pb::Envelope::decode(r.envelope.as_slice())
+            .ok()
+            .and_then(|e| pb::Body::decode(e.body.as_slice()).ok())
+        else {
+            continue;
+        };
+        let Some(Payload::ErasureRequest(req)) = &body.payload else {
+            continue;
+        };
+        if req.reason != "consent_withdrawn" || body.case_ref != case_ref {
+            continue;
+        }
+        let date = format_ms(body.created_ms)
+            .get(..10)
+            .unwrap_or_default()
+            .to_string();
+        for cat in req
+            .categories
+            .iter()
+            .filter_map(|c| Category::try_from(*c).ok())
+        {
+            mark_withdrawn(&mut fields, cat, &date);
+        }
+    }
+    Ok(fields)
+}
+
+fn mark_withdrawn(fields: &mut Vec<pb::FieldDisclosure>, cat: Category, date: &str) {
+    let path = format!("consent.{}", template::category_name(cat));
+    let mut record = fields
+        .iter()
+        .find(|f| f.path == path)
+        .and_then(|f| serde_json::from_slice::<Value>(&f.value).ok())
+        .filter(Value::is_object)
+        .unwrap_or_else(|| serde_json::json!({ "status": "given" }));
+    record["withdrawn"] = Value::String(date.to_string());
+    fields.retain(|f| f.path != path);
+    fields.push(pb::FieldDisclosure {
+        path,
+        salt: vec![],
+        value: template::canonical_json(&record),
+    });
+}
+
 async fn case_show(ctx: &Ctx, id: &str) -> Result<a::CaseShow, CallError> {
     if ctx.store.case(id)?.is_some() {
         let (c, fields) = load_case(ctx, id).await?;
@@ -684,7 +740,7 @@ async fn case_show(ctx: &Ctx, id: &str) -> Result<a::CaseShow, CallError> {
     }
     for t in ctx.store.threads()? {
         if t.role() == Some(ThreadRole::Received) && t.case_ref == id {
-            let fields = received_fields(ctx, &t.peer, id).await?;
+            let fields = received_with_withdrawals(ctx, &t.peer, id).await?;
             return Ok(a::CaseShow {
                 id: id.to_string(),
                 origin: format!("received from {}", t.peer),

@@ -391,7 +391,7 @@ async fn consent_source(
     }
     Ok((
         String::new(),
-        calls::received_fields(ctx, peer, case_ref).await?,
+        calls::received_with_withdrawals(ctx, peer, case_ref).await?,
     ))
 }
 
@@ -641,22 +641,7 @@ pub async fn consent(
     caller: &Caller,
     r: api::CaseConsent,
 ) -> Result<a::Consent, CallError> {
-    let (name, give) = match (r.withdraw.is_empty(), r.give.is_empty()) {
-        (false, true) => (r.withdraw.clone(), false),
-        (true, false) => (r.give.clone(), true),
-        _ => {
-            return Err(CallError::msg(
-                "use exactly one of --withdraw CATEGORY or --give CATEGORY",
-            ))
-        }
-    };
-    let cat = template::parse_category(&name)
-        .ok_or_else(|| CallError::msg(format!("unknown category {name:?}")))?;
-    if !give && !r.confirmed {
-        return Err(CallError::msg(
-            "withdrawing consent erases the category at once, here and at every partner: confirm it (--yes)",
-        ));
-    }
+    let (cat, give) = consent_change(&r)?;
     let (case, mut fields) = load_case(ctx, &r.case_id).await?;
     let child = template::is_child(|p| {
         fields
@@ -721,6 +706,28 @@ pub async fn consent(
         warnings,
         recorded_by: Some(caller.name.clone()),
     })
+}
+
+/// The category of a `case consent` call and whether consent is given (else withdrawn, which
+/// must be confirmed).
+fn consent_change(r: &api::CaseConsent) -> Result<(Category, bool), CallError> {
+    let (name, give) = match (r.withdraw.is_empty(), r.give.is_empty()) {
+        (false, true) => (&r.withdraw, false),
+        (true, false) => (&r.give, true),
+        _ => {
+            return Err(CallError::msg(
+                "use exactly one of --withdraw CATEGORY or --give CATEGORY",
+            ))
+        }
+    };
+    let cat = template::parse_category(name)
+        .ok_or_else(|| CallError::msg(format!("unknown category {name:?}")))?;
+    if !give && !r.confirmed {
+        return Err(CallError::msg(
+            "withdrawing consent erases the category at once, here and at every partner: confirm it (--yes)",
+        ));
+    }
+    Ok((cat, give))
 }
 
 /// Who gave or withdrew consent (`--by`): as given, else the guardian on a child case and
