@@ -135,7 +135,7 @@ The federation keeps running (logs in $data/*.log). Try next:
   $admin case timeline $case_id
   $admin referral preview $case_id --to FR
   TRM_CRED=$data/al-officer.cred $admin followup send $case_id --to IT --phase return --status "reception planned"
-  $admin case consent $case_id --withdraw health      # erases here, asks Albania to erase
+  $admin case consent $case_id --withdraw health --yes  # erases here, asks Albania to erase
   $admin status
 Press Ctrl-C to stop the nodes (their outboxes are kept on disk).
 TXT

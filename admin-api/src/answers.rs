@@ -486,6 +486,20 @@ pub struct Preview {
     pub fields: Vec<FieldDecision>,
     /// Recipient.
     pub to: String,
+    /// What the officer should know before sending (absent when none).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<Warning>,
+}
+
+/// Something a sending officer should know: the referral still leaves.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Warning {
+    /// What it is about: `child_section_withheld` (a child case whose `child.*` fields stay
+    /// behind; the receiver still sees `reference.minor`), `response_due_past` (the response
+    /// due date is before today: the referral is overdue at once).
+    pub code: String,
+    /// One line for people; never a case field value.
+    pub text: String,
 }
 
 /// The decision for one field.
@@ -514,6 +528,9 @@ pub struct ReferralSent {
     pub state: String,
     /// Recipient.
     pub to: String,
+    /// What the officer should know (absent when none): see [`Warning`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<Warning>,
     /// Fields withheld.
     pub withheld: u64,
 }
@@ -608,6 +625,15 @@ pub struct Consent {
     pub erasure_requests: Option<Vec<String>>,
     /// given or withdrawn.
     pub status: String,
+    /// Who gave or withdrew consent: person or guardian.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub by: Option<String>,
+    /// The officer who recorded the withdrawal (withdrawal only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recorded_by: Option<String>,
+    /// What the officer should know (absent when none): see [`Warning`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<Warning>,
 }
 
 /// `case timeline`.

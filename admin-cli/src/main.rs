@@ -261,9 +261,16 @@ enum CaseCmd {
         /// Category whose consent is given.
         #[arg(long)]
         give: Option<String>,
-        /// Who gives consent: person or guardian.
-        #[arg(long, default_value = "person")]
-        by: String,
+        /// Who gives or withdraws consent: person or guardian (default: guardian on a child
+        /// case, person otherwise).
+        #[arg(long, value_parser = ["person", "guardian"])]
+        by: Option<String>,
+        /// How consent was given: written or oral (with --give).
+        #[arg(long, value_parser = ["written", "oral"], requires = "give")]
+        form: Option<String>,
+        /// Withdraw without asking for confirmation (needed when not on a terminal).
+        #[arg(long)]
+        yes: bool,
     },
     /// Supervisor or auditor: every admin call that named the case (who, role, when, what
     /// call, result), from this node's audit log.
@@ -623,7 +630,19 @@ async fn case(s: &Session, c: CaseCmd) -> Result<(), Failure> {
             withdraw,
             give,
             by,
-        } => cmd::cases::consent(s, case_id, withdraw, give, by).await,
+            form,
+            yes,
+        } => {
+            let request = api::CaseConsent {
+                case_id,
+                withdraw: withdraw.unwrap_or_default(),
+                give: give.unwrap_or_default(),
+                by: by.unwrap_or_default(),
+                form: form.unwrap_or_default(),
+                confirmed: yes,
+            };
+            cmd::cases::consent(s, request).await
+        }
         CaseCmd::Close {
             case_id,
             to,

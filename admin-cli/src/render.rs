@@ -1,7 +1,6 @@
 //! Human output: readable tables and summaries of the node's typed answers (one function per
 //! answer type; `--json` prints the answers themselves).
 
-use serde::Serialize;
 use serde_json::Value;
 use trm_admin_api::answers as a;
 
@@ -44,21 +43,6 @@ fn short(fp: &str) -> String {
 /// A JSON document (a case, released fields) as indented text.
 fn pretty(v: &Value) -> String {
     serde_json::to_string_pretty(v).unwrap_or_default()
-}
-
-/// Any answer as `key: value` lines (strings bare, other values as JSON), keys sorted.
-pub(crate) fn fields<T: Serialize>(answer: &T) -> String {
-    let mut out = String::new();
-    if let Ok(Value::Object(m)) = serde_json::to_value(answer) {
-        for (k, x) in m {
-            let shown = match x {
-                Value::String(t) => t,
-                other => other.to_string(),
-            };
-            out.push_str(&format!("{k}: {shown}\n"));
-        }
-    }
-    out
 }
 
 /// `peer remove`.
@@ -428,11 +412,12 @@ pub(crate) fn template(v: &a::CaseTemplate) -> String {
 pub(crate) fn preview(v: &a::Preview) -> String {
     let released = v.fields.iter().filter(|f| f.released).count();
     format!(
-        "referral of case {} to {}: {} of {} fields released\n{}",
+        "referral of case {} to {}: {} of {} fields released\n{}{}",
         v.case,
         v.to,
         released,
         v.fields.len(),
+        warnings(&v.warnings),
         decisions(&v.fields)
     )
 }
@@ -637,11 +622,35 @@ fn decisions(fields: &[a::FieldDecision]) -> String {
     table(&["field", "category", "decision", "withheld by"], &rows)
 }
 
+/// `case consent`.
+pub(crate) fn consent(v: &a::Consent) -> String {
+    let mut out = format!("consent for {} on case {}: {}", v.consent, v.case, v.status);
+    if let Some(by) = &v.by {
+        out.push_str(&format!(" (by the {by})"));
+    }
+    out.push('\n');
+    if let Some(officer) = &v.recorded_by {
+        out.push_str(&format!("recorded by: {officer}\n"));
+    }
+    if let Some(erased) = &v.erased {
+        out.push_str(&format!("erased here: {erased}\n"));
+    }
+    if let Some(requests) = &v.erasure_requests {
+        out.push_str(&format!("erasure requests sent: {}\n", requests.join(", ")));
+    }
+    out + &warnings(&v.warnings)
+}
+
+/// One `warning: ...` line per warning.
+fn warnings(w: &[a::Warning]) -> String {
+    w.iter().map(|w| format!("warning: {}\n", w.text)).collect()
+}
+
 /// `referral send`.
 pub(crate) fn sent(v: &a::ReferralSent) -> String {
     format!(
-        "referral {} of case {} to {} is in the outbox ({} fields released, {} withheld)\nfollow it with: trm-admin message show {}\n",
-        v.message, v.case, v.to, v.released, v.withheld, v.message
+        "referral {} of case {} to {} is in the outbox ({} fields released, {} withheld)\n{}follow it with: trm-admin message show {}\n",
+        v.message, v.case, v.to, v.released, v.withheld, warnings(&v.warnings), v.message
     )
 }
 
@@ -1042,6 +1051,19 @@ pub(crate) fn message(v: &a::MessageView) -> String {
     out.push_str(&answered_line(v));
     for (label, value) in v.payload.as_ref().map(payload_lines).unwrap_or_default() {
         out.push_str(&format!("  {:<13} {value}\n", format!("{label}:")));
+    }
+    // The referral's header says whether the person is a child, even when child.* is withheld.
+    if let Some(minor) = v
+        .fields
+        .pointer("/reference/minor")
+        .and_then(Value::as_bool)
+    {
+        let said = if minor {
+            "yes: the person is a child"
+        } else {
+            "no"
+        };
+        out.push_str(&format!("  minor:        {said}\n"));
     }
     for e in v.extensions.iter().flatten() {
         let declared = if e.known_here {

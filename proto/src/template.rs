@@ -163,6 +163,7 @@ pub const CONSENT_FIELDS: &[(&str, Kind)] = &[
     ("form", Kind::Enum(&["written", "oral"])),
     ("by", Kind::Enum(&["person", "guardian"])),
     ("withdrawn", Kind::Date),
+    ("withdrawn_by", Kind::Enum(&["person", "guardian"])),
 ];
 
 impl Kind {
@@ -326,6 +327,7 @@ static CORE: &[FieldDef] = &[
     field!("reference.reason", Kind::LongText, Reference, "Why the person is referred and what is asked of the receiving country"),
     field!("reference.urgency", Kind::Enum(URGENCY), Reference, "How quickly the receiving country is asked to act"),
     field!("reference.response_due", Kind::Date, Reference, "Date by which an answer is requested"),
+    field!("reference.minor", Kind::Bool, Reference, "The person is a child: filled in by the node from child.minor and identity.date_of_birth when a referral is sealed, and sent to every partner whatever the profiles"),
     // identity
     field!("identity.family_name", Kind::Text, Identity, "Family name(s) as known"),
     field!("identity.given_names", Kind::Text, Identity, "Given name(s) as known"),
@@ -431,13 +433,28 @@ fn core_index(path: &str) -> Option<usize> {
     CORE.iter().position(|d| d.path == path)
 }
 
-/// Core fields no country can switch off: the case reference, the child-case fields, and
-/// every consent record.
+/// Core fields no country can switch off: the referral's header ([`HEADER_FIELDS`]), the
+/// child-case fields, and every consent record.
 fn is_mandatory(path: &str) -> bool {
-    path == CASE_REF || CHILD_REQUIRED.contains(&path) || path.starts_with("consent.")
+    HEADER_FIELDS.contains(&path) || CHILD_REQUIRED.contains(&path) || path.starts_with("consent.")
 }
 
 const CASE_REF: &str = "reference.case_ref";
+/// `reference.minor`: derived by the sending node from the child section ([`Case::is_child_case`]).
+pub const REFERENCE_MINOR: &str = "reference.minor";
+/// `reference.urgency`.
+pub const REFERENCE_URGENCY: &str = "reference.urgency";
+
+/// The referral's non-personal header: released to every partner whatever the outgoing
+/// profile, the partner's acceptance profile, consent or approval say, and accepted by every
+/// receiver. The case reference already travels in clear in every message; that the person is
+/// a child and how urgent the case is must reach even a partner that receives no personal data.
+pub const HEADER_FIELDS: [&str; 3] = [CASE_REF, REFERENCE_URGENCY, REFERENCE_MINOR];
+
+/// Whether `path` is one of [`HEADER_FIELDS`].
+pub fn is_header_field(path: &str) -> bool {
+    HEADER_FIELDS.contains(&path)
+}
 const CHILD_MINOR: &str = "child.minor";
 const ESTIMATED_BIRTH_YEAR: &str = "identity.estimated_birth_year";
 const CHILD_REQUIRED: [&str; 5] = [
@@ -1519,6 +1536,7 @@ fn check_rules(f: &BTreeMap<String, Value>, errs: &mut Vec<FieldError>, complete
             "must be true: identity.date_of_birth is less than 18 years before reference.date",
         ));
     }
+    check_reference_minor(f, errs, complete, dob_child || minor == Some(true));
     if complete && (dob_child || minor == Some(true)) {
         for p in CHILD_REQUIRED {
             if !f.contains_key(p) && !has_error(errs, p) {
@@ -1546,6 +1564,42 @@ fn check_rules(f: &BTreeMap<String, Value>, errs: &mut Vec<FieldError>, complete
             }
         }
     }
+}
+
+/// `reference.minor`, when given, must say what the child section says (`child`: a child case
+/// by [`Case::is_child_case`]'s rule). A whole case is checked always; a partial or received one
+/// only where the child section or the date of birth is there to contradict it.
+fn check_reference_minor(
+    f: &BTreeMap<String, Value>,
+    errs: &mut Vec<FieldError>,
+    complete: bool,
+    child: bool,
+) {
+    let Some(given) = f.get(REFERENCE_MINOR).and_then(Value::as_bool) else {
+        return;
+    };
+    let known = complete || child || f.contains_key(CHILD_MINOR);
+    if known && given != child {
+        errs.push(FieldError::new(
+            REFERENCE_MINOR,
+            format!(
+                "must be {child}: it is derived from child.minor and identity.date_of_birth \
+                 (leave it out, the node fills it in)"
+            ),
+        ));
+    }
+}
+
+/// The template's child-case rule over a case's values (`get` gives a field's value): `child.minor`
+/// is true, or `identity.date_of_birth` is less than 18 years before `reference.date`. What
+/// the sending node puts in `reference.minor`.
+pub fn is_child(get: impl Fn(&str) -> Option<Value>) -> bool {
+    let date = |p: &str| get(p).as_ref().and_then(Value::as_str).and_then(parse_date);
+    get(CHILD_MINOR).and_then(|v| v.as_bool()) == Some(true)
+        || matches!(
+            (date("identity.date_of_birth"), date("reference.date")),
+            (Some(dob), Some(at)) if at < (dob.0 + 18, dob.1, dob.2)
+        )
 }
 
 fn check_case_ref(f: &BTreeMap<String, Value>, errs: &mut Vec<FieldError>) {
@@ -2082,12 +2136,7 @@ impl Case {
     /// A child case: `child.minor` is true, or the date of birth is less than 18 years before
     /// the referral date.
     pub fn is_child_case(&self) -> bool {
-        let date = |p: &str| self.get(p).and_then(Value::as_str).and_then(parse_date);
-        self.get(CHILD_MINOR).and_then(Value::as_bool) == Some(true)
-            || matches!(
-                (date("identity.date_of_birth"), date("reference.date")),
-                (Some(dob), Some(at)) if at < (dob.0 + 18, dob.1, dob.2)
-            )
+        is_child(|p| self.get(p).cloned())
     }
 }
 
@@ -2564,6 +2613,38 @@ mod tests {
             Template::from_config(&bad),
             Err(TemplateError::ExtensionKind(..))
         ));
+    }
+
+    #[test]
+    fn reference_minor_must_agree_with_the_child_section() {
+        // An adult case that says it is a child's.
+        let mut doc = minimal();
+        set(&mut doc, "reference.minor", json!(true));
+        let e = only_error(&core(), &doc);
+        assert_eq!(e.path, REFERENCE_MINOR);
+        assert!(e.reason.starts_with("must be false"), "{}", e.reason);
+        // Agreeing with the derivation is fine.
+        let mut doc = minimal();
+        set(&mut doc, "reference.minor", json!(false));
+        assert!(core().parse_case(&doc.to_string()).is_ok());
+        // A received partial case: nothing to contradict it when child.* was withheld.
+        let received = Case::from_fields(&core(), [(REFERENCE_MINOR.to_owned(), json!(true))]);
+        assert!(received.is_ok());
+        let contradicted = Case::from_fields(
+            &core(),
+            [
+                (REFERENCE_MINOR.to_owned(), json!(true)),
+                (CHILD_MINOR.to_owned(), json!(false)),
+            ],
+        );
+        assert_eq!(contradicted.unwrap_err().0[0].path, REFERENCE_MINOR);
+        // The header cannot be switched off.
+        for path in HEADER_FIELDS {
+            assert_eq!(
+                Template::new(vec![], [path]),
+                Err(TemplateError::Mandatory(path.into()))
+            );
+        }
     }
 
     #[test]

@@ -242,6 +242,7 @@ async fn every_payload_kind_is_shown_in_words() {
         "IT-DAILY-2",
         "--withdraw",
         "exploitation",
+        "--yes",
     ];
     json(&p.olivia, &withdraw).await;
     let id = arrived(&p.otto, "erasure_request").await;

@@ -491,8 +491,8 @@ async fn erasure_round_trip_leaves_no_canary_anywhere() {
             Call::CaseConsent(api::CaseConsent {
                 case_id: "IT-DISC-0004".into(),
                 withdraw: "identity".into(),
-                give: String::new(),
-                by: String::new(),
+                confirmed: true,
+                ..Default::default()
             }),
         )
         .await;

@@ -435,7 +435,14 @@ async fn every_json_document_is_unchanged() {
     s.json("inbox-later", &otto, &["inbox"]).await;
     let give = ["case", "consent", "IT-GOLD-1", "--give", "health"];
     s.json("consent-give", &olivia, &give).await;
-    let withdraw = ["case", "consent", "IT-GOLD-1", "--withdraw", "health"];
+    let withdraw = [
+        "case",
+        "consent",
+        "IT-GOLD-1",
+        "--withdraw",
+        "health",
+        "--yes",
+    ];
     s.json("consent-withdraw", &olivia, &withdraw).await;
     let close = [
         &["case", "close", "IT-GOLD-1", "--outcome", "other"][..],

@@ -58,20 +58,37 @@ pub(crate) async fn timeline(s: &Session, id: String) -> Result<(), Failure> {
     call(s, api::CaseTimeline { id }, render::timeline).await
 }
 
-pub(crate) async fn consent(
-    s: &Session,
-    case_id: String,
-    withdraw: Option<String>,
-    give: Option<String>,
-    by: String,
-) -> Result<(), Failure> {
-    let request = api::CaseConsent {
-        case_id,
-        withdraw: withdraw.unwrap_or_default(),
-        give: give.unwrap_or_default(),
-        by,
-    };
-    call(s, request, render::fields).await
+/// `case consent`: a withdrawal erases at once, so it is confirmed first: `--yes`, or a `y`
+/// typed on a terminal; without a terminal and without `--yes` it is refused (usage, 64).
+pub(crate) async fn consent(s: &Session, mut request: api::CaseConsent) -> Result<(), Failure> {
+    if !request.withdraw.is_empty() && !request.confirmed {
+        request.confirmed = confirm_withdrawal(&request.case_id, &request.withdraw)?;
+    }
+    call(s, request, render::consent).await
+}
+
+fn confirm_withdrawal(case_id: &str, category: &str) -> Result<bool, Failure> {
+    use std::io::{BufRead, IsTerminal, Write};
+    if !std::io::stdin().is_terminal() {
+        return Err(Failure::usage(
+            "withdrawing consent erases at once: add --yes to confirm (no terminal to ask on)",
+        ));
+    }
+    eprint!(
+        "withdraw consent for {category} on case {case_id}? This erases the {category} values here \
+         and asks every partner that received them to erase them [y/N] "
+    );
+    let _ = std::io::stderr().flush();
+    let mut line = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .map_err(|e| Failure::usage(format!("cannot read the answer: {e}")))?;
+    if matches!(line.trim(), "y" | "Y" | "yes") {
+        Ok(true)
+    } else {
+        Err(Failure::new(1, "not withdrawn: not confirmed"))
+    }
 }
 
 pub(crate) async fn close(s: &Session, request: api::CaseClose) -> Result<(), Failure> {

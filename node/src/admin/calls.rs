@@ -99,8 +99,10 @@ pub async fn run(ctx: &Arc<Ctx>, caller: &Caller, call: Call) -> Result<Value, C
             template: ctx.template.template_json(),
         }),
         Call::ReferralPreview(r) => {
-            let (_, decisions) = preview(ctx, &r.case_id, &r.to, None, &caller.name).await?;
+            let ((_, fields), decisions) =
+                preview(ctx, &r.case_id, &r.to, None, &caller.name).await?;
             doc(a::Preview {
+                warnings: send_warnings(ctx, &fields, &decisions),
                 case: r.case_id,
                 to: r.to,
                 fields: decisions.iter().map(decision).collect(),
@@ -706,6 +708,62 @@ pub async fn received_fields(
     Ok(by_path.into_values().collect())
 }
 
+/// The consent records of a received case as this node now holds them: what `peer` disclosed,
+/// with `withdrawn` (the date of the request) set on `consent.<cat>` for every category of an
+/// `ErasureRequest` of `peer` with reason `consent_withdrawn` (a record that was not disclosed
+/// reads `{status: given, withdrawn}`: only given consent can be withdrawn). The marked value no
+/// longer matches its signed digest: it is this node's note on the partner's record.
+pub async fn received_with_withdrawals(
+    ctx: &Ctx,
+    peer: &str,
+    case_ref: &str,
+) -> Result<Vec<pb::FieldDisclosure>, CallError> {
+    let mut fields = received_fields(ctx, peer, case_ref).await?;
+    for r in ctx.store.received_for_case(peer, case_ref)? {
+        let Some(body) = pb::Envelope::decode(r.envelope.as_slice())
+            .ok()
+            .and_then(|e| pb::Body::decode(e.body.as_slice()).ok())
+        else {
+            continue;
+        };
+        let Some(Payload::ErasureRequest(req)) = &body.payload else {
+            continue;
+        };
+        if req.reason != "consent_withdrawn" || body.case_ref != case_ref {
+            continue;
+        }
+        let date = format_ms(body.created_ms)
+            .get(..10)
+            .unwrap_or_default()
+            .to_string();
+        for cat in req
+            .categories
+            .iter()
+            .filter_map(|c| Category::try_from(*c).ok())
+        {
+            mark_withdrawn(&mut fields, cat, &date);
+        }
+    }
+    Ok(fields)
+}
+
+fn mark_withdrawn(fields: &mut Vec<pb::FieldDisclosure>, cat: Category, date: &str) {
+    let path = format!("consent.{}", template::category_name(cat));
+    let mut record = fields
+        .iter()
+        .find(|f| f.path == path)
+        .and_then(|f| serde_json::from_slice::<Value>(&f.value).ok())
+        .filter(Value::is_object)
+        .unwrap_or_else(|| serde_json::json!({ "status": "given" }));
+    record["withdrawn"] = Value::String(date.to_string());
+    fields.retain(|f| f.path != path);
+    fields.push(pb::FieldDisclosure {
+        path,
+        salt: vec![],
+        value: template::canonical_json(&record),
+    });
+}
+
 pub async fn case_show(ctx: &Ctx, id: &str) -> Result<a::CaseShow, CallError> {
     if ctx.store.case(id)?.is_some() {
         let (c, fields) = load_case(ctx, id).await?;
@@ -733,7 +791,7 @@ pub async fn case_show(ctx: &Ctx, id: &str) -> Result<a::CaseShow, CallError> {
     }
     for t in ctx.store.threads()? {
         if t.role() == Some(ThreadRole::Received) && t.case_ref == id {
-            let fields = received_fields(ctx, &t.peer, id).await?;
+            let fields = received_with_withdrawals(ctx, &t.peer, id).await?;
             return Ok(a::CaseShow {
                 id: id.to_string(),
                 origin: format!("received from {}", t.peer),
@@ -785,6 +843,7 @@ pub async fn preview(
     CallError,
 > {
     let (case, fields) = load_case(ctx, case_id).await?;
+    let fields = crate::referral::policy::with_header(fields);
     let peer = ctx
         .peers
         .get(to)
@@ -807,6 +866,34 @@ fn field_str(fields: &[pb::FieldDisclosure], path: &str) -> Option<String> {
         .find(|f| f.path == path)
         .and_then(|f| serde_json::from_slice::<Value>(&f.value).ok())
         .and_then(|v| v.as_str().map(str::to_string))
+}
+
+/// What the officer is told before a referral of `fields` leaves under `decisions`: a child
+/// case whose child section is withheld, a response due date already past.
+fn send_warnings(
+    ctx: &Ctx,
+    fields: &[pb::FieldDisclosure],
+    decisions: &[crate::referral::policy::FieldDecision],
+) -> Vec<a::Warning> {
+    let mut out = Vec::new();
+    if crate::referral::policy::child_section_withheld(fields, decisions) {
+        out.push(a::Warning {
+            code: "child_section_withheld".into(),
+            text: "child case: the child section (child.*) is withheld; the partner is told only \
+                   that the person is a minor (reference.minor) and the urgency"
+                .into(),
+        });
+    }
+    let today = format_ms(ctx.clock.now_ms())[..10].to_string();
+    if field_str(fields, "reference.response_due").is_some_and(|d| d < today) {
+        out.push(a::Warning {
+            code: "response_due_past".into(),
+            text: "the response due date (reference.response_due) is already past: the referral \
+                   is overdue as soon as it arrives"
+                .into(),
+        });
+    }
+    out
 }
 
 async fn referral_send(
@@ -867,6 +954,7 @@ async fn referral_send(
     )
     .await?;
     Ok(a::ReferralSent {
+        warnings: send_warnings(ctx, &fields, &decisions),
         message: hex::encode(&id),
         to: to.to_string(),
         case: case.id,
@@ -899,7 +987,10 @@ pub async fn case_flags(
             .and_then(|f| serde_json::from_slice::<Value>(&f.value).ok())
     };
     let urgency = value("reference.urgency").and_then(|v| v.as_str().map(str::to_string));
-    let minor = value("child.minor").and_then(|v| v.as_bool());
+    // The child section when disclosed, else the referral's header (reference.minor).
+    let minor = value("child.minor")
+        .or_else(|| value(template::REFERENCE_MINOR))
+        .and_then(|v| v.as_bool());
     Ok((urgency, minor))
 }
 

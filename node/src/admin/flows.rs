@@ -435,7 +435,7 @@ async fn consent_source(
     }
     Ok((
         String::new(),
-        calls::received_fields(ctx, peer, case_ref).await?,
+        calls::received_with_withdrawals(ctx, peer, case_ref).await?,
     ))
 }
 
@@ -498,6 +498,7 @@ pub async fn follow_up_preview(
         case: plan.thread.case_ref,
         to: r.to,
         fields: plan.decisions.iter().map(calls::decision).collect(),
+        warnings: Vec::new(),
     })
 }
 
@@ -790,29 +791,27 @@ pub async fn consent(
     caller: &Caller,
     r: api::CaseConsent,
 ) -> Result<a::Consent, CallError> {
-    let (name, give) = match (r.withdraw.is_empty(), r.give.is_empty()) {
-        (false, true) => (r.withdraw.clone(), false),
-        (true, false) => (r.give.clone(), true),
-        _ => {
-            return Err(CallError::msg(
-                "use exactly one of --withdraw CATEGORY or --give CATEGORY",
-            ))
-        }
-    };
-    let cat = template::parse_category(&name)
-        .ok_or_else(|| CallError::msg(format!("unknown category {name:?}")))?;
+    let (cat, give) = consent_change(&r)?;
     let (case, mut fields) = load_case(ctx, &r.case_id).await?;
+    let child = template::is_child(|p| {
+        fields
+            .iter()
+            .find(|f| f.path == p)
+            .and_then(|f| serde_json::from_slice(&f.value).ok())
+    });
+    let by = consent_by(&r.by, child)?;
+    if !matches!(r.form.as_str(), "" | "written" | "oral") {
+        return Err(CallError::msg("--form must be written or oral"));
+    }
     let today = format_ms(ctx.clock.now_ms())[..10].to_string();
     let path = format!("consent.{}", template::category_name(cat));
-    let by = if r.by.is_empty() {
-        "person".to_string()
-    } else {
-        r.by.clone()
+    let record = ConsentChange {
+        give,
+        today: &today,
+        by,
+        form: &r.form,
     };
-    if by != "person" && by != "guardian" {
-        return Err(CallError::msg("--by must be person or guardian"));
-    }
-    let value = consent_value(&fields, &path, give, &today, &by);
+    let value = consent_value(&fields, &path, &record);
     ctx.template
         .parse_field_value(&path, &value)
         .map_err(|e| CallError::msg(format!("{path}: {}", e.reason)))?;
@@ -824,11 +823,14 @@ pub async fn consent(
         value,
     });
     crate::admin::current::consent_version(ctx, caller, &case, (&old, &fields), &path).await?;
+    let warnings = consent_warnings(child, by);
     if give {
         return Ok(a::Consent {
             case: case.id,
             consent: template::category_name(cat).into(),
             status: "given".into(),
+            by: Some(by.into()),
+            warnings,
             ..Default::default()
         });
     }
@@ -849,29 +851,88 @@ pub async fn consent(
         case: case.id,
         consent: template::category_name(cat).into(),
         status: "withdrawn".into(),
+        by: Some(by.into()),
         erased: Some(template::category_name(cat).into()),
         erasure_requests: Some(requests),
+        warnings,
+        recorded_by: Some(caller.name.clone()),
     })
 }
 
-/// The consent record at `path` after consent is given (replacing it) or withdrawn (dated,
-/// keeping what was given), as canonical value bytes.
-fn consent_value(
-    fields: &[pb::FieldDisclosure],
-    path: &str,
+/// The category of a `case consent` call and whether consent is given (else withdrawn, which
+/// must be confirmed).
+fn consent_change(r: &api::CaseConsent) -> Result<(Category, bool), CallError> {
+    let (name, give) = match (r.withdraw.is_empty(), r.give.is_empty()) {
+        (false, true) => (&r.withdraw, false),
+        (true, false) => (&r.give, true),
+        _ => {
+            return Err(CallError::msg(
+                "use exactly one of --withdraw CATEGORY or --give CATEGORY",
+            ))
+        }
+    };
+    let cat = template::parse_category(name)
+        .ok_or_else(|| CallError::msg(format!("unknown category {name:?}")))?;
+    if !give && !r.confirmed {
+        return Err(CallError::msg(
+            "withdrawing consent erases the category at once, here and at every partner: confirm it (--yes)",
+        ));
+    }
+    Ok((cat, give))
+}
+
+/// Who gave or withdrew consent (`--by`): as given, else the guardian on a child case and
+/// the person otherwise.
+fn consent_by(by: &str, child: bool) -> Result<&'static str, CallError> {
+    match by {
+        "" if child => Ok("guardian"),
+        "" | "person" => Ok("person"),
+        "guardian" => Ok("guardian"),
+        _ => Err(CallError::msg("--by must be person or guardian")),
+    }
+}
+
+/// `--by person` on a child case is recorded as said (a child old enough may consent under
+/// national law), with a warning that the guardian's consent is the rule.
+fn consent_warnings(child: bool, by: &str) -> Vec<a::Warning> {
+    if child && by == "person" {
+        vec![a::Warning {
+            code: "child_consent_by_person".into(),
+            text: "child case: recorded as given by the child (--by person); the guardian's \
+                   consent is the rule unless national law lets the child decide"
+                .into(),
+        }]
+    } else {
+        Vec::new()
+    }
+}
+
+/// A consent change to record: given (replacing the record) or withdrawn.
+struct ConsentChange<'a> {
     give: bool,
-    today: &str,
-    by: &str,
-) -> Vec<u8> {
+    today: &'a str,
+    /// `person` or `guardian`: who gave it, or who withdrew it.
+    by: &'a str,
+    /// `written`, `oral` or empty (not recorded).
+    form: &'a str,
+}
+
+/// The consent record at `path` after consent is given (replacing it: status, date, by, form)
+/// or withdrawn (dated, with who withdrew it, keeping what was given), as canonical bytes.
+fn consent_value(fields: &[pb::FieldDisclosure], path: &str, c: &ConsentChange) -> Vec<u8> {
     let mut record = fields
         .iter()
         .find(|f| f.path == path)
         .and_then(|f| serde_json::from_slice::<Value>(&f.value).ok())
         .unwrap_or_else(|| json!({}));
-    if give {
-        record = json!({ "status": "given", "date": today, "by": by });
+    if c.give {
+        record = json!({ "status": "given", "date": c.today, "by": c.by });
+        if !c.form.is_empty() {
+            record["form"] = json!(c.form);
+        }
     } else {
-        record["withdrawn"] = json!(today);
+        record["withdrawn"] = json!(c.today);
+        record["withdrawn_by"] = json!(c.by);
         if record.get("status").is_none() {
             record["status"] = json!("given");
         }

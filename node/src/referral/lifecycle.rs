@@ -123,12 +123,19 @@ pub fn transition(
             next.note = d.reason.clone();
         }
         Payload::FollowUp(f) if state == Some(ThreadState::Closed) => {
+            check_reported_date(&f.date, now_ms, dir)?;
             let by = Side { sender, dir, peer };
             follow_up_after_closure(&mut next, by, &body.message_id, f, now_ms)?
         }
-        Payload::FollowUp(f) => follow_up(&mut next, f)?,
+        Payload::FollowUp(f) => {
+            check_reported_date(&f.date, now_ms, dir)?;
+            follow_up(&mut next, f)?
+        }
         Payload::Disclosure(d) => return disclosure(t, own_role, d).map(|()| None),
-        Payload::Closure(c) => close(&mut next, sender, c)?,
+        Payload::Closure(c) => {
+            check_reported_date(&c.date, now_ms, dir)?;
+            close(&mut next, sender, c)?
+        }
         Payload::ErasureRequest(_)
         | Payload::ErasureConfirmation(_)
         | Payload::Referral(_)
@@ -136,6 +143,38 @@ pub fn transition(
         | Payload::KeyAnnouncement(_) => return Ok(None),
     }
     Ok(Some(next))
+}
+
+/// How far a received follow-up's or closure's date may be after the receiver's clock: one
+/// day of clock skew (a date is a UTC calendar day).
+pub const DATE_SKEW_MS: i64 = 24 * 60 * 60 * 1000;
+
+/// A follow-up or closure reports what happened: its date (YYYY-MM-DD, empty for none) must not
+/// be in the future. Sending, not after this node's today; receiving, not more than
+/// [`DATE_SKEW_MS`] after this node's clock (MALFORMED otherwise). A date that does not parse
+/// is MALFORMED too.
+pub fn check_reported_date(date: &str, now_ms: i64, dir: Direction) -> Result<(), Refusal> {
+    if date.is_empty() {
+        return Ok(());
+    }
+    let Some(at) = trm_proto::date::parse_date_ms(date) else {
+        return Err(refuse(RejectReason::Malformed, "date is not YYYY-MM-DD"));
+    };
+    let latest = match dir {
+        Direction::Outgoing => now_ms,
+        Direction::Incoming => now_ms + DATE_SKEW_MS,
+    };
+    if at > latest {
+        let today = trm_proto::date::format_ms(now_ms);
+        return Err(refuse(
+            RejectReason::Malformed,
+            format!(
+                "the date {date} is in the future (today is {}): a follow-up or closure reports what happened",
+                today.get(..10).unwrap_or(&today)
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// The TRM phases a side may still report on after the other side closed its side: what
@@ -788,6 +827,31 @@ mod tests {
     use Direction::{Incoming as In, Outgoing as Out};
     use ThreadRole::{Received as Rcv, Sent};
     use ThreadState::{Accepted, Closed, Declined, Pending};
+
+    #[test]
+    fn reported_dates_are_not_in_the_future() {
+        const DAY: i64 = DATE_SKEW_MS;
+        // 2026-11-29 12:00 UTC.
+        let now = trm_proto::date::parse_date_ms("2026-11-29").unwrap() + DAY / 2;
+        let rows: [(&str, Direction, bool); 9] = [
+            ("", Direction::Outgoing, true),
+            ("2026-11-29", Direction::Outgoing, true),
+            ("2020-01-01", Direction::Outgoing, true),
+            ("2026-11-30", Direction::Outgoing, false),
+            ("2026-11-30", Direction::Incoming, true),
+            ("2026-12-01", Direction::Incoming, false),
+            ("2027-01-01", Direction::Incoming, false),
+            ("2026-13-01", Direction::Incoming, false),
+            ("yesterday", Direction::Outgoing, false),
+        ];
+        for (date, dir, ok) in rows {
+            let got = check_reported_date(date, now, dir);
+            assert_eq!(got.is_ok(), ok, "{date} {dir:?}: {got:?}");
+            if let Err(r) = got {
+                assert_eq!(r.reason, RejectReason::Malformed, "{date}");
+            }
+        }
+    }
 
     const REFERRAL: [u8; 16] = [1; 16];
     const OTHER: [u8; 16] = [9; 16];

@@ -96,10 +96,12 @@ pub fn decide(
         .map(|f| {
             let cat = template.category_of(&f.path).unwrap_or(Category::Identity);
             let mut why = Vec::new();
-            if !outgoing.contains(&cat) {
+            if template::is_header_field(&f.path) {
+                // The header travels to every partner (template::HEADER_FIELDS).
+            } else if !outgoing.contains(&cat) {
                 why.push(Withheld::OutgoingProfile);
             }
-            if !peer_acceptance.contains(&cat) {
+            if !peer_acceptance.contains(&cat) && !template::is_header_field(&f.path) {
                 why.push(Withheld::AcceptanceProfile);
             }
             if template::is_personal(cat) {
@@ -118,6 +120,38 @@ pub fn decide(
             }
         })
         .collect()
+}
+
+/// The case's values as they are sealed into a referral: `reference.minor` set to what the
+/// template's child-case rule derives from them ([`template::is_child`]), replacing any
+/// recorded value (the case's validation already refused one that contradicts it).
+pub fn with_header(mut fields: Vec<pb::FieldDisclosure>) -> Vec<pb::FieldDisclosure> {
+    let value = |path: &str| {
+        fields
+            .iter()
+            .find(|f| f.path == path)
+            .and_then(|f| serde_json::from_slice::<serde_json::Value>(&f.value).ok())
+    };
+    let minor = template::is_child(value);
+    fields.retain(|f| f.path != template::REFERENCE_MINOR);
+    fields.push(pb::FieldDisclosure {
+        path: template::REFERENCE_MINOR.to_string(),
+        salt: vec![],
+        value: template::canonical_json(&serde_json::Value::Bool(minor)),
+    });
+    fields
+}
+
+/// Whether a child case's child section stays behind: the case is a child case (by
+/// `reference.minor` in `fields`, see [`with_header`]) and some `child.*` field is withheld.
+pub fn child_section_withheld(fields: &[pb::FieldDisclosure], decisions: &[FieldDecision]) -> bool {
+    let child = fields
+        .iter()
+        .any(|f| f.path == template::REFERENCE_MINOR && f.value == b"true");
+    child
+        && decisions
+            .iter()
+            .any(|d| d.path.starts_with("child.") && !d.released)
 }
 
 /// The template a receiver uses for a message: its own, plus the sender's declared
@@ -152,7 +186,7 @@ pub fn check_disclosures(
                 fields: vec![d.path.clone()],
             });
         };
-        if !acceptance.contains(&cat) {
+        if !acceptance.contains(&cat) && !template::is_header_field(&d.path) {
             beyond.push(d.path.clone());
         }
     }
@@ -446,6 +480,34 @@ mod tests {
             approved: &[],
             want: &[Out, Acc, Cons, Appr],
         },
+        // The header (case reference, urgency, minor) goes to every partner.
+        Row {
+            case: "header: the minor flag to a peer that accepts nothing",
+            path: "reference.minor",
+            outgoing: &[],
+            acceptance: &[],
+            consent: &[],
+            approved: &[],
+            want: &[],
+        },
+        Row {
+            case: "header: urgency whatever the outgoing profile",
+            path: "reference.urgency",
+            outgoing: &[Exploitation],
+            acceptance: FRANCE,
+            consent: &[],
+            approved: &[],
+            want: &[],
+        },
+        Row {
+            case: "not header: the reason follows the profiles",
+            path: "reference.reason",
+            outgoing: &[Exploitation],
+            acceptance: &[Exploitation],
+            consent: &[],
+            approved: &[],
+            want: &[Out, Acc],
+        },
         // A path the template does not know is decided as identity: fail closed.
         Row {
             case: "unknown path counts as identity",
@@ -487,6 +549,43 @@ mod tests {
             }
         }
         assert!(failed.is_empty(), "{}", failed.join("\n"));
+    }
+
+    #[test]
+    fn the_header_says_whether_the_person_is_a_child() {
+        type HeaderRow = (
+            &'static str,
+            &'static [(&'static str, &'static str)],
+            &'static str,
+        );
+        let rows: [HeaderRow; 5] = [
+            ("adult", &[("reference.date", "\"2026-03-01\"")], "false"),
+            ("child.minor true", &[("child.minor", "true")], "true"),
+            (
+                "date of birth under 18",
+                &[
+                    ("reference.date", "\"2026-03-01\""),
+                    ("identity.date_of_birth", "\"2010-05-01\""),
+                ],
+                "true",
+            ),
+            (
+                "a recorded value is replaced by the derived one",
+                &[("reference.minor", "true"), ("child.minor", "false")],
+                "false",
+            ),
+            ("nothing known", &[], "false"),
+        ];
+        for (case, given, want) in rows {
+            let fields = given.iter().map(|(p, v)| field(p, v)).collect();
+            let out = with_header(fields);
+            let minor: Vec<&[u8]> = out
+                .iter()
+                .filter(|f| f.path == "reference.minor")
+                .map(|f| f.value.as_slice())
+                .collect();
+            assert_eq!(minor, [want.as_bytes()], "{case}");
+        }
     }
 
     #[test]
@@ -730,6 +829,8 @@ mod tests {
             ("risk.level", "\"high\""),
             ("child.minor", "\"yes\""),
             ("ext.zz.note", "\"synthetic\""),
+            ("reference.minor", "true"),
+            ("reference.urgency", "\"emergency\""),
         ]);
         let pick = |paths: &[&str]| -> Vec<pb::FieldDisclosure> {
             all.iter()
@@ -776,6 +877,13 @@ mod tests {
                     "2 field(s) of categories this node may not receive",
                     &["identity.family_name", "health.medical_needs"],
                 )),
+            ),
+            (
+                "the header is accepted whatever the acceptance profile",
+                &[Exploitation],
+                vec![],
+                pick(&["reference.case_ref", "reference.minor", "reference.urgency"]),
+                Ok(()),
             ),
             (
                 "a value that does not match its signed digest",
