@@ -147,8 +147,8 @@ pub async fn run(opts: &Options, sel: Selection) -> Result<Report> {
     let body_len = {
         let tmp = tempfile::tempdir()?;
         let n = trm_tests::proc::NodeProc::init(tmp.path(), "IT", &opts.node_bin)?;
-        let f = workload::case_fields("BENCH-0001", "AL")?;
-        let (_, t, _) = workload::referral(&n.keys()?, "IT", "AL", "BENCH-0001", &f, 0)?;
+        let f = workload::case_fields("IT-BENCH-0001", "AL")?;
+        let (_, t, _) = workload::referral(&n.keys()?, "IT", "AL", "IT-BENCH-0001", &f, 0)?;
         t.envelope.map(|e| e.body.len()).unwrap_or(1024)
     };
     let (mut q1, mut q64, mut ed, mut s64, mut s1) = (vec![], vec![], vec![], vec![], vec![]);

@@ -157,8 +157,8 @@ pub async fn throughput_with(bin: &Path, n: usize, attack: bool) -> Result<Throu
     let officer = it.officer("Benchmark Officer", "officer").await?;
     it.terminate();
 
-    let fields = workload::case_fields("BENCH-0001", "AL")?;
-    let (_, sample, _) = workload::referral(&it.keys()?, "IT", "AL", "BENCH-0001", &fields, 0)?;
+    let fields = workload::case_fields("IT-BENCH-0001", "AL")?;
+    let (_, sample, _) = workload::referral(&it.keys()?, "IT", "AL", "IT-BENCH-0001", &fields, 0)?;
     let (field_bytes, transmission_bytes) = workload::sizes(&sample);
     let t = Instant::now();
     let ids = workload::prefill_outbox(&it.dir, "IT", "AL", n, 256)?;
@@ -395,7 +395,7 @@ pub async fn latency(bin: &Path, rate: u32, count: usize, prefill: usize) -> Res
         tick.tick().await;
         // One case per referral: the lifecycle allows one open referral per case, and the
         // disclosed `reference.case_ref` must be the envelope's.
-        let case_ref = format!("BENCH-L{i:07}");
+        let case_ref = format!("{}-BENCH-L{i:07}", ctx.country());
         let fields = workload::case_fields(&case_ref, "AL")?;
         let c = commit::commit(&fields, &mut rand::rngs::OsRng)?;
         let out = Outgoing {
@@ -531,7 +531,7 @@ pub async fn scale(bin: &Path, n: usize) -> Result<Scale> {
         // Case references are national: each country's own (a shared reference would be one
         // open referral between each pair, in both directions).
         c.call(Call::CaseCreate(api::CaseCreate {
-            json: workload::case_json(&format!("BENCH-{}", node.country), "AL"),
+            json: workload::case_json(&format!("{}-BENCH", node.country), "AL"),
         }))
         .await?;
         officers.push(c);
@@ -542,7 +542,7 @@ pub async fn scale(bin: &Path, n: usize) -> Result<Scale> {
         for (j, to) in countries.iter().enumerate() {
             if i != j {
                 c.call(Call::ReferralSend(api::ReferralSend {
-                    case_id: format!("BENCH-{}", countries[i]),
+                    case_id: format!("{}-BENCH", countries[i]),
                     to: to.clone(),
                 }))
                 .await?;

@@ -105,7 +105,7 @@ pub fn prefill_outbox(
     for i in 0..n {
         let now = trm_node::base::time::now_ms();
         // Every referral is its own case: the lifecycle allows one open referral per case.
-        let case_ref = format!("BENCH-{i:08}");
+        let case_ref = format!("{from}-BENCH-{i:08}");
         let fields = case_fields(&case_ref, to)?;
         let (id, t, hash) = referral(&keys, from, to, &case_ref, &fields, now)?;
         let env = t.envelope.clone().unwrap_or_default();
@@ -190,12 +190,13 @@ pub fn prefill_received(
         &dir.join(&cfg.paths.store_key),
         keys.store_key,
     )?;
-    let fields = case_fields("BENCH-0001", &cfg.country)?;
+    let case_ref = format!("{from}-BENCH-0001");
+    let fields = case_fields(&case_ref, &cfg.country)?;
     let (_, t, hash) = referral(
         from_keys,
         from,
         &cfg.country,
-        "BENCH-0001",
+        &case_ref,
         &fields,
         trm_node::base::time::now_ms(),
     )?;
@@ -209,7 +210,7 @@ pub fn prefill_received(
     let sealed = casedata::seal(
         &vault,
         &mut ku,
-        &casedata::received_scope(from, "BENCH-0001"),
+        &casedata::received_scope(from, &case_ref),
         &casedata::received_record(from, b"bench-fill"),
         &t.disclosures,
         |p| template.category_of(p),
@@ -239,7 +240,7 @@ pub fn prefill_received(
             disclosures: sealed.clone(),
             receipt: receipt.clone(),
             received_ms: now,
-            case_ref: "BENCH-0001".into(),
+            case_ref: case_ref.clone(),
             erased: vec![],
         }));
         for kind in ["received", "receipt_sent"] {
@@ -252,7 +253,7 @@ pub fn prefill_received(
                 signature: env.signature.clone(),
                 signer: env.signer.clone(),
                 call: "referral".into(),
-                target: "BENCH-0001".into(),
+                target: case_ref.clone(),
                 result: "stored".into(),
                 signed_body: if kind == "received" {
                     env.body.clone()

@@ -1602,6 +1602,16 @@ pub fn is_child(get: impl Fn(&str) -> Option<Value>) -> bool {
         )
 }
 
+/// Whether `case_ref` is a reference of `country`'s: the country code, `-`, then at least one
+/// more character (`IT-2026-0001` is Italy's). Each country numbers its own cases, so two
+/// countries' references never collide.
+pub fn case_ref_of(case_ref: &str, country: &str) -> bool {
+    case_ref
+        .strip_prefix(country)
+        .and_then(|rest| rest.strip_prefix('-'))
+        .is_some_and(|rest| !rest.is_empty())
+}
+
 fn check_case_ref(f: &BTreeMap<String, Value>, errs: &mut Vec<FieldError>) {
     let Some(r) = f.get(CASE_REF).and_then(Value::as_str) else {
         return;
@@ -3270,6 +3280,26 @@ mod tests {
                     }
                 }
             }
+        }
+    }
+
+    #[test]
+    fn a_case_reference_belongs_to_the_country_it_starts_with() {
+        for (case_ref, country, want) in [
+            ("IT-2026-0001", "IT", true),
+            ("IT-X", "IT", true),
+            ("IT-", "IT", false),
+            ("IT2026-0001", "IT", false),
+            ("GR-2026-0007", "IT", false),
+            ("ITA-2026-0001", "IT", false),
+            ("AL-2026-0001", "AL", true),
+            ("", "IT", false),
+        ] {
+            assert_eq!(
+                case_ref_of(case_ref, country),
+                want,
+                "{case_ref} of {country}"
+            );
         }
     }
 }

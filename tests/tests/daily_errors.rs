@@ -107,3 +107,51 @@ fn officers_are_told_what_to_type_before_anything_is_sent() {
         &["is not a date"],
     );
 }
+
+/// Issue 12 item 10: a case reference starts with the node's country code; another country's
+/// (or none) is refused with one line, exit 64, and nothing is recorded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_case_reference_of_another_country_is_refused() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let (it, _al) = trm_tests::open_pair(tmp.path()).await;
+    let officer = tmp.path().join("olivia.cred");
+    let op = it.dir.join(OPERATOR_CRED);
+    let out = officer.display().to_string();
+    trm_tests::bins::admin_ok(
+        &op,
+        &[
+            "officer",
+            "add",
+            "Olivia Example",
+            "--role",
+            "officer",
+            "--out",
+            &out,
+        ],
+    )
+    .await;
+    for case_ref in ["GR-2026-0007", "ITALY-2026-1", "2026-IT-0001"] {
+        let file = tmp.path().join(format!("{case_ref}.json"));
+        std::fs::write(&file, trm_tests::small_case(case_ref)).unwrap();
+        let path = file.display().to_string();
+        let ran = trm_tests::bins::admin_as(&officer, &["case", "create", "--file", &path]).await;
+        assert_eq!(ran.code, Some(64), "{case_ref}: {}", ran.stderr);
+        let line = ran.stderr.trim_end();
+        assert_eq!(line.lines().count(), 1, "{line}");
+        assert!(
+            line.contains("must start with this node's country code, IT-"),
+            "{line}"
+        );
+    }
+    let listed = trm_tests::bins::admin_ok(&officer, &["--json", "case", "list"]).await;
+    let v: serde_json::Value = serde_json::from_str(&listed).unwrap();
+    assert_eq!(
+        v["cases"].as_array().map(Vec::len),
+        Some(0),
+        "nothing recorded: {v}"
+    );
+    let file = tmp.path().join("ok.json");
+    std::fs::write(&file, trm_tests::small_case("IT-2026-0007")).unwrap();
+    let path = file.display().to_string();
+    trm_tests::bins::admin_ok(&officer, &["case", "create", "--file", &path]).await;
+}

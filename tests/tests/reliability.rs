@@ -29,7 +29,7 @@ async fn send_referrals(
 ) -> Vec<String> {
     static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let batch = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let prefix = format!("REL-{}-{batch}", std::process::id());
+    let prefix = format!("IT-REL-{}-{batch}", std::process::id());
     send_referrals_on(client, &prefix, count, to).await
 }
 
@@ -131,7 +131,7 @@ async fn process_pair(root: &Path) -> (NodeProc, NodeProc, trm_node::identity::C
     let officer = it.officer("Officer Example", "officer").await.unwrap();
     let c = officer_client(&mut it, &officer).await;
     c.call(Call::CaseCreate(api::CaseCreate {
-        json: case_json("BENCH-0001", "AL"),
+        json: case_json("IT-BENCH-0001", "AL"),
     }))
     .await
     .unwrap();
@@ -272,7 +272,7 @@ async fn partition_then_degraded_network_delivers_everything_exactly_once() {
     it.call_as(
         &officer,
         Call::CaseCreate(api::CaseCreate {
-            json: case_json("BENCH-0001", "AL"),
+            json: case_json("IT-BENCH-0001", "AL"),
         }),
     )
     .await

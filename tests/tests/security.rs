@@ -452,7 +452,7 @@ async fn floods_and_stalled_streams_leave_a_legitimate_peer_delivering_in_bounde
         .await
         .unwrap();
     c.call(Call::CaseCreate(api::CaseCreate {
-        json: case_json("BENCH-0001", "AL"),
+        json: case_json("IT-BENCH-0001", "AL"),
     }))
     .await
     .unwrap();

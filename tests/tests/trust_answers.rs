@@ -108,24 +108,24 @@ async fn answers_the_audit_verifier_would_refuse_are_never_logged() {
         let now = trm_node::base::time::now_ms();
         let bad = *attempt <= 2;
         match body.case_ref.as_str() {
-            "ANS-EMPTYID-1" if bad => {
+            "IT-ANS-EMPTYID-1" if bad => {
                 let mut r = id.rejection_of(body, hash, RejectReason::Malformed);
                 r.message_id.clear();
                 id.rejection(r)
             }
-            "ANS-NOHASH-1" if bad => {
+            "IT-ANS-NOHASH-1" if bad => {
                 let mut r = id.rejection_of(body, hash, RejectReason::Malformed);
                 r.envelope_hash.clear();
                 id.rejection(r)
             }
             // Signed by the current key, but at a time before that key was valid.
-            "ANS-LATEKEY-1" if bad => id.receipt(body, hash, now - 2 * HOUR_MS, None),
-            "ANS-BADCP-1" if *attempt == 1 => {
+            "IT-ANS-LATEKEY-1" if bad => id.receipt(body, hash, now - 2 * HOUR_MS, None),
+            "IT-ANS-BADCP-1" if *attempt == 1 => {
                 let mut cp = id.checkpoint(5, now);
                 cp.signature[0] ^= 1;
                 id.receipt(body, hash, now, Some(cp))
             }
-            "ANS-NONCANON-1" if *attempt == 1 => {
+            "IT-ANS-NONCANON-1" if *attempt == 1 => {
                 id.receipt(body, hash, now, Some(non_canonical_checkpoint(id, 6)))
             }
             _ => id.receipt(body, hash, now, None),
@@ -135,7 +135,7 @@ async fn answers_the_audit_verifier_would_refuse_are_never_logged() {
     let officer = it.officer("Officer Example IT", "officer").await;
 
     let mut ids = Vec::new();
-    for case in ["ANS-EMPTYID-1", "ANS-NOHASH-1", "ANS-LATEKEY-1"] {
+    for case in ["IT-ANS-EMPTYID-1", "IT-ANS-NOHASH-1", "IT-ANS-LATEKEY-1"] {
         ids.push((case, create_and_send(&it, &officer, case, "AL").await));
     }
     let settled = wait_until(30, || {
@@ -165,7 +165,7 @@ async fn answers_the_audit_verifier_would_refuse_are_never_logged() {
 
     // A receipt carrying an invalid checkpoint, then one carrying a non-canonical one: each
     // holds the peer (status says so), the message stays queued, and `peer trust` releases it.
-    for case in ["ANS-BADCP-1", "ANS-NONCANON-1"] {
+    for case in ["IT-ANS-BADCP-1", "IT-ANS-NONCANON-1"] {
         let id = create_and_send(&it, &officer, case, "AL").await;
         assert!(
             wait_until(20, || it.ctx().trust.is_held("AL")).await,
@@ -217,7 +217,7 @@ async fn bad_consistency_answers_hold_the_peer() {
         P::Nothing,
     ];
     let tmp = tempfile::tempdir().unwrap();
-    // Message "WITNESS-n" gets a receipt with a checkpoint of size 10 + n; a consistency request
+    // Message "IT-WITNESS-n" gets a receipt with a checkpoint of size 10 + n; a consistency request
     // for size 10 + n is answered as variant n - 1 says.
     let (it, fake) = italy_and_fake(tmp.path(), move |id, ask| {
         let now = trm_node::base::time::now_ms();
@@ -225,7 +225,7 @@ async fn bad_consistency_answers_hold_the_peer() {
             Ask::Message { body, hash, .. } => {
                 let n: u64 = body
                     .case_ref
-                    .trim_start_matches("WITNESS-")
+                    .trim_start_matches("IT-WITNESS-")
                     .parse()
                     .unwrap();
                 id.receipt(body, hash, now, Some(id.checkpoint(10 + n, now)))
@@ -258,13 +258,13 @@ async fn bad_consistency_answers_hold_the_peer() {
     .await;
     let officer = it.officer("Officer Example IT", "officer").await;
     // The baseline: size 10.
-    let id = create_and_send(&it, &officer, "WITNESS-0", "AL").await;
+    let id = create_and_send(&it, &officer, "IT-WITNESS-0", "AL").await;
     assert!(wait_until(20, || state(&it, &id) == SentState::Delivered).await);
     assert!(!it.ctx().trust.is_held("AL"));
 
     for (i, v) in variants.iter().enumerate() {
         let asked = fake.consistency_requests();
-        let id = create_and_send(&it, &officer, &format!("WITNESS-{}", i + 1), "AL").await;
+        let id = create_and_send(&it, &officer, &format!("IT-WITNESS-{}", i + 1), "AL").await;
         // The receipt is logged after witnessing its checkpoint.
         assert!(
             wait_until(20, || state(&it, &id) == SentState::Delivered).await,
@@ -303,14 +303,18 @@ async fn a_stored_baseline_that_no_longer_verifies_holds_the_peer() {
     let (mut it, _fake) = italy_and_fake(tmp.path(), |id, ask| match ask {
         Ask::Message { body, hash, .. } => {
             let now = trm_node::base::time::now_ms();
-            let n: u64 = body.case_ref.trim_start_matches("BASE-").parse().unwrap();
+            let n: u64 = body
+                .case_ref
+                .trim_start_matches("IT-BASE-")
+                .parse()
+                .unwrap();
             id.receipt(body, hash, now, Some(id.checkpoint(10 + n, now)))
         }
         Ask::Consistency(_) => Reply::Nothing,
     })
     .await;
     let officer = it.officer("Officer Example IT", "officer").await;
-    let id = create_and_send(&it, &officer, "BASE-0", "AL").await;
+    let id = create_and_send(&it, &officer, "IT-BASE-0", "AL").await;
     assert!(wait_until(20, || state(&it, &id) == SentState::Delivered).await);
     let mut rec = it.ctx().trust.record("AL").expect("a baseline");
     assert!(!rec.seen.is_empty());
@@ -337,7 +341,7 @@ async fn a_stored_baseline_that_no_longer_verifies_holds_the_peer() {
     }
     it.start().await;
 
-    let id = create_and_send(&it, &officer, "BASE-1", "AL").await;
+    let id = create_and_send(&it, &officer, "IT-BASE-1", "AL").await;
     assert!(wait_until(20, || state(&it, &id) == SentState::Delivered).await);
     assert!(
         it.ctx().trust.is_held("AL"),
@@ -553,7 +557,11 @@ async fn a_peer_always_busy_when_asked_for_a_proof_is_held() {
         let now = trm_node::base::time::now_ms();
         match ask {
             Ask::Message { body, hash, .. } => {
-                let n: u64 = body.case_ref.trim_start_matches("BUSY-").parse().unwrap();
+                let n: u64 = body
+                    .case_ref
+                    .trim_start_matches("IT-BUSY-")
+                    .parse()
+                    .unwrap();
                 id.receipt(body, hash, now, Some(id.checkpoint(10 + n, now)))
             }
             Ask::Consistency(_) => id.rejection(pb::Rejection {
@@ -570,10 +578,10 @@ async fn a_peer_always_busy_when_asked_for_a_proof_is_held() {
     let officer = it.officer("Officer Example IT", "officer").await;
     let max = trm_node::federation::trust::MAX_BUSY_ANSWERS as u64;
     for n in 0..=max {
-        let id = create_and_send(&it, &officer, &format!("BUSY-{n:02}"), "AL").await;
+        let id = create_and_send(&it, &officer, &format!("IT-BUSY-{n:02}"), "AL").await;
         assert!(
             wait_until(20, || state(&it, &id) == SentState::Delivered).await,
-            "BUSY-{n}: not delivered"
+            "IT-BUSY-{n}: not delivered"
         );
         // n = 0 sets the baseline; each later receipt asks for a proof and gets UNAVAILABLE.
         assert_eq!(fake.consistency_requests() as u64, n);

@@ -482,6 +482,16 @@ async fn officer_revoke(
     })
 }
 
+/// A case recorded here carries this country's reference (`IT-…` on the Italian node).
+pub fn own_case_ref(country: &str, case_ref: &str) -> Result<(), CallError> {
+    if template::case_ref_of(case_ref, country) {
+        return Ok(());
+    }
+    Err(CallError::msg(format!(
+        "case refused: reference.case_ref: must start with this node's country code, {country}- (e.g. {country}-2026-0001), so that two countries' references never collide"
+    )))
+}
+
 async fn case_create(ctx: &Ctx, caller: &Caller, text: &str) -> Result<a::CaseCreated, CallError> {
     let case = ctx
         .template
@@ -491,6 +501,7 @@ async fn case_create(ctx: &Ctx, caller: &Caller, text: &str) -> Result<a::CaseCr
         .case_ref()
         .ok_or_else(|| CallError::msg("case refused: reference.case_ref is required"))?
         .to_string();
+    own_case_ref(ctx.country(), &id)?;
     if ctx.store.case(&id)?.is_some() {
         return Err(CallError::msg(format!(
             "a case with reference {id} already exists"

@@ -81,6 +81,11 @@ pub fn transition(
             "message without case reference",
         ));
     }
+    if let Payload::FollowUp(pb::FollowUp { date, .. })
+    | Payload::Closure(pb::Closure { date, .. }) = payload
+    {
+        check_reported_date(date, now_ms, dir)?;
+    }
     // The role the thread has on this node when this side sends the referral.
     let own_role = match dir {
         Direction::Outgoing => ThreadRole::Sent,
@@ -123,19 +128,12 @@ pub fn transition(
             next.note = d.reason.clone();
         }
         Payload::FollowUp(f) if state == Some(ThreadState::Closed) => {
-            check_reported_date(&f.date, now_ms, dir)?;
             let by = Side { sender, dir, peer };
             follow_up_after_closure(&mut next, by, &body.message_id, f, now_ms)?
         }
-        Payload::FollowUp(f) => {
-            check_reported_date(&f.date, now_ms, dir)?;
-            follow_up(&mut next, f)?
-        }
+        Payload::FollowUp(f) => follow_up(&mut next, f)?,
         Payload::Disclosure(d) => return disclosure(t, own_role, d).map(|()| None),
-        Payload::Closure(c) => {
-            check_reported_date(&c.date, now_ms, dir)?;
-            close(&mut next, sender, c)?
-        }
+        Payload::Closure(c) => close(&mut next, sender, c)?,
         Payload::ErasureRequest(_)
         | Payload::ErasureConfirmation(_)
         | Payload::Referral(_)
@@ -353,6 +351,13 @@ fn open_thread(
         return Err(refuse(
             RejectReason::OutOfOrder,
             "a referral of this case between these countries is already open",
+        ));
+    }
+    // A referral's case reference is the referring country's own.
+    if own_role == ThreadRole::Received && !trm_proto::template::case_ref_of(&body.case_ref, peer) {
+        return Err(refuse(
+            RejectReason::Malformed,
+            format!("case_ref must start with the referring country's code ({peer}-)"),
         ));
     }
     let mut t = ThreadRecord {
@@ -939,7 +944,7 @@ mod tests {
         };
         pb::Body {
             message_id: vec![2; 16],
-            case_ref: "CASE-0001".into(),
+            case_ref: "AL-2026-0001".into(),
             in_reply_to,
             payload: Some(payload),
             ..Default::default()
@@ -949,7 +954,7 @@ mod tests {
     fn thread(role: ThreadRole, state: ThreadState) -> ThreadRecord {
         let mut t = ThreadRecord {
             peer: "AL".into(),
-            case_ref: "CASE-0001".into(),
+            case_ref: "AL-2026-0001".into(),
             referral_id: REFERRAL.to_vec(),
             updated_ms: 1,
             ..Default::default()
@@ -1275,7 +1280,7 @@ mod tests {
                 t.peer.as_str(),
                 t.case_ref.as_str()
             ),
-            ("sent", "pending", "AL", "CASE-0001")
+            ("sent", "pending", "AL", "AL-2026-0001")
         );
         assert_eq!(
             (t.referral_id.as_slice(), t.response_due_ms),
@@ -1343,5 +1348,23 @@ mod tests {
             malformed(Some(&odd), body(Ev::Referral)),
             Ok(Some(_))
         ));
+    }
+
+    #[test]
+    fn a_received_referral_carries_the_referring_countrys_reference() {
+        let mut b = body(Ev::Referral);
+        for (case_ref, ok) in [
+            ("AL-2026-0001", true),
+            ("IT-2026-0001", false),
+            ("GR-2026-0007", false),
+            ("ALX-0001", false),
+        ] {
+            b.case_ref = case_ref.into();
+            let got = transition(None, In, "AL", &b, NOW);
+            assert_eq!(got.is_ok(), ok, "{case_ref}: {got:?}");
+            if let Err(r) = got {
+                assert_eq!(r.reason, RejectReason::Malformed);
+            }
+        }
     }
 }
