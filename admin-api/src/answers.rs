@@ -201,6 +201,12 @@ pub struct PeerCard {
     pub acceptance: Vec<String>,
     /// Its addresses.
     pub addresses: Vec<String>,
+    /// The agreement behind the partnership (`peer add --agreement`); absent if none recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agreement: Option<String>,
+    /// Its legal basis (`--legal-basis`); absent if none recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub legal_basis: Option<String>,
     /// Country code.
     pub country: String,
     /// Node name.
@@ -394,6 +400,10 @@ pub struct CaseShow {
     /// The thread (received only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub thread: Option<Thread>,
+    /// The basis of the transfer (received only): the agreement and legal basis the sender
+    /// signed in its referral, or "not stated by the sender".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub basis_of_transfer: Option<String>,
 }
 
 /// `case template`.
@@ -442,6 +452,10 @@ pub struct ReferralSent {
     pub to: String,
     /// Fields withheld.
     pub withheld: u64,
+    /// What the officer should know about this referral (a partner without a recorded
+    /// agreement, …); empty if nothing.
+    #[serde(default)]
+    pub warnings: Vec<String>,
 }
 
 /// `referral approve`.
@@ -698,6 +712,13 @@ pub struct PendingDelivery {
 pub enum PayloadView {
     /// A referral (its fields are in `fields`).
     Referral {
+        /// The agreement the sender recorded for this partnership, as signed (control
+        /// characters shown as U+FFFD); absent if the sender recorded none.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        agreement: Option<String>,
+        /// Its legal basis; absent if none.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        legal_basis: Option<String>,
         /// TRM phase.
         phase: String,
         /// Response date ("-" if none).
