@@ -270,4 +270,19 @@ async fn bad_agreement_text_is_refused_with_one_line() {
     let p = peer_json(&it_op, "AL").await;
     assert_eq!(p["agreement"], MOU);
     assert!(p.get("legal_basis").is_none(), "{p}");
+
+    // A revoked and re-pinned partner is the same partnership: the agreement stays; a new
+    // one given with --replace replaces it.
+    admin(&it_op, &["peer", "revoke", "AL"]).await;
+    assert_eq!(peer_json(&it_op, "AL").await["agreement"], MOU);
+    admin(&it_op, &["peer", "add", "--replace", &al_card]).await;
+    assert_eq!(peer_json(&it_op, "AL").await["agreement"], MOU);
+    let next = "MoU IT-AL 2027/01";
+    let out = admin(
+        &it_op,
+        &["peer", "add", "--replace", &al_card, "--agreement", next],
+    )
+    .await;
+    assert!(line_with(&out, "agreement:").contains(next), "{out}");
+    assert_eq!(peer_json(&it_op, "AL").await["agreement"], next);
 }
