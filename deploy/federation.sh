@@ -71,7 +71,9 @@ done
 for cc in "${countries[@]}"; do
   for other in "${countries[@]}"; do
     [ "$cc" = "$other" ] && continue
-    "$admin" --cred "$data/$cc/operator.cred" peer add "$data/$other/card.trm" >/dev/null
+    # The agreement each partnership rests on travels, signed, in every referral (synthetic).
+    "$admin" --cred "$data/$cc/operator.cred" peer add "$data/$other/card.trm" \
+      --agreement "Synthetic MoU $cc-$other 2026/03" --legal-basis "synthetic demo basis" >/dev/null
   done
 done
 echo "== three nodes running and pinned to each other"

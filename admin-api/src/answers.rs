@@ -203,6 +203,12 @@ pub struct PeerCard {
     pub acceptance: Vec<String>,
     /// Its addresses.
     pub addresses: Vec<String>,
+    /// The agreement behind the partnership (`peer add --agreement`); absent if none recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agreement: Option<String>,
+    /// Its legal basis (`--legal-basis`); absent if none recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub legal_basis: Option<String>,
     /// Country code.
     pub country: String,
     /// Node name.
@@ -406,6 +412,10 @@ pub struct CaseShow {
     /// How many versions the case has (recorded here only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub versions: Option<u64>,
+    /// The basis of the transfer (received only): the agreement and legal basis the sender
+    /// signed in its referral, or "not stated by the sender".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub basis_of_transfer: Option<String>,
 }
 
 /// `case update`: the case's new version.
@@ -496,7 +506,8 @@ pub struct Preview {
 pub struct Warning {
     /// What it is about: `child_section_withheld` (a child case whose `child.*` fields stay
     /// behind; the receiver still sees `reference.minor`), `response_due_past` (the response
-    /// due date is before today: the referral is overdue at once).
+    /// due date is before today: the referral is overdue at once), `no_agreement` (no
+    /// agreement is recorded for the partner: the referral names no basis of transfer).
     pub code: String,
     /// One line for people; never a case field value.
     pub text: String,
@@ -804,6 +815,13 @@ pub struct PendingDelivery {
 pub enum PayloadView {
     /// A referral (its fields are in `fields`).
     Referral {
+        /// The agreement the sender recorded for this partnership, as signed (control
+        /// characters shown as U+FFFD); absent if the sender recorded none.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        agreement: Option<String>,
+        /// Its legal basis; absent if none.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        legal_basis: Option<String>,
         /// TRM phase.
         phase: String,
         /// Response date ("-" if none).

@@ -149,6 +149,14 @@ enum PeerCmd {
         /// revocation). Without it such a card is refused (exit 64) naming both fingerprints.
         #[arg(long)]
         replace: bool,
+        /// The agreement behind the partnership ("MoU IT-AL 2026/03"), 1-200 printable
+        /// characters: recorded with the peer and carried in every referral sent to it. Without
+        /// it, the agreement already recorded stays.
+        #[arg(long, value_name = "REFERENCE")]
+        agreement: Option<String>,
+        /// The agreement's legal basis, 1-200 printable characters (needs --agreement).
+        #[arg(long, value_name = "TEXT", requires = "agreement")]
+        legal_basis: Option<String>,
     },
     /// List pinned partners.
     List,
@@ -572,7 +580,18 @@ async fn run(cli: Cli) -> Result<(), Failure> {
 
 async fn peer(s: &Session, c: PeerCmd) -> Result<(), Failure> {
     match c {
-        PeerCmd::Add { card, replace } => cmd::peers::add(s, &card, replace).await,
+        PeerCmd::Add {
+            card,
+            replace,
+            agreement,
+            legal_basis,
+        } => {
+            let agreed = cmd::peers::Agreed {
+                reference: agreement,
+                legal_basis,
+            };
+            cmd::peers::add(s, &card, replace, agreed).await
+        }
         PeerCmd::List => cmd::peers::list(s).await,
         PeerCmd::Remove { country } => cmd::peers::remove(s, country).await,
         PeerCmd::Revoke { country } => cmd::peers::revoke(s, country).await,

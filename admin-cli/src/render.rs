@@ -132,6 +132,12 @@ pub(crate) fn peer(p: &a::PeerCard) -> String {
         p.acceptance.join(", "),
         p.valid_until,
     );
+    if let Some(agreement) = &p.agreement {
+        out.push_str(&format!("agreement:        {agreement}\n"));
+    }
+    if let Some(basis) = &p.legal_basis {
+        out.push_str(&format!("legal basis:      {basis}\n"));
+    }
     if let Some(w) = &p.warning {
         out.push_str(&format!("warning:          {w}\n"));
     }
@@ -149,15 +155,24 @@ pub(crate) fn peers(v: &a::PeerList) -> String {
                 (None, true) => "revoked",
                 (None, false) => "pinned",
             };
+            let agreement = match (&p.agreement, &p.legal_basis) {
+                (None, _) => "none recorded".to_string(),
+                (Some(a), None) => a.clone(),
+                (Some(a), Some(b)) => format!("{a} (legal basis: {b})"),
+            };
             vec![
                 p.country.clone(),
                 p.name.clone(),
                 short(&p.signing_key),
                 state.into(),
+                agreement,
             ]
         })
         .collect();
-    table(&["country", "name", "signing key", "state"], &rows)
+    table(
+        &["country", "name", "signing key", "state", "agreement"],
+        &rows,
+    )
 }
 
 /// `audit export`.
@@ -395,7 +410,11 @@ fn case_header(v: &a::CaseShow) -> String {
     if let Some(erased) = v.erased.as_ref().filter(|e| !e.is_empty()) {
         rows.push(("erased", erased.join(", ")));
     }
-    rows.iter().map(|(k, x)| format!("{k:<13} {x}\n")).collect()
+    let mut out: String = rows.iter().map(|(k, x)| format!("{k:<13} {x}\n")).collect();
+    if let Some(basis) = &v.basis_of_transfer {
+        out.push_str(&format!("basis of transfer: {basis}\n"));
+    }
+    out
 }
 
 /// `case show`: the header, then the fields in template order with their labels.
@@ -962,11 +981,22 @@ fn list_or_none(v: &[String]) -> String {
     }
 }
 
+/// A referral's agreement and legal basis in words.
+fn basis_of_transfer(agreement: &Option<String>, legal_basis: &Option<String>) -> String {
+    trm_proto::agreement::basis(
+        agreement.as_deref().unwrap_or(""),
+        legal_basis.as_deref().unwrap_or(""),
+    )
+    .unwrap_or_else(|| "not stated by the sender".into())
+}
+
 /// What a message says, one labelled line each.
 fn payload_lines(p: &a::PayloadView) -> Vec<(&'static str, String)> {
     use a::PayloadView as P;
     match p {
         P::Referral {
+            agreement,
+            legal_basis,
             phase,
             response_due,
             urgency,
@@ -974,6 +1004,10 @@ fn payload_lines(p: &a::PayloadView) -> Vec<(&'static str, String)> {
             ("urgency", urgency.clone()),
             ("response due", response_due.clone()),
             ("phase", phase.clone()),
+            (
+                "basis of transfer",
+                basis_of_transfer(agreement, legal_basis),
+            ),
         ],
         P::Acceptance {
             focal_point,

@@ -374,7 +374,10 @@ pub async fn latency(bin: &Path, rate: u32, count: usize, prefill: usize) -> Res
     let ctx = handle.ctx.clone();
     let admin = AdminClient::connect(&it.operator).await?;
     admin
-        .call(Call::PeerAdd(api::PeerAdd { card: al.card() }))
+        .call(Call::PeerAdd(api::PeerAdd {
+            card: al.card(),
+            ..Default::default()
+        }))
         .await?;
     admin.close().await;
     al.pin_card(it.card()).await?;
@@ -410,6 +413,7 @@ pub async fn latency(bin: &Path, rate: u32, count: usize, prefill: usize) -> Res
                 urgency: pb::Urgency::Routine as i32,
                 response_due_ms: 0,
                 phase: pb::Phase::Identification as i32,
+                ..Default::default()
             }),
             released: c.disclosures.clone(),
             committed: c.disclosures,

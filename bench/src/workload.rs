@@ -54,6 +54,7 @@ pub fn referral(
             urgency: pb::Urgency::Routine as i32,
             response_due_ms: 0,
             phase: pb::Phase::Identification as i32,
+            ..Default::default()
         })),
     };
     let body = body.encode_to_vec();

@@ -26,6 +26,7 @@ pub mod auditpb {
     include!(concat!(env!("OUT_DIR"), "/trm.audit.v1.rs"));
 }
 
+pub mod agreement;
 pub mod audit;
 pub mod card;
 pub mod commit;

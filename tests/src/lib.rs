@@ -229,8 +229,11 @@ impl TestNode {
 
     /// Pins `other`'s card here.
     pub async fn pin(&self, other: &TestNode) {
-        self.op(Call::PeerAdd(api::PeerAdd { card: other.card() }))
-            .await;
+        self.op(Call::PeerAdd(api::PeerAdd {
+            card: other.card(),
+            ..Default::default()
+        }))
+        .await;
     }
 
     pub fn ctx(&self) -> &trm_node::node::Ctx {

@@ -334,7 +334,11 @@ impl NodeProc {
 
     /// Pins `card` (another node's identity card) here.
     pub async fn pin_card(&mut self, card: Vec<u8>) -> Result<()> {
-        self.call(Call::PeerAdd(api::PeerAdd { card })).await?;
+        self.call(Call::PeerAdd(api::PeerAdd {
+            card,
+            ..Default::default()
+        }))
+        .await?;
         Ok(())
     }
 

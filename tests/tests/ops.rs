@@ -225,7 +225,11 @@ impl Node {
 
     async fn pin(&self, other: &Node) {
         let card = std::fs::read(other.dir.join("card.trm")).expect("card");
-        self.op(Call::PeerAdd(api::PeerAdd { card })).await;
+        self.op(Call::PeerAdd(api::PeerAdd {
+            card,
+            ..Default::default()
+        }))
+        .await;
     }
 
     fn metrics_addr(&self) -> String {

@@ -53,12 +53,14 @@ async fn certificates_of_no_valid_peer_are_refused_before_any_application_data()
     let expired = raw::fake_peer("FR", now - 10 * DAY, expires, &[(now - 10 * DAY, 0)]);
     al.op(Call::PeerAdd(api::PeerAdd {
         card: expired.card.clone(),
+        ..Default::default()
     }))
     .await;
     // A peer that was pinned and then removed.
     let removed = raw::fake_peer("DE", now - DAY, now + DAY, &[(now - DAY, 0)]);
     al.op(Call::PeerAdd(api::PeerAdd {
         card: removed.card.clone(),
+        ..Default::default()
     }))
     .await;
     al.op(Call::PeerRemove(api::PeerRemove {
@@ -69,6 +71,7 @@ async fn certificates_of_no_valid_peer_are_refused_before_any_application_data()
     let revoked = raw::fake_peer("PL", now - DAY, now + DAY, &[(now - DAY, 0)]);
     al.op(Call::PeerAdd(api::PeerAdd {
         card: revoked.card.clone(),
+        ..Default::default()
     }))
     .await;
     al.op(Call::PeerRevoke(api::PeerRevoke {
@@ -173,6 +176,7 @@ async fn envelopes_not_bound_to_a_valid_sender_key_are_rejected_and_not_stored()
     );
     al.op(Call::PeerAdd(api::PeerAdd {
         card: fr.card.clone(),
+        ..Default::default()
     }))
     .await;
     let al_key = al.keys().signing.verifying_key();
@@ -280,7 +284,10 @@ async fn envelopes_not_bound_to_a_valid_sender_key_are_rejected_and_not_stored()
     let err = al
         .call_as(
             &al.operator,
-            Call::PeerAdd(api::PeerAdd { card: weak_card }),
+            Call::PeerAdd(api::PeerAdd {
+                card: weak_card,
+                ..Default::default()
+            }),
         )
         .await
         .unwrap_err();

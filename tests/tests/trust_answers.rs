@@ -33,6 +33,7 @@ async fn italy_and_fake(
     let fake = FakeReceiver::start("AL", now - HOUR_MS, "IT", &it.keys().tls_cert, script);
     it.op(Call::PeerAdd(api::PeerAdd {
         card: fake.id.card.clone(),
+        ..Default::default()
     }))
     .await;
     (it, fake)

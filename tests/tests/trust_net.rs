@@ -22,6 +22,7 @@ fn loopback(last: u8) -> IpAddr {
 async fn peer_add(node: &TestNode, card: &[u8]) {
     node.op(Call::PeerAdd(api::PeerAdd {
         card: card.to_vec(),
+        ..Default::default()
     }))
     .await;
 }

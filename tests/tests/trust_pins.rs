@@ -31,9 +31,15 @@ async fn peer_add(
 ) -> Result<serde_json::Value, String> {
     let card = card.to_vec();
     let call = if replace {
-        Call::PeerReplace(api::PeerReplace { card })
+        Call::PeerReplace(api::PeerReplace {
+            card,
+            ..Default::default()
+        })
     } else {
-        Call::PeerAdd(api::PeerAdd { card })
+        Call::PeerAdd(api::PeerAdd {
+            card,
+            ..Default::default()
+        })
     };
     node.call_as(&node.operator, call)
         .await

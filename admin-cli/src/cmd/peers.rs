@@ -13,8 +13,28 @@ pub(crate) async fn status(s: &Session) -> Result<(), Failure> {
     call(s, api::Status {}, render::status).await
 }
 
-/// Checks the card here (naming the file, pinning nothing) before the node checks it too.
-pub(crate) async fn add(s: &Session, card: &Path, replace: bool) -> Result<(), Failure> {
+/// The agreement given with `peer add` (`None`: not given).
+pub(crate) struct Agreed {
+    pub(crate) reference: Option<String>,
+    pub(crate) legal_basis: Option<String>,
+}
+
+/// Checks the agreement and the card here (naming the file, pinning nothing) before the node
+/// checks them too.
+pub(crate) async fn add(
+    s: &Session,
+    card: &Path,
+    replace: bool,
+    agreed: Agreed,
+) -> Result<(), Failure> {
+    for (what, text) in [
+        ("--agreement", &agreed.reference),
+        ("--legal-basis", &agreed.legal_basis),
+    ] {
+        if let Some(text) = text {
+            trm_proto::agreement::check(what, text).map_err(Failure::usage)?;
+        }
+    }
     let bytes = read_file(card, FileKind::Card)?;
     if let Err(e) = trm_proto::card::verify_card(&bytes) {
         return Err(Failure::usage(format!(
@@ -22,10 +42,22 @@ pub(crate) async fn add(s: &Session, card: &Path, replace: bool) -> Result<(), F
             card.display()
         )));
     }
+    let agreement = agreed.reference.unwrap_or_default();
+    let legal_basis = agreed.legal_basis.unwrap_or_default();
     let (answer, _) = if replace {
-        ask(s, api::PeerReplace { card: bytes }, Refused::Input).await?
+        let call = api::PeerReplace {
+            card: bytes,
+            agreement,
+            legal_basis,
+        };
+        ask(s, call, Refused::Input).await?
     } else {
-        ask(s, api::PeerAdd { card: bytes }, Refused::Input).await?
+        let call = api::PeerAdd {
+            card: bytes,
+            agreement,
+            legal_basis,
+        };
+        ask(s, call, Refused::Input).await?
     };
     show(s, &answer, render::peer);
     Ok(())

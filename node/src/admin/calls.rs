@@ -8,6 +8,7 @@ use prost::Message;
 use serde_json::Value;
 use trm_admin_api::answers as a;
 use trm_proto::admin::admin_request::Call;
+use trm_proto::card::VerifiedCard;
 use trm_proto::pb::{self, body::Payload, Category};
 use trm_proto::signing::{self, Tag};
 use trm_proto::{commit, template};
@@ -18,6 +19,7 @@ use crate::base::time::format_ms;
 use crate::net::tls::Pin;
 use crate::referral::messages::{self, Outgoing};
 use crate::state::ctx::Ctx;
+use crate::state::peers::{Agreement, Peer};
 use crate::store::{
     CaseRecord, Op, ReceivedRecord, SentRecord, SentState, ThreadRecord, ThreadRole,
 };
@@ -81,8 +83,12 @@ pub async fn run(ctx: &Arc<Ctx>, caller: &Caller, call: Call) -> Result<Value, C
     use crate::admin::flows;
     match call {
         Call::Status(_) => doc(status(ctx)?),
-        Call::PeerAdd(r) => doc(peer_add(ctx, &r.card, false).await?),
-        Call::PeerReplace(r) => doc(peer_add(ctx, &r.card, true).await?),
+        Call::PeerAdd(r) => {
+            doc(peer_add(ctx, &r.card, (&r.agreement, &r.legal_basis), false).await?)
+        }
+        Call::PeerReplace(r) => {
+            doc(peer_add(ctx, &r.card, (&r.agreement, &r.legal_basis), true).await?)
+        }
         Call::PeerList(_) => doc(a::PeerList {
             peers: peer_list(ctx),
         }),
@@ -251,8 +257,11 @@ pub fn peer_state(
     }
 }
 
-fn card_json(card: &trm_proto::card::VerifiedCard, revoked: bool) -> a::PeerCard {
+fn card_json(card: &VerifiedCard, revoked: bool, agreed: &Agreement) -> a::PeerCard {
+    let some = |s: &str| (!s.is_empty()).then(|| s.to_string());
     a::PeerCard {
+        agreement: some(&agreed.reference),
+        legal_basis: some(&agreed.legal_basis),
         country: card.country().to_string(),
         name: card.card.name.clone(),
         addresses: card.card.addresses.clone(),
@@ -270,17 +279,34 @@ fn card_json(card: &trm_proto::card::VerifiedCard, revoked: bool) -> a::PeerCard
     }
 }
 
-/// `peer add [--replace]`: pins a verified, unexpired card whose certificate and keys are no
-/// other country's. A country already pinned with another card, or revoked, is re-pinned only
-/// with `replace` (the operator's explicit re-approval; it also lifts a revocation).
-async fn peer_add(ctx: &Ctx, raw: &[u8], replace: bool) -> Result<a::PeerCard, CallError> {
+/// The agreement given with `peer add`, checked: each text 1-200 printable characters, and a
+/// legal basis only with its agreement.
+fn given_agreement(reference: &str, legal_basis: &str) -> Result<Agreement, CallError> {
+    for (what, text) in [("--agreement", reference), ("--legal-basis", legal_basis)] {
+        if !text.is_empty() {
+            trm_proto::agreement::check(what, text).map_err(CallError::msg)?;
+        }
+    }
+    if reference.is_empty() && !legal_basis.is_empty() {
+        return Err(CallError::msg(
+            "--legal-basis needs --agreement (the agreement it is the legal basis of)",
+        ));
+    }
+    Ok(Agreement {
+        reference: reference.to_string(),
+        legal_basis: legal_basis.to_string(),
+    })
+}
+
+/// A card `peer add` may pin: verified, not this node's own, unexpired, sharing no key or
+/// certificate with another country.
+fn pinnable_card(ctx: &Ctx, raw: &[u8], now: i64) -> Result<VerifiedCard, CallError> {
     let card = trm_proto::card::verify_card(raw)
         .map_err(|e| CallError::msg(format!("identity card refused: {e}")))?;
     let cc = card.country().to_string();
     if cc == ctx.country() {
         return Err(CallError::msg("that is this node's own card"));
     }
-    let now = ctx.clock.now_ms();
     if card.card.valid_until_ms <= now {
         return Err(CallError::msg(format!(
             "identity card refused: it expired at {}",
@@ -295,16 +321,57 @@ async fn peer_add(ctx: &Ctx, raw: &[u8], replace: bool) -> Result<a::PeerCard, C
             "identity card of {cc} refused: {why}"
         )));
     }
-    if let Some(old) = ctx.peers.get(&cc) {
-        let same = old.card.raw == card.raw;
-        if same && !old.revoked {
-            return Ok(card_json(&card, false));
+    Ok(card)
+}
+
+/// Records another agreement for a peer already pinned with the same card.
+async fn update_agreement(ctx: &Ctx, old: &Peer, agreement: &Agreement) -> Result<(), CallError> {
+    let cc = old.card.country().to_string();
+    let mut rec = ctx
+        .store
+        .peer(&cc)?
+        .unwrap_or_else(|| crate::state::peers::record(&old.card, ctx.clock.now_ms()));
+    rec.agreement = agreement.reference.clone();
+    rec.legal_basis = agreement.legal_basis.clone();
+    ctx.store.commit(vec![Op::PutPeer(cc.clone(), rec)]).await?;
+    tracing::info!(peer = %cc, "agreement recorded for the peer");
+    ctx.peers
+        .put_agreed(old.card.clone(), old.revoked, agreement.clone());
+    Ok(())
+}
+
+/// `peer add [--replace] [--agreement A [--legal-basis B]]`: pins a verified, unexpired card
+/// whose certificate and keys are no other country's. A country already pinned with another
+/// card, or revoked, is re-pinned only with `replace` (the operator's explicit re-approval; it
+/// also lifts a revocation). The agreement given is recorded with the peer (re-adding the same
+/// card with another agreement updates it); without one, the recorded agreement stays.
+async fn peer_add(
+    ctx: &Ctx,
+    raw: &[u8],
+    given: (&str, &str),
+    replace: bool,
+) -> Result<a::PeerCard, CallError> {
+    let given = given_agreement(given.0, given.1)?;
+    let now = ctx.clock.now_ms();
+    let card = pinnable_card(ctx, raw, now)?;
+    let cc = card.country().to_string();
+    let old = ctx.peers.get(&cc);
+    let agreement = match &old {
+        Some(p) if given.is_none() => p.agreement.clone(),
+        _ => given,
+    };
+    if let Some(old) = &old {
+        if old.card.raw == card.raw && !old.revoked {
+            if agreement != old.agreement {
+                update_agreement(ctx, old, &agreement).await?;
+            }
+            return Ok(card_json(&card, false, &agreement));
         }
         if !replace {
             let why = if old.revoked {
-                "is revoked".to_string()
+                "is revoked"
             } else {
-                "is already pinned with another card".to_string()
+                "is already pinned with another card"
             };
             return Err(CallError::msg(format!(
                 "{cc} {why} (pinned: signing key {}, TLS certificate {}; new: signing key {}, TLS certificate {}); to re-pin it, run peer add --replace",
@@ -315,18 +382,16 @@ async fn peer_add(ctx: &Ctx, raw: &[u8], replace: bool) -> Result<a::PeerCard, C
             )));
         }
     }
-    let rec = crate::state::peers::record(&card, now);
+    let mut rec = crate::state::peers::record(&card, now);
+    rec.agreement = agreement.reference.clone();
+    rec.legal_basis = agreement.legal_basis.clone();
     let mut ops = vec![
         Op::PutPeer(cc.clone(), rec),
         crate::federation::trust::archive_card(&card),
     ];
     // A replaced card is a new identity: what was witnessed of the old one's log is no
     // baseline for the new one (the operator's explicit act, audited with the card's hash).
-    let replaced = replace
-        && ctx
-            .peers
-            .get(&cc)
-            .is_some_and(|old| old.card.raw != card.raw);
+    let replaced = replace && old.is_some_and(|old| old.card.raw != card.raw);
     if replaced {
         ops.push(crate::federation::trust::forget_op(&cc));
     }
@@ -334,7 +399,7 @@ async fn peer_add(ctx: &Ctx, raw: &[u8], replace: bool) -> Result<a::PeerCard, C
     if replaced {
         ctx.trust.forget(&cc);
     }
-    let mut out = card_json(&card, false);
+    let mut out = card_json(&card, false, &agreement);
     if card.card.valid_from_ms > now {
         out.warning = Some(format!(
             "the card is not valid before {}: connections with {cc} are refused until then",
@@ -343,7 +408,7 @@ async fn peer_add(ctx: &Ctx, raw: &[u8], replace: bool) -> Result<a::PeerCard, C
         tracing::warn!(peer = %cc, "pinned a card that is not valid yet");
     }
     tracing::info!(peer = %cc, replace, "peer pinned");
-    ctx.peers.put(card, false);
+    ctx.peers.put_agreed(card, false, agreement);
     Ok(out)
 }
 
@@ -357,7 +422,7 @@ fn peer_list(ctx: &Ctx) -> Vec<a::PeerCard> {
             let state = peer_state(ctx, held, p.revoked, &ctx.peers.health(cc));
             a::PeerCard {
                 state: Some(state.to_string()),
-                ..card_json(&p.card, p.revoked)
+                ..card_json(&p.card, p.revoked, &p.agreement)
             }
         })
         .collect()
@@ -798,12 +863,14 @@ pub async fn case_show(ctx: &Ctx, id: &str) -> Result<a::CaseShow, CallError> {
             case: disclosures_document(&fields),
             referrals,
             thread: None,
+            basis_of_transfer: None,
         });
     }
     for t in ctx.store.threads()? {
         if t.role() == Some(ThreadRole::Received) && t.case_ref == id {
             let fields = received_with_withdrawals(ctx, &t.peer, id).await?;
             return Ok(a::CaseShow {
+                basis_of_transfer: Some(basis_of_transfer(ctx, &t)?),
                 id: id.to_string(),
                 origin: format!("received from {}", t.peer),
                 thread: Some(thread_json(ctx, &t)),
@@ -813,6 +880,23 @@ pub async fn case_show(ctx: &Ctx, id: &str) -> Result<a::CaseShow, CallError> {
         }
     }
     Err(CallError::msg(format!("no case {id}")))
+}
+
+/// The basis of a received case's transfer, as its sender signed it in the referral
+/// (informational: shown, never used for a decision).
+fn basis_of_transfer(ctx: &Ctx, t: &ThreadRecord) -> Result<String, CallError> {
+    let referral = ctx
+        .store
+        .received(&t.peer, &t.referral_id)?
+        .and_then(|r| pb::Envelope::decode(r.envelope.as_slice()).ok())
+        .and_then(|e| pb::Body::decode(e.body.as_slice()).ok())
+        .and_then(|b| match b.payload {
+            Some(Payload::Referral(r)) => Some(r),
+            _ => None,
+        });
+    Ok(referral
+        .and_then(|r| trm_proto::agreement::basis(&r.agreement, &r.legal_basis))
+        .unwrap_or_else(|| "not stated by the sender".into()))
 }
 
 /// Categories approved for one referral of (case, peer) (`referral` `None`: the next one) by
@@ -934,6 +1018,7 @@ async fn referral_send(
     let response_due_ms = field_str(&fields, "reference.response_due")
         .and_then(|d| crate::base::time::parse_date_ms(&d))
         .unwrap_or(0);
+    let agreed = ctx.peers.get(to).map(|p| p.agreement).unwrap_or_default();
     let payload = Payload::Referral(pb::Referral {
         template_version: template::TEMPLATE_VERSION.to_string(),
         digests: c.digests.iter().map(|d| d.to_vec()).collect(),
@@ -941,6 +1026,8 @@ async fn referral_send(
         urgency: urgency as i32,
         response_due_ms,
         phase: pb::Phase::Identification as i32,
+        agreement: agreed.reference.clone(),
+        legal_basis: agreed.legal_basis.clone(),
     });
     let n_released = released.len();
     // The approvals given for the next referral belong to this one from now on.
@@ -964,14 +1051,27 @@ async fn referral_send(
         vec![bind],
     )
     .await?;
+    let mut warnings = send_warnings(ctx, &fields, &decisions);
+    warnings.extend(agreement_warning(to, &agreed));
     Ok(a::ReferralSent {
-        warnings: send_warnings(ctx, &fields, &decisions),
+        warnings,
         message: hex::encode(&id),
         to: to.to_string(),
         case: case.id,
         released: n_released as u64,
         withheld: (decisions.len() - n_released) as u64,
         state: "pending".into(),
+    })
+}
+
+/// The warning `referral send` gives when no agreement is recorded for the partner (sending
+/// stays allowed: deployments pinned before agreements were recorded keep working).
+fn agreement_warning(to: &str, agreed: &Agreement) -> Option<a::Warning> {
+    agreed.reference.is_empty().then(|| a::Warning {
+        code: "no_agreement".into(),
+        text: format!(
+            "no agreement is recorded for {to}: the referral names no basis of transfer; record it with: trm-admin peer add CARD --agreement REFERENCE [--legal-basis TEXT]"
+        ),
     })
 }
 

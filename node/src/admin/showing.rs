@@ -17,6 +17,11 @@ fn categories(v: &[i32]) -> Vec<String> {
         .collect()
 }
 
+/// A received agreement text as shown, `None` if the sender recorded none.
+fn shown(text: &str) -> Option<String> {
+    (!text.is_empty()).then(|| trm_proto::agreement::shown(text))
+}
+
 fn lower(name: &str) -> String {
     name.to_ascii_lowercase()
 }
@@ -26,6 +31,8 @@ pub fn payload_view(b: &pb::Body) -> a::PayloadView {
     use crate::referral::lifecycle::phase_name;
     match &b.payload {
         Some(Payload::Referral(r)) => a::PayloadView::Referral {
+            agreement: shown(&r.agreement),
+            legal_basis: shown(&r.legal_basis),
             phase: phase_name(r.phase).to_string(),
             response_due: format_ms(r.response_due_ms),
             urgency: pb::Urgency::try_from(r.urgency)

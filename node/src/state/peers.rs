@@ -17,6 +17,32 @@ pub struct Peer {
     pub card: VerifiedCard,
     /// Revoked by the operator.
     pub revoked: bool,
+    /// The agreement behind the partnership, as recorded with it.
+    pub agreement: Agreement,
+}
+
+/// The agreement behind a partnership (`peer add --agreement --legal-basis`); "" = none.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Agreement {
+    /// Its reference ("MoU IT-AL 2026/03").
+    pub reference: String,
+    /// Its legal basis.
+    pub legal_basis: String,
+}
+
+impl Agreement {
+    /// As recorded in the peer's store record.
+    pub fn of(rec: &PeerRecord) -> Self {
+        Self {
+            reference: rec.agreement.clone(),
+            legal_basis: rec.legal_basis.clone(),
+        }
+    }
+
+    /// No agreement recorded.
+    pub fn is_none(&self) -> bool {
+        self.reference.is_empty() && self.legal_basis.is_empty()
+    }
 }
 
 /// Reachability of one peer, as the delivery worker last saw it.
@@ -50,7 +76,7 @@ impl PeerTable {
         };
         for (cc, rec) in store.peers()? {
             match trm_proto::card::verify_card(&rec.card) {
-                Ok(card) => table.put(card, rec.revoked),
+                Ok(card) => table.put_agreed(card, rec.revoked, Agreement::of(&rec)),
                 Err(e) => {
                     tracing::error!(peer = %cc, error = %e, "stored card no longer verifies; peer ignored")
                 }
@@ -59,8 +85,18 @@ impl PeerTable {
         Ok(table)
     }
 
-    /// Adds or replaces a peer and updates the pins.
+    /// Adds or replaces a peer and updates the pins, keeping the agreement recorded for its
+    /// country (a rotated or revoked card is the same partnership).
     pub fn put(&self, card: VerifiedCard, revoked: bool) {
+        let agreement = self
+            .get(card.country())
+            .map(|p| p.agreement)
+            .unwrap_or_default();
+        self.put_agreed(card, revoked, agreement);
+    }
+
+    /// Adds or replaces a peer with its agreement and updates the pins.
+    pub fn put_agreed(&self, card: VerifiedCard, revoked: bool, agreement: Agreement) {
         let cc = card.country().to_string();
         let pin = Pin {
             who: cc.clone(),
@@ -73,7 +109,14 @@ impl PeerTable {
         self.peers
             .write()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(cc.clone(), Peer { card, revoked });
+            .insert(
+                cc.clone(),
+                Peer {
+                    card,
+                    revoked,
+                    agreement,
+                },
+            );
         self.pins
             .replace_who(&cc, (!revoked).then_some((cert.as_slice(), pin)));
     }
@@ -190,5 +233,7 @@ pub fn record(card: &VerifiedCard, now_ms: i64) -> PeerRecord {
         added_ms: now_ms,
         revoked: false,
         revoked_ms: 0,
+        agreement: String::new(),
+        legal_basis: String::new(),
     }
 }

@@ -98,6 +98,12 @@ pub struct PeerRecord {
     /// When it was revoked.
     #[prost(int64, tag = "4")]
     pub revoked_ms: i64,
+    /// The agreement behind the partnership (`peer add --agreement`), "" if none recorded.
+    #[prost(string, tag = "5")]
+    pub agreement: String,
+    /// Its legal basis (`peer add --legal-basis`), "" if none recorded.
+    #[prost(string, tag = "6")]
+    pub legal_basis: String,
 }
 
 /// A registered officer credential.
