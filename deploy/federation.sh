@@ -97,29 +97,53 @@ enrol AL "Officer Hoxha-Example" officer "$data/al-officer.cred"
 echo "== Italy records a synthetic case and previews the referral to Albania"
 "$admin" --cred "$data/it-officer.cred" case create --file examples/adult-labour.json
 case_id=$("$admin" --cred "$data/it-officer.cred" --json case list | sed -n 's/.*"id": "\([^"]*\)".*/\1/p' | head -n 1)
+echo "== the supervisor's work queue: sensitive categories waiting for approval"
+"$admin" --cred "$data/it-supervisor.cred" queue
 echo "== a supervisor approves identity and health for the referral to Albania (four eyes)"
 "$admin" --cred "$data/it-supervisor.cred" referral approve "$case_id" --to AL --categories identity,health
 "$admin" --cred "$data/it-officer.cred" referral preview "$case_id" --to AL
 "$admin" --cred "$data/it-officer.cred" referral send "$case_id" --to AL
 echo "== the same case to France, whose law lets it receive no personal data"
+"$admin" --cred "$data/it-officer.cred" policy show --to FR
 "$admin" --cred "$data/it-officer.cred" referral send "$case_id" --to FR
+echo "== an unaccompanied child's case (synthetic) to France: the child flag and the urgency travel"
+echo "   in the referral's non-personal header, so France knows it is a child without any child field"
+"$admin" --cred "$data/it-officer.cred" case create --file examples/child-unaccompanied.json
+"$admin" --cred "$data/it-officer.cred" referral send IT-2026-0007 --to FR
 
 echo "== waiting for Albania's signed receipt"
 for _ in $(seq 1 50); do
   if "$admin" --cred "$data/al-officer.cred" --json inbox | grep -q '"kind": "referral"'; then break; fi
   sleep 0.2
 done
-echo "== Albania's inbox"
-"$admin" --cred "$data/al-officer.cred" inbox
+echo "== Albania's work queue: the referral to accept or decline"
+"$admin" --cred "$data/al-officer.cred" queue
 msg=$("$admin" --cred "$data/al-officer.cred" --json inbox | sed -n 's/.*"id": "\([0-9a-f]*\)".*/\1/p' | head -n 1)
 echo "== what Albania received, with its verification"
 "$admin" --cred "$data/al-officer.cred" message show "$msg"
-echo "== Albania accepts; Italy's timeline of the case"
-"$admin" --cred "$data/al-officer.cred" referral accept "$msg" --institution "Albania national referral unit (synthetic)" --focal-point "TRM duty desk" >/dev/null
-sleep 1
+echo "== Albania accepts"
+"$admin" --cred "$data/al-officer.cred" referral accept "$msg" --institution "Albania national referral unit (synthetic)" --focal-point "TRM duty desk"
+echo "== Albania reports progress; Italy reads the follow-up in words"
+fu=$("$admin" --cred "$data/al-officer.cred" --json followup send "$case_id" --to IT --phase first_assistance \
+  --status "reception planned at the shelter" --date "$(date -u +%F)" | sed -n 's/.*"message": "\([0-9a-f]*\)".*/\1/p')
+for _ in $(seq 1 50); do
+  if "$admin" --cred "$data/it-officer.cred" message show "$fu" >/dev/null 2>&1; then break; fi
+  sleep 0.2
+done
+"$admin" --cred "$data/it-officer.cred" message show "$fu"
+echo "== Italy updates its own record (the case is now an emergency); every version is kept"
+sed 's/"urgency": "urgent"/"urgency": "emergency"/' examples/adult-labour.json >"$data/case-update.json"
+"$admin" --cred "$data/it-officer.cred" case update "$case_id" --file "$data/case-update.json"
+echo "== Italy's timeline of the case: messages both ways, versions by field path (never values)"
 "$admin" --cred "$data/it-officer.cred" case timeline "$case_id"
-echo "== what France received: no identity, family, health or child section"
-fr_msg=$("$admin" --cred "$data/fr-officer.cred" --json inbox | sed -n 's/.*"id": "\([0-9a-f]*\)".*/\1/p' | head -n 1)
+echo "== France's inbox: the child case first, flagged as a child, though France holds no personal data"
+for _ in $(seq 1 50); do
+  if "$admin" --cred "$data/fr-officer.cred" --json inbox | grep -q '"IT-2026-0007"'; then break; fi
+  sleep 0.2
+done
+"$admin" --cred "$data/fr-officer.cred" inbox
+echo "== what France received of the adult case: no identity, family, health or child section"
+fr_msg=$("$admin" --cred "$data/fr-officer.cred" --json inbox | grep -A14 '"case_ref": "IT-2026-0001"' | sed -n 's/.*"id": "\([0-9a-f]*\)".*/\1/p' | head -n 1)
 "$admin" --cred "$data/fr-officer.cred" --json message show "$fr_msg" | grep -E '^    "[a-z]+": \{' || true
 echo "== Italy's status"
 "$admin" --cred "$data/it-officer.cred" status
@@ -133,11 +157,14 @@ cat <<TXT
 
 The federation keeps running (logs in $data/*.log). Try next:
   export TRM_CRED=$data/it-officer.cred
+  $admin queue
   $admin case template
   $admin case timeline $case_id
   $admin referral preview $case_id --to FR
   TRM_CRED=$data/al-officer.cred $admin followup send $case_id --to IT --phase return --status "reception planned"
   $admin case consent $case_id --withdraw health --yes  # erases here, asks Albania to erase
+  $admin policy show
+  TRM_CRED=$data/it-supervisor.cred $admin stats
   $admin status
 Press Ctrl-C to stop the nodes (their outboxes are kept on disk).
 TXT

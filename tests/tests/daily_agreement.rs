@@ -99,7 +99,8 @@ async fn the_agreement_travels_with_every_referral() {
     let sent = refer(root, &it, &olivia, "IT-AGREE-1").await;
     let warnings = sent["warnings"].as_array().expect("warnings");
     assert_eq!(warnings.len(), 1, "{sent}");
-    let w = warnings[0].as_str().unwrap();
+    assert_eq!(warnings[0]["code"], "no_agreement", "{sent}");
+    let w = warnings[0]["text"].as_str().unwrap();
     assert!(w.contains("no agreement is recorded for AL"), "{w}");
     assert!(w.contains("peer add CARD --agreement"), "{w}");
     let file = case_file(root, "IT-AGREE-0");
@@ -160,7 +161,10 @@ async fn the_agreement_travels_with_every_referral() {
 
     // A referral now carries it, signed, and warns of nothing; Albania sees the basis.
     let sent = refer(root, &it, &olivia, "IT-AGREE-2").await;
-    assert_eq!(sent["warnings"], serde_json::json!([]), "{sent}");
+    assert!(
+        sent.get("warnings").is_none(),
+        "no warning once agreed: {sent}"
+    );
     let id = sent["message"].as_str().unwrap();
     let body = al_referral_body(&al, id);
     assert_eq!(

@@ -147,7 +147,11 @@ async fn france_is_told_the_person_is_a_child_and_the_sender_is_warned() {
         .collect();
     assert_eq!(
         codes,
-        ["child_section_withheld", "response_due_past"],
+        [
+            "child_section_withheld",
+            "response_due_past",
+            "no_agreement"
+        ],
         "{sent}"
     );
     it.finish().await;

@@ -65,27 +65,9 @@ pub fn transition(
     body: &pb::Body,
     now_ms: i64,
 ) -> Result<Option<ThreadRecord>, Refusal> {
-    let payload = body
-        .payload
-        .as_ref()
-        .ok_or_else(|| refuse(RejectReason::Malformed, "message has no payload"))?;
-    if matches!(
-        payload,
-        Payload::DirectoryUpdate(_) | Payload::KeyAnnouncement(_)
-    ) {
+    let Some(payload) = case_payload(body, now_ms, dir)? else {
         return Ok(None);
-    }
-    if body.case_ref.is_empty() {
-        return Err(refuse(
-            RejectReason::Malformed,
-            "message without case reference",
-        ));
-    }
-    if let Payload::FollowUp(pb::FollowUp { date, .. })
-    | Payload::Closure(pb::Closure { date, .. }) = payload
-    {
-        check_reported_date(date, now_ms, dir)?;
-    }
+    };
     // The role the thread has on this node when this side sends the referral.
     let own_role = match dir {
         Direction::Outgoing => ThreadRole::Sent,
@@ -141,6 +123,34 @@ pub fn transition(
         | Payload::KeyAnnouncement(_) => return Ok(None),
     }
     Ok(Some(next))
+}
+
+/// The payload of a message about a case, checked for what needs no thread: present, with a
+/// case reference, a reported date not in the future. `None`: not about a case (a directory
+/// update or a key announcement).
+fn case_payload(body: &pb::Body, now_ms: i64, dir: Direction) -> Result<Option<&Payload>, Refusal> {
+    let payload = body
+        .payload
+        .as_ref()
+        .ok_or_else(|| refuse(RejectReason::Malformed, "message has no payload"))?;
+    if matches!(
+        payload,
+        Payload::DirectoryUpdate(_) | Payload::KeyAnnouncement(_)
+    ) {
+        return Ok(None);
+    }
+    if body.case_ref.is_empty() {
+        return Err(refuse(
+            RejectReason::Malformed,
+            "message without case reference",
+        ));
+    }
+    if let Payload::FollowUp(pb::FollowUp { date, .. })
+    | Payload::Closure(pb::Closure { date, .. }) = payload
+    {
+        check_reported_date(date, now_ms, dir)?;
+    }
+    Ok(Some(payload))
 }
 
 /// How far a received follow-up's or closure's date may be after the receiver's clock: one
