@@ -178,7 +178,7 @@ pub fn referral(from: &str, to: &str, created_ms: i64) -> (pb::Body, Vec<pb::Fie
     let mut id = [0u8; 16];
     rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut id);
     // Each referral is its own case: the lifecycle allows one open referral per case.
-    let case_ref = format!("IT-RAW-{}", hex::encode_upper(&id[..6]));
+    let case_ref = format!("{from}-RAW-{}", hex::encode_upper(&id[..6]));
     let c = trm_proto::commit::commit(
         &[(
             "reference.case_ref".to_string(),

@@ -557,7 +557,7 @@ async fn floods_and_stalled_streams_leave_a_legitimate_peer_delivering_in_bounde
         })
     };
     // Meanwhile the legitimate peer sends referrals.
-    let ids = send_referrals_on(&c, "SEC", referrals, "AL").await;
+    let ids = send_referrals_on(&c, "IT-SEC", referrals, "AL").await;
     let refused = flood_hs.await.unwrap();
     assert_eq!(
         refused, handshakes,

@@ -531,7 +531,7 @@ async fn cap_sized_frames_trickled_on_every_allowed_stream_keep_memory_bounded()
     let c = trm_node::admin::client::AdminClient::connect(&officer)
         .await
         .unwrap();
-    let ids = send_referrals_on(&c, "NET", REFERRALS, "AL").await;
+    let ids = send_referrals_on(&c, "IT-NET", REFERRALS, "AL").await;
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let mut done = 0;
