@@ -277,6 +277,13 @@ async fn pages(c: &Console, cookie: &str, s: &Setup) {
     );
 }
 
+/// The received referral's state at Albania (Otto's `case show`).
+async fn state_at_albania(otto: &Path) -> String {
+    let show = admin(otto, &["--json", "case", "show", "IT-W-2"]).await;
+    let v: Value = serde_json::from_str(&show).unwrap();
+    v["thread"]["state"].as_str().unwrap_or("").to_string()
+}
+
 /// The referral's state at Italy (Olivia's `case show`).
 async fn state_at_italy(olivia: &Path) -> String {
     let v: Value =
@@ -322,10 +329,10 @@ async fn accept_with_csrf(c: &Console, cookie: &str, s: &Setup) {
         form: Some(&body),
     };
     assert_eq!(send(&c.addr, &req).await.status, 401, "no session, no POST");
-    assert_ne!(
-        state_at_italy(&s.olivia).await,
-        "accepted",
-        "nothing was sent yet"
+    let before = state_at_albania(&s.otto).await;
+    assert!(
+        !before.is_empty() && before != "accepted",
+        "nothing was answered: {before}"
     );
     let req = Req {
         cookie: Some(cookie),
@@ -335,6 +342,7 @@ async fn accept_with_csrf(c: &Console, cookie: &str, s: &Setup) {
     assert_secure(&r, "accepted");
     assert_eq!(r.status, 200, "{r:?}");
     assert!(r.body.contains("Answer sent"), "{}", r.body);
+    assert_eq!(state_at_albania(&s.otto).await, "accepted");
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     while state_at_italy(&s.olivia).await != "accepted" {
         assert!(

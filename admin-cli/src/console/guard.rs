@@ -1,6 +1,7 @@
 //! The console's security rules, applied to every request before any page: the `Host` header
 //! must name the bound address (DNS rebinding), the one-time token becomes a session cookie,
-//! a session locks after its idle limit, and every response (errors too) carries the security
+//! a session locks after its idle limit, every POST carries the session's CSRF token, and
+//! every response (errors too) carries the security
 //! headers. Nothing here logs a request.
 
 use std::net::SocketAddr;
@@ -8,7 +9,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use axum::extract::{Request, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use rand_core::{OsRng, RngCore};
@@ -183,6 +184,13 @@ async fn gate(g: &Guard, mut req: Request, next: Next) -> Response {
         };
     }
     match g.session(req.headers()) {
+        Ok(csrf) if req.method() == Method::POST => match with_csrf(req, &csrf).await {
+            Ok(mut req) => {
+                req.extensions_mut().insert(csrf);
+                next.run(req).await
+            }
+            Err(refused) => refused,
+        },
         Ok(csrf) => {
             req.extensions_mut().insert(csrf);
             next.run(req).await
@@ -196,6 +204,35 @@ async fn gate(g: &Guard, mut req: Request, next: Next) -> Response {
             "The session locked after being idle: open the new link the console printed in its terminal.",
         ),
     }
+}
+
+/// The largest form body the console reads.
+const FORM_LIMIT: usize = 64 * 1024;
+
+/// Every POST: its form body must carry the session's CSRF token (`csrf=…`); the request goes
+/// on with its body intact, or the refusal (403) comes back.
+async fn with_csrf(req: Request, csrf: &Csrf) -> Result<Request, Response> {
+    let (parts, body) = req.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, FORM_LIMIT).await else {
+        return Err(pages::refusal(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "The form is too large.",
+        ));
+    };
+    let given = std::str::from_utf8(&bytes)
+        .ok()
+        .and_then(|text| {
+            text.split('&')
+                .filter_map(|kv| kv.split_once('='))
+                .find(|(k, _)| *k == "csrf")
+                .map(|(_, v)| v.to_string())
+        })
+        .unwrap_or_default();
+    if given.is_empty() || !same_secret(&csrf.0, &given) {
+        let text = "The form's CSRF token is missing or wrong: reload the page and submit again.";
+        return Err(pages::refusal(StatusCode::FORBIDDEN, text));
+    }
+    Ok(Request::from_parts(parts, axum::body::Body::from(bytes)))
 }
 
 /// The token became a session: set its cookie and go to the home page (the token leaves the

@@ -14,7 +14,7 @@ use serde::Deserialize;
 use trm_admin_api::answers::{self as a, AdminCall};
 use trm_proto::admin as api;
 
-use super::guard::{same_secret, Csrf};
+use super::guard::Csrf;
 use crate::cmd::{self, Refused, Session};
 use crate::render::{self, FieldText};
 
@@ -282,8 +282,6 @@ fn answer_forms(id: &str, csrf: &Csrf) -> Markup {
 #[derive(Deserialize)]
 pub(crate) struct AnswerForm {
     #[serde(default)]
-    csrf: String,
-    #[serde(default)]
     decision: String,
     #[serde(default)]
     institution: String,
@@ -313,16 +311,12 @@ fn answer_request(id: String, f: AnswerForm) -> Result<api::ReferralAnswer, &'st
     })
 }
 
+/// `POST /messages/ID/answer` (the guard has checked its CSRF token already).
 pub(crate) async fn answer(
     State(app): State<App>,
-    Extension(csrf): Extension<Csrf>,
     Path(id): Path<String>,
     Form(f): Form<AnswerForm>,
 ) -> Response {
-    if f.csrf.is_empty() || !same_secret(&csrf.0, &f.csrf) {
-        let text = "The form's CSRF token is missing or wrong: reload the page and submit again.";
-        return refusal(StatusCode::FORBIDDEN, text);
-    }
     let back = format!("/messages/{}", seg(&id));
     let request = match answer_request(id, f) {
         Ok(r) => r,
