@@ -75,6 +75,14 @@ impl Console {
         drop(self.child.stdin.take());
     }
 
+    /// Sends it SIGTERM.
+    pub fn terminate(&self) {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+    }
+
     /// Waits `secs` at most for it to exit; its exit code.
     pub async fn exited(&mut self, secs: u64) -> Option<i32> {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);

@@ -10,7 +10,7 @@
 //! - accepting a referral is a POST that needs the session's CSRF token; with it the
 //!   acceptance reaches Italy;
 //! - the session locks when idle (a new link is printed); a non-loopback `--listen` is
-//!   refused (64); the console exits when its stdin closes.
+//!   refused (64); the console exits when its stdin closes, and on SIGTERM.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -353,7 +353,8 @@ async fn accept_with_csrf(c: &Console, cookie: &str, s: &Setup) {
     }
 }
 
-/// An idle session locks (401) and the console prints a new one-time link, which works.
+/// An idle session locks (401) and the console prints a new one-time link, which works;
+/// SIGTERM stops the console.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idle_session_locks_and_a_new_link_is_printed() {
     let tmp = tempfile::tempdir().unwrap();
@@ -393,6 +394,8 @@ async fn an_idle_session_locks_and_a_new_link_is_printed() {
     assert!(again.contains("?token=") && again != link, "{again}");
     let fresh = sign_in(&c, &again).await;
     assert_eq!(get(&c.addr, "/", Some(&fresh)).await.status, 200);
+    c.terminate();
+    assert_eq!(c.exited(10).await, Some(0), "SIGTERM stops the console");
     drop(c);
     it.finish().await;
     al.finish().await;
