@@ -13,6 +13,7 @@ use clap::{Parser, Subcommand};
 use trm_proto::admin as api;
 
 mod cmd;
+mod console;
 mod failure;
 mod files;
 mod html;
@@ -76,6 +77,15 @@ enum Cmd {
     /// The audit log: export a bundle (auditor), verify one offline (no node, no credential).
     #[command(subcommand)]
     Audit(AuditCmd),
+    /// A local web console on this machine with your credential: prints its link (with a
+    /// one-time token) as the first line, serves the work queue, inbox, messages and cases,
+    /// and stops on Ctrl-C or when its terminal closes (docs/CONSOLE.md).
+    Console {
+        /// Loopback address to listen on (port 0: the OS chooses); any other address is
+        /// refused.
+        #[arg(long, default_value = "127.0.0.1:0")]
+        listen: String,
+    },
     /// Supervisor or auditor: counts of cases and referrals by category (form of
     /// exploitation, sex, age band, minor, partner, phase reached, outcome) and median days to
     /// acceptance; counts under 5 are shown as <5.
@@ -518,6 +528,10 @@ async fn run(cli: Cli) -> Result<(), Failure> {
     if let Some(done) = run_offline(&cli) {
         return done;
     }
+    let listen = match &cli.cmd {
+        Cmd::Console { listen } => Some(console::check_listen(listen)?),
+        _ => None,
+    };
     let s = Session {
         cred: files::load_cred(cli.cred.as_deref())?,
         json: cli.json,
@@ -559,6 +573,10 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         Cmd::Policy(PolicyCmd::Show { to }) => cmd::policy::show(&s, to).await,
         Cmd::Policy(PolicyCmd::Reload) => cmd::policy::reload(&s).await,
         Cmd::Inbox => cmd::messages::inbox(&s).await,
+        Cmd::Console { .. } => match listen {
+            Some(addr) => console::run(s, addr).await,
+            None => Err(Failure::usage("console: no --listen address")),
+        },
         Cmd::Message(MessageCmd::Show { id }) => cmd::messages::show(&s, id).await,
         Cmd::Stats { from, to, csv } => {
             let (from, to) = (from.unwrap_or_default(), to.unwrap_or_default());

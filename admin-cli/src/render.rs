@@ -219,7 +219,7 @@ pub(crate) fn created(v: &a::CaseCreated) -> String {
 }
 
 /// A referral's state as `CC:state`, `(overdue)` after it when past its response date.
-fn referral_state(t: &a::Thread) -> String {
+pub(crate) fn referral_state(t: &a::Thread) -> String {
     let overdue = if t.overdue { "(overdue)" } else { "" };
     format!("{}:{}{overdue}", t.peer, t.state)
 }
@@ -291,23 +291,36 @@ fn record_text(cols: &[(&str, trm_proto::template::Kind)], v: &Value) -> String 
         .join(", ")
 }
 
-/// One field as `  Label   value` lines (a list of records: one line per record).
-fn field_lines(name: &str, kind: trm_proto::template::Kind, v: &Value) -> String {
+/// A field's value in words: one text, or one line per record (a list of records).
+pub(crate) enum FieldText {
+    One(String),
+    Records(Vec<String>),
+}
+
+/// A field's value in words (shared by `case show` and the console's case page).
+pub(crate) fn field_text(kind: trm_proto::template::Kind, v: &Value) -> FieldText {
     let cols = kind.record_fields();
-    let pad = |first: &str| format!("  {:<28} {first}\n", label(name));
     match v {
         Value::Array(items) if !cols.is_empty() => {
+            FieldText::Records(items.iter().map(|i| record_text(cols, i)).collect())
+        }
+        Value::Object(_) => FieldText::One(record_text(cols, v)),
+        other => FieldText::One(scalar_text(other)),
+    }
+}
+
+/// One field as `  Label   value` lines (a list of records: one line per record).
+fn field_lines(label: &str, text: &FieldText) -> String {
+    let pad = |first: &str| format!("  {label:<28} {first}\n");
+    match text {
+        FieldText::Records(items) => {
             let mut out = pad("");
             for item in items {
-                out.push_str(&format!("    - {}\n", record_text(cols, item)));
+                out.push_str(&format!("    - {item}\n"));
             }
             out
         }
-        Value::Object(_) => pad(&record_text(cols, v)),
-        other => {
-            let text = scalar_text(other).replace('\n', &format!("\n  {:<28} ", ""));
-            pad(&text)
-        }
+        FieldText::One(text) => pad(&text.replace('\n', &format!("\n  {:<28} ", ""))),
     }
 }
 
@@ -334,37 +347,53 @@ fn leaf_paths(prefix: &str, v: &Value, out: &mut Vec<(String, Value)>) {
     }
 }
 
-/// The case's fields in template order, under their section's label; then any field the
-/// core template does not name (national extensions) by path.
-fn case_fields(doc: &Value) -> String {
+/// The case's fields in template order as (section label, [(field label, value)]); then any
+/// field the core template does not name (national extensions) by path, under "Other fields
+/// (national extensions)". Shared by `case show` and the console's case page.
+pub(crate) fn case_sections(doc: &Value) -> Vec<(String, Vec<(String, FieldText)>)> {
     use trm_proto::template::{core_field, core_fields, SECTIONS};
-    let mut out = String::new();
+    let mut out = Vec::new();
     for section in SECTIONS {
-        let mut lines = String::new();
-        for f in core_fields().iter().filter(|f| f.section() == section) {
-            match &doc[section][f.name()] {
-                Value::Null => {}
-                v => lines.push_str(&field_lines(f.name(), f.kind, v)),
-            }
-        }
-        if !lines.is_empty() {
-            out.push_str(&format!("\n{}\n{lines}", label(section)));
+        let rows: Vec<(String, FieldText)> = core_fields()
+            .iter()
+            .filter(|f| f.section() == section)
+            .filter_map(|f| match &doc[section][f.name()] {
+                Value::Null => None,
+                v => Some((label(f.name()), field_text(f.kind, v))),
+            })
+            .collect();
+        if !rows.is_empty() {
+            out.push((label(section), rows));
         }
     }
     let mut others = Vec::new();
     leaf_paths("", doc, &mut others);
     others.retain(|(p, x)| core_field(p).is_none() && !x.is_null());
     if !others.is_empty() {
-        out.push_str("\nOther fields (national extensions)\n");
-        for (path, x) in others {
-            out.push_str(&format!("  {path:<28} {}\n", scalar_text(&x)));
+        let rows = others
+            .into_iter()
+            .map(|(path, x)| (path, FieldText::One(scalar_text(&x))))
+            .collect();
+        out.push(("Other fields (national extensions)".into(), rows));
+    }
+    out
+}
+
+/// The case's fields in template order, under their section's label.
+fn case_fields(doc: &Value) -> String {
+    let mut out = String::new();
+    for (section, rows) in case_sections(doc) {
+        out.push_str(&format!("\n{section}\n"));
+        for (label, text) in &rows {
+            out.push_str(&field_lines(label, text));
         }
     }
     out
 }
 
-/// The header of `case show`: reference, urgency, due date, phase and state per partner.
-fn case_header(v: &a::CaseShow) -> String {
+/// The header of `case show` (and of the console's case page): reference, urgency, due date,
+/// phase and state per partner, version, last report, erased categories.
+pub(crate) fn case_header_rows(v: &a::CaseShow) -> Vec<(&'static str, String)> {
     let (origin, threads, missing) = match &v.thread {
         Some(t) => (v.origin.clone(), vec![t.clone()], "not disclosed"),
         None => (
@@ -410,7 +439,15 @@ fn case_header(v: &a::CaseShow) -> String {
     if let Some(erased) = v.erased.as_ref().filter(|e| !e.is_empty()) {
         rows.push(("erased", erased.join(", ")));
     }
-    let mut out: String = rows.iter().map(|(k, x)| format!("{k:<13} {x}\n")).collect();
+    rows
+}
+
+/// The header of `case show`, with the basis of transfer of a received case.
+fn case_header(v: &a::CaseShow) -> String {
+    let mut out: String = case_header_rows(v)
+        .iter()
+        .map(|(k, x)| format!("{k:<13} {x}\n"))
+        .collect();
     if let Some(basis) = &v.basis_of_transfer {
         out.push_str(&format!("basis of transfer: {basis}\n"));
     }
@@ -569,6 +606,30 @@ fn referral_name(id: &str) -> String {
     }
 }
 
+/// A queue item's flags: its urgency, `child`, `OVERDUE` (shared with the console).
+pub(crate) fn queue_flags(i: &a::QueueItem) -> Vec<String> {
+    let mut flags = Vec::new();
+    if let Some(u) = &i.urgency {
+        flags.push(u.clone());
+    }
+    if i.minor == Some(true) {
+        flags.push("child".into());
+    }
+    if i.overdue {
+        flags.push("OVERDUE".into());
+    }
+    flags
+}
+
+/// A kind of work in words: `answer referral`.
+pub(crate) fn queue_kind(kind: a::QueueKind) -> String {
+    serde_json::to_value(kind)
+        .ok()
+        .and_then(|k| k.as_str().map(str::to_string))
+        .unwrap_or_default()
+        .replace('_', " ")
+}
+
 /// `queue`: one block per item, most pressing first.
 pub(crate) fn queue(v: &a::Queue) -> String {
     let mut out = format!(
@@ -589,21 +650,8 @@ pub(crate) fn queue(v: &a::Queue) -> String {
         out.push_str("nothing to do\n");
     }
     for i in &v.items {
-        let mut flags = Vec::new();
-        if let Some(u) = &i.urgency {
-            flags.push(u.clone());
-        }
-        if i.minor == Some(true) {
-            flags.push("child".into());
-        }
-        if i.overdue {
-            flags.push("OVERDUE".into());
-        }
-        let kind = serde_json::to_value(i.kind)
-            .ok()
-            .and_then(|k| k.as_str().map(str::to_string))
-            .unwrap_or_default()
-            .replace('_', " ");
+        let flags = queue_flags(i);
+        let kind = queue_kind(i.kind);
         out.push_str(&format!("\n[{kind}] {}\n", i.what));
         if !i.id.is_empty() {
             out.push_str(&format!("  id: {}\n", i.id));
@@ -944,7 +992,7 @@ fn pending_lines(p: &a::PendingDelivery, peer: &str) -> String {
 }
 
 /// A message's delivery: the state in words, then what the node knows of it.
-fn delivery_lines(v: &a::MessageView) -> String {
+pub(crate) fn delivery_lines(v: &a::MessageView) -> String {
     match &v.delivery {
         a::Delivery::Received { received, state } => {
             format!("  delivery:     {state} (received {received})\n")
@@ -990,8 +1038,8 @@ fn basis_of_transfer(agreement: &Option<String>, legal_basis: &Option<String>) -
     .unwrap_or_else(|| "not stated by the sender".into())
 }
 
-/// What a message says, one labelled line each.
-fn payload_lines(p: &a::PayloadView) -> Vec<(&'static str, String)> {
+/// What a message says, one labelled line each (shared by `message show` and the console).
+pub(crate) fn payload_lines(p: &a::PayloadView) -> Vec<(&'static str, String)> {
     use a::PayloadView as P;
     match p {
         P::Referral {
