@@ -541,6 +541,49 @@ pub async fn send_referrals_on(
     ids
 }
 
+/// [`open_pair`] in a fresh temporary folder, with an officer on each side registered through
+/// `trm-admin officer add` (Olivia in Italy, Otto in Albania): what the officer suites drive
+/// the real binary with.
+pub struct OfficerPair {
+    /// The folder of both nodes and the credential files.
+    pub tmp: tempfile::TempDir,
+    /// Italy.
+    pub it: TestNode,
+    /// Albania.
+    pub al: TestNode,
+    /// Italy's officer's credential file.
+    pub olivia: PathBuf,
+    /// Albania's officer's credential file.
+    pub otto: PathBuf,
+}
+
+/// See [`OfficerPair`].
+pub async fn officer_pair() -> OfficerPair {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let (it, al) = open_pair(tmp.path()).await;
+    let olivia = tmp.path().join("olivia.cred");
+    let otto = tmp.path().join("otto.cred");
+    for (name, file, node) in [
+        ("Olivia Example", &olivia, &it),
+        ("Otto Example", &otto, &al),
+    ] {
+        let out = file.display().to_string();
+        let op = node.dir.join(trm_node::identity::OPERATOR_CRED);
+        bins::admin_ok(
+            &op,
+            &["officer", "add", name, "--role", "officer", "--out", &out],
+        )
+        .await;
+    }
+    OfficerPair {
+        tmp,
+        it,
+        al,
+        olivia,
+        otto,
+    }
+}
+
 /// Italy and Albania started and pinned to each other in `root`, Italy sending every category
 /// to Albania (the officer suites, which show what arrives).
 pub async fn open_pair(root: &Path) -> (TestNode, TestNode) {

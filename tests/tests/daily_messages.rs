@@ -8,11 +8,11 @@
 //!   follow-up's phase, status and date, an information request's question and purpose, a
 //!   decline's reason, an erasure request and its confirmation, a closure's outcome.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde_json::Value;
 use trm_node::identity::OPERATOR_CRED;
-use trm_tests::{wait_until, TestNode};
+use trm_tests::wait_until;
 
 use trm_tests::bins::admin_ok as ok;
 
@@ -37,45 +37,10 @@ fn assert_has(out: &str, needles: &[&str]) {
     }
 }
 
-/// Two nodes pinned to each other, an IT officer and an AL officer (credential files).
-struct Pair {
-    _tmp: tempfile::TempDir,
-    it: TestNode,
-    al: TestNode,
-    olivia: PathBuf,
-    otto: PathBuf,
-}
-
-async fn pair() -> Pair {
-    let tmp = tempfile::tempdir().expect("temp dir");
-    let (it, al) = trm_tests::open_pair(tmp.path()).await;
-    let olivia = tmp.path().join("olivia.cred");
-    let otto = tmp.path().join("otto.cred");
-    for (name, file, node) in [
-        ("Olivia Example", &olivia, &it),
-        ("Otto Example", &otto, &al),
-    ] {
-        let out = file.display().to_string();
-        let op = node.dir.join(OPERATOR_CRED);
-        ok(
-            &op,
-            &["officer", "add", name, "--role", "officer", "--out", &out],
-        )
-        .await;
-    }
-    Pair {
-        _tmp: tmp,
-        it,
-        al,
-        olivia,
-        otto,
-    }
-}
-
 /// Records the synthetic adult case `case_ref` at IT and refers it to AL; returns the
 /// referral's message id.
-async fn refer(p: &Pair, case_ref: &str) -> String {
-    let file = p._tmp.path().join(format!("{case_ref}.json"));
+async fn refer(p: &trm_tests::OfficerPair, case_ref: &str) -> String {
+    let file = p.tmp.path().join(format!("{case_ref}.json"));
     std::fs::write(&file, trm_tests::adult_case(case_ref, None)).unwrap();
     let path = file.display().to_string();
     ok(&p.olivia, &["case", "create", "--file", &path]).await;
@@ -107,7 +72,7 @@ async fn arrived(cred: &Path, kind: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pending_message_reads_as_pending_and_a_delivered_one_names_its_receipt() {
-    let mut p = pair().await;
+    let mut p = trm_tests::officer_pair().await;
     p.al.stop().await;
     let id = refer(&p, "IT-DAILY-1").await;
     let failed = || p.it.ctx().peers.health("AL").attempts > 0;
@@ -161,7 +126,7 @@ async fn a_pending_message_reads_as_pending_and_a_delivered_one_names_its_receip
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_payload_kind_is_shown_in_words() {
-    let p = pair().await;
+    let p = trm_tests::officer_pair().await;
     let referral = refer(&p, "IT-DAILY-2").await;
     assert!(wait_until(30, || p.it.delivered(&referral)).await);
 

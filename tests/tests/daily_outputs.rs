@@ -8,11 +8,11 @@
 //! - `referral accept`, `case close` and `info request` say which message went where, never
 //!   `state: pending`; a follow-up without a date reads "undated", never "()".
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde_json::Value;
 use trm_node::identity::OPERATOR_CRED;
-use trm_tests::{wait_until, TestNode};
+use trm_tests::wait_until;
 
 use trm_tests::bins::admin_ok as ok;
 
@@ -49,43 +49,9 @@ async fn states(op: &Path) -> (String, String) {
     )
 }
 
-struct Pair {
-    tmp: tempfile::TempDir,
-    it: TestNode,
-    al: TestNode,
-    olivia: PathBuf,
-    otto: PathBuf,
-}
-
-async fn pair() -> Pair {
-    let tmp = tempfile::tempdir().expect("temp dir");
-    let (it, al) = trm_tests::open_pair(tmp.path()).await;
-    let olivia = tmp.path().join("olivia.cred");
-    let otto = tmp.path().join("otto.cred");
-    for (name, file, node) in [
-        ("Olivia Example", &olivia, &it),
-        ("Otto Example", &otto, &al),
-    ] {
-        let out = file.display().to_string();
-        let op = node.dir.join(OPERATOR_CRED);
-        ok(
-            &op,
-            &["officer", "add", name, "--role", "officer", "--out", &out],
-        )
-        .await;
-    }
-    Pair {
-        tmp,
-        it,
-        al,
-        olivia,
-        otto,
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn peer_list_and_status_agree_and_the_directory_says_what_it_knows() {
-    let p = pair().await;
+    let p = trm_tests::officer_pair().await;
     let it_op = p.it.dir.join(OPERATOR_CRED);
     let (listed, status) = states(&it_op).await;
     assert_eq!(listed, "no contact yet");
@@ -181,7 +147,7 @@ async fn peer_list_and_status_agree_and_the_directory_says_what_it_knows() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn answers_say_which_message_went_where() {
-    let p = pair().await;
+    let p = trm_tests::officer_pair().await;
     let file = p.tmp.path().join("case.json");
     std::fs::write(&file, trm_tests::adult_case("IT-2026-0240", None)).unwrap();
     ok(
