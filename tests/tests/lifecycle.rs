@@ -625,3 +625,52 @@ async fn a_directory_change_reaches_every_peer_and_a_tampered_one_is_refused() {
         n.finish().await;
     }
 }
+
+/// Issue 12 item 16 on the receiving side: a follow-up dated beyond the receiver's clock plus
+/// one day of skew is MALFORMED and not stored; one dated today is received.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follow_up_dated_in_the_future_is_refused_on_receipt() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (it, al) = start_pair_in(tmp.path(), "IT", "AL", |_| {}).await;
+    let (o_it, o_al) = (
+        it.officer("Officer IT", "officer").await,
+        al.officer("Officer AL", "officer").await,
+    );
+    let referral = trm_tests::recv::referred(&it, &o_it, "IT-DATE-0001", &al).await;
+    trm_tests::recv::accept(&al, &o_al, &referral).await;
+    let conn = raw_peer(&al, &it).await;
+    let dated = |date: String| {
+        pb::body::Payload::FollowUp(pb::FollowUp {
+            phase: pb::Phase::FirstAssistance as i32,
+            status: "synthetic status".into(),
+            date,
+            ..Default::default()
+        })
+    };
+    let before = it.ctx().store.received_count();
+    for days in [2, 30] {
+        let env = envelope(&al, "IT", "IT-DATE-0001", dated(date_in_days(days)));
+        assert_eq!(
+            reject_reason(&conn, env).await,
+            RejectReason::Malformed as i32,
+            "{days} days ahead"
+        );
+    }
+    assert_eq!(it.ctx().store.received_count(), before, "nothing stored");
+    let req = pb::PeerRequest {
+        kind: Some(pb::peer_request::Kind::Transmission(pb::Transmission {
+            envelope: Some(envelope(&al, "IT", "IT-DATE-0001", dated(date_in_days(0)))),
+            disclosures: vec![],
+        })),
+    };
+    let r: pb::PeerResponse =
+        trm_node::net::transport::request(&conn, &req, 1 << 20, Duration::from_secs(5))
+            .await
+            .unwrap();
+    assert!(
+        matches!(r.kind, Some(peer_response::Kind::Receipt(_))),
+        "{r:?}"
+    );
+    it.finish().await;
+    al.finish().await;
+}
