@@ -467,3 +467,43 @@ async fn operator_queue(it: &TestNode, p: &People) {
     let v = json(&admin(&p.it_op, &["--json", "queue"]).await);
     assert_eq!(v["last_backup"]["age_days"], 0, "{v}");
 }
+
+/// The operator's queue names a partner that stopped answering (issue 12 item 11, operators):
+/// Albania is down while Italy has a referral for it; after `unreachable_after_secs` Italy's
+/// operator sees it, with the command to look.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_operator_queue_names_an_unreachable_partner() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let (it, mut al) = trm_tests::start_pair_in(tmp.path(), "IT", "AL", |n| {
+        n.configure(|c| c.delivery.unreachable_after_secs = 1)
+    })
+    .await;
+    let op = it.dir.join(OPERATOR_CRED);
+    let before = json(&admin(&op, &["--json", "queue"]).await);
+    assert!(
+        !before["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|i| i["kind"] == "peer_down"),
+        "no partner is down yet: {before}"
+    );
+    al.stop().await;
+    let officer = it.officer("Officer Example", "officer").await;
+    trm_tests::create_and_send(&it, &officer, "IT-DOWN-0001", "AL").await;
+    let cred = op.display().to_string();
+    let mut seen = Value::Null;
+    let down = wait_until(60, || {
+        let out = trm_tests::bins::run("trm-admin", &["--cred", &cred, "--json", "queue"]);
+        seen = serde_json::from_str(&out.stdout).unwrap_or(Value::Null);
+        seen["items"].as_array().is_some_and(|xs| {
+            xs.iter()
+                .any(|i| i["kind"] == "peer_down" && i["peer"] == "AL")
+        })
+    })
+    .await;
+    assert!(down, "AL never shown down: {seen}");
+    let text = admin(&op, &["queue"]).await;
+    assert!(text.contains("AL"), "{text}");
+    it.finish().await;
+}
