@@ -287,6 +287,28 @@ pub fn example(name: &str) -> String {
     std::fs::read_to_string(path).expect("example file")
 }
 
+/// Makes the case document `v` an unaccompanied child's (synthetic), with the guardian's
+/// written consent to share the child section.
+pub fn make_child(v: &mut Value) {
+    v["child"] = serde_json::json!({
+        "minor": true,
+        "unaccompanied": true,
+        "guardian_appointed": true,
+        "best_interests_status": "in_progress",
+        "consent_for_child_by": "guardian",
+    });
+    v["consent"]["child"] = serde_json::json!({
+        "status": "given", "date": "2026-02-25", "form": "written", "by": "guardian"
+    });
+}
+
+/// Writes the case document `v` to `dir/<case_ref>.json`; returns the path as text.
+pub fn write_case(dir: &Path, case_ref: &str, v: &Value) -> String {
+    let file = dir.join(format!("{case_ref}.json"));
+    std::fs::write(&file, v.to_string()).expect("case file");
+    file.display().to_string()
+}
+
 /// A minimal synthetic case with `case_ref`.
 pub fn small_case(case_ref: &str) -> String {
     serde_json::json!({

@@ -28,20 +28,9 @@ fn case_file(dir: &Path, case_ref: &str, child: bool) -> String {
     v["reference"]["response_due"] = Value::String(date_in_days(5));
     v["reference"]["urgency"] = Value::String(if child { "emergency" } else { "routine" }.into());
     if child {
-        v["child"] = serde_json::json!({
-            "minor": true,
-            "unaccompanied": true,
-            "guardian_appointed": true,
-            "best_interests_status": "in_progress",
-            "consent_for_child_by": "guardian",
-        });
-        v["consent"]["child"] = serde_json::json!({
-            "status": "given", "date": "2026-02-25", "form": "written", "by": "guardian"
-        });
+        trm_tests::make_child(&mut v);
     }
-    let file = dir.join(format!("{case_ref}.json"));
-    std::fs::write(&file, v.to_string()).unwrap();
-    file.display().to_string()
+    trm_tests::write_case(dir, case_ref, &v)
 }
 
 struct Setup {

@@ -27,21 +27,10 @@ fn case_file(dir: &Path, case_ref: &str, urgency: Option<&str>, minor: bool) -> 
         v["reference"]["response_due"] = Value::String(date_in_days(3));
     }
     if minor {
-        let given = serde_json::json!({
-            "status": "given", "date": "2026-10-30", "form": "written", "by": "guardian"
-        });
-        v["child"] = serde_json::json!({
-            "minor": true,
-            "unaccompanied": true,
-            "guardian_appointed": true,
-            "best_interests_status": "in_progress",
-            "consent_for_child_by": "guardian",
-        });
-        v["consent"] = serde_json::json!({ "reference": given, "child": given });
+        trm_tests::make_child(&mut v);
+        v["consent"]["reference"] = v["consent"]["child"].clone();
     }
-    let file = dir.join(format!("{case_ref}.json"));
-    std::fs::write(&file, v.to_string()).expect("case file");
-    file.display().to_string()
+    trm_tests::write_case(dir, case_ref, &v)
 }
 
 /// The first line of `text` that holds `needle`.
