@@ -40,7 +40,7 @@ th{background:#eee;font-weight:normal}td{white-space:pre-wrap;word-break:break-w
 fieldset{margin:1em 0}label{display:block;margin:.4em 0}input[type=text]{width:30em}";
 
 /// A page with the navigation, as HTML.
-fn layout(title: &str, body: Markup) -> Html<String> {
+pub(super) fn layout(title: &str, body: Markup) -> Html<String> {
     Html(
         html! {
             (DOCTYPE)
@@ -67,18 +67,18 @@ pub(crate) fn refusal(status: StatusCode, text: &str) -> Response {
 }
 
 /// A failed admin call: one line in the page; the status says who refused.
-struct Failed {
-    status: StatusCode,
-    line: String,
+pub(super) struct Failed {
+    pub(super) status: StatusCode,
+    pub(super) line: String,
 }
 
-fn failed(title: &str, f: Failed) -> Response {
+pub(super) fn failed(title: &str, f: Failed) -> Response {
     let page = layout(title, html! { p.error { (f.line) } });
     (f.status, page).into_response()
 }
 
 /// One admin call with the officer's credential.
-async fn ask<C: AdminCall>(s: &Session, request: C) -> Result<C::Answer, Failed> {
+pub(super) async fn ask<C: AdminCall>(s: &Session, request: C) -> Result<C::Answer, Failed> {
     match cmd::ask(s, request, Refused::Call).await {
         Ok((answer, _)) => Ok(answer),
         Err(f) => Err(Failed {
@@ -93,7 +93,7 @@ async fn ask<C: AdminCall>(s: &Session, request: C) -> Result<C::Answer, Failed>
 }
 
 /// An identifier as one path segment (percent-encoded but for letters, digits, `-_.`).
-fn seg(id: &str) -> String {
+pub(super) fn seg(id: &str) -> String {
     id.bytes()
         .map(|b| match b {
             b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
@@ -369,6 +369,7 @@ pub(crate) async fn case(State(app): State<App>, Path(id): Path<String>) -> Resp
     let body = html! {
         table { @for (k, x) in render::case_header_rows(&v) { tr { th { (k) } td { (x) } } } }
         (sections(&v.case))
+        @if v.origin == "recorded here" { (referrals_here(&v)) }
         h2 { "Timeline" }
         @match &timeline {
             Ok(t) => (timeline_table(t)),
@@ -391,6 +392,32 @@ fn timeline_table(t: &a::Timeline) -> Markup {
                     td { (m.delivery.state()) }
                 }
             }
+        }
+    }
+}
+
+/// A case recorded here: its referral state per partner, each linking to its referral page,
+/// and a form to open the referral page for another partner (only a country code in the URL).
+fn referrals_here(v: &a::CaseShow) -> Markup {
+    let action = format!("/cases/{}/referral", seg(&v.id));
+    html! {
+        h2 { "Referrals" }
+        @if v.referrals.is_empty() { p { "Not referred yet." } }
+        table {
+            @if !v.referrals.is_empty() {
+                tr { th { "partner" } th { "state" } th { "phase" } th { "response due" } th { "institution" } }
+            }
+            @for t in &v.referrals {
+                tr {
+                    td { a href=(format!("{action}/{}", seg(&t.peer))) { (t.peer) } }
+                    td { (render::referral_state(t)) } td { (t.phase) } td { (t.response_due) }
+                    td { (t.responsible_institution) }
+                }
+            }
+        }
+        form method="get" action=(action) {
+            label { "Preview a referral to (country code) " input type="text" name="to" size="2" maxlength="2" required; }
+            button type="submit" { "Preview" }
         }
     }
 }
