@@ -5,7 +5,9 @@
 //!   are refused (403) and nothing leaves;
 //! - a supervisor approves the child category from its own console (four eyes shown in the
 //!   approvals list) and the officer's preview changes (more fields released);
-//! - the officer sends from the page and Albania receives the referral.
+//! - the officer sends from the page and Albania receives the referral;
+//! - the follow-up form (shown once the referral exists): without CSRF refused; Preview shows
+//!   what would be released and sends nothing; Send reaches Albania.
 
 use std::path::Path;
 
@@ -177,8 +179,81 @@ async fn an_officer_previews_a_supervisor_approves_and_the_officer_sends_from_th
         }
     }
     assert!(received, "Albania received the referral");
+    follow_up(&oc, &ocookie, &otto, page_path).await;
     drop(oc);
     drop(sc);
     it.finish().await;
     al.finish().await;
+}
+
+/// The follow-up form on the referral page: refused without CSRF, previewed (nothing sent),
+/// then sent; Albania receives it.
+async fn follow_up(c: &Console, cookie: &str, otto: &Path, page_path: &str) {
+    let page = get(&c.addr, page_path, Some(cookie)).await;
+    assert!(
+        !page.body.contains("Send the follow-up"),
+        "no follow-up form before the acceptance: {}",
+        page.body
+    );
+    let inbox: Value = serde_json::from_str(&admin(otto, &["--json", "inbox"]).await).unwrap();
+    let id = inbox["messages"][0]["id"]
+        .as_str()
+        .expect("the referral")
+        .to_string();
+    let accept = [
+        "referral",
+        "accept",
+        &id,
+        "--institution",
+        "Synthetic Shelter Unit",
+    ];
+    admin(otto, &accept).await;
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    let page = loop {
+        let page = get(&c.addr, page_path, Some(cookie)).await;
+        if page.body.contains("Send the follow-up") {
+            break page;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the form never appeared: {}",
+            page.body
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    assert!(
+        page.body.contains("value=\"first_assistance\""),
+        "{}",
+        page.body
+    );
+    let path = format!("{page_path}/followup");
+    let form = "phase=first_assistance&status=in+shelter&date=2026-03-01";
+    let r = post(c, cookie, &path, &format!("{form}&action=send")).await;
+    assert_eq!(r.status, 403, "no CSRF: {r:?}");
+    let csrf = csrf_of(&page);
+    let r = post(
+        c,
+        cookie,
+        &path,
+        &format!("{form}&action=preview&csrf={csrf}"),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{r:?}");
+    assert!(r.body.contains("(nothing sent)"), "{}", r.body);
+    let count = || async {
+        let inbox = admin(otto, &["--json", "inbox"]).await;
+        inbox.matches("\"follow_up\"").count()
+    };
+    assert_eq!(count().await, 0, "a preview sends nothing");
+    let r = post(c, cookie, &path, &format!("{form}&action=send&csrf={csrf}")).await;
+    assert_eq!(r.status, 200, "{r:?}");
+    assert!(r.body.contains("Follow-up sent"), "{}", r.body);
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    while count().await == 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "Albania never received the follow-up"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
 }

@@ -72,6 +72,10 @@ pub(crate) async fn run(session: Session, addr: SocketAddr) -> Result<(), Failur
         .route("/cases/{id}/referral/{to}", get(referral::page))
         .route("/cases/{id}/referral/{to}/send", post(referral::send))
         .route("/cases/{id}/referral/{to}/approve", post(referral::approve))
+        .route(
+            "/cases/{id}/referral/{to}/followup",
+            post(referral::follow_up),
+        )
         .route("/messages/{id}", get(pages::message))
         .route("/messages/{id}/answer", post(pages::answer))
         .route("/style.css", get(pages::style))

@@ -69,6 +69,15 @@ pub(crate) async fn page(
         .await
         .is_ok_and(|q| q.role == "supervisor");
     let approvals = ask(&app.session, api::ReferralApprovals {}).await;
+    // A follow-up applies only to an accepted referral (the node's rule; the form is hidden
+    // otherwise).
+    let accepted = ask(&app.session, api::CaseShow { id: id.clone() })
+        .await
+        .is_ok_and(|c| {
+            c.referrals
+                .iter()
+                .any(|t| t.peer == to && t.state == "accepted")
+        });
     let body = html! {
         p { a href=(format!("/cases/{}", seg(&id))) { "Back to the case" } }
         h2 { "Preview" }
@@ -80,6 +89,7 @@ pub(crate) async fn page(
             Err(f) => p.error { (f.line) },
         }
         @if supervisor { (approve_form(&id, &to, &preview, &csrf)) }
+        @if accepted { (follow_up_form(&id, &to, &csrf, &FollowUpForm::default())) }
     };
     layout(&format!("Referral of case {id} to {to}"), body).into_response()
 }
@@ -206,4 +216,95 @@ pub(crate) async fn approve(
 pub(super) fn done(title: &str, text: &str, back: &str) -> Response {
     let body = html! { pre { (text) } p { a href=(back) { "Back" } } };
     layout(title, body).into_response()
+}
+
+/// The follow-up form: phase, status, date; `action` is `preview` or `send`.
+#[derive(Default, Deserialize)]
+pub(crate) struct FollowUpForm {
+    #[serde(default)]
+    action: String,
+    #[serde(default)]
+    phase: String,
+    #[serde(default)]
+    status: String,
+    #[serde(default)]
+    date: String,
+}
+
+/// Follow-up on the referral: Preview shows what would be released, Send sends it.
+fn follow_up_form(id: &str, to: &str, csrf: &Csrf, f: &FollowUpForm) -> Markup {
+    let phases: Vec<&str> = trm_proto::phases::PHASES.split(", ").collect();
+    html! {
+        form method="post" action=(format!("{}/followup", page_path(id, to))) {
+            input type="hidden" name="csrf" value=(csrf.0);
+            fieldset {
+                legend { "Follow-up" }
+                label { "Phase " select name="phase" {
+                    @for p in &phases { option value=(p) selected[*p == f.phase] { (p) } }
+                } }
+                label { "Status (no personal data) " input type="text" name="status" value=(f.status) required; }
+                label { "Date " input type="date" name="date" value=(f.date); }
+                button type="submit" name="action" value="preview" { "Preview" }
+                " "
+                button type="submit" name="action" value="send" { "Send the follow-up" }
+            }
+        }
+    }
+}
+
+/// `POST /cases/ID/referral/CC/followup`: `followup preview` or `followup send`.
+pub(crate) async fn follow_up(
+    State(app): State<App>,
+    Extension(csrf): Extension<Csrf>,
+    Path((id, to)): Path<(String, String)>,
+    Form(f): Form<FollowUpForm>,
+) -> Response {
+    let Some(to) = country(&to) else {
+        return refusal(StatusCode::NOT_FOUND, "No such partner.");
+    };
+    if trm_proto::phases::parse_phase(&f.phase).is_none() {
+        return refusal(
+            StatusCode::BAD_REQUEST,
+            "The phase is not one of the TRM phases.",
+        );
+    }
+    if f.status.trim().is_empty() {
+        return refusal(StatusCode::BAD_REQUEST, "A follow-up needs its status.");
+    }
+    let back = page_path(&id, &to);
+    let request = api::FollowUpSend {
+        case_id: id.clone(),
+        to: to.clone(),
+        phase: f.phase.clone(),
+        status: f.status.clone(),
+        date: f.date.clone(),
+        fields_json: String::new(),
+        in_reply_to: String::new(),
+    };
+    match f.action.as_str() {
+        "preview" => {
+            let preview = api::FollowUpPreview {
+                request: Some(request),
+            };
+            match ask(&app.session, preview).await {
+                Ok(v) => {
+                    let body = html! {
+                        (preview_body(&v, render::follow_up_preview(&v)))
+                        (follow_up_form(&id, &to, &csrf, &f))
+                        p { a href=(back) { "Back" } }
+                    };
+                    layout("Follow-up preview", body).into_response()
+                }
+                Err(e) => failed("Follow-up preview", e),
+            }
+        }
+        "send" => match ask(&app.session, request).await {
+            Ok(v) => done("Follow-up sent", &render::follow_up_sent(&v), &back),
+            Err(e) => failed("Follow-up not sent", e),
+        },
+        _ => refusal(
+            StatusCode::BAD_REQUEST,
+            "The form's action is neither preview nor send.",
+        ),
+    }
 }
