@@ -7,7 +7,8 @@
 //!   approvals list) and the officer's preview changes (more fields released);
 //! - the officer sends from the page and Albania receives the referral;
 //! - the follow-up form (shown once the referral exists): without CSRF refused; Preview shows
-//!   what would be released and sends nothing; Send reaches Albania.
+//!   what would be released and sends nothing; Send reaches Albania;
+//! - the case list's filters (state, partner, overdue, minor) select the right cases.
 
 use std::path::Path;
 
@@ -66,6 +67,10 @@ async fn an_officer_previews_a_supervisor_approves_and_the_officer_sends_from_th
     }
     let file = child_case(root, "IT-F-1");
     admin(&olivia, &["case", "create", "--file", &file]).await;
+    let adult = root.join("IT-F-2.json");
+    std::fs::write(&adult, trm_tests::adult_case("IT-F-2", None)).unwrap();
+    let adult = adult.display().to_string();
+    admin(&olivia, &["case", "create", "--file", &adult]).await;
 
     let oc = Console::start(&olivia, &[]).await;
     let ocookie = sign_in(&oc).await;
@@ -180,6 +185,7 @@ async fn an_officer_previews_a_supervisor_approves_and_the_officer_sends_from_th
     }
     assert!(received, "Albania received the referral");
     follow_up(&oc, &ocookie, &otto, page_path).await;
+    filters(&oc, &ocookie).await;
     drop(oc);
     drop(sc);
     it.finish().await;
@@ -255,5 +261,24 @@ async fn follow_up(c: &Console, cookie: &str, otto: &Path, page_path: &str) {
             "Albania never received the follow-up"
         );
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
+
+/// `/cases?…`: IT-F-1 (a child, referred to AL, accepted) and IT-F-2 (an adult, not referred).
+async fn filters(c: &Console, cookie: &str) {
+    let (child, adult) = ("href=\"/cases/IT-F-1\"", "href=\"/cases/IT-F-2\"");
+    for (query, want_child, want_adult) in [
+        ("", true, true),
+        ("?minor=yes", true, false),
+        ("?state=accepted", true, false),
+        ("?partner=AL", true, false),
+        ("?partner=FR", false, false),
+        ("?overdue=yes", false, false),
+        ("?state=declined&partner=AL", false, false),
+    ] {
+        let r = get(&c.addr, &format!("/cases{query}"), Some(cookie)).await;
+        assert_eq!(r.status, 200, "{query}: {r:?}");
+        assert_eq!(r.body.contains(child), want_child, "{query}: {}", r.body);
+        assert_eq!(r.body.contains(adult), want_adult, "{query}: {}", r.body);
     }
 }

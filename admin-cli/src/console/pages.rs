@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::{Extension, Form};
@@ -331,30 +331,115 @@ pub(crate) async fn answer(
     }
 }
 
-/// The cases recorded here and the cases received.
-pub(crate) async fn cases(State(app): State<App>) -> Response {
+/// The case list's filters (query parameters: only these keywords and a country code, never
+/// a case value).
+#[derive(Default, Deserialize)]
+pub(crate) struct Filter {
+    #[serde(default)]
+    state: String,
+    #[serde(default)]
+    partner: String,
+    #[serde(default)]
+    overdue: String,
+    #[serde(default)]
+    minor: String,
+}
+
+impl Filter {
+    /// Whether a referral thread passes the state, partner and overdue filters.
+    fn thread(&self, t: &a::Thread) -> bool {
+        (self.state.is_empty() || t.state == self.state)
+            && (self.partner.is_empty() || t.peer.eq_ignore_ascii_case(&self.partner))
+            && (self.overdue != "yes" || t.overdue)
+    }
+
+    fn any(&self) -> bool {
+        !(self.state.is_empty() && self.partner.is_empty() && self.overdue.is_empty())
+    }
+}
+
+/// Whether a case document is a minor's (`reference.minor` or `child.minor`).
+fn is_minor(doc: &serde_json::Value) -> bool {
+    doc["reference"]["minor"] == serde_json::Value::Bool(true)
+        || doc["child"]["minor"] == serde_json::Value::Bool(true)
+}
+
+/// The ids (recorded here) and references (received) of the minors' cases: one `case show`
+/// per case, asked only when the minor filter is on.
+async fn minors(s: &Session, v: &a::CaseList) -> Vec<String> {
+    let mut out = Vec::new();
+    let ids = v
+        .cases
+        .iter()
+        .map(|c| &c.id)
+        .chain(v.received.iter().map(|t| &t.case_ref));
+    for id in ids {
+        if let Ok(c) = ask(s, api::CaseShow { id: id.clone() }).await {
+            if is_minor(&c.case) {
+                out.push(id.clone());
+            }
+        }
+    }
+    out
+}
+
+fn filter_form(f: &Filter) -> Markup {
+    html! {
+        form method="get" action="/cases" {
+            fieldset {
+                legend { "Filter" }
+                label { "State " input type="text" name="state" value=(f.state) size="12"; }
+                label { "Partner (country code) " input type="text" name="partner" value=(f.partner) size="2" maxlength="2"; }
+                label { input type="checkbox" name="overdue" value="yes" checked[f.overdue == "yes"]; " overdue only" }
+                label { input type="checkbox" name="minor" value="yes" checked[f.minor == "yes"]; " minors only" }
+                button type="submit" { "Filter" }
+            }
+        }
+    }
+}
+
+/// The cases recorded here and the cases received, filtered.
+pub(crate) async fn cases(State(app): State<App>, Query(f): Query<Filter>) -> Response {
     let v = match ask(&app.session, api::CaseList {}).await {
         Ok(v) => v,
         Err(f) => return failed("Cases", f),
     };
+    let minors = if f.minor == "yes" {
+        Some(minors(&app.session, &v).await)
+    } else {
+        None
+    };
+    let minor_ok = |id: &str| minors.as_ref().is_none_or(|m| m.iter().any(|x| x == id));
+    let here: Vec<&a::CaseEntry> = v
+        .cases
+        .iter()
+        .filter(|c| !f.any() || c.referrals.iter().any(|t| f.thread(t)))
+        .filter(|c| minor_ok(&c.id))
+        .collect();
+    let received: Vec<&a::Thread> = v
+        .received
+        .iter()
+        .filter(|t| f.thread(t) && minor_ok(&t.case_ref))
+        .collect();
     let body = html! {
+        (filter_form(&f))
         table {
             tr { th { "case" } th { "origin" } th { "recorded" } th { "by" } th { "referrals" } }
-            @for c in &v.cases {
+            @for c in &here {
                 tr {
                     td { a href=(format!("/cases/{}", seg(&c.id))) { (c.id) } }
                     td { "recorded here" } td { (c.created) } td { (c.created_by) }
                     td { (c.referrals.iter().map(render::referral_state).collect::<Vec<_>>().join(" ")) }
                 }
             }
-            @for t in &v.received {
+            @for t in &received {
                 tr {
                     td { a href=(format!("/cases/{}", seg(&t.case_ref))) { (t.case_ref) } }
                     td { "received from " (t.peer) } td { "-" } td { "-" } td { (render::referral_state(t)) }
                 }
             }
         }
-        @if v.cases.is_empty() && v.received.is_empty() { p { "No cases." } }
+        @if here.is_empty() && received.is_empty() { p { "No cases." } }
     };
     layout("Cases", body).into_response()
 }
