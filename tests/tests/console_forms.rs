@@ -8,7 +8,9 @@
 //! - the officer sends from the page and Albania receives the referral;
 //! - the follow-up form (shown once the referral exists): without CSRF refused; Preview shows
 //!   what would be released and sends nothing; Send reaches Albania;
-//! - the case list's filters (state, partner, overdue, minor) select the right cases.
+//! - the case list's filters (state, partner, overdue, minor) select the right cases;
+//! - the case page shows the access log to the supervisor, not to the officer; a received
+//!   referral's accept/decline forms are gone once it is answered.
 
 use std::path::Path;
 
@@ -155,6 +157,14 @@ async fn an_officer_previews_a_supervisor_approves_and_the_officer_sends_from_th
     assert_eq!(r.status, 200, "{r:?}");
     assert!(r.body.contains("Sue Example"), "{}", r.body);
 
+    // The access log on the case page: the supervisor sees it, the officer does not.
+    let scase = get(&sc.addr, "/cases/IT-F-1", Some(&scookie)).await;
+    assert!(scase.body.contains("Access log"), "{}", scase.body);
+    assert!(scase.body.contains("referral approve"), "{}", scase.body);
+    let ocase = get(&oc.addr, "/cases/IT-F-1", Some(&ocookie)).await;
+    assert_eq!(ocase.status, 200, "{ocase:?}");
+    assert!(!ocase.body.contains("Access log"), "{}", ocase.body);
+
     // The officer's preview changes; the approvals list shows who approved.
     let after = get(&oc.addr, page_path, Some(&ocookie)).await;
     assert!(released(&after.body) > released_before, "{}", after.body);
@@ -206,6 +216,11 @@ async fn follow_up(c: &Console, cookie: &str, otto: &Path, page_path: &str) {
         .as_str()
         .expect("the referral")
         .to_string();
+    let ac = Console::start(otto, &[]).await;
+    let acookie = sign_in(&ac).await;
+    let msg = format!("/messages/{id}");
+    let open = get(&ac.addr, &msg, Some(&acookie)).await;
+    assert!(open.body.contains("Accept the referral"), "{}", open.body);
     let accept = [
         "referral",
         "accept",
@@ -214,6 +229,13 @@ async fn follow_up(c: &Console, cookie: &str, otto: &Path, page_path: &str) {
         "Synthetic Shelter Unit",
     ];
     admin(otto, &accept).await;
+    let answered = get(&ac.addr, &msg, Some(&acookie)).await;
+    assert_eq!(answered.status, 200, "{answered:?}");
+    assert!(
+        !answered.body.contains("Accept the referral") && !answered.body.contains("Decline the"),
+        "no accept/decline on an answered referral: {}",
+        answered.body
+    );
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
     let page = loop {
         let page = get(&c.addr, page_path, Some(cookie)).await;

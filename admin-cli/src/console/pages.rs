@@ -226,6 +226,17 @@ pub(crate) async fn message(
         Ok(v) => v,
         Err(f) => return failed("Message", f),
     };
+    // Accept and decline apply to a received referral still pending (read from its thread).
+    let answerable = v.kind == "referral"
+        && v.direction == "received"
+        && ask(
+            &app.session,
+            api::CaseShow {
+                id: v.case_ref.clone(),
+            },
+        )
+        .await
+        .is_ok_and(|c| c.thread.is_some_and(|t| t.state == "pending"));
     let way = if v.direction == "sent" { "to" } else { "from" };
     let title = format!("{} {} {} {}", v.direction, v.kind, way, v.peer);
     let body = html! {
@@ -246,7 +257,7 @@ pub(crate) async fn message(
         h2 { "Fields" }
         @if v.fields.as_object().is_some_and(|m| m.is_empty()) { p { "None carried by this message." } }
         (sections(&v.fields))
-        @if v.kind == "referral" && v.direction == "received" { (answer_forms(&v.id, &csrf)) }
+        @if answerable { (answer_forms(&v.id, &csrf)) }
     };
     layout(&title, body).into_response()
 }
@@ -450,7 +461,8 @@ pub(crate) async fn case(State(app): State<App>, Path(id): Path<String>) -> Resp
         Ok(v) => v,
         Err(f) => return failed("Case", f),
     };
-    let timeline = ask(&app.session, api::CaseTimeline { id }).await;
+    let timeline = ask(&app.session, api::CaseTimeline { id: id.clone() }).await;
+    let log = access_log(&app.session, id).await;
     let body = html! {
         table { @for (k, x) in render::case_header_rows(&v) { tr { th { (k) } td { (x) } } } }
         (sections(&v.case))
@@ -459,6 +471,13 @@ pub(crate) async fn case(State(app): State<App>, Path(id): Path<String>) -> Resp
         @match &timeline {
             Ok(t) => (timeline_table(t)),
             Err(f) => p.error { (f.line) },
+        }
+        @if let Some(log) = &log {
+            h2 { "Access log" }
+            @match log {
+                Ok(l) => (access_table(l)),
+                Err(f) => p.error { (f.line) },
+            }
         }
     };
     layout(&format!("Case {}", v.id), body).into_response()
@@ -503,6 +522,30 @@ fn referrals_here(v: &a::CaseShow) -> Markup {
         form method="get" action=(action) {
             label { "Preview a referral to (country code) " input type="text" name="to" size="2" maxlength="2" required; }
             button type="submit" { "Preview" }
+        }
+    }
+}
+
+/// The case's access log, for supervisors and auditors only (role from `queue`); others see
+/// nothing there, and the console does not ask the node a call it would refuse.
+async fn access_log(s: &Session, id: String) -> Option<Result<a::AccessLog, Failed>> {
+    let role = ask(s, api::Queue {}).await.ok()?.role;
+    if role != "supervisor" && role != "auditor" {
+        return None;
+    }
+    Some(ask(s, api::CaseAccessLog { id }).await)
+}
+
+fn access_table(l: &a::AccessLog) -> Markup {
+    html! {
+        table {
+            tr { th { "time" } th { "officer" } th { "role" } th { "call" } th { "target" } th { "result" } }
+            @for e in &l.entries {
+                tr {
+                    td { (e.time) } td { (e.officer) } td { (e.role) }
+                    td { (e.call) } td { (e.target) } td { (e.result) }
+                }
+            }
         }
     }
 }
