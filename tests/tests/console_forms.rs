@@ -10,7 +10,10 @@
 //!   what would be released and sends nothing; Send reaches Albania;
 //! - the case list's filters (state, partner, overdue, minor) select the right cases;
 //! - the case page shows the access log to the supervisor, not to the officer; a received
-//!   referral's accept/decline forms are gone once it is answered.
+//!   referral's accept/decline forms are gone once it is answered;
+//! - information request, closure, reopen and consent forms: refused without CSRF; an
+//!   information request and a closure go out; the reopen form appears once closed; a consent
+//!   withdrawal without its confirmation box is refused.
 
 use std::path::Path;
 
@@ -195,6 +198,7 @@ async fn an_officer_previews_a_supervisor_approves_and_the_officer_sends_from_th
     }
     assert!(received, "Albania received the referral");
     follow_up(&oc, &ocookie, &otto, page_path).await;
+    thread_forms(&oc, &ocookie, page_path).await;
     filters(&oc, &ocookie).await;
     drop(oc);
     drop(sc);
@@ -286,13 +290,14 @@ async fn follow_up(c: &Console, cookie: &str, otto: &Path, page_path: &str) {
     }
 }
 
-/// `/cases?…`: IT-F-1 (a child, referred to AL, accepted) and IT-F-2 (an adult, not referred).
+/// `/cases?…`: IT-F-1 (a child, referred to AL, closed) and IT-F-2 (an adult, not referred).
 async fn filters(c: &Console, cookie: &str) {
     let (child, adult) = ("href=\"/cases/IT-F-1\"", "href=\"/cases/IT-F-2\"");
     for (query, want_child, want_adult) in [
         ("", true, true),
         ("?minor=yes", true, false),
-        ("?state=accepted", true, false),
+        ("?state=closed", true, false),
+        ("?state=accepted", false, false),
         ("?partner=AL", true, false),
         ("?partner=FR", false, false),
         ("?overdue=yes", false, false),
@@ -303,4 +308,55 @@ async fn filters(c: &Console, cookie: &str) {
         assert_eq!(r.body.contains(child), want_child, "{query}: {}", r.body);
         assert_eq!(r.body.contains(adult), want_adult, "{query}: {}", r.body);
     }
+}
+
+/// The thread forms on an accepted referral, and the case's consent form.
+async fn thread_forms(c: &Console, cookie: &str, page_path: &str) {
+    let page = get(&c.addr, page_path, Some(cookie)).await;
+    assert!(
+        page.body.contains("Close the case with AL"),
+        "{}",
+        page.body
+    );
+    assert!(!page.body.contains("legend>Reopen"), "{}", page.body);
+    let csrf = csrf_of(&page);
+    let posts = [
+        ("inforequest", "purpose=assessment&categories=assistance"),
+        ("close", "outcome=transferred&date=2026-03-02"),
+    ];
+    for (what, form) in posts {
+        let path = format!("{page_path}/{what}");
+        assert_eq!(
+            post(c, cookie, &path, form).await.status,
+            403,
+            "{what}: no CSRF"
+        );
+    }
+    let consent = "category=assistance&change=withdraw";
+    let r = post(c, cookie, "/cases/IT-F-1/consent", consent).await;
+    assert_eq!(r.status, 403, "consent: no CSRF");
+    let r = post(
+        c,
+        cookie,
+        "/cases/IT-F-1/consent",
+        &format!("{consent}&csrf={csrf}"),
+    )
+    .await;
+    assert_eq!(r.status, 400, "a withdrawal needs its confirmation: {r:?}");
+    assert!(r.body.contains("confirmation"), "{}", r.body);
+    for (what, form) in posts {
+        let path = format!("{page_path}/{what}");
+        let r = post(c, cookie, &path, &format!("{form}&csrf={csrf}")).await;
+        assert_eq!(r.status, 200, "{what}: {r:?}");
+        assert!(r.body.contains("is in the outbox"), "{what}: {}", r.body);
+    }
+    let closed = get(&c.addr, page_path, Some(cookie)).await;
+    assert!(closed.body.contains("legend>Reopen"), "{}", closed.body);
+    assert!(
+        !closed.body.contains("Close the case with AL"),
+        "{}",
+        closed.body
+    );
+    let r = post(c, cookie, &format!("{page_path}/reopen"), "reason=x").await;
+    assert_eq!(r.status, 403, "reopen: no CSRF");
 }

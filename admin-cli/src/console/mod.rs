@@ -6,6 +6,7 @@
 mod guard;
 mod pages;
 mod referral;
+mod thread;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -76,6 +77,8 @@ pub(crate) async fn run(session: Session, addr: SocketAddr) -> Result<(), Failur
             "/cases/{id}/referral/{to}/followup",
             post(referral::follow_up),
         )
+        .route("/cases/{id}/referral/{to}/{what}", post(thread::post))
+        .route("/cases/{id}/consent", post(thread::consent))
         .route("/messages/{id}", get(pages::message))
         .route("/messages/{id}/answer", post(pages::answer))
         .route("/style.css", get(pages::style))

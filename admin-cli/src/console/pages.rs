@@ -456,7 +456,11 @@ pub(crate) async fn cases(State(app): State<App>, Query(f): Query<Filter>) -> Re
 }
 
 /// One case: its header, its fields in template order, its timeline.
-pub(crate) async fn case(State(app): State<App>, Path(id): Path<String>) -> Response {
+pub(crate) async fn case(
+    State(app): State<App>,
+    Extension(csrf): Extension<Csrf>,
+    Path(id): Path<String>,
+) -> Response {
     let v = match ask(&app.session, api::CaseShow { id: id.clone() }).await {
         Ok(v) => v,
         Err(f) => return failed("Case", f),
@@ -466,7 +470,10 @@ pub(crate) async fn case(State(app): State<App>, Path(id): Path<String>) -> Resp
     let body = html! {
         table { @for (k, x) in render::case_header_rows(&v) { tr { th { (k) } td { (x) } } } }
         (sections(&v.case))
-        @if v.origin == "recorded here" { (referrals_here(&v)) }
+        @if v.origin == "recorded here" {
+            (referrals_here(&v))
+            (super::thread::consent_form(&v.id, &csrf))
+        }
         h2 { "Timeline" }
         @match &timeline {
             Ok(t) => (timeline_table(t)),

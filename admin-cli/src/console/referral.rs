@@ -20,7 +20,7 @@ use crate::render;
 
 /// A partner's country code: two ASCII capital letters (the only thing besides the case id
 /// in a referral page's URL).
-fn country(cc: &str) -> Option<String> {
+pub(super) fn country(cc: &str) -> Option<String> {
     let cc = cc.trim().to_ascii_uppercase();
     (cc.len() == 2 && cc.bytes().all(|b| b.is_ascii_uppercase())).then_some(cc)
 }
@@ -71,13 +71,13 @@ pub(crate) async fn page(
     let approvals = ask(&app.session, api::ReferralApprovals {}).await;
     // A follow-up applies only to an accepted referral (the node's rule; the form is hidden
     // otherwise).
-    let accepted = ask(&app.session, api::CaseShow { id: id.clone() })
+    let state = ask(&app.session, api::CaseShow { id: id.clone() })
         .await
-        .is_ok_and(|c| {
-            c.referrals
-                .iter()
-                .any(|t| t.peer == to && t.state == "accepted")
-        });
+        .ok()
+        .and_then(|c| c.referrals.into_iter().find(|t| t.peer == to))
+        .map(|t| t.state)
+        .unwrap_or_default();
+    let accepted = state == "accepted";
     let body = html! {
         p { a href=(format!("/cases/{}", seg(&id))) { "Back to the case" } }
         h2 { "Preview" }
@@ -90,6 +90,7 @@ pub(crate) async fn page(
         }
         @if supervisor { (approve_form(&id, &to, &preview, &csrf)) }
         @if accepted { (follow_up_form(&id, &to, &csrf, &FollowUpForm::default())) }
+        (super::thread::forms(&id, &to, &state, &csrf))
     };
     layout(&format!("Referral of case {id} to {to}"), body).into_response()
 }
