@@ -218,3 +218,30 @@ fn dechunk(mut rest: &[u8]) -> Vec<u8> {
     }
     out
 }
+
+/// Spends the console's printed token: the session cookie (`name=value`).
+pub async fn sign_in(c: &Console) -> String {
+    let r = get(&c.addr, &c.path_of(&c.link), None).await;
+    assert_eq!(r.status, 303, "token exchange: {r:?}");
+    let cookie = r.header("set-cookie").expect("a session cookie");
+    cookie.split(';').next().unwrap_or_default().to_string()
+}
+
+/// The CSRF token a page's forms carry.
+pub fn csrf_of(page: &Reply) -> String {
+    let marker = "name=\"csrf\" value=\"";
+    let at = page.body.find(marker).expect("a CSRF field") + marker.len();
+    page.body[at..at + 64].to_string()
+}
+
+/// A form POST with the right `Host` and the session cookie.
+pub async fn post(c: &Console, cookie: &str, path: &str, form: &str) -> Reply {
+    let req = Req {
+        method: "POST",
+        path,
+        host: &c.addr,
+        cookie: Some(cookie),
+        form: Some(form),
+    };
+    send(&c.addr, &req).await
+}

@@ -5,6 +5,8 @@
 
 mod guard;
 mod pages;
+mod referral;
+mod thread;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -67,6 +69,16 @@ pub(crate) async fn run(session: Session, addr: SocketAddr) -> Result<(), Failur
         .route("/inbox", get(pages::inbox))
         .route("/cases", get(pages::cases))
         .route("/cases/{id}", get(pages::case))
+        .route("/cases/{id}/referral", get(referral::pick))
+        .route("/cases/{id}/referral/{to}", get(referral::page))
+        .route("/cases/{id}/referral/{to}/send", post(referral::send))
+        .route("/cases/{id}/referral/{to}/approve", post(referral::approve))
+        .route(
+            "/cases/{id}/referral/{to}/followup",
+            post(referral::follow_up),
+        )
+        .route("/cases/{id}/referral/{to}/{what}", post(thread::post))
+        .route("/cases/{id}/consent", post(thread::consent))
         .route("/messages/{id}", get(pages::message))
         .route("/messages/{id}/answer", post(pages::answer))
         .route("/style.css", get(pages::style))

@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::{Extension, Form};
@@ -40,7 +40,7 @@ th{background:#eee;font-weight:normal}td{white-space:pre-wrap;word-break:break-w
 fieldset{margin:1em 0}label{display:block;margin:.4em 0}input[type=text]{width:30em}";
 
 /// A page with the navigation, as HTML.
-fn layout(title: &str, body: Markup) -> Html<String> {
+pub(super) fn layout(title: &str, body: Markup) -> Html<String> {
     Html(
         html! {
             (DOCTYPE)
@@ -67,18 +67,18 @@ pub(crate) fn refusal(status: StatusCode, text: &str) -> Response {
 }
 
 /// A failed admin call: one line in the page; the status says who refused.
-struct Failed {
-    status: StatusCode,
-    line: String,
+pub(super) struct Failed {
+    pub(super) status: StatusCode,
+    pub(super) line: String,
 }
 
-fn failed(title: &str, f: Failed) -> Response {
+pub(super) fn failed(title: &str, f: Failed) -> Response {
     let page = layout(title, html! { p.error { (f.line) } });
     (f.status, page).into_response()
 }
 
 /// One admin call with the officer's credential.
-async fn ask<C: AdminCall>(s: &Session, request: C) -> Result<C::Answer, Failed> {
+pub(super) async fn ask<C: AdminCall>(s: &Session, request: C) -> Result<C::Answer, Failed> {
     match cmd::ask(s, request, Refused::Call).await {
         Ok((answer, _)) => Ok(answer),
         Err(f) => Err(Failed {
@@ -93,7 +93,7 @@ async fn ask<C: AdminCall>(s: &Session, request: C) -> Result<C::Answer, Failed>
 }
 
 /// An identifier as one path segment (percent-encoded but for letters, digits, `-_.`).
-fn seg(id: &str) -> String {
+pub(super) fn seg(id: &str) -> String {
     id.bytes()
         .map(|b| match b {
             b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
@@ -226,6 +226,17 @@ pub(crate) async fn message(
         Ok(v) => v,
         Err(f) => return failed("Message", f),
     };
+    // Accept and decline apply to a received referral still pending (read from its thread).
+    let answerable = v.kind == "referral"
+        && v.direction == "received"
+        && ask(
+            &app.session,
+            api::CaseShow {
+                id: v.case_ref.clone(),
+            },
+        )
+        .await
+        .is_ok_and(|c| c.thread.is_some_and(|t| t.state == "pending"));
     let way = if v.direction == "sent" { "to" } else { "from" };
     let title = format!("{} {} {} {}", v.direction, v.kind, way, v.peer);
     let body = html! {
@@ -246,7 +257,7 @@ pub(crate) async fn message(
         h2 { "Fields" }
         @if v.fields.as_object().is_some_and(|m| m.is_empty()) { p { "None carried by this message." } }
         (sections(&v.fields))
-        @if v.kind == "referral" && v.direction == "received" { (answer_forms(&v.id, &csrf)) }
+        @if answerable { (answer_forms(&v.id, &csrf)) }
     };
     layout(&title, body).into_response()
 }
@@ -331,48 +342,149 @@ pub(crate) async fn answer(
     }
 }
 
-/// The cases recorded here and the cases received.
-pub(crate) async fn cases(State(app): State<App>) -> Response {
+/// The case list's filters (query parameters: only these keywords and a country code, never
+/// a case value).
+#[derive(Default, Deserialize)]
+pub(crate) struct Filter {
+    #[serde(default)]
+    state: String,
+    #[serde(default)]
+    partner: String,
+    #[serde(default)]
+    overdue: String,
+    #[serde(default)]
+    minor: String,
+}
+
+impl Filter {
+    /// Whether a referral thread passes the state, partner and overdue filters.
+    fn thread(&self, t: &a::Thread) -> bool {
+        (self.state.is_empty() || t.state == self.state)
+            && (self.partner.is_empty() || t.peer.eq_ignore_ascii_case(&self.partner))
+            && (self.overdue != "yes" || t.overdue)
+    }
+
+    fn any(&self) -> bool {
+        !(self.state.is_empty() && self.partner.is_empty() && self.overdue.is_empty())
+    }
+}
+
+/// Whether a case document is a minor's (`reference.minor` or `child.minor`).
+fn is_minor(doc: &serde_json::Value) -> bool {
+    doc["reference"]["minor"] == serde_json::Value::Bool(true)
+        || doc["child"]["minor"] == serde_json::Value::Bool(true)
+}
+
+/// The ids (recorded here) and references (received) of the minors' cases: one `case show`
+/// per case, asked only when the minor filter is on.
+async fn minors(s: &Session, v: &a::CaseList) -> Vec<String> {
+    let mut out = Vec::new();
+    let ids = v
+        .cases
+        .iter()
+        .map(|c| &c.id)
+        .chain(v.received.iter().map(|t| &t.case_ref));
+    for id in ids {
+        if let Ok(c) = ask(s, api::CaseShow { id: id.clone() }).await {
+            if is_minor(&c.case) {
+                out.push(id.clone());
+            }
+        }
+    }
+    out
+}
+
+fn filter_form(f: &Filter) -> Markup {
+    html! {
+        form method="get" action="/cases" {
+            fieldset {
+                legend { "Filter" }
+                label { "State " input type="text" name="state" value=(f.state) size="12"; }
+                label { "Partner (country code) " input type="text" name="partner" value=(f.partner) size="2" maxlength="2"; }
+                label { input type="checkbox" name="overdue" value="yes" checked[f.overdue == "yes"]; " overdue only" }
+                label { input type="checkbox" name="minor" value="yes" checked[f.minor == "yes"]; " minors only" }
+                button type="submit" { "Filter" }
+            }
+        }
+    }
+}
+
+/// The cases recorded here and the cases received, filtered.
+pub(crate) async fn cases(State(app): State<App>, Query(f): Query<Filter>) -> Response {
     let v = match ask(&app.session, api::CaseList {}).await {
         Ok(v) => v,
         Err(f) => return failed("Cases", f),
     };
+    let minors = if f.minor == "yes" {
+        Some(minors(&app.session, &v).await)
+    } else {
+        None
+    };
+    let minor_ok = |id: &str| minors.as_ref().is_none_or(|m| m.iter().any(|x| x == id));
+    let here: Vec<&a::CaseEntry> = v
+        .cases
+        .iter()
+        .filter(|c| !f.any() || c.referrals.iter().any(|t| f.thread(t)))
+        .filter(|c| minor_ok(&c.id))
+        .collect();
+    let received: Vec<&a::Thread> = v
+        .received
+        .iter()
+        .filter(|t| f.thread(t) && minor_ok(&t.case_ref))
+        .collect();
     let body = html! {
+        (filter_form(&f))
         table {
             tr { th { "case" } th { "origin" } th { "recorded" } th { "by" } th { "referrals" } }
-            @for c in &v.cases {
+            @for c in &here {
                 tr {
                     td { a href=(format!("/cases/{}", seg(&c.id))) { (c.id) } }
                     td { "recorded here" } td { (c.created) } td { (c.created_by) }
                     td { (c.referrals.iter().map(render::referral_state).collect::<Vec<_>>().join(" ")) }
                 }
             }
-            @for t in &v.received {
+            @for t in &received {
                 tr {
                     td { a href=(format!("/cases/{}", seg(&t.case_ref))) { (t.case_ref) } }
                     td { "received from " (t.peer) } td { "-" } td { "-" } td { (render::referral_state(t)) }
                 }
             }
         }
-        @if v.cases.is_empty() && v.received.is_empty() { p { "No cases." } }
+        @if here.is_empty() && received.is_empty() { p { "No cases." } }
     };
     layout("Cases", body).into_response()
 }
 
 /// One case: its header, its fields in template order, its timeline.
-pub(crate) async fn case(State(app): State<App>, Path(id): Path<String>) -> Response {
+pub(crate) async fn case(
+    State(app): State<App>,
+    Extension(csrf): Extension<Csrf>,
+    Path(id): Path<String>,
+) -> Response {
     let v = match ask(&app.session, api::CaseShow { id: id.clone() }).await {
         Ok(v) => v,
         Err(f) => return failed("Case", f),
     };
-    let timeline = ask(&app.session, api::CaseTimeline { id }).await;
+    let timeline = ask(&app.session, api::CaseTimeline { id: id.clone() }).await;
+    let log = access_log(&app.session, id).await;
     let body = html! {
         table { @for (k, x) in render::case_header_rows(&v) { tr { th { (k) } td { (x) } } } }
         (sections(&v.case))
+        @if v.origin == "recorded here" {
+            (referrals_here(&v))
+            (super::thread::consent_form(&v.id, &csrf))
+        }
         h2 { "Timeline" }
         @match &timeline {
             Ok(t) => (timeline_table(t)),
             Err(f) => p.error { (f.line) },
+        }
+        @if let Some(log) = &log {
+            h2 { "Access log" }
+            @match log {
+                Ok(l) => (access_table(l)),
+                Err(f) => p.error { (f.line) },
+            }
         }
     };
     layout(&format!("Case {}", v.id), body).into_response()
@@ -389,6 +501,56 @@ fn timeline_table(t: &a::Timeline) -> Markup {
                     td { (if m.direction == "sent" { "→ " } else { "← " }) (m.peer) }
                     td { (m.kind) } td { (m.summary) } td { (m.verification.signature) }
                     td { (m.delivery.state()) }
+                }
+            }
+        }
+    }
+}
+
+/// A case recorded here: its referral state per partner, each linking to its referral page,
+/// and a form to open the referral page for another partner (only a country code in the URL).
+fn referrals_here(v: &a::CaseShow) -> Markup {
+    let action = format!("/cases/{}/referral", seg(&v.id));
+    html! {
+        h2 { "Referrals" }
+        @if v.referrals.is_empty() { p { "Not referred yet." } }
+        table {
+            @if !v.referrals.is_empty() {
+                tr { th { "partner" } th { "state" } th { "phase" } th { "response due" } th { "institution" } }
+            }
+            @for t in &v.referrals {
+                tr {
+                    td { a href=(format!("{action}/{}", seg(&t.peer))) { (t.peer) } }
+                    td { (render::referral_state(t)) } td { (t.phase) } td { (t.response_due) }
+                    td { (t.responsible_institution) }
+                }
+            }
+        }
+        form method="get" action=(action) {
+            label { "Preview a referral to (country code) " input type="text" name="to" size="2" maxlength="2" required; }
+            button type="submit" { "Preview" }
+        }
+    }
+}
+
+/// The case's access log, for supervisors and auditors only (role from `queue`); others see
+/// nothing there, and the console does not ask the node a call it would refuse.
+async fn access_log(s: &Session, id: String) -> Option<Result<a::AccessLog, Failed>> {
+    let role = ask(s, api::Queue {}).await.ok()?.role;
+    if role != "supervisor" && role != "auditor" {
+        return None;
+    }
+    Some(ask(s, api::CaseAccessLog { id }).await)
+}
+
+fn access_table(l: &a::AccessLog) -> Markup {
+    html! {
+        table {
+            tr { th { "time" } th { "officer" } th { "role" } th { "call" } th { "target" } th { "result" } }
+            @for e in &l.entries {
+                tr {
+                    td { (e.time) } td { (e.officer) } td { (e.role) }
+                    td { (e.call) } td { (e.target) } td { (e.result) }
                 }
             }
         }
