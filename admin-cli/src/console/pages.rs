@@ -400,7 +400,7 @@ fn filter_form(f: &Filter) -> Markup {
             fieldset {
                 legend { "Filter" }
                 label { "State " input type="text" name="state" value=(f.state) size="12"; }
-                label { "Partner (country code) " input type="text" name="partner" value=(f.partner) size="2" maxlength="2"; }
+                label { "Partner (country code) " input type="text" name="partner" value=(f.partner) size="2" maxlength="2" pattern="[A-Za-z]{2}"; }
                 label { input type="checkbox" name="overdue" value="yes" checked[f.overdue == "yes"]; " overdue only" }
                 label { input type="checkbox" name="minor" value="yes" checked[f.minor == "yes"]; " minors only" }
                 button type="submit" { "Filter" }
