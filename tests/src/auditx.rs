@@ -129,7 +129,7 @@ pub fn reprove(
 
 /// Starts `node` on its kept sockets, returning the start error instead of panicking.
 pub async fn try_start(node: &TestNode) -> Result<NodeHandle, StartError> {
-    trm_node::start(&node.dir, node.start_options()).await
+    node.try_start().await
 }
 
 /// Copies a folder tree.

@@ -150,10 +150,26 @@ impl TestNode {
 
     /// Starts the node on its kept sockets.
     pub async fn start(&mut self) {
-        let h = trm_node::start(&self.dir, self.start_options())
-            .await
-            .expect("start node");
+        let h = self.try_start().await.expect("start node");
         self.handle = Some(h);
+    }
+
+    /// Starts the node on its kept sockets, returning the start error instead of panicking. The
+    /// store this node's previous run released may stay locked a moment (sled's background
+    /// threads hold its file lock briefly after the last handle is gone, as the store's own
+    /// tests note): `Locked` is retried for up to 10 s, any other error returned at once.
+    pub async fn try_start(&self) -> Result<NodeHandle, trm_node::node::StartError> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            match trm_node::start(&self.dir, self.start_options()).await {
+                Err(trm_node::node::StartError::Store(trm_node::store::StoreError::Locked(_)))
+                    if tokio::time::Instant::now() < deadline =>
+                {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                other => return other,
+            }
+        }
     }
 
     /// Stops the node cleanly.
