@@ -153,6 +153,25 @@ enrol AL "Auditor Example" auditor "$data/al-auditor.cred"
 "$admin" --cred "$data/al-auditor.cred" audit export --out "$data/al-audit.trm"
 "$admin" audit verify "$data/al-audit.trm"
 
+echo "== the officers' consoles: open a link in a browser on this machine (each link works once)"
+# A console runs while its standard input is open: this script holds a pipe open for both
+# and closes it when it stops, so the consoles stop with the nodes (docs/CONSOLE.md).
+mkfifo "$data/console.stdin"
+exec 3<>"$data/console.stdin"
+for who in it-officer al-officer; do
+  "$admin" --cred "$data/$who.cred" console <&3 >"$data/$who.console" 2>>"$data/$who.console.log" &
+  pids+=($!)
+done
+for who in it-officer al-officer; do
+  url=""
+  for _ in $(seq 1 50); do
+    url=$(head -n 1 "$data/$who.console" 2>/dev/null)
+    [ -n "$url" ] && break
+    sleep 0.2
+  done
+  echo "   $who: ${url:-did not start (see $data/$who.console.log)}"
+done
+
 cat <<TXT
 
 The federation keeps running (logs in $data/*.log). Try next:
@@ -166,6 +185,6 @@ The federation keeps running (logs in $data/*.log). Try next:
   $admin policy show
   TRM_CRED=$data/it-supervisor.cred $admin stats
   $admin status
-Press Ctrl-C to stop the nodes (their outboxes are kept on disk).
+Press Ctrl-C to stop the nodes and the consoles (the outboxes are kept on disk).
 TXT
 wait
