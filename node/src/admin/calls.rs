@@ -547,6 +547,19 @@ async fn officer_revoke(
     })
 }
 
+/// A validated case's fields as (unsalted) disclosures, in template order: what the node stores
+/// and a referral commits to (salts are drawn when it is committed).
+pub fn case_disclosures(case: &template::Case) -> Vec<pb::FieldDisclosure> {
+    case.committed_fields()
+        .into_iter()
+        .map(|(path, value)| pb::FieldDisclosure {
+            path,
+            salt: vec![],
+            value,
+        })
+        .collect()
+}
+
 /// A case recorded here carries this country's reference (`IT-…` on the Italian node).
 pub fn own_case_ref(country: &str, case_ref: &str) -> Result<(), CallError> {
     if template::case_ref_of(case_ref, country) {
@@ -572,15 +585,7 @@ async fn case_create(ctx: &Ctx, caller: &Caller, text: &str) -> Result<a::CaseCr
             "a case with reference {id} already exists"
         )));
     }
-    let fields: Vec<pb::FieldDisclosure> = case
-        .committed_fields()
-        .into_iter()
-        .map(|(path, value)| pb::FieldDisclosure {
-            path,
-            salt: vec![],
-            value,
-        })
-        .collect();
+    let fields = case_disclosures(&case);
     let n = fields.len();
     let mut ops = Vec::new();
     let mut ku = ctx.vault.begin().await;

@@ -88,15 +88,7 @@ pub async fn update(
         )));
     }
     let (record, old) = load_case(ctx, id).await?;
-    let new: Vec<pb::FieldDisclosure> = case
-        .committed_fields()
-        .into_iter()
-        .map(|(path, value)| pb::FieldDisclosure {
-            path,
-            salt: vec![],
-            value,
-        })
-        .collect();
+    let new = crate::admin::calls::case_disclosures(&case);
     check_not_erased(ctx, &record, &new)?;
     let changed = casedata::changed_paths(&old, &new);
     if changed.is_empty() {

@@ -207,15 +207,7 @@ fn follow_up_fields(ctx: &Ctx, json: &str) -> Result<Vec<pb::FieldDisclosure>, C
     flatten(&doc, "", &mut pairs);
     let case = template::Case::from_fields(&ctx.template, pairs)
         .map_err(|e| CallError::msg(format!("fields refused: {e}")))?;
-    Ok(case
-        .committed_fields()
-        .into_iter()
-        .map(|(path, value)| pb::FieldDisclosure {
-            path,
-            salt: vec![],
-            value,
-        })
-        .collect())
+    Ok(calls::case_disclosures(&case))
 }
 
 /// Paths already released to `peer` about `case_id`: by the referral `referral_id` and by
