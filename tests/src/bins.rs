@@ -162,3 +162,10 @@ pub async fn admin_ok(cred: &Path, args: &[&str]) -> String {
     );
     ran.stdout
 }
+
+/// Registers officer `name` with `role` through `trm-admin officer add --out FILE`, as the
+/// operator whose credential file is `op`; the officer's credential is written to `file`.
+pub async fn enrol(op: &Path, name: &str, role: &str, file: &Path) {
+    let out = file.display().to_string();
+    admin_ok(op, &["officer", "add", name, "--role", role, "--out", &out]).await;
+}

@@ -605,13 +605,8 @@ pub async fn officer_pair() -> OfficerPair {
         ("Olivia Example", &olivia, &it),
         ("Otto Example", &otto, &al),
     ] {
-        let out = file.display().to_string();
         let op = node.dir.join(trm_node::identity::OPERATOR_CRED);
-        bins::admin_ok(
-            &op,
-            &["officer", "add", name, "--role", "officer", "--out", &out],
-        )
-        .await;
+        bins::enrol(&op, name, "officer", file).await;
     }
     OfficerPair {
         tmp,

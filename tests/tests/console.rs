@@ -54,12 +54,7 @@ async fn setup(root: &Path) -> Setup {
         ("Sue Example", "supervisor", &sue, &it),
         ("Otto Example", "officer", &otto, &al),
     ] {
-        let (out, op) = (file.display().to_string(), node.dir.join(OPERATOR_CRED));
-        admin(
-            &op,
-            &["officer", "add", name, "--role", role, "--out", &out],
-        )
-        .await;
+        trm_tests::bins::enrol(&node.dir.join(OPERATOR_CRED), name, role, file).await;
     }
     let mut ids = Vec::new();
     for (case, child) in [("IT-W-1", false), ("IT-W-2", true)] {
@@ -350,20 +345,7 @@ async fn an_idle_session_locks_and_a_new_link_is_printed() {
     let (it, al) = trm_tests::open_pair(tmp.path()).await;
     let olivia = tmp.path().join("olivia.cred");
     let op = it.dir.join(OPERATOR_CRED);
-    let out = olivia.display().to_string();
-    admin(
-        &op,
-        &[
-            "officer",
-            "add",
-            "Olivia Example",
-            "--role",
-            "officer",
-            "--out",
-            &out,
-        ],
-    )
-    .await;
+    trm_tests::bins::enrol(&op, "Olivia Example", "officer", &olivia).await;
     let mut c = Console::start(&olivia, &[("TRM_CONSOLE_IDLE_SECS", "1")]).await;
     let link = c.link.clone();
     let cookie = sign_in(&c, &link).await;

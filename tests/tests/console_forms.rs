@@ -63,12 +63,7 @@ async fn an_officer_previews_a_supervisor_approves_and_the_officer_sends_from_th
         ("Sue Example", "supervisor", &sue, &it),
         ("Otto Example", "officer", &otto, &al),
     ] {
-        let (out, op) = (file.display().to_string(), node.dir.join(OPERATOR_CRED));
-        admin(
-            &op,
-            &["officer", "add", name, "--role", role, "--out", &out],
-        )
-        .await;
+        trm_tests::bins::enrol(&node.dir.join(OPERATOR_CRED), name, role, file).await;
     }
     let file = child_case(root, "IT-F-1");
     admin(&olivia, &["case", "create", "--file", &file]).await;

@@ -116,20 +116,7 @@ async fn a_case_reference_of_another_country_is_refused() {
     let (it, _al) = trm_tests::open_pair(tmp.path()).await;
     let officer = tmp.path().join("olivia.cred");
     let op = it.dir.join(OPERATOR_CRED);
-    let out = officer.display().to_string();
-    trm_tests::bins::admin_ok(
-        &op,
-        &[
-            "officer",
-            "add",
-            "Olivia Example",
-            "--role",
-            "officer",
-            "--out",
-            &out,
-        ],
-    )
-    .await;
+    trm_tests::bins::enrol(&op, "Olivia Example", "officer", &officer).await;
     for case_ref in ["GR-2026-0007", "ITALY-2026-1", "2026-IT-0001"] {
         let file = tmp.path().join(format!("{case_ref}.json"));
         std::fs::write(&file, trm_tests::small_case(case_ref)).unwrap();

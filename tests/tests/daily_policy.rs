@@ -46,8 +46,7 @@ fn names(v: &Value) -> Vec<String> {
 
 async fn officer(op: &Path, root: &Path, name: &str, role: &str) -> PathBuf {
     let file = root.join(format!("{role}.cred"));
-    let out = file.display().to_string();
-    admin_ok(op, &["officer", "add", name, "--role", role, "--out", &out]).await;
+    trm_tests::bins::enrol(op, name, role, &file).await;
     file
 }
 
