@@ -3,6 +3,7 @@
 
 use serde_json::Value;
 use trm_admin_api::answers as a;
+use trm_proto::template::core_field;
 
 /// A plain text table with a header row.
 pub(crate) fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
@@ -351,7 +352,29 @@ fn leaf_paths(prefix: &str, v: &Value, out: &mut Vec<(String, Value)>) {
 /// field the core template does not name (national extensions) by path, under "Other fields
 /// (national extensions)". Shared by `case show` and the console's case page.
 pub(crate) fn case_sections(doc: &Value) -> Vec<(String, Vec<(String, FieldText)>)> {
-    use trm_proto::template::{core_field, core_fields, SECTIONS};
+    case_sections_keyed(doc)
+        .into_iter()
+        .map(|(section, rows)| {
+            let title = section.map_or_else(|| "Other fields (national extensions)".into(), label);
+            let rows = rows
+                .into_iter()
+                .map(|(path, x)| match core_field(&path) {
+                    Some(f) => (label(f.name()), x),
+                    None => (path, x),
+                })
+                .collect();
+            (title, rows)
+        })
+        .collect()
+}
+
+/// The case's fields in template order by section name and field path (the section `None`:
+/// national extensions and other fields outside the core template), for a caller that labels
+/// them itself (the console, in the officer's language).
+pub(crate) type KeyedSections = Vec<(Option<&'static str>, Vec<(String, FieldText)>)>;
+
+pub(crate) fn case_sections_keyed(doc: &Value) -> KeyedSections {
+    use trm_proto::template::{core_fields, SECTIONS};
     let mut out = Vec::new();
     for section in SECTIONS {
         let rows: Vec<(String, FieldText)> = core_fields()
@@ -359,11 +382,11 @@ pub(crate) fn case_sections(doc: &Value) -> Vec<(String, Vec<(String, FieldText)
             .filter(|f| f.section() == section)
             .filter_map(|f| match &doc[section][f.name()] {
                 Value::Null => None,
-                v => Some((label(f.name()), field_text(f.kind, v))),
+                v => Some((f.path.to_string(), field_text(f.kind, v))),
             })
             .collect();
         if !rows.is_empty() {
-            out.push((label(section), rows));
+            out.push((Some(section), rows));
         }
     }
     let mut others = Vec::new();
@@ -374,7 +397,7 @@ pub(crate) fn case_sections(doc: &Value) -> Vec<(String, Vec<(String, FieldText)
             .into_iter()
             .map(|(path, x)| (path, FieldText::One(scalar_text(&x))))
             .collect();
-        out.push(("Other fields (national extensions)".into(), rows));
+        out.push((None, rows));
     }
     out
 }

@@ -14,6 +14,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use rand_core::{OsRng, RngCore};
 
+use super::i18n::Lang;
 use super::pages;
 
 /// The session cookie's name.
@@ -167,9 +168,10 @@ pub(crate) async fn guard(
 }
 
 async fn gate(g: &Guard, mut req: Request, next: Next) -> Response {
+    let lang = Lang::from_headers(req.headers());
     if !g.host_ok(req.headers()) {
         let text = "This console answers only to its own address (the Host header named another).";
-        return pages::refusal(StatusCode::MISDIRECTED_REQUEST, text);
+        return pages::refusal(lang, StatusCode::MISDIRECTED_REQUEST, text);
     }
     if req.uri().path() == "/style.css" {
         return next.run(req).await;
@@ -177,14 +179,14 @@ async fn gate(g: &Guard, mut req: Request, next: Next) -> Response {
     if let Some(token) = token_param(req.uri().query()) {
         return match g.exchange(token) {
             Some(id) => signed_in(&id),
-            None => pages::refusal(
+            None => pages::refusal(lang,
                 StatusCode::UNAUTHORIZED,
                 "This link was already used or is not this console's: use the newest link the console printed in its terminal.",
             ),
         };
     }
     match g.session(req.headers()) {
-        Ok(csrf) if req.method() == Method::POST => match with_csrf(req, &csrf).await {
+        Ok(csrf) if req.method() == Method::POST => match with_csrf(lang, req, &csrf).await {
             Ok(mut req) => {
                 req.extensions_mut().insert(csrf);
                 next.run(req).await
@@ -195,11 +197,11 @@ async fn gate(g: &Guard, mut req: Request, next: Next) -> Response {
             req.extensions_mut().insert(csrf);
             next.run(req).await
         }
-        Err(NoSession::Missing) => pages::refusal(
+        Err(NoSession::Missing) => pages::refusal(lang,
             StatusCode::UNAUTHORIZED,
             "No session: open the link the console printed in its terminal.",
         ),
-        Err(NoSession::Locked) => pages::refusal(
+        Err(NoSession::Locked) => pages::refusal(lang,
             StatusCode::UNAUTHORIZED,
             "The session locked after being idle: open the new link the console printed in its terminal.",
         ),
@@ -211,10 +213,11 @@ const FORM_LIMIT: usize = 64 * 1024;
 
 /// Every POST: its form body must carry the session's CSRF token (`csrf=…`); the request goes
 /// on with its body intact, or the refusal (403) comes back.
-async fn with_csrf(req: Request, csrf: &Csrf) -> Result<Request, Response> {
+async fn with_csrf(lang: Lang, req: Request, csrf: &Csrf) -> Result<Request, Response> {
     let (parts, body) = req.into_parts();
     let Ok(bytes) = axum::body::to_bytes(body, FORM_LIMIT).await else {
         return Err(pages::refusal(
+            lang,
             StatusCode::PAYLOAD_TOO_LARGE,
             "The form is too large.",
         ));
@@ -230,7 +233,7 @@ async fn with_csrf(req: Request, csrf: &Csrf) -> Result<Request, Response> {
         .unwrap_or_default();
     if given.is_empty() || !same_secret(&csrf.0, &given) {
         let text = "The form's CSRF token is missing or wrong: reload the page and submit again.";
-        return Err(pages::refusal(StatusCode::FORBIDDEN, text));
+        return Err(pages::refusal(lang, StatusCode::FORBIDDEN, text));
     }
     Ok(Request::from_parts(parts, axum::body::Body::from(bytes)))
 }

@@ -4,6 +4,7 @@
 //! becomes a session cookie; every response carries the security headers; see docs/CONSOLE.md.
 
 mod guard;
+mod i18n;
 mod pages;
 mod referral;
 mod thread;
@@ -81,6 +82,7 @@ pub(crate) async fn run(session: Session, addr: SocketAddr) -> Result<(), Failur
         .route("/cases/{id}/consent", post(thread::consent))
         .route("/messages/{id}", get(pages::message))
         .route("/messages/{id}/answer", post(pages::answer))
+        .route("/language/{code}", get(pages::language))
         .route("/style.css", get(pages::style))
         .fallback(pages::not_found)
         .layer(axum::middleware::from_fn_with_state(guard, guard::guard))

@@ -15,6 +15,7 @@ use trm_admin_api::answers::{self as a, AdminCall};
 use trm_proto::admin as api;
 
 use super::guard::Csrf;
+use super::i18n::{label, t, Lang, LANG_COOKIE};
 use crate::cmd::{self, Refused, Session};
 use crate::render::{self, FieldText};
 
@@ -37,21 +38,33 @@ th{background:#eee;font-weight:normal}td{white-space:pre-wrap;word-break:break-w
 .ok{background:#2a6;color:#fff}.bad{background:#b00;color:#fff}\
 .error{border-left:.3em solid #b00;padding:.3em .6em;background:#fee}\
 .queue li{margin-bottom:.8em}code{background:#f4f4f4}\
-fieldset{margin:1em 0}label{display:block;margin:.4em 0}input[type=text]{width:30em}";
+fieldset{margin:1em 0}label{display:block;margin:.4em 0}input[type=text]{width:30em}\
+.langs{float:right}.langs a,.langs strong{color:#fff;margin-left:1em;margin-right:0}";
 
-/// A page with the navigation, as HTML.
-pub(super) fn layout(title: &str, body: Markup) -> Html<String> {
+/// A page with the navigation and the language picker, as HTML.
+pub(super) fn layout(lang: Lang, title: &str, body: Markup) -> Html<String> {
     Html(
         html! {
             (DOCTYPE)
-            html lang="en" {
+            html lang=(lang.code()) {
                 head {
                     meta charset="utf-8";
                     title { (title) " – TRM console" }
                     link rel="stylesheet" href="/style.css";
                 }
                 body {
-                    nav { a href="/" { "Work queue" } a href="/inbox" { "Inbox" } a href="/cases" { "Cases" } }
+                    nav {
+                        a href="/" { (t(lang, "Work queue")) }
+                        a href="/inbox" { (t(lang, "Inbox")) }
+                        a href="/cases" { (t(lang, "Cases")) }
+                        span.langs {
+                            @for l in Lang::ALL {
+                                @if l == lang { strong { (l.name()) } } @else {
+                                    a href=(format!("/language/{}", l.code())) hreflang=(l.code()) lang=(l.code()) { (l.name()) }
+                                }
+                            }
+                        }
+                    }
                     main { h1 { (title) } (body) }
                 }
             }
@@ -61,9 +74,28 @@ pub(super) fn layout(title: &str, body: Markup) -> Html<String> {
 }
 
 /// A refusal page (no session, wrong host, CSRF, unknown page) with its status.
-pub(crate) fn refusal(status: StatusCode, text: &str) -> Response {
-    let page = layout("Refused", html! { p.error { (text) } });
+pub(crate) fn refusal(lang: Lang, status: StatusCode, text: &str) -> Response {
+    let page = layout(lang, t(lang, "Refused"), html! { p.error { (text) } });
     (status, page).into_response()
+}
+
+/// `GET /language/CODE`: the officer's language, kept in a cookie (only a language code);
+/// back to the work queue. An unknown code: 404, nothing set.
+pub(crate) async fn language(lang: Lang, Path(code): Path<String>) -> Response {
+    match Lang::parse(&code) {
+        Some(l) => (
+            StatusCode::SEE_OTHER,
+            [
+                (header::LOCATION, "/".to_string()),
+                (
+                    header::SET_COOKIE,
+                    format!("{LANG_COOKIE}={}; SameSite=Strict; Path=/", l.code()),
+                ),
+            ],
+        )
+            .into_response(),
+        None => refusal(lang, StatusCode::NOT_FOUND, t(lang, "No such language.")),
+    }
 }
 
 /// A failed admin call: one line in the page; the status says who refused.
@@ -72,8 +104,8 @@ pub(super) struct Failed {
     pub(super) line: String,
 }
 
-pub(super) fn failed(title: &str, f: Failed) -> Response {
-    let page = layout(title, html! { p.error { (f.line) } });
+pub(super) fn failed(lang: Lang, title: &str, f: Failed) -> Response {
+    let page = layout(lang, title, html! { p.error { (f.line) } });
     (f.status, page).into_response()
 }
 
@@ -106,15 +138,15 @@ pub(crate) async fn style() -> Response {
     ([(header::CONTENT_TYPE, "text/css; charset=utf-8")], STYLE).into_response()
 }
 
-pub(crate) async fn not_found() -> Response {
-    refusal(StatusCode::NOT_FOUND, "No such page.")
+pub(crate) async fn not_found(lang: Lang) -> Response {
+    refusal(lang, StatusCode::NOT_FOUND, "No such page.")
 }
 
 /// Home: the work queue for the credential's role.
-pub(crate) async fn home(State(app): State<App>) -> Response {
+pub(crate) async fn home(lang: Lang, State(app): State<App>) -> Response {
     match ask(&app.session, api::Queue {}).await {
-        Ok(q) => layout(&format!("Work queue ({})", q.role), queue_body(&q)).into_response(),
-        Err(f) => failed("Work queue", f),
+        Ok(q) => layout(lang, &format!("Work queue ({})", q.role), queue_body(&q)).into_response(),
+        Err(f) => failed(lang, "Work queue", f),
     }
 }
 
@@ -156,10 +188,10 @@ fn queue_body(q: &a::Queue) -> Markup {
 }
 
 /// The inbox: received messages, emergency and child cases first.
-pub(crate) async fn inbox(State(app): State<App>) -> Response {
+pub(crate) async fn inbox(lang: Lang, State(app): State<App>) -> Response {
     let v = match ask(&app.session, api::Inbox {}).await {
         Ok(v) => v,
-        Err(f) => return failed("Inbox", f),
+        Err(f) => return failed(lang, "Inbox", f),
     };
     let body = html! {
         @if v.messages.is_empty() { p { "No messages received." } }
@@ -177,7 +209,7 @@ pub(crate) async fn inbox(State(app): State<App>) -> Response {
             }
         }
     };
-    layout("Inbox", body).into_response()
+    layout(lang, "Inbox", body).into_response()
 }
 
 /// The verification badge: signature valid and every disclosure matching its signed digest.
@@ -192,18 +224,18 @@ fn badge(v: &a::Verification) -> Markup {
 }
 
 /// Fields in template order under their section labels, each section collapsible.
-fn sections(doc: &serde_json::Value) -> Markup {
+fn sections(lang: Lang, doc: &serde_json::Value) -> Markup {
     html! {
-        @for (section, rows) in render::case_sections(doc) {
+        @for (section, rows) in render::case_sections_keyed(doc) {
             details open {
-                summary { strong { (section) } }
+                summary { strong { (section.map_or_else(|| t(lang, "Other fields (national extensions)").to_string(), |s| label(lang, s))) } }
                 table {
-                    @for (label, text) in &rows {
+                    @for (path, text) in &rows {
                         tr {
-                            th { (label) }
+                            th { (label(lang, path)) }
                             td {
                                 @match text {
-                                    FieldText::One(t) => (t),
+                                    FieldText::One(x) => (x),
                                     FieldText::Records(items) => ul { @for r in items { li { (r) } } },
                                 }
                             }
@@ -218,13 +250,14 @@ fn sections(doc: &serde_json::Value) -> Markup {
 /// A message: what it says in words, its verification and delivery; on a received referral,
 /// the acceptance and decline forms.
 pub(crate) async fn message(
+    lang: Lang,
     State(app): State<App>,
     Extension(csrf): Extension<Csrf>,
     Path(id): Path<String>,
 ) -> Response {
     let v = match ask(&app.session, api::MessageShow { id }).await {
         Ok(v) => v,
-        Err(f) => return failed("Message", f),
+        Err(f) => return failed(lang, "Message", f),
     };
     // Accept and decline apply to a received referral still pending (read from its thread).
     let answerable = v.kind == "referral"
@@ -256,10 +289,10 @@ pub(crate) async fn message(
         pre { (render::delivery_lines(&v)) }
         h2 { "Fields" }
         @if v.fields.as_object().is_some_and(|m| m.is_empty()) { p { "None carried by this message." } }
-        (sections(&v.fields))
+        (sections(lang, &v.fields))
         @if answerable { (answer_forms(&v.id, &csrf)) }
     };
-    layout(&title, body).into_response()
+    layout(lang, &title, body).into_response()
 }
 
 /// Accept or decline a received referral (POST with the session's CSRF token).
@@ -324,6 +357,7 @@ fn answer_request(id: String, f: AnswerForm) -> Result<api::ReferralAnswer, &'st
 
 /// `POST /messages/ID/answer` (the guard has checked its CSRF token already).
 pub(crate) async fn answer(
+    lang: Lang,
     State(app): State<App>,
     Path(id): Path<String>,
     Form(f): Form<AnswerForm>,
@@ -331,14 +365,14 @@ pub(crate) async fn answer(
     let back = format!("/messages/{}", seg(&id));
     let request = match answer_request(id, f) {
         Ok(r) => r,
-        Err(text) => return refusal(StatusCode::BAD_REQUEST, text),
+        Err(text) => return refusal(lang, StatusCode::BAD_REQUEST, text),
     };
     match ask(&app.session, request).await {
         Ok(e) => {
             let body = html! { p { (render::enqueued(&e)) } p { a href=(back) { "Back to the referral" } } };
-            layout("Answer sent", body).into_response()
+            layout(lang, "Answer sent", body).into_response()
         }
-        Err(f) => failed("Answer not sent", f),
+        Err(f) => failed(lang, "Answer not sent", f),
     }
 }
 
@@ -410,10 +444,10 @@ fn filter_form(f: &Filter) -> Markup {
 }
 
 /// The cases recorded here and the cases received, filtered.
-pub(crate) async fn cases(State(app): State<App>, Query(f): Query<Filter>) -> Response {
+pub(crate) async fn cases(lang: Lang, State(app): State<App>, Query(f): Query<Filter>) -> Response {
     let v = match ask(&app.session, api::CaseList {}).await {
         Ok(v) => v,
-        Err(f) => return failed("Cases", f),
+        Err(f) => return failed(lang, "Cases", f),
     };
     let minors = if f.minor == "yes" {
         Some(minors(&app.session, &v).await)
@@ -452,24 +486,25 @@ pub(crate) async fn cases(State(app): State<App>, Query(f): Query<Filter>) -> Re
         }
         @if here.is_empty() && received.is_empty() { p { "No cases." } }
     };
-    layout("Cases", body).into_response()
+    layout(lang, "Cases", body).into_response()
 }
 
 /// One case: its header, its fields in template order, its timeline.
 pub(crate) async fn case(
+    lang: Lang,
     State(app): State<App>,
     Extension(csrf): Extension<Csrf>,
     Path(id): Path<String>,
 ) -> Response {
     let v = match ask(&app.session, api::CaseShow { id: id.clone() }).await {
         Ok(v) => v,
-        Err(f) => return failed("Case", f),
+        Err(f) => return failed(lang, "Case", f),
     };
     let timeline = ask(&app.session, api::CaseTimeline { id: id.clone() }).await;
     let log = access_log(&app.session, id).await;
     let body = html! {
         table { @for (k, x) in render::case_header_rows(&v) { tr { th { (k) } td { (x) } } } }
-        (sections(&v.case))
+        (sections(lang, &v.case))
         @if v.origin == "recorded here" {
             (referrals_here(&v))
             (super::thread::consent_form(&v.id, &csrf))
@@ -487,7 +522,7 @@ pub(crate) async fn case(
             }
         }
     };
-    layout(&format!("Case {}", v.id), body).into_response()
+    layout(lang, &format!("Case {}", v.id), body).into_response()
 }
 
 fn timeline_table(t: &a::Timeline) -> Markup {

@@ -14,6 +14,7 @@ use trm_admin_api::answers as a;
 use trm_proto::admin as api;
 
 use super::guard::Csrf;
+use super::i18n::Lang;
 use super::pages::{ask, failed, layout, refusal, seg, App};
 use crate::cmd::referrals::name_referral;
 use crate::render;
@@ -33,10 +34,11 @@ pub(crate) struct To {
 }
 
 /// `GET /cases/ID/referral?to=CC`: to the referral page (a GET form cannot build a path).
-pub(crate) async fn pick(Path(id): Path<String>, Query(q): Query<To>) -> Response {
+pub(crate) async fn pick(lang: Lang, Path(id): Path<String>, Query(q): Query<To>) -> Response {
     match country(&q.to) {
         Some(cc) => Redirect::to(&page_path(&id, &cc)).into_response(),
         None => refusal(
+            lang,
             StatusCode::BAD_REQUEST,
             "The partner is not a country code (two letters, e.g. AL).",
         ),
@@ -49,12 +51,13 @@ fn page_path(id: &str, cc: &str) -> String {
 
 /// `GET /cases/ID/referral/CC`.
 pub(crate) async fn page(
+    lang: Lang,
     State(app): State<App>,
     Extension(csrf): Extension<Csrf>,
     Path((id, to)): Path<(String, String)>,
 ) -> Response {
     let Some(to) = country(&to) else {
-        return refusal(StatusCode::NOT_FOUND, "No such partner.");
+        return refusal(lang, StatusCode::NOT_FOUND, "No such partner.");
     };
     let request = api::ReferralPreview {
         case_id: id.clone(),
@@ -62,7 +65,7 @@ pub(crate) async fn page(
     };
     let preview = match ask(&app.session, request).await {
         Ok(v) => v,
-        Err(f) => return failed("Referral", f),
+        Err(f) => return failed(lang, "Referral", f),
     };
     // The role decides whether the approve form applies; the node decides again on POST.
     let supervisor = ask(&app.session, api::Queue {})
@@ -92,7 +95,7 @@ pub(crate) async fn page(
         @if accepted { (follow_up_form(&id, &to, &csrf, &FollowUpForm::default())) }
         (super::thread::forms(&id, &to, &state, &csrf))
     };
-    layout(&format!("Referral of case {id} to {to}"), body).into_response()
+    layout(lang, &format!("Referral of case {id} to {to}"), body).into_response()
 }
 
 /// The preview: the command line's text, then one row per field with its rules.
@@ -169,27 +172,29 @@ fn approve_form(id: &str, to: &str, p: &a::Preview, csrf: &Csrf) -> Markup {
 
 /// `POST /cases/ID/referral/CC/send`.
 pub(crate) async fn send(
+    lang: Lang,
     State(app): State<App>,
     Path((id, to)): Path<(String, String)>,
 ) -> Response {
     let Some(to) = country(&to) else {
-        return refusal(StatusCode::NOT_FOUND, "No such partner.");
+        return refusal(lang, StatusCode::NOT_FOUND, "No such partner.");
     };
     let back = page_path(&id, &to);
     match ask(&app.session, api::ReferralSend { case_id: id, to }).await {
-        Ok(v) => done("Referral sent", &render::sent(&v), &back),
-        Err(f) => failed("Referral not sent", f),
+        Ok(v) => done(lang, "Referral sent", &render::sent(&v), &back),
+        Err(f) => failed(lang, "Referral not sent", f),
     }
 }
 
 /// `POST /cases/ID/referral/CC/approve` with `category=` once per checked box.
 pub(crate) async fn approve(
+    lang: Lang,
     State(app): State<App>,
     Path((id, to)): Path<(String, String)>,
     Form(fields): Form<Vec<(String, String)>>,
 ) -> Response {
     let Some(to) = country(&to) else {
-        return refusal(StatusCode::NOT_FOUND, "No such partner.");
+        return refusal(lang, StatusCode::NOT_FOUND, "No such partner.");
     };
     let categories: Vec<String> = fields
         .into_iter()
@@ -198,6 +203,7 @@ pub(crate) async fn approve(
         .collect();
     if categories.is_empty() {
         return refusal(
+            lang,
             StatusCode::BAD_REQUEST,
             "Approving needs at least one category.",
         );
@@ -208,15 +214,15 @@ pub(crate) async fn approve(
         categories,
     };
     match ask(&app.session, request).await {
-        Ok(v) => done("Approved", &render::approved(&v), &back),
-        Err(f) => failed("Not approved", f),
+        Ok(v) => done(lang, "Approved", &render::approved(&v), &back),
+        Err(f) => failed(lang, "Not approved", f),
     }
 }
 
 /// A form's result: the command line's text and the way back.
-pub(super) fn done(title: &str, text: &str, back: &str) -> Response {
+pub(super) fn done(lang: Lang, title: &str, text: &str, back: &str) -> Response {
     let body = html! { pre { (text) } p { a href=(back) { "Back" } } };
-    layout(title, body).into_response()
+    layout(lang, title, body).into_response()
 }
 
 /// The follow-up form: phase, status, date; `action` is `preview` or `send`.
@@ -255,22 +261,28 @@ fn follow_up_form(id: &str, to: &str, csrf: &Csrf, f: &FollowUpForm) -> Markup {
 
 /// `POST /cases/ID/referral/CC/followup`: `followup preview` or `followup send`.
 pub(crate) async fn follow_up(
+    lang: Lang,
     State(app): State<App>,
     Extension(csrf): Extension<Csrf>,
     Path((id, to)): Path<(String, String)>,
     Form(f): Form<FollowUpForm>,
 ) -> Response {
     let Some(to) = country(&to) else {
-        return refusal(StatusCode::NOT_FOUND, "No such partner.");
+        return refusal(lang, StatusCode::NOT_FOUND, "No such partner.");
     };
     if trm_proto::phases::parse_phase(&f.phase).is_none() {
         return refusal(
+            lang,
             StatusCode::BAD_REQUEST,
             "The phase is not one of the TRM phases.",
         );
     }
     if f.status.trim().is_empty() {
-        return refusal(StatusCode::BAD_REQUEST, "A follow-up needs its status.");
+        return refusal(
+            lang,
+            StatusCode::BAD_REQUEST,
+            "A follow-up needs its status.",
+        );
     }
     let back = page_path(&id, &to);
     let request = api::FollowUpSend {
@@ -294,16 +306,17 @@ pub(crate) async fn follow_up(
                         (follow_up_form(&id, &to, &csrf, &f))
                         p { a href=(back) { "Back" } }
                     };
-                    layout("Follow-up preview", body).into_response()
+                    layout(lang, "Follow-up preview", body).into_response()
                 }
-                Err(e) => failed("Follow-up preview", e),
+                Err(e) => failed(lang, "Follow-up preview", e),
             }
         }
         "send" => match ask(&app.session, request).await {
-            Ok(v) => done("Follow-up sent", &render::follow_up_sent(&v), &back),
-            Err(e) => failed("Follow-up not sent", e),
+            Ok(v) => done(lang, "Follow-up sent", &render::follow_up_sent(&v), &back),
+            Err(e) => failed(lang, "Follow-up not sent", e),
         },
         _ => refusal(
+            lang,
             StatusCode::BAD_REQUEST,
             "The form's action is neither preview nor send.",
         ),

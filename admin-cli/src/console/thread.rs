@@ -12,6 +12,7 @@ use serde::Deserialize;
 use trm_proto::admin as api;
 
 use super::guard::Csrf;
+use super::i18n::Lang;
 use super::pages::{ask, failed, refusal, seg, App};
 use super::referral::{country, done};
 use crate::render;
@@ -86,17 +87,19 @@ fn list(s: &str) -> Vec<String> {
 
 /// `POST /cases/ID/referral/CC/{inforequest|close|reopen}`.
 pub(crate) async fn post(
+    lang: Lang,
     State(app): State<App>,
     Path((id, to, what)): Path<(String, String, String)>,
     Form(f): Form<ThreadForm>,
 ) -> Response {
     let Some(to) = country(&to) else {
-        return refusal(StatusCode::NOT_FOUND, "No such partner.");
+        return refusal(lang, StatusCode::NOT_FOUND, "No such partner.");
     };
     let back = format!("/cases/{}/referral/{}", seg(&id), seg(&to));
     let s = &app.session;
     match what.as_str() {
         "inforequest" if f.purpose.trim().is_empty() => refusal(
+            lang,
             StatusCode::BAD_REQUEST,
             "An information request needs its purpose.",
         ),
@@ -111,11 +114,17 @@ pub(crate) async fn post(
                 purpose,
             };
             match ask(s, r).await {
-                Ok(v) => done("Information request sent", &render::enqueued(&v), &back),
-                Err(e) => failed("Information request not sent", e),
+                Ok(v) => done(
+                    lang,
+                    "Information request sent",
+                    &render::enqueued(&v),
+                    &back,
+                ),
+                Err(e) => failed(lang, "Information request not sent", e),
             }
         }
         "close" if trm_proto::phases::parse_outcome(&f.outcome).is_none() => refusal(
+            lang,
             StatusCode::BAD_REQUEST,
             "The outcome is not one of the closure outcomes.",
         ),
@@ -127,12 +136,12 @@ pub(crate) async fn post(
                 date: f.date,
             };
             match ask(s, r).await {
-                Ok(v) => done("Closure sent", &render::enqueued(&v), &back),
-                Err(e) => failed("Not closed", e),
+                Ok(v) => done(lang, "Closure sent", &render::enqueued(&v), &back),
+                Err(e) => failed(lang, "Not closed", e),
             }
         }
         "reopen" if f.reason.trim().is_empty() => {
-            refusal(StatusCode::BAD_REQUEST, "Reopening needs a reason.")
+            refusal(lang, StatusCode::BAD_REQUEST, "Reopening needs a reason.")
         }
         "reopen" => {
             let r = api::CaseReopen {
@@ -141,11 +150,11 @@ pub(crate) async fn post(
                 reason: f.reason,
             };
             match ask(s, r).await {
-                Ok(v) => done("Reopened", &render::reopened(&v), &back),
-                Err(e) => failed("Not reopened", e),
+                Ok(v) => done(lang, "Reopened", &render::reopened(&v), &back),
+                Err(e) => failed(lang, "Not reopened", e),
             }
         }
-        _ => refusal(StatusCode::NOT_FOUND, "No such form."),
+        _ => refusal(lang, StatusCode::NOT_FOUND, "No such form."),
     }
 }
 
@@ -179,6 +188,7 @@ pub(crate) struct ConsentForm {
 
 /// `POST /cases/ID/consent`.
 pub(crate) async fn consent(
+    lang: Lang,
     State(app): State<App>,
     Path(id): Path<String>,
     Form(f): Form<ConsentForm>,
@@ -186,7 +196,7 @@ pub(crate) async fn consent(
     let back = format!("/cases/{}", seg(&id));
     let category = f.category.trim().to_string();
     if category.is_empty() {
-        return refusal(StatusCode::BAD_REQUEST, "Consent needs its category.");
+        return refusal(lang, StatusCode::BAD_REQUEST, "Consent needs its category.");
     }
     let mut r = api::CaseConsent {
         case_id: id,
@@ -196,6 +206,7 @@ pub(crate) async fn consent(
         "give" => r.give = category,
         "withdraw" if f.confirm != "yes" => {
             return refusal(
+                lang,
                 StatusCode::BAD_REQUEST,
                 "Withdrawing consent erases at once: tick the confirmation box.",
             )
@@ -204,10 +215,16 @@ pub(crate) async fn consent(
             r.withdraw = category;
             r.confirmed = true;
         }
-        _ => return refusal(StatusCode::BAD_REQUEST, "Neither given nor withdrawn."),
+        _ => {
+            return refusal(
+                lang,
+                StatusCode::BAD_REQUEST,
+                "Neither given nor withdrawn.",
+            )
+        }
     }
     match ask(&app.session, r).await {
-        Ok(v) => done("Consent recorded", &render::consent(&v), &back),
-        Err(e) => failed("Consent not recorded", e),
+        Ok(v) => done(lang, "Consent recorded", &render::consent(&v), &back),
+        Err(e) => failed(lang, "Consent not recorded", e),
     }
 }
