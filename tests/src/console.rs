@@ -245,3 +245,78 @@ pub async fn post(c: &Console, cookie: &str, path: &str, form: &str) -> Reply {
     };
     send(&c.addr, &req).await
 }
+
+/// One field of a multipart form: its name, a file name for a file, its bytes.
+pub struct Field<'a> {
+    pub name: &'a str,
+    pub filename: Option<&'a str>,
+    pub data: &'a [u8],
+}
+
+/// A `multipart/form-data` POST (a file upload form, as a browser sends it) with the right
+/// `Host` and the session cookie.
+pub async fn post_multipart(c: &Console, cookie: &str, path: &str, fields: &[Field<'_>]) -> Reply {
+    let boundary = "----trmtestboundary7MA4YWxkTrZu0gW";
+    let mut body = Vec::new();
+    for f in fields {
+        body.extend_from_slice(format!("--{boundary}\r\n").as_bytes());
+        let disposition = match f.filename {
+            Some(file) => format!(
+                "Content-Disposition: form-data; name=\"{}\"; filename=\"{file}\"\r\nContent-Type: application/octet-stream\r\n\r\n",
+                f.name
+            ),
+            None => format!("Content-Disposition: form-data; name=\"{}\"\r\n\r\n", f.name),
+        };
+        body.extend_from_slice(disposition.as_bytes());
+        body.extend_from_slice(f.data);
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nCookie: {cookie}\r\nContent-Type: multipart/form-data; boundary={boundary}\r\nContent-Length: {}\r\n\r\n",
+        c.addr,
+        body.len()
+    );
+    parse(&exchange_raw(&c.addr, head.as_bytes(), &body).await)
+}
+
+/// A form POST whose answer is a download: the reply and the body's exact bytes.
+pub async fn post_download(c: &Console, cookie: &str, path: &str, form: &str) -> (Reply, Vec<u8>) {
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nCookie: {cookie}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n",
+        c.addr,
+        form.len()
+    );
+    let raw = exchange_raw(&c.addr, head.as_bytes(), form.as_bytes()).await;
+    let reply = parse(&raw);
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("a whole HTTP answer");
+    let body = &raw[split + 4..];
+    let chunked = reply
+        .header("transfer-encoding")
+        .is_some_and(|v| v.eq_ignore_ascii_case("chunked"));
+    let bytes = if chunked {
+        dechunk(body)
+    } else {
+        body.to_vec()
+    };
+    (reply, bytes)
+}
+
+/// Writes `head` and `body` on a new connection to `addr`; the whole raw answer (30 s at
+/// most: an upload or a download may be larger than a page).
+async fn exchange_raw(addr: &str, head: &[u8], body: &[u8]) -> Vec<u8> {
+    let exchange = async {
+        let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        s.write_all(head).await.expect("write");
+        s.write_all(body).await.expect("write");
+        let mut raw = Vec::new();
+        s.read_to_end(&mut raw).await.expect("read");
+        raw
+    };
+    tokio::time::timeout(Duration::from_secs(30), exchange)
+        .await
+        .expect("the console answered within 30 s")
+}

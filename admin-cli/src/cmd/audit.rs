@@ -22,6 +22,21 @@ pub(crate) async fn export(
             out.display()
         )));
     }
+    let (answer, data) = fetch(s, from, to).await?;
+    trm_admin_api::credential::write_public(out, &data)
+        .map_err(|e| Failure::new(1, e.to_string()))?;
+    let file = out.display().to_string();
+    show(s, &answer, |a| render::exported(&file, a));
+    Ok(())
+}
+
+/// The node's bundle (all of it, or `from`/`to`) and its answer, in memory: `audit export`
+/// and the console's audit page.
+pub(crate) async fn fetch(
+    s: &Session,
+    from: Option<&str>,
+    to: Option<&str>,
+) -> Result<(trm_admin_api::answers::AuditExported, Vec<u8>), Failure> {
     let from_ms = from.map(|s| parse_time(s, false)).transpose()?;
     let to_ms = to.map(|s| parse_time(s, true)).transpose()?;
     let request = api::AuditExport {
@@ -32,11 +47,16 @@ pub(crate) async fn export(
     if data.is_empty() {
         return Err(Failure::new(1, "the node sent no bundle"));
     }
-    trm_admin_api::credential::write_public(out, &data)
-        .map_err(|e| Failure::new(1, e.to_string()))?;
-    let file = out.display().to_string();
-    show(s, &answer, |a| render::exported(&file, a));
-    Ok(())
+    Ok((answer, data))
+}
+
+/// The offline verifier of `audit verify` (and of the console's audit page) on a bundle's
+/// bytes.
+pub(crate) fn check(
+    bytes: &[u8],
+    opts: &trm_proto::audit::Options,
+) -> Result<trm_proto::audit::Summary, trm_proto::audit::AuditFailure> {
+    trm_proto::audit::verify_bundle_with(bytes, opts)
 }
 
 /// `audit verify`: offline, no credential.
@@ -60,7 +80,7 @@ pub(crate) fn verify_bundle(
             .map(|w| read_file(w, FileKind::Bundle))
             .collect::<Result<_, _>>()?,
     };
-    match trm_proto::audit::verify_bundle_with(&bytes, &opts) {
+    match check(&bytes, &opts) {
         Ok(s) => {
             print!("{}", render::audit_summary(&s, json));
             Ok(())

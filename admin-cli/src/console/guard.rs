@@ -14,8 +14,9 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use rand_core::{OsRng, RngCore};
 
-use super::i18n::Lang;
+use super::i18n::{t, Lang};
 use super::pages;
+use super::upload;
 
 /// The session cookie's name.
 const COOKIE: &str = "trm_console";
@@ -211,9 +212,22 @@ async fn gate(g: &Guard, mut req: Request, next: Next) -> Response {
 /// The largest form body the console reads.
 const FORM_LIMIT: usize = 64 * 1024;
 
+/// The largest upload (a multipart form: an audit bundle to verify) the console reads.
+pub(crate) const UPLOAD_LIMIT: usize = 32 * 1024 * 1024;
+
 /// Every POST: its form body must carry the session's CSRF token (`csrf=…`); the request goes
-/// on with its body intact, or the refusal (403) comes back.
+/// on with its body intact, or the refusal (403) comes back. A multipart form (an upload) is
+/// read here whole (up to [`UPLOAD_LIMIT`]) and parsed once: its `csrf` field is checked the
+/// same way and the page gets the fields as an [`Upload`] extension.
 async fn with_csrf(lang: Lang, req: Request, csrf: &Csrf) -> Result<Request, Response> {
+    let multipart = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(upload::boundary);
+    if let Some(boundary) = multipart {
+        return with_csrf_upload(lang, req, csrf, &boundary).await;
+    }
     let (parts, body) = req.into_parts();
     let Ok(bytes) = axum::body::to_bytes(body, FORM_LIMIT).await else {
         return Err(pages::refusal(
@@ -236,6 +250,35 @@ async fn with_csrf(lang: Lang, req: Request, csrf: &Csrf) -> Result<Request, Res
         return Err(pages::refusal(lang, StatusCode::FORBIDDEN, text));
     }
     Ok(Request::from_parts(parts, axum::body::Body::from(bytes)))
+}
+
+/// A multipart POST: refused (413) beyond [`UPLOAD_LIMIT`], (400) when not well formed, (403)
+/// without the session's CSRF token in its `csrf` field.
+async fn with_csrf_upload(
+    lang: Lang,
+    req: Request,
+    csrf: &Csrf,
+    boundary: &str,
+) -> Result<Request, Response> {
+    let (mut parts, body) = req.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, UPLOAD_LIMIT).await else {
+        let text = t(
+            lang,
+            "The upload is too large for the console (32 MiB at most): use trm-admin audit verify.",
+        );
+        return Err(pages::refusal(lang, StatusCode::PAYLOAD_TOO_LARGE, text));
+    };
+    let Some(form) = upload::parse(&bytes, boundary) else {
+        let text = t(lang, "The upload is not a well-formed form.");
+        return Err(pages::refusal(lang, StatusCode::BAD_REQUEST, text));
+    };
+    let given = form.text("csrf");
+    if given.is_empty() || !same_secret(&csrf.0, &given) {
+        let text = "The form's CSRF token is missing or wrong: reload the page and submit again.";
+        return Err(pages::refusal(lang, StatusCode::FORBIDDEN, text));
+    }
+    parts.extensions.insert(form);
+    Ok(Request::from_parts(parts, axum::body::Body::empty()))
 }
 
 /// The token became a session: set its cookie and go to the home page (the token leaves the

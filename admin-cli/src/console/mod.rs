@@ -3,11 +3,15 @@
 //! call exactly as for the command line). Loopback only; a one-time token printed on stdout
 //! becomes a session cookie; every response carries the security headers; see docs/CONSOLE.md.
 
+mod audit;
+mod directory;
 mod guard;
 mod i18n;
 mod pages;
 mod referral;
+mod stats;
 mod thread;
+mod upload;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -82,6 +86,11 @@ pub(crate) async fn run(session: Session, addr: SocketAddr) -> Result<(), Failur
         .route("/cases/{id}/consent", post(thread::consent))
         .route("/messages/{id}", get(pages::message))
         .route("/messages/{id}/answer", post(pages::answer))
+        .route("/stats", get(stats::page))
+        .route("/directory", get(directory::page))
+        .route("/audit", get(audit::page))
+        .route("/audit/export", post(audit::export))
+        .route("/audit/verify", post(audit::verify))
         .route("/language/{code}", get(pages::language))
         .route("/style.css", get(pages::style))
         .fallback(pages::not_found)

@@ -57,6 +57,9 @@ pub(super) fn layout(lang: Lang, title: &str, body: Markup) -> Html<String> {
                         a href="/" { (t(lang, "Work queue")) }
                         a href="/inbox" { (t(lang, "Inbox")) }
                         a href="/cases" { (t(lang, "Cases")) }
+                        a href="/stats" { (t(lang, "Statistics")) }
+                        a href="/directory" { (t(lang, "Directory")) }
+                        a href="/audit" { (t(lang, "Audit")) }
                         span.langs {
                             @for l in Lang::ALL {
                                 @if l == lang { strong { (l.name()) } } @else {
@@ -143,9 +146,17 @@ pub(crate) async fn not_found(lang: Lang) -> Response {
 }
 
 /// Home: the work queue for the credential's role.
-pub(crate) async fn home(lang: Lang, State(app): State<App>) -> Response {
+/// The node refuses `queue` to one role only, the auditor's: their home is the audit page.
+pub(crate) async fn home(
+    lang: Lang,
+    State(app): State<App>,
+    Extension(csrf): Extension<Csrf>,
+) -> Response {
     match ask(&app.session, api::Queue {}).await {
         Ok(q) => layout(lang, &format!("Work queue ({})", q.role), queue_body(&q)).into_response(),
+        Err(f) if f.status == StatusCode::FORBIDDEN => {
+            super::audit::page(lang, Extension(csrf)).await
+        }
         Err(f) => failed(lang, "Work queue", f),
     }
 }
