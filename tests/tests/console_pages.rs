@@ -290,6 +290,7 @@ async fn an_auditor_exports_and_verifies_a_bundle_through_the_console() {
     shows_the_facts(&page, &facts);
 
     tampered_fails_naming_the_entry(root, &c, &cookie, &csrf, &bundle).await;
+    bad_witness_is_named(root, &c, &cookie, &csrf, &bundle).await;
     let bad = format!("csrf={csrf}&from=yesterday");
     let (r, _) = post_download(&c, &cookie, "/audit/export", &bad).await;
     assert_eq!(r.status, 400, "{}", r.body);
@@ -430,4 +431,49 @@ async fn tampered_fails_naming_the_entry(
         "{failure}: {}",
         page.body
     );
+}
+
+/// A witness bundle that is not one: the command line (`--witness`) and the page both fail
+/// at that witness, naming its file.
+async fn bad_witness_is_named(root: &Path, c: &Console, cookie: &str, csrf: &str, bundle: &[u8]) {
+    let junk = root.join("junk.bundle");
+    std::fs::write(&junk, b"not a bundle").unwrap();
+    let (it_file, junk_file) = (root.join("console.bundle"), junk.display().to_string());
+    let args = [
+        "audit",
+        "verify",
+        &it_file.display().to_string(),
+        "--witness",
+        &junk_file,
+    ];
+    let cli = run("trm-admin", &args);
+    assert_ne!(cli.code, Some(0), "{}", cli.stdout);
+    let failure = cli
+        .stderr
+        .split("verification FAILED at ")
+        .nth(1)
+        .unwrap()
+        .trim();
+    assert!(failure.starts_with("witness bundle 0"), "{failure}");
+    let upload = [
+        Field {
+            name: "csrf",
+            filename: None,
+            data: csrf.as_bytes(),
+        },
+        Field {
+            name: "bundle",
+            filename: Some("console.bundle"),
+            data: bundle,
+        },
+        Field {
+            name: "witness",
+            filename: Some("junk.bundle"),
+            data: b"not a bundle",
+        },
+    ];
+    let page = post_multipart(c, cookie, "/audit/verify", &upload).await;
+    assert!(page.body.contains("NOT VERIFIED"), "{}", page.body);
+    let line = failure.replace(&junk_file, "junk.bundle");
+    assert!(page.body.contains(&esc(&line)), "{line}: {}", page.body);
 }

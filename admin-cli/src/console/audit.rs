@@ -50,6 +50,7 @@ pub(crate) fn forms(lang: Lang, csrf: &Csrf) -> Markup {
                 label { (t(lang, "Bundle file")) " " input type="file" name="bundle" required; }
                 label { input type="checkbox" name="partial" value="yes"; " " (t(lang, "A partial bundle (an export of a period) is expected")) }
                 label { (t(lang, "Expected key fingerprints of the node (optional, separated by spaces)")) " " input type="text" name="expect_key"; }
+                label { (t(lang, "Other nodes' bundles as witnesses (optional)")) " " input type="file" name="witness" multiple; }
                 button type="submit" { (t(lang, "Verify")) }
             }
         }
@@ -107,8 +108,8 @@ pub(crate) async fn export(
     }
 }
 
-/// The verifier's options from the form, as `--partial` and `--expect-key` (checked the same
-/// way).
+/// The verifier's options from the form, as `--partial`, `--expect-key` (checked the same
+/// way) and `--witness` (each uploaded witness bundle).
 fn options(form: &Upload) -> Result<Options, String> {
     let expect_keys: Vec<String> = form
         .text("expect_key")
@@ -122,7 +123,11 @@ fn options(form: &Upload) -> Result<Options, String> {
     Ok(Options {
         allow_partial: form.text("partial") == "yes",
         expect_keys,
-        witnesses: Vec::new(),
+        witnesses: form
+            .all("witness")
+            .filter(|p| !p.data.is_empty())
+            .map(|p| p.data.to_vec())
+            .collect(),
     })
 }
 
@@ -154,7 +159,7 @@ pub(crate) async fn verify(lang: Lang, upload: Option<Extension<Upload>>) -> Res
     let verdict = tokio::task::spawn_blocking(move || cmd::audit::check(&data, &opts)).await;
     let body = match verdict {
         Ok(Ok(sum)) => verified(lang, &sum),
-        Ok(Err(f)) => not_verified(lang, &f),
+        Ok(Err(f)) => not_verified(lang, &f, &witness_name(&form, &f)),
         Err(_) => html! { p.error { (t(lang, "The verifier stopped unexpectedly.")) } },
     };
     let page = html! {
@@ -165,10 +170,24 @@ pub(crate) async fn verify(lang: Lang, upload: Option<Extension<Upload>>) -> Res
     layout(lang, title, page).into_response()
 }
 
-fn not_verified(lang: Lang, f: &AuditFailure) -> Markup {
+/// The file name of the witness bundle a failure is in, as the command line names it.
+fn witness_name(form: &Upload, f: &AuditFailure) -> String {
+    match f.location {
+        trm_proto::audit::Location::Witness { bundle, .. } => form
+            .all("witness")
+            .filter(|p| !p.data.is_empty())
+            .nth(bundle)
+            .and_then(|p| p.filename.clone())
+            .map(|n| format!(" ({n})"))
+            .unwrap_or_default(),
+        _ => String::new(),
+    }
+}
+
+fn not_verified(lang: Lang, f: &AuditFailure, of: &str) -> Markup {
     html! {
         p { span.badge.bad { (t(lang, "NOT VERIFIED")) } }
-        p.error { (t(lang, "Verification FAILED at")) " " (f) }
+        p.error { (t(lang, "Verification FAILED at")) " " (f) (of) }
         p { (t(lang, "The verifier stops at the first failure; nothing after it was checked.")) }
     }
 }
@@ -213,6 +232,13 @@ fn fingerprints(lang: Lang, s: &Summary) -> Markup {
         }
         @if s.legacy_checkpoints > 0 {
             p { (t(lang, "Legacy checkpoints (unchained: one removed from among them would not show):")) " " (s.legacy_checkpoints) }
+        }
+        @if !s.witnessed.is_empty() {
+            h2 { (t(lang, "Witness bundles")) }
+            table {
+                tr { th { (t(lang, "Witnessed by")) } th { (t(lang, "Checkpoints of this node that agree with this log")) } th { (t(lang, "Largest tree size")) } }
+                @for w in &s.witnessed { tr { td { (w.by) } td { (w.checkpoints) } td { (w.largest) } } }
+            }
         }
         @if s.replaced_cards > 0 {
             p { (t(lang, "Peer identities replaced (each pinned by an operator's logged peer add):")) " " (s.replaced_cards) }

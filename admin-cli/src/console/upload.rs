@@ -25,6 +25,11 @@ impl Upload {
         self.0.iter().find(|p| p.name == name)
     }
 
+    /// Every field named `name` (a multiple file input), in order.
+    pub(crate) fn all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a Part> + 'a {
+        self.0.iter().filter(move |p| p.name == name)
+    }
+
     /// The first field named `name` as text (empty when absent or not UTF-8).
     pub(crate) fn text(&self, name: &str) -> String {
         self.get(name)

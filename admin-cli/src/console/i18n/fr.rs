@@ -110,6 +110,11 @@ pub(super) const PAGES: &[(&str, &str)] = &[
     ("the start", "le début"),
     ("this node", "ce nœud"),
     ("today", "aujourd'hui"),
+    ("Other nodes' bundles as witnesses (optional)", "Lots d'autres nœuds comme témoins (facultatif)"),
+    ("Witness bundles", "Lots témoins"),
+    ("Witnessed by", "Témoin"),
+    ("Checkpoints of this node that agree with this log", "Points de contrôle de ce nœud conformes à ce journal"),
+    ("Largest tree size", "Plus grande taille d'arbre"),
 ];
 
 pub(super) const LABELS: &[(&str, &str)] = &[];

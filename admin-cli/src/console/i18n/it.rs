@@ -110,6 +110,11 @@ pub(super) const PAGES: &[(&str, &str)] = &[
     ("the start", "l'inizio"),
     ("this node", "questo nodo"),
     ("today", "oggi"),
+    ("Other nodes' bundles as witnesses (optional)", "Pacchetti di altri nodi come testimoni (facoltativo)"),
+    ("Witness bundles", "Pacchetti testimoni"),
+    ("Witnessed by", "Testimone"),
+    ("Checkpoints of this node that agree with this log", "Punti di controllo di questo nodo coerenti con questo registro"),
+    ("Largest tree size", "Dimensione massima dell'albero"),
 ];
 
 pub(super) const LABELS: &[(&str, &str)] = &[];

@@ -110,6 +110,11 @@ pub(super) const PAGES: &[(&str, &str)] = &[
     ("the start", "fillimi"),
     ("this node", "kjo nyje"),
     ("today", "sot"),
+    ("Other nodes' bundles as witnesses (optional)", "Paketat e nyjeve të tjera si dëshmitarë (opsionale)"),
+    ("Witness bundles", "Paketat dëshmitare"),
+    ("Witnessed by", "Dëshmuar nga"),
+    ("Checkpoints of this node that agree with this log", "Pikat e kontrollit të kësaj nyjeje që përputhen me këtë regjistër"),
+    ("Largest tree size", "Madhësia më e madhe e pemës"),
 ];
 
 pub(super) const LABELS: &[(&str, &str)] = &[];
