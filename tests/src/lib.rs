@@ -7,6 +7,7 @@
 pub mod answers;
 pub mod auditx;
 pub mod bins;
+pub mod browser;
 pub mod console;
 pub mod current;
 pub mod net;
