@@ -3,6 +3,7 @@
 //! call exactly as for the command line). Loopback only; a one-time token printed on stdout
 //! becomes a session cookie; every response carries the security headers; see docs/CONSOLE.md.
 
+mod fields;
 mod guard;
 mod i18n;
 mod pages;
