@@ -141,7 +141,7 @@ async fn the_console_speaks_french_italian_and_albanian() {
         "message fr",
         &[
             "<html lang=\"fr\">",
-            "orientation (envoyé)",
+            "orientation à AL",
             "vérifié",
             "Remise",
             "Champs",
@@ -201,7 +201,7 @@ async fn the_console_speaks_french_italian_and_albanian() {
         &msg,
         "message it",
         &[
-            "invio (ricevuto) da IT",
+            "invio da IT",
             "verificato",
             "Consegna",
             "Rispondere a questo invio",

@@ -175,6 +175,22 @@ fn flag_text(lang: Lang, i: &a::QueueItem, f: &str) -> String {
     }
 }
 
+/// What a queue item is about: in English the node's sentence; in another language the case
+/// and the partner under translated labels (the node's sentence follows, as written).
+fn item_text(lang: Lang, i: &a::QueueItem) -> String {
+    if lang == Lang::En || (i.case_ref.is_empty() && i.peer.is_empty()) {
+        return i.what.clone();
+    }
+    let mut parts = Vec::new();
+    if !i.case_ref.is_empty() {
+        parts.push(format!("{} {}", t(lang, "case"), i.case_ref));
+    }
+    if !i.peer.is_empty() {
+        parts.push(format!("{} {}", t(lang, "partner"), i.peer));
+    }
+    parts.join(" · ")
+}
+
 fn queue_body(lang: Lang, q: &a::Queue) -> Markup {
     html! {
         @if let Some(b) = &q.last_backup {
@@ -186,13 +202,17 @@ fn queue_body(lang: Lang, q: &a::Queue) -> Markup {
                 li {
                     strong { "[" (word(lang, &render::queue_kind(i.kind).replace(' ', "_"))) "] " }
                     @match queue_link(i) {
-                        Some(href) => a href=(href) { (i.what) },
-                        None => span { (i.what) },
+                        Some(href) => a href=(href) { (item_text(lang, i)) },
+                        None => span { (item_text(lang, i)) },
                     }
                     " "
                     @for f in render::queue_flags(i) { span class=(format!("flag flag-{f}")) { (flag_text(lang, i, &f)) } }
                     @if i.due != "-" { " " (t(lang, "due")) " " (i.due) }
                     br;
+                    @if lang != Lang::En {
+                        small { (t(lang, "as the node describes it (in English):")) " " (i.what) }
+                        br;
+                    }
                     small { (t(lang, "command line:")) " " code { (i.command) } }
                 }
             }
@@ -308,12 +328,7 @@ pub(crate) async fn message(
     } else {
         t(lang, "from")
     };
-    let title = format!(
-        "{} ({}) {way} {}",
-        word(lang, &v.kind),
-        word(lang, &v.direction),
-        v.peer
-    );
+    let title = format!("{} {way} {}", word(lang, &v.kind), v.peer);
     let body = html! {
         (badge(lang, &v.verification))
         table {

@@ -32,6 +32,7 @@ pub(super) const PAGES: &[(&str, &str)] = &[
     ("Nothing to do.", "Rien à traiter."),
     ("due", "échéance"),
     ("command line:", "ligne de commande :"),
+    ("as the node describes it (in English):", "tel que le nœud le décrit (en anglais) :"),
     // Inbox and message
     ("No messages received.", "Aucun message reçu."),
     ("message", "message"),

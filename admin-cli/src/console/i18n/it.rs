@@ -32,6 +32,7 @@ pub(super) const PAGES: &[(&str, &str)] = &[
     ("Nothing to do.", "Nulla da fare."),
     ("due", "scadenza"),
     ("command line:", "riga di comando:"),
+    ("as the node describes it (in English):", "come lo descrive il nodo (in inglese):"),
     // Inbox and message
     ("No messages received.", "Nessun messaggio ricevuto."),
     ("message", "messaggio"),

@@ -31,6 +31,7 @@ pub(super) const PAGES: &[(&str, &str)] = &[
     ("Nothing to do.", "Asgjë për të bërë."),
     ("due", "afati"),
     ("command line:", "rreshti i komandës:"),
+    ("as the node describes it (in English):", "siç e përshkruan nyja (në anglisht):"),
     // Inbox and message
     ("No messages received.", "Nuk është marrë asnjë mesazh."),
     ("message", "mesazhi"),
