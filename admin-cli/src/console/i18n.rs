@@ -220,7 +220,7 @@ pub(crate) mod vocab {
     pub(crate) const FLAGS: [&str; 2] = ["child", "OVERDUE"];
     /// Answers to a yes/no question, and directions, signatures, receipts, roles.
     #[cfg(test)]
-    pub(crate) const WORDS: [&str; 17] = [
+    pub(crate) const WORDS: [&str; 18] = [
         "yes",
         "no",
         "unknown",
@@ -238,6 +238,7 @@ pub(crate) mod vocab {
         "not disclosed",
         "not recorded",
         "not referred",
+        "not stated by the sender",
     ];
 }
 

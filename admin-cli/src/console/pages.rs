@@ -360,6 +360,7 @@ fn payload_value(lang: Lang, name: &str, text: String) -> String {
     match name {
         "urgency" => value(lang, trm_proto::template::REFERENCE_URGENCY, &text),
         "phase" => word(lang, &text),
+        "basis of transfer" if text == "not stated by the sender" => word(lang, &text),
         "outcome" => word(lang, &text.replace(' ', "_")),
         _ => text,
     }
@@ -637,9 +638,13 @@ fn header_rows(lang: Lang, v: &a::CaseShow) -> Vec<(String, String)> {
         .into_iter()
         .map(|(k, x)| {
             let x = match k {
-                "origin" if v.origin == "recorded here" => {
-                    x.replacen("recorded here", &word(lang, "recorded here"), 1)
-                }
+                "origin" if v.origin == "recorded here" => format!(
+                    "{}, {} {} {}",
+                    word(lang, "recorded here"),
+                    v.created.as_deref().unwrap_or("-"),
+                    t(lang, "by"),
+                    v.created_by.as_deref().unwrap_or("-")
+                ),
                 "origin" => x.replacen("received from", t(lang, "received from"), 1),
                 "urgency" if x.starts_with("not ") => word(lang, &x),
                 "urgency" => value(lang, trm_proto::template::REFERENCE_URGENCY, &x),

@@ -201,6 +201,7 @@ pub(super) const PAGES: &[(&str, &str)] = &[
     ("not recorded", "non enregistré"),
     ("not referred", "non orienté"),
     ("OVERDUE", "EN RETARD"),
+    ("not stated by the sender", "non indiquée par l'expéditeur"),
     // Vocabulary: message kinds and queue kinds
     ("acceptance", "acceptation"),
     ("decline", "refus"),

@@ -201,6 +201,7 @@ pub(super) const PAGES: &[(&str, &str)] = &[
     ("not recorded", "non registrato"),
     ("not referred", "non inviato"),
     ("OVERDUE", "IN RITARDO"),
+    ("not stated by the sender", "non indicata dal mittente"),
     // Vocabulary: message kinds and queue kinds
     ("acceptance", "accettazione"),
     ("decline", "rifiuto"),

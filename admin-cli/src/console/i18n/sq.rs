@@ -200,6 +200,7 @@ pub(super) const PAGES: &[(&str, &str)] = &[
     ("not recorded", "i paregjistruar"),
     ("not referred", "i pareferuar"),
     ("OVERDUE", "ME VONESË"),
+    ("not stated by the sender", "nuk është deklaruar nga dërguesi"),
     // Vocabulary: message kinds and queue kinds
     ("acceptance", "pranim"),
     ("decline", "refuzim"),
