@@ -127,7 +127,7 @@ async fn the_console_speaks_french_italian_and_albanian() {
             // Allowed values in French, free text and codes as written.
             "<td>féminin</td>",
             "<td>déposée</td>",
-            "Type: passeport",
+            "Type : passeport",
             "<td>urgente</td>",
             "<td>Testova</td>",
             "Adult presumed victim of labour exploitation in agriculture",

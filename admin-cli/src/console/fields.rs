@@ -5,7 +5,7 @@
 use serde_json::Value;
 use trm_proto::template::{core_field, Kind};
 
-use super::i18n::{column_key, label, value, word, Lang};
+use super::i18n::{column_key, label, t, value, word, Lang};
 use crate::render::FieldText;
 
 /// A core field's value in words, in `lang`; `None` for a path outside the core template (a
@@ -61,7 +61,9 @@ fn record(lang: Lang, path: &str, consent: bool, cols: &[(&str, Kind)], v: &Valu
         .filter(|(_, _, x)| !x.is_null())
         .map(|(n, k, x)| {
             let key = column_key(path, consent, n);
-            format!("{}: {}", label(lang, &key), scalar(lang, &key, k, x))
+            // French typography puts a space before the colon.
+            let colon = t(lang, ": ");
+            format!("{}{colon}{}", label(lang, &key), scalar(lang, &key, k, x))
         })
         .collect::<Vec<_>>()
         .join(", ")

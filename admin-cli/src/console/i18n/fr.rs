@@ -26,6 +26,7 @@ pub(super) const PAGES: &[(&str, &str)] = &[
     ("The form's CSRF token is missing or wrong: reload the page and submit again.", "Le jeton CSRF du formulaire est absent ou erroné : rechargez la page et soumettez-le à nouveau."),
     ("As the command line shows it (in English):", "Tel que l'affiche la ligne de commande (en anglais) :"),
     ("Back", "Retour"),
+    (": ", " : "),
     // Work queue
     ("Last backup:", "Dernière sauvegarde :"),
     ("age in days:", "âge en jours :"),

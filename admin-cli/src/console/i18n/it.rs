@@ -26,6 +26,7 @@ pub(super) const PAGES: &[(&str, &str)] = &[
     ("The form's CSRF token is missing or wrong: reload the page and submit again.", "Il token CSRF del modulo manca o è errato: ricaricare la pagina e inviare di nuovo."),
     ("As the command line shows it (in English):", "Come lo mostra la riga di comando (in inglese):"),
     ("Back", "Indietro"),
+    (": ", ": "),
     // Work queue
     ("Last backup:", "Ultimo backup:"),
     ("age in days:", "età in giorni:"),

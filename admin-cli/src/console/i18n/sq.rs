@@ -25,6 +25,7 @@ pub(super) const PAGES: &[(&str, &str)] = &[
     ("The form's CSRF token is missing or wrong: reload the page and submit again.", "Tokeni CSRF i formularit mungon ose është i gabuar: ringarkoni faqen dhe dërgojeni përsëri."),
     ("As the command line shows it (in English):", "Siç e shfaq rreshti i komandës (në anglisht):"),
     ("Back", "Kthehu"),
+    (": ", ": "),
     // Work queue
     ("Last backup:", "Kopja e fundit rezervë:"),
     ("age in days:", "mosha në ditë:"),
