@@ -171,7 +171,10 @@ pub(crate) async fn guard(
 async fn gate(g: &Guard, mut req: Request, next: Next) -> Response {
     let lang = Lang::from_headers(req.headers());
     if !g.host_ok(req.headers()) {
-        let text = "This console answers only to its own address (the Host header named another).";
+        let text = t(
+            lang,
+            "This console answers only to its own address (the Host header named another).",
+        );
         return pages::refusal(lang, StatusCode::MISDIRECTED_REQUEST, text);
     }
     if req.uri().path() == "/style.css" {
@@ -182,7 +185,7 @@ async fn gate(g: &Guard, mut req: Request, next: Next) -> Response {
             Some(id) => signed_in(&id),
             None => pages::refusal(lang,
                 StatusCode::UNAUTHORIZED,
-                "This link was already used or is not this console's: use the newest link the console printed in its terminal.",
+                t(lang, "This link was already used or is not this console's: use the newest link the console printed in its terminal."),
             ),
         };
     }
@@ -200,11 +203,11 @@ async fn gate(g: &Guard, mut req: Request, next: Next) -> Response {
         }
         Err(NoSession::Missing) => pages::refusal(lang,
             StatusCode::UNAUTHORIZED,
-            "No session: open the link the console printed in its terminal.",
+            t(lang, "No session: open the link the console printed in its terminal."),
         ),
         Err(NoSession::Locked) => pages::refusal(lang,
             StatusCode::UNAUTHORIZED,
-            "The session locked after being idle: open the new link the console printed in its terminal.",
+            t(lang, "The session locked after being idle: open the new link the console printed in its terminal."),
         ),
     }
 }
@@ -233,7 +236,7 @@ async fn with_csrf(lang: Lang, req: Request, csrf: &Csrf) -> Result<Request, Res
         return Err(pages::refusal(
             lang,
             StatusCode::PAYLOAD_TOO_LARGE,
-            "The form is too large.",
+            t(lang, "The form is too large."),
         ));
     };
     let given = std::str::from_utf8(&bytes)
@@ -246,7 +249,10 @@ async fn with_csrf(lang: Lang, req: Request, csrf: &Csrf) -> Result<Request, Res
         })
         .unwrap_or_default();
     if given.is_empty() || !same_secret(&csrf.0, &given) {
-        let text = "The form's CSRF token is missing or wrong: reload the page and submit again.";
+        let text = t(
+            lang,
+            "The form's CSRF token is missing or wrong: reload the page and submit again.",
+        );
         return Err(pages::refusal(lang, StatusCode::FORBIDDEN, text));
     }
     Ok(Request::from_parts(parts, axum::body::Body::from(bytes)))

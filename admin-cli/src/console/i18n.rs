@@ -148,6 +148,100 @@ pub(crate) fn label(lang: Lang, path: &str) -> String {
         .unwrap_or_else(|| english_label(path))
 }
 
+/// A word of a closed vocabulary (a thread state, a message kind, a phase, a flag…) as the
+/// node or the command line writes it, in `lang`; keyed in the page catalogue by the word
+/// itself (`information_request`); English, or a word no list names, with `_` as spaces.
+pub(crate) fn word(lang: Lang, w: &str) -> String {
+    lookup(lang, w)
+        .map(str::to_string)
+        .unwrap_or_else(|| w.replace('_', " "))
+}
+
+/// The label key of a column of a record field: `identity.identity_documents.type`; the
+/// columns of every consent record share `consent.*.status` (same words for each category).
+pub(crate) fn column_key(path: &str, consent: bool, col: &str) -> String {
+    if consent {
+        format!("consent.*.{col}")
+    } else {
+        format!("{path}.{col}")
+    }
+}
+
+/// An allowed value of a choice or multi-choice field (or record column) as shown, keyed
+/// `PATH=VALUE` in the label catalogue (`reference.urgency=emergency`,
+/// `consent.*.status=given`); English from the value (`_` as spaces).
+pub(crate) fn value(lang: Lang, path: &str, v: &str) -> String {
+    maps()
+        .get(&lang)
+        .and_then(|(_, l)| l.get(format!("{path}={v}").as_str()).copied())
+        .map(str::to_string)
+        .unwrap_or_else(|| v.replace('_', " "))
+}
+
+/// The closed vocabularies the console shows as words (each a key of the page catalogues;
+/// `every_vocabulary_word_is_translated` iterates them, with the phases and outcomes of
+/// `trm_proto::phases`, the queue kinds and the labels of `render::payload_lines` and
+/// `render::case_header_rows`). Only the thread states are used outside the test (the cases
+/// filter).
+pub(crate) mod vocab {
+    /// Thread states (the node's `ThreadState::as_str`).
+    pub(crate) const THREAD_STATES: [&str; 4] = ["pending", "accepted", "declined", "closed"];
+    /// Delivery states (sent: the store's `SentState::name`; received: `stored`).
+    #[cfg(test)]
+    pub(crate) const DELIVERY_STATES: [&str; 4] = ["pending", "delivered", "rejected", "stored"];
+    /// Payload kinds (`trm_proto::audit::payload_kind`).
+    #[cfg(test)]
+    pub(crate) const MESSAGE_KINDS: [&str; 12] = [
+        "referral",
+        "acceptance",
+        "decline",
+        "follow_up",
+        "information_request",
+        "disclosure",
+        "erasure_request",
+        "erasure_confirmation",
+        "directory_update",
+        "closure",
+        "key_announcement",
+        "empty",
+    ];
+    /// Phases as a thread names them (the node's `lifecycle::phase_name`).
+    #[cfg(test)]
+    pub(crate) const PHASE_NAMES: [&str; 6] = [
+        "identification",
+        "first assistance and protection",
+        "long-term assistance and social inclusion",
+        "return and social inclusion",
+        "criminal and civil proceedings",
+        "unspecified",
+    ];
+    /// Queue flags besides the urgency (`render::queue_flags`).
+    #[cfg(test)]
+    pub(crate) const FLAGS: [&str; 2] = ["child", "OVERDUE"];
+    /// Answers to a yes/no question, and directions, signatures, receipts, roles.
+    #[cfg(test)]
+    pub(crate) const WORDS: [&str; 18] = [
+        "yes",
+        "no",
+        "unknown",
+        "sent",
+        "received",
+        "valid",
+        "INVALID",
+        "none",
+        "duplicate",
+        "operator",
+        "officer",
+        "supervisor",
+        "auditor",
+        "recorded here",
+        "not disclosed",
+        "not recorded",
+        "not referred",
+        "not stated by the sender",
+    ];
+}
+
 /// `victim.birth_date` → `Birth date`.
 fn english_label(path: &str) -> String {
     let name = path.rsplit('.').next().unwrap_or(path).replace('_', " ");
@@ -246,6 +340,240 @@ mod tests {
             missing.is_empty(),
             "untranslated page strings:\n{}",
             missing.join("\n")
+        );
+    }
+
+    /// Every language but English (the key), each with a catalogue to check.
+    fn shipped() -> impl Iterator<Item = Lang> {
+        Lang::ALL.into_iter().filter(|l| *l != Lang::En)
+    }
+
+    /// Every label key of the core template: sections, field paths, record columns.
+    fn template_label_keys() -> Vec<String> {
+        use trm_proto::template::{core_fields, Kind, SECTIONS};
+        let mut keys: Vec<String> = SECTIONS.iter().map(|s| s.to_string()).collect();
+        for f in core_fields() {
+            keys.push(f.path.to_string());
+            let consent = f.kind == Kind::Consent;
+            for (col, _) in f.kind.record_fields() {
+                keys.push(column_key(f.path, consent, col));
+            }
+        }
+        keys.sort();
+        keys.dedup();
+        keys
+    }
+
+    /// Every allowed value of a choice field or record column, keyed `PATH=VALUE`.
+    fn template_value_keys() -> Vec<String> {
+        use trm_proto::template::{core_fields, Kind};
+        let mut keys = Vec::new();
+        for f in core_fields() {
+            for v in f.kind.allowed_values() {
+                keys.push(format!("{}={v}", f.path));
+            }
+            let consent = f.kind == Kind::Consent;
+            for (col, kind) in f.kind.record_fields() {
+                for v in kind.allowed_values() {
+                    keys.push(format!("{}={v}", column_key(f.path, consent, col)));
+                }
+            }
+        }
+        keys.sort();
+        keys.dedup();
+        keys
+    }
+
+    /// The keys missing from each shipped language's label catalogue.
+    fn missing_labels(keys: &[String]) -> Vec<String> {
+        let mut missing = Vec::new();
+        for lang in shipped() {
+            let labels = &maps()[&lang].1;
+            for k in keys {
+                if !labels.contains_key(k.as_str()) {
+                    missing.push(format!("{}: {k}", lang.code()));
+                }
+            }
+        }
+        missing
+    }
+
+    #[test]
+    fn every_template_label_is_translated() {
+        let keys = template_label_keys();
+        assert!(keys.len() > 90, "{keys:?}");
+        let missing = missing_labels(&keys);
+        assert!(
+            missing.is_empty(),
+            "untranslated template labels:\n{}",
+            missing.join("\n")
+        );
+    }
+
+    #[test]
+    fn every_allowed_value_is_translated() {
+        let keys = template_value_keys();
+        assert!(keys.iter().any(|k| k == "reference.urgency=emergency"));
+        let missing = missing_labels(&keys);
+        assert!(
+            missing.is_empty(),
+            "untranslated allowed values:\n{}",
+            missing.join("\n")
+        );
+    }
+
+    /// Every queue kind (the match fails to compile when a kind is added).
+    fn queue_kinds() -> Vec<String> {
+        use trm_admin_api::answers::QueueKind as K;
+        let all = [
+            K::AnswerReferral,
+            K::ResponseOverdue,
+            K::AnswerInformationRequest,
+            K::FollowUpDue,
+            K::Approval,
+            K::PeerDown,
+            K::CardExpiring,
+            K::Backup,
+        ];
+        for k in all {
+            match k {
+                K::AnswerReferral
+                | K::ResponseOverdue
+                | K::AnswerInformationRequest
+                | K::FollowUpDue
+                | K::Approval
+                | K::PeerDown
+                | K::CardExpiring
+                | K::Backup => {}
+            }
+        }
+        all.iter()
+            .map(|k| {
+                serde_json::to_value(k)
+                    .unwrap()
+                    .as_str()
+                    .unwrap()
+                    .to_string()
+            })
+            .collect()
+    }
+
+    /// The labels `render` gives a message's payload and a case's header (each variant).
+    fn render_labels() -> Vec<String> {
+        use trm_admin_api::answers as a;
+        let s = String::new;
+        let payloads = [
+            a::PayloadView::Referral {
+                agreement: None,
+                legal_basis: None,
+                phase: s(),
+                response_due: s(),
+                urgency: s(),
+            },
+            a::PayloadView::Acceptance {
+                focal_point: s(),
+                responsible_institution: s(),
+            },
+            a::PayloadView::Decline { reason: s() },
+            a::PayloadView::FollowUp {
+                date: s(),
+                phase: s(),
+                status: s(),
+            },
+            a::PayloadView::InformationRequest {
+                categories: vec![],
+                fields: vec![],
+                purpose: s(),
+            },
+            a::PayloadView::Disclosure { referral: s() },
+            a::PayloadView::ErasureRequest {
+                categories: vec![],
+                reason: s(),
+                referral: s(),
+            },
+            a::PayloadView::ErasureConfirmation {
+                categories: vec![],
+                erased: s(),
+                request: s(),
+            },
+            a::PayloadView::Closure {
+                date: s(),
+                outcome: s(),
+            },
+            a::PayloadView::DirectoryUpdate {
+                contacts: 0,
+                version: 0,
+            },
+            a::PayloadView::KeyAnnouncement { key: s() },
+            a::PayloadView::Unknown,
+        ];
+        let mut out: Vec<String> = payloads
+            .iter()
+            .flat_map(crate::render::payload_lines)
+            .map(|(l, _)| l.to_string())
+            .collect();
+        let case = a::CaseShow {
+            version: Some(Default::default()),
+            versions: Some(1),
+            reported: Some(Default::default()),
+            erased: Some(vec!["health".into()]),
+            ..Default::default()
+        };
+        out.extend(
+            crate::render::case_header_rows(&case)
+                .into_iter()
+                .map(|(k, _)| k.to_string()),
+        );
+        out
+    }
+
+    #[test]
+    fn every_vocabulary_word_is_translated() {
+        let mut words: Vec<String> = vocab::THREAD_STATES
+            .iter()
+            .chain(&vocab::DELIVERY_STATES)
+            .chain(&vocab::MESSAGE_KINDS)
+            .chain(&vocab::PHASE_NAMES)
+            .chain(&vocab::FLAGS)
+            .chain(&vocab::WORDS)
+            .map(|w| w.to_string())
+            .collect();
+        words.extend(trm_proto::phases::PHASES.split(", ").map(String::from));
+        words.extend(trm_proto::phases::OUTCOMES.split(", ").map(String::from));
+        words.extend(queue_kinds());
+        words.extend(render_labels());
+        words.sort();
+        words.dedup();
+        let mut missing = Vec::new();
+        for lang in shipped() {
+            for w in &words {
+                if lookup(lang, w).is_none() {
+                    missing.push(format!("{}: {w:?}", lang.code()));
+                }
+            }
+        }
+        assert!(
+            missing.is_empty(),
+            "untranslated vocabulary:\n{}",
+            missing.join("\n")
+        );
+    }
+
+    #[test]
+    fn words_and_values_fall_back_to_english_as_written() {
+        assert_eq!(word(Lang::En, "information_request"), "information request");
+        assert_eq!(
+            value(Lang::En, "reference.urgency", "emergency"),
+            "emergency"
+        );
+        assert_eq!(
+            word(Lang::Fr, "not a word of any list"),
+            "not a word of any list"
+        );
+        assert_ne!(word(Lang::Fr, "pending"), "pending");
+        assert_ne!(
+            value(Lang::It, "reference.urgency", "emergency"),
+            "emergency"
         );
     }
 

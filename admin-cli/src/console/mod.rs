@@ -5,6 +5,7 @@
 
 mod audit;
 mod directory;
+mod fields;
 mod guard;
 mod i18n;
 mod pages;

@@ -14,8 +14,9 @@ use serde::Deserialize;
 use trm_admin_api::answers::{self as a, AdminCall};
 use trm_proto::admin as api;
 
+use super::fields::field_text;
 use super::guard::Csrf;
-use super::i18n::{label, t, Lang, LANG_COOKIE};
+use super::i18n::{label, t, value, word, Lang, LANG_COOKIE};
 use crate::cmd::{self, Refused, Session};
 use crate::render::{self, FieldText};
 
@@ -49,7 +50,7 @@ pub(super) fn layout(lang: Lang, title: &str, body: Markup) -> Html<String> {
             html lang=(lang.code()) {
                 head {
                     meta charset="utf-8";
-                    title { (title) " – TRM console" }
+                    title { (title) " – " (t(lang, "TRM console")) }
                     link rel="stylesheet" href="/style.css";
                 }
                 body {
@@ -142,7 +143,7 @@ pub(crate) async fn style() -> Response {
 }
 
 pub(crate) async fn not_found(lang: Lang) -> Response {
-    refusal(lang, StatusCode::NOT_FOUND, "No such page.")
+    refusal(lang, StatusCode::NOT_FOUND, t(lang, "No such page."))
 }
 
 /// Home: the work queue for the credential's role.
@@ -153,11 +154,14 @@ pub(crate) async fn home(
     Extension(csrf): Extension<Csrf>,
 ) -> Response {
     match ask(&app.session, api::Queue {}).await {
-        Ok(q) => layout(lang, &format!("Work queue ({})", q.role), queue_body(&q)).into_response(),
+        Ok(q) => {
+            let title = format!("{} ({})", t(lang, "Work queue"), word(lang, &q.role));
+            layout(lang, &title, queue_body(lang, &q)).into_response()
+        }
         Err(f) if f.status == StatusCode::FORBIDDEN => {
             super::audit::page(lang, Extension(csrf)).await
         }
-        Err(f) => failed(lang, "Work queue", f),
+        Err(f) => failed(lang, t(lang, "Work queue"), f),
     }
 }
 
@@ -173,25 +177,54 @@ fn queue_link(i: &a::QueueItem) -> Option<String> {
     }
 }
 
-fn queue_body(q: &a::Queue) -> Markup {
+/// A queue flag in words: the urgency as a value of `reference.urgency`, `child`, `OVERDUE`.
+fn flag_text(lang: Lang, i: &a::QueueItem, f: &str) -> String {
+    if i.urgency.as_deref() == Some(f) {
+        value(lang, trm_proto::template::REFERENCE_URGENCY, f)
+    } else {
+        word(lang, f)
+    }
+}
+
+/// What a queue item is about: in English the node's sentence; in another language the case
+/// and the partner under translated labels (the node's sentence follows, as written).
+fn item_text(lang: Lang, i: &a::QueueItem) -> String {
+    if lang == Lang::En || (i.case_ref.is_empty() && i.peer.is_empty()) {
+        return i.what.clone();
+    }
+    let mut parts = Vec::new();
+    if !i.case_ref.is_empty() {
+        parts.push(format!("{} {}", t(lang, "case"), i.case_ref));
+    }
+    if !i.peer.is_empty() {
+        parts.push(format!("{} {}", t(lang, "partner"), i.peer));
+    }
+    parts.join(" · ")
+}
+
+fn queue_body(lang: Lang, q: &a::Queue) -> Markup {
     html! {
         @if let Some(b) = &q.last_backup {
-            p { "Last backup: " (b.taken) " (" (b.age_days) " days ago)" }
+            p { (t(lang, "Last backup:")) " " (b.taken) " (" (t(lang, "age in days:")) " " (b.age_days) ")" }
         }
-        @if q.items.is_empty() { p { "Nothing to do." } }
+        @if q.items.is_empty() { p { (t(lang, "Nothing to do.")) } }
         ol.queue {
             @for i in &q.items {
                 li {
-                    strong { "[" (render::queue_kind(i.kind)) "] " }
+                    strong { "[" (word(lang, &render::queue_kind(i.kind).replace(' ', "_"))) "] " }
                     @match queue_link(i) {
-                        Some(href) => a href=(href) { (i.what) },
-                        None => span { (i.what) },
+                        Some(href) => a href=(href) { (item_text(lang, i)) },
+                        None => span { (item_text(lang, i)) },
                     }
                     " "
-                    @for f in render::queue_flags(i) { span class=(format!("flag flag-{f}")) { (f) } }
-                    @if i.due != "-" { " due " (i.due) }
+                    @for f in render::queue_flags(i) { span class=(format!("flag flag-{f}")) { (flag_text(lang, i, &f)) } }
+                    @if i.due != "-" { " " (t(lang, "due")) " " (i.due) }
                     br;
-                    small { "command line: " code { (i.command) } }
+                    @if lang != Lang::En {
+                        small { (t(lang, "as the node describes it (in English):")) " " (i.what) }
+                        br;
+                    }
+                    small { (t(lang, "command line:")) " " code { (i.command) } }
                 }
             }
         }
@@ -202,34 +235,54 @@ fn queue_body(q: &a::Queue) -> Markup {
 pub(crate) async fn inbox(lang: Lang, State(app): State<App>) -> Response {
     let v = match ask(&app.session, api::Inbox {}).await {
         Ok(v) => v,
-        Err(f) => return failed(lang, "Inbox", f),
+        Err(f) => return failed(lang, t(lang, "Inbox"), f),
     };
+    let urgency = |u: &str| value(lang, trm_proto::template::REFERENCE_URGENCY, u);
     let body = html! {
-        @if v.messages.is_empty() { p { "No messages received." } }
+        @if v.messages.is_empty() { p { (t(lang, "No messages received.")) } }
         table {
-            tr { th { "message" } th { "from" } th { "kind" } th { "case" } th { "urgency" } th { "child" } th { "received" } th { "categories" } }
+            tr {
+                th { (t(lang, "message")) } th { (t(lang, "from")) } th { (t(lang, "kind")) } th { (t(lang, "case")) }
+                th { (t(lang, "urgency")) } th { (t(lang, "child")) } th { (t(lang, "received")) } th { (t(lang, "categories")) }
+            }
             @for m in &v.messages {
                 tr {
                     td { a href=(format!("/messages/{}", seg(&m.id))) { (m.id) } }
-                    td { (m.from) } td { (m.kind) }
+                    td { (m.from) } td { (word(lang, &m.kind)) }
                     td { a href=(format!("/cases/{}", seg(&m.case_ref))) { (m.case_ref) } }
-                    td { (m.urgency.as_deref().unwrap_or("unknown")) }
-                    td { (match m.minor { Some(true) => "yes", Some(false) => "no", None => "unknown" }) }
-                    td { (m.received) } td { (m.categories.join(", ")) }
+                    td { (m.urgency.as_deref().map_or_else(|| word(lang, "unknown"), urgency)) }
+                    td { (word(lang, match m.minor { Some(true) => "yes", Some(false) => "no", None => "unknown" })) }
+                    td { (m.received) } td { (categories(lang, &m.categories)) }
                 }
             }
         }
     };
-    layout(lang, "Inbox", body).into_response()
+    layout(lang, t(lang, "Inbox"), body).into_response()
+}
+
+/// Data categories in words (a category is named like its template section).
+pub(super) fn categories(lang: Lang, list: &[String]) -> String {
+    list.iter()
+        .map(|c| label(lang, c))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// The verification badge: signature valid and every disclosure matching its signed digest.
-fn badge(v: &a::Verification) -> Markup {
+/// The node's own words for a check that failed are shown as written.
+fn badge(lang: Lang, v: &a::Verification) -> Markup {
     let ok = v.signature == "valid" && !v.disclosures.starts_with("INVALID");
+    let disclosures = match v.disclosures.as_str() {
+        "none" => word(lang, "none"),
+        d if d.starts_with("all ") && d.ends_with(" match signed digests") => {
+            t(lang, "every disclosure matches its signed digest").to_string()
+        }
+        d => d.to_string(),
+    };
     html! {
         p {
-            @if ok { span.badge.ok { "verified" } } @else { span.badge.bad { "NOT VERIFIED" } }
-            " signature: " (v.signature) "; disclosures: " (v.disclosures)
+            @if ok { span.badge.ok { (t(lang, "verified")) } } @else { span.badge.bad { (t(lang, "NOT VERIFIED")) } }
+            " " (t(lang, "signature:")) " " (word(lang, &v.signature)) "; " (t(lang, "disclosures:")) " " (disclosures)
         }
     }
 }
@@ -245,7 +298,7 @@ fn sections(lang: Lang, doc: &serde_json::Value) -> Markup {
                         tr {
                             th { (label(lang, path)) }
                             td {
-                                @match text {
+                                @match field_text(lang, path, doc).as_ref().unwrap_or(text) {
                                     FieldText::One(x) => (x),
                                     FieldText::Records(items) => ul { @for r in items { li { (r) } } },
                                 }
@@ -268,7 +321,7 @@ pub(crate) async fn message(
 ) -> Response {
     let v = match ask(&app.session, api::MessageShow { id }).await {
         Ok(v) => v,
-        Err(f) => return failed(lang, "Message", f),
+        Err(f) => return failed(lang, t(lang, "Message"), f),
     };
     // Accept and decline apply to a received referral still pending (read from its thread).
     let answerable = v.kind == "referral"
@@ -281,53 +334,71 @@ pub(crate) async fn message(
         )
         .await
         .is_ok_and(|c| c.thread.is_some_and(|t| t.state == "pending"));
-    let way = if v.direction == "sent" { "to" } else { "from" };
-    let title = format!("{} {} {} {}", v.direction, v.kind, way, v.peer);
+    let way = if v.direction == "sent" {
+        t(lang, "to")
+    } else {
+        t(lang, "from")
+    };
+    let title = format!("{} {way} {}", word(lang, &v.kind), v.peer);
     let body = html! {
-        (badge(&v.verification))
+        (badge(lang, &v.verification))
         table {
-            tr { th { "message" } td { (v.id) } }
-            tr { th { "case" } td { a href=(format!("/cases/{}", seg(&v.case_ref))) { (v.case_ref) } } }
-            tr { th { "sender → recipient" } td { (v.sender) " → " (v.recipient) } }
-            tr { th { "created" } td { (v.created) } }
-            @if !v.in_reply_to.is_empty() { tr { th { "in reply to" } td { (v.in_reply_to) } } }
-            @for (label, value) in v.payload.as_ref().map(render::payload_lines).unwrap_or_default() {
-                tr { th { (label) } td { (value) } }
+            tr { th { (t(lang, "message")) } td { (v.id) } }
+            tr { th { (t(lang, "case")) } td { a href=(format!("/cases/{}", seg(&v.case_ref))) { (v.case_ref) } } }
+            tr { th { (t(lang, "sender → recipient")) } td { (v.sender) " → " (v.recipient) } }
+            tr { th { (t(lang, "created")) } td { (v.created) } }
+            @if !v.in_reply_to.is_empty() { tr { th { (t(lang, "in reply to")) } td { (v.in_reply_to) } } }
+            @for (name, text) in v.payload.as_ref().map(render::payload_lines).unwrap_or_default() {
+                tr { th { (word(lang, name)) } td { (payload_value(lang, name, text)) } }
             }
-            tr { th { "envelope hash" } td { (v.verification.envelope_hash) } }
+            tr { th { (t(lang, "envelope hash")) } td { (v.verification.envelope_hash) } }
         }
-        h2 { "Delivery" }
+        h2 { (t(lang, "Delivery")) }
+        p { (t(lang, "State:")) " " (word(lang, v.delivery.state())) }
+        p { small { (t(lang, "As the command line shows it (in English):")) } }
         pre { (render::delivery_lines(&v)) }
-        h2 { "Fields" }
-        @if v.fields.as_object().is_some_and(|m| m.is_empty()) { p { "None carried by this message." } }
+        h2 { (t(lang, "Fields")) }
+        @if v.fields.as_object().is_some_and(|m| m.is_empty()) { p { (t(lang, "None carried by this message.")) } }
         (sections(lang, &v.fields))
-        @if answerable { (answer_forms(&v.id, &csrf)) }
+        @if answerable { (answer_forms(lang, &v.id, &csrf)) }
     };
     layout(lang, &title, body).into_response()
 }
 
+/// A payload line's value: the urgency, the phase and the outcome as words; the rest (dates,
+/// institutions, reasons, composed sentences) as written.
+fn payload_value(lang: Lang, name: &str, text: String) -> String {
+    match name {
+        "urgency" => value(lang, trm_proto::template::REFERENCE_URGENCY, &text),
+        "phase" => word(lang, &text),
+        "basis of transfer" if text == "not stated by the sender" => word(lang, &text),
+        "outcome" => word(lang, &text.replace(' ', "_")),
+        _ => text,
+    }
+}
+
 /// Accept or decline a received referral (POST with the session's CSRF token).
-fn answer_forms(id: &str, csrf: &Csrf) -> Markup {
+fn answer_forms(lang: Lang, id: &str, csrf: &Csrf) -> Markup {
     let action = format!("/messages/{}/answer", seg(id));
     html! {
-        h2 { "Answer this referral" }
+        h2 { (t(lang, "Answer this referral")) }
         form method="post" action=(action) {
             input type="hidden" name="csrf" value=(csrf.0);
             input type="hidden" name="decision" value="accept";
             fieldset {
-                legend { "Accept" }
-                label { "Responsible institution " input type="text" name="institution" required; }
-                label { "Focal point (a role or functional mailbox) " input type="text" name="focal_point"; }
-                button type="submit" { "Accept the referral" }
+                legend { (t(lang, "Accept")) }
+                label { (t(lang, "Responsible institution")) " " input type="text" name="institution" required; }
+                label { (t(lang, "Focal point (a role or functional mailbox)")) " " input type="text" name="focal_point"; }
+                button type="submit" { (t(lang, "Accept the referral")) }
             }
         }
         form method="post" action=(action) {
             input type="hidden" name="csrf" value=(csrf.0);
             input type="hidden" name="decision" value="decline";
             fieldset {
-                legend { "Decline" }
-                label { "Reason (no personal data) " input type="text" name="reason" required; }
-                button type="submit" { "Decline the referral" }
+                legend { (t(lang, "Decline")) }
+                label { (t(lang, "Reason (no personal data)")) " " input type="text" name="reason" required; }
+                button type="submit" { (t(lang, "Decline the referral")) }
             }
         }
     }
@@ -347,15 +418,26 @@ pub(crate) struct AnswerForm {
 }
 
 /// The request an answer form makes, or what is wrong with the form.
-fn answer_request(id: String, f: AnswerForm) -> Result<api::ReferralAnswer, &'static str> {
+fn answer_request(
+    lang: Lang,
+    id: String,
+    f: AnswerForm,
+) -> Result<api::ReferralAnswer, &'static str> {
     let decline = match f.decision.as_str() {
         "accept" if f.institution.trim().is_empty() => {
-            return Err("Accepting needs the responsible institution.")
+            return Err(t(lang, "Accepting needs the responsible institution."))
         }
-        "decline" if f.reason.trim().is_empty() => return Err("Declining needs a reason."),
+        "decline" if f.reason.trim().is_empty() => {
+            return Err(t(lang, "Declining needs a reason."))
+        }
         "accept" => false,
         "decline" => true,
-        _ => return Err("The form's decision is neither accept nor decline."),
+        _ => {
+            return Err(t(
+                lang,
+                "The form's decision is neither accept nor decline.",
+            ))
+        }
     };
     Ok(api::ReferralAnswer {
         referral: id,
@@ -374,16 +456,20 @@ pub(crate) async fn answer(
     Form(f): Form<AnswerForm>,
 ) -> Response {
     let back = format!("/messages/{}", seg(&id));
-    let request = match answer_request(id, f) {
+    let request = match answer_request(lang, id, f) {
         Ok(r) => r,
         Err(text) => return refusal(lang, StatusCode::BAD_REQUEST, text),
     };
     match ask(&app.session, request).await {
         Ok(e) => {
-            let body = html! { p { (render::enqueued(&e)) } p { a href=(back) { "Back to the referral" } } };
-            layout(lang, "Answer sent", body).into_response()
+            let body = html! {
+                p { small { (t(lang, "As the command line shows it (in English):")) } }
+                pre { (render::enqueued(&e)) }
+                p { a href=(back) { (t(lang, "Back to the referral")) } }
+            };
+            layout(lang, t(lang, "Answer sent"), body).into_response()
         }
-        Err(f) => failed(lang, "Answer not sent", f),
+        Err(f) => failed(lang, t(lang, "Answer not sent"), f),
     }
 }
 
@@ -439,16 +525,21 @@ async fn minors(s: &Session, v: &a::CaseList) -> Vec<String> {
     out
 }
 
-fn filter_form(f: &Filter) -> Markup {
+fn filter_form(lang: Lang, f: &Filter) -> Markup {
     html! {
         form method="get" action="/cases" {
             fieldset {
-                legend { "Filter" }
-                label { "State " input type="text" name="state" value=(f.state) size="12"; }
-                label { "Partner (country code) " input type="text" name="partner" value=(f.partner) size="2" maxlength="2" pattern="[A-Za-z]{2}"; }
-                label { input type="checkbox" name="overdue" value="yes" checked[f.overdue == "yes"]; " overdue only" }
-                label { input type="checkbox" name="minor" value="yes" checked[f.minor == "yes"]; " minors only" }
-                button type="submit" { "Filter" }
+                legend { (t(lang, "Filter")) }
+                label { (t(lang, "State")) " " select name="state" {
+                    option value="" { (t(lang, "any")) }
+                    @for s in super::i18n::vocab::THREAD_STATES {
+                        option value=(s) selected[f.state == s] { (word(lang, s)) }
+                    }
+                } }
+                label { (t(lang, "Partner (country code)")) " " input type="text" name="partner" value=(f.partner) size="2" maxlength="2" pattern="[A-Za-z]{2}"; }
+                label { input type="checkbox" name="overdue" value="yes" checked[f.overdue == "yes"]; " " (t(lang, "overdue only")) }
+                label { input type="checkbox" name="minor" value="yes" checked[f.minor == "yes"]; " " (t(lang, "minors only")) }
+                button type="submit" { (t(lang, "Filter")) }
             }
         }
     }
@@ -458,7 +549,7 @@ fn filter_form(f: &Filter) -> Markup {
 pub(crate) async fn cases(lang: Lang, State(app): State<App>, Query(f): Query<Filter>) -> Response {
     let v = match ask(&app.session, api::CaseList {}).await {
         Ok(v) => v,
-        Err(f) => return failed(lang, "Cases", f),
+        Err(f) => return failed(lang, t(lang, "Cases"), f),
     };
     let minors = if f.minor == "yes" {
         Some(minors(&app.session, &v).await)
@@ -478,26 +569,37 @@ pub(crate) async fn cases(lang: Lang, State(app): State<App>, Query(f): Query<Fi
         .filter(|t| f.thread(t) && minor_ok(&t.case_ref))
         .collect();
     let body = html! {
-        (filter_form(&f))
+        (filter_form(lang, &f))
         table {
-            tr { th { "case" } th { "origin" } th { "recorded" } th { "by" } th { "referrals" } }
+            tr { th { (t(lang, "case")) } th { (t(lang, "origin")) } th { (t(lang, "recorded")) } th { (t(lang, "by")) } th { (t(lang, "referrals")) } }
             @for c in &here {
                 tr {
                     td { a href=(format!("/cases/{}", seg(&c.id))) { (c.id) } }
-                    td { "recorded here" } td { (c.created) } td { (c.created_by) }
-                    td { (c.referrals.iter().map(render::referral_state).collect::<Vec<_>>().join(" ")) }
+                    td { (word(lang, "recorded here")) } td { (c.created) } td { (c.created_by) }
+                    td { (c.referrals.iter().map(|r| thread_state(lang, r)).collect::<Vec<_>>().join(" ")) }
                 }
             }
-            @for t in &received {
+            @for r in &received {
                 tr {
-                    td { a href=(format!("/cases/{}", seg(&t.case_ref))) { (t.case_ref) } }
-                    td { "received from " (t.peer) } td { "-" } td { "-" } td { (render::referral_state(t)) }
+                    td { a href=(format!("/cases/{}", seg(&r.case_ref))) { (r.case_ref) } }
+                    td { (t(lang, "received from")) " " (r.peer) } td { "-" } td { "-" } td { (thread_state(lang, r)) }
                 }
             }
         }
-        @if here.is_empty() && received.is_empty() { p { "No cases." } }
+        @if here.is_empty() && received.is_empty() { p { (t(lang, "No cases.")) } }
     };
-    layout(lang, "Cases", body).into_response()
+    layout(lang, t(lang, "Cases"), body).into_response()
+}
+
+/// A referral's state as `CC: state`, `(overdue)` after it when past its response date (the
+/// command line's `CC:state(overdue)` in words).
+pub(super) fn thread_state(lang: Lang, r: &a::Thread) -> String {
+    let overdue = if r.overdue {
+        format!(" ({})", t(lang, "overdue"))
+    } else {
+        String::new()
+    };
+    format!("{}: {}{overdue}", r.peer, word(lang, &r.state))
 }
 
 /// One case: its header, its fields in template order, its timeline.
@@ -509,44 +611,87 @@ pub(crate) async fn case(
 ) -> Response {
     let v = match ask(&app.session, api::CaseShow { id: id.clone() }).await {
         Ok(v) => v,
-        Err(f) => return failed(lang, "Case", f),
+        Err(f) => return failed(lang, t(lang, "Case"), f),
     };
     let timeline = ask(&app.session, api::CaseTimeline { id: id.clone() }).await;
     let log = access_log(&app.session, id).await;
     let body = html! {
-        table { @for (k, x) in render::case_header_rows(&v) { tr { th { (k) } td { (x) } } } }
+        table { @for (k, x) in header_rows(lang, &v) { tr { th { (k) } td { (x) } } } }
         (sections(lang, &v.case))
         @if v.origin == "recorded here" {
-            (referrals_here(&v))
-            (super::thread::consent_form(&v.id, &csrf))
+            (referrals_here(lang, &v))
+            (super::thread::consent_form(lang, &v.id, &csrf))
         }
-        h2 { "Timeline" }
+        h2 { (t(lang, "Timeline")) }
         @match &timeline {
-            Ok(t) => (timeline_table(t)),
+            Ok(tl) => (timeline_table(lang, tl)),
             Err(f) => p.error { (f.line) },
         }
         @if let Some(log) = &log {
-            h2 { "Access log" }
+            h2 { (t(lang, "Access log")) }
             @match log {
-                Ok(l) => (access_table(l)),
+                Ok(l) => (access_table(lang, l)),
                 Err(f) => p.error { (f.line) },
             }
         }
     };
-    layout(lang, &format!("Case {}", v.id), body).into_response()
+    layout(lang, &format!("{} {}", t(lang, "Case"), v.id), body).into_response()
 }
 
-fn timeline_table(t: &a::Timeline) -> Markup {
+/// The case page's header: the command line's rows (`render::case_header_rows`) with their
+/// names in words; the origin, urgency, phases and states in words, other values as written.
+fn header_rows(lang: Lang, v: &a::CaseShow) -> Vec<(String, String)> {
+    let threads = match &v.thread {
+        Some(th) => vec![th.clone()],
+        None => v.referrals.clone(),
+    };
+    render::case_header_rows(v)
+        .into_iter()
+        .map(|(k, x)| {
+            let x = match k {
+                "origin" if v.origin == "recorded here" => format!(
+                    "{}, {} {} {}",
+                    word(lang, "recorded here"),
+                    v.created.as_deref().unwrap_or("-"),
+                    t(lang, "by"),
+                    v.created_by.as_deref().unwrap_or("-")
+                ),
+                "origin" => x.replacen("received from", t(lang, "received from"), 1),
+                "urgency" if x.starts_with("not ") => word(lang, &x),
+                "urgency" => value(lang, trm_proto::template::REFERENCE_URGENCY, &x),
+                "phase" if !threads.is_empty() => threads
+                    .iter()
+                    .map(|th| format!("{}: {}", th.peer, word(lang, &th.phase)))
+                    .collect::<Vec<_>>()
+                    .join("; "),
+                "state" if !threads.is_empty() => threads
+                    .iter()
+                    .map(|th| thread_state(lang, th))
+                    .collect::<Vec<_>>()
+                    .join(" "),
+                "response due" | "state" => word(lang, &x),
+                "erased" => categories(lang, v.erased.as_deref().unwrap_or_default()),
+                _ => x,
+            };
+            (word(lang, k), x)
+        })
+        .collect()
+}
+
+fn timeline_table(lang: Lang, tl: &a::Timeline) -> Markup {
     html! {
         table {
-            tr { th { "time" } th { "message" } th { "way" } th { "kind" } th { "summary" } th { "signature" } th { "delivery" } }
-            @for m in &t.messages {
+            tr {
+                th { (t(lang, "time")) } th { (t(lang, "message")) } th { (t(lang, "way")) } th { (t(lang, "kind")) }
+                th { (t(lang, "summary")) } th { (t(lang, "signature")) } th { (t(lang, "delivery")) }
+            }
+            @for m in &tl.messages {
                 tr {
                     td { (m.created) }
                     td { a href=(format!("/messages/{}", seg(&m.id))) { (m.id) } }
                     td { (if m.direction == "sent" { "→ " } else { "← " }) (m.peer) }
-                    td { (m.kind) } td { (m.summary) } td { (m.verification.signature) }
-                    td { (m.delivery.state()) }
+                    td { (word(lang, &m.kind)) } td { (m.summary) } td { (word(lang, &m.verification.signature)) }
+                    td { (word(lang, m.delivery.state())) }
                 }
             }
         }
@@ -555,26 +700,29 @@ fn timeline_table(t: &a::Timeline) -> Markup {
 
 /// A case recorded here: its referral state per partner, each linking to its referral page,
 /// and a form to open the referral page for another partner (only a country code in the URL).
-fn referrals_here(v: &a::CaseShow) -> Markup {
+fn referrals_here(lang: Lang, v: &a::CaseShow) -> Markup {
     let action = format!("/cases/{}/referral", seg(&v.id));
     html! {
-        h2 { "Referrals" }
-        @if v.referrals.is_empty() { p { "Not referred yet." } }
+        h2 { (t(lang, "Referrals")) }
+        @if v.referrals.is_empty() { p { (t(lang, "Not referred yet.")) } }
         table {
             @if !v.referrals.is_empty() {
-                tr { th { "partner" } th { "state" } th { "phase" } th { "response due" } th { "institution" } }
-            }
-            @for t in &v.referrals {
                 tr {
-                    td { a href=(format!("{action}/{}", seg(&t.peer))) { (t.peer) } }
-                    td { (render::referral_state(t)) } td { (t.phase) } td { (t.response_due) }
-                    td { (t.responsible_institution) }
+                    th { (t(lang, "partner")) } th { (t(lang, "state")) } th { (t(lang, "phase")) }
+                    th { (t(lang, "response due")) } th { (t(lang, "institution")) }
+                }
+            }
+            @for r in &v.referrals {
+                tr {
+                    td { a href=(format!("{action}/{}", seg(&r.peer))) { (r.peer) } }
+                    td { (thread_state(lang, r)) } td { (word(lang, &r.phase)) } td { (r.response_due) }
+                    td { (r.responsible_institution) }
                 }
             }
         }
         form method="get" action=(action) {
-            label { "Preview a referral to (country code) " input type="text" name="to" size="2" maxlength="2" required; }
-            button type="submit" { "Preview" }
+            label { (t(lang, "Preview a referral to (country code)")) " " input type="text" name="to" size="2" maxlength="2" required; }
+            button type="submit" { (t(lang, "Preview")) }
         }
     }
 }
@@ -589,13 +737,16 @@ async fn access_log(s: &Session, id: String) -> Option<Result<a::AccessLog, Fail
     Some(ask(s, api::CaseAccessLog { id }).await)
 }
 
-fn access_table(l: &a::AccessLog) -> Markup {
+fn access_table(lang: Lang, l: &a::AccessLog) -> Markup {
     html! {
         table {
-            tr { th { "time" } th { "officer" } th { "role" } th { "call" } th { "target" } th { "result" } }
+            tr {
+                th { (t(lang, "time")) } th { (t(lang, "officer")) } th { (t(lang, "role")) }
+                th { (t(lang, "call")) } th { (t(lang, "target")) } th { (t(lang, "result")) }
+            }
             @for e in &l.entries {
                 tr {
-                    td { (e.time) } td { (e.officer) } td { (e.role) }
+                    td { (e.time) } td { (e.officer) } td { (word(lang, &e.role)) }
                     td { (e.call) } td { (e.target) } td { (e.result) }
                 }
             }

@@ -14,8 +14,8 @@ use trm_admin_api::answers as a;
 use trm_proto::admin as api;
 
 use super::guard::Csrf;
-use super::i18n::Lang;
-use super::pages::{ask, failed, layout, refusal, seg, App};
+use super::i18n::{label, t, word, Lang};
+use super::pages::{ask, categories, failed, layout, refusal, seg, App};
 use crate::cmd::referrals::name_referral;
 use crate::render;
 
@@ -40,7 +40,10 @@ pub(crate) async fn pick(lang: Lang, Path(id): Path<String>, Query(q): Query<To>
         None => refusal(
             lang,
             StatusCode::BAD_REQUEST,
-            "The partner is not a country code (two letters, e.g. AL).",
+            t(
+                lang,
+                "The partner is not a country code (two letters, e.g. AL).",
+            ),
         ),
     }
 }
@@ -57,7 +60,7 @@ pub(crate) async fn page(
     Path((id, to)): Path<(String, String)>,
 ) -> Response {
     let Some(to) = country(&to) else {
-        return refusal(lang, StatusCode::NOT_FOUND, "No such partner.");
+        return refusal(lang, StatusCode::NOT_FOUND, t(lang, "No such partner."));
     };
     let request = api::ReferralPreview {
         case_id: id.clone(),
@@ -65,7 +68,7 @@ pub(crate) async fn page(
     };
     let preview = match ask(&app.session, request).await {
         Ok(v) => v,
-        Err(f) => return failed(lang, "Referral", f),
+        Err(f) => return failed(lang, t(lang, "Referral"), f),
     };
     // The role decides whether the approve form applies; the node decides again on POST.
     let supervisor = ask(&app.session, api::Queue {})
@@ -82,32 +85,36 @@ pub(crate) async fn page(
         .unwrap_or_default();
     let accepted = state == "accepted";
     let body = html! {
-        p { a href=(format!("/cases/{}", seg(&id))) { "Back to the case" } }
-        h2 { "Preview" }
-        (preview_body(&preview, render::preview(&preview)))
-        (send_form(&id, &to, &csrf))
-        h2 { "Approvals (four eyes)" }
+        p { a href=(format!("/cases/{}", seg(&id))) { (t(lang, "Back to the case")) } }
+        h2 { (t(lang, "Preview")) }
+        (preview_body(lang, &preview, render::preview(&preview)))
+        (send_form(lang, &id, &to, &csrf))
+        h2 { (t(lang, "Approvals (four eyes)")) }
         @match &approvals {
-            Ok(v) => (approvals_table(v, &preview)),
+            Ok(v) => (approvals_table(lang, v, &preview)),
             Err(f) => p.error { (f.line) },
         }
-        @if supervisor { (approve_form(&id, &to, &preview, &csrf)) }
-        @if accepted { (follow_up_form(&id, &to, &csrf, &FollowUpForm::default())) }
-        (super::thread::forms(&id, &to, &state, &csrf))
+        @if supervisor { (approve_form(lang, &id, &to, &preview, &csrf)) }
+        @if accepted { (follow_up_form(lang, &id, &to, &csrf, &FollowUpForm::default())) }
+        (super::thread::forms(lang, &id, &to, &state, &csrf))
     };
-    layout(lang, &format!("Referral of case {id} to {to}"), body).into_response()
+    let title = format!("{} {id} → {to}", t(lang, "Referral of case"));
+    layout(lang, &title, body).into_response()
 }
 
-/// The preview: the command line's text, then one row per field with its rules.
-pub(super) fn preview_body(v: &a::Preview, text: String) -> Markup {
+/// The preview: the command line's text (labelled as such), then one row per field with its
+/// label, category and decision in words, the rules that withheld it as the command line
+/// names them.
+pub(super) fn preview_body(lang: Lang, v: &a::Preview, text: String) -> Markup {
     html! {
+        p { small { (t(lang, "As the command line shows it (in English):")) } }
         pre.preview { (text) }
         table {
-            tr { th { "field" } th { "category" } th { "decision" } th { "withheld by" } }
+            tr { th { (t(lang, "field")) } th { (t(lang, "category")) } th { (t(lang, "decision")) } th { (t(lang, "withheld by")) } }
             @for f in &v.fields {
                 tr {
-                    td { (f.path) } td { (f.category) }
-                    td { (if f.released { "released" } else { "withheld" }) }
+                    td { (label(lang, &f.path)) br; code { (f.path) } } td { (label(lang, &f.category)) }
+                    td { (if f.released { t(lang, "released") } else { t(lang, "withheld") }) }
                     td { (f.withheld_by.join(", ")) }
                 }
             }
@@ -115,38 +122,38 @@ pub(super) fn preview_body(v: &a::Preview, text: String) -> Markup {
     }
 }
 
-fn send_form(id: &str, to: &str, csrf: &Csrf) -> Markup {
+fn send_form(lang: Lang, id: &str, to: &str, csrf: &Csrf) -> Markup {
     html! {
         form method="post" action=(format!("{}/send", page_path(id, to))) {
             input type="hidden" name="csrf" value=(csrf.0);
-            button type="submit" { "Send the referral to " (to) }
+            button type="submit" { (t(lang, "Send the referral to")) " " (to) }
         }
     }
 }
 
 /// The grants for this case and partner, and what still waits for approval.
-fn approvals_table(v: &a::Approvals, p: &a::Preview) -> Markup {
+fn approvals_table(lang: Lang, v: &a::Approvals, p: &a::Preview) -> Markup {
     let mine = |case: &str, to: &str| case == p.case && to == p.to;
     html! {
         table {
-            tr { th { "referral" } th { "category" } th { "approved by" } th { "at" } }
+            tr { th { (t(lang, "referral")) } th { (t(lang, "category")) } th { (t(lang, "approved by")) } th { (t(lang, "at")) } }
             @for g in v.approvals.iter().filter(|g| mine(&g.case, &g.to)) {
                 @for x in &g.granted {
                     tr {
-                        td { (if g.referral.is_empty() { "next referral" } else { g.referral.as_str() }) }
-                        td { (x.category) } td { (x.supervisor) } td { (x.at) }
+                        td { (if g.referral.is_empty() { t(lang, "next referral") } else { g.referral.as_str() }) }
+                        td { (label(lang, &x.category)) } td { (x.supervisor) } td { (x.at) }
                     }
                 }
             }
         }
         @for w in v.waiting.iter().filter(|w| mine(&w.case, &w.to)) {
-            p { "Waiting for approval: " (w.categories.join(", ")) }
+            p { (t(lang, "Waiting for approval:")) " " (categories(lang, &w.categories)) }
         }
     }
 }
 
 /// Supervisors: approve categories (checkboxes: every category the preview withholds).
-fn approve_form(id: &str, to: &str, p: &a::Preview, csrf: &Csrf) -> Markup {
+fn approve_form(lang: Lang, id: &str, to: &str, p: &a::Preview, csrf: &Csrf) -> Markup {
     let mut cats: Vec<&str> = p
         .fields
         .iter()
@@ -159,12 +166,12 @@ fn approve_form(id: &str, to: &str, p: &a::Preview, csrf: &Csrf) -> Markup {
         form method="post" action=(format!("{}/approve", page_path(id, to))) {
             input type="hidden" name="csrf" value=(csrf.0);
             fieldset {
-                legend { "Approve categories (supervisor)" }
-                @if cats.is_empty() { p { "Nothing is withheld." } }
+                legend { (t(lang, "Approve categories (supervisor)")) }
+                @if cats.is_empty() { p { (t(lang, "Nothing is withheld.")) } }
                 @for c in &cats {
-                    label { input type="checkbox" name="category" value=(c); " " (c) }
+                    label { input type="checkbox" name="category" value=(c); " " (label(lang, c)) }
                 }
-                button type="submit" { "Approve" }
+                button type="submit" { (t(lang, "Approve")) }
             }
         }
     }
@@ -177,12 +184,12 @@ pub(crate) async fn send(
     Path((id, to)): Path<(String, String)>,
 ) -> Response {
     let Some(to) = country(&to) else {
-        return refusal(lang, StatusCode::NOT_FOUND, "No such partner.");
+        return refusal(lang, StatusCode::NOT_FOUND, t(lang, "No such partner."));
     };
     let back = page_path(&id, &to);
     match ask(&app.session, api::ReferralSend { case_id: id, to }).await {
-        Ok(v) => done(lang, "Referral sent", &render::sent(&v), &back),
-        Err(f) => failed(lang, "Referral not sent", f),
+        Ok(v) => done(lang, t(lang, "Referral sent"), &render::sent(&v), &back),
+        Err(f) => failed(lang, t(lang, "Referral not sent"), f),
     }
 }
 
@@ -194,7 +201,7 @@ pub(crate) async fn approve(
     Form(fields): Form<Vec<(String, String)>>,
 ) -> Response {
     let Some(to) = country(&to) else {
-        return refusal(lang, StatusCode::NOT_FOUND, "No such partner.");
+        return refusal(lang, StatusCode::NOT_FOUND, t(lang, "No such partner."));
     };
     let categories: Vec<String> = fields
         .into_iter()
@@ -205,7 +212,7 @@ pub(crate) async fn approve(
         return refusal(
             lang,
             StatusCode::BAD_REQUEST,
-            "Approving needs at least one category.",
+            t(lang, "Approving needs at least one category."),
         );
     }
     let back = page_path(&id, &to);
@@ -214,14 +221,18 @@ pub(crate) async fn approve(
         categories,
     };
     match ask(&app.session, request).await {
-        Ok(v) => done(lang, "Approved", &render::approved(&v), &back),
-        Err(f) => failed(lang, "Not approved", f),
+        Ok(v) => done(lang, t(lang, "Approved"), &render::approved(&v), &back),
+        Err(f) => failed(lang, t(lang, "Not approved"), f),
     }
 }
 
-/// A form's result: the command line's text and the way back.
+/// A form's result: the command line's text (labelled as such) and the way back.
 pub(super) fn done(lang: Lang, title: &str, text: &str, back: &str) -> Response {
-    let body = html! { pre { (text) } p { a href=(back) { "Back" } } };
+    let body = html! {
+        p { small { (t(lang, "As the command line shows it (in English):")) } }
+        pre { (text) }
+        p { a href=(back) { (t(lang, "Back")) } }
+    };
     layout(lang, title, body).into_response()
 }
 
@@ -239,21 +250,21 @@ pub(crate) struct FollowUpForm {
 }
 
 /// Follow-up on the referral: Preview shows what would be released, Send sends it.
-fn follow_up_form(id: &str, to: &str, csrf: &Csrf, f: &FollowUpForm) -> Markup {
+fn follow_up_form(lang: Lang, id: &str, to: &str, csrf: &Csrf, f: &FollowUpForm) -> Markup {
     let phases: Vec<&str> = trm_proto::phases::PHASES.split(", ").collect();
     html! {
         form method="post" action=(format!("{}/followup", page_path(id, to))) {
             input type="hidden" name="csrf" value=(csrf.0);
             fieldset {
-                legend { "Follow-up" }
-                label { "Phase " select name="phase" {
-                    @for p in &phases { option value=(p) selected[*p == f.phase] { (p) } }
+                legend { (t(lang, "Follow-up")) }
+                label { (t(lang, "Phase")) " " select name="phase" {
+                    @for p in &phases { option value=(p) selected[*p == f.phase] { (word(lang, p)) } }
                 } }
-                label { "Status (no personal data) " input type="text" name="status" value=(f.status) required; }
-                label { "Date " input type="date" name="date" value=(f.date); }
-                button type="submit" name="action" value="preview" { "Preview" }
+                label { (t(lang, "Status (no personal data)")) " " input type="text" name="status" value=(f.status) required; }
+                label { (t(lang, "Date")) " " input type="date" name="date" value=(f.date); }
+                button type="submit" name="action" value="preview" { (t(lang, "Preview")) }
                 " "
-                button type="submit" name="action" value="send" { "Send the follow-up" }
+                button type="submit" name="action" value="send" { (t(lang, "Send the follow-up")) }
             }
         }
     }
@@ -268,21 +279,15 @@ pub(crate) async fn follow_up(
     Form(f): Form<FollowUpForm>,
 ) -> Response {
     let Some(to) = country(&to) else {
-        return refusal(lang, StatusCode::NOT_FOUND, "No such partner.");
+        return refusal(lang, StatusCode::NOT_FOUND, t(lang, "No such partner."));
     };
     if trm_proto::phases::parse_phase(&f.phase).is_none() {
-        return refusal(
-            lang,
-            StatusCode::BAD_REQUEST,
-            "The phase is not one of the TRM phases.",
-        );
+        let text = t(lang, "The phase is not one of the TRM phases.");
+        return refusal(lang, StatusCode::BAD_REQUEST, text);
     }
     if f.status.trim().is_empty() {
-        return refusal(
-            lang,
-            StatusCode::BAD_REQUEST,
-            "A follow-up needs its status.",
-        );
+        let text = t(lang, "A follow-up needs its status.");
+        return refusal(lang, StatusCode::BAD_REQUEST, text);
     }
     let back = page_path(&id, &to);
     let request = api::FollowUpSend {
@@ -302,23 +307,26 @@ pub(crate) async fn follow_up(
             match ask(&app.session, preview).await {
                 Ok(v) => {
                     let body = html! {
-                        (preview_body(&v, render::follow_up_preview(&v)))
-                        (follow_up_form(&id, &to, &csrf, &f))
-                        p { a href=(back) { "Back" } }
+                        (preview_body(lang, &v, render::follow_up_preview(&v)))
+                        (follow_up_form(lang, &id, &to, &csrf, &f))
+                        p { a href=(back) { (t(lang, "Back")) } }
                     };
-                    layout(lang, "Follow-up preview", body).into_response()
+                    layout(lang, t(lang, "Follow-up preview"), body).into_response()
                 }
-                Err(e) => failed(lang, "Follow-up preview", e),
+                Err(e) => failed(lang, t(lang, "Follow-up preview"), e),
             }
         }
         "send" => match ask(&app.session, request).await {
-            Ok(v) => done(lang, "Follow-up sent", &render::follow_up_sent(&v), &back),
-            Err(e) => failed(lang, "Follow-up not sent", e),
+            Ok(v) => {
+                let text = render::follow_up_sent(&v);
+                done(lang, t(lang, "Follow-up sent"), &text, &back)
+            }
+            Err(e) => failed(lang, t(lang, "Follow-up not sent"), e),
         },
         _ => refusal(
             lang,
             StatusCode::BAD_REQUEST,
-            "The form's action is neither preview nor send.",
+            t(lang, "The form's action is neither preview nor send."),
         ),
     }
 }

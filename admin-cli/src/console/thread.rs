@@ -12,7 +12,7 @@ use serde::Deserialize;
 use trm_proto::admin as api;
 
 use super::guard::Csrf;
-use super::i18n::Lang;
+use super::i18n::{t, word, Lang};
 use super::pages::{ask, failed, refusal, seg, App};
 use super::referral::{country, done};
 use crate::render;
@@ -23,27 +23,27 @@ fn action(id: &str, to: &str, what: &str) -> String {
 
 /// The forms that apply to the thread in `state`: an accepted referral can be closed or asked
 /// for information; a closed one can be reopened.
-pub(super) fn forms(id: &str, to: &str, state: &str, csrf: &Csrf) -> Markup {
+pub(super) fn forms(lang: Lang, id: &str, to: &str, state: &str, csrf: &Csrf) -> Markup {
     let outcomes: Vec<&str> = trm_proto::phases::OUTCOMES.split(", ").collect();
     html! {
         @if state == "accepted" {
             form method="post" action=(action(id, to, "inforequest")) {
                 input type="hidden" name="csrf" value=(csrf.0);
                 fieldset {
-                    legend { "Information request" }
-                    label { "Purpose (no personal data) " input type="text" name="purpose" required; }
-                    label { "Categories (comma separated) " input type="text" name="categories"; }
-                    label { "Fields (comma separated paths) " input type="text" name="fields"; }
-                    button type="submit" { "Send the information request" }
+                    legend { (t(lang, "Information request")) }
+                    label { (t(lang, "Purpose (no personal data)")) " " input type="text" name="purpose" required; }
+                    label { (t(lang, "Categories (comma separated)")) " " input type="text" name="categories"; }
+                    label { (t(lang, "Fields (comma separated paths)")) " " input type="text" name="fields"; }
+                    button type="submit" { (t(lang, "Send the information request")) }
                 }
             }
             form method="post" action=(action(id, to, "close")) {
                 input type="hidden" name="csrf" value=(csrf.0);
                 fieldset {
-                    legend { "Closure" }
-                    label { "Outcome " select name="outcome" { @for o in &outcomes { option value=(o) { (o) } } } }
-                    label { "Date " input type="date" name="date"; }
-                    button type="submit" { "Close the case with " (to) }
+                    legend { (t(lang, "Closure")) }
+                    label { (t(lang, "Outcome")) " " select name="outcome" { @for o in &outcomes { option value=(o) { (word(lang, o)) } } } }
+                    label { (t(lang, "Date")) " " input type="date" name="date"; }
+                    button type="submit" { (t(lang, "Close the case with")) " " (to) }
                 }
             }
         }
@@ -51,9 +51,9 @@ pub(super) fn forms(id: &str, to: &str, state: &str, csrf: &Csrf) -> Markup {
             form method="post" action=(action(id, to, "reopen")) {
                 input type="hidden" name="csrf" value=(csrf.0);
                 fieldset {
-                    legend { "Reopen" }
-                    label { "Reason (no personal data) " input type="text" name="reason" required; }
-                    button type="submit" { "Reopen" }
+                    legend { (t(lang, "Reopen")) }
+                    label { (t(lang, "Reason (no personal data)")) " " input type="text" name="reason" required; }
+                    button type="submit" { (t(lang, "Reopen")) }
                 }
             }
         }
@@ -93,7 +93,7 @@ pub(crate) async fn post(
     Form(f): Form<ThreadForm>,
 ) -> Response {
     let Some(to) = country(&to) else {
-        return refusal(lang, StatusCode::NOT_FOUND, "No such partner.");
+        return refusal(lang, StatusCode::NOT_FOUND, t(lang, "No such partner."));
     };
     let back = format!("/cases/{}/referral/{}", seg(&id), seg(&to));
     let s = &app.session;
@@ -101,7 +101,7 @@ pub(crate) async fn post(
         "inforequest" if f.purpose.trim().is_empty() => refusal(
             lang,
             StatusCode::BAD_REQUEST,
-            "An information request needs its purpose.",
+            t(lang, "An information request needs its purpose."),
         ),
         "inforequest" => {
             let (fields, categories) = (list(&f.fields), list(&f.categories));
@@ -114,19 +114,17 @@ pub(crate) async fn post(
                 purpose,
             };
             match ask(s, r).await {
-                Ok(v) => done(
-                    lang,
-                    "Information request sent",
-                    &render::enqueued(&v),
-                    &back,
-                ),
-                Err(e) => failed(lang, "Information request not sent", e),
+                Ok(v) => {
+                    let title = t(lang, "Information request sent");
+                    done(lang, title, &render::enqueued(&v), &back)
+                }
+                Err(e) => failed(lang, t(lang, "Information request not sent"), e),
             }
         }
         "close" if trm_proto::phases::parse_outcome(&f.outcome).is_none() => refusal(
             lang,
             StatusCode::BAD_REQUEST,
-            "The outcome is not one of the closure outcomes.",
+            t(lang, "The outcome is not one of the closure outcomes."),
         ),
         "close" => {
             let r = api::CaseClose {
@@ -136,13 +134,15 @@ pub(crate) async fn post(
                 date: f.date,
             };
             match ask(s, r).await {
-                Ok(v) => done(lang, "Closure sent", &render::enqueued(&v), &back),
-                Err(e) => failed(lang, "Not closed", e),
+                Ok(v) => done(lang, t(lang, "Closure sent"), &render::enqueued(&v), &back),
+                Err(e) => failed(lang, t(lang, "Not closed"), e),
             }
         }
-        "reopen" if f.reason.trim().is_empty() => {
-            refusal(lang, StatusCode::BAD_REQUEST, "Reopening needs a reason.")
-        }
+        "reopen" if f.reason.trim().is_empty() => refusal(
+            lang,
+            StatusCode::BAD_REQUEST,
+            t(lang, "Reopening needs a reason."),
+        ),
         "reopen" => {
             let r = api::CaseReopen {
                 case_id: id,
@@ -150,27 +150,27 @@ pub(crate) async fn post(
                 reason: f.reason,
             };
             match ask(s, r).await {
-                Ok(v) => done(lang, "Reopened", &render::reopened(&v), &back),
-                Err(e) => failed(lang, "Not reopened", e),
+                Ok(v) => done(lang, t(lang, "Reopened"), &render::reopened(&v), &back),
+                Err(e) => failed(lang, t(lang, "Not reopened"), e),
             }
         }
-        _ => refusal(lang, StatusCode::NOT_FOUND, "No such form."),
+        _ => refusal(lang, StatusCode::NOT_FOUND, t(lang, "No such form.")),
     }
 }
 
 /// The consent form on a case recorded here: give or withdraw one category's consent; a
 /// withdrawal needs the confirmation box (the CLI's `--yes`).
-pub(super) fn consent_form(id: &str, csrf: &Csrf) -> Markup {
+pub(super) fn consent_form(lang: Lang, id: &str, csrf: &Csrf) -> Markup {
     html! {
         form method="post" action=(format!("/cases/{}/consent", seg(id))) {
             input type="hidden" name="csrf" value=(csrf.0);
             fieldset {
-                legend { "Consent" }
-                label { "Category " input type="text" name="category" required; }
-                label { input type="radio" name="change" value="give" checked; " given" }
-                label { input type="radio" name="change" value="withdraw"; " withdrawn (erases that category's fields at once)" }
-                label { input type="checkbox" name="confirm" value="yes"; " I confirm the withdrawal" }
-                button type="submit" { "Record" }
+                legend { (t(lang, "Consent")) }
+                label { (t(lang, "Category")) " " input type="text" name="category" required; }
+                label { input type="radio" name="change" value="give" checked; " " (t(lang, "given")) }
+                label { input type="radio" name="change" value="withdraw"; " " (t(lang, "withdrawn (erases that category's fields at once)")) }
+                label { input type="checkbox" name="confirm" value="yes"; " " (t(lang, "I confirm the withdrawal")) }
+                button type="submit" { (t(lang, "Record")) }
             }
         }
     }
@@ -196,7 +196,8 @@ pub(crate) async fn consent(
     let back = format!("/cases/{}", seg(&id));
     let category = f.category.trim().to_string();
     if category.is_empty() {
-        return refusal(lang, StatusCode::BAD_REQUEST, "Consent needs its category.");
+        let text = t(lang, "Consent needs its category.");
+        return refusal(lang, StatusCode::BAD_REQUEST, text);
     }
     let mut r = api::CaseConsent {
         case_id: id,
@@ -208,7 +209,10 @@ pub(crate) async fn consent(
             return refusal(
                 lang,
                 StatusCode::BAD_REQUEST,
-                "Withdrawing consent erases at once: tick the confirmation box.",
+                t(
+                    lang,
+                    "Withdrawing consent erases at once: tick the confirmation box.",
+                ),
             )
         }
         "withdraw" => {
@@ -219,12 +223,17 @@ pub(crate) async fn consent(
             return refusal(
                 lang,
                 StatusCode::BAD_REQUEST,
-                "Neither given nor withdrawn.",
+                t(lang, "Neither given nor withdrawn."),
             )
         }
     }
     match ask(&app.session, r).await {
-        Ok(v) => done(lang, "Consent recorded", &render::consent(&v), &back),
-        Err(e) => failed(lang, "Consent not recorded", e),
+        Ok(v) => done(
+            lang,
+            t(lang, "Consent recorded"),
+            &render::consent(&v),
+            &back,
+        ),
+        Err(e) => failed(lang, t(lang, "Consent not recorded"), e),
     }
 }
