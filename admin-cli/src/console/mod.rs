@@ -3,6 +3,7 @@
 //! call exactly as for the command line). Loopback only; a one-time token printed on stdout
 //! becomes a session cookie; every response carries the security headers; see docs/CONSOLE.md.
 
+mod form;
 mod guard;
 mod i18n;
 mod pages;
@@ -69,7 +70,12 @@ pub(crate) async fn run(session: Session, addr: SocketAddr) -> Result<(), Failur
         .route("/", get(pages::home))
         .route("/inbox", get(pages::inbox))
         .route("/cases", get(pages::cases))
+        .route("/cases/new", get(form::new_page).post(form::new_post))
         .route("/cases/{id}", get(pages::case))
+        .route(
+            "/cases/{id}/edit",
+            get(form::edit_page).post(form::edit_post),
+        )
         .route("/cases/{id}/referral", get(referral::pick))
         .route("/cases/{id}/referral/{to}", get(referral::page))
         .route("/cases/{id}/referral/{to}/send", post(referral::send))
@@ -82,6 +88,7 @@ pub(crate) async fn run(session: Session, addr: SocketAddr) -> Result<(), Failur
         .route("/cases/{id}/consent", post(thread::consent))
         .route("/messages/{id}", get(pages::message))
         .route("/messages/{id}/answer", post(pages::answer))
+        .route("/messages/{id}/reply", post(form::answer::reply))
         .route("/language/{code}", get(pages::language))
         .route("/style.css", get(pages::style))
         .fallback(pages::not_found)

@@ -57,6 +57,7 @@ pub(super) fn layout(lang: Lang, title: &str, body: Markup) -> Html<String> {
                         a href="/" { (t(lang, "Work queue")) }
                         a href="/inbox" { (t(lang, "Inbox")) }
                         a href="/cases" { (t(lang, "Cases")) }
+                        a href="/cases/new" { (t(lang, "New case")) }
                         span.langs {
                             @for l in Lang::ALL {
                                 @if l == lang { strong { (l.name()) } } @else {
@@ -135,7 +136,8 @@ pub(super) fn seg(id: &str) -> String {
 }
 
 pub(crate) async fn style() -> Response {
-    ([(header::CONTENT_TYPE, "text/css; charset=utf-8")], STYLE).into_response()
+    let css = [STYLE, super::form::STYLE].concat();
+    ([(header::CONTENT_TYPE, "text/css; charset=utf-8")], css).into_response()
 }
 
 pub(crate) async fn not_found(lang: Lang) -> Response {
@@ -270,6 +272,7 @@ pub(crate) async fn message(
         )
         .await
         .is_ok_and(|c| c.thread.is_some_and(|t| t.state == "pending"));
+    let reply = super::form::answer::form_for(lang, &app, &v, &csrf).await;
     let way = if v.direction == "sent" { "to" } else { "from" };
     let title = format!("{} {} {} {}", v.direction, v.kind, way, v.peer);
     let body = html! {
@@ -291,6 +294,7 @@ pub(crate) async fn message(
         @if v.fields.as_object().is_some_and(|m| m.is_empty()) { p { "None carried by this message." } }
         (sections(lang, &v.fields))
         @if answerable { (answer_forms(&v.id, &csrf)) }
+        (reply)
     };
     layout(lang, &title, body).into_response()
 }
@@ -506,6 +510,7 @@ pub(crate) async fn case(
         table { @for (k, x) in render::case_header_rows(&v) { tr { th { (k) } td { (x) } } } }
         (sections(lang, &v.case))
         @if v.origin == "recorded here" {
+            p { a href=(format!("/cases/{}/edit", seg(&v.id))) { (t(lang, "Edit the case")) } }
             (referrals_here(&v))
             (super::thread::consent_form(&v.id, &csrf))
         }

@@ -102,6 +102,11 @@ pub async fn run(ctx: &Arc<Ctx>, caller: &Caller, call: Call) -> Result<Value, C
         Call::CaseList(_) => doc(case_list(ctx)?),
         Call::CaseShow(r) => doc(case_show(ctx, &r.id).await?),
         Call::CaseTemplate(_) => doc(a::CaseTemplate {
+            fields: ctx
+                .template
+                .fields()
+                .map(|f| a::TemplateField::of(&f))
+                .collect(),
             template: ctx.template.template_json(),
         }),
         Call::ReferralPreview(r) => {
