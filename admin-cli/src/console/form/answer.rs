@@ -123,34 +123,8 @@ pub(crate) async fn form_for(lang: Lang, app: &App, v: &a::MessageView, csrf: &C
     )
 }
 
-/// `POST /messages/ID/reply`: `followup preview` or `followup send` answering the request.
-pub(crate) async fn reply(
-    lang: Lang,
-    State(app): State<App>,
-    Extension(csrf): Extension<Csrf>,
-    Path(id): Path<String>,
-    Form(pairs): Form<Vec<(String, String)>>,
-) -> Response {
-    let title = t(lang, "Answer this information request");
-    let v = match ask(&app.session, api::MessageShow { id: id.clone() }).await {
-        Ok(v) => v,
-        Err(f) => return failed(lang, title, f),
-    };
-    let Some((fields, categories)) = open_request(&v) else {
-        return refusal(
-            lang,
-            StatusCode::CONFLICT,
-            t(
-                lang,
-                "This message is not an information request waiting for an answer.",
-            ),
-        );
-    };
-    let all = match template_fields(&app).await {
-        Ok(f) => f,
-        Err(f) => return failed(lang, title, f),
-    };
-    let asked = asked(all, fields, categories);
+/// The reply form's head and field values, from the POST body.
+fn read_reply(pairs: Vec<(String, String)>) -> (String, Head, Values) {
     let one = |k: &str| {
         pairs
             .iter()
@@ -166,14 +140,16 @@ pub(crate) async fn reply(
             date: one("date"),
         },
     );
-    let values = values_of(
-        pairs
-            .into_iter()
-            .filter(|(n, _)| !matches!(n.as_str(), "phase" | "status" | "date"))
-            .collect(),
-    );
-    let doc = build_doc(&asked, &values, Value::Null);
-    let request = api::FollowUpSend {
+    let rest = pairs
+        .into_iter()
+        .filter(|(n, _)| !matches!(n.as_str(), "phase" | "status" | "date"))
+        .collect();
+    (action, head, values_of(rest))
+}
+
+/// The follow-up answering request `v` with the form's head and fields.
+fn reply_request(v: &a::MessageView, head: &Head, doc: &Value) -> api::FollowUpSend {
+    api::FollowUpSend {
         case_id: v.case_ref.clone(),
         to: v.peer.clone(),
         phase: head.phase.clone(),
@@ -184,42 +160,62 @@ pub(crate) async fn reply(
         } else {
             doc.to_string()
         },
-        in_reply_to: id.clone(),
+        in_reply_to: v.id.clone(),
+    }
+}
+
+/// `POST /messages/ID/reply`: `followup preview` or `followup send` answering the request.
+pub(crate) async fn reply(
+    lang: Lang,
+    State(app): State<App>,
+    Extension(csrf): Extension<Csrf>,
+    Path(id): Path<String>,
+    Form(pairs): Form<Vec<(String, String)>>,
+) -> Response {
+    let title = t(lang, "Answer this information request");
+    let v = match ask(&app.session, api::MessageShow { id: id.clone() }).await {
+        Ok(v) => v,
+        Err(f) => return failed(lang, title, f),
     };
+    let Some((fields, categories)) = open_request(&v) else {
+        let text = t(
+            lang,
+            "This message is not an information request waiting for an answer.",
+        );
+        return refusal(lang, StatusCode::CONFLICT, text);
+    };
+    let asked = match template_fields(&app).await {
+        Ok(all) => asked(all, fields, categories),
+        Err(f) => return failed(lang, title, f),
+    };
+    let (action, head, values) = read_reply(pairs);
+    let request = reply_request(&v, &head, &build_doc(&asked, &values, Value::Null));
     let again = |errors: &Errors| answer_form(lang, &id, &csrf, &head, &asked, &values, errors);
-    let back = format!("/messages/{}", seg(&id));
     let result = match action.as_str() {
-        "preview" => match ask(
-            &app.session,
-            api::FollowUpPreview {
+        "preview" => {
+            let preview = api::FollowUpPreview {
                 request: Some(request),
-            },
-        )
-        .await
-        {
-            Ok(p) => {
-                let body = html! { (preview_body(&p, render::follow_up_preview(&p))) (again(&Errors::default())) };
-                return layout(lang, title, body).into_response();
+            };
+            match ask(&app.session, preview).await {
+                Ok(p) => {
+                    let shown = preview_body(&p, render::follow_up_preview(&p));
+                    let body = html! { (shown) (again(&Errors::default())) };
+                    return layout(lang, title, body).into_response();
+                }
+                Err(f) => f,
             }
-            Err(f) => f,
-        },
+        }
         "send" => match ask(&app.session, request).await {
             Ok(s) => {
-                return done(
-                    lang,
-                    t(lang, "Answer sent"),
-                    &render::follow_up_sent(&s),
-                    &back,
-                )
+                let back = format!("/messages/{}", seg(&id));
+                let text = render::follow_up_sent(&s);
+                return done(lang, t(lang, "Answer sent"), &text, &back);
             }
             Err(f) => f,
         },
         _ => {
-            return refusal(
-                lang,
-                StatusCode::BAD_REQUEST,
-                t(lang, "The form's action is neither preview nor send."),
-            )
+            let text = t(lang, "The form's action is neither preview nor send.");
+            return refusal(lang, StatusCode::BAD_REQUEST, text);
         }
     };
     let errors = errors_of(&asked, &result.line);
