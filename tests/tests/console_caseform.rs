@@ -422,6 +422,16 @@ async fn an_information_request_is_answered_from_its_message_page() {
         }
     }
     assert!(ok, "Italy's request shows answered");
+    let v: Value =
+        serde_json::from_str(&admin(olivia, &["--json", "message", "show", &req]).await).unwrap();
+    let fid = v["answered_by"][0].as_str().unwrap().to_string();
+    let answer: Value =
+        serde_json::from_str(&admin(olivia, &["--json", "message", "show", &fid]).await).unwrap();
+    assert_eq!(answer["in_reply_to"], req.as_str(), "{answer}");
+    assert_eq!(
+        answer["fields"]["return"]["wish"], "undecided",
+        "the field filled in the form: {answer}"
+    );
     drop(c);
     p.it.finish().await;
     p.al.finish().await;
