@@ -483,8 +483,178 @@ pub struct Reopening {
 /// `case template`.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct CaseTemplate {
+    /// This node's fields in template order (core fields minus the switched-off ones, then
+    /// the national extensions), as a form needs them.
+    #[serde(default)]
+    pub fields: Vec<TemplateField>,
     /// The commented JSON template.
     pub template: String,
+}
+
+/// One field of this node's template.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TemplateField {
+    /// Its data category.
+    pub category: FieldCategory,
+    /// A national extension (`ext.<namespace>.<name>`).
+    pub extension: bool,
+    /// One-line help.
+    pub help: String,
+    /// What the value looks like.
+    pub kind: FieldKind,
+    /// `section.field` or `ext.<namespace>.<name>`.
+    pub path: String,
+    /// Whether its category identifies a person (identity, family, health, child).
+    pub personal: bool,
+    /// The section (`ext` for a national extension).
+    pub section: String,
+}
+
+/// A field's kind (`type`), with its allowed values or sub-fields where it has them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum FieldKind {
+    /// One line of text.
+    Text,
+    /// Text with newlines.
+    LongText,
+    /// `YYYY-MM-DD`.
+    Date,
+    /// Yes or no.
+    Bool,
+    /// An integer.
+    Integer,
+    /// A year (1900 to 2199).
+    Year,
+    /// One of `values`.
+    Choice {
+        /// The allowed values.
+        values: Vec<String>,
+    },
+    /// Several distinct ones of `values`.
+    MultiChoice {
+        /// The allowed values.
+        values: Vec<String>,
+    },
+    /// A list of one-line texts.
+    TextList,
+    /// A country code (ISO 3166-1 alpha-2).
+    CountryCode,
+    /// A list of country codes.
+    CountryList,
+    /// A list of records with these fields.
+    Records {
+        /// The fields of each record.
+        fields: Vec<RecordField>,
+    },
+    /// A consent record (one object with these fields; `status` required).
+    Consent {
+        /// The record's fields.
+        fields: Vec<RecordField>,
+    },
+}
+
+/// A field of a record or consent value.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordField {
+    /// Its kind.
+    pub kind: FieldKind,
+    /// Its name in the record.
+    pub name: String,
+}
+
+impl FieldKind {
+    /// The answer's kind for a template kind.
+    pub fn of(k: &trm_proto::template::Kind) -> Self {
+        use trm_proto::template::Kind as K;
+        let values = |v: &[&str]| v.iter().map(|s| s.to_string()).collect();
+        let fields = |k: &K| {
+            k.record_fields()
+                .iter()
+                .map(|(n, k)| RecordField {
+                    kind: FieldKind::of(k),
+                    name: n.to_string(),
+                })
+                .collect()
+        };
+        match k {
+            K::Text => Self::Text,
+            K::LongText => Self::LongText,
+            K::Date => Self::Date,
+            K::Bool => Self::Bool,
+            K::Integer => Self::Integer,
+            K::Year => Self::Year,
+            K::Enum(v) => Self::Choice { values: values(v) },
+            K::EnumList(v) => Self::MultiChoice { values: values(v) },
+            K::TextList => Self::TextList,
+            K::CountryCode => Self::CountryCode,
+            K::CountryList => Self::CountryList,
+            K::Records(_) => Self::Records { fields: fields(k) },
+            K::Consent => Self::Consent { fields: fields(k) },
+        }
+    }
+}
+
+/// A data category.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FieldCategory {
+    /// Not classified (treated as personal).
+    Unspecified,
+    /// `reference`.
+    Reference,
+    /// `exploitation`.
+    Exploitation,
+    /// `assistance`.
+    Assistance,
+    /// `risk`.
+    Risk,
+    /// `return`.
+    Return,
+    /// `proceedings`.
+    Proceedings,
+    /// `identity`.
+    Identity,
+    /// `family`.
+    Family,
+    /// `health`.
+    Health,
+    /// `child`.
+    Child,
+}
+
+impl From<trm_proto::pb::Category> for FieldCategory {
+    fn from(c: trm_proto::pb::Category) -> Self {
+        use trm_proto::pb::Category as C;
+        match c {
+            C::Unspecified => Self::Unspecified,
+            C::Reference => Self::Reference,
+            C::Exploitation => Self::Exploitation,
+            C::Assistance => Self::Assistance,
+            C::Risk => Self::Risk,
+            C::Return => Self::Return,
+            C::Proceedings => Self::Proceedings,
+            C::Identity => Self::Identity,
+            C::Family => Self::Family,
+            C::Health => Self::Health,
+            C::Child => Self::Child,
+        }
+    }
+}
+
+impl TemplateField {
+    /// The answer's row for one field of a node's template.
+    pub fn of(f: &trm_proto::template::FieldInfo<'_>) -> Self {
+        TemplateField {
+            category: f.category.into(),
+            extension: f.extension,
+            help: f.help.to_string(),
+            kind: FieldKind::of(&f.kind),
+            path: f.path.to_string(),
+            personal: trm_proto::template::is_personal(f.category),
+            section: f.path.split('.').next().unwrap_or_default().to_string(),
+        }
+    }
 }
 
 /// `referral preview`.

@@ -578,6 +578,24 @@ mod tests {
     }
 
     #[test]
+    fn no_string_is_translated_twice() {
+        for lang in [Lang::Fr, Lang::It, Lang::Sq] {
+            let c = lang.catalogue().expect("a catalogue");
+            for (what, entries, map) in [
+                ("page string", c.pages, &maps()[&lang].0),
+                ("label", c.labels, &maps()[&lang].1),
+            ] {
+                assert_eq!(
+                    entries.len(),
+                    map.len(),
+                    "{}: a {what} appears twice in the catalogue",
+                    lang.code()
+                );
+            }
+        }
+    }
+
+    #[test]
     fn the_language_comes_from_its_cookie_only() {
         let mut h = HeaderMap::new();
         assert_eq!(Lang::from_headers(&h), Lang::En);

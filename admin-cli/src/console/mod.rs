@@ -6,6 +6,7 @@
 mod audit;
 mod directory;
 mod fields;
+mod form;
 mod guard;
 mod i18n;
 mod pages;
@@ -74,7 +75,12 @@ pub(crate) async fn run(session: Session, addr: SocketAddr) -> Result<(), Failur
         .route("/", get(pages::home))
         .route("/inbox", get(pages::inbox))
         .route("/cases", get(pages::cases))
+        .route("/cases/new", get(form::new_page).post(form::new_post))
         .route("/cases/{id}", get(pages::case))
+        .route(
+            "/cases/{id}/edit",
+            get(form::edit_page).post(form::edit_post),
+        )
         .route("/cases/{id}/referral", get(referral::pick))
         .route("/cases/{id}/referral/{to}", get(referral::page))
         .route("/cases/{id}/referral/{to}/send", post(referral::send))
@@ -92,6 +98,7 @@ pub(crate) async fn run(session: Session, addr: SocketAddr) -> Result<(), Failur
         .route("/audit", get(audit::page))
         .route("/audit/export", post(audit::export))
         .route("/audit/verify", post(audit::verify))
+        .route("/messages/{id}/reply", post(form::answer::reply))
         .route("/language/{code}", get(pages::language))
         .route("/style.css", get(pages::style))
         .fallback(pages::not_found)

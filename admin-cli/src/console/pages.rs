@@ -61,6 +61,7 @@ pub(super) fn layout(lang: Lang, title: &str, body: Markup) -> Html<String> {
                         a href="/stats" { (t(lang, "Statistics")) }
                         a href="/directory" { (t(lang, "Directory")) }
                         a href="/audit" { (t(lang, "Audit")) }
+                        a href="/cases/new" { (t(lang, "New case")) }
                         span.langs {
                             @for l in Lang::ALL {
                                 @if l == lang { strong { (l.name()) } } @else {
@@ -139,7 +140,8 @@ pub(super) fn seg(id: &str) -> String {
 }
 
 pub(crate) async fn style() -> Response {
-    ([(header::CONTENT_TYPE, "text/css; charset=utf-8")], STYLE).into_response()
+    let css = [STYLE, super::form::STYLE].concat();
+    ([(header::CONTENT_TYPE, "text/css; charset=utf-8")], css).into_response()
 }
 
 pub(crate) async fn not_found(lang: Lang) -> Response {
@@ -334,6 +336,7 @@ pub(crate) async fn message(
         )
         .await
         .is_ok_and(|c| c.thread.is_some_and(|t| t.state == "pending"));
+    let reply = super::form::answer::form_for(lang, &app, &v, &csrf).await;
     let way = if v.direction == "sent" {
         t(lang, "to")
     } else {
@@ -361,6 +364,7 @@ pub(crate) async fn message(
         @if v.fields.as_object().is_some_and(|m| m.is_empty()) { p { (t(lang, "None carried by this message.")) } }
         (sections(lang, &v.fields))
         @if answerable { (answer_forms(lang, &v.id, &csrf)) }
+        (reply)
     };
     layout(lang, &title, body).into_response()
 }
@@ -619,6 +623,7 @@ pub(crate) async fn case(
         table { @for (k, x) in header_rows(lang, &v) { tr { th { (k) } td { (x) } } } }
         (sections(lang, &v.case))
         @if v.origin == "recorded here" {
+            p { a href=(format!("/cases/{}/edit", seg(&v.id))) { (t(lang, "Edit the case")) } }
             (referrals_here(lang, &v))
             (super::thread::consent_form(lang, &v.id, &csrf))
         }

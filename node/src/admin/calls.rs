@@ -101,9 +101,7 @@ pub async fn run(ctx: &Arc<Ctx>, caller: &Caller, call: Call) -> Result<Value, C
         Call::CaseCreate(r) => doc(case_create(ctx, caller, &r.json).await?),
         Call::CaseList(_) => doc(case_list(ctx)?),
         Call::CaseShow(r) => doc(case_show(ctx, &r.id).await?),
-        Call::CaseTemplate(_) => doc(a::CaseTemplate {
-            template: ctx.template.template_json(),
-        }),
+        Call::CaseTemplate(_) => doc(case_template(ctx)),
         Call::ReferralPreview(r) => {
             let ((_, fields), decisions) =
                 preview(ctx, &r.case_id, &r.to, None, &caller.name).await?;
@@ -568,6 +566,18 @@ pub fn own_case_ref(country: &str, case_ref: &str) -> Result<(), CallError> {
     Err(CallError::msg(format!(
         "case refused: reference.case_ref: must start with this node's country code, {country}- (e.g. {country}-2026-0001), so that two countries' references never collide"
     )))
+}
+
+/// `case template`: the commented JSON and the fields as data, for forms.
+fn case_template(ctx: &Ctx) -> a::CaseTemplate {
+    a::CaseTemplate {
+        fields: ctx
+            .template
+            .fields()
+            .map(|f| a::TemplateField::of(&f))
+            .collect(),
+        template: ctx.template.template_json(),
+    }
 }
 
 async fn case_create(ctx: &Ctx, caller: &Caller, text: &str) -> Result<a::CaseCreated, CallError> {
