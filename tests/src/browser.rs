@@ -410,6 +410,35 @@ impl Browser<'_> {
             .await;
     }
 
+    /// Empties the field `e` (a text input or a text area).
+    pub async fn clear(&self, e: &Element) {
+        self.cmd("POST", &format!("/element/{}/clear", e.0), Some(&json!({})))
+            .await;
+    }
+
+    /// The current value of the form control `e` (what the person sees in it).
+    pub async fn value_of(&self, e: &Element) -> String {
+        let v = self
+            .cmd("GET", &format!("/element/{}/property/value", e.0), None)
+            .await;
+        v.as_str().unwrap_or_default().to_string()
+    }
+
+    /// The control named `name` as `tag|type` (`select|select-one`, `input|date`,
+    /// `textarea|textarea`, `input|checkbox`…); empty when the page has none.
+    pub async fn control_kind(&self, name: &str) -> String {
+        let js = format!(
+            "const e = document.getElementsByName({}); \
+             return e.length ? e[0].tagName.toLowerCase() + '|' + (e[0].type || '') : '';",
+            Value::String(name.into())
+        );
+        self.script(&js)
+            .await
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    }
+
     /// Runs `script` in the page (tests only: the console itself has no script).
     pub async fn script(&self, script: &str) -> Value {
         let body = json!({ "script": script, "args": [] });

@@ -204,9 +204,9 @@ async fn the_case_form_follows_the_template_creates_refuses_and_edits() {
     assert_eq!(shown.status, 200, "{shown:?}");
     for v in [
         "Testova",
-        "forced_begging",
+        "forced begging",
         "Synthetic Questura Office",
-        "in_progress",
+        "in progress",
     ] {
         assert!(shown.body.contains(v), "{v}: {}", shown.body);
     }

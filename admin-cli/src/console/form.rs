@@ -18,7 +18,7 @@ use trm_proto::admin as api;
 use trm_proto::template::{MAX_LONG_TEXT_CHARS, MAX_TEXT_CHARS};
 
 use super::guard::Csrf;
-use super::i18n::{label, t, Lang};
+use super::i18n::{label, t, value, Lang};
 use super::pages::{ask, failed, layout, refusal, seg, App, Failed};
 
 pub(crate) mod answer;
@@ -347,7 +347,7 @@ fn input(lang: Lang, i: &Input) -> Markup {
             },
             FieldKind::Choice { values } => select id=(id) name=(i.name) aria-describedby=[desc] {
                 option value="" selected[v.is_empty()] { "—" }
-                @for x in values { option value=(x) selected[v == x] { (x) } }
+                @for x in values { option value=(x) selected[v == x] { (value(lang, i.name, x)) } }
                 // A value outside the list (a refused one) stays visible and selected.
                 @if !v.is_empty() && !values.iter().any(|x| x == v) { option value=(v) selected { (v) } }
             },
@@ -358,7 +358,7 @@ fn input(lang: Lang, i: &Input) -> Markup {
 }
 
 /// A multi-choice: one checkbox per allowed value, in a group labelled by the field.
-fn checkboxes(legend: &str, help: &str, i: &Input, values: &[String]) -> Markup {
+fn checkboxes(lang: Lang, legend: &str, help: &str, i: &Input, values: &[String]) -> Markup {
     html! {
         fieldset.group id=(field_id(i.name)) aria-describedby=[described(i)] {
             legend { (legend) }
@@ -367,7 +367,7 @@ fn checkboxes(legend: &str, help: &str, i: &Input, values: &[String]) -> Markup 
                 @let id = format!("{}--{}", field_id(i.name), x);
                 label for=(id) {
                     input type="checkbox" id=(id) name=(i.name) value=(x) checked[i.values.iter().any(|v| v == x)];
-                    " " (x)
+                    " " (value(lang, i.name, x))
                 }
             }
         }
@@ -386,7 +386,7 @@ fn field(lang: Lang, f: &TemplateField, values: &Values, errors: &Errors) -> Mar
     };
     match &f.kind {
         FieldKind::MultiChoice { values: allowed } => {
-            checkboxes(&label(lang, &f.path), &f.help, &me, allowed)
+            checkboxes(lang, &label(lang, &f.path), &f.help, &me, allowed)
         }
         FieldKind::Consent { fields: subs } => html! {
             fieldset.group id=(field_id(&f.path)) aria-describedby=[described(&me)] {

@@ -171,9 +171,17 @@ pub(crate) fn column_key(path: &str, consent: bool, col: &str) -> String {
 /// `PATH=VALUE` in the label catalogue (`reference.urgency=emergency`,
 /// `consent.*.status=given`); English from the value (`_` as spaces).
 pub(crate) fn value(lang: Lang, path: &str, v: &str) -> String {
-    maps()
-        .get(&lang)
-        .and_then(|(_, l)| l.get(format!("{path}={v}").as_str()).copied())
+    // Every consent record shares its columns' values: `consent.child.status` is keyed
+    // `consent.*.status`.
+    let shared = match path.split('.').collect::<Vec<_>>()[..] {
+        ["consent", _, column] => Some(format!("consent.*.{column}={v}")),
+        _ => None,
+    };
+    let labels = maps().get(&lang).map(|(_, l)| l);
+    [Some(format!("{path}={v}")), shared]
+        .into_iter()
+        .flatten()
+        .find_map(|k| labels.and_then(|l| l.get(k.as_str()).copied()))
         .map(str::to_string)
         .unwrap_or_else(|| v.replace('_', " "))
 }
@@ -574,6 +582,19 @@ mod tests {
         assert_ne!(
             value(Lang::It, "reference.urgency", "emergency"),
             "emergency"
+        );
+    }
+
+    #[test]
+    fn a_consent_record_value_is_translated_by_its_column() {
+        assert_eq!(
+            value(Lang::En, "consent.child.status", "not_asked"),
+            "not asked"
+        );
+        assert_ne!(
+            value(Lang::Fr, "consent.child.status", "given"),
+            "given",
+            "the French for a consent status"
         );
     }
 
