@@ -78,8 +78,10 @@ enum Cmd {
     #[command(subcommand)]
     Audit(AuditCmd),
     /// A local web console on this machine with your credential: prints its link (with a
-    /// one-time token) as the first line, serves the work queue, inbox, messages and cases,
-    /// and stops on Ctrl-C or when its terminal closes (docs/CONSOLE.md).
+    /// one-time token) as the first line, serves the work queue, inbox, messages, cases (the
+    /// case form, referrals and their forms), statistics, directory and audit pages in
+    /// English, French, Italian or Albanian, and stops on Ctrl-C or when its terminal closes
+    /// (docs/CONSOLE.md).
     Console {
         /// Loopback address to listen on (port 0: the OS chooses); any other address is
         /// refused.

@@ -141,11 +141,22 @@ fn lookup(lang: Lang, en: &str) -> Option<&'static str> {
 /// A template label: a section (`victim`) or a field path (`victim.birth_date`) in `lang`;
 /// English (or a national extension, which has no catalogue entry) from its name.
 pub(crate) fn label(lang: Lang, path: &str) -> String {
-    maps()
-        .get(&lang)
-        .and_then(|(_, l)| l.get(path).copied())
+    let labels = maps().get(&lang).map(|(_, l)| l);
+    [Some(path.to_string()), shared_consent_key(path)]
+        .into_iter()
+        .flatten()
+        .find_map(|k| labels.and_then(|l| l.get(k.as_str()).copied()))
         .map(str::to_string)
         .unwrap_or_else(|| english_label(path))
+}
+
+/// Every consent record shares its columns: `consent.child.status` is keyed
+/// `consent.*.status`.
+fn shared_consent_key(path: &str) -> Option<String> {
+    match path.split('.').collect::<Vec<_>>()[..] {
+        ["consent", _, column] => Some(format!("consent.*.{column}")),
+        _ => None,
+    }
 }
 
 /// A word of a closed vocabulary (a thread state, a message kind, a phase, a flag…) as the
@@ -171,12 +182,7 @@ pub(crate) fn column_key(path: &str, consent: bool, col: &str) -> String {
 /// `PATH=VALUE` in the label catalogue (`reference.urgency=emergency`,
 /// `consent.*.status=given`); English from the value (`_` as spaces).
 pub(crate) fn value(lang: Lang, path: &str, v: &str) -> String {
-    // Every consent record shares its columns' values: `consent.child.status` is keyed
-    // `consent.*.status`.
-    let shared = match path.split('.').collect::<Vec<_>>()[..] {
-        ["consent", _, column] => Some(format!("consent.*.{column}={v}")),
-        _ => None,
-    };
+    let shared = shared_consent_key(path).map(|k| format!("{k}={v}"));
     let labels = maps().get(&lang).map(|(_, l)| l);
     [Some(format!("{path}={v}")), shared]
         .into_iter()
