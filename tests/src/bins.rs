@@ -16,9 +16,9 @@ use std::sync::OnceLock;
 ///   twenty dependencies. `cargo test` builds a package's binaries only for that package's
 ///   own integration tests, hence this build.
 /// - In a tool run by cargo (`cargo run -p trm-bench`; the executable is
-///   `target/<profile>/<tool>`): builds `trm-node` together with the tool's package, so that
-///   shared dependencies keep the tool's features and nothing is rebuilt back and forth
-///   (`trm-admin` is not built there).
+///   `target/<profile>/<tool>`): builds `trm-node` and `trm-admin` together with the tool's
+///   package, so that shared dependencies keep the tool's features and nothing is rebuilt
+///   back and forth (the benchmark's audit run times `trm-admin audit export` and `verify`).
 /// - Run outside cargo: nothing is built; the binaries must already sit beside the executable.
 ///
 /// The variables cargo sets for the running process are removed from the build command first:
@@ -54,7 +54,7 @@ pub fn bin_dir() -> &'static Path {
             cmd.args(["--workspace", "--all-targets"]);
         } else {
             let tool = std::env::var("CARGO_PKG_NAME").unwrap_or_else(|_| "trm-node".into());
-            cmd.args(["-p", "trm-node", "-p", &tool]);
+            cmd.args(["-p", "trm-node", "-p", "trm-admin", "-p", &tool]);
         }
         cmd.args(["--profile", &profile])
             .arg("--target-dir")
