@@ -64,6 +64,7 @@ calls! {
     DirectoryEdit => DirectoryEdit => DirectoryEdited;
     DirectoryPublish => DirectoryPublish => DirectoryPublished;
     AuditExport => AuditExport => AuditExported;
+    AuditExportStream => AuditExportStream => AuditExported;
     Backup => Backup => BackupTaken;
     PolicyShow => PolicyShow => PolicyShow;
     PolicyReload => PolicyReload => PolicyReloaded;

@@ -124,7 +124,7 @@ impl AdminClient {
     pub async fn call_raw(&self, call: Call) -> Result<(String, Vec<u8>), ClientError> {
         let req = AdminRequest { call: Some(call) };
         let resp: AdminResponse =
-            quic::request(&self.conn, &req, 64 << 20, Duration::from_secs(120))
+            quic::request(&self.conn, &req, answer_cap(), Duration::from_secs(120))
                 .await
                 .map_err(refused)?;
         if !resp.ok {
@@ -136,6 +136,59 @@ impl AdminClient {
         Ok((resp.json, resp.data))
     }
 
+    /// `AuditExportStream`: the answer's JSON text, with the bundle handed to `sink` as it
+    /// arrives, in chunks of at most 512 KiB; the end is checked (every chunk, the total
+    /// length and the SHA-256 the node sent last) before this returns Ok. Any other end
+    /// (a cut connection, a reset stream, a wrong hash) is an error: what `sink` got is then
+    /// to be thrown away. No overall size cap.
+    pub async fn export_stream(
+        &self,
+        request: trm_proto::admin::AuditExportStream,
+        mut sink: impl FnMut(&[u8]) -> Result<(), String>,
+    ) -> Result<(String, u64), ClientError> {
+        use sha2::{Digest, Sha256};
+        let req = AdminRequest {
+            call: Some(Call::AuditExportStream(request)),
+        };
+        let timeout = Duration::from_secs(120);
+        let (mut send, mut recv) = self.conn.open_bi().await.map_err(|e| refused(e.into()))?;
+        let cut = |e: quic::FrameIoError| ClientError::BadAnswer(format!("export cut: {e}"));
+        quic::write_message(&mut send, &req).await.map_err(cut)?;
+        let resp: AdminResponse = quic::read_message(&mut recv, answer_cap(), timeout)
+            .await
+            .map_err(|e| match e {
+                quic::FrameIoError::Read(quinn::ReadExactError::ReadError(
+                    quinn::ReadError::Reset(_),
+                )) => cut(e),
+                e => refused(e.into()),
+            })?;
+        if !resp.ok {
+            return Err(ClientError::Refused {
+                message: resp.error,
+                required_role: (!resp.required_role.is_empty()).then_some(resp.required_role),
+            });
+        }
+        let (mut hash, mut total) = (Sha256::new(), 0u64);
+        loop {
+            let chunk: trm_proto::admin::AuditChunk =
+                quic::read_message(&mut recv, CHUNK_FRAME_CAP, timeout)
+                    .await
+                    .map_err(cut)?;
+            if chunk.last {
+                if chunk.total != total || chunk.sha256 != hash.finalize().as_slice() {
+                    return Err(ClientError::BadAnswer(format!(
+                        "export cut: {total} bytes received, the node sent {} (or another SHA-256)",
+                        chunk.total
+                    )));
+                }
+                return Ok((resp.json, total));
+            }
+            hash.update(&chunk.data);
+            total += chunk.data.len() as u64;
+            sink(&chunk.data).map_err(ClientError::BadAnswer)?;
+        }
+    }
+
     /// Closes the connection politely.
     pub async fn close(self) {
         self.conn.close(0u32.into(), b"bye");
@@ -144,6 +197,18 @@ impl AdminClient {
             .ok();
     }
 }
+
+/// Cap on one answer frame: 64 MiB (what a one-frame `AuditExport` can carry). Debug builds
+/// read `TRM_DEBUG_ANSWER_CAP` (bytes), so that tests can show the cap with a small log.
+fn answer_cap() -> usize {
+    let debug = cfg!(debug_assertions)
+        .then(|| std::env::var("TRM_DEBUG_ANSWER_CAP").ok()?.parse().ok())
+        .flatten();
+    debug.unwrap_or(64 << 20)
+}
+
+/// Cap on one `AuditChunk` frame: 512 KiB of data and its few bytes of framing.
+const CHUNK_FRAME_CAP: usize = (512 << 10) + 1024;
 
 /// A failed exchange: a connection the node closed is a refusal, naming why.
 fn refused(e: quic::RequestError) -> ClientError {

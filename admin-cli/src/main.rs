@@ -12,6 +12,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use trm_proto::admin as api;
 
+mod bundle;
 mod cmd;
 mod console;
 mod failure;

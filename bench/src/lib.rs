@@ -8,9 +8,11 @@
 //!   pre-filling of a stopped node's store through the library.
 //! - [`baseline`]: raw quinn, Ed25519 and sled.
 //! - [`scenario`]: throughput, latency, scale and growth.
+//! - [`audit`]: audit bundles of N entries: streamed export, offline verification.
 //! - [`report`]: runs a selection and prints it.
 #![forbid(unsafe_code)]
 
+pub mod audit;
 pub mod baseline;
 pub mod report;
 pub mod scenario;

@@ -38,6 +38,9 @@ struct Cli {
     /// Referrals timed in the latency and growth runs.
     #[arg(long)]
     latency_n: Option<usize>,
+    /// Entries of the audit run's bundle and exported log (default 200,000).
+    #[arg(long)]
+    entries: Option<u64>,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -56,6 +59,8 @@ enum What {
     Growth,
     /// Throughput with and without a flood of unauthenticated handshakes.
     Exhaustion,
+    /// Audit export and offline verification of N entries.
+    Audit,
 }
 
 fn main() -> ExitCode {
@@ -90,6 +95,9 @@ fn main() -> ExitCode {
     if let Some(n) = cli.latency_n {
         opts.latency_n = n;
     }
+    if let Some(n) = cli.entries {
+        opts.audit_entries = n.max(4);
+    }
     let sel = match cli.what {
         What::All => Selection::all(),
         What::Baselines => Selection {
@@ -111,6 +119,10 @@ fn main() -> ExitCode {
         },
         What::Growth => Selection {
             growth: true,
+            ..Default::default()
+        },
+        What::Audit => Selection {
+            audit: true,
             ..Default::default()
         },
         What::Exhaustion => Selection {

@@ -33,6 +33,8 @@ pub struct Options {
     pub scale_nodes: usize,
     /// Messages already stored in the growth run.
     pub growth_stored: usize,
+    /// Entries of the audit bundle verified and of the log exported in the audit run.
+    pub audit_entries: u64,
 }
 
 impl Options {
@@ -49,6 +51,7 @@ impl Options {
             latency_rate: 100,
             scale_nodes: 50,
             growth_stored: 1_000_000,
+            audit_entries: 200_000,
         }
     }
 
@@ -65,6 +68,7 @@ impl Options {
             latency_rate: 100,
             scale_nodes: 4,
             growth_stored: 2_000,
+            audit_entries: 3_000,
         }
     }
 }
@@ -84,6 +88,8 @@ pub struct Selection {
     pub growth: bool,
     /// Throughput while the receiver is flooded with unauthenticated handshakes.
     pub exhaustion: bool,
+    /// Audit export and offline verification of N entries.
+    pub audit: bool,
 }
 
 impl Selection {
@@ -96,6 +102,7 @@ impl Selection {
             scale: true,
             growth: true,
             exhaustion: true,
+            audit: true,
         }
     }
 }
@@ -132,6 +139,8 @@ pub struct Report {
     pub scale: Option<Scale>,
     /// Latency with a large store.
     pub growth: Option<Latency>,
+    /// Audit export and verification.
+    pub audit: Option<crate::audit::AuditFigures>,
 }
 
 fn ms(d: Duration) -> f64 {
@@ -237,7 +246,83 @@ pub async fn run(opts: &Options, sel: Selection) -> Result<Report> {
         eprintln!("scale: {} nodes", opts.scale_nodes);
         report.scale = Some(scenario::scale(&opts.node_bin, opts.scale_nodes).await?);
     }
+    if sel.audit {
+        report.audit = Some(audit_run(opts).await?);
+    }
     Ok(report)
+}
+
+/// The audit run: offline verification of a bundle of `audit_entries`, then the streamed
+/// export of a node holding as many.
+async fn audit_run(opts: &Options) -> Result<crate::audit::AuditFigures> {
+    let n = opts.audit_entries;
+    eprintln!("audit: building and verifying a bundle of {n} entries");
+    let tmp = tempfile::tempdir()?;
+    let dir = tmp.path().to_path_buf();
+    let runs = opts.runs;
+    let mut figures =
+        tokio::task::spawn_blocking(move || crate::audit::verification(n, &dir, runs)).await??;
+    eprintln!("audit: exporting a log of {n} entries");
+    let tmp = tempfile::tempdir()?;
+    let (exported, bytes, wall) = crate::audit::export(&opts.node_bin, n, tmp.path()).await?;
+    figures.exported = exported;
+    figures.export_bytes = bytes;
+    figures.export = wall;
+    Ok(figures)
+}
+
+/// The audit section of the report.
+fn render_audit(s: &mut String, a: &crate::audit::AuditFigures) {
+    let rate = a.entries as f64 / a.verify.as_secs_f64().max(1e-9);
+    let base = a.entries as f64 / a.baseline.as_secs_f64().max(1e-9);
+    let mib = |b: u64| b as f64 / f64::from(1u32 << 20);
+    let _ = writeln!(
+        s,
+        "### Audit: {} entries ({} signatures, {:.0} MiB bundle; medians of {} runs)\n",
+        a.entries,
+        a.signatures,
+        mib(a.bundle_bytes),
+        a.runs
+    );
+    let _ = writeln!(s, "| figure | value |\n|---|---:|");
+    let _ = writeln!(
+        s,
+        "| `audit verify` (streaming, {} threads), entries/s | **{rate:.0}** ({:.1} µs per entry) |",
+        a.threads,
+        1e6 / rate.max(1e-9)
+    );
+    let _ = writeln!(
+        s,
+        "| whole bundle in memory, one thread (the path before), entries/s | {base:.0} ({:.1} µs per entry) |",
+        1e6 / base.max(1e-9)
+    );
+    let _ = writeln!(
+        s,
+        "| ratio (target ≥ 3 against 117 µs per entry: {}) | {:.2} against this run's one-thread path; {:.2} against 117 µs |",
+        target(rate * 117e-6 >= 3.0),
+        rate / base.max(1e-9),
+        rate * 117e-6
+    );
+    let _ = writeln!(
+        s,
+        "| raw Ed25519 verify_strict, one thread, per second | {:.0} (signatures/s reached: {:.0}) |",
+        a.ed25519_verify,
+        a.signatures as f64 / a.verify.as_secs_f64().max(1e-9)
+    );
+    let _ = writeln!(
+        s,
+        "| verifier peak RSS (VmHWM) | {:.1} MiB |",
+        a.verify_peak_kib as f64 / 1024.0
+    );
+    let secs = a.export.as_secs_f64().max(1e-9);
+    let _ = writeln!(
+        s,
+        "| `audit export --out`, {} entries, {:.0} MiB | {:.0} entries/s, {:.1} MiB/s |\n",
+        a.exported,
+        mib(a.export_bytes),
+        a.exported as f64 / secs,
+        mib(a.export_bytes) / secs
+    );
 }
 
 fn target(ok: bool) -> &'static str {
@@ -413,6 +498,9 @@ impl Report {
                 );
             }
             let _ = writeln!(s);
+        }
+        if let Some(a) = &self.audit {
+            render_audit(&mut s, a);
         }
         if let Some(sc) = &self.scale {
             let rss: Vec<f64> = sc.rss_kib.iter().map(|k| *k as f64 / 1024.0).collect();

@@ -39,11 +39,14 @@ use std::fmt;
 use ed25519_dalek::VerifyingKey;
 use prost::Message;
 
-use crate::auditpb::{AuditBundle, AuditEntry};
+use crate::auditpb::{AuditBundle, AuditEntry, ExportedEntry};
+
+mod stream;
 use crate::card::{self, VerifiedCard};
 use crate::merkle::{self, Hash};
 use crate::pb::{self, body::Payload};
 use crate::signing::{self, Tag};
+pub use stream::{decode_exported, BundleHead, Checker, EntryCheck, Keep, Verifier};
 
 /// Version of the bundle format.
 pub const BUNDLE_VERSION: u32 = 1;
@@ -355,17 +358,58 @@ fn hashes(list: &[Vec<u8>], what: &str) -> Result<Vec<Hash>, String> {
 }
 
 /// The parties whose keys sign what a bundle holds.
-struct Keys<'a> {
-    country: &'a str,
-    own: &'a [pb::KeyRecord],
+struct Keys {
+    country: String,
+    own: Vec<pb::KeyRecord>,
     peers: BTreeMap<String, Vec<VerifiedCard>>,
+    /// Every key of the histories above, decoded once ([`Keys::decode_all`]); empty: decoded
+    /// on each use.
+    decoded: BTreeMap<Vec<u8>, VerifyingKey>,
 }
 
-impl Keys<'_> {
+impl Keys {
+    fn new(
+        country: String,
+        own: Vec<pb::KeyRecord>,
+        peers: BTreeMap<String, Vec<VerifiedCard>>,
+    ) -> Self {
+        Keys {
+            country,
+            own,
+            peers,
+            decoded: BTreeMap::new(),
+        }
+    }
+
+    /// Decodes every key of the histories once (a point decompression per key instead of
+    /// per signature, when a bundle's many entries are checked).
+    fn decode_all(&mut self) {
+        let peers = self.peers.values().flatten().map(|c| &c.card.key_history);
+        for k in self.own.iter().chain(peers.flatten()) {
+            if let Ok(v) = signing::parse_public_key(&k.public_key) {
+                self.decoded.insert(k.public_key.clone(), v);
+            }
+        }
+    }
+
+    /// [`card::key_valid_at`], with the key decoded once.
+    fn valid_at(
+        &self,
+        history: &[pb::KeyRecord],
+        signer: &[u8],
+        time_ms: i64,
+    ) -> Option<VerifyingKey> {
+        let record = card::record_valid_at(history, signer, time_ms)?;
+        match self.decoded.get(&record.public_key) {
+            Some(v) => Some(*v),
+            None => signing::parse_public_key(&record.public_key).ok(),
+        }
+    }
+
     /// The key `signer` of `party` (own country or a peer), if it was valid at `time_ms`.
     fn at(&self, party: &str, signer: &[u8], time_ms: i64) -> Result<VerifyingKey, String> {
         if party == self.country {
-            return card::key_valid_at(self.own, signer, time_ms).ok_or_else(|| {
+            return self.valid_at(&self.own, signer, time_ms).ok_or_else(|| {
                 format!(
                     "signer {} is not a key of {party} valid at {time_ms}",
                     short(signer)
@@ -378,7 +422,7 @@ impl Keys<'_> {
             .ok_or_else(|| format!("no identity card for peer {party:?} in the bundle"))?;
         cards
             .iter()
-            .find_map(|c| c.key_valid_at(signer, time_ms))
+            .find_map(|c| self.valid_at(&c.card.key_history, signer, time_ms))
             .ok_or_else(|| {
                 format!(
                     "signer {} is not a key of {party} valid at {time_ms}",
@@ -445,7 +489,7 @@ struct Checked {
 }
 
 /// Verifies a signed checkpoint of `party` (encoded `Signed` holding a `Checkpoint`).
-fn verify_checkpoint(keys: &Keys<'_>, party: &str, signed: &pb::Signed) -> Result<Checked, String> {
+fn verify_checkpoint(keys: &Keys, party: &str, signed: &pb::Signed) -> Result<Checked, String> {
     let cp: pb::Checkpoint = decode_exact(&signed.body, "checkpoint body")?;
     if cp.country != party {
         return Err(format!(
@@ -517,7 +561,17 @@ pub fn verify_bundle(bytes: &[u8]) -> Result<Summary, AuditFailure> {
 
 /// Verifies an audit bundle with what the auditor knows from outside it (check 6).
 pub fn verify_bundle_with(bytes: &[u8], opts: &Options) -> Result<Summary, AuditFailure> {
-    let (mut sum, log) = verify_log(bytes, opts.allow_partial)?;
+    let (head, entries) = split_bundle(bytes)?;
+    let mut v = Verifier::begin(&head, opts.allow_partial, Keep::for_options(opts))?;
+    for (position, e) in entries.iter().enumerate() {
+        let checked = v.check(position, e);
+        v.accept(checked)?;
+    }
+    v.finish_with(opts)
+}
+
+/// Check 6: the keys the auditor expects, and the witness bundles.
+fn check_outside(mut sum: Summary, log: &Log, opts: &Options) -> Result<Summary, AuditFailure> {
     for text in &opts.expect_keys {
         let want = parse_fingerprint(text).or_else(|e| fail(Location::Bundle, e))?;
         if !log
@@ -536,11 +590,26 @@ pub fn verify_bundle_with(bytes: &[u8], opts: &Options) -> Result<Summary, Audit
         }
     }
     for (i, other) in opts.witnesses.iter().enumerate() {
-        let w = check_witness(&log, i, other)?;
+        let w = check_witness(log, i, other)?;
         sum.signatures += w.checkpoints as u64;
         sum.witnessed.push(w);
     }
     Ok(sum)
+}
+
+/// Check 1 on a bundle in memory: it decodes, canonically; its head and its entries.
+fn split_bundle(bytes: &[u8]) -> Result<(BundleHead, Vec<ExportedEntry>), AuditFailure> {
+    let bundle: AuditBundle =
+        decode_exact(bytes, "audit bundle").or_else(|e| fail(Location::Bundle, e))?;
+    let head = BundleHead {
+        version: bundle.version,
+        country: bundle.country,
+        card: bundle.card,
+        peer_cards: bundle.peer_cards,
+        checkpoints: bundle.checkpoints,
+        consistency: bundle.consistency,
+    };
+    Ok((head, bundle.entries))
 }
 
 /// Checks every checkpoint of `log`'s node that the bundle `other` holds against `log`.
@@ -564,11 +633,7 @@ fn check_witness(log: &Log, bundle: usize, other: &[u8]) -> Result<Witnessed, Au
             log.country
         ));
     }
-    let keys = Keys {
-        country: &log.country,
-        own: &log.history,
-        peers: BTreeMap::new(),
-    };
+    let keys = Keys::new(log.country.clone(), log.history.clone(), BTreeMap::new());
     let last = log.checkpoints.last().map_or(0, |c| c.size);
     let mut out = Witnessed {
         by: osum.country.clone(),
@@ -634,54 +699,23 @@ fn root_at(log: &Log, size: u64) -> Option<Hash> {
     }
 }
 
-/// Checks 1 to 5 of the module documentation.
+/// Checks 1 to 5 of the module documentation, keeping what a witness check needs.
 fn verify_log(bytes: &[u8], allow_partial: bool) -> Result<(Summary, Log), AuditFailure> {
-    use Location as L;
-    let bundle: AuditBundle =
-        decode_exact(bytes, "audit bundle").or_else(|e| fail(L::Bundle, e))?;
-    if bundle.version != BUNDLE_VERSION {
-        return fail(
-            L::Bundle,
-            format!("unsupported bundle version {}", bundle.version),
-        );
+    let (head, entries) = split_bundle(bytes)?;
+    let keep = Keep {
+        leaves: false,
+        seen: true,
+    };
+    let mut v = Verifier::begin(&head, allow_partial, keep)?;
+    for (position, e) in entries.iter().enumerate() {
+        let checked = v.check(position, e);
+        v.accept(checked)?;
     }
-    let mut sum = Summary {
-        country: bundle.country.clone(),
-        ..Default::default()
-    };
-    // 2. Cards.
-    let own = verify_own_card(&bundle, &mut sum)?;
-    let (peers, breaks) = verify_peer_cards(&bundle, &mut sum)?;
-    let keys = Keys {
-        country: &bundle.country,
-        own: &own.card.key_history,
-        peers,
-    };
-    // 3. Checkpoints and their consistency.
-    let cps = verify_checkpoints(&bundle, &keys, &mut sum)?;
-    // 4. Entries.
-    let entries = verify_entries(&bundle, &keys, cps.last(), &mut sum)?;
-    check_card_breaks(
-        &breaks,
-        &entries.pinned_by_operator,
-        allow_partial,
-        &mut sum,
-    )?;
-    // 5. Coverage.
-    let first = check_coverage(&mut sum, allow_partial)?;
-    let log = Log {
-        country: bundle.country.clone(),
-        history: own.card.key_history.clone(),
-        checkpoints: cps,
-        leaves: entries.leaves,
-        first,
-        seen: entries.seen,
-    };
-    Ok((sum, log))
+    v.finish()
 }
 
 /// Step 2, the exporting node's own card.
-fn verify_own_card(bundle: &AuditBundle, sum: &mut Summary) -> Result<VerifiedCard, AuditFailure> {
+fn verify_own_card(bundle: &BundleHead, sum: &mut Summary) -> Result<VerifiedCard, AuditFailure> {
     let own = verify_card_exact(&bundle.card).or_else(|e| fail(Location::Card, e))?;
     if own.country() != bundle.country {
         return fail(
@@ -706,7 +740,7 @@ type PeerCards = BTreeMap<String, Vec<VerifiedCard>>;
 /// Step 2, the peers' cards: each verified, grouped by country; the breaks in a country's key
 /// history are returned to be matched against the operator's logged `peer add`s (step 4).
 fn verify_peer_cards(
-    bundle: &AuditBundle,
+    bundle: &BundleHead,
     sum: &mut Summary,
 ) -> Result<(PeerCards, Vec<CardBreak>), AuditFailure> {
     let mut peers: BTreeMap<String, Vec<VerifiedCard>> = BTreeMap::new();
@@ -802,8 +836,8 @@ fn card_breaks(
 /// Step 3: every checkpoint verifies, grows, and is chained to the one before; consecutive
 /// checkpoints are proven consistent.
 fn verify_checkpoints(
-    bundle: &AuditBundle,
-    keys: &Keys<'_>,
+    bundle: &BundleHead,
+    keys: &Keys,
     sum: &mut Summary,
 ) -> Result<Vec<Checked>, AuditFailure> {
     let mut cps: Vec<Checked> = Vec::with_capacity(bundle.checkpoints.len());
@@ -886,71 +920,6 @@ fn check_chain(
         );
     }
     Ok(())
-}
-
-/// What step 4 gathers from the entries for the later steps.
-struct Entries {
-    leaves: Vec<Hash>,
-    seen: Vec<(String, pb::Signed)>,
-    pinned_by_operator: std::collections::BTreeSet<(String, String)>,
-}
-
-/// Step 4: the entries are consecutive, each included in the log of the last checkpoint and
-/// valid for its kind.
-fn verify_entries(
-    bundle: &AuditBundle,
-    keys: &Keys<'_>,
-    last: Option<&Checked>,
-    sum: &mut Summary,
-) -> Result<Entries, AuditFailure> {
-    if let Some(l) = last {
-        sum.tree_size = l.size;
-        sum.root = hex::encode(l.root);
-        sum.signed_ms = Some(l.time_ms);
-    }
-    let mut prev_index: Option<u64> = None;
-    let mut out = Entries {
-        leaves: Vec::with_capacity(bundle.entries.len()),
-        seen: Vec::new(),
-        pinned_by_operator: Default::default(),
-    };
-    for (position, exported) in bundle.entries.iter().enumerate() {
-        let entry: AuditEntry = decode_exact(&exported.entry, "entry")
-            .or_else(|e| fail(Location::EntryAt(position), e))?;
-        let at = Location::Entry(entry.index);
-        check_consecutive(prev_index, entry.index).or_else(|e| fail(at.clone(), e))?;
-        prev_index = Some(entry.index);
-        let Some(cp) = last else {
-            return fail(at, "no checkpoint covers this entry");
-        };
-        let proof =
-            hashes(&exported.inclusion, "inclusion proof hash").or_else(|e| fail(at.clone(), e))?;
-        merkle::verify_inclusion(
-            &merkle::leaf_hash(&exported.entry),
-            entry.index,
-            cp.size,
-            &proof,
-            &cp.root,
-        )
-        .or_else(|e| {
-            fail(
-                at.clone(),
-                format!(
-                    "not included in the log of the last checkpoint (size {}): {e}",
-                    cp.size
-                ),
-            )
-        })?;
-        let checked = check_entry(keys, &entry, sum).or_else(|e| fail(at, e))?;
-        sum.signatures += checked;
-        count_entry(&entry, sum);
-        out.leaves.push(merkle::leaf_hash(&exported.entry));
-        out.seen.extend(checkpoints_seen(&entry));
-        if let Some(pinned) = operator_pinned_card(&entry) {
-            out.pinned_by_operator.insert(pinned);
-        }
-    }
-    Ok(out)
 }
 
 /// Entry `index` comes right after `prev` (if any).
@@ -1101,11 +1070,7 @@ pub fn check_log_entry(
             .or_default()
             .push(c.clone());
     }
-    let keys = Keys {
-        country,
-        own,
-        peers,
-    };
+    let keys = Keys::new(country.to_string(), own.to_vec(), peers);
     check_entry(&keys, entry, &mut Summary::default())
 }
 
@@ -1137,7 +1102,7 @@ pub fn payload_kind(body: &pb::Body) -> &'static str {
 }
 
 /// Checks what one entry carries; returns the number of signatures checked.
-fn check_entry(keys: &Keys<'_>, e: &AuditEntry, sum: &mut Summary) -> Result<u64, String> {
+fn check_entry(keys: &Keys, e: &AuditEntry, sum: &mut Summary) -> Result<u64, String> {
     let peer = e.peer.as_str();
     let Some(kind) = AuditKind::parse(&e.kind) else {
         return unsigned_only(e);
@@ -1169,12 +1134,12 @@ fn check_entry(keys: &Keys<'_>, e: &AuditEntry, sum: &mut Summary) -> Result<u64
 /// A `sent` or `received` entry: the envelope it holds is the one it names, between the
 /// parties it names, signed by the sender's key valid at its creation.
 fn check_envelope(
-    keys: &Keys<'_>,
+    keys: &Keys,
     e: &AuditEntry,
     kind: AuditKind,
     sum: &mut Summary,
 ) -> Result<u64, String> {
-    let (own, peer) = (keys.country, e.peer.as_str());
+    let (own, peer) = (keys.country.as_str(), e.peer.as_str());
     let sent = kind == AuditKind::Sent;
     let body = pb::Body::decode(e.signed_body.as_slice())
         .map_err(|_| "envelope body does not decode".to_string())?;
@@ -1211,8 +1176,8 @@ fn check_envelope(
 
 /// A receipt sent or received: it names the entry's message, is by the receiver for the
 /// sender, signed by the receiver's key; the checkpoint it carries verifies too.
-fn check_receipt(keys: &Keys<'_>, e: &AuditEntry, kind: AuditKind) -> Result<u64, String> {
-    let (own, peer) = (keys.country, e.peer.as_str());
+fn check_receipt(keys: &Keys, e: &AuditEntry, kind: AuditKind) -> Result<u64, String> {
+    let (own, peer) = (keys.country.as_str(), e.peer.as_str());
     let r = pb::Receipt::decode(e.signed_body.as_slice())
         .map_err(|_| "receipt does not decode".to_string())?;
     let (receiver, sender) = if kind == AuditKind::ReceiptSent {
@@ -1247,8 +1212,8 @@ fn check_receipt(keys: &Keys<'_>, e: &AuditEntry, kind: AuditKind) -> Result<u64
 
 /// A rejection sent or received: it names the entry's message, is by the rejecter for the
 /// sender, signed by the rejecter's key.
-fn check_rejection(keys: &Keys<'_>, e: &AuditEntry, kind: AuditKind) -> Result<u64, String> {
-    let (own, peer) = (keys.country, e.peer.as_str());
+fn check_rejection(keys: &Keys, e: &AuditEntry, kind: AuditKind) -> Result<u64, String> {
+    let (own, peer) = (keys.country.as_str(), e.peer.as_str());
     let r = pb::Rejection::decode(e.signed_body.as_slice())
         .map_err(|_| "rejection does not decode".to_string())?;
     let (rejecter, sender) = if kind == AuditKind::RejectionSent {
@@ -1277,9 +1242,9 @@ fn check_rejection(keys: &Keys<'_>, e: &AuditEntry, kind: AuditKind) -> Result<u
 
 /// A `key` entry (a rotation): the previous key's endorsement of the new one, as in the key
 /// history.
-fn check_key_endorsement(keys: &Keys<'_>, e: &AuditEntry) -> Result<u64, String> {
+fn check_key_endorsement(keys: &Keys, e: &AuditEntry) -> Result<u64, String> {
     // A rotation: the previous key's endorsement of the new one.
-    let history = keys.own;
+    let history = &keys.own;
     let pos = history
         .iter()
         .position(|k| k.public_key.as_slice() == e.signed_body.get(..32).unwrap_or_default())
@@ -1761,11 +1726,7 @@ mod tests {
         let b = AuditBundle::decode(small_bundle().as_slice()).unwrap();
         let mut e = AuditEntry::decode(b.entries[0].entry.as_slice()).unwrap();
         let own = card::verify_card(&b.card).unwrap().card.key_history;
-        let keys = Keys {
-            country: "IT",
-            own: &own,
-            peers: BTreeMap::new(),
-        };
+        let keys = Keys::new("IT".into(), own.clone(), BTreeMap::new());
         assert_eq!(check_entry(&keys, &e, &mut Summary::default()), Ok(1));
         e.signature[0] ^= 1;
         let err = check_entry(&keys, &e, &mut Summary::default()).unwrap_err();

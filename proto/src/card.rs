@@ -97,13 +97,22 @@ pub fn key_valid_at(
     public_key: &[u8],
     time_ms: i64,
 ) -> Option<VerifyingKey> {
+    record_valid_at(history, public_key, time_ms)
+        .and_then(|k| signing::parse_public_key(&k.public_key).ok())
+}
+
+/// The record of `public_key` in `history`, if the key was valid at `time_ms`.
+pub fn record_valid_at<'a>(
+    history: &'a [pb::KeyRecord],
+    public_key: &[u8],
+    time_ms: i64,
+) -> Option<&'a pb::KeyRecord> {
     history
         .iter()
         .find(|k| k.public_key == public_key)
         .filter(|k| {
             time_ms >= k.valid_from_ms && (k.valid_until_ms == 0 || time_ms < k.valid_until_ms)
         })
-        .and_then(|k| signing::parse_public_key(&k.public_key).ok())
 }
 
 /// True if `public_key` is in `history` and its validity had not ended at `time_ms` (it may

@@ -17,8 +17,9 @@ use std::sync::OnceLock;
 ///   own integration tests, hence this build.
 /// - In a tool run by cargo (`cargo run -p trm-bench`; the executable is
 ///   `target/<profile>/<tool>`): builds `trm-node` together with the tool's package, so that
-///   shared dependencies keep the tool's features and nothing is rebuilt back and forth
-///   (`trm-admin` is not built there).
+///   shared dependencies keep the tool's features and nothing is rebuilt back and forth; then
+///   `trm-admin` on its own (as `cargo build -p trm-admin` would: built with the tool, its
+///   features would change the tool's dependencies), for the benchmark's audit run.
 /// - Run outside cargo: nothing is built; the binaries must already sit beside the executable.
 ///
 /// The variables cargo sets for the running process are removed from the build command first:
@@ -48,42 +49,54 @@ pub fn bin_dir() -> &'static Path {
             Some("debug") | None => "dev".to_string(),
             Some(other) => other.to_string(),
         };
-        let mut cmd = Command::new(cargo);
-        cmd.args(["build", "--quiet", "--locked"]);
-        if in_test {
-            cmd.args(["--workspace", "--all-targets"]);
-        } else {
-            let tool = std::env::var("CARGO_PKG_NAME").unwrap_or_else(|_| "trm-node".into());
-            cmd.args(["-p", "trm-node", "-p", &tool]);
-        }
-        cmd.args(["--profile", &profile])
-            .arg("--target-dir")
-            .arg(dir.parent().expect("target folder"))
-            .current_dir(env!("CARGO_MANIFEST_DIR"));
-        for (k, _) in std::env::vars_os() {
-            let k = k.to_string_lossy();
-            let set_by_cargo = k.starts_with("CARGO_PKG_")
-                || k.starts_with("CARGO_BIN_")
-                || k.starts_with("CARGO_MANIFEST_")
-                || matches!(
-                    k.as_ref(),
-                    "CARGO_CRATE_NAME"
-                        | "CARGO_PRIMARY_PACKAGE"
-                        | "CARGO_TARGET_TMPDIR"
-                        | "CARGO_RUSTC_CURRENT_DIR"
-                        | "OUT_DIR"
-                );
-            if set_by_cargo {
-                cmd.env_remove(k.as_ref());
+        let build = |packages: &[&str]| {
+            let mut cmd = Command::new(&cargo);
+            cmd.args(["build", "--quiet", "--locked"]);
+            if in_test {
+                cmd.args(["--workspace", "--all-targets"]);
+            } else {
+                packages.iter().for_each(|p| {
+                    cmd.args(["-p", p]);
+                });
             }
+            cmd.args(["--profile", &profile])
+                .arg("--target-dir")
+                .arg(dir.parent().expect("target folder"))
+                .current_dir(env!("CARGO_MANIFEST_DIR"));
+            for (k, _) in std::env::vars_os() {
+                let k = k.to_string_lossy();
+                if set_by_cargo(&k) {
+                    cmd.env_remove(k.as_ref());
+                }
+            }
+            let status = cmd.status().expect("run cargo build");
+            assert!(
+                status.success(),
+                "cargo build of the binaries (trm-node, trm-admin) failed"
+            );
+        };
+        let tool = std::env::var("CARGO_PKG_NAME").unwrap_or_else(|_| "trm-node".into());
+        build(&["trm-node", &tool]);
+        if !in_test {
+            build(&["trm-admin"]);
         }
-        let status = cmd.status().expect("run cargo build");
-        assert!(
-            status.success(),
-            "cargo build of the binaries (trm-node, trm-admin) failed"
-        );
         dir
     })
+}
+
+/// Variables cargo sets for the process it runs (see [`bin_dir`]).
+fn set_by_cargo(k: &str) -> bool {
+    k.starts_with("CARGO_PKG_")
+        || k.starts_with("CARGO_BIN_")
+        || k.starts_with("CARGO_MANIFEST_")
+        || matches!(
+            k,
+            "CARGO_CRATE_NAME"
+                | "CARGO_PRIMARY_PACKAGE"
+                | "CARGO_TARGET_TMPDIR"
+                | "CARGO_RUSTC_CURRENT_DIR"
+                | "OUT_DIR"
+        )
 }
 
 /// The path of the built binary `name` (`trm-node` or `trm-admin`); panics if it is missing.

@@ -14,6 +14,7 @@ async fn bench_quick_path_completes_and_produces_numbers() {
     opts.latency_n = 10;
     opts.scale_nodes = 3;
     opts.growth_stored = 300;
+    opts.audit_entries = 300;
     let r = report::run(&opts, Selection::all())
         .await
         .expect("bench runs");
@@ -30,8 +31,11 @@ async fn bench_quick_path_completes_and_produces_numbers() {
     let s = r.scale.as_ref().expect("scale");
     assert_eq!((s.messages, s.delivered, s.received), (6, 6, 6));
     assert_eq!(s.rss_kib.len(), 3);
+    let a = r.audit.as_ref().expect("audit");
+    assert!(a.entries >= 298 && a.exported >= 300, "{a:?}");
+    assert!(a.verify_peak_kib > 0 && a.ed25519_verify > 0.0, "{a:?}");
     let text = r.render();
-    for section in ["Baselines", "Throughput", "Latency", "Scale"] {
+    for section in ["Baselines", "Throughput", "Latency", "Scale", "Audit"] {
         assert!(text.contains(section), "{section} in the report");
     }
 }

@@ -39,7 +39,7 @@ pub(crate) enum Refused<'a> {
 }
 
 impl Refused<'_> {
-    fn failure(self, e: ClientError) -> Failure {
+    pub(crate) fn failure(self, e: ClientError) -> Failure {
         match (self, e) {
             (
                 Refused::Input,

@@ -12,6 +12,7 @@ pub mod queue;
 pub mod records;
 pub mod showing;
 pub mod stats;
+pub mod stream;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -60,7 +61,7 @@ pub fn call_rules(call: &Call) -> (&'static str, &'static [Role]) {
         Call::DirectoryList(_) => ("directory list", &[Operator, Officer, Supervisor, Auditor]),
         Call::DirectoryEdit(_) => ("directory edit", &[Operator]),
         Call::DirectoryPublish(_) => ("directory publish", &[Operator]),
-        Call::AuditExport(_) => ("audit export", &[Auditor]),
+        Call::AuditExport(_) | Call::AuditExportStream(_) => ("audit export", &[Auditor]),
         Call::Backup(_) => ("backup", &[Operator]),
         Call::PolicyShow(_) => ("policy show", &[Operator, Officer, Supervisor, Auditor]),
         Call::PolicyReload(_) => ("policy reload", &[Operator]),
@@ -139,33 +140,79 @@ async fn connection(ctx: Arc<Ctx>, conn: quinn::Connection) {
         let caller = caller.clone();
         tokio::spawn(async move {
             let cap = 16 << 20;
-            let resp = match transport::read_message::<AdminRequest>(
+            let (resp, stream) = match transport::read_message::<AdminRequest>(
                 &mut recv,
                 cap,
                 Duration::from_secs(30),
             )
             .await
             {
-                Ok(req) => dispatch(&ctx, &caller, req).await,
-                Err(e) => AdminResponse {
-                    ok: false,
-                    error: format!("bad request: {e}"),
-                    ..Default::default()
-                },
+                Ok(req) => dispatch_streamed(&ctx, &caller, req).await,
+                Err(e) => (
+                    AdminResponse {
+                        ok: false,
+                        error: format!("bad request: {e}"),
+                        ..Default::default()
+                    },
+                    None,
+                ),
             };
-            let _ = transport::write_message(&mut send, &resp).await;
+            match stream {
+                None => {
+                    let _ = transport::write_message(&mut send, &resp).await;
+                }
+                Some(bundle) => stream::send_bundle(&ctx, &mut send, &resp, bundle).await,
+            }
         });
     }
 }
 
+/// What a call returns beside its JSON answer.
+pub enum Data {
+    /// Nothing.
+    None,
+    /// Bytes carried in the answer (`AdminResponse.data`).
+    Bytes(Vec<u8>),
+    /// An audit bundle streamed after the answer (`AuditExportStream`).
+    Stream(crate::audit::export::Bundle),
+}
+
 /// Checks the caller's role, runs the call, audits it, and builds the answer.
 pub async fn dispatch(ctx: &Arc<Ctx>, caller: &Caller, req: AdminRequest) -> AdminResponse {
+    dispatch_streamed(ctx, caller, req).await.0
+}
+
+/// [`dispatch`], with the bundle to stream after the answer, if the call streams one.
+pub async fn dispatch_streamed(
+    ctx: &Arc<Ctx>,
+    caller: &Caller,
+    req: AdminRequest,
+) -> (AdminResponse, Option<crate::audit::export::Bundle>) {
     let Some(call) = req.call else {
-        return AdminResponse {
+        let resp = AdminResponse {
             ok: false,
             error: "empty request".into(),
             ..Default::default()
         };
+        return (resp, None);
+    };
+    let (resp, data) = answer(ctx, caller, call).await;
+    match data {
+        Data::Stream(bundle) => (resp, Some(bundle)),
+        Data::Bytes(data) => (AdminResponse { data, ..resp }, None),
+        Data::None => (resp, None),
+    }
+}
+
+/// The answer to one call, audited.
+async fn answer(ctx: &Arc<Ctx>, caller: &Caller, call: Call) -> (AdminResponse, Data) {
+    let refuse = |error: String| {
+        let resp = AdminResponse {
+            ok: false,
+            error,
+            ..Default::default()
+        };
+        (resp, Data::None)
     };
     let (name, roles) = call_rules(&call);
     let target = crate::admin::records::case_target(ctx, &call)
@@ -175,18 +222,17 @@ pub async fn dispatch(ctx: &Arc<Ctx>, caller: &Caller, req: AdminRequest) -> Adm
     if let Some(why) = ctx.store.write_failure() {
         if matches!(call, Call::Status(_)) {
             if let Ok(v) = crate::admin::calls::run(ctx, caller, call).await {
-                return AdminResponse {
+                let resp = AdminResponse {
                     ok: true,
                     json: v.to_string(),
                     ..Default::default()
                 };
+                return (resp, Data::None);
             }
         }
-        return AdminResponse {
-            ok: false,
-            error: format!("the audit log cannot be written ({why}); the node refuses calls until it is restarted"),
-            ..Default::default()
-        };
+        return refuse(format!(
+            "the audit log cannot be written ({why}); the node refuses calls until it is restarted"
+        ));
     }
     let result = run_if_allowed(ctx, caller, call, name, roles).await;
     let outcome = match &result {
@@ -206,38 +252,41 @@ pub async fn dispatch(ctx: &Arc<Ctx>, caller: &Caller, req: AdminRequest) -> Adm
     };
     if let Err(e) = ctx.store.commit(vec![Op::Audit(entry)]).await {
         tracing::error!(error = %e, "cannot audit an admin call; refusing it");
-        return AdminResponse {
-            ok: false,
-            error: "the audit log cannot be written; the node refuses calls until it can".into(),
-            ..Default::default()
-        };
+        return refuse(
+            "the audit log cannot be written; the node refuses calls until it can".into(),
+        );
     }
     match result {
-        Ok((v, data)) => AdminResponse {
-            ok: true,
-            json: v.to_string(),
-            data,
-            ..Default::default()
-        },
-        Err(e) => AdminResponse {
-            ok: false,
-            error: e.message,
-            required_role: e.required_role.unwrap_or_default(),
-            json: String::new(),
-            data: Vec::new(),
-        },
+        Ok((v, data)) => {
+            let resp = AdminResponse {
+                ok: true,
+                json: v.to_string(),
+                ..Default::default()
+            };
+            (resp, data)
+        }
+        Err(e) => {
+            let resp = AdminResponse {
+                ok: false,
+                error: e.message,
+                required_role: e.required_role.unwrap_or_default(),
+                json: String::new(),
+                data: Vec::new(),
+            };
+            (resp, Data::None)
+        }
     }
 }
 
 /// Runs `call` if the caller's role is one of `roles`: its JSON answer and binary data (the
-/// bundle of an audit export), or why not.
+/// bundle of an audit export, in the answer or streamed after it), or why not.
 async fn run_if_allowed(
     ctx: &Arc<Ctx>,
     caller: &Caller,
     call: Call,
     name: &str,
     roles: &[Role],
-) -> Result<(serde_json::Value, Vec<u8>), CallError> {
+) -> Result<(serde_json::Value, Data), CallError> {
     if !roles.contains(&caller.role) {
         let names: Vec<&str> = roles.iter().map(|r| r.name()).collect();
         return Err(CallError {
@@ -250,10 +299,18 @@ async fn run_if_allowed(
         });
     }
     match call {
-        Call::AuditExport(r) => crate::audit::export(ctx, caller, r.from_ms, r.to_ms).await,
+        Call::AuditExport(r) => {
+            let (v, bytes) = crate::audit::export(ctx, caller, r.from_ms, r.to_ms).await?;
+            Ok((v, Data::Bytes(bytes)))
+        }
+        Call::AuditExportStream(r) => {
+            let (v, bundle) =
+                crate::audit::export::prepare(ctx, caller, r.from_ms, r.to_ms).await?;
+            Ok((v, Data::Stream(bundle)))
+        }
         call => Ok((
             crate::admin::calls::run(ctx, caller, call).await?,
-            Vec::new(),
+            Data::None,
         )),
     }
 }

@@ -19,6 +19,8 @@
 //! marker (the restore is then recorded in the log and the tripwire reset to the restored
 //! store). Once a store has had a tripwire, a missing file is refused too.
 
+pub mod export;
+
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -26,7 +28,6 @@ use std::time::Duration;
 
 use prost::Message;
 use serde_json::Value;
-use trm_proto::auditpb::{AuditBundle, ExportedEntry, Proof};
 use trm_proto::pb;
 use trm_proto::signing::{self, Tag};
 
@@ -36,8 +37,7 @@ use crate::base::vocab::{CallError, Caller};
 use crate::identity::NodeKeys;
 pub use crate::state::checkpoints::Audit;
 use crate::state::ctx::Ctx;
-use crate::store::{checkpoint_key, AuditEntry, Op, Store, StoreError, CHECKPOINT_PREFIX};
-use trm_proto::audit::AuditKind;
+use crate::store::{checkpoint_key, Op, Store, StoreError};
 
 /// Store metadata key: a restore not yet recorded in the audit log (JSON
 /// `ops::backup::RestoreInfo`, written by the restore, logged and cleared by the node at start).
@@ -293,126 +293,15 @@ pub enum ConsistencyRefusal {
     Unavailable(String),
 }
 
-/// `audit export`: a bundle of every entry (no range), or of every entry from the first to
-/// the last whose time is within `[from_ms, to_ms]` (0 = open; consecutive indices, so an
-/// entry at the edges may lie outside the range), proven against a checkpoint signed now,
-/// with every checkpoint and the consistency proofs between them, this node's card and every
-/// peer card it pinned. It first logs an export record (kind `export`), so that the last
-/// checkpoint is always signed after it and a full bundle shows when it was made.
+/// `audit export` in one frame (`AuditExport`): the summary and the whole bundle.
 pub async fn export(
     ctx: &Ctx,
     caller: &Caller,
     from_ms: i64,
     to_ms: i64,
 ) -> Result<(Value, Vec<u8>), CallError> {
-    if from_ms != 0 && to_ms != 0 && to_ms < from_ms {
-        return Err(CallError::msg("--to is before --from"));
-    }
-    let full = from_ms == 0 && to_ms == 0;
-    ctx.store
-        .commit(vec![Op::Audit(AuditEntry {
-            time_ms: ctx.clock.now_ms(),
-            kind: AuditKind::Export.into(),
-            officer: caller.name.clone(),
-            role: caller.role.name().into(),
-            call: "audit export".into(),
-            target: if full {
-                "whole log".into()
-            } else {
-                format!("from {} to {}", format_ms(from_ms), format_ms(to_ms))
-            },
-            result: "started".into(),
-            ..Default::default()
-        })])
-        .await?;
-    checkpoint_now(ctx).await?;
-    let (checkpoints, consistency, tree_size) = checkpoints_and_proofs(&ctx.store)?;
-    let leaves: Vec<Vec<u8>> = ctx
-        .store
-        .audit_leaves(0)?
-        .into_iter()
-        .take(tree_size as usize)
-        .collect();
-    let range = if full {
-        (0..tree_size).collect::<Vec<u64>>()
-    } else {
-        entries_between(&leaves, from_ms, to_ms)?
-    };
-    let mut entries = Vec::new();
-    for index in range {
-        let leaf = leaves[index as usize].clone();
-        let inclusion = ctx.store.audit_inclusion_proof(index, tree_size)?;
-        entries.push(ExportedEntry {
-            entry: leaf,
-            inclusion: inclusion.into_iter().map(|h| h.to_vec()).collect(),
-        });
-    }
-    let peer_cards = crate::federation::trust::archived_cards(ctx)?;
-    let bundle = AuditBundle {
-        version: trm_proto::audit::BUNDLE_VERSION,
-        country: ctx.country().to_string(),
-        card: ctx.own_card.clone(),
-        peer_cards,
-        entries,
-        checkpoints,
-        consistency,
-    };
-    let summary = trm_admin_api::answers::AuditExported {
-        country: ctx.country().to_string(),
-        entries: bundle.entries.len() as u64,
-        tree_size,
-        checkpoints: bundle.checkpoints.len() as u64,
-        peer_cards: bundle.peer_cards.len() as u64,
-        from: format_ms(from_ms),
-        to: format_ms(to_ms),
-        coverage: if full { "complete" } else { "partial" }.into(),
-    };
-    let summary = serde_json::to_value(summary).map_err(|e| CallError::msg(e.to_string()))?;
-    Ok((summary, bundle.encode_to_vec()))
-}
-
-/// Every stored checkpoint (encoded), the consistency proofs between consecutive ones, and
-/// the tree size of the last.
-type CheckpointChain = (Vec<Vec<u8>>, Vec<Proof>, u64);
-
-/// The node's [`CheckpointChain`] as stored.
-fn checkpoints_and_proofs(store: &Store) -> Result<CheckpointChain, CallError> {
-    let mut checkpoints = Vec::new();
-    let mut sizes = Vec::new();
-    for (_, raw) in store.meta_prefix(CHECKPOINT_PREFIX)? {
-        let size = pb::Signed::decode(raw.as_slice())
-            .ok()
-            .and_then(|s| pb::Checkpoint::decode(s.body.as_slice()).ok())
-            .map(|c| c.tree_size)
-            .ok_or_else(|| CallError::msg("a stored checkpoint is unreadable"))?;
-        sizes.push(size);
-        checkpoints.push(raw);
-    }
-    let tree_size = sizes.last().copied().unwrap_or(0);
-    let mut consistency = Vec::with_capacity(sizes.len().saturating_sub(1));
-    for pair in sizes.windows(2) {
-        let hashes = store.audit_consistency_proof(pair[0], pair[1])?;
-        consistency.push(Proof {
-            hashes: hashes.into_iter().map(|h| h.to_vec()).collect(),
-        });
-    }
-    Ok((checkpoints, consistency, tree_size))
-}
-
-/// The indices from the first to the last entry written within `from_ms..=to_ms` (0: open
-/// end), entries between them included whatever their time: a partial bundle is contiguous.
-fn entries_between(leaves: &[Vec<u8>], from_ms: i64, to_ms: i64) -> Result<Vec<u64>, CallError> {
-    let mut inside = Vec::new();
-    for (index, leaf) in (0u64..).zip(leaves) {
-        let e = AuditEntry::decode(leaf.as_slice())?;
-        if !((from_ms != 0 && e.time_ms < from_ms) || (to_ms != 0 && e.time_ms > to_ms)) {
-            inside.push(index);
-        }
-    }
-    match (inside.first(), inside.last()) {
-        (Some(&a), Some(&b)) => Ok((a..=b).collect()),
-        _ => Err(CallError::msg("no audit entry in that time range")),
-    }
+    let (summary, bundle) = export::prepare(ctx, caller, from_ms, to_ms).await?;
+    Ok((summary, bundle.collect(&ctx.store)?))
 }
 
 /// The audit part of `status`.

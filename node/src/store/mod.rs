@@ -1292,6 +1292,18 @@ impl Store {
             .collect()
     }
 
+    /// At most `limit` raw audit entries (Merkle leaves) from index `from`, in order: a log of
+    /// any size is read this way in bounded memory.
+    pub fn audit_leaves_range(&self, from: u64, limit: usize) -> Result<Vec<Vec<u8>>, StoreError> {
+        self.inner
+            .t
+            .audit
+            .range(from.to_be_bytes()..)
+            .take(limit)
+            .map(|kv| Ok(kv?.1.to_vec()))
+            .collect()
+    }
+
     /// Number of audit entries.
     pub fn audit_len(&self) -> u64 {
         self.inner
