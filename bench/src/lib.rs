@@ -9,11 +9,13 @@
 //! - [`baseline`]: raw quinn, Ed25519 and sled.
 //! - [`scenario`]: throughput, latency, scale and growth.
 //! - [`audit`]: audit bundles of N entries: streamed export, offline verification.
+//! - [`instructions`]: instructions per referral counted by callgrind.
 //! - [`report`]: runs a selection and prints it.
 #![forbid(unsafe_code)]
 
 pub mod audit;
 pub mod baseline;
+pub mod instructions;
 pub mod report;
 pub mod scenario;
 pub mod workload;

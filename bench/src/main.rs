@@ -41,6 +41,10 @@ struct Cli {
     /// Entries of the audit run's bundle and exported log (default 200,000).
     #[arg(long)]
     entries: Option<u64>,
+    /// Referrals of the smaller callgrind run in `instructions` (default 100; the larger has
+    /// three times as many); also the count of `instructions-workload`.
+    #[arg(long)]
+    referrals: Option<usize>,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -61,11 +65,27 @@ enum What {
     Exhaustion,
     /// Audit export and offline verification of N entries.
     Audit,
+    /// Instructions per referral, send and receive, counted by callgrind (valgrind).
+    Instructions,
+    /// The process `instructions` runs under callgrind: two nodes in process, N referrals.
+    #[value(hide = true)]
+    InstructionsWorkload,
+    /// The baseline `instructions` runs under callgrind: N Ed25519 sign + verify pairs.
+    #[value(hide = true)]
+    InstructionsBaseline,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     trm_tests::setup();
+    match cli.what {
+        What::InstructionsWorkload => return instructions_workload(cli.referrals.unwrap_or(100)),
+        What::InstructionsBaseline => {
+            trm_bench::instructions::pairs(cli.referrals.unwrap_or(1000));
+            return ExitCode::SUCCESS;
+        }
+        _ => {}
+    }
     // Built first when run by cargo, so the figures are never those of a stale binary.
     let bin = trm_tests::bins::bin_dir().join("trm-node");
     if !bin.is_file() {
@@ -98,6 +118,9 @@ fn main() -> ExitCode {
     if let Some(n) = cli.entries {
         opts.audit_entries = n.max(4);
     }
+    if let Some(n) = cli.referrals {
+        opts.instructions_n = n.max(1);
+    }
     let sel = match cli.what {
         What::All => Selection::all(),
         What::Baselines => Selection {
@@ -125,6 +148,11 @@ fn main() -> ExitCode {
             audit: true,
             ..Default::default()
         },
+        What::Instructions => Selection {
+            instructions: true,
+            ..Default::default()
+        },
+        What::InstructionsWorkload | What::InstructionsBaseline => Selection::default(),
         What::Exhaustion => Selection {
             throughput: true,
             exhaustion: true,
@@ -151,6 +179,28 @@ fn main() -> ExitCode {
             println!("{}", r.render());
             ExitCode::SUCCESS
         }
+        Err(e) => {
+            eprintln!("trm-bench: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `instructions-workload --referrals N` (run under callgrind by `instructions`).
+fn instructions_workload(n: usize) -> ExitCode {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("trm-bench: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(trm_bench::instructions::workload(n)) {
+        Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("trm-bench: {e:#}");
             ExitCode::FAILURE

@@ -35,6 +35,9 @@ pub struct Options {
     pub growth_stored: usize,
     /// Entries of the audit bundle verified and of the log exported in the audit run.
     pub audit_entries: u64,
+    /// Referrals of the smaller callgrind run (the larger has three times as many); 0: the
+    /// instruction count is not run (quick runs: callgrind is some fifty times slower).
+    pub instructions_n: usize,
 }
 
 impl Options {
@@ -52,6 +55,7 @@ impl Options {
             scale_nodes: 50,
             growth_stored: 1_000_000,
             audit_entries: 200_000,
+            instructions_n: 100,
         }
     }
 
@@ -69,6 +73,7 @@ impl Options {
             scale_nodes: 4,
             growth_stored: 2_000,
             audit_entries: 3_000,
+            instructions_n: 0,
         }
     }
 }
@@ -90,6 +95,8 @@ pub struct Selection {
     pub exhaustion: bool,
     /// Audit export and offline verification of N entries.
     pub audit: bool,
+    /// Instructions per referral, counted by callgrind.
+    pub instructions: bool,
 }
 
 impl Selection {
@@ -103,6 +110,7 @@ impl Selection {
             growth: true,
             exhaustion: true,
             audit: true,
+            instructions: true,
         }
     }
 }
@@ -141,6 +149,8 @@ pub struct Report {
     pub growth: Option<Latency>,
     /// Audit export and verification.
     pub audit: Option<crate::audit::AuditFigures>,
+    /// Instructions per referral (callgrind), or why they were not counted.
+    pub instructions: Option<Result<crate::instructions::Instructions, String>>,
 }
 
 fn ms(d: Duration) -> f64 {
@@ -249,7 +259,72 @@ pub async fn run(opts: &Options, sel: Selection) -> Result<Report> {
     if sel.audit {
         report.audit = Some(audit_run(opts).await?);
     }
+    if sel.instructions {
+        report.instructions = Some(instructions_run(opts.instructions_n).await?);
+    }
     Ok(report)
+}
+
+/// The callgrind count of `n` and `3n` referrals (this executable's hidden workload), or why
+/// it was not run (a quick run, no valgrind here).
+async fn instructions_run(n: usize) -> Result<Result<crate::instructions::Instructions, String>> {
+    if n == 0 {
+        return Ok(Err("not counted in a quick run".into()));
+    }
+    if !crate::instructions::available() {
+        return Ok(Err(
+            "not counted: valgrind is not installed (apt-get install valgrind)".into(),
+        ));
+    }
+    let exe = std::env::current_exe()?;
+    let i = tokio::task::spawn_blocking(move || crate::instructions::measure(&exe, n)).await??;
+    Ok(Ok(i))
+}
+
+/// The instructions section of the report.
+fn render_instructions(s: &mut String, i: &Result<crate::instructions::Instructions, String>) {
+    let _ = writeln!(
+        s,
+        "### Instructions (callgrind: exact, whatever the machine's load)\n"
+    );
+    let i = match i {
+        Ok(i) => i,
+        Err(why) => {
+            let _ = writeln!(s, "{why}\n");
+            return;
+        }
+    };
+    let _ = writeln!(
+        s,
+        "| workload | units | instructions (Ir) |\n|---|---:|---:|"
+    );
+    for (name, c) in [
+        (
+            "referrals, outbox to stored receipt, both nodes",
+            &i.referrals,
+        ),
+        ("Ed25519 sign + verify_strict pairs, 4 KiB", &i.pairs),
+    ] {
+        for (units, total) in [(c.units.0, c.totals.0), (c.units.1, c.totals.1)] {
+            let _ = writeln!(s, "| {name} | {units} | {total} |");
+        }
+    }
+    let _ = writeln!(s, "\n| figure | value |\n|---|---:|");
+    let _ = writeln!(
+        s,
+        "| instructions per referral | **{:.0}** |",
+        i.referrals.per_unit()
+    );
+    let _ = writeln!(
+        s,
+        "| instructions per Ed25519 pair | {:.0} |",
+        i.pairs.per_unit()
+    );
+    let _ = writeln!(
+        s,
+        "| referral / pair (2.0: the signatures alone) | **{:.2}** |\n",
+        i.ratio()
+    );
 }
 
 /// The audit run: offline verification of a bundle of `audit_entries`, then the streamed
@@ -501,6 +576,9 @@ impl Report {
         }
         if let Some(a) = &self.audit {
             render_audit(&mut s, a);
+        }
+        if let Some(i) = &self.instructions {
+            render_instructions(&mut s, i);
         }
         if let Some(sc) = &self.scale {
             let rss: Vec<f64> = sc.rss_kib.iter().map(|k| *k as f64 / 1024.0).collect();

@@ -1,0 +1,176 @@
+//! Instructions per referral on the send+receive path, counted by callgrind (`valgrind
+//! --tool=callgrind`): a figure that repeats exactly whatever else the machine does, to put
+//! beside the timings.
+//!
+//! One process (`trm-bench instructions-workload --referrals N`) runs two nodes in process
+//! (Italy and Albania, pinned to each other), pre-fills Italy's outbox with N referrals through
+//! the library while it is stopped, starts it, and waits until every referral is delivered
+//! (Albania's signed receipt stored). `trm-bench instructions` runs that process under
+//! callgrind twice, with N and 3N referrals, and reports `(Ir(3N) − Ir(N)) / 2N`: the
+//! instructions each further referral costs both nodes together (signing, sealing, QUIC, TLS
+//! records, the receiver's strict verification, storage, the receipt and its verification),
+//! with start-up, key loading and handshakes cancelled out. The baseline of the same run:
+//! Ed25519 sign + `verify_strict` pairs over 4 KiB messages (`instructions-baseline`),
+//! counted the same way.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, ensure, Context, Result};
+use trm_tests::{pin_all, TestNode};
+
+use crate::workload;
+
+/// The size of the messages of the Ed25519 baseline: about a referral's signed transmission.
+pub const PAIR_BYTES: usize = 4096;
+
+/// What callgrind counted: two runs of a workload, `n` and `3n` units.
+#[derive(Clone, Debug, Default)]
+pub struct Counted {
+    /// Units (referrals, or sign + verify pairs) of the smaller and the larger run.
+    pub units: (usize, usize),
+    /// Instructions (Ir) of each run, whole process.
+    pub totals: (u64, u64),
+}
+
+impl Counted {
+    /// Instructions per further unit.
+    pub fn per_unit(&self) -> f64 {
+        let (a, b) = self.totals;
+        let (n, m) = self.units;
+        (b as f64 - a as f64) / (m - n) as f64
+    }
+}
+
+/// Referrals and the baseline of the same run: Ed25519 sign + `verify_strict` pairs over
+/// [`PAIR_BYTES`]-byte messages.
+#[derive(Clone, Debug, Default)]
+pub struct Instructions {
+    /// Referrals, outbox to stored receipt, both nodes.
+    pub referrals: Counted,
+    /// Sign + verify_strict pairs.
+    pub pairs: Counted,
+}
+
+impl Instructions {
+    /// Instructions per referral over instructions per Ed25519 pair (a referral signs and
+    /// strictly verifies twice: envelope and receipt; 2.0 would be the cryptography alone).
+    pub fn ratio(&self) -> f64 {
+        self.referrals.per_unit() / self.pairs.per_unit()
+    }
+}
+
+/// The baseline counted: `n` Ed25519 sign + `verify_strict` pairs over [`PAIR_BYTES`].
+pub fn pairs(n: usize) {
+    crate::baseline::ed25519_pairs(n, PAIR_BYTES);
+}
+
+/// The workload counted: two nodes in this process, `n` referrals from the outbox to the
+/// stored receipt; returns when every one is delivered (30 minutes at most: callgrind runs
+/// some fifty times slower).
+pub async fn workload(n: usize) -> Result<()> {
+    ensure!(n >= 1, "the workload needs at least one referral");
+    let tmp = tempfile::tempdir()?;
+    let mut it = TestNode::init(tmp.path(), "IT");
+    let mut al = TestNode::init(tmp.path(), "AL");
+    it.start().await;
+    al.start().await;
+    pin_all(&[&it, &al]).await;
+    it.stop().await;
+    let mut pending: Vec<String> = workload::prefill_outbox(&it.dir, "IT", "AL", n, 256)?
+        .iter()
+        .map(hex::encode)
+        .collect();
+    it.start().await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30 * 60);
+    while !pending.is_empty() {
+        ensure!(
+            tokio::time::Instant::now() < deadline,
+            "{} of {n} referrals still pending after 30 minutes",
+            pending.len()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        pending.retain(|id| !it.delivered(id));
+    }
+    it.finish().await;
+    al.finish().await;
+    Ok(())
+}
+
+/// Runs `exe instructions-workload --referrals N` under callgrind for `n` and `3n`, and the
+/// baseline (`instructions-baseline`) for `10n` and `30n` pairs.
+pub fn measure(exe: &Path, n: usize) -> Result<Instructions> {
+    let twice = |what: &str, n: usize| -> Result<Counted> {
+        Ok(Counted {
+            units: (n, 3 * n),
+            totals: (count(exe, what, n)?, count(exe, what, 3 * n)?),
+        })
+    };
+    Ok(Instructions {
+        referrals: twice("instructions-workload", n)?,
+        pairs: twice("instructions-baseline", 10 * n)?,
+    })
+}
+
+/// Whether `valgrind` can be run here.
+pub fn available() -> bool {
+    Command::new("valgrind")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// The instructions (Ir) of one run of `exe WHAT --referrals N` under callgrind.
+fn count(exe: &Path, what: &str, n: usize) -> Result<u64> {
+    let tmp = tempfile::tempdir()?;
+    let out = tmp.path().join("callgrind.out");
+    eprintln!("instructions: {what} {n} under callgrind");
+    let status = Command::new("valgrind")
+        .arg("--tool=callgrind")
+        .arg(format!("--callgrind-out-file={}", out.display()))
+        .arg("--quiet")
+        .arg(exe)
+        .args([what, "--referrals", &n.to_string()])
+        .status()
+        .context("valgrind")?;
+    if !status.success() {
+        bail!("the workload under callgrind failed: {status}");
+    }
+    totals(&std::fs::read_to_string(&out).context("callgrind's output")?)
+}
+
+/// The `totals:` (or `summary:`) line of a callgrind output file: the run's instructions.
+fn totals(text: &str) -> Result<u64> {
+    text.lines()
+        .find_map(|l| {
+            l.strip_prefix("totals:")
+                .or_else(|| l.strip_prefix("summary:"))
+        })
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| anyhow!("no totals line in callgrind's output"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_totals_line_is_read_and_the_difference_divided() {
+        let text = "version: 1\ncreator: callgrind\nevents: Ir\nfn=main\n1 5\ntotals: 1200\n";
+        assert_eq!(totals(text).unwrap(), 1200);
+        assert_eq!(totals("summary: 77\n").unwrap(), 77);
+        assert!(totals("events: Ir\n").is_err());
+        let referrals = Counted {
+            units: (10, 30),
+            totals: (1_000, 5_000),
+        };
+        assert_eq!(referrals.per_unit(), 200.0);
+        let pairs = Counted {
+            units: (100, 300),
+            totals: (1_000, 5_000),
+        };
+        assert_eq!(Instructions { referrals, pairs }.ratio(), 10.0);
+    }
+}
