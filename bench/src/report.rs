@@ -281,6 +281,19 @@ async fn instructions_run(n: usize) -> Result<Result<crate::instructions::Instru
     Ok(Ok(i))
 }
 
+/// The scale run's memory per pinned peer: each idle node's VmRSS with every other node
+/// pinned (and the exchange stored) over its VmRSS when started alone, per peer (medians).
+fn memory_per_peer(sc: &Scale) -> String {
+    let mib = |v: &[u64]| median(&v.iter().map(|k| *k as f64 / 1024.0).collect::<Vec<_>>());
+    let (alone, pinned) = (mib(&sc.rss_unpinned_kib), mib(&sc.rss_kib));
+    let peers = sc.nodes.saturating_sub(1).max(1) as f64;
+    format!(
+        "| VmRSS per idle node alone (no peer) / with {} peers, median MiB; per pinned peer | {alone:.1} / {pinned:.1}; **{:.3} MiB** |",
+        sc.nodes.saturating_sub(1),
+        (pinned - alone) / peers
+    )
+}
+
 /// The instructions section of the report.
 fn render_instructions(s: &mut String, i: &Result<crate::instructions::Instructions, String>) {
     let _ = writeln!(
@@ -605,6 +618,7 @@ impl Report {
                 max_rss,
                 target(max_rss <= 64.0)
             );
+            let _ = writeln!(s, "{}", memory_per_peer(sc));
             let _ = writeln!(
                 s,
                 "| start to accepting, first start, median / max ms | {:.0} / {:.0} |",

@@ -504,6 +504,8 @@ pub struct Scale {
     pub exchange_secs: f64,
     /// Resident memory of each idle node with every other node pinned, KiB.
     pub rss_kib: Vec<u64>,
+    /// Resident memory of each idle node before any peer is pinned (started, empty), KiB.
+    pub rss_unpinned_kib: Vec<u64>,
     /// Start to ready, first start (empty store, no peers).
     pub ready_first: Vec<Duration>,
     /// Start to ready, restart with every peer pinned and the exchange stored.
@@ -527,6 +529,9 @@ pub async fn scale(bin: &Path, n: usize) -> Result<Scale> {
     for node in nodes.iter_mut() {
         ready_first.push(node.start().await?);
     }
+    // Idle and alone: the memory a node takes before its first peer.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let rss_unpinned_kib: Vec<u64> = nodes.iter().filter_map(NodeProc::rss_kib).collect();
     proc::pin_all(&mut nodes).await?;
     let mut officers = Vec::with_capacity(n);
     for node in nodes.iter_mut() {
@@ -556,21 +561,7 @@ pub async fn scale(bin: &Path, n: usize) -> Result<Scale> {
     for c in officers {
         c.close().await;
     }
-    let deadline = Instant::now() + Duration::from_secs(600);
-    loop {
-        let mut pending = 0u64;
-        for node in nodes.iter_mut() {
-            let s = node.call(Call::Status(api::Status {})).await?;
-            pending += s["outbox_total"].as_u64().unwrap_or(u64::MAX / 1024);
-        }
-        if pending == 0 {
-            break;
-        }
-        if Instant::now() > deadline {
-            bail!("{pending} referrals still pending");
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    drained(&mut nodes).await?;
     let exchange_secs = started.elapsed().as_secs_f64();
     // Idle: let connections settle, then read resident memory.
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -599,7 +590,27 @@ pub async fn scale(bin: &Path, n: usize) -> Result<Scale> {
         received,
         exchange_secs,
         rss_kib,
+        rss_unpinned_kib,
         ready_first,
         ready_restart,
     })
+}
+
+/// Waits (10 minutes at most) until no node has anything left in its outbox.
+async fn drained(nodes: &mut [NodeProc]) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(600);
+    loop {
+        let mut pending = 0u64;
+        for node in nodes.iter_mut() {
+            let s = node.call(Call::Status(api::Status {})).await?;
+            pending += s["outbox_total"].as_u64().unwrap_or(u64::MAX / 1024);
+        }
+        if pending == 0 {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("{pending} referrals still pending");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
