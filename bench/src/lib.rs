@@ -8,10 +8,12 @@
 //!   pre-filling of a stopped node's store through the library.
 //! - [`baseline`]: raw quinn, Ed25519 and sled.
 //! - [`scenario`]: throughput, latency, scale and growth.
+//! - [`start`]: start to accepting with a large store, fast path and full check.
 //! - [`report`]: runs a selection and prints it.
 #![forbid(unsafe_code)]
 
 pub mod baseline;
 pub mod report;
 pub mod scenario;
+pub mod start;
 pub mod workload;

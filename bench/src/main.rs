@@ -32,6 +32,9 @@ struct Cli {
     /// Messages already stored in the growth run.
     #[arg(long)]
     stored: Option<usize>,
+    /// Messages stored in the start run.
+    #[arg(long)]
+    messages: Option<usize>,
     /// Leave out the baselines (`throughput` runs them by default).
     #[arg(long)]
     no_baselines: bool,
@@ -56,6 +59,8 @@ enum What {
     Growth,
     /// Throughput with and without a flood of unauthenticated handshakes.
     Exhaustion,
+    /// Start to accepting with a large store (fast path and full check) against an empty one.
+    Start,
 }
 
 fn main() -> ExitCode {
@@ -90,6 +95,9 @@ fn main() -> ExitCode {
     if let Some(n) = cli.latency_n {
         opts.latency_n = n;
     }
+    if let Some(n) = cli.messages {
+        opts.start_messages = n;
+    }
     let sel = match cli.what {
         What::All => Selection::all(),
         What::Baselines => Selection {
@@ -116,6 +124,10 @@ fn main() -> ExitCode {
         What::Exhaustion => Selection {
             throughput: true,
             exhaustion: true,
+            ..Default::default()
+        },
+        What::Start => Selection {
+            start: true,
             ..Default::default()
         },
     };

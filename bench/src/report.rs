@@ -33,6 +33,8 @@ pub struct Options {
     pub scale_nodes: usize,
     /// Messages already stored in the growth run.
     pub growth_stored: usize,
+    /// Messages stored in the start run.
+    pub start_messages: usize,
 }
 
 impl Options {
@@ -49,6 +51,7 @@ impl Options {
             latency_rate: 100,
             scale_nodes: 50,
             growth_stored: 1_000_000,
+            start_messages: 1_000_000,
         }
     }
 
@@ -65,6 +68,7 @@ impl Options {
             latency_rate: 100,
             scale_nodes: 4,
             growth_stored: 2_000,
+            start_messages: 2_000,
         }
     }
 }
@@ -84,6 +88,8 @@ pub struct Selection {
     pub growth: bool,
     /// Throughput while the receiver is flooded with unauthenticated handshakes.
     pub exhaustion: bool,
+    /// Start to accepting with a large store.
+    pub start: bool,
 }
 
 impl Selection {
@@ -96,6 +102,7 @@ impl Selection {
             scale: true,
             growth: true,
             exhaustion: true,
+            start: true,
         }
     }
 }
@@ -132,6 +139,8 @@ pub struct Report {
     pub scale: Option<Scale>,
     /// Latency with a large store.
     pub growth: Option<Latency>,
+    /// Start to accepting with a large store.
+    pub start: Option<crate::start::StartTimes>,
 }
 
 fn ms(d: Duration) -> f64 {
@@ -232,6 +241,10 @@ pub async fn run(opts: &Options, sel: Selection) -> Result<Report> {
             )
             .await?,
         );
+    }
+    if sel.start {
+        eprintln!("start: {} messages stored", opts.start_messages);
+        report.start = Some(crate::start::start_times(&opts.node_bin, opts.start_messages).await?);
     }
     if sel.scale {
         eprintln!("scale: {} nodes", opts.scale_nodes);
@@ -462,6 +475,9 @@ impl Report {
                     "NO"
                 }
             );
+        }
+        if let Some(st) = &self.start {
+            crate::start::render(&mut s, st);
         }
         s
     }
