@@ -270,17 +270,20 @@ fn background_check(
 /// One line on how the store was checked at start.
 fn log_open_check(store: &Store, took: Duration) {
     let ms = took.as_millis() as u64;
+    let sled_ms = store.sled_open_time().as_millis() as u64;
     match store.opened() {
         crate::store::OpenCheck::Fast { tail } => tracing::info!(
             entries = store.audit_len(),
             tail,
             ms,
+            sled_ms,
             "store opened on the fast path (clean shutdown): checked the head and the entries after the last checkpoint; the full check runs in the background"
         ),
         crate::store::OpenCheck::Full { reason } => tracing::info!(
             entries = store.audit_len(),
             reason = ?reason,
             ms,
+            sled_ms,
             "store opened on the full path: every entry checked"
         ),
     }

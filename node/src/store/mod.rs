@@ -758,6 +758,8 @@ struct Inner {
     tree: RwLock<CompactTree>,
     /// How open checked the store.
     opened: OpenCheck,
+    /// How long sled itself took to open (its recovery), before any check.
+    sled_open: std::time::Duration,
     /// Set by the first failed write; every later write is refused.
     failure: Mutex<Option<String>>,
     /// The audit log size after each commit, for the checkpoint task.
@@ -915,6 +917,7 @@ impl Store {
     /// means a full check at the next open.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         let lock = lock_store(path)?;
+        let opening = std::time::Instant::now();
         let db = sled::Config::new()
             .path(path)
             .mode(sled::Mode::HighThroughput)
@@ -927,6 +930,7 @@ impl Store {
                 other => StoreError::Io(format!("cannot open {}: {other}", path.display())),
             })?;
         let t = Trees::open(&db)?;
+        let sled_open = opening.elapsed();
         let migrated_from = migrate(path, &db, &t)?;
         let record = t.meta.remove(CLEAN_SHUTDOWN)?;
         if record.is_some() {
@@ -945,6 +949,7 @@ impl Store {
                 opened: OpenCheck::Full {
                     reason: FullReason::NoRecord,
                 },
+                sled_open,
                 failure: Mutex::new(None),
                 inject_failure: AtomicBool::new(false),
                 _lock: lock,
@@ -1230,6 +1235,11 @@ impl Store {
     /// How [`Store::open`] checked this store.
     pub fn opened(&self) -> OpenCheck {
         self.inner.opened
+    }
+
+    /// How long sled itself took to open this store (its own recovery, before any check).
+    pub fn sled_open_time(&self) -> std::time::Duration {
+        self.inner.sled_open
     }
 
     /// Writes the clean-shutdown record (the head the next open compares with), durably. Call
