@@ -10,6 +10,7 @@
 //! - [`scenario`]: throughput, latency, scale and growth.
 //! - [`audit`]: audit bundles of N entries: streamed export, offline verification.
 //! - [`instructions`]: instructions per referral counted by callgrind.
+//! - [`start`]: start to accepting with a large store, fast path and full check.
 //! - [`report`]: runs a selection and prints it.
 #![forbid(unsafe_code)]
 
@@ -18,4 +19,5 @@ pub mod baseline;
 pub mod instructions;
 pub mod report;
 pub mod scenario;
+pub mod start;
 pub mod workload;

@@ -32,6 +32,9 @@ struct Cli {
     /// Messages already stored in the growth run.
     #[arg(long)]
     stored: Option<usize>,
+    /// Messages stored in the start run.
+    #[arg(long)]
+    messages: Option<usize>,
     /// Leave out the baselines (`throughput` runs them by default).
     #[arg(long)]
     no_baselines: bool,
@@ -73,6 +76,8 @@ enum What {
     /// The baseline `instructions` runs under callgrind: N Ed25519 sign + verify pairs.
     #[value(hide = true)]
     InstructionsBaseline,
+    /// Start to accepting with a large store (fast path and full check) against an empty one.
+    Start,
 }
 
 fn main() -> ExitCode {
@@ -121,6 +126,9 @@ fn main() -> ExitCode {
     if let Some(n) = cli.referrals {
         opts.instructions_n = n.max(1);
     }
+    if let Some(n) = cli.messages {
+        opts.start_messages = n;
+    }
     let sel = match cli.what {
         What::All => Selection::all(),
         What::Baselines => Selection {
@@ -156,6 +164,10 @@ fn main() -> ExitCode {
         What::Exhaustion => Selection {
             throughput: true,
             exhaustion: true,
+            ..Default::default()
+        },
+        What::Start => Selection {
+            start: true,
             ..Default::default()
         },
     };

@@ -38,6 +38,8 @@ pub struct Options {
     /// Referrals of the smaller callgrind run (the larger has three times as many); 0: the
     /// instruction count is not run (quick runs: callgrind is some fifty times slower).
     pub instructions_n: usize,
+    /// Messages stored in the start run.
+    pub start_messages: usize,
 }
 
 impl Options {
@@ -56,6 +58,7 @@ impl Options {
             growth_stored: 1_000_000,
             audit_entries: 200_000,
             instructions_n: 100,
+            start_messages: 1_000_000,
         }
     }
 
@@ -74,6 +77,7 @@ impl Options {
             growth_stored: 2_000,
             audit_entries: 3_000,
             instructions_n: 0,
+            start_messages: 2_000,
         }
     }
 }
@@ -97,6 +101,8 @@ pub struct Selection {
     pub audit: bool,
     /// Instructions per referral, counted by callgrind.
     pub instructions: bool,
+    /// Start to accepting with a large store.
+    pub start: bool,
 }
 
 impl Selection {
@@ -111,6 +117,7 @@ impl Selection {
             exhaustion: true,
             audit: true,
             instructions: true,
+            start: true,
         }
     }
 }
@@ -151,6 +158,8 @@ pub struct Report {
     pub audit: Option<crate::audit::AuditFigures>,
     /// Instructions per referral (callgrind), or why they were not counted.
     pub instructions: Option<Result<crate::instructions::Instructions, String>>,
+    /// Start to accepting with a large store.
+    pub start: Option<crate::start::StartTimes>,
 }
 
 fn ms(d: Duration) -> f64 {
@@ -251,6 +260,10 @@ pub async fn run(opts: &Options, sel: Selection) -> Result<Report> {
             )
             .await?,
         );
+    }
+    if sel.start {
+        eprintln!("start: {} messages stored", opts.start_messages);
+        report.start = Some(crate::start::start_times(&opts.node_bin, opts.start_messages).await?);
     }
     if sel.scale {
         eprintln!("scale: {} nodes", opts.scale_nodes);
@@ -642,6 +655,9 @@ impl Report {
                     "NO"
                 }
             );
+        }
+        if let Some(st) = &self.start {
+            crate::start::render(&mut s, st);
         }
         s
     }

@@ -42,6 +42,10 @@ pub enum StartError {
     /// The store is behind the rollback tripwire (one line, naming both).
     #[error("{0}")]
     Rollback(String),
+    /// The background check after a fast start found the store inconsistent: the node
+    /// stopped (it had refused every write from the moment of the finding).
+    #[error("background store check failed: {0}; the node stopped and refuses to run on this store until it passes `trm-node check` (restore it from a backup if it does not)")]
+    StoreCheck(crate::store::StoreError),
     /// Binding a listener.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -71,11 +75,26 @@ pub struct NodeHandle {
     pub metrics_addr: Option<SocketAddr>,
     stop: watch::Sender<bool>,
     tasks: tokio::task::JoinSet<()>,
+    /// The full store check running after a fast start.
+    check: Option<crate::ops::health::BackgroundCheck>,
 }
 
 impl NodeHandle {
-    /// Stops every task, waits for them, and flushes the store.
+    /// Resolves if the background store check finds the store inconsistent (by then every
+    /// write is refused); never if it does not or did not run.
+    pub async fn store_check_failed(&mut self) -> crate::store::StoreError {
+        match self.check.as_mut() {
+            Some(c) => c.failed().await,
+            None => std::future::pending().await,
+        }
+    }
+
+    /// Stops every task, waits for them, flushes the store and, unless a write failed or the
+    /// store check did, writes the clean-shutdown record (see `Store::close_clean`).
     pub async fn shutdown(mut self) {
+        if let Some(mut c) = self.check.take() {
+            tokio::task::spawn_blocking(move || c.stop()).await.ok();
+        }
         let _ = self.stop.send(true);
         self.ctx.endpoint.close(0u32.into(), b"shutdown");
         while tokio::time::timeout(Duration::from_secs(5), self.tasks.join_next())
@@ -88,6 +107,9 @@ impl NodeHandle {
         self.ctx.delivery.stop();
         let _ = self.ctx.store.flush();
         self.ctx.store.stop_committer();
+        if let Err(e) = self.ctx.store.close_clean() {
+            tracing::warn!(error = %e, "cannot write the clean-shutdown record: the next start checks the whole store");
+        }
         if self.metrics_addr.is_some() {
             let _ = std::fs::remove_file(self.ctx.dir.join(crate::ops::prometheus::ADDR_FILE));
         }
@@ -152,7 +174,9 @@ pub async fn start(dir: &Path, opts: StartOptions) -> Result<NodeHandle, StartEr
     let keys = NodeKeys::load(dir, &cfg)?;
     let template = cfg.template()?;
     let store_path = dir.join(&cfg.paths.store);
+    let opening = std::time::Instant::now();
     let store = open_store_bounded(&store_path, store_open_limit(&store_path))?;
+    log_open_check(&store, opening.elapsed());
     let vault = crate::store::vault::Vault::open(
         store.clone(),
         &dir.join(&cfg.paths.store_key),
@@ -206,6 +230,7 @@ pub async fn start(dir: &Path, opts: StartOptions) -> Result<NodeHandle, StartEr
         recv: crate::exchange::receive::RecvState::default(),
     });
     let tasks = spawn_tasks(&ctx, ends.peer, ends.admin, metrics_listener)?;
+    let check = background_check(&ctx)?;
     tracing::info!(
         country = %ctx.cfg.country,
         peer_listen = %ctx.peer_addr,
@@ -218,7 +243,50 @@ pub async fn start(dir: &Path, opts: StartOptions) -> Result<NodeHandle, StartEr
         metrics_addr,
         stop,
         tasks,
+        check,
     })
+}
+
+/// After a fast start: the full store check and every checkpoint's signature, in the
+/// background (`ops::health::BackgroundCheck`).
+fn background_check(
+    ctx: &Arc<Ctx>,
+) -> Result<Option<crate::ops::health::BackgroundCheck>, StartError> {
+    Ok(match ctx.store.opened() {
+        crate::store::OpenCheck::Fast { .. } => {
+            let c = ctx.clone();
+            let signatures = move || {
+                crate::state::checkpoints::verify_checkpoints(&c.store, &c.keys, c.country())
+            };
+            Some(crate::ops::health::BackgroundCheck::spawn(
+                &ctx.store,
+                Box::new(signatures),
+            )?)
+        }
+        crate::store::OpenCheck::Full { .. } => None,
+    })
+}
+
+/// One line on how the store was checked at start.
+fn log_open_check(store: &Store, took: Duration) {
+    let ms = took.as_millis() as u64;
+    let sled_ms = store.sled_open_time().as_millis() as u64;
+    match store.opened() {
+        crate::store::OpenCheck::Fast { tail } => tracing::info!(
+            entries = store.audit_len(),
+            tail,
+            ms,
+            sled_ms,
+            "store opened on the fast path (clean shutdown): checked the head and the entries after the last checkpoint; the full check runs in the background"
+        ),
+        crate::store::OpenCheck::Full { reason } => tracing::info!(
+            entries = store.audit_len(),
+            reason = ?reason,
+            ms,
+            sled_ms,
+            "store opened on the full path: every entry checked"
+        ),
+    }
 }
 
 /// The audit log, after checking the store against the rollback tripwire (a missing
@@ -230,7 +298,15 @@ fn load_audit(
     keys: &NodeKeys,
 ) -> Result<crate::audit::Audit, StartError> {
     let tripwire_path = crate::audit::tripwire_path(dir, cfg);
-    let audit = crate::audit::Audit::load(store, keys, &cfg.country, Some(tripwire_path.clone()))?;
+    let tripwire = Some(tripwire_path.clone());
+    let audit = match store.opened() {
+        crate::store::OpenCheck::Fast { .. } => {
+            crate::audit::Audit::load_latest(store, keys, &cfg.country, tripwire)?
+        }
+        crate::store::OpenCheck::Full { .. } => {
+            crate::audit::Audit::load(store, keys, &cfg.country, tripwire)?
+        }
+    };
     match crate::audit::check_tripwire(store, keys, &cfg.country, &tripwire_path)
         .map_err(StartError::Rollback)?
     {
@@ -365,14 +441,20 @@ fn spawn_tasks(
 }
 
 /// Runs the node in `dir` until `shutdown` completes, then stops cleanly (the outbox is kept).
+/// If the background store check finds the store inconsistent, the node fails closed: every
+/// write is refused at once, the node stops without a clean-shutdown record (so the next
+/// start checks everything and refuses the store) and this returns [`StartError::StoreCheck`].
 pub async fn run(dir: &Path, shutdown: impl Future<Output = ()>) -> Result<(), StartError> {
-    let node = start(dir, StartOptions::default()).await?;
+    let mut node = start(dir, StartOptions::default()).await?;
     let hangup = tokio::spawn(reload_on_hangup(node.ctx.clone()));
-    shutdown.await;
+    let failed = tokio::select! {
+        _ = shutdown => None,
+        e = node.store_check_failed() => Some(e),
+    };
     hangup.abort();
     tracing::info!("shutting down");
     node.shutdown().await;
-    Ok(())
+    failed.map_or(Ok(()), |e| Err(StartError::StoreCheck(e)))
 }
 
 /// SIGHUP puts `node.toml`'s outgoing profile in force (`trm-admin policy reload` does the

@@ -64,7 +64,7 @@ pub fn empty_root() -> Hash {
 }
 
 /// Errors of proof generation, proof verification and [`CompactTree::from_parts`].
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum ProofError {
     /// The leaf index is not smaller than the tree size (this includes every index of an
     /// empty tree).
@@ -494,9 +494,63 @@ fn size_u64(n: usize) -> u64 {
 /// asked for is a node of the RFC 9162 tree: `start` is a multiple of the largest power of
 /// two not smaller than `end - start`, and `end - start` is that power of two unless `end`
 /// is the size of the tree.
-trait Subtrees {
+///
+/// Public so that a log kept elsewhere (e.g. a node's store, which persists the perfect
+/// subtree roots) generates byte-identical proofs with [`inclusion_proof_in`] and
+/// [`consistency_proof_in`].
+pub trait Subtrees {
     /// `MTH(D[start:end])`, `start < end`.
     fn mth(&self, start: usize, end: usize) -> Hash;
+}
+
+/// [`MerkleLog::inclusion_proof`] over any [`Subtrees`] holding at least `size` leaves (the
+/// caller checks that): the proof of the leaf at `index` in the tree of the first `size`.
+///
+/// # Errors
+/// [`ProofError::IndexOutOfRange`] if `index >= size`.
+pub fn inclusion_proof_in<T: Subtrees + ?Sized>(
+    tree: &T,
+    index: u64,
+    size: u64,
+) -> Result<Vec<Hash>, ProofError> {
+    let out_of_range = ProofError::IndexOutOfRange {
+        index,
+        tree_size: size,
+    };
+    let n = usize::try_from(size).map_err(|_| out_of_range.clone())?;
+    let m = usize::try_from(index)
+        .ok()
+        .filter(|&m| m < n)
+        .ok_or(out_of_range)?;
+    let mut proof = Vec::with_capacity(max_proof_len(n));
+    path(tree, m, 0, n, &mut proof);
+    Ok(proof)
+}
+
+/// [`MerkleLog::consistency_proof`] over any [`Subtrees`] holding at least `second` leaves
+/// (the caller checks that).
+///
+/// # Errors
+/// [`ProofError::SizesOutOfOrder`] if `first > second`.
+pub fn consistency_proof_in<T: Subtrees + ?Sized>(
+    tree: &T,
+    first: u64,
+    second: u64,
+) -> Result<Vec<Hash>, ProofError> {
+    let order = ProofError::SizesOutOfOrder {
+        first_size: first,
+        second_size: second,
+    };
+    let n = usize::try_from(second).map_err(|_| order.clone())?;
+    let m = usize::try_from(first)
+        .ok()
+        .filter(|&m| m <= n)
+        .ok_or(order)?;
+    let mut proof = Vec::new();
+    if m != 0 && m != n {
+        subproof(tree, m, 0, n, true, &mut proof);
+    }
+    Ok(proof)
 }
 
 /// Subtree roots computed from the leaves, each when asked for.
@@ -688,18 +742,8 @@ impl MerkleLog {
     /// [`ProofError::SizesOutOfOrder`] if `size` exceeds the number of leaves,
     /// [`ProofError::IndexOutOfRange`] if `index >= size`.
     pub fn inclusion_proof(&self, index: u64, size: u64) -> Result<Vec<Hash>, ProofError> {
-        let n = self.check_size(size)?;
-        let m =
-            usize::try_from(index)
-                .ok()
-                .filter(|&m| m < n)
-                .ok_or(ProofError::IndexOutOfRange {
-                    index,
-                    tree_size: size,
-                })?;
-        let mut proof = Vec::with_capacity(max_proof_len(n));
-        path(self, m, 0, n, &mut proof);
-        Ok(proof)
+        self.check_size(size)?;
+        inclusion_proof_in(self, index, size)
     }
 
     /// The consistency proof from the tree of the first `first` leaves to the tree of the
@@ -709,20 +753,8 @@ impl MerkleLog {
     /// [`ProofError::SizesOutOfOrder`] if `first > second` or `second` exceeds the number of
     /// leaves.
     pub fn consistency_proof(&self, first: u64, second: u64) -> Result<Vec<Hash>, ProofError> {
-        let n = self.check_size(second)?;
-        let m =
-            usize::try_from(first)
-                .ok()
-                .filter(|&m| m <= n)
-                .ok_or(ProofError::SizesOutOfOrder {
-                    first_size: first,
-                    second_size: second,
-                })?;
-        let mut proof = Vec::new();
-        if m != 0 && m != n {
-            subproof(self, m, 0, n, true, &mut proof);
-        }
-        Ok(proof)
+        self.check_size(second)?;
+        consistency_proof_in(self, first, second)
     }
 
     fn check_size(&self, size: u64) -> Result<usize, ProofError> {

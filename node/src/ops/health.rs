@@ -105,7 +105,10 @@ pub fn check(dir: &Path, now_ms: i64) -> Result<CheckReport, CheckError> {
         return Err(CheckError::NoStore(store_path));
     }
     let store = Store::open(&store_path)?;
+    full_check(&store, &mut r)?;
     check_store(dir, &cfg, &keys, &store, &mut r)?;
+    // Everything was checked and nothing written: the next start may take the fast path.
+    store.close_clean()?;
     Ok(r)
 }
 
@@ -190,6 +193,26 @@ fn check_card(
         "card: {} verifies and matches the keys (valid until {})",
         card_path.display(),
         format_ms(card.card.valid_until_ms)
+    ));
+    Ok(())
+}
+
+/// The full store check, whichever way the store was opened: every audit entry rehashed
+/// against its stored Merkle nodes and the checkpoints, every outbox and inbox message.
+fn full_check(store: &Store, r: &mut CheckReport) -> Result<(), CheckError> {
+    r.lines.push(match store.opened() {
+        crate::store::OpenCheck::Fast { .. } => "store: the clean-shutdown record matches the store's head (a start checks the head and the entries after the last checkpoint, the rest in the background)".to_string(),
+        crate::store::OpenCheck::Full { .. } => "store: no matching clean-shutdown record (a crash, or a tool opened the store): opened with the full check, as a start would".to_string(),
+    });
+    let entries = match store.opened() {
+        crate::store::OpenCheck::Fast { .. } => {
+            store.full_check(&std::sync::atomic::AtomicBool::new(false))?
+        }
+        // The open just did the same check.
+        crate::store::OpenCheck::Full { .. } => store.audit_len(),
+    };
+    r.lines.push(format!(
+        "store: full check ok: {entries} audit entries rehashed against their Merkle nodes and every checkpoint, every outbox and inbox message found"
     ));
     Ok(())
 }
@@ -318,4 +341,73 @@ pub fn probe(dir: &Path, timeout: Duration) -> Result<String, ProbeError> {
         return Err(endpoint("no `trm_up 1` in the answer".into()));
     }
     Ok(format!("node {} is up (metrics at {addr})", cfg.country))
+}
+
+/// Checks every stored checkpoint's signature (run after the store's own full check).
+pub type SignatureCheck = dyn FnOnce() -> Result<u64, StoreError> + Send;
+
+/// The full store check, run in the background after a fast start (see `Store::open`): a
+/// thread of its own at the lowest CPU priority (nice 19), memory bounded by the Merkle
+/// frontier and the checkpoint roots. If the store is inconsistent, `failed` yields the
+/// error once (the node then fails closed, see `node::run`).
+pub struct BackgroundCheck {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    failed: Option<tokio::sync::oneshot::Receiver<StoreError>>,
+}
+
+impl BackgroundCheck {
+    /// Starts the full check of `store` on its own thread, then `signatures` (the stored
+    /// checkpoints' signatures, which the store cannot check: it does not know the keys).
+    pub fn spawn(store: &Store, signatures: Box<SignatureCheck>) -> Result<Self, StoreError> {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let (store, flag) = (store.clone(), stop.clone());
+        let thread = std::thread::Builder::new()
+            .name("trm-store-check".into())
+            .spawn(move || {
+                // Per thread on Linux: only this check runs at the lowest priority.
+                let _ = rustix::process::setpriority_process(None, 19);
+                match store
+                    .full_check(&flag)
+                    .and_then(|n| signatures().map(|_| n))
+                {
+                    Ok(n) => tracing::info!(
+                        entries = n,
+                        "background store check: the whole store is consistent"
+                    ),
+                    Err(StoreError::Closed) => {}
+                    Err(e) => {
+                        store.fail_closed(&format!("background store check failed: {e}"));
+                        let _ = tx.send(e);
+                    }
+                }
+            })
+            .map_err(|e| StoreError::Io(format!("cannot start the store check: {e}")))?;
+        Ok(Self {
+            stop,
+            thread: Some(thread),
+            failed: Some(rx),
+        })
+    }
+
+    /// Resolves when the check finds the store inconsistent; never if it does not.
+    pub async fn failed(&mut self) -> StoreError {
+        if let Some(rx) = self.failed.as_mut() {
+            if let Ok(e) = rx.await {
+                self.failed = None;
+                return e;
+            }
+            self.failed = None;
+        }
+        std::future::pending().await
+    }
+
+    /// Stops the check (it gives up at its next entry) and waits for its thread.
+    pub fn stop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
 }

@@ -9,12 +9,17 @@
 //! Reads go straight to sled and see only committed state.
 //!
 //! The audit entries are the leaves of an RFC 9162 Merkle tree (leaf = the encoded entry,
-//! exactly as stored). The committer extends an in-memory [`MerkleLog`] after each flush; it
-//! is rebuilt from the leaves at open and checked against every signed checkpoint kept in the
+//! exactly as stored). Its perfect subtree roots are stored beside the entries in the same
+//! transaction ([`tree`]); the committer extends the in-memory frontier after each flush. At
+//! open, after a clean shutdown whose record matches the store's head, only the head and the
+//! entries after the last checkpoint are checked ([`OpenCheck::Fast`]; the rest is
+//! [`Store::full_check`], run in the background by the node); otherwise every entry is
+//! rehashed and checked against its stored nodes and every signed checkpoint kept in the
 //! store, so a shortened or altered log refuses to open. A failed write is sticky: the store
 //! refuses every later write until the node restarts, so nothing is processed unlogged.
 
 pub mod casedata;
+pub mod tree;
 pub mod vault;
 
 use std::collections::BTreeMap;
@@ -27,7 +32,9 @@ use sled::transaction::{
     ConflictableTransactionError, TransactionError, Transactional, TransactionalTree,
 };
 use tokio::sync::{mpsc, oneshot, watch};
-use trm_proto::merkle::{self, Hash, MerkleLog};
+use trm_proto::merkle::{self, CompactTree, Hash};
+
+pub use tree::{CleanShutdown, CLEAN_SHUTDOWN};
 
 pub use crate::base::vocab::{ThreadRole, ThreadState};
 
@@ -75,6 +82,9 @@ pub enum StoreError {
     /// An earlier write failed; the store refuses writes until the node restarts.
     #[error("the store cannot be written since an earlier failure ({0}); restart the node once the disk is fixed")]
     Failed(String),
+    /// A root or proof asked for sizes the log does not have.
+    #[error(transparent)]
+    Proof(#[from] merkle::ProofError),
 }
 
 impl From<sled::Error> for StoreError {
@@ -655,11 +665,31 @@ struct Trees {
     deks: sled::Tree,
     approvals: sled::Tree,
     threads: sled::Tree,
+    /// The audit log's Merkle nodes (see [`tree`]).
+    merkle: sled::Tree,
 }
 
 impl Trees {
+    fn open(db: &sled::Db) -> Result<Self, StoreError> {
+        Ok(Trees {
+            meta: db.open_tree("meta")?,
+            peers: db.open_tree("peers")?,
+            officers: db.open_tree("officers")?,
+            cases: db.open_tree("cases")?,
+            sent: db.open_tree("sent")?,
+            outbox: db.open_tree("outbox")?,
+            received: db.open_tree("received")?,
+            inbox: db.open_tree("inbox")?,
+            audit: db.open_tree("audit")?,
+            deks: db.open_tree("deks")?,
+            approvals: db.open_tree("approvals")?,
+            threads: db.open_tree("threads")?,
+            merkle: db.open_tree("merkle")?,
+        })
+    }
+
     /// The trees a commit group's transaction opens, in the order `Txn` names them.
-    fn in_txn_order(&self) -> [&sled::Tree; 12] {
+    fn in_txn_order(&self) -> [&sled::Tree; 13] {
         [
             &self.meta,
             &self.peers,
@@ -673,14 +703,41 @@ impl Trees {
             &self.deks,
             &self.approvals,
             &self.threads,
+            &self.merkle,
         ]
     }
 }
 
+#[derive(Clone, Copy, Default)]
 struct Counters {
     next_outbox: u64,
     next_inbox: u64,
     next_audit: u64,
+}
+
+/// How [`Store::open`] checked the store.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OpenCheck {
+    /// The clean-shutdown record matched the store's head: only the entries after the last
+    /// checkpoint were rehashed; the rest is left to [`Store::full_check`].
+    Fast {
+        /// Entries rehashed (after the last checkpoint).
+        tail: u64,
+    },
+    /// No (matching) clean-shutdown record: every entry was read and rehashed.
+    Full {
+        /// Why the fast path was not taken.
+        reason: FullReason,
+    },
+}
+
+/// Why [`Store::open`] checked the whole store.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FullReason {
+    /// No clean-shutdown record: a crash, a first start, or a tool opened the store since.
+    NoRecord,
+    /// A record was there but did not match the store's head.
+    Mismatch,
 }
 
 /// The node's store. Cheap to clone.
@@ -696,8 +753,13 @@ struct Inner {
     counters: Mutex<Counters>,
     tx: Mutex<Option<mpsc::UnboundedSender<Job>>>,
     migrated_from: Option<u32>,
-    /// The audit log's Merkle tree, extended after each flush.
-    tree: RwLock<MerkleLog>,
+    /// The audit log's Merkle tree frontier, extended after each flush (the nodes are in
+    /// `t.merkle`).
+    tree: RwLock<CompactTree>,
+    /// How open checked the store.
+    opened: OpenCheck,
+    /// How long sled itself took to open (its recovery), before any check.
+    sled_open: std::time::Duration,
     /// Set by the first failed write; every later write is refused.
     failure: Mutex<Option<String>>,
     /// The audit log size after each commit, for the checkpoint task.
@@ -782,10 +844,80 @@ fn last_u64_key(tree: &sled::Tree, skip: usize) -> Result<Option<u64>, StoreErro
     Ok(max)
 }
 
+/// The index of audit entry `v` stored under key `k`, checking that it decodes and that the
+/// key is its index.
+fn audit_index(path: &Path, k: &[u8], v: &[u8]) -> Result<u64, StoreError> {
+    let e: AuditEntry = decode(path, "audit", v)?;
+    if k != e.index.to_be_bytes() {
+        return Err(StoreError::Corrupt {
+            path: path.to_path_buf(),
+            detail: format!("audit entry {} is stored under another index", e.index),
+        });
+    }
+    Ok(e.index)
+}
+
+/// The log misses entry `index` (a later one is there, or fewer than expected).
+fn gap(path: &Path, index: u64) -> StoreError {
+    StoreError::Corrupt {
+        path: path.to_path_buf(),
+        detail: format!("audit log has gaps: entry {index} is missing"),
+    }
+}
+
+/// Entry `index` does not hash to the Merkle leaf written with it.
+fn altered(path: &Path, index: u64) -> StoreError {
+    StoreError::AuditLog {
+        path: path.to_path_buf(),
+        detail: format!(
+            "audit entry {index} does not hash to the leaf stored when it was written: entries were altered"
+        ),
+    }
+}
+
+/// (tree size, root) of a stored signed checkpoint.
+fn checkpoint_root(raw: &[u8]) -> Option<(u64, Hash)> {
+    let s = trm_proto::pb::Signed::decode(raw).ok()?;
+    let c = trm_proto::pb::Checkpoint::decode(s.body.as_slice()).ok()?;
+    Some((c.tree_size, c.root_hash.try_into().ok()?))
+}
+
+/// The root of `tree` (just grown to `cp.0` entries or past it) against checkpoint `cp`.
+fn check_checkpoint_root(
+    path: &Path,
+    tree: &CompactTree,
+    cp: (u64, Hash, i64),
+) -> Result<(), StoreError> {
+    let root = if cp.0 == 0 {
+        merkle::empty_root()
+    } else {
+        tree.root()
+    };
+    if cp.0 != 0 && cp.0 != tree.size() || root != cp.1 {
+        return Err(StoreError::AuditLog {
+            path: path.to_path_buf(),
+            detail: format!(
+                "the first {} entries do not hash to the root signed at {}: entries were altered",
+                cp.0,
+                crate::base::time::format_ms(cp.2)
+            ),
+        });
+    }
+    Ok(())
+}
+
 impl Store {
-    /// Opens (or creates) the store, checks its schema version and integrity.
+    /// Opens (or creates) the store and checks its schema version and integrity.
+    ///
+    /// With a clean-shutdown record that matches the store's head (last audit index and its
+    /// leaf hash, the root, the last stored checkpoint's root and the counters), only the
+    /// entries after the last checkpoint are rehashed ([`OpenCheck::Fast`]); otherwise every
+    /// entry is read and rehashed and every checkpoint checked ([`OpenCheck::Full`]). The
+    /// record is removed (durably) before the store is handed out, so a crash from here on
+    /// means a full check at the next open.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         let lock = lock_store(path)?;
+        let opening = std::time::Instant::now();
         let db = sled::Config::new()
             .path(path)
             .mode(sled::Mode::HighThroughput)
@@ -797,126 +929,402 @@ impl Store {
                 },
                 other => StoreError::Io(format!("cannot open {}: {other}", path.display())),
             })?;
-        let t = Trees {
-            meta: db.open_tree("meta")?,
-            peers: db.open_tree("peers")?,
-            officers: db.open_tree("officers")?,
-            cases: db.open_tree("cases")?,
-            sent: db.open_tree("sent")?,
-            outbox: db.open_tree("outbox")?,
-            received: db.open_tree("received")?,
-            inbox: db.open_tree("inbox")?,
-            audit: db.open_tree("audit")?,
-            deks: db.open_tree("deks")?,
-            approvals: db.open_tree("approvals")?,
-            threads: db.open_tree("threads")?,
-        };
+        let t = Trees::open(&db)?;
+        let sled_open = opening.elapsed();
         let migrated_from = migrate(path, &db, &t)?;
-        let next_audit = last_u64_key(&t.audit, 0)?.map_or(0, |i| i + 1);
-        if next_audit != t.audit.len() as u64 {
-            return Err(StoreError::Corrupt {
-                path: path.to_path_buf(),
-                detail: format!(
-                    "audit log has gaps: {} entries but last index {}",
-                    t.audit.len(),
-                    next_audit as i64 - 1
-                ),
-            });
+        let record = t.meta.remove(CLEAN_SHUTDOWN)?;
+        if record.is_some() {
+            db.flush()?;
         }
-        let counters = Counters {
-            next_outbox: last_u64_key(&t.outbox, 2)?.map_or(0, |i| i + 1),
-            next_inbox: last_u64_key(&t.inbox, 0)?.map_or(0, |i| i + 1),
-            next_audit,
-        };
-        let mut tree = MerkleLog::new();
-        for kv in t.audit.iter() {
-            tree.push(merkle::leaf_hash(&kv?.1));
-        }
-        let store = Store {
+        let mut store = Store {
             inner: Arc::new(Inner {
                 path: path.to_path_buf(),
                 db,
                 t,
-                counters: Mutex::new(counters),
+                counters: Mutex::new(Counters::default()),
                 tx: Mutex::new(None),
                 migrated_from,
-                audit_size: watch::channel(tree.size()).0,
-                tree: RwLock::new(tree),
+                audit_size: watch::channel(0).0,
+                tree: RwLock::new(CompactTree::new()),
+                opened: OpenCheck::Full {
+                    reason: FullReason::NoRecord,
+                },
+                sled_open,
                 failure: Mutex::new(None),
                 inject_failure: AtomicBool::new(false),
                 _lock: lock,
             }),
         };
-        store.check_integrity()?;
-        store.check_checkpoints()?;
+        let (counters, tree, opened) = store.check_at_open(record.as_deref())?;
+        let inner = Arc::get_mut(&mut store.inner).ok_or(StoreError::Closed)?;
+        inner.audit_size.send_replace(tree.size());
+        inner.counters = Mutex::new(counters);
+        inner.tree = RwLock::new(tree);
+        inner.opened = opened;
         Ok(store)
     }
 
-    /// Recomputes the root of the log at every stored checkpoint's size and compares it with
-    /// the checkpoint. (Its signature is checked by the node, which knows the keys.)
-    fn check_checkpoints(&self) -> Result<(), StoreError> {
-        let tree = self.inner.tree.read().unwrap_or_else(|p| p.into_inner());
-        let err = |detail: String| StoreError::AuditLog {
-            path: self.inner.path.clone(),
-            detail,
+    /// The fast check if `record` matches, else the full one (which repairs missing nodes).
+    fn check_at_open(
+        &self,
+        record: Option<&[u8]>,
+    ) -> Result<(Counters, CompactTree, OpenCheck), StoreError> {
+        let reason = match record.map(CleanShutdown::decode) {
+            None => FullReason::NoRecord,
+            Some(r) => match r.map(|r| self.fast_check(&r)) {
+                Some(Ok(Some((counters, tree, tail)))) => {
+                    return Ok((counters, tree, OpenCheck::Fast { tail }))
+                }
+                Some(Err(e)) => return Err(e),
+                _ => FullReason::Mismatch,
+            },
         };
-        for (_, raw) in self.meta_prefix(CHECKPOINT_PREFIX)? {
-            let cp = trm_proto::pb::Signed::decode(raw.as_slice())
-                .ok()
-                .and_then(|s| trm_proto::pb::Checkpoint::decode(s.body.as_slice()).ok())
-                .ok_or_else(|| err("a stored checkpoint does not decode".into()))?;
-            if cp.tree_size > tree.size() {
-                return Err(err(format!(
-                    "the log has {} entries but a checkpoint signed at {} covers {}: entries were removed",
-                    tree.size(),
-                    crate::base::time::format_ms(cp.time_ms),
-                    cp.tree_size
-                )));
+        let tree = self.verify_log(None, true, &AtomicBool::new(false))?;
+        self.check_links(false, &AtomicBool::new(false))?;
+        let counters = Counters {
+            next_outbox: last_u64_key(&self.inner.t.outbox, 2)?.map_or(0, |i| i + 1),
+            next_inbox: last_u64_key(&self.inner.t.inbox, 0)?.map_or(0, |i| i + 1),
+            next_audit: tree.size(),
+        };
+        Ok((counters, tree, OpenCheck::Full { reason }))
+    }
+
+    /// Compares the store's head with a clean-shutdown record and rehashes the entries after
+    /// the last checkpoint. `Ok(None)`: they differ (the caller runs the full check), `Err`:
+    /// an entry after the last checkpoint is not the one written (altered while stopped).
+    fn fast_check(
+        &self,
+        r: &CleanShutdown,
+    ) -> Result<Option<(Counters, CompactTree, u64)>, StoreError> {
+        let t = &self.inner.t;
+        let size = last_u64_key(&t.audit, 0)?.map_or(0, |i| i + 1);
+        let next_inbox = last_u64_key(&t.inbox, 0)?.map_or(0, |i| i + 1);
+        let next_outbox = last_u64_key(&t.outbox, 2)?.map_or(0, |i| i + 1);
+        if (size, next_inbox, next_outbox) != (r.audit_size, r.next_inbox, r.next_outbox) {
+            return Ok(None);
+        }
+        let Ok(tree) = self.frontier(size) else {
+            return Ok(None);
+        };
+        let head = match size {
+            0 => [0u8; 32],
+            n => match t.audit.get((n - 1).to_be_bytes())? {
+                Some(v) => merkle::leaf_hash(&v),
+                None => return Ok(None),
+            },
+        };
+        let last_node = match size.checked_sub(1) {
+            None => Some([0u8; 32]),
+            Some(i) => self.node(0, i)?,
+        };
+        if head != r.head_leaf || last_node != Some(head) || tree.root() != r.root {
+            return Ok(None);
+        }
+        let Some(cp_size) = self.check_last_checkpoint(size)? else {
+            return Ok(None);
+        };
+        if cp_size != r.checkpoint_size {
+            return Ok(None);
+        }
+        self.check_tail(cp_size, size)?;
+        let counters = Counters {
+            next_outbox,
+            next_inbox,
+            next_audit: size,
+        };
+        Ok(Some((counters, tree, size - cp_size)))
+    }
+
+    /// The tree size of the last stored checkpoint if its root matches the stored nodes
+    /// (0 without checkpoints), `None` if it does not or covers more than `size` entries.
+    fn check_last_checkpoint(&self, size: u64) -> Result<Option<u64>, StoreError> {
+        let last = self
+            .inner
+            .t
+            .meta
+            .scan_prefix(CHECKPOINT_PREFIX)
+            .next_back()
+            .transpose()?;
+        let Some((_, raw)) = last else {
+            return Ok(Some(0));
+        };
+        let Some((cp_size, root)) = checkpoint_root(&raw) else {
+            return Ok(None);
+        };
+        if cp_size > size {
+            return Ok(None);
+        }
+        let stored = self.root_from_nodes(cp_size).ok();
+        Ok((stored == Some(root)).then_some(cp_size))
+    }
+
+    /// Rehashes entries `from..to` against their stored leaf hashes.
+    fn check_tail(&self, from: u64, to: u64) -> Result<(), StoreError> {
+        let p = &self.inner.path;
+        let mut expected = from;
+        for kv in self
+            .inner
+            .t
+            .audit
+            .range(from.to_be_bytes()..to.to_be_bytes())
+        {
+            let (k, v) = kv?;
+            let index = audit_index(p, &k, &v)?;
+            if index != expected {
+                return Err(gap(p, expected));
             }
-            let root = tree.root_at(cp.tree_size).map_err(|e| err(e.to_string()))?;
-            if root.as_slice() != cp.root_hash {
-                return Err(err(format!(
-                    "the first {} entries do not hash to the root signed at {}: entries were altered",
-                    cp.tree_size,
-                    crate::base::time::format_ms(cp.time_ms)
-                )));
+            if self.node(0, index)? != Some(merkle::leaf_hash(&v)) {
+                return Err(altered(p, index));
             }
+            expected += 1;
+        }
+        if expected != to {
+            return Err(gap(p, expected));
         }
         Ok(())
     }
 
-    /// Checks that every record decodes and every outbox and inbox entry points at a message.
-    pub fn check_integrity(&self) -> Result<(), StoreError> {
-        let p = &self.inner.path;
-        let t = &self.inner.t;
+    /// Reads every audit entry (up to `limit` entries), checks it is stored under its index,
+    /// rehashes it, compares every Merkle node it completes with the stored one and the root
+    /// at every stored checkpoint with the checkpoint. Missing nodes are written if `repair`
+    /// (a store from before the nodes were kept), else refused. Memory: the frontier and the
+    /// checkpoint roots. `stop` set: gives up with [`StoreError::Closed`].
+    fn verify_log(
+        &self,
+        limit: Option<u64>,
+        repair: bool,
+        stop: &AtomicBool,
+    ) -> Result<CompactTree, StoreError> {
+        let (p, t) = (&self.inner.path, &self.inner.t);
+        let limit = limit.unwrap_or(u64::MAX);
+        let mut cps = self.checkpoint_roots(limit)?.into_iter().peekable();
+        let (mut tree, mut batch, mut pending) = (CompactTree::new(), sled::Batch::default(), 0);
+        let mut first_altered = None;
+        for kv in t.audit.iter() {
+            if stop.load(Ordering::Relaxed) {
+                return Err(StoreError::Closed);
+            }
+            let (k, v) = kv?;
+            let index = audit_index(p, &k, &v)?;
+            if index >= limit {
+                break;
+            }
+            if index != tree.size() {
+                return Err(gap(p, tree.size()));
+            }
+            let leaf = merkle::leaf_hash(&v);
+            for (h, i, hash) in tree::appended(&tree, leaf) {
+                match self.node(h, i)? {
+                    Some(n) if n == hash => {}
+                    None if repair => {
+                        batch.insert(&tree::node_key(h, i), &hash);
+                        pending += 1;
+                    }
+                    _ => {
+                        first_altered.get_or_insert(index);
+                    }
+                }
+            }
+            tree.append(leaf);
+            while let Some(cp) = cps.next_if(|cp| cp.0 <= tree.size()) {
+                check_checkpoint_root(p, &tree, cp)?;
+            }
+            if pending >= 65_536 {
+                t.merkle.apply_batch(std::mem::take(&mut batch))?;
+                pending = 0;
+            }
+        }
+        if let Some(cp) = cps.next() {
+            return Err(StoreError::AuditLog {
+                path: p.clone(),
+                detail: format!(
+                    "the log has {} entries but a checkpoint signed at {} covers {}: entries were removed",
+                    tree.size(),
+                    crate::base::time::format_ms(cp.2),
+                    cp.0
+                ),
+            });
+        }
+        if let Some(index) = first_altered {
+            return Err(altered(p, index));
+        }
+        t.merkle.apply_batch(batch)?;
+        self.inner.db.flush()?;
+        Ok(tree)
+    }
+
+    /// (tree size, root, time) of every stored checkpoint up to `limit` entries, by size.
+    fn checkpoint_roots(&self, limit: u64) -> Result<Vec<(u64, Hash, i64)>, StoreError> {
+        let mut out = Vec::new();
+        for (_, raw) in self.meta_prefix(CHECKPOINT_PREFIX)? {
+            let cp = trm_proto::pb::Signed::decode(raw.as_slice())
+                .ok()
+                .and_then(|s| trm_proto::pb::Checkpoint::decode(s.body.as_slice()).ok())
+                .and_then(|c| Some((c.tree_size, c.root_hash.try_into().ok()?, c.time_ms)))
+                .ok_or_else(|| StoreError::AuditLog {
+                    path: self.inner.path.clone(),
+                    detail: "a stored checkpoint does not decode".into(),
+                })?;
+            if cp.0 <= limit {
+                out.push(cp);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Checks that every outbox and inbox entry points at a message that decodes. With
+    /// `live` (the node runs and writes meanwhile), a missing message is looked up again
+    /// with writes paused before it counts. `stop` set: gives up with [`StoreError::Closed`].
+    fn check_links(&self, live: bool, stop: &AtomicBool) -> Result<(), StoreError> {
+        let (p, t) = (&self.inner.path, &self.inner.t);
+        let recheck =
+            |tree: &sled::Tree, k: &[u8], target: &sled::Tree| -> Result<bool, StoreError> {
+                if !live {
+                    return Ok(true);
+                }
+                let _paused = self
+                    .inner
+                    .counters
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner());
+                Ok(match tree.get(k)? {
+                    Some(v) => !target.contains_key(&v)?,
+                    None => false,
+                })
+            };
         for kv in t.outbox.iter() {
             let (k, id) = kv?;
-            let rec = t.sent.get(&id)?.ok_or_else(|| StoreError::Corrupt {
-                path: p.clone(),
-                detail: format!("outbox entry {} has no message", hex::encode(&k)),
-            })?;
-            decode::<SentRecord>(p, "sent", &rec)?;
+            match t.sent.get(&id)? {
+                Some(rec) => drop(decode::<SentRecord>(p, "sent", &rec)?),
+                None if recheck(&t.outbox, &k, &t.sent)? => {
+                    return Err(StoreError::Corrupt {
+                        path: p.clone(),
+                        detail: format!("outbox entry {} has no message", hex::encode(&k)),
+                    })
+                }
+                None => {}
+            }
         }
         for kv in t.inbox.iter() {
-            let (_, key) = kv?;
-            if !t.received.contains_key(&key)? {
+            if stop.load(Ordering::Relaxed) {
+                return Err(StoreError::Closed);
+            }
+            let (k, key) = kv?;
+            if !t.received.contains_key(&key)? && recheck(&t.inbox, &k, &t.received)? {
                 return Err(StoreError::Corrupt {
                     path: p.clone(),
                     detail: "inbox entry has no message".into(),
                 });
             }
         }
-        for kv in t.audit.iter() {
-            let (k, v) = kv?;
-            let e: AuditEntry = decode(p, "audit", &v)?;
-            if k.as_ref() != e.index.to_be_bytes() {
-                return Err(StoreError::Corrupt {
-                    path: p.clone(),
-                    detail: format!("audit entry {} is stored under another index", e.index),
-                });
-            }
-        }
         Ok(())
+    }
+
+    /// The full check, on a store that is open (and may be written meanwhile): every entry
+    /// up to the size at the call rehashed and compared with its stored Merkle nodes and the
+    /// checkpoints, and every outbox and inbox entry's message. What `trm-node check` and the
+    /// node's background check run. Returns the entries checked; [`StoreError::Closed`] if
+    /// `stop` was set.
+    pub fn full_check(&self, stop: &AtomicBool) -> Result<u64, StoreError> {
+        let size = self.audit_len();
+        let tree = self.verify_log(Some(size), false, stop)?;
+        self.check_links(true, stop)?;
+        Ok(tree.size())
+    }
+
+    /// How [`Store::open`] checked this store.
+    pub fn opened(&self) -> OpenCheck {
+        self.inner.opened
+    }
+
+    /// How long sled itself took to open this store (its own recovery, before any check).
+    pub fn sled_open_time(&self) -> std::time::Duration {
+        self.inner.sled_open
+    }
+
+    /// Writes the clean-shutdown record (the head the next open compares with), durably. Call
+    /// last, when nothing writes any more; does nothing after a failed write.
+    pub fn close_clean(&self) -> Result<(), StoreError> {
+        if self.write_failure().is_some() {
+            return Ok(());
+        }
+        let counters = self
+            .inner
+            .counters
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let tree = self.inner.tree.read().unwrap_or_else(|p| p.into_inner());
+        let size = tree.size();
+        let head_leaf = match size.checked_sub(1) {
+            None => [0u8; 32],
+            Some(i) => self
+                .node(0, i)?
+                .ok_or_else(|| altered(&self.inner.path, i))?,
+        };
+        let checkpoint_size = self
+            .inner
+            .t
+            .meta
+            .scan_prefix(CHECKPOINT_PREFIX)
+            .next_back()
+            .transpose()?
+            .and_then(|(_, raw)| checkpoint_root(&raw))
+            .map_or(0, |c| c.0);
+        let record = CleanShutdown {
+            audit_size: size,
+            head_leaf,
+            root: tree.root(),
+            checkpoint_size,
+            next_outbox: counters.next_outbox,
+            next_inbox: counters.next_inbox,
+        };
+        self.inner.t.meta.insert(CLEAN_SHUTDOWN, record.encode())?;
+        self.inner.db.flush()?;
+        Ok(())
+    }
+
+    /// Refuses every later write (the background check found the store inconsistent).
+    pub fn fail_closed(&self, why: &str) {
+        let mut f = self.inner.failure.lock().unwrap_or_else(|p| p.into_inner());
+        f.get_or_insert_with(|| why.to_string());
+    }
+
+    /// The stored Merkle node at (`height`, `index`), if there is one.
+    fn node(&self, height: u32, index: u64) -> Result<Option<Hash>, StoreError> {
+        let raw = self.inner.t.merkle.get(tree::node_key(height, index))?;
+        raw.map(|v| {
+            v.as_ref().try_into().map_err(|_| StoreError::Corrupt {
+                path: self.inner.path.clone(),
+                detail: format!("Merkle node {height}/{index} is not 32 bytes"),
+            })
+        })
+        .transpose()
+    }
+
+    /// Reads node (`height`, `index`), a missing one being an error (for proofs).
+    fn read_node(&self, height: u32, index: u64) -> Result<Hash, String> {
+        match self.node(height, index) {
+            Ok(Some(h)) => Ok(h),
+            Ok(None) => Err(format!("Merkle node {height}/{index} is missing")),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    /// The frontier of the first `size` entries, from the stored nodes.
+    fn frontier(&self, size: u64) -> Result<CompactTree, StoreError> {
+        let hashes = tree::pieces(0, size)
+            .into_iter()
+            .map(|(h, i)| self.read_node(h, i).map_err(StoreError::Io))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(CompactTree::from_parts(size, hashes)?)
+    }
+
+    /// `MTH(D[0:size])` from the stored nodes.
+    fn root_from_nodes(&self, size: u64) -> Result<Hash, StoreError> {
+        if size == 0 {
+            return Ok(merkle::empty_root());
+        }
+        Ok(self.frontier(size)?.root())
     }
 
     /// Starts the committer thread. Until then, writes use [`Store::commit_blocking`].
@@ -1010,6 +1418,15 @@ impl Store {
             .clone()
     }
 
+    /// Test switch (feature `fault-injection`): overwrites audit entry `index` with `raw`
+    /// outside any transaction and without touching its Merkle nodes, as someone editing the
+    /// stopped node's files would, and flushes.
+    #[cfg(feature = "fault-injection")]
+    pub fn overwrite_audit_entry(&self, index: u64, raw: &[u8]) -> Result<(), StoreError> {
+        self.inner.t.audit.insert(index.to_be_bytes(), raw)?;
+        self.flush()
+    }
+
     /// Test switch (feature `fault-injection`): the next write fails as if the disk had.
     #[cfg(feature = "fault-injection")]
     pub fn inject_write_failure(&self) {
@@ -1051,8 +1468,14 @@ impl Store {
             counters.next_inbox,
             counters.next_audit,
         );
+        let frontier = self
+            .inner
+            .tree
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
         let result = trees.as_slice().transaction(|tx| {
-            let [meta, peers, officers, cases, sent, outbox, received, inbox, audit, deks, approvals, threads] =
+            let [meta, peers, officers, cases, sent, outbox, received, inbox, audit, deks, approvals, threads, merkle] =
                 &tx[..]
             else {
                 return Err(ConflictableTransactionError::Abort(
@@ -1072,8 +1495,9 @@ impl Store {
                 deks,
                 approvals,
                 threads,
+                merkle,
                 seqs: start,
-                leaves: Vec::new(),
+                tree: frontier.clone(),
             };
             let mut all = Vec::with_capacity(jobs.len());
             for ops in jobs {
@@ -1089,9 +1513,9 @@ impl Store {
                 all.push(outs);
             }
             let (o, i, a) = txn.seqs;
-            Ok((all, o, i, a, txn.leaves))
+            Ok((all, o, i, a, txn.tree))
         });
-        let (outs, o, i, a, leaves) = result.map_err(|e| match e {
+        let (outs, o, i, a, grown) = result.map_err(|e| match e {
             TransactionError::Abort(s) => StoreError::Corrupt {
                 path: self.inner.path.clone(),
                 detail: s,
@@ -1102,10 +1526,10 @@ impl Store {
         counters.next_outbox = o;
         counters.next_inbox = i;
         counters.next_audit = a;
-        if !leaves.is_empty() {
-            let mut tree = self.inner.tree.write().unwrap_or_else(|p| p.into_inner());
-            leaves.into_iter().for_each(|l| tree.push(l));
-            self.inner.audit_size.send_replace(tree.size());
+        if grown.size() != frontier.size() {
+            let size = grown.size();
+            *self.inner.tree.write().unwrap_or_else(|p| p.into_inner()) = grown;
+            self.inner.audit_size.send_replace(size);
         }
         Ok(outs)
     }
@@ -1414,33 +1838,56 @@ impl Store {
     /// Size and root of the audit log as committed.
     pub fn audit_head(&self) -> (u64, Hash) {
         let tree = self.inner.tree.read().unwrap_or_else(|p| p.into_inner());
-        let size = tree.size();
-        (
-            size,
-            tree.root_at(size).unwrap_or_else(|_| merkle::empty_root()),
-        )
+        (tree.size(), tree.root())
+    }
+
+    /// Fails unless the log has at least `size` entries.
+    fn check_audit_size(&self, first: u64, size: u64) -> Result<(), StoreError> {
+        let have = self
+            .inner
+            .tree
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .size();
+        if size > have {
+            return Err(StoreError::Proof(merkle::ProofError::SizesOutOfOrder {
+                first_size: first.max(size),
+                second_size: have,
+            }));
+        }
+        Ok(())
+    }
+
+    /// Runs `f` over the stored nodes; a failed read fails the whole call.
+    fn with_nodes<T>(
+        &self,
+        f: impl FnOnce(&tree::Stored<'_>) -> Result<T, merkle::ProofError>,
+    ) -> Result<T, StoreError> {
+        let read = |h: u32, i: u64| self.read_node(h, i);
+        let stored = tree::Stored {
+            read: &read,
+            failure: std::cell::RefCell::new(None),
+        };
+        let out = f(&stored)?;
+        match stored.take_failure() {
+            Some(why) => Err(StoreError::Corrupt {
+                path: self.inner.path.clone(),
+                detail: why,
+            }),
+            None => Ok(out),
+        }
     }
 
     /// Root of the first `size` entries.
-    pub fn audit_root_at(&self, size: u64) -> Result<Hash, merkle::ProofError> {
-        self.inner
-            .tree
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .root_at(size)
+    pub fn audit_root_at(&self, size: u64) -> Result<Hash, StoreError> {
+        self.check_audit_size(size, size)?;
+        self.root_from_nodes(size)
     }
 
     /// Inclusion proof of entry `index` in the log of its first `size` entries.
-    pub fn audit_inclusion_proof(
-        &self,
-        index: u64,
-        size: u64,
-    ) -> Result<Vec<Hash>, merkle::ProofError> {
-        self.inner
-            .tree
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .inclusion_proof(index, size)
+    pub fn audit_inclusion_proof(&self, index: u64, size: u64) -> Result<Vec<Hash>, StoreError> {
+        self.check_audit_size(size, size)?;
+        self.with_nodes(|t| merkle::inclusion_proof_in(t, index, size))
     }
 
     /// Consistency proof between the log's first `first` and first `second` entries.
@@ -1448,12 +1895,9 @@ impl Store {
         &self,
         first: u64,
         second: u64,
-    ) -> Result<Vec<Hash>, merkle::ProofError> {
-        self.inner
-            .tree
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .consistency_proof(first, second)
+    ) -> Result<Vec<Hash>, StoreError> {
+        self.check_audit_size(first, second)?;
+        self.with_nodes(|t| merkle::consistency_proof_in(t, first, second))
     }
 
     /// Watches the audit log size (changes after every commit that appended entries).
@@ -1720,10 +2164,11 @@ struct Txn<'a> {
     deks: &'a TransactionalTree,
     approvals: &'a TransactionalTree,
     threads: &'a TransactionalTree,
+    merkle: &'a TransactionalTree,
     /// Next outbox sequence, inbox sequence and audit index.
     seqs: (u64, u64, u64),
-    /// Leaf hashes of the audit entries appended.
-    leaves: Vec<Hash>,
+    /// The audit log's frontier, with the entries appended so far.
+    tree: CompactTree,
 }
 
 impl Txn<'_> {
@@ -1895,7 +2340,11 @@ impl Txn<'_> {
         let mut e = entry.clone();
         e.index = self.seqs.2;
         let leaf = e.encode_to_vec();
-        self.leaves.push(merkle::leaf_hash(&leaf));
+        let hash = merkle::leaf_hash(&leaf);
+        for (h, i, node) in tree::appended(&self.tree, hash) {
+            self.merkle.insert(&tree::node_key(h, i), &node)?;
+        }
+        self.tree.append(hash);
         self.audit.insert(&self.seqs.2.to_be_bytes(), leaf)?;
         self.seqs.2 += 1;
         Ok(Outcome::Appended(e.index))
@@ -2012,6 +2461,79 @@ mod tests {
         drop(s);
         let err = reopen(tmp.path()).err().expect("refused");
         assert!(err.to_string().contains("entries were altered"), "{err}");
+    }
+
+    #[test]
+    fn a_clean_close_opens_fast_and_the_full_check_still_finds_an_altered_entry() {
+        let tmp = tempfile::tempdir().unwrap();
+        let s = store_with_checkpoint(tmp.path());
+        let head = s.audit_head();
+        s.close_clean().unwrap();
+        drop(s);
+        let s = reopen(tmp.path()).unwrap();
+        assert_eq!(s.opened(), OpenCheck::Fast { tail: 1 });
+        assert_eq!(s.audit_head(), head);
+        assert_eq!(s.full_check(&AtomicBool::new(false)).unwrap(), 5);
+        // Opening removed the record: without a new clean close the next open is full.
+        drop(s);
+        let s = reopen(tmp.path()).unwrap();
+        assert!(matches!(
+            s.opened(),
+            OpenCheck::Full {
+                reason: FullReason::NoRecord
+            }
+        ));
+        let forged = AuditEntry {
+            index: 1,
+            officer: "Someone Else".into(),
+            ..Default::default()
+        };
+        s.inner
+            .t
+            .audit
+            .insert(1u64.to_be_bytes(), forged.encode_to_vec())
+            .unwrap();
+        s.close_clean().unwrap();
+        drop(s);
+        // Before the last checkpoint: the fast open does not read it, the full check does.
+        let s = reopen(tmp.path()).unwrap();
+        assert!(matches!(s.opened(), OpenCheck::Fast { .. }));
+        let err = s.full_check(&AtomicBool::new(false)).unwrap_err();
+        assert!(err.to_string().contains("entries were altered"), "{err}");
+    }
+
+    #[test]
+    fn an_entry_altered_after_the_last_checkpoint_is_refused_at_a_fast_open() {
+        let tmp = tempfile::tempdir().unwrap();
+        let s = store_with_checkpoint(tmp.path());
+        let forged = AuditEntry {
+            index: 4,
+            officer: "Someone Else".into(),
+            ..Default::default()
+        };
+        s.inner
+            .t
+            .audit
+            .insert(4u64.to_be_bytes(), forged.encode_to_vec())
+            .unwrap();
+        s.close_clean().unwrap();
+        drop(s);
+        let err = reopen(tmp.path()).err().expect("refused");
+        assert!(err.to_string().contains("audit entry 4"), "{err}");
+    }
+
+    #[test]
+    fn a_store_without_merkle_nodes_gets_them_at_a_full_open() {
+        let tmp = tempfile::tempdir().unwrap();
+        let s = store_with_checkpoint(tmp.path());
+        let proof = s.audit_inclusion_proof(2, 5).unwrap();
+        s.inner.t.merkle.clear().unwrap();
+        s.flush().unwrap();
+        drop(s);
+        let s = reopen(tmp.path()).unwrap();
+        assert!(matches!(s.opened(), OpenCheck::Full { .. }));
+        assert_eq!(s.audit_inclusion_proof(2, 5).unwrap(), proof);
+        assert_eq!(s.full_check(&AtomicBool::new(false)).unwrap(), 5);
     }
 
     #[test]
