@@ -175,47 +175,33 @@ fn main() -> ExitCode {
         baselines: sel.baselines && !cli.no_baselines,
         ..sel
     };
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("trm-bench: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match rt.block_on(report::run(&opts, sel)) {
+    match on_runtime(report::run(&opts, sel)) {
         Ok(r) => {
             println!("{}", r.render());
             ExitCode::SUCCESS
         }
-        Err(e) => {
-            eprintln!("trm-bench: {e:#}");
-            ExitCode::FAILURE
-        }
+        Err(code) => code,
     }
+}
+
+/// Runs `f` on a two-thread runtime; an error is one line on stderr and a failure exit.
+fn on_runtime<T>(f: impl std::future::Future<Output = anyhow::Result<T>>) -> Result<T, ExitCode> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            eprintln!("trm-bench: {e}");
+            ExitCode::FAILURE
+        })?;
+    rt.block_on(f).map_err(|e| {
+        eprintln!("trm-bench: {e:#}");
+        ExitCode::FAILURE
+    })
 }
 
 /// `instructions-workload --referrals N` (run under callgrind by `instructions`).
 fn instructions_workload(n: usize) -> ExitCode {
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("trm-bench: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match rt.block_on(trm_bench::instructions::workload(n)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("trm-bench: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    on_runtime(trm_bench::instructions::workload(n))
+        .map_or_else(|code| code, |()| ExitCode::SUCCESS)
 }
