@@ -2386,6 +2386,23 @@ mod tests {
         }
     }
 
+    /// Overwrites audit entry `index` in place with another officer's (a tampered store).
+    fn forge(s: &Store, index: u64) {
+        let forged = AuditEntry {
+            index,
+            time_ms: 1001,
+            kind: "admin".into(),
+            officer: "Someone Else".into(),
+            call: format!("call {index}"),
+            ..Default::default()
+        };
+        s.inner
+            .t
+            .audit
+            .insert(index.to_be_bytes(), forged.encode_to_vec())
+            .unwrap();
+    }
+
     fn store_with_checkpoint(dir: &Path) -> Store {
         let s = Store::open(dir).unwrap();
         s.commit_blocking((0..5).map(entry).collect()).unwrap();
@@ -2444,19 +2461,7 @@ mod tests {
     fn an_altered_log_refuses_to_open() {
         let tmp = tempfile::tempdir().unwrap();
         let s = store_with_checkpoint(tmp.path());
-        let forged = AuditEntry {
-            index: 1,
-            time_ms: 1001,
-            kind: "admin".into(),
-            officer: "Someone Else".into(),
-            call: "call 1".into(),
-            ..Default::default()
-        };
-        s.inner
-            .t
-            .audit
-            .insert(1u64.to_be_bytes(), forged.encode_to_vec())
-            .unwrap();
+        forge(&s, 1);
         s.flush().unwrap();
         drop(s);
         let err = reopen(tmp.path()).err().expect("refused");
@@ -2483,16 +2488,7 @@ mod tests {
                 reason: FullReason::NoRecord
             }
         ));
-        let forged = AuditEntry {
-            index: 1,
-            officer: "Someone Else".into(),
-            ..Default::default()
-        };
-        s.inner
-            .t
-            .audit
-            .insert(1u64.to_be_bytes(), forged.encode_to_vec())
-            .unwrap();
+        forge(&s, 1);
         s.close_clean().unwrap();
         drop(s);
         // Before the last checkpoint: the fast open does not read it, the full check does.
@@ -2506,16 +2502,7 @@ mod tests {
     fn an_entry_altered_after_the_last_checkpoint_is_refused_at_a_fast_open() {
         let tmp = tempfile::tempdir().unwrap();
         let s = store_with_checkpoint(tmp.path());
-        let forged = AuditEntry {
-            index: 4,
-            officer: "Someone Else".into(),
-            ..Default::default()
-        };
-        s.inner
-            .t
-            .audit
-            .insert(4u64.to_be_bytes(), forged.encode_to_vec())
-            .unwrap();
+        forge(&s, 4);
         s.close_clean().unwrap();
         drop(s);
         let err = reopen(tmp.path()).err().expect("refused");
