@@ -52,11 +52,16 @@ fn err_id(name: &str) -> String {
     format!("err-{}", name.replace('.', "-"))
 }
 
-/// The template's fields, in template order.
+/// The template's fields an officer fills in, in template order: all but `reference.minor`,
+/// which the node derives from `child.minor` and the date of birth when it seals a referral
+/// (the form keeps a stored value as it is, like anything else it does not show).
 pub(crate) async fn template_fields(app: &App) -> Result<Vec<TemplateField>, Failed> {
-    ask(&app.session, api::CaseTemplate {})
-        .await
-        .map(|t| t.fields)
+    ask(&app.session, api::CaseTemplate {}).await.map(|t| {
+        t.fields
+            .into_iter()
+            .filter(|f| f.path != trm_proto::template::REFERENCE_MINOR)
+            .collect()
+    })
 }
 
 /// The POST body as values by name (empty values dropped; the CSRF token and the buttons
