@@ -27,19 +27,8 @@ use trm_tests::date_in_days;
 fn child_case(dir: &Path, case_ref: &str) -> String {
     let mut v: Value = serde_json::from_str(&trm_tests::adult_case(case_ref, None)).unwrap();
     v["reference"]["response_due"] = Value::String(date_in_days(5));
-    v["child"] = serde_json::json!({
-        "minor": true,
-        "unaccompanied": true,
-        "guardian_appointed": true,
-        "best_interests_status": "in_progress",
-        "consent_for_child_by": "guardian",
-    });
-    v["consent"]["child"] = serde_json::json!({
-        "status": "given", "date": "2026-02-25", "form": "written", "by": "guardian"
-    });
-    let file = dir.join(format!("{case_ref}.json"));
-    std::fs::write(&file, v.to_string()).unwrap();
-    file.display().to_string()
+    trm_tests::make_child(&mut v);
+    trm_tests::write_case(dir, case_ref, &v)
 }
 
 /// "N of M fields released" in a preview page.
