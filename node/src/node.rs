@@ -212,6 +212,7 @@ pub async fn start(dir: &Path, opts: StartOptions) -> Result<NodeHandle, StartEr
         metrics: crate::base::metrics::Metrics::default(),
         audit,
         trust,
+        verified: crate::state::verified::Verified::default(),
         delivery: Delivery::new(crate::exchange::delivery::spawn_worker),
         clock,
         outgoing: std::sync::RwLock::new(cfg.outgoing_profile()),

@@ -45,7 +45,7 @@ mod stream;
 use crate::card::{self, VerifiedCard};
 use crate::merkle::{self, Hash};
 use crate::pb::{self, body::Payload};
-use crate::signing::{self, Tag};
+use crate::signing::{self, Tag, VerifyMemo};
 pub use stream::{decode_exported, BundleHead, Checker, EntryCheck, Keep, Verifier};
 
 /// Version of the bundle format.
@@ -358,16 +358,18 @@ fn hashes(list: &[Vec<u8>], what: &str) -> Result<Vec<Hash>, String> {
 }
 
 /// The parties whose keys sign what a bundle holds.
-struct Keys {
+struct Keys<'m> {
     country: String,
     own: Vec<pb::KeyRecord>,
     peers: BTreeMap<String, Vec<VerifiedCard>>,
     /// Every key of the histories above, decoded once ([`Keys::decode_all`]); empty: decoded
     /// on each use.
     decoded: BTreeMap<Vec<u8>, VerifyingKey>,
+    /// Signatures verified before (a node's memo); None: every signature is verified.
+    memo: Option<&'m dyn VerifyMemo>,
 }
 
-impl Keys {
+impl<'m> Keys<'m> {
     fn new(
         country: String,
         own: Vec<pb::KeyRecord>,
@@ -378,6 +380,7 @@ impl Keys {
             own,
             peers,
             decoded: BTreeMap::new(),
+            memo: None,
         }
     }
 
@@ -443,8 +446,11 @@ impl Keys {
         let key = self
             .at(party, s.signer, time_ms)
             .map_err(|e| format!("{what}: {e}"))?;
-        signing::verify(&key, tag, s.body, s.signature)
-            .map_err(|e| format!("{what} signature by {party}: {e}"))
+        match self.memo {
+            Some(memo) => signing::verify_remembered(memo, &key, tag, s.body, s.signature),
+            None => signing::verify(&key, tag, s.body, s.signature),
+        }
+        .map_err(|e| format!("{what} signature by {party}: {e}"))
     }
 }
 
@@ -1053,12 +1059,14 @@ fn fingerprints(history: &[pb::KeyRecord]) -> Vec<String> {
 ///
 /// A node runs it on every answer before logging it, so that nothing it logs can later make
 /// `audit verify` fail; a peer card given here is one a bundle of that node includes. Returns
-/// the number of signatures checked.
+/// the number of signatures checked. A signature `memo` remembers as verified (the same bytes
+/// under the same key) is not verified again.
 pub fn check_log_entry(
     country: &str,
     own: &[pb::KeyRecord],
     peer_cards: &[VerifiedCard],
     entry: &AuditEntry,
+    memo: Option<&dyn VerifyMemo>,
 ) -> Result<u64, String> {
     let mut peers: BTreeMap<String, Vec<VerifiedCard>> = BTreeMap::new();
     for c in peer_cards {
@@ -1070,7 +1078,8 @@ pub fn check_log_entry(
             .or_default()
             .push(c.clone());
     }
-    let keys = Keys::new(country.to_string(), own.to_vec(), peers);
+    let mut keys = Keys::new(country.to_string(), own.to_vec(), peers);
+    keys.memo = memo;
     check_entry(&keys, entry, &mut Summary::default())
 }
 
@@ -1661,10 +1670,11 @@ mod tests {
         let own = card::verify_card(&b.card).unwrap().card.key_history;
         let al = card::verify_card(&b.peer_cards[0]).unwrap();
         let receipt = AuditEntry::decode(b.entries[1].entry.as_slice()).unwrap();
-        let check = |e: &AuditEntry| check_log_entry("IT", &own, std::slice::from_ref(&al), e);
+        let check =
+            |e: &AuditEntry| check_log_entry("IT", &own, std::slice::from_ref(&al), e, None);
         assert_eq!(check(&receipt), Ok(2), "receipt and its checkpoint");
         // Without the peer's card, or with another message id, it fails.
-        assert!(check_log_entry("IT", &own, &[], &receipt).is_err());
+        assert!(check_log_entry("IT", &own, &[], &receipt, None).is_err());
         let mut e = receipt.clone();
         e.message_id.clear();
         assert!(check(&e).unwrap_err().contains("another message"));
@@ -1716,7 +1726,7 @@ mod tests {
         };
         assert!(check(&signed_held).unwrap_err().contains("\"peer_held\""));
         let me = card::verify_card(&b.card).unwrap();
-        assert!(check_log_entry("IT", &own, &[me], &held).is_err());
+        assert!(check_log_entry("IT", &own, &[me], &held, None).is_err());
     }
 
     #[test]

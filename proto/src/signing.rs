@@ -123,6 +123,53 @@ pub fn verify_with_bytes(
     verify(&parse_public_key(public_key)?, tag, body, signature)
 }
 
+/// Signatures a node has already verified, so that it does not verify the same signed bytes
+/// twice: a receipt is checked on arrival and again, as the audit entry it becomes, before it
+/// is logged; a peer's checkpoint arrives with many receipts in a row. Implemented by the node
+/// (bounded, in memory); the offline verifier keeps none and checks every signature.
+///
+/// Only signatures that verified are remembered, under [`memo_key`]: a hash of the key, the
+/// signature, the tag and the body, so a hit means that exactly these bytes verified under
+/// exactly this key before, and `verify_strict` would say so again (it is deterministic).
+pub trait VerifyMemo: Sync {
+    /// Whether a signature with this [`memo_key`] verified before.
+    fn verified_before(&self, key: &[u8; 32]) -> bool;
+    /// Remembers that the signature with this [`memo_key`] verified.
+    fn remember(&self, key: [u8; 32]);
+}
+
+/// The memo's key of a signature: `SHA-256("trm/1 verified\0" || public key || signature ||
+/// tag || body)`. The public key and signature are of fixed length and `tag || body` are the
+/// exact bytes signed, so two different checks never share a key.
+pub fn memo_key(key: &VerifyingKey, tag: Tag, body: &[u8], signature: &[u8]) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(b"trm/1 verified\0");
+    h.update(key.as_bytes());
+    h.update((signature.len() as u32).to_be_bytes());
+    h.update(signature);
+    h.update(tag.bytes());
+    h.update(body);
+    h.finalize().into()
+}
+
+/// [`verify`], skipped when `memo` remembers these exact bytes verifying under this key;
+/// a signature that verifies is remembered.
+pub fn verify_remembered(
+    memo: &dyn VerifyMemo,
+    key: &VerifyingKey,
+    tag: Tag,
+    body: &[u8],
+    signature: &[u8],
+) -> Result<(), SignatureError> {
+    let k = memo_key(key, tag, body, signature);
+    if memo.verified_before(&k) && !key.is_weak() {
+        return Ok(());
+    }
+    verify(key, tag, body, signature)?;
+    memo.remember(k);
+    Ok(())
+}
+
 /// The envelope hash named in receipts and the audit log: `SHA-256(body || signature)`.
 pub fn envelope_hash(body: &[u8], signature: &[u8]) -> [u8; 32] {
     let mut h = Sha256::new();
@@ -239,6 +286,76 @@ mod tests {
         assert_eq!(
             signing_bytes(Tag::Receipt, b"ab"),
             b"trm/1 receipt\0ab".to_vec()
+        );
+    }
+
+    #[derive(Default)]
+    struct Memo(std::sync::Mutex<std::collections::HashSet<[u8; 32]>>);
+
+    impl VerifyMemo for Memo {
+        fn verified_before(&self, key: &[u8; 32]) -> bool {
+            self.0.lock().unwrap().contains(key)
+        }
+        fn remember(&self, key: [u8; 32]) {
+            self.0.lock().unwrap().insert(key);
+        }
+    }
+
+    #[test]
+    fn the_memo_remembers_only_what_verified_and_only_those_exact_bytes() {
+        let (k, other) = (key(), key());
+        let vk = k.verifying_key();
+        let body = b"a receipt".to_vec();
+        let sig = sign(&k, Tag::Receipt, &body);
+        let memo = Memo::default();
+        let mut bad = sig;
+        bad[10] ^= 1;
+        assert!(verify_remembered(&memo, &vk, Tag::Receipt, &body, &bad).is_err());
+        assert!(
+            memo.0.lock().unwrap().is_empty(),
+            "a failure is not remembered"
+        );
+        assert_eq!(
+            verify_remembered(&memo, &vk, Tag::Receipt, &body, &sig),
+            Ok(())
+        );
+        assert_eq!(memo.0.lock().unwrap().len(), 1);
+        // A hit: the same bytes again.
+        assert_eq!(
+            verify_remembered(&memo, &vk, Tag::Receipt, &body, &sig),
+            Ok(())
+        );
+        // Anything else is not a hit and fails as without the memo.
+        let altered = b"a receipT".to_vec();
+        let refusals = [
+            verify_remembered(&memo, &vk, Tag::Receipt, &altered, &sig),
+            verify_remembered(&memo, &vk, Tag::Rejection, &body, &sig),
+            verify_remembered(&memo, &other.verifying_key(), Tag::Receipt, &body, &sig),
+            verify_remembered(&memo, &vk, Tag::Receipt, &body, &bad),
+        ];
+        for r in refusals {
+            assert_eq!(r, Err(SignatureError::Invalid));
+        }
+        assert_eq!(memo.0.lock().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn memo_keys_differ_for_every_input() {
+        let (k, other) = (key(), key());
+        let sig = sign(&k, Tag::Receipt, b"x");
+        let base = memo_key(&k.verifying_key(), Tag::Receipt, b"x", &sig);
+        assert_ne!(
+            base,
+            memo_key(&other.verifying_key(), Tag::Receipt, b"x", &sig)
+        );
+        assert_ne!(
+            base,
+            memo_key(&k.verifying_key(), Tag::Rejection, b"x", &sig)
+        );
+        assert_ne!(base, memo_key(&k.verifying_key(), Tag::Receipt, b"y", &sig));
+        assert_ne!(
+            base,
+            memo_key(&k.verifying_key(), Tag::Receipt, b"x", &sig[..63])
         );
     }
 }

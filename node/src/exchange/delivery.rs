@@ -575,6 +575,7 @@ fn check_answer<M: Message + Default>(
         .card
         .key_valid_at(&signed.signer, ctx.clock.now_ms())
         .ok_or("signed by a key that is not the peer's current one")?;
-    signing::verify(&key, tag, &signed.body, &signed.signature).map_err(|e| e.to_string())?;
+    signing::verify_remembered(&ctx.verified, &key, tag, &signed.body, &signed.signature)
+        .map_err(|e| e.to_string())?;
     M::decode(signed.body.as_slice()).map_err(|e| e.to_string())
 }

@@ -30,7 +30,7 @@ use prost::Message;
 use trm_proto::card::VerifiedCard;
 use trm_proto::merkle;
 use trm_proto::pb::{self, peer_response};
-use trm_proto::signing::{self, Tag};
+use trm_proto::signing::{self, Tag, VerifyMemo};
 
 use crate::base::metrics::Counter;
 use crate::base::time::format_ms;
@@ -123,7 +123,9 @@ pub fn check_loggable(ctx: &Ctx, entry: &AuditEntry) -> Result<(), String> {
         .map(|p| p.card)
         .into_iter()
         .collect();
-    trm_proto::audit::check_log_entry(ctx.country(), &ctx.keys.history, &cards, entry).map(|_| ())
+    let memo: &dyn VerifyMemo = &ctx.verified;
+    trm_proto::audit::check_log_entry(ctx.country(), &ctx.keys.history, &cards, entry, Some(memo))
+        .map(|_| ())
 }
 
 /// What fetching a consistency proof gave.

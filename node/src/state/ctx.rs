@@ -57,6 +57,8 @@ pub struct Ctx {
     pub audit: Audit,
     /// Witnessed logs of peers, held peers.
     pub trust: Trust,
+    /// Signatures already verified (receipts, peers' checkpoints), not verified again.
+    pub verified: crate::state::verified::Verified,
     /// Shutdown signal for every task.
     pub shutdown: watch::Receiver<bool>,
     /// Receive-side budgets per peer and erasures in progress.

@@ -6,5 +6,6 @@ pub mod budgets;
 pub mod checkpoints;
 pub mod ctx;
 pub mod peers;
+pub mod verified;
 pub mod wakers;
 pub mod witness;

@@ -116,7 +116,7 @@ pub struct EntryCheck {
 /// The part of a [`Verifier`] that checks entries on their own: shared by the threads that
 /// check them.
 pub struct Checker {
-    keys: Keys,
+    keys: Keys<'static>,
     cps: Vec<Checked>,
 }
 
