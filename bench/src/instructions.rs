@@ -91,6 +91,11 @@ pub async fn workload(n: usize) -> Result<()> {
             pending.len()
         );
         tokio::time::sleep(Duration::from_millis(500)).await;
+        // The last one enqueued first: reading every pending record at every poll would be
+        // counted as the referrals' own cost (about 3 % of it).
+        if pending.last().is_some_and(|id| !it.delivered(id)) {
+            continue;
+        }
         pending.retain(|id| !it.delivered(id));
     }
     it.finish().await;
