@@ -212,6 +212,19 @@ impl NodeProc {
                     );
                 }
             }
+            // A handshake to a port nobody has bound yet only ends by its timeout: wait for
+            // the bind first, so that "ready" is timed to a few ms, not in 250 ms steps.
+            if !udp_bound(self.admin_addr) {
+                if Instant::now() > deadline {
+                    bail!(
+                        "{} did not bind {} within {timeout:?}",
+                        self.country,
+                        self.admin_addr
+                    );
+                }
+                tokio::time::sleep(Duration::from_millis(2)).await;
+                continue;
+            }
             let attempt = tokio::time::timeout(
                 Duration::from_millis(250),
                 AdminClient::connect(&self.operator),
@@ -461,4 +474,43 @@ pub async fn flood_pair(root: &Path, stream_timeout_secs: u64) -> Result<(NodePr
     it.pin_card(al.card()).await?;
     al.pin_card(it.card()).await?;
     Ok((it, al))
+}
+
+/// Whether some socket is bound to `addr`'s UDP port, from `/proc/net/udp` (or `udp6`); true
+/// when those cannot be read, so that a caller then simply tries to connect.
+fn udp_bound(addr: SocketAddr) -> bool {
+    let table = if addr.is_ipv4() {
+        "/proc/net/udp"
+    } else {
+        "/proc/net/udp6"
+    };
+    match std::fs::read_to_string(table) {
+        Ok(text) => udp_table_has_port(&text, addr.port()),
+        Err(_) => true,
+    }
+}
+
+/// Whether a `/proc/net/udp` table lists a socket whose local port is `port`.
+fn udp_table_has_port(text: &str, port: u16) -> bool {
+    text.lines().skip(1).any(|line| {
+        line.split_whitespace()
+            .nth(1)
+            .and_then(|local| local.rsplit_once(':'))
+            .and_then(|(_, p)| u16::from_str_radix(p, 16).ok())
+            == Some(port)
+    })
+}
+
+#[cfg(test)]
+mod udp_table_tests {
+    use super::udp_table_has_port;
+
+    #[test]
+    fn a_bound_port_is_found_by_its_hex_local_port() {
+        let table = "  sl  local_address rem_address   st tx_queue rx_queue\n\
+            \x20 12: 0100007F:1F90 00000000:0000 07 00000000:00000000\n";
+        assert!(udp_table_has_port(table, 8080));
+        assert!(!udp_table_has_port(table, 8081));
+        assert!(!udp_table_has_port("  sl  local_address\n", 8080));
+    }
 }
