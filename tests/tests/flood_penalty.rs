@@ -18,7 +18,7 @@ const NOT_PINNED: &str = r#"trm_handshakes_refused_total{peer="",reason="not_pin
 const PENALISED: &str = r#"trm_handshakes_limited_total{peer="",limit="failed_before"}"#;
 /// Failures before the first penalty, and the first penalty (doubled per offence).
 const THRESHOLD: u64 = 3;
-const FIRST_SECS: u64 = 4;
+const FIRST_SECS: u64 = 6;
 
 fn metric(node: &NodeProc, series: &str) -> u64 {
     let addr: SocketAddr = std::fs::read_to_string(node.dir.join("run/metrics.addr"))
@@ -143,7 +143,12 @@ async fn an_address_that_fails_authentication_is_refused_before_tls_while_a_pinn
         &log,
         &["WARN", "failed authentication too often", "127.0.0.2:"],
     );
-    assert_eq!(lines.len(), 1, "{log}");
+    let windows = 1 + penalised_at.elapsed().as_secs() as usize / 10;
+    assert!(
+        !lines.is_empty() && lines.len() <= windows,
+        "{} lines in {windows} 10-s windows:\n{log}",
+        lines.len()
+    );
     assert!(
         net::log_lines(&log, &["failed authentication too often", "127.0.0.1:"]).is_empty(),
         "the pinned peer's address was never penalised:\n{log}"
