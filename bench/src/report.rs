@@ -278,6 +278,47 @@ pub async fn run(opts: &Options, sel: Selection) -> Result<Report> {
     Ok(report)
 }
 
+/// The flood rows of the throughput table: what the attacker tried, how the receiver refused
+/// it, and the rate kept (`rate` is the median rate without the flood).
+fn render_flood(s: &mut String, rate: f64, runs: &[Throughput]) {
+    if runs.is_empty() {
+        return;
+    }
+    let a = median(&runs.iter().map(|t| t.rate).collect::<Vec<_>>());
+    let hs = median(
+        &runs
+            .iter()
+            .map(|t| t.handshakes as f64 / t.secs.max(1e-9))
+            .collect::<Vec<_>>(),
+    );
+    let per_s = |f: fn(&Throughput) -> u64| {
+        median(
+            &runs
+                .iter()
+                .map(|t| f(t) as f64 / t.secs.max(1e-9))
+                .collect::<Vec<_>>(),
+        )
+    };
+    let _ = writeln!(
+        s,
+        "| unauthenticated handshakes attempted/s by the attacker (from {}) | {hs:.0} |",
+        crate::scenario::ATTACKER
+    );
+    let _ = writeln!(
+        s,
+        "| of which refused/s at Incoming, no TLS (penalised address) / by the TLS handshake | {:.0} / {:.0} |",
+        per_s(|t| t.refused_at_incoming),
+        per_s(|t| t.refused_after_tls)
+    );
+    let _ = writeln!(s, "| referrals/s under the flood | {a:.0} |");
+    let _ = writeln!(
+        s,
+        "| ratio under flood to without (target ≥ 0.8) | {:.2} ({}) |",
+        a / rate.max(1e-9),
+        target(a / rate.max(1e-9) >= 0.8)
+    );
+}
+
 /// The callgrind count of `n` and `3n` referrals (this executable's hidden workload), or why
 /// it was not run (a quick run, no valgrind here).
 async fn instructions_run(n: usize) -> Result<Result<crate::instructions::Instructions, String>> {
@@ -529,26 +570,7 @@ impl Report {
                     rate / b.sled_64
                 );
             }
-            if !self.under_attack.is_empty() {
-                let a = median(&self.under_attack.iter().map(|t| t.rate).collect::<Vec<_>>());
-                let hs = median(
-                    &self
-                        .under_attack
-                        .iter()
-                        .map(|t| t.handshakes as f64 / t.secs.max(1e-9))
-                        .collect::<Vec<_>>(),
-                );
-                let _ = writeln!(
-                    s,
-                    "| referrals/s while the receiver refuses ~{hs:.0} unauthenticated handshakes/s | {a:.0} |"
-                );
-                let _ = writeln!(
-                    s,
-                    "| ratio under flood to without (target ≥ 0.8) | {:.2} ({}) |",
-                    a / rate.max(1e-9),
-                    target(a / rate.max(1e-9) >= 0.8)
-                );
-            }
+            render_flood(&mut s, rate, &self.under_attack);
             let _ = writeln!(s);
         }
         if let Some(l) = &self.latency {

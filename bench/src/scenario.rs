@@ -84,6 +84,10 @@ pub struct Throughput {
     pub transmission_bytes: usize,
     /// Unauthenticated handshakes attempted against the receiver meanwhile.
     pub handshakes: u64,
+    /// Of those, refused at `Incoming` without a TLS handshake (the address was penalised).
+    pub refused_at_incoming: u64,
+    /// Of those, refused by the TLS handshake (client certificate not pinned).
+    pub refused_after_tls: u64,
 }
 
 /// Two nodes as separate processes; `n` signed referrals put in the sender's outbox (by the
@@ -93,8 +97,14 @@ pub async fn throughput(bin: &Path, n: usize) -> Result<Throughput> {
     throughput_with(bin, n, false).await
 }
 
-/// Unauthenticated handshakes per second against `addr` from this process, with 16 attempts
-/// in flight, until `stop`; returns the number of attempts.
+/// The attacker's source address: another host on the loopback range, as a real attacker's
+/// would be (the legitimate sender is on 127.0.0.1).
+pub const ATTACKER: std::net::Ipv4Addr = std::net::Ipv4Addr::new(127, 0, 0, 2);
+
+/// Unauthenticated handshakes per second against `addr` from [`ATTACKER`], with 16 attempts
+/// in flight, until `stop`; returns the number of attempts. Each attempt waits up to 2 s for
+/// its answer, or `TRM_BENCH_FLOOD_WAIT_MS` (an impatient attacker that gives up early and
+/// starts another, to measure what a penalised address's Initials alone cost).
 async fn handshake_flood(
     addr: std::net::SocketAddr,
     server_cert: Vec<u8>,
@@ -117,16 +127,22 @@ async fn handshake_flood(
             idle_timeout: Duration::from_secs(5),
         },
     )?;
-    let ep = trm_node::net::transport::endpoint(UdpSocket::bind("127.0.0.1:0")?, None)?;
+    let ep = trm_node::net::transport::endpoint(UdpSocket::bind((ATTACKER, 0))?, None)?;
+    let wait = Duration::from_millis(
+        std::env::var("TRM_BENCH_FLOOD_WAIT_MS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(2000),
+    );
     let mut attempts = 0u64;
     let mut set = tokio::task::JoinSet::new();
     while !stop.load(Ordering::Relaxed) {
         while set.len() < 16 {
             let connecting = ep.connect_with(cfg.clone(), addr, trm_node::net::tls::SERVER_NAME)?;
             set.spawn(async move {
-                if let Ok(Ok(c)) = tokio::time::timeout(Duration::from_secs(2), connecting).await {
+                if let Ok(Ok(c)) = tokio::time::timeout(wait, connecting).await {
                     // The server refuses the certificate after the client's Finished.
-                    let _ = tokio::time::timeout(Duration::from_secs(2), c.closed()).await;
+                    let _ = tokio::time::timeout(wait, c.closed()).await;
                 }
             });
             attempts += 1;
@@ -215,6 +231,8 @@ pub async fn throughput_with(bin: &Path, n: usize, attack: bool) -> Result<Throu
         Some(a) => a.await??,
         None => 0,
     };
+    let (refused_at_incoming, refused_after_tls) =
+        if attack { flood_refusals(&al)? } else { (0, 0) };
     if let Some(mut p) = perf {
         let _ = std::process::Command::new("kill")
             .arg("-INT")
@@ -236,6 +254,8 @@ pub async fn throughput_with(bin: &Path, n: usize, attack: bool) -> Result<Throu
     let secs = (t_last - t_first).as_secs_f64();
     Ok(Throughput {
         handshakes,
+        refused_at_incoming,
+        refused_after_tls,
         n,
         secs,
         rate: (n - 1) as f64 / secs,
@@ -243,6 +263,32 @@ pub async fn throughput_with(bin: &Path, n: usize, attack: bool) -> Result<Throu
         field_bytes,
         transmission_bytes,
     })
+}
+
+/// The receiver's counts of handshakes refused at `Incoming` for a penalty and refused by
+/// the TLS handshake (certificate not pinned), from its metrics endpoint.
+fn flood_refusals(node: &NodeProc) -> Result<(u64, u64)> {
+    let addr = std::fs::read_to_string(node.dir.join("run/metrics.addr"))
+        .context("run/metrics.addr")?
+        .trim()
+        .parse()
+        .context("metrics address")?;
+    let (code, body) = trm_node::ops::prometheus::scrape(addr, Duration::from_secs(5))?;
+    anyhow::ensure!(code == 200, "metrics answered {code}");
+    let value = |series: &str| {
+        body.lines()
+            .find_map(|l| {
+                l.strip_prefix(series)?
+                    .strip_prefix(' ')?
+                    .parse::<f64>()
+                    .ok()
+            })
+            .unwrap_or(0.0) as u64
+    };
+    Ok((
+        value(r#"trm_handshakes_limited_total{peer="",limit="failed_before"}"#),
+        value(r#"trm_handshakes_refused_total{peer="",reason="not_pinned"}"#),
+    ))
 }
 
 /// With `TRM_BENCH_PERF=FILE`, records a `perf` profile of the node processes into FILE

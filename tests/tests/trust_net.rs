@@ -419,6 +419,9 @@ fn scrape(node: &NodeProc) -> String {
 async fn refused_handshakes_are_logged_once_per_address_with_fingerprint_and_address() {
     let tmp = tempfile::tempdir().unwrap();
     let mut al = NodeProc::init(tmp.path(), "AL", &bins::bin("trm-node")).unwrap();
+    // All ten attempts must reach the pin check (the penalty, flood_penalty.rs, is off here).
+    al.set_in_table("limits", "failed_handshakes_per_address", "0")
+        .unwrap();
     al.start().await.unwrap();
     let al_cert = al.keys().unwrap().tls_cert.to_vec();
     let stranger = TlsId::new("trm-node-XX");

@@ -205,6 +205,17 @@ pub struct Limits {
     pub retry_above_handshakes: usize,
     /// Established connections at once from one peer (default 8, 1 ..= 256).
     pub max_connections_per_peer: usize,
+    /// Failed peer handshakes (client certificate not pinned or absent, or another failure of
+    /// a handshake from an address QUIC validated) after which a source IP address is refused
+    /// at once, before any cryptography, for a penalty (default 8, 0 ..= 1000; 0 = never).
+    /// A handshake that authenticates a pinned peer clears the address's record.
+    pub failed_handshakes_per_address: u32,
+    /// The first penalty, in seconds (default 1, 1 ..= 3600); each further offence of the
+    /// address (a failure after a penalty ended) doubles it.
+    pub failed_handshake_backoff_secs: u64,
+    /// The longest penalty, in seconds (default 60, `failed_handshake_backoff_secs` ..=
+    /// 86400); an address quiet for this long after its last penalty is forgiven.
+    pub failed_handshake_backoff_max_secs: u64,
     /// Clock difference tolerated with a peer, in seconds (default 300, at most 3600): a
     /// message created later than now + this is refused, and so is one signed by a key whose
     /// validity ended before now − this.
@@ -232,6 +243,9 @@ impl Default for Limits {
             max_handshakes_per_address: 8,
             retry_above_handshakes: 8,
             max_connections_per_peer: 8,
+            failed_handshakes_per_address: 8,
+            failed_handshake_backoff_secs: 1,
+            failed_handshake_backoff_max_secs: 60,
         }
     }
 }
@@ -667,6 +681,21 @@ impl NodeConfig {
             "limits.max_connections_per_peer",
             l.max_connections_per_peer,
             1..=256,
+        )?;
+        in_range(
+            "limits.failed_handshakes_per_address",
+            l.failed_handshakes_per_address,
+            0..=1000,
+        )?;
+        in_range(
+            "limits.failed_handshake_backoff_secs",
+            l.failed_handshake_backoff_secs,
+            1..=3600,
+        )?;
+        in_range(
+            "limits.failed_handshake_backoff_max_secs",
+            l.failed_handshake_backoff_max_secs,
+            l.failed_handshake_backoff_secs..=86_400,
         )?;
         Ok(())
     }
@@ -1209,7 +1238,7 @@ mod table {
 
     /// Every bounded number: `(table, key, lowest, highest, other values it needs to reach
     /// both ends)`.
-    const RANGES: [(&str, &str, u64, u64, &str); 18] = [
+    const RANGES: [(&str, &str, u64, u64, &str); 21] = [
         ("limits", "max_frame_bytes", 1024, 64 << 20, ""),
         ("limits", "max_concurrent_streams", 1, 1024, ""),
         ("limits", "max_connections", 1, 65_536, ""),
@@ -1227,6 +1256,15 @@ mod table {
         ("limits", "max_handshakes_per_address", 1, 64, ""),
         ("limits", "retry_above_handshakes", 0, 64, ""),
         ("limits", "max_connections_per_peer", 1, 256, ""),
+        ("limits", "failed_handshakes_per_address", 0, 1000, ""),
+        (
+            "limits",
+            "failed_handshake_backoff_secs",
+            1,
+            3600,
+            "failed_handshake_backoff_max_secs = 86400\n",
+        ),
+        ("limits", "failed_handshake_backoff_max_secs", 1, 86_400, ""),
         (
             "delivery",
             "backoff_initial_ms",

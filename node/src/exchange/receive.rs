@@ -9,7 +9,7 @@
 //! is anything stored, and the receipt leaves only after the store has flushed it.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use prost::Message;
 use tracing::Instrument;
@@ -20,6 +20,7 @@ use trm_proto::signing::{self, Tag};
 use crate::base::metrics::Counter;
 use crate::base::vocab::Refusal;
 use crate::net::admission::{refused_handshake, Admit, Gate, RefusalLog};
+use crate::net::penalty::HandshakeEnd;
 use crate::net::tls::Pin;
 use crate::net::transport::{self, FrameIoError};
 pub use crate::state::budgets::{Limit, RecvState, ERASURES_BURST, LOGGED_REJECTIONS_BURST};
@@ -38,18 +39,20 @@ pub async fn serve(ctx: Arc<Ctx>, endpoint: quinn::Endpoint) {
     let refusals = Arc::new(RefusalLog::default());
     let handshake_timeout = Duration::from_secs(ctx.cfg.limits.handshake_timeout_secs);
     let mut shutdown = ctx.shutdown.clone();
+    let mut pins_changed = ctx.peers.pins().watch();
     let mut conns = tokio::task::JoinSet::new();
     loop {
         let incoming = tokio::select! {
             i = endpoint.accept() => match i { Some(i) => i, None => break },
             _ = shutdown.changed() => break,
         };
+        if pins_changed.has_changed().unwrap_or(false) {
+            pins_changed.mark_unchanged();
+            gate.forget_failures();
+        }
         let remote = incoming.remote_address();
-        let slot = match gate.admit(
-            remote.ip(),
-            incoming.remote_address_validated(),
-            incoming.may_retry(),
-        ) {
+        let validated = incoming.remote_address_validated();
+        let slot = match gate.admit(remote.ip(), validated, incoming.may_retry(), Instant::now()) {
             Admit::Accept(slot) => slot,
             Admit::Retry => {
                 ctx.metrics.inc(Counter::HandshakesRetried, "", "");
@@ -59,9 +62,12 @@ pub async fn serve(ctx: Arc<Ctx>, endpoint: quinn::Endpoint) {
                 continue;
             }
             Admit::Refuse(why) => {
-                ctx.metrics.inc(Counter::HandshakesLimited, "", why.label());
-                tracing::debug!(remote = %remote, limit = why.label(), "handshake refused by a limit");
-                incoming.refuse();
+                gate.count_refusal(&ctx.metrics, remote, why, Instant::now());
+                if why.silent() {
+                    incoming.ignore();
+                } else {
+                    incoming.refuse();
+                }
                 continue;
             }
         };
@@ -70,15 +76,18 @@ pub async fn serve(ctx: Arc<Ctx>, endpoint: quinn::Endpoint) {
             let connecting = match incoming.accept() {
                 Ok(c) => c,
                 Err(e) => {
-                    refused_handshake(&ctx.metrics, &refusals, remote, &e);
+                    refused_handshake(&ctx.metrics, &refusals, &gate, remote, validated, &e);
                     return;
                 }
             };
             // Dropping `connecting` on timeout closes the half-open connection.
             let conn = match tokio::time::timeout(handshake_timeout, connecting).await {
-                Ok(Ok(conn)) => conn,
+                Ok(Ok(conn)) => {
+                    gate.ended(remote.ip(), Instant::now(), HandshakeEnd::Authenticated);
+                    conn
+                }
                 Ok(Err(e)) => {
-                    refused_handshake(&ctx.metrics, &refusals, remote, &e);
+                    refused_handshake(&ctx.metrics, &refusals, &gate, remote, validated, &e);
                     return;
                 }
                 Err(_) => {

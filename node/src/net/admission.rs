@@ -13,8 +13,12 @@
 //! - an established connection needs one of `limits.max_connections` places and one of its
 //!   peer's `limits.max_connections_per_peer`.
 //!
+//! - an address serving a penalty for failed authentication ([`crate::net::penalty`]) is
+//!   refused at once, before anything else.
+//!
 //! Refused handshakes of clients that are not pinned are logged at warn, at most one line per
-//! source address per [`LOG_EVERY`], with the certificate's SHA-256 and the address only.
+//! source address per [`LOG_EVERY`], with the certificate's SHA-256 and the address only; so
+//! are refusals of penalised addresses (address and reason only).
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -23,6 +27,7 @@ use std::time::{Duration, Instant};
 
 use crate::base::config::Limits;
 use crate::base::metrics::Counter;
+use crate::net::penalty::{HandshakeEnd, Penalties, Settings, Verdict};
 use crate::net::tls::HandshakeRefusal;
 
 /// What to do with a new incoming handshake.
@@ -49,6 +54,8 @@ pub enum Refused {
     Connections,
     /// Too many established connections from this peer.
     ConnectionsOfPeer,
+    /// The address failed authentication too often and serves a penalty.
+    Penalised,
 }
 
 impl Refused {
@@ -60,7 +67,17 @@ impl Refused {
             Self::Unvalidated => "unvalidated",
             Self::Connections => "connections",
             Self::ConnectionsOfPeer => "connections_per_peer",
+            Self::Penalised => "failed_before",
         }
+    }
+
+    /// True if the handshake is dropped without an answer (`Incoming::ignore`) rather than
+    /// refused with a CONNECTION_REFUSED close: a penalised address gets no answer at all, so
+    /// the listener sends nothing to an address that proved hostile (or to whoever spoofs
+    /// it), the client learns nothing about when the penalty ends, and a client that waits
+    /// for its answer is held until its own timeout.
+    pub fn silent(&self) -> bool {
+        matches!(self, Self::Penalised)
     }
 }
 
@@ -82,6 +99,8 @@ pub struct Gate {
     max_connections: usize,
     per_peer: usize,
     counts: Mutex<Counts>,
+    penalties: Mutex<Penalties>,
+    penalty_log: RefusalLog,
 }
 
 impl Gate {
@@ -94,6 +113,8 @@ impl Gate {
             max_connections: l.max_connections,
             per_peer: l.max_connections_per_peer,
             counts: Mutex::new(Counts::default()),
+            penalties: Mutex::new(Penalties::new(Settings::of(l))),
+            penalty_log: RefusalLog::default(),
         })
     }
 
@@ -101,8 +122,21 @@ impl Gate {
         self.counts.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Decides on a new handshake from `ip`.
-    pub fn admit(self: &Arc<Self>, ip: IpAddr, validated: bool, may_retry: bool) -> Admit {
+    fn penalties(&self) -> std::sync::MutexGuard<'_, Penalties> {
+        self.penalties.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Decides on a new handshake from `ip` at `now`.
+    pub fn admit(
+        self: &Arc<Self>,
+        ip: IpAddr,
+        validated: bool,
+        may_retry: bool,
+        now: Instant,
+    ) -> Admit {
+        if self.penalties().refused(ip, now).is_some() {
+            return Admit::Refuse(Refused::Penalised);
+        }
         let mut c = self.counts();
         if c.handshakes >= self.max_handshakes {
             return Admit::Refuse(Refused::Handshakes);
@@ -150,6 +184,39 @@ impl Gate {
             gate: self.clone(),
             peer: peer.to_string(),
         })
+    }
+
+    /// Records how a handshake from `ip` ended (for the penalty).
+    pub fn ended(&self, ip: IpAddr, now: Instant, end: HandshakeEnd) -> Verdict {
+        self.penalties().ended(ip, now, end)
+    }
+
+    /// Counts a handshake from `remote` refused by `why` at `Incoming`, and logs it: at debug,
+    /// or for a penalised address at warn, at most one line per address per [`LOG_EVERY`].
+    pub fn count_refusal(
+        &self,
+        metrics: &crate::base::metrics::Metrics,
+        remote: std::net::SocketAddr,
+        why: Refused,
+        now: Instant,
+    ) {
+        metrics.inc(Counter::HandshakesLimited, "", why.label());
+        if why == Refused::Penalised {
+            if self.penalty_log.may_log(remote.ip(), now) {
+                tracing::warn!(
+                    remote = %remote,
+                    "handshake refused at once: this address failed authentication too often \
+                     (at most one line per address per 10 s)"
+                );
+            }
+        } else {
+            tracing::debug!(remote = %remote, limit = why.label(), "handshake refused by a limit");
+        }
+    }
+
+    /// Forgets every failure record (the pins changed).
+    pub fn forget_failures(&self) {
+        self.penalties().clear();
     }
 
     /// Handshakes in progress, established connections (for tests and status).
@@ -237,13 +304,20 @@ impl RefusalLog {
     }
 }
 
-/// Logs (rate-limited) and counts a refused peer handshake from `remote`.
+/// Logs (rate-limited) and counts a refused peer handshake from `remote`, and records it
+/// against the address (`validated` by QUIC or not), which may begin a penalty.
 pub fn refused_handshake(
     metrics: &crate::base::metrics::Metrics,
     log: &RefusalLog,
+    gate: &Gate,
     remote: std::net::SocketAddr,
+    validated: bool,
     error: &quinn::ConnectionError,
 ) {
+    let end = HandshakeEnd::of(error, validated);
+    if let Verdict::Penalised(d) = gate.ended(remote.ip(), Instant::now(), end) {
+        tracing::debug!(remote = %remote, secs = d.as_secs(), "address penalised for failed authentication");
+    }
     let why = HandshakeRefusal::of(error);
     match why {
         HandshakeRefusal::Other => {
@@ -291,32 +365,33 @@ mod tests {
     #[test]
     fn unvalidated_handshakes_beyond_the_threshold_must_retry() {
         let g = Gate::new(&limits());
+        let t = Instant::now();
         let ip: IpAddr = "192.0.2.1".parse().unwrap();
-        let a = g.admit(ip, false, true);
+        let a = g.admit(ip, false, true, t);
         assert!(matches!(a, Admit::Accept(_)));
-        assert!(matches!(g.admit(ip, false, true), Admit::Retry));
+        assert!(matches!(g.admit(ip, false, true, t), Admit::Retry));
         assert!(matches!(
-            g.admit(ip, false, false),
+            g.admit(ip, false, false, t),
             Admit::Refuse(Refused::Unvalidated)
         ));
         // Validated ones still get in, up to the per-address cap.
-        let b = g.admit(ip, true, false);
-        let c = g.admit(ip, true, false);
+        let b = g.admit(ip, true, false, t);
+        let c = g.admit(ip, true, false, t);
         assert!(matches!(b, Admit::Accept(_)) && matches!(c, Admit::Accept(_)));
         assert!(matches!(
-            g.admit(ip, true, false),
+            g.admit(ip, true, false, t),
             Admit::Refuse(Refused::HandshakesFromAddress)
         ));
         let other: IpAddr = "192.0.2.2".parse().unwrap();
-        let d = g.admit(other, true, false);
+        let d = g.admit(other, true, false, t);
         assert!(matches!(d, Admit::Accept(_)));
         assert!(matches!(
-            g.admit("192.0.2.3".parse().unwrap(), true, false),
+            g.admit("192.0.2.3".parse().unwrap(), true, false, t),
             Admit::Refuse(Refused::Handshakes)
         ));
         drop((a, b, c, d));
         assert_eq!(g.in_use(), (0, 0));
-        assert!(matches!(g.admit(ip, false, true), Admit::Accept(_)));
+        assert!(matches!(g.admit(ip, false, true, t), Admit::Accept(_)));
     }
 
     #[test]

@@ -2,5 +2,6 @@
 //! admission of handshakes.
 
 pub mod admission;
+pub mod penalty;
 pub mod tls;
 pub mod transport;
