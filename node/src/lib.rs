@@ -33,8 +33,3 @@ pub mod store;
 
 pub use node::{run, start, NodeHandle, StartOptions};
 
-/// The allocator of every program that links the node (the `trm-node` binary, the benchmark
-/// running nodes in process, the tests): mimalloc, which measured fewer instructions per
-/// referral and fewer page faults than the system allocator (docs/PERFORMANCE.md).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
