@@ -32,4 +32,3 @@ pub mod state;
 pub mod store;
 
 pub use node::{run, start, NodeHandle, StartOptions};
-
