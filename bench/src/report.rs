@@ -40,6 +40,8 @@ pub struct Options {
     pub instructions_n: usize,
     /// Messages stored in the start run.
     pub start_messages: usize,
+    /// Received messages stored in the disk run.
+    pub disk_messages: usize,
 }
 
 impl Options {
@@ -59,6 +61,7 @@ impl Options {
             audit_entries: 200_000,
             instructions_n: 100,
             start_messages: 1_000_000,
+            disk_messages: 100_000,
         }
     }
 
@@ -78,6 +81,7 @@ impl Options {
             audit_entries: 3_000,
             instructions_n: 0,
             start_messages: 2_000,
+            disk_messages: 2_000,
         }
     }
 }
@@ -103,6 +107,8 @@ pub struct Selection {
     pub instructions: bool,
     /// Start to accepting with a large store.
     pub start: bool,
+    /// Disk per stored message.
+    pub disk: bool,
 }
 
 impl Selection {
@@ -118,6 +124,7 @@ impl Selection {
             audit: true,
             instructions: true,
             start: true,
+            disk: true,
         }
     }
 }
@@ -160,6 +167,8 @@ pub struct Report {
     pub instructions: Option<Result<crate::instructions::Instructions, String>>,
     /// Start to accepting with a large store.
     pub start: Option<crate::start::StartTimes>,
+    /// Disk per stored message.
+    pub disk: Option<crate::disk::Disk>,
 }
 
 fn ms(d: Duration) -> f64 {
@@ -264,6 +273,11 @@ pub async fn run(opts: &Options, sel: Selection) -> Result<Report> {
     if sel.start {
         eprintln!("start: {} messages stored", opts.start_messages);
         report.start = Some(crate::start::start_times(&opts.node_bin, opts.start_messages).await?);
+    }
+    if sel.disk {
+        eprintln!("disk: {} received messages stored", opts.disk_messages);
+        let (bin, n) = (opts.node_bin.clone(), opts.disk_messages);
+        report.disk = Some(tokio::task::spawn_blocking(move || crate::disk::disk(&bin, n)).await??);
     }
     if sel.scale {
         eprintln!("scale: {} nodes", opts.scale_nodes);
@@ -658,6 +672,9 @@ impl Report {
         }
         if let Some(st) = &self.start {
             crate::start::render(&mut s, st);
+        }
+        if let Some(d) = &self.disk {
+            crate::disk::render(&mut s, d);
         }
         s
     }
