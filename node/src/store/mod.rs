@@ -2041,6 +2041,16 @@ impl Store {
     }
 }
 
+/// The received record stored as `value` in the `arrivals` tree (as a snapshot or backup
+/// holds it), with its envelope and receipt read back from the audit entries it refers to;
+/// `audit` gives the stored audit entry at an index. For tools that read a backup's records.
+pub fn stored_received_record(
+    value: &[u8],
+    audit: impl Fn(u64) -> Option<Vec<u8>>,
+) -> Result<ReceivedRecord, String> {
+    received::load(value, audit)
+}
+
 /// Brings the store to [`SCHEMA_VERSION`], one step per version. Each step writes its new
 /// version last, in one transaction, and can be run again from the start until it has (so an
 /// interrupted migration resumes). Returns the version found if it was older. Refuses a
