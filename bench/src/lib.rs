@@ -10,12 +10,14 @@
 //! - [`scenario`]: throughput, latency, scale and growth.
 //! - [`audit`]: audit bundles of N entries: streamed export, offline verification.
 //! - [`instructions`]: instructions per referral counted by callgrind.
+//! - [`disk`]: disk per stored message against its encoded size.
 //! - [`start`]: start to accepting with a large store, fast path and full check.
 //! - [`report`]: runs a selection and prints it.
 #![forbid(unsafe_code)]
 
 pub mod audit;
 pub mod baseline;
+pub mod disk;
 pub mod instructions;
 pub mod report;
 pub mod scenario;

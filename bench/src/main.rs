@@ -35,6 +35,9 @@ struct Cli {
     /// Messages stored in the start run.
     #[arg(long)]
     messages: Option<usize>,
+    /// Received messages stored in the disk run (default 100,000).
+    #[arg(long)]
+    disk_messages: Option<usize>,
     /// Leave out the baselines (`throughput` runs them by default).
     #[arg(long)]
     no_baselines: bool,
@@ -78,6 +81,8 @@ enum What {
     InstructionsBaseline,
     /// Start to accepting with a large store (fast path and full check) against an empty one.
     Start,
+    /// Disk per stored message against its encoded size.
+    Disk,
 }
 
 fn main() -> ExitCode {
@@ -129,6 +134,9 @@ fn main() -> ExitCode {
     if let Some(n) = cli.messages {
         opts.start_messages = n;
     }
+    if let Some(n) = cli.disk_messages {
+        opts.disk_messages = n.max(1);
+    }
     let sel = match cli.what {
         What::All => Selection::all(),
         What::Baselines => Selection {
@@ -168,6 +176,10 @@ fn main() -> ExitCode {
         },
         What::Start => Selection {
             start: true,
+            ..Default::default()
+        },
+        What::Disk => Selection {
+            disk: true,
             ..Default::default()
         },
     };

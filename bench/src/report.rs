@@ -40,6 +40,8 @@ pub struct Options {
     pub instructions_n: usize,
     /// Messages stored in the start run.
     pub start_messages: usize,
+    /// Received messages stored in the disk run.
+    pub disk_messages: usize,
 }
 
 impl Options {
@@ -59,6 +61,7 @@ impl Options {
             audit_entries: 200_000,
             instructions_n: 100,
             start_messages: 1_000_000,
+            disk_messages: 100_000,
         }
     }
 
@@ -78,6 +81,7 @@ impl Options {
             audit_entries: 3_000,
             instructions_n: 0,
             start_messages: 2_000,
+            disk_messages: 2_000,
         }
     }
 }
@@ -103,6 +107,8 @@ pub struct Selection {
     pub instructions: bool,
     /// Start to accepting with a large store.
     pub start: bool,
+    /// Disk per stored message.
+    pub disk: bool,
 }
 
 impl Selection {
@@ -118,6 +124,7 @@ impl Selection {
             audit: true,
             instructions: true,
             start: true,
+            disk: true,
         }
     }
 }
@@ -160,10 +167,17 @@ pub struct Report {
     pub instructions: Option<Result<crate::instructions::Instructions, String>>,
     /// Start to accepting with a large store.
     pub start: Option<crate::start::StartTimes>,
+    /// Disk per stored message.
+    pub disk: Option<crate::disk::Disk>,
 }
 
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
+}
+
+/// p50, p99 and max of `st` as table cells.
+fn row(st: &scenario::Stats) -> String {
+    format!("{:.2} | {:.2} | {:.2}", ms(st.p50), ms(st.p99), ms(st.max))
 }
 
 /// Runs `sel` with `opts`, printing progress to stderr.
@@ -243,8 +257,16 @@ pub async fn run(opts: &Options, sel: Selection) -> Result<Report> {
             "latency: {} referrals at {}/s, empty store",
             opts.latency_n, opts.latency_rate
         );
-        report.latency =
-            Some(scenario::latency(&opts.node_bin, opts.latency_rate, opts.latency_n, 0).await?);
+        report.latency = Some(
+            scenario::latency(
+                &opts.node_bin,
+                opts.latency_rate,
+                opts.latency_n,
+                0,
+                sel.growth,
+            )
+            .await?,
+        );
     }
     if sel.growth {
         eprintln!(
@@ -257,6 +279,7 @@ pub async fn run(opts: &Options, sel: Selection) -> Result<Report> {
                 opts.latency_rate,
                 opts.latency_n,
                 opts.growth_stored,
+                true,
             )
             .await?,
         );
@@ -264,6 +287,11 @@ pub async fn run(opts: &Options, sel: Selection) -> Result<Report> {
     if sel.start {
         eprintln!("start: {} messages stored", opts.start_messages);
         report.start = Some(crate::start::start_times(&opts.node_bin, opts.start_messages).await?);
+    }
+    if sel.disk {
+        eprintln!("disk: {} received messages stored", opts.disk_messages);
+        let (bin, n) = (opts.node_bin.clone(), opts.disk_messages);
+        report.disk = Some(tokio::task::spawn_blocking(move || crate::disk::disk(&bin, n)).await??);
     }
     if sel.scale {
         eprintln!("scale: {} nodes", opts.scale_nodes);
@@ -590,15 +618,15 @@ impl Report {
                 ms(l.stats.p99),
                 ms(l.stats.max)
             );
+            if let Some(w) = &l.warm {
+                let _ = writeln!(s, "| empty, warm (second run) | {} |", row(w));
+            }
             if let Some(g) = &self.growth {
-                let _ = writeln!(
-                    s,
-                    "| {} messages stored | {:.2} | {:.2} | {:.2} |",
-                    g.stored_before,
-                    ms(g.stats.p50),
-                    ms(g.stats.p99),
-                    ms(g.stats.max)
-                );
+                let n = g.stored_before;
+                let _ = writeln!(s, "| {n} messages stored, cold | {} |", row(&g.stats));
+                if let Some(w) = &g.warm {
+                    let _ = writeln!(s, "| {n} messages stored, warm | {} |", row(w));
+                }
             }
             let _ = writeln!(
                 s,
@@ -608,9 +636,19 @@ impl Report {
             if let Some(g) = &self.growth {
                 let r50 = ms(g.stats.p50) / ms(l.stats.p50).max(1e-9);
                 let r99 = ms(g.stats.p99) / ms(l.stats.p99).max(1e-9);
+                if let (Some(gw), Some(lw)) = (&g.warm, &l.warm) {
+                    let w50 = ms(gw.p50) / ms(lw.p50).max(1e-9);
+                    let w99 = ms(gw.p99) / ms(lw.p99).max(1e-9);
+                    let _ = writeln!(
+                        s,
+                        "Growth, warm (second runs): p50 ratio {w50:.2}, p99 ratio {w99:.2} \
+                         (target ≤ 1.5: {}).",
+                        target(w50 <= 1.5 && w99 <= 1.5)
+                    );
+                }
                 let _ = writeln!(
                     s,
-                    "Growth: p50 ratio {r50:.2}, p99 ratio {r99:.2} (target ≤ 1.5: {}); \
+                    "Growth, cold (just started): p50 ratio {r50:.2}, p99 ratio {r99:.2} (target ≤ 1.5: {}); \
                      store {:.1} GiB on disk, filled in {:.0} s; receiver ready in {:.0} ms \
                      with it (empty store: {:.0} ms).",
                     target(r50 <= 1.5 && r99 <= 1.5),
@@ -680,6 +718,9 @@ impl Report {
         }
         if let Some(st) = &self.start {
             crate::start::render(&mut s, st);
+        }
+        if let Some(d) = &self.disk {
+            crate::disk::render(&mut s, d);
         }
         s
     }

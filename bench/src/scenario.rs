@@ -323,8 +323,10 @@ fn profile(nodes: &[&NodeProc]) -> Result<Option<std::process::Child>> {
 /// Result of one latency run.
 #[derive(Clone, Debug, Default)]
 pub struct Latency {
-    /// Enqueue to stored receipt.
+    /// Enqueue to stored receipt (the receiver just started: cold).
     pub stats: Stats,
+    /// The same number of referrals again right after (warm), if asked for.
+    pub warm: Option<Stats>,
     /// Messages already stored on the receiver before the run.
     pub stored_before: usize,
     /// Receiver start to ready, with that store.
@@ -384,8 +386,15 @@ fn poll(probe: &Probe, ctx: &trm_node::node::Ctx) {
 /// at a steady `rate` per second, `count` referrals after 20 of warm-up. The receiver is a
 /// separate process; the sender runs in this process (the same library the binary runs) so
 /// that completion can be timed to the sub-millisecond. With `prefill > 0`, the receiver's
-/// store holds that many messages before it starts.
-pub async fn latency(bin: &Path, rate: u32, count: usize, prefill: usize) -> Result<Latency> {
+/// store holds that many messages before it starts. With `warm`, a second run of `count`
+/// follows right after the first (the receiver's caches warm).
+pub async fn latency(
+    bin: &Path,
+    rate: u32,
+    count: usize,
+    prefill: usize,
+    warm: bool,
+) -> Result<Latency> {
     let tmp = tempfile::tempdir()?;
     let it = NodeProc::init(tmp.path(), "IT", bin)?;
     let mut al = NodeProc::init(tmp.path(), "AL", bin)?;
@@ -440,7 +449,8 @@ pub async fn latency(bin: &Path, rate: u32, count: usize, prefill: usize) -> Res
     };
     let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / f64::from(rate)));
     let warmup = 20;
-    for i in 0..warmup + count {
+    let mut phases = Vec::new();
+    for i in 0..warmup + count * (1 + usize::from(warm)) {
         tick.tick().await;
         // One case per referral: the lifecycle allows one open referral per case, and the
         // disclosed `reference.case_ref` must be the envelope's.
@@ -465,6 +475,20 @@ pub async fn latency(bin: &Path, rate: u32, count: usize, prefill: usize) -> Res
             committed: c.disclosures,
             officer: "Benchmark Officer".into(),
         };
+        if i == warmup + count {
+            // The cold run's samples, once it drained.
+            wait_for(Duration::from_secs(120), || {
+                probe
+                    .outstanding
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .is_empty()
+            })
+            .await;
+            phases.push(std::mem::take(
+                &mut *probe.done.lock().unwrap_or_else(|p| p.into_inner()),
+            ));
+        }
         let t0 = Instant::now();
         let id = messages::enqueue(&ctx, out).await?;
         if i == warmup {
@@ -500,9 +524,13 @@ pub async fn latency(bin: &Path, rate: u32, count: usize, prefill: usize) -> Res
     if !drained {
         bail!("not every referral was receipted: {}", al.log_tail());
     }
-    let samples = std::mem::take(&mut *probe.done.lock().unwrap_or_else(|p| p.into_inner()));
+    phases.push(std::mem::take(
+        &mut *probe.done.lock().unwrap_or_else(|p| p.into_inner()),
+    ));
+    let mut phases = phases.into_iter().map(Stats::of);
     Ok(Latency {
-        stats: Stats::of(samples),
+        stats: phases.next().unwrap_or_else(|| Stats::of(Vec::new())),
+        warm: phases.next(),
         stored_before: prefill,
         receiver_ready,
         store_bytes,

@@ -170,27 +170,45 @@ pub fn prefill_outbox(
     Ok(ids)
 }
 
+/// A store filled by [`fill_received`], still open.
+pub struct Filled {
+    /// The open store (dropping it closes it without a clean-shutdown record).
+    pub store: Store,
+    /// The encoded size of the transmission stored `n` times (what arrived on the wire).
+    pub encoded: usize,
+}
+
 /// Stores `n` received referrals from `from` in the stopped node in `dir`, as the receive
-/// path does (received record, inbox entry, "received" and "receipt_sent" audit entries),
-/// signed by `from_keys`, in transactions of `batch` messages. Signing every message would
-/// dominate the fill time, so one signed transmission is stored under `n` fresh ids: the
-/// stored bytes have the real size and shape, which is what the store's growth depends on.
+/// path does (received record, "received" and "receipt_sent" audit entries), signed by
+/// `from_keys`, in transactions of `batch` messages, and closes the store without a
+/// clean-shutdown record (as a crash would). Signing every message would dominate the fill
+/// time, so one signed transmission is stored under `n` fresh ids: the stored bytes have the
+/// real size and shape, which is what the store's growth depends on.
 pub fn prefill_received(
     dir: &Path,
     from: &str,
     from_keys: &NodeKeys,
     n: usize,
     batch: usize,
-    mut progress: impl FnMut(usize),
+    progress: impl FnMut(usize),
 ) -> Result<()> {
+    let filled = fill_received(dir, from, from_keys, n, batch, progress)?;
+    filled.store.flush()?;
+    Ok(())
+}
+
+/// [`prefill_received`], handing back the open store and the transmission's encoded size.
+pub fn fill_received(
+    dir: &Path,
+    from: &str,
+    from_keys: &NodeKeys,
+    n: usize,
+    batch: usize,
+    mut progress: impl FnMut(usize),
+) -> Result<Filled> {
     let cfg = trm_node::base::config::NodeConfig::load(dir)?;
     let keys = NodeKeys::load(dir, &cfg)?;
     let store = Store::open(&dir.join(&cfg.paths.store))?;
-    let vault = Vault::open(
-        store.clone(),
-        &dir.join(&cfg.paths.store_key),
-        keys.store_key,
-    )?;
     let case_ref = format!("{from}-BENCH-0001");
     let fields = case_fields(&case_ref, &cfg.country)?;
     let (_, t, hash) = referral(
@@ -201,32 +219,16 @@ pub fn prefill_received(
         &fields,
         trm_node::base::time::now_ms(),
     )?;
-    // The received values, sealed as the receive path seals them (one scope for the fill;
-    // the record label is the first message's, so only that one opens: it is fill data).
-    let template = template::Template::core();
-    let mut key_ops = Vec::new();
-    let mut ku = vault
-        .try_begin()
-        .ok_or_else(|| anyhow!("the store key is being rotated"))?;
-    let sealed = casedata::seal(
-        &vault,
-        &mut ku,
-        &casedata::received_scope(from, &case_ref),
-        &casedata::received_record(from, b"bench-fill"),
-        &t.disclosures,
-        |p| template.category_of(p),
-        &mut key_ops,
-    )?;
-    store.commit_blocking(key_ops)?;
-    drop(ku);
+    let encoded = t.encoded_len();
+    let sealed = seal_received(dir, &cfg, &store, keys.store_key, from, &case_ref, &t)?;
     let env = t.envelope.unwrap_or_default();
     let envelope = env.encode_to_vec();
     let receipt = pb::Signed {
         body: vec![0u8; 120],
         signature: vec![0u8; 64],
         signer: keys.public_key().to_vec(),
-    }
-    .encode_to_vec();
+    };
+    let receipt_bytes = receipt.encode_to_vec();
     let mut ops = Vec::with_capacity(batch * 3);
     let mut rng = rand::rngs::OsRng;
     for i in 0..n {
@@ -239,36 +241,75 @@ pub fn prefill_received(
             kind: "referral".into(),
             envelope: envelope.clone(),
             disclosures: sealed.clone(),
-            receipt: receipt.clone(),
+            receipt: receipt_bytes.clone(),
             received_ms: now,
             case_ref: case_ref.clone(),
-            erased: vec![],
+            ..Default::default()
         }));
-        for kind in ["received", "receipt_sent"] {
-            ops.push(Op::Audit(AuditEntry {
-                time_ms: now,
-                kind: kind.into(),
-                peer: from.into(),
-                message_id: id.clone(),
-                envelope_hash: hash.to_vec(),
-                signature: env.signature.clone(),
-                signer: env.signer.clone(),
-                call: "referral".into(),
-                target: case_ref.clone(),
-                result: "stored".into(),
-                signed_body: if kind == "received" {
-                    env.body.clone()
-                } else {
-                    vec![0u8; 120]
-                },
-                ..Default::default()
-            }));
-        }
+        // The two entries the receive path writes (`exchange::receive::receive_audits`).
+        let entry = |kind: &str, s: &pb::Signed| AuditEntry {
+            time_ms: now,
+            kind: kind.into(),
+            peer: from.into(),
+            message_id: id.clone(),
+            envelope_hash: hash.to_vec(),
+            signature: s.signature.clone(),
+            signer: s.signer.clone(),
+            call: if kind == "received" {
+                "referral".into()
+            } else {
+                String::new()
+            },
+            target: if kind == "received" {
+                case_ref.clone()
+            } else {
+                String::new()
+            },
+            result: "stored".into(),
+            signed_body: s.body.clone(),
+            ..Default::default()
+        };
+        let as_signed = pb::Signed {
+            body: env.body.clone(),
+            signature: env.signature.clone(),
+            signer: env.signer.clone(),
+        };
+        ops.push(Op::Audit(entry("received", &as_signed)));
+        ops.push(Op::Audit(entry("receipt_sent", &receipt)));
         if ops.len() >= batch * 3 || i + 1 == n {
             store.commit_blocking(std::mem::take(&mut ops))?;
             progress(i + 1);
         }
     }
-    store.flush()?;
-    Ok(())
+    Ok(Filled { store, encoded })
+}
+
+/// The received values of `t`, sealed as the receive path seals them (one scope for the
+/// fill; the record label is the first message's, so only that one opens: it is fill data).
+fn seal_received(
+    dir: &Path,
+    cfg: &trm_node::base::config::NodeConfig,
+    store: &Store,
+    store_key: [u8; 32],
+    from: &str,
+    case_ref: &str,
+    t: &pb::Transmission,
+) -> Result<Vec<trm_node::store::SealedGroup>> {
+    let vault = Vault::open(store.clone(), &dir.join(&cfg.paths.store_key), store_key)?;
+    let template = template::Template::core();
+    let mut key_ops = Vec::new();
+    let mut ku = vault
+        .try_begin()
+        .ok_or_else(|| anyhow!("the store key is being rotated"))?;
+    let sealed = casedata::seal(
+        &vault,
+        &mut ku,
+        &casedata::received_scope(from, case_ref),
+        &casedata::received_record(from, b"bench-fill"),
+        &t.disclosures,
+        |p| template.category_of(p),
+        &mut key_ops,
+    )?;
+    store.commit_blocking(key_ops)?;
+    Ok(sealed)
 }

@@ -15,6 +15,7 @@ async fn bench_quick_path_completes_and_produces_numbers() {
     opts.scale_nodes = 3;
     opts.growth_stored = 300;
     opts.audit_entries = 300;
+    opts.disk_messages = 200;
     let r = report::run(&opts, Selection::all())
         .await
         .expect("bench runs");
@@ -34,8 +35,19 @@ async fn bench_quick_path_completes_and_produces_numbers() {
     let a = r.audit.as_ref().expect("audit");
     assert!(a.entries >= 298 && a.exported >= 300, "{a:?}");
     assert!(a.verify_peak_kib > 0 && a.ed25519_verify > 0.0, "{a:?}");
+    let d = r.disk.as_ref().expect("disk");
+    assert_eq!(d.messages, 200);
+    assert!(d.encoded > 0 && d.allocated > 0 && d.ratio() > 0.0, "{d:?}");
+    assert!(d.trees.iter().any(|t| t.records >= 200), "{d:?}");
     let text = r.render();
-    for section in ["Baselines", "Throughput", "Latency", "Scale", "Audit"] {
+    for section in [
+        "Baselines",
+        "Throughput",
+        "Latency",
+        "Scale",
+        "Audit",
+        "Disk",
+    ] {
         assert!(text.contains(section), "{section} in the report");
     }
 }

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use prost::Message as _;
 use serde_json::Value;
 use trm_node::admin::client::AdminClient;
 use trm_node::base::config::NodeConfig;
@@ -821,16 +822,41 @@ fn a_newer_store_is_refused_by_check_and_run() {
     assert!(!trm_node(&["check", "--dir", &dir]).status.success());
 }
 
-/// Rewrites a backup into the schema-0 layout: no `schema` key, no `inbox` tree.
+/// Rewrites a backup into the schema-0 layout: no `schema` key, no inbox order, received
+/// messages whole in `received` under sender ‖ id.
 fn to_schema_0(from: &Path, to: &Path) {
     let (mut header, items) = backup::read_items(from).unwrap();
+    let audit: std::collections::BTreeMap<Vec<u8>, Vec<u8>> = items
+        .iter()
+        .filter_map(|i| match i {
+            Item::Record { tree, key, value } if tree == "audit" => {
+                Some((key.clone(), value.clone()))
+            }
+            _ => None,
+        })
+        .collect();
     let kept: Vec<Item> = items
         .into_iter()
-        .filter(|i| match i {
-            Item::Record { tree, key, .. } => {
-                tree != "inbox" && !(tree == "meta" && key.as_slice() == b"schema")
+        .filter_map(|i| match i {
+            Item::Record { tree, value, .. } if tree == "arrivals" => {
+                let r = trm_node::store::stored_received_record(&value, |n| {
+                    audit.get(n.to_be_bytes().as_slice()).cloned()
+                })
+                .unwrap();
+                let mut key = r.peer.as_bytes().to_vec();
+                key.extend_from_slice(&r.id);
+                Some(Item::Record {
+                    tree: "received".into(),
+                    key,
+                    value: r.encode_to_vec(),
+                })
             }
-            Item::File { .. } => true,
+            Item::Record { tree, key, .. }
+                if tree == "received_ids" || (tree == "meta" && key.as_slice() == b"schema") =>
+            {
+                None
+            }
+            other => Some(other),
         })
         .collect();
     header.schema = 0;
@@ -867,7 +893,7 @@ async fn a_schema_0_store_is_migrated_by_check_and_by_run() {
     let c = trm_node(&["check", "--dir", &dir]);
     assert!(c.status.success(), "{}", stderr(&c));
     assert!(
-        stdout(&c).contains("migrated from schema 0 to 1"),
+        stdout(&c).contains(&format!("migrated from schema 0 to {SCHEMA_VERSION}")),
         "{}",
         stdout(&c)
     );

@@ -19,6 +19,7 @@
 //! refuses every later write until the node restarts, so nothing is processed unlogged.
 
 pub mod casedata;
+mod received;
 pub mod tree;
 pub mod vault;
 
@@ -39,7 +40,7 @@ pub use tree::{CleanShutdown, CLEAN_SHUTDOWN};
 pub use crate::base::vocab::{ThreadRole, ThreadState};
 
 /// Current schema version of the store.
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// Why the store refused an operation.
 #[derive(Debug, thiserror::Error)]
@@ -659,8 +660,10 @@ struct Trees {
     cases: sled::Tree,
     sent: sled::Tree,
     outbox: sled::Tree,
-    received: sled::Tree,
-    inbox: sled::Tree,
+    /// Received messages by arrival sequence (u64 big-endian), appended at the right edge.
+    arrivals: sled::Tree,
+    /// The dedupe index: sender ‖ message id → arrival sequence.
+    received_ids: sled::Tree,
     audit: sled::Tree,
     deks: sled::Tree,
     approvals: sled::Tree,
@@ -678,8 +681,8 @@ impl Trees {
             cases: db.open_tree("cases")?,
             sent: db.open_tree("sent")?,
             outbox: db.open_tree("outbox")?,
-            received: db.open_tree("received")?,
-            inbox: db.open_tree("inbox")?,
+            arrivals: db.open_tree(ARRIVALS)?,
+            received_ids: db.open_tree(RECEIVED_IDS)?,
             audit: db.open_tree("audit")?,
             deks: db.open_tree("deks")?,
             approvals: db.open_tree("approvals")?,
@@ -697,8 +700,8 @@ impl Trees {
             &self.cases,
             &self.sent,
             &self.outbox,
-            &self.received,
-            &self.inbox,
+            &self.arrivals,
+            &self.received_ids,
             &self.audit,
             &self.deks,
             &self.approvals,
@@ -707,6 +710,11 @@ impl Trees {
         ]
     }
 }
+
+/// Tree of the received messages by arrival (schema 2).
+const ARRIVALS: &str = "arrivals";
+/// Tree of the received messages' dedupe index (schema 2).
+const RECEIVED_IDS: &str = "received_ids";
 
 #[derive(Clone, Copy, Default)]
 struct Counters {
@@ -983,7 +991,7 @@ impl Store {
         self.check_links(false, &AtomicBool::new(false))?;
         let counters = Counters {
             next_outbox: last_u64_key(&self.inner.t.outbox, 2)?.map_or(0, |i| i + 1),
-            next_inbox: last_u64_key(&self.inner.t.inbox, 0)?.map_or(0, |i| i + 1),
+            next_inbox: last_u64_key(&self.inner.t.arrivals, 0)?.map_or(0, |i| i + 1),
             next_audit: tree.size(),
         };
         Ok((counters, tree, OpenCheck::Full { reason }))
@@ -998,7 +1006,7 @@ impl Store {
     ) -> Result<Option<(Counters, CompactTree, u64)>, StoreError> {
         let t = &self.inner.t;
         let size = last_u64_key(&t.audit, 0)?.map_or(0, |i| i + 1);
-        let next_inbox = last_u64_key(&t.inbox, 0)?.map_or(0, |i| i + 1);
+        let next_inbox = last_u64_key(&t.arrivals, 0)?.map_or(0, |i| i + 1);
         let next_outbox = last_u64_key(&t.outbox, 2)?.map_or(0, |i| i + 1);
         if (size, next_inbox, next_outbox) != (r.audit_size, r.next_inbox, r.next_outbox) {
             return Ok(None);
@@ -1172,7 +1180,8 @@ impl Store {
         Ok(out)
     }
 
-    /// Checks that every outbox and inbox entry points at a message that decodes. With
+    /// Checks that every outbox entry and every received message's index entry points at a
+    /// message (outbox: that decodes). With
     /// `live` (the node runs and writes meanwhile), a missing message is looked up again
     /// with writes paused before it counts. `stop` set: gives up with [`StoreError::Closed`].
     fn check_links(&self, live: bool, stop: &AtomicBool) -> Result<(), StoreError> {
@@ -1205,15 +1214,15 @@ impl Store {
                 None => {}
             }
         }
-        for kv in t.inbox.iter() {
+        for kv in t.received_ids.iter() {
             if stop.load(Ordering::Relaxed) {
                 return Err(StoreError::Closed);
             }
-            let (k, key) = kv?;
-            if !t.received.contains_key(&key)? && recheck(&t.inbox, &k, &t.received)? {
+            let (k, seq) = kv?;
+            if !t.arrivals.contains_key(&seq)? && recheck(&t.received_ids, &k, &t.arrivals)? {
                 return Err(StoreError::Corrupt {
                     path: p.clone(),
-                    detail: "inbox entry has no message".into(),
+                    detail: "a received message's index entry has no message".into(),
                 });
             }
         }
@@ -1475,7 +1484,7 @@ impl Store {
             .unwrap_or_else(|p| p.into_inner())
             .clone();
         let result = trees.as_slice().transaction(|tx| {
-            let [meta, peers, officers, cases, sent, outbox, received, inbox, audit, deks, approvals, threads, merkle] =
+            let [meta, peers, officers, cases, sent, outbox, arrivals, received_ids, audit, deks, approvals, threads, merkle] =
                 &tx[..]
             else {
                 return Err(ConflictableTransactionError::Abort(
@@ -1489,8 +1498,8 @@ impl Store {
                 cases,
                 sent,
                 outbox,
-                received,
-                inbox,
+                arrivals,
+                received_ids,
                 audit,
                 deks,
                 approvals,
@@ -1506,11 +1515,7 @@ impl Store {
                     all.push(pre);
                     continue;
                 }
-                let outs = ops
-                    .iter()
-                    .map(|op| txn.apply(op))
-                    .collect::<Result<Vec<_>, _>>()?;
-                all.push(outs);
+                all.push(txn.apply_job(ops)?);
             }
             let (o, i, a) = txn.seqs;
             Ok((all, o, i, a, txn.tree))
@@ -1674,26 +1679,61 @@ impl Store {
         Ok(m)
     }
 
-    /// A received message.
+    /// A received message (through the dedupe index).
     pub fn received(&self, peer: &str, id: &[u8]) -> Result<Option<ReceivedRecord>, StoreError> {
-        self.get(&self.inner.t.received, "received", &received_key(peer, id))
+        let t = &self.inner.t;
+        let Some(seq) = t.received_ids.get(received_key(peer, id))? else {
+            return Ok(None);
+        };
+        match t.arrivals.get(&seq)? {
+            Some(v) => self.load_received(&v).map(Some),
+            None => Err(StoreError::Corrupt {
+                path: self.inner.path.clone(),
+                detail: "a received message's index entry has no message".into(),
+            }),
+        }
+    }
+
+    /// A stored received record with its envelope and receipt read back from the audit
+    /// entries it refers to ([`received::Refs`]).
+    fn load_received(&self, v: &[u8]) -> Result<ReceivedRecord, StoreError> {
+        let p = &self.inner.path;
+        let audit = |i: u64| self.inner.t.audit.get(i.to_be_bytes()).ok().flatten();
+        received::load(v, audit).map_err(|detail| StoreError::Corrupt {
+            path: p.clone(),
+            detail,
+        })
     }
 
     /// Received messages in arrival order.
     pub fn inbox(&self) -> Result<Vec<ReceivedRecord>, StoreError> {
+        self.inbox_where(|_| true)
+    }
+
+    /// Received messages in arrival order whose record `keep` accepts (it sees the record
+    /// as stored, before its envelope and receipt are read back).
+    fn inbox_where(
+        &self,
+        keep: impl Fn(&ReceivedRecord) -> bool,
+    ) -> Result<Vec<ReceivedRecord>, StoreError> {
         let mut out = Vec::new();
-        for kv in self.inner.t.inbox.iter() {
-            let (_, key) = kv?;
-            if let Some(r) = self.get(&self.inner.t.received, "received", &key)? {
-                out.push(r);
+        for kv in self.inner.t.arrivals.iter() {
+            let (_, v) = kv?;
+            let bare: ReceivedRecord = decode(&self.inner.path, "received", &v)?;
+            if keep(&bare) {
+                out.push(self.load_received(&v)?);
             }
         }
         Ok(out)
     }
 
-    /// Number of received messages.
+    /// Number of received messages (they are never removed: the next arrival sequence).
     pub fn received_count(&self) -> usize {
-        self.inner.t.received.len()
+        self.inner
+            .counters
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .next_inbox as usize
     }
 
     /// Audit entries from `from` (inclusive), in order.
@@ -1813,11 +1853,7 @@ impl Store {
         peer: &str,
         case_ref: &str,
     ) -> Result<Vec<ReceivedRecord>, StoreError> {
-        Ok(self
-            .inbox()?
-            .into_iter()
-            .filter(|r| r.peer == peer && r.case_ref == case_ref)
-            .collect())
+        self.inbox_where(|r| r.peer == peer && r.case_ref == case_ref)
     }
 
     /// Every metadata value whose key starts with `prefix`, in key order.
@@ -2005,17 +2041,31 @@ impl Store {
     }
 }
 
-/// Brings the store to [`SCHEMA_VERSION`], one step per version, each step in one
-/// transaction that also writes its new version (so an interrupted migration resumes).
-/// Returns the version found if it was older. Refuses a newer store.
+/// The received record stored as `value` in the `arrivals` tree (as a snapshot or backup
+/// holds it), with its envelope and receipt read back from the audit entries it refers to;
+/// `audit` gives the stored audit entry at an index. For tools that read a backup's records.
+pub fn stored_received_record(
+    value: &[u8],
+    audit: impl Fn(u64) -> Option<Vec<u8>>,
+) -> Result<ReceivedRecord, String> {
+    received::load(value, audit)
+}
+
+/// Brings the store to [`SCHEMA_VERSION`], one step per version. Each step writes its new
+/// version last, in one transaction, and can be run again from the start until it has (so an
+/// interrupted migration resumes). Returns the version found if it was older. Refuses a
+/// newer store.
 ///
-/// Schema history (documented in docs/OPERATIONS.md, "Upgrade"):
+/// Schema history (documented in docs/OPERATIONS.md, "Upgrade", and ARCHITECTURE.md):
 /// - **0**: development builds before the schema key existed. `meta` has no `schema` key and
 ///   there is no inbox order: received messages live only in `received` (key = sender ‖ id)
 ///   and their arrival order was derived from `received_ms`. Recognised as a store without
 ///   `schema` that holds any data (an empty one is simply new).
 /// - **1**: `meta.schema` = 1 (u32 big-endian); `inbox` maps an arrival sequence number
 ///   (u64 big-endian) to the `received` key.
+/// - **2** (issue 14): received messages by arrival in `arrivals` (sequence u64 big-endian →
+///   record, envelope and receipt stored once, in the audit log: `received`), with the
+///   dedupe index `received_ids` (sender ‖ id → sequence); `received` and `inbox` are gone.
 fn migrate(path: &Path, db: &sled::Db, t: &Trees) -> Result<Option<u32>, StoreError> {
     let found = match t.meta.get("schema")? {
         Some(v) => {
@@ -2027,25 +2077,12 @@ fn migrate(path: &Path, db: &sled::Db, t: &Trees) -> Result<Option<u32>, StoreEr
                     detail: "schema version is malformed".into(),
                 })?
         }
-        None => {
-            let data = [
-                &t.peers,
-                &t.officers,
-                &t.cases,
-                &t.sent,
-                &t.outbox,
-                &t.received,
-                &t.audit,
-            ]
-            .iter()
-            .any(|tree| !tree.is_empty());
-            if !data {
-                t.meta.insert("schema", &SCHEMA_VERSION.to_be_bytes())?;
-                db.flush()?;
-                return Ok(None);
-            }
-            0
+        None if !holds_data(db, t)? => {
+            t.meta.insert("schema", &SCHEMA_VERSION.to_be_bytes())?;
+            db.flush()?;
+            return Ok(None);
         }
+        None => 0,
     };
     if found > SCHEMA_VERSION {
         return Err(StoreError::TooNew {
@@ -2054,12 +2091,14 @@ fn migrate(path: &Path, db: &sled::Db, t: &Trees) -> Result<Option<u32>, StoreEr
         });
     }
     if found == SCHEMA_VERSION {
+        drop_legacy(db)?;
         return Ok(None);
     }
     let mut v = found;
     while v < SCHEMA_VERSION {
         match v {
-            0 => migrate_0_to_1(path, t)?,
+            0 => migrate_0_to_1(path, &legacy(db, "received")?, &legacy(db, "inbox")?, t)?,
+            1 => migrate_1_to_2(path, db, t)?,
             other => {
                 return Err(StoreError::Corrupt {
                     path: path.to_path_buf(),
@@ -2070,21 +2109,68 @@ fn migrate(path: &Path, db: &sled::Db, t: &Trees) -> Result<Option<u32>, StoreEr
         v += 1;
     }
     db.flush()?;
+    drop_legacy(db)?;
     tracing::info!(from = found, to = SCHEMA_VERSION, "store schema migrated");
     Ok(Some(found))
 }
 
+/// Trees of schema 0 and 1 that schema 2 replaced.
+const LEGACY_TREES: [&str; 2] = ["received", "inbox"];
+
+/// Whether a store without a schema key holds any data (a schema-0 store) or is new.
+fn holds_data(db: &sled::Db, t: &Trees) -> Result<bool, StoreError> {
+    let mut trees = vec![
+        t.peers.clone(),
+        t.officers.clone(),
+        t.cases.clone(),
+        t.sent.clone(),
+        t.outbox.clone(),
+        t.arrivals.clone(),
+        t.audit.clone(),
+    ];
+    if db.tree_names().iter().any(|n| n.as_ref() == b"received") {
+        trees.push(legacy(db, "received")?);
+    }
+    Ok(trees.iter().any(|tree| !tree.is_empty()))
+}
+
+/// A tree of an older schema (opened, so created empty if it was not there).
+fn legacy(db: &sled::Db, name: &str) -> Result<sled::Tree, StoreError> {
+    Ok(db.open_tree(name)?)
+}
+
+/// Drops the trees schema 2 replaced, once the store is at schema 2 (again after a crash
+/// between the version write and the drop).
+fn drop_legacy(db: &sled::Db) -> Result<(), StoreError> {
+    let names = db.tree_names();
+    let mut dropped = false;
+    for name in LEGACY_TREES {
+        if names.iter().any(|n| n.as_ref() == name.as_bytes()) {
+            dropped |= db.drop_tree(name)?;
+        }
+    }
+    if dropped {
+        db.flush()?;
+    }
+    Ok(())
+}
+
 /// 0 → 1: builds the inbox order from `received_ms` (then key), and writes `schema` = 1.
-fn migrate_0_to_1(path: &Path, t: &Trees) -> Result<(), StoreError> {
+fn migrate_0_to_1(
+    path: &Path,
+    received: &sled::Tree,
+    inbox: &sled::Tree,
+    t: &Trees,
+) -> Result<(), StoreError> {
     let mut rows = Vec::new();
-    for kv in t.received.iter() {
+    for kv in received.iter() {
         let (k, v) = kv?;
         let r: ReceivedRecord = decode(path, "received", &v)?;
         rows.push((r.received_ms, k.to_vec()));
     }
     rows.sort();
-    let stale: Vec<sled::IVec> = t.inbox.iter().keys().collect::<Result<_, _>>()?;
-    (&t.inbox, &t.meta)
+    let stale: Vec<sled::IVec> = inbox.iter().keys().collect::<Result<_, _>>()?;
+    (inbox, &t.meta)
         .transaction(|(inbox, meta)| {
             for k in &stale {
                 inbox.remove(k)?;
@@ -2099,6 +2185,98 @@ fn migrate_0_to_1(path: &Path, t: &Trees) -> Result<(), StoreError> {
             TransactionError::Abort(()) => StoreError::Io("migration 0 -> 1 aborted".into()),
             TransactionError::Storage(e) => StoreError::from(e),
         })
+}
+
+/// 1 → 2: copies every received message, in inbox order (then any message without an
+/// inbox entry, by `received_ms`), to `arrivals` under sequences 0, 1, … with its index
+/// entry, and then writes `schema` = 2. The old trees are only read until then, so a crash
+/// at any point leaves a schema-1 store whose copy is redone from the start at the next
+/// open (the new trees are cleared first); [`drop_legacy`] removes them afterwards.
+/// Records keep their envelope and receipt inline (only new arrivals refer to the log).
+fn migrate_1_to_2(path: &Path, db: &sled::Db, t: &Trees) -> Result<(), StoreError> {
+    let (received, inbox) = (legacy(db, "received")?, legacy(db, "inbox")?);
+    t.arrivals.clear()?;
+    t.received_ids.clear()?;
+    let mut copy = Copy::new(t);
+    let mut seen = std::collections::HashSet::new();
+    for kv in inbox.iter() {
+        let (_, key) = kv?;
+        if let Some(v) = received.get(&key)? {
+            if seen.insert(key.to_vec()) {
+                copy.push(&key, &v)?;
+            }
+        }
+    }
+    let mut rest = Vec::new();
+    for kv in received.iter() {
+        let (key, v) = kv?;
+        if !seen.contains(key.as_ref()) {
+            let r: ReceivedRecord = decode(path, "received", &v)?;
+            rest.push((r.received_ms, key));
+        }
+    }
+    rest.sort();
+    for (_, key) in rest {
+        if let Some(v) = received.get(&key)? {
+            copy.push(&key, &v)?;
+        }
+    }
+    copy.finish()?;
+    db.flush()?;
+    t.meta
+        .transaction(|meta| {
+            meta.insert("schema", &2u32.to_be_bytes())?;
+            Ok::<(), ConflictableTransactionError<()>>(())
+        })
+        .map_err(|e| match e {
+            TransactionError::Abort(()) => StoreError::Io("migration 1 -> 2 aborted".into()),
+            TransactionError::Storage(e) => StoreError::from(e),
+        })?;
+    Ok(())
+}
+
+/// The 1 → 2 copy: batches of records and index entries, in arrival order.
+struct Copy<'a> {
+    t: &'a Trees,
+    seq: u64,
+    records: sled::Batch,
+    index: sled::Batch,
+    pending: usize,
+}
+
+impl<'a> Copy<'a> {
+    fn new(t: &'a Trees) -> Self {
+        Copy {
+            t,
+            seq: 0,
+            records: sled::Batch::default(),
+            index: sled::Batch::default(),
+            pending: 0,
+        }
+    }
+
+    fn push(&mut self, key: &[u8], v: &[u8]) -> Result<(), StoreError> {
+        let seq = self.seq.to_be_bytes();
+        self.records.insert(&seq, v);
+        self.index.insert(key, &seq);
+        self.seq += 1;
+        self.pending += 1;
+        if self.pending >= 10_000 {
+            self.finish()?;
+        }
+        Ok(())
+    }
+
+    fn finish(&mut self) -> Result<(), StoreError> {
+        self.t
+            .arrivals
+            .apply_batch(std::mem::take(&mut self.records))?;
+        self.t
+            .received_ids
+            .apply_batch(std::mem::take(&mut self.index))?;
+        self.pending = 0;
+        Ok(())
+    }
 }
 
 fn dek_key(scope: &str, category: i32) -> Vec<u8> {
@@ -2158,8 +2336,8 @@ struct Txn<'a> {
     cases: &'a TransactionalTree,
     sent: &'a TransactionalTree,
     outbox: &'a TransactionalTree,
-    received: &'a TransactionalTree,
-    inbox: &'a TransactionalTree,
+    arrivals: &'a TransactionalTree,
+    received_ids: &'a TransactionalTree,
     audit: &'a TransactionalTree,
     deks: &'a TransactionalTree,
     approvals: &'a TransactionalTree,
@@ -2182,11 +2360,10 @@ impl Txn<'_> {
         let mut pre = Vec::with_capacity(ops.len());
         for op in ops {
             pre.push(match op {
-                Op::Receive(rec) => match self.received.get(received_key(&rec.peer, &rec.id))? {
-                    Some(existing) => {
-                        let old = ReceivedRecord::decode(existing.as_ref()).map_err(abort)?;
+                Op::Receive(rec) => match self.stored_receipt(rec)? {
+                    Some(receipt) => {
                         failed = true;
-                        Outcome::Duplicate(old.receipt)
+                        Outcome::Duplicate(receipt)
                     }
                     None => Outcome::Skipped,
                 },
@@ -2253,7 +2430,7 @@ impl Txn<'_> {
                 answer,
                 at_ms,
             } => self.answered(id, *state, answer, *at_ms)?,
-            Op::Receive(rec) => return self.receive(rec),
+            Op::Receive(rec) => return self.receive(rec, &[]),
             Op::PutDek(scope, cat, wrapped) => {
                 self.deks.insert(dek_key(scope, *cat), wrapped.as_slice())?;
             }
@@ -2263,10 +2440,7 @@ impl Txn<'_> {
             Op::PutSent(rec) => {
                 self.sent.insert(rec.id.as_slice(), rec.encode_to_vec())?;
             }
-            Op::PutReceived(rec) => {
-                self.received
-                    .insert(received_key(&rec.peer, &rec.id), rec.encode_to_vec())?;
-            }
+            Op::PutReceived(rec) => self.put_received(rec)?,
             Op::PutApproval(case_id, peer, rec) => {
                 let key = bound_approval_key(case_id, peer, &rec.referral_id);
                 self.approvals.insert(key, rec.encode_to_vec())?;
@@ -2324,16 +2498,75 @@ impl Txn<'_> {
         Ok(())
     }
 
-    fn receive(&mut self, rec: &ReceivedRecord) -> TxResult<Outcome> {
-        let key = received_key(&rec.peer, &rec.id);
-        if let Some(existing) = self.received.get(&key)? {
-            let old = ReceivedRecord::decode(existing.as_ref()).map_err(abort)?;
-            return Ok(Outcome::Duplicate(old.receipt));
+    /// Applies the ops of one job whose preconditions hold, in order. A `Receive` sees the
+    /// ops after it, so that its record can refer to the audit entries the job appends.
+    fn apply_job(&mut self, ops: &[Op]) -> TxResult<Vec<Outcome>> {
+        let mut outs = Vec::with_capacity(ops.len());
+        for (i, op) in ops.iter().enumerate() {
+            outs.push(match op {
+                Op::Receive(rec) => self.receive(rec, &ops[i + 1..])?,
+                op => self.apply(op)?,
+            });
         }
-        self.received.insert(key.clone(), rec.encode_to_vec())?;
-        self.inbox.insert(&self.seqs.1.to_be_bytes(), key)?;
+        Ok(outs)
+    }
+
+    /// The audit entry at `index`, as stored.
+    fn audit_at(&self, index: u64) -> Option<Vec<u8>> {
+        self.audit
+            .get(index.to_be_bytes())
+            .ok()
+            .flatten()
+            .map(|v| v.to_vec())
+    }
+
+    /// The arrival sequence of the message (`peer`, `id`), if stored.
+    fn arrival_of(&self, peer: &str, id: &[u8]) -> TxResult<Option<sled::IVec>> {
+        Ok(self.received_ids.get(received_key(peer, id))?)
+    }
+
+    /// The receipt stored with an earlier copy of `rec`, if there is one.
+    fn stored_receipt(&self, rec: &ReceivedRecord) -> TxResult<Option<Vec<u8>>> {
+        let Some(seq) = self.arrival_of(&rec.peer, &rec.id)? else {
+            return Ok(None);
+        };
+        let v = self
+            .arrivals
+            .get(&seq)?
+            .ok_or_else(|| abort("a received message's index entry has no message"))?;
+        let old = received::load(&v, |i| self.audit_at(i).map(sled::IVec::from)).map_err(abort)?;
+        Ok(Some(old.receipt))
+    }
+
+    /// Stores a new received message at the next arrival sequence, with its index entry;
+    /// `rest` are the job's ops after it (see [`received::refs_in`]).
+    fn receive(&mut self, rec: &ReceivedRecord, rest: &[Op]) -> TxResult<Outcome> {
+        if let Some(receipt) = self.stored_receipt(rec)? {
+            return Ok(Outcome::Duplicate(receipt));
+        }
+        let refs = received::refs_in(rec, rest, self.seqs.2);
+        let seq = self.seqs.1.to_be_bytes();
+        self.arrivals.insert(&seq, received::store(rec, &refs))?;
+        self.received_ids
+            .insert(received_key(&rec.peer, &rec.id), &seq)?;
         self.seqs.1 += 1;
         Ok(Outcome::Done)
+    }
+
+    /// Replaces a received message's record at its arrival sequence, keeping its references
+    /// to the audit entries while they still hold its envelope and receipt byte for byte. A
+    /// record not stored yet is stored as a new arrival.
+    fn put_received(&mut self, rec: &ReceivedRecord) -> TxResult<()> {
+        let Some(seq) = self.arrival_of(&rec.peer, &rec.id)? else {
+            self.receive(rec, &[])?;
+            return Ok(());
+        };
+        let old = self.arrivals.get(&seq)?.unwrap_or_default();
+        let refs = received::Refs::decode(old.as_ref())
+            .unwrap_or_default()
+            .still_valid(rec, |i| self.audit_at(i));
+        self.arrivals.insert(seq, received::store(rec, &refs))?;
+        Ok(())
     }
 
     fn append_audit(&mut self, entry: &AuditEntry) -> TxResult<Outcome> {

@@ -226,3 +226,113 @@ fn a_case_version_made_from_a_stale_read_is_refused_whole() {
     assert_eq!(s.case("TEST-0001").unwrap(), Some(version("first")));
     assert_eq!(s.audit_len(), audit_len);
 }
+
+/// Writes a schema-1 store: `received` (sender ‖ id → record) and `inbox` (sequence →
+/// `received` key), as the code before schema 2 wrote them.
+fn write_v1(path: &Path, rows: &[ReceivedRecord]) {
+    let db = sled::open(path).unwrap();
+    let (received_tree, inbox) = (
+        db.open_tree("received").unwrap(),
+        db.open_tree("inbox").unwrap(),
+    );
+    for (i, r) in rows.iter().enumerate() {
+        let key = received_key(&r.peer, &r.id);
+        received_tree.insert(&key, r.encode_to_vec()).unwrap();
+        inbox.insert((i as u64).to_be_bytes(), key).unwrap();
+    }
+    db.open_tree("meta")
+        .unwrap()
+        .insert("schema", &1u32.to_be_bytes())
+        .unwrap();
+    db.flush().unwrap();
+}
+
+#[test]
+fn a_schema_1_store_is_migrated_to_arrival_keys_and_an_interrupted_copy_is_redone() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("s");
+    let mut rows = vec![received("FR", 3, 9_000), received("AL", 1, 1_000)];
+    rows[0].receipt = b"receipt of FR/3".to_vec();
+    write_v1(&path, &rows);
+    {
+        // A copy interrupted before `schema` = 2: a stray record in the new trees.
+        let db = sled::open(&path).unwrap();
+        db.open_tree(ARRIVALS)
+            .unwrap()
+            .insert(7u64.to_be_bytes(), &b"partial"[..])
+            .unwrap();
+        db.flush().unwrap();
+    }
+    let s = Store::open(&path).unwrap();
+    assert_eq!(s.migrated_from(), Some(1));
+    let order: Vec<u8> = s.inbox().unwrap().iter().map(|r| r.id[0]).collect();
+    assert_eq!(order, vec![3, 1], "inbox order kept, the stray record gone");
+    assert_eq!(s.received("FR", &[3; 16]).unwrap(), Some(rows[0].clone()));
+    assert_eq!(s.received_count(), 2);
+    // A duplicate of a migrated message gets its stored receipt back and stores nothing.
+    let out = s
+        .commit_blocking(vec![Op::Receive(received("FR", 3, 10_000))])
+        .unwrap();
+    assert_eq!(out, vec![Outcome::Duplicate(b"receipt of FR/3".to_vec())]);
+    s.commit_blocking(vec![Op::Receive(received("AL", 4, 500))])
+        .unwrap();
+    let names: Vec<Vec<u8>> = s.inner.db.tree_names().iter().map(|n| n.to_vec()).collect();
+    assert!(!names.contains(&b"inbox".to_vec()) && !names.contains(&b"received".to_vec()));
+    s.close_clean().unwrap();
+    drop(s);
+    let again = Store::open(&path).unwrap();
+    assert_eq!(again.migrated_from(), None, "migration runs once");
+    assert!(matches!(again.opened(), OpenCheck::Fast { .. }));
+    let order: Vec<u8> = again.inbox().unwrap().iter().map(|r| r.id[0]).collect();
+    assert_eq!(order, vec![3, 1, 4]);
+    again.full_check(&AtomicBool::new(false)).unwrap();
+}
+
+#[test]
+fn a_received_envelope_is_stored_once_and_read_back_as_received() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = Store::open(&tmp.path().join("s")).unwrap();
+    let env = trm_proto::pb::Envelope {
+        body: vec![1; 2000],
+        signature: vec![2; 64],
+        signer: vec![3; 32],
+    };
+    let mut r = received("IT", 5, 1);
+    r.envelope = env.encode_to_vec();
+    let entry = AuditEntry {
+        kind: "received".into(),
+        peer: "IT".into(),
+        message_id: r.id.clone(),
+        signed_body: env.body.clone(),
+        signature: env.signature.clone(),
+        signer: env.signer.clone(),
+        ..Default::default()
+    };
+    s.commit_blocking(vec![
+        Op::Audit(audit(0)),
+        Op::Receive(r.clone()),
+        Op::Audit(entry),
+    ])
+    .unwrap();
+    let raw = s.inner.t.arrivals.get(0u64.to_be_bytes()).unwrap().unwrap();
+    assert!(
+        raw.len() < 500,
+        "envelope left out: {} bytes stored",
+        raw.len()
+    );
+    assert_eq!(s.received("IT", &r.id).unwrap(), Some(r.clone()));
+    assert_eq!(s.inbox().unwrap(), vec![r.clone()]);
+    // Erasure rewrites the record: still stored once, still read back whole.
+    let mut erased = r.clone();
+    erased.erased.push(Erased {
+        category: 1,
+        at_ms: 2,
+        reason: "consent_withdrawn".into(),
+    });
+    s.commit_blocking(vec![Op::PutReceived(erased.clone())])
+        .unwrap();
+    let raw = s.inner.t.arrivals.get(0u64.to_be_bytes()).unwrap().unwrap();
+    assert!(raw.len() < 500);
+    assert_eq!(s.received_for_case("IT", "TEST-5").unwrap(), vec![erased]);
+    assert_eq!(s.received_count(), 1);
+}

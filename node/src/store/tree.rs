@@ -116,7 +116,8 @@ pub struct CleanShutdown {
     pub checkpoint_size: u64,
     /// Next outbox sequence number.
     pub next_outbox: u64,
-    /// Next inbox sequence number.
+    /// Next arrival sequence number (the key of the next received message in `arrivals`;
+    /// the next `inbox` key before schema 2).
     pub next_inbox: u64,
 }
 
