@@ -336,3 +336,87 @@ fn a_received_envelope_is_stored_once_and_read_back_as_received() {
     assert_eq!(s.received_for_case("IT", "TEST-5").unwrap(), vec![erased]);
     assert_eq!(s.received_count(), 1);
 }
+
+fn pending(id: u8) -> SentRecord {
+    SentRecord {
+        id: vec![id; 16],
+        peer: "AL".into(),
+        kind: "referral".into(),
+        envelope: vec![id; 2048],
+        state: SentState::Pending as u32,
+        ..Default::default()
+    }
+}
+
+fn answered(id: u8, state: SentState, answer: &[u8]) -> Op {
+    Op::Answered {
+        id: vec![id; 16],
+        state,
+        answer: answer.to_vec(),
+        at_ms: 77,
+    }
+}
+
+fn raw(s: &Store, tree: &str, key: &[u8]) -> Option<Vec<u8>> {
+    let mut found = None;
+    s.snapshot(|t, k, v| {
+        if t == tree && k == key {
+            found = Some(v.to_vec());
+        }
+        Ok(())
+    })
+    .unwrap();
+    found
+}
+
+/// Schema 3: the answer is stored beside the sent record, which is not rewritten; readers
+/// see the two together; the first answer stands; the outbox entry goes.
+#[test]
+fn an_answer_is_stored_beside_its_sent_record_and_the_first_one_stands() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = Store::open(&tmp.path().join("s")).unwrap();
+    s.commit_blocking(vec![Op::Enqueue(pending(1))]).unwrap();
+    let before = raw(&s, "sent", &[1; 16]).expect("the record");
+    assert_eq!(s.outbox_depths().unwrap()["AL"].0, 1);
+
+    s.commit_blocking(vec![answered(1, SentState::Delivered, b"receipt")])
+        .unwrap();
+    assert_eq!(
+        raw(&s, "sent", &[1; 16]),
+        Some(before),
+        "the record is not rewritten"
+    );
+    assert!(raw(&s, "answers", &[1; 16]).is_some());
+    let rec = s.sent(&[1; 16]).unwrap().unwrap();
+    assert_eq!(SentState::from_u32(rec.state), SentState::Delivered);
+    assert_eq!(
+        (rec.answer.as_slice(), rec.answered_ms),
+        (b"receipt".as_slice(), 77)
+    );
+    assert!(s.outbox_depths().unwrap().is_empty());
+    assert_eq!(s.sent_all().unwrap(), vec![rec.clone()]);
+
+    // A later answer (a duplicate receipt, a rejection) changes nothing.
+    s.commit_blocking(vec![answered(1, SentState::Rejected, b"late")])
+        .unwrap();
+    assert_eq!(s.sent(&[1; 16]).unwrap().unwrap(), rec);
+}
+
+/// A record answered before schema 3 holds its answer inline: it is read as it is, and a
+/// later answer does not replace it.
+#[test]
+fn a_record_answered_inline_before_schema_3_keeps_its_answer() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = Store::open(&tmp.path().join("s")).unwrap();
+    let mut old = pending(2);
+    old.state = SentState::Delivered as u32;
+    old.answer = b"old receipt".to_vec();
+    s.commit_blocking(vec![Op::Enqueue(pending(2)), Op::PutSent(old.clone())])
+        .unwrap();
+    s.commit_blocking(vec![answered(2, SentState::Rejected, b"late")])
+        .unwrap();
+    assert_eq!(raw(&s, "answers", &[2; 16]), None);
+    let rec = s.sent(&[2; 16]).unwrap().unwrap();
+    assert_eq!(SentState::from_u32(rec.state), SentState::Delivered);
+    assert_eq!(rec.answer, b"old receipt");
+}
