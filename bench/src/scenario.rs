@@ -268,23 +268,8 @@ pub async fn throughput_with(bin: &Path, n: usize, attack: bool) -> Result<Throu
 /// The receiver's counts of handshakes refused at `Incoming` for a penalty and refused by
 /// the TLS handshake (certificate not pinned), from its metrics endpoint.
 fn flood_refusals(node: &NodeProc) -> Result<(u64, u64)> {
-    let addr = std::fs::read_to_string(node.dir.join("run/metrics.addr"))
-        .context("run/metrics.addr")?
-        .trim()
-        .parse()
-        .context("metrics address")?;
-    let (code, body) = trm_node::ops::prometheus::scrape(addr, Duration::from_secs(5))?;
-    anyhow::ensure!(code == 200, "metrics answered {code}");
-    let value = |series: &str| {
-        body.lines()
-            .find_map(|l| {
-                l.strip_prefix(series)?
-                    .strip_prefix(' ')?
-                    .parse::<f64>()
-                    .ok()
-            })
-            .unwrap_or(0.0) as u64
-    };
+    let body = node.metrics()?;
+    let value = |series: &str| trm_tests::proc::metric_value(&body, series);
     Ok((
         value(r#"trm_handshakes_limited_total{peer="",limit="failed_before"}"#),
         value(r#"trm_handshakes_refused_total{peer="",reason="not_pinned"}"#),
@@ -343,6 +328,16 @@ struct Probe {
     outstanding: Mutex<Vec<(Vec<u8>, Instant)>>,
     done: Mutex<Vec<Duration>>,
     stop: AtomicBool,
+}
+
+impl Probe {
+    /// Every enqueued referral's receipt is stored.
+    fn drained(&self) -> bool {
+        self.outstanding
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_empty()
+    }
 }
 
 fn poll(probe: &Probe, ctx: &trm_node::node::Ctx) {
@@ -477,14 +472,7 @@ pub async fn latency(
         };
         if i == warmup + count {
             // The cold run's samples, once it drained.
-            wait_for(Duration::from_secs(120), || {
-                probe
-                    .outstanding
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .is_empty()
-            })
-            .await;
+            wait_for(Duration::from_secs(120), || probe.drained()).await;
             phases.push(std::mem::take(
                 &mut *probe.done.lock().unwrap_or_else(|p| p.into_inner()),
             ));
@@ -493,14 +481,7 @@ pub async fn latency(
         let id = messages::enqueue(&ctx, out).await?;
         if i == warmup {
             // Let the warm-up drain, then start counting.
-            wait_for(Duration::from_secs(30), || {
-                probe
-                    .outstanding
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .is_empty()
-            })
-            .await;
+            wait_for(Duration::from_secs(30), || probe.drained()).await;
             probe.done.lock().unwrap_or_else(|p| p.into_inner()).clear();
         }
         probe

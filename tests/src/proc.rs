@@ -248,6 +248,19 @@ impl NodeProc {
         self.wait_ready(Duration::from_secs(60)).await
     }
 
+    /// The node's Prometheus metrics, as its `/metrics` endpoint answers them (the address
+    /// is the one the node wrote in `run/metrics.addr`).
+    pub fn metrics(&self) -> Result<String> {
+        let addr: SocketAddr = std::fs::read_to_string(self.dir.join("run/metrics.addr"))
+            .context("run/metrics.addr")?
+            .trim()
+            .parse()
+            .context("metrics address")?;
+        let (code, body) = trm_node::ops::prometheus::scrape(addr, Duration::from_secs(5))?;
+        anyhow::ensure!(code == 200, "metrics answered {code}: {body}");
+        Ok(body)
+    }
+
     /// True while the process runs.
     pub fn is_running(&mut self) -> bool {
         match self.child.as_mut() {
@@ -502,6 +515,19 @@ fn udp_table_has_port(text: &str, port: u16) -> bool {
             .and_then(|(_, p)| u16::from_str_radix(p, 16).ok())
             == Some(port)
     })
+}
+
+/// The value of one series (`name{labels}` exactly as exposed) in a metrics answer; 0 when the
+/// series is not there (a counter that never moved).
+pub fn metric_value(body: &str, series: &str) -> u64 {
+    body.lines()
+        .find_map(|l| {
+            l.strip_prefix(series)?
+                .strip_prefix(' ')?
+                .parse::<f64>()
+                .ok()
+        })
+        .unwrap_or(0.0) as u64
 }
 
 #[cfg(test)]

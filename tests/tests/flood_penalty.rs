@@ -4,7 +4,7 @@
 //! keeps delivering meanwhile. Real `trm-node` processes on loopback; the attacker binds
 //! 127.0.0.2, the pinned peer 127.0.0.1.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr};
 use std::time::{Duration, Instant};
 
 use trm_proto::admin::{self as api, admin_request::Call};
@@ -21,22 +21,7 @@ const THRESHOLD: u64 = 3;
 const FIRST_SECS: u64 = 6;
 
 fn metric(node: &NodeProc, series: &str) -> u64 {
-    let addr: SocketAddr = std::fs::read_to_string(node.dir.join("run/metrics.addr"))
-        .expect("run/metrics.addr")
-        .trim()
-        .parse()
-        .expect("metrics address");
-    let (code, body) =
-        trm_node::ops::prometheus::scrape(addr, Duration::from_secs(5)).expect("metrics answer");
-    assert_eq!(code, 200, "{body}");
-    body.lines()
-        .find_map(|l| {
-            l.strip_prefix(series)?
-                .strip_prefix(' ')?
-                .parse::<f64>()
-                .ok()
-        })
-        .unwrap_or(0.0) as u64
+    trm_tests::proc::metric_value(&node.metrics().expect("metrics answer"), series)
 }
 
 /// Waits (bounded) until the receiver has counted `n` refusals of unpinned certificates.

@@ -2,7 +2,7 @@
 //! session, a live connection or a cached one; Initials that never complete do not block a
 //! legitimate peer; refused handshakes are logged, rate-limited.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -401,15 +401,7 @@ fn metric(body: &str, series: &str) -> Option<f64> {
 }
 
 fn scrape(node: &NodeProc) -> String {
-    let addr: SocketAddr = std::fs::read_to_string(node.dir.join("run/metrics.addr"))
-        .expect("run/metrics.addr")
-        .trim()
-        .parse()
-        .expect("metrics address");
-    let (code, body) =
-        trm_node::ops::prometheus::scrape(addr, Duration::from_secs(5)).expect("metrics answer");
-    assert_eq!(code, 200, "{body}");
-    body
+    node.metrics().expect("metrics answer")
 }
 
 /// Refused handshakes (a certificate that is not pinned, no certificate) are logged at warn
