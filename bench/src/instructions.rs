@@ -106,28 +106,18 @@ pub async fn workload(n: usize) -> Result<()> {
 /// Runs `exe instructions-workload --referrals N` under callgrind for `n` and `3n`, and the
 /// baseline (`instructions-baseline`) for `10n` and `30n` pairs.
 ///
-/// The workload runs twice at each size and the lower count is kept: its threads can spin
-/// while sled's thread pool starts (a busy-wait in sled's lazy initialisation), which under
-/// valgrind's one-thread-at-a-time scheduling once added 2.2 billion instructions to a run.
-/// Spinning only ever adds, so the lower of two runs is the workload's own count. The
-/// baseline is one thread and repeats exactly.
+/// Both counts leave out what sled's thread pool spends spinning while it starts
+/// ([`spinning`]).
 pub fn measure(exe: &Path, n: usize) -> Result<Instructions> {
-    let lowest = |what: &str, n: usize, runs: usize| -> Result<u64> {
-        let mut best = u64::MAX;
-        for _ in 0..runs {
-            best = best.min(count(exe, what, n)?);
-        }
-        Ok(best)
-    };
-    let twice = |what: &str, n: usize, runs: usize| -> Result<Counted> {
+    let twice = |what: &str, n: usize| -> Result<Counted> {
         Ok(Counted {
             units: (n, 3 * n),
-            totals: (lowest(what, n, runs)?, lowest(what, 3 * n, runs)?),
+            totals: (count(exe, what, n)?, count(exe, what, 3 * n)?),
         })
     };
     Ok(Instructions {
-        referrals: twice("instructions-workload", n, 2)?,
-        pairs: twice("instructions-baseline", 10 * n, 1)?,
+        referrals: twice("instructions-workload", n)?,
+        pairs: twice("instructions-baseline", 10 * n)?,
     })
 }
 
@@ -155,7 +145,31 @@ fn count(exe: &Path, what: &str, n: usize) -> Result<u64> {
     if !status.success() {
         bail!("the workload under callgrind failed: {status}");
     }
-    totals(&std::fs::read_to_string(&out).context("callgrind's output")?)
+    let total = totals(&std::fs::read_to_string(&out).context("callgrind's output")?)?;
+    let annotated = Command::new("callgrind_annotate")
+        .args(["--inclusive=yes", "--threshold=100"])
+        .arg(&out)
+        .output()
+        .context("callgrind_annotate")?;
+    if !annotated.status.success() {
+        bail!("callgrind_annotate failed: {}", annotated.status);
+    }
+    let spin = spinning(&String::from_utf8_lossy(&annotated.stdout));
+    Ok(total.saturating_sub(spin))
+}
+
+/// The instructions spent inside sled's lazy initialisation (`Lazy::deref`, inclusive), read
+/// from `callgrind_annotate --inclusive=yes`: its thread pool's threads busy-wait there while
+/// the pool starts, which under valgrind's one-thread-at-a-time scheduling adds anything from
+/// nothing to billions of instructions to a run (the run-to-run noise of this figure). A
+/// dereference that does not wait costs a few instructions, so what is left is the work.
+fn spinning(annotated: &str) -> u64 {
+    annotated
+        .lines()
+        .filter(|l| l.contains("sled::lazy::Lazy<") && l.contains("::deref ["))
+        .filter_map(|l| l.split_whitespace().next()?.replace(',', "").parse().ok())
+        .max()
+        .unwrap_or(0)
 }
 
 /// The `totals:` (or `summary:`) line of a callgrind output file: the run's instructions.
@@ -180,6 +194,13 @@ mod tests {
         assert_eq!(totals(text).unwrap(), 1200);
         assert_eq!(totals("summary: 77\n").unwrap(), 77);
         assert!(totals("events: Ir\n").is_err());
+        let annotated = "\
+ 2,232,690,450 (51.55%)  /r/sled-0.34.7/src/lazy.rs:<sled::lazy::Lazy<T,F> as core::ops::deref::Deref>::deref [/t/trm-bench]
+ 1,486,265,199 (34.31%)  /r/atomic.rs:<sled::lazy::Lazy<T,F> as core::ops::deref::Deref>::deref
+   408,338,198 (23.11%)  /w/bench/src/workload.rs:trm_bench::workload::prefill_outbox [/t/trm-bench]
+";
+        assert_eq!(spinning(annotated), 2_232_690_450);
+        assert_eq!(spinning("   1 (0.0%)  x:main [/t/trm-bench]\n"), 0);
         let referrals = Counted {
             units: (10, 30),
             totals: (1_000, 5_000),
