@@ -18,7 +18,6 @@
 //! store, so a shortened or altered log refuses to open. A failed write is sticky: the store
 //! refuses every later write until the node restarts, so nothing is processed unlogged.
 
-mod answers;
 pub mod casedata;
 mod received;
 pub mod tree;
@@ -41,7 +40,7 @@ pub use tree::{CleanShutdown, CLEAN_SHUTDOWN};
 pub use crate::base::vocab::{ThreadRole, ThreadState};
 
 /// Current schema version of the store.
-pub const SCHEMA_VERSION: u32 = 3;
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// Why the store refused an operation.
 #[derive(Debug, thiserror::Error)]
@@ -660,8 +659,6 @@ struct Trees {
     officers: sled::Tree,
     cases: sled::Tree,
     sent: sled::Tree,
-    /// The peer's answer to a sent message, beside its record (schema 3, [`answers`]).
-    answers: sled::Tree,
     outbox: sled::Tree,
     /// Received messages by arrival sequence (u64 big-endian), appended at the right edge.
     arrivals: sled::Tree,
@@ -683,7 +680,6 @@ impl Trees {
             officers: db.open_tree("officers")?,
             cases: db.open_tree("cases")?,
             sent: db.open_tree("sent")?,
-            answers: db.open_tree("answers")?,
             outbox: db.open_tree("outbox")?,
             arrivals: db.open_tree(ARRIVALS)?,
             received_ids: db.open_tree(RECEIVED_IDS)?,
@@ -696,14 +692,13 @@ impl Trees {
     }
 
     /// The trees a commit group's transaction opens, in the order `Txn` names them.
-    fn in_txn_order(&self) -> [&sled::Tree; 14] {
+    fn in_txn_order(&self) -> [&sled::Tree; 13] {
         [
             &self.meta,
             &self.peers,
             &self.officers,
             &self.cases,
             &self.sent,
-            &self.answers,
             &self.outbox,
             &self.arrivals,
             &self.received_ids,
@@ -1489,7 +1484,7 @@ impl Store {
             .unwrap_or_else(|p| p.into_inner())
             .clone();
         let result = trees.as_slice().transaction(|tx| {
-            let [meta, peers, officers, cases, sent, answers, outbox, arrivals, received_ids, audit, deks, approvals, threads, merkle] =
+            let [meta, peers, officers, cases, sent, outbox, arrivals, received_ids, audit, deks, approvals, threads, merkle] =
                 &tx[..]
             else {
                 return Err(ConflictableTransactionError::Abort(
@@ -1502,7 +1497,6 @@ impl Store {
                 officers,
                 cases,
                 sent,
-                answers,
                 outbox,
                 arrivals,
                 received_ids,
@@ -1638,25 +1632,14 @@ impl Store {
         self.values(&self.inner.t.cases, "case")
     }
 
-    /// A sent message, with the peer's answer if it is stored.
+    /// A sent message.
     pub fn sent(&self, id: &[u8]) -> Result<Option<SentRecord>, StoreError> {
-        self.get::<SentRecord>(&self.inner.t.sent, "sent", id)?
-            .map(|rec| self.with_answer(rec))
-            .transpose()
+        self.get(&self.inner.t.sent, "sent", id)
     }
 
-    /// Every sent message, each with its answer.
+    /// Every sent message.
     pub fn sent_all(&self) -> Result<Vec<SentRecord>, StoreError> {
-        self.values(&self.inner.t.sent, "sent")?
-            .into_iter()
-            .map(|rec| self.with_answer(rec))
-            .collect()
-    }
-
-    /// `rec` with the answer stored beside it, if any ([`answers`]).
-    fn with_answer(&self, rec: SentRecord) -> Result<SentRecord, StoreError> {
-        let answer = self.get(&self.inner.t.answers, "answer", &rec.id)?;
-        Ok(answers::merge(rec, answer))
+        self.values(&self.inner.t.sent, "sent")
     }
 
     /// Up to `limit` outbox entries for `peer`, oldest first, skipping ids in `skip`.
@@ -2083,9 +2066,6 @@ pub fn stored_received_record(
 /// - **2** (issue 14): received messages by arrival in `arrivals` (sequence u64 big-endian →
 ///   record, envelope and receipt stored once, in the audit log: `received`), with the
 ///   dedupe index `received_ids` (sender ‖ id → sequence); `received` and `inbox` are gone.
-/// - **3** (issue 14): a sent message's answer is stored beside its record in `answers`
-///   (message id → `SentAnswer`) instead of rewriting the record; records answered before
-///   keep their answer inline.
 fn migrate(path: &Path, db: &sled::Db, t: &Trees) -> Result<Option<u32>, StoreError> {
     let found = match t.meta.get("schema")? {
         Some(v) => {
@@ -2119,7 +2099,6 @@ fn migrate(path: &Path, db: &sled::Db, t: &Trees) -> Result<Option<u32>, StoreEr
         match v {
             0 => migrate_0_to_1(path, &legacy(db, "received")?, &legacy(db, "inbox")?, t)?,
             1 => migrate_1_to_2(path, db, t)?,
-            2 => migrate_2_to_3(t)?,
             other => {
                 return Err(StoreError::Corrupt {
                     path: path.to_path_buf(),
@@ -2214,14 +2193,6 @@ fn migrate_0_to_1(
 /// at any point leaves a schema-1 store whose copy is redone from the start at the next
 /// open (the new trees are cleared first); [`drop_legacy`] removes them afterwards.
 /// Records keep their envelope and receipt inline (only new arrivals refer to the log).
-/// 2 → 3: answers are stored beside their sent records from now on (`answers`, opened empty);
-/// the records answered before keep their answer inline and are read as they are, so only the
-/// version changes.
-fn migrate_2_to_3(t: &Trees) -> Result<(), StoreError> {
-    t.meta.insert("schema", &3u32.to_be_bytes())?;
-    Ok(())
-}
-
 fn migrate_1_to_2(path: &Path, db: &sled::Db, t: &Trees) -> Result<(), StoreError> {
     let (received, inbox) = (legacy(db, "received")?, legacy(db, "inbox")?);
     t.arrivals.clear()?;
@@ -2364,7 +2335,6 @@ struct Txn<'a> {
     officers: &'a TransactionalTree,
     cases: &'a TransactionalTree,
     sent: &'a TransactionalTree,
-    answers: &'a TransactionalTree,
     outbox: &'a TransactionalTree,
     arrivals: &'a TransactionalTree,
     received_ids: &'a TransactionalTree,
@@ -2512,22 +2482,17 @@ impl Txn<'_> {
         Ok(())
     }
 
-    /// Stores the peer's answer beside the sent record (which is not rewritten) and takes the
-    /// message out of the outbox; nothing if it was answered already.
     fn answered(&mut self, id: &[u8], state: SentState, answer: &[u8], at_ms: i64) -> TxResult<()> {
-        if self.answers.get(id)?.is_some() {
-            return Ok(());
-        }
         if let Some(bytes) = self.sent.get(id)? {
-            let head = answers::SentHead::decode(bytes.as_ref()).map_err(abort)?;
-            if head.pending() {
-                self.outbox.remove(head.outbox_key())?;
-                let a = answers::SentAnswer {
-                    state: state as u32,
-                    answer: answer.to_vec(),
-                    answered_ms: at_ms,
-                };
-                self.answers.insert(id, a.encode_to_vec())?;
+            let mut rec = SentRecord::decode(bytes.as_ref()).map_err(abort)?;
+            if rec.state == SentState::Pending as u32 {
+                let mut key = rec.peer.as_bytes().to_vec();
+                key.extend_from_slice(&rec.outbox_seq.to_be_bytes());
+                self.outbox.remove(key)?;
+                rec.state = state as u32;
+                rec.answer = answer.to_vec();
+                rec.answered_ms = at_ms;
+                self.sent.insert(id, rec.encode_to_vec())?;
             }
         }
         Ok(())
