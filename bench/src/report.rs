@@ -562,8 +562,7 @@ impl Report {
             let _ = writeln!(s, "| figure | value |\n|---|---:|");
             let _ = writeln!(
                 s,
-                "| referrals/s, outbox to stored receipt | **{rate:.0}** (target ≥ 5000: {}) |",
-                target(rate >= 5000.0)
+                "| referrals/s, outbox to stored receipt | **{rate:.0}** |"
             );
             let enq = median(
                 &self
@@ -589,8 +588,9 @@ impl Report {
                 );
                 let _ = writeln!(
                     s,
-                    "| ratio to Ed25519 sign + verify pairs | {:.3} |",
-                    rate / b.ed25519
+                    "| ratio to Ed25519 sign + verify pairs | **{:.3}** (target ≥ 0.5: {}) |",
+                    rate / b.ed25519,
+                    target(rate / b.ed25519 >= 0.5)
                 );
                 let _ = writeln!(
                     s,
