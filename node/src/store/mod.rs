@@ -779,6 +779,34 @@ struct Inner {
     _lock: std::fs::File,
 }
 
+/// How long [`open_sled`] waits for sled's own lock, which a handle of this process that was
+/// just dropped can hold for a moment while sled's background threads finish.
+const SLED_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Opens sled at `path`. Called with the store's [`LOCK_FILE`] held: nobody else may have the
+/// store open, so sled's own lock (its `db` file) being taken means only that a handle just
+/// dropped in this process is still being torn down by sled's threads; wait for it (at most
+/// [`SLED_LOCK_WAIT`]) instead of failing a reopen that comes right after a close.
+fn open_sled(path: &Path) -> sled::Result<sled::Db> {
+    let deadline = std::time::Instant::now() + SLED_LOCK_WAIT;
+    loop {
+        let opened = sled::Config::new()
+            .path(path)
+            .mode(sled::Mode::HighThroughput)
+            .open();
+        match opened {
+            // sled reports its lock as `Other` with this message (sled 0.34, config.rs).
+            Err(sled::Error::Io(e))
+                if e.to_string().starts_with("could not acquire lock")
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            other => return other,
+        }
+    }
+}
+
 /// The lock file in the store folder: a running node (or any command that opens the store)
 /// holds an exclusive `flock` on it, so that a second one is refused with
 /// [`StoreError::Locked`] before sled is opened.
@@ -926,17 +954,13 @@ impl Store {
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         let lock = lock_store(path)?;
         let opening = std::time::Instant::now();
-        let db = sled::Config::new()
-            .path(path)
-            .mode(sled::Mode::HighThroughput)
-            .open()
-            .map_err(|e| match e {
-                sled::Error::Corruption { .. } => StoreError::Corrupt {
-                    path: path.to_path_buf(),
-                    detail: e.to_string(),
-                },
-                other => StoreError::Io(format!("cannot open {}: {other}", path.display())),
-            })?;
+        let db = open_sled(path).map_err(|e| match e {
+            sled::Error::Corruption { .. } => StoreError::Corrupt {
+                path: path.to_path_buf(),
+                detail: e.to_string(),
+            },
+            other => StoreError::Io(format!("cannot open {}: {other}", path.display())),
+        })?;
         let t = Trees::open(&db)?;
         let sled_open = opening.elapsed();
         let migrated_from = migrate(path, &db, &t)?;

@@ -336,3 +336,20 @@ fn a_received_envelope_is_stored_once_and_read_back_as_received() {
     assert_eq!(s.received_for_case("IT", "TEST-5").unwrap(), vec![erased]);
     assert_eq!(s.received_count(), 1);
 }
+
+/// A handle of this process that was just dropped can hold sled's own lock for a moment while
+/// sled's threads finish: with the store's lock free, open waits for it instead of failing.
+#[test]
+fn open_waits_for_sled_to_let_go_of_a_handle_just_dropped() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("s");
+    drop(Store::open(&path).unwrap());
+    let lingering = sled::Config::new().path(&path).open().unwrap();
+    let release = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        drop(lingering);
+    });
+    let s = Store::open(&path).expect("opened once sled let go");
+    release.join().unwrap();
+    assert_eq!(s.migrated_from(), None);
+}
